@@ -1,0 +1,50 @@
+/// Foundation checks: the patched native library loads under the stock dotnet, and TorchSharp's
+/// rank agrees with MathNet's on random matrices of known rank.
+module ResearchFramework.Properties.SmokeTests
+
+open Expecto
+open TorchSharp
+open MathNet.Numerics.LinearAlgebra
+open ResearchFramework.MathCore
+
+/// A random n×m matrix of rank exactly k (with probability 1): A·B, inner size k.
+let lowRankProduct (seed: int) (n: int) (m: int) (k: int) : Matrix<float> =
+    let rng = System.Random seed
+    let a = Matrix<float>.Build.Dense(n, k, fun _ _ -> rng.NextDouble() * 2.0 - 1.0)
+    let b = Matrix<float>.Build.Dense(k, m, fun _ _ -> rng.NextDouble() * 2.0 - 1.0)
+    a * b
+
+let private config = { FsCheckConfig.defaultConfig with maxTest = 40 }
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Foundation" [
+        test "torch initialises under the stock dotnet (patched libLibTorchSharp.so)" {
+            let description = TorchEnvironment.describe ()
+            Expect.stringContains description "TorchSharp" "environment line"
+            use t = torch.arange(6L, dtype = torch.float64).reshape(2L, 3L)
+            Expect.equal (t.sum().item<float> ()) 15.0 "0+1+…+5"
+        }
+
+        test "device selection falls back to CPU and rejects unknown names" {
+            let d = TorchEnvironment.selectDevice "cpu"
+            Expect.equal d.``type`` DeviceType.CPU "cpu"
+            if not (torch.cuda.is_available ()) then
+                Expect.equal (TorchEnvironment.selectDevice "auto").``type`` DeviceType.CPU "auto without CUDA"
+                Expect.throwsT<System.ArgumentException> (fun () -> TorchEnvironment.selectDevice "cuda" |> ignore) "cuda absent"
+            Expect.throwsT<System.ArgumentException> (fun () -> TorchEnvironment.selectDevice "tpu" |> ignore) "unknown"
+        }
+
+        testPropertyWithConfig config "torch matrix_rank = MathNet rank = k on random A·B" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let n = rng.Next(2, 24)
+            let m = rng.Next(2, 40)
+            let k = rng.Next(1, min n m + 1)
+            let a = lowRankProduct seed n m k
+            use flat = torch.tensor(a.ToRowMajorArray(), dtype = torch.float64)
+            use t = flat.reshape(int64 n, int64 m)
+            let torchRank = torch.linalg.matrix_rank(t).item<int64> () |> int
+            let mathNetRank = a.Svd(false).Rank
+            Expect.isTrue (torchRank = k && mathNetRank = k)
+                (sprintf "n=%d m=%d k=%d: torch rank %d, MathNet rank %d" n m k torchRank mathNetRank)
+    ]

@@ -1,0 +1,1 @@
+namespace ResearchFramework.Benchmarks; static class Program { static int Main() { return 0; } }
