@@ -20,3 +20,9 @@ module TorchEnvironment =
         let tsVersion = typeof<torch.Tensor>.Assembly.GetName().Version
         sprintf "TorchSharp %O | libtorch %s | CUDA available: %b | threads: %d"
             tsVersion (torch.__version__) (torch.cuda.is_available ()) (torch.get_num_threads ())
+
+/// Small conversions F# needs around TorchSharp's overloads (float vs Tensor arguments).
+[<AutoOpen>]
+module TorchConversions =
+    /// A float64 as a TorchSharp Scalar (selects the Scalar overload of add/sub/mul/div/gt…).
+    let inline scalar (x: float) : Scalar = Scalar.op_Implicit x

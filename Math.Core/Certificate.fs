@@ -1,0 +1,118 @@
+namespace ResearchFramework.MathCore
+
+open System
+open System.Text.Json
+open System.Text.Json.Serialization
+
+/// Outcome of an expressivity certificate (SPEC §3).
+[<JsonConverter(typeof<JsonStringEnumConverter>)>]
+type Verdict =
+    /// A rigorous lower bound σ_min(Φ̃) ≥ s > 0 was proved for the computed matrix.
+    | Certified = 0
+    /// rank Φ̃ < n was proved exactly (m + 1 < n, a duplicate row, a zero row).
+    | Refuted = 1
+    /// The numbers cannot separate σ_min from 0 within the error bounds.
+    | Inconclusive = 2
+
+/// What a certificate is about: EC(S, architecture, taps) at one parameter value (SPEC §2).
+/// Rows = n (size of the certification set), Features = m (columns of Φ, before the bias column).
+type ExpressivitySubject =
+    { DatasetFingerprint: string
+      CertificationSet: string
+      Architecture: string
+      Taps: string[]
+      ParameterFingerprint: string
+      Rows: int
+      Features: int
+      WithBias: bool }
+
+    /// Columns of Φ̃: m, plus one for the bias column.
+    member s.Columns = s.Features + (if s.WithBias then 1 else 0)
+
+    /// A subject for a bare matrix with no network behind it.
+    static member OfMatrix(fingerprint: string, rows: int, features: int, withBias: bool) =
+        { DatasetFingerprint = fingerprint; CertificationSet = "all rows"; Architecture = "matrix"
+          Taps = [||]; ParameterFingerprint = "none"; Rows = rows; Features = features; WithBias = withBias }
+
+/// Every term of the certified bound, so a reader can re-check the arithmetic (SPEC §3):
+/// λ_min(G) ≥ c − u·max|G_ii − c| − γ'_{n+1}·tr(Ã) − γ_{m'}·Σ‖φ̃_i‖², with γ' = γ/(1−γ).
+type CertificateTerms =
+    { UnitRoundoff: float
+      /// γ_{m'} for inner products of length m' = columns of Φ̃.
+      AccumulationGamma: float
+      /// Upper bound on Σ_i ‖φ̃_i‖² (exact arithmetic).
+      SquaredNormSumUpper: float
+      /// Upper bound on ‖fl(G) − G‖₂.
+      AccumulationError: float
+      /// Shift c of the Cholesky test (0 when no shifted Cholesky succeeded).
+      Shift: float
+      /// Upper bound on max_i |D_ii| from forming fl(G) − cI.
+      ShiftRoundingError: float
+      /// γ_{n+1}/(1 − γ_{n+1}) of Demmel's Cholesky backward-error bound.
+      CholeskyGamma: float
+      /// Upper bound on tr(Ã), Ã = fl(fl(G) − cI).
+      ShiftedTraceUpper: float
+      /// Upper bound on ‖ΔA‖₂ of the Cholesky backward error.
+      CholeskyBackwardError: float
+      /// Rigorous lower bound on λ_min(fl(G)).
+      LambdaMinComputedGramLower: float
+      /// Rigorous lower bound on λ_min(G) = σ_min(Φ̃)² (may be ≤ 0 when not certified).
+      LambdaMinLower: float
+      /// The floating-point estimate of λ_min(fl(G)) the shift was derived from.
+      LambdaMinEstimate: float
+      /// Shifts tried before the verdict.
+      ShiftAttempts: int }
+
+    static member Empty =
+        { UnitRoundoff = FloatingPoint.unitRoundoff64; AccumulationGamma = 0.0; SquaredNormSumUpper = 0.0
+          AccumulationError = 0.0; Shift = 0.0; ShiftRoundingError = 0.0; CholeskyGamma = 0.0
+          ShiftedTraceUpper = 0.0; CholeskyBackwardError = 0.0; LambdaMinComputedGramLower = 0.0
+          LambdaMinLower = 0.0; LambdaMinEstimate = nan; ShiftAttempts = 0 }
+
+/// A certificate for EC (SPEC §3): what was certified, how, every error term, the verdict.
+type Certificate =
+    { Subject: ExpressivitySubject
+      Verdict: Verdict
+      /// Why: the proof's last step, the refutation, or what was inconclusive.
+      Reason: string
+      Method: string
+      /// Precision of the features and of the Gram accumulation, e.g. "features float32, Gram float64".
+      Precision: string
+      Device: string
+      /// Rigorous lower bound on σ_min(Φ̃); 0 unless Certified.
+      SigmaMinLower: float
+      /// Power-iteration estimate of σ_max(Φ̃).
+      SigmaMaxEstimate: float
+      /// Rigorous upper bound on σ_max(Φ̃) (√ of the bound on tr G).
+      SigmaMaxUpper: float
+      Terms: CertificateTerms
+      ElapsedSeconds: float
+      CreatedUtc: DateTime
+      FormatVersion: int }
+
+    member c.IsCertified = c.Verdict = Verdict.Certified
+
+/// JSON form of certificates: a researcher keeps them next to checkpoints.
+module CertificateJson =
+    let private options =
+        let o = JsonSerializerOptions(WriteIndented = true)
+        o.NumberHandling <- JsonNumberHandling.AllowNamedFloatingPointLiterals
+        o
+
+    /// Serialise a certificate to indented JSON (NaN/∞ written as named literals).
+    let serialize (c: Certificate) : string = JsonSerializer.Serialize(c, options)
+
+    /// Read a certificate back; throws JsonException with the location on malformed input.
+    let deserialize (json: string) : Certificate =
+        let c = JsonSerializer.Deserialize<Certificate>(json, options)
+        if obj.ReferenceEquals(c, null) || obj.ReferenceEquals(c.Subject, null) then
+            raise (JsonException "certificate JSON has no Subject")
+        c
+
+    /// Write atomically (temporary file, then rename).
+    let save (path: string) (c: Certificate) =
+        let tmp = path + ".tmp"
+        IO.File.WriteAllText(tmp, serialize c)
+        IO.File.Move(tmp, path, true)
+
+    let load (path: string) : Certificate = deserialize (IO.File.ReadAllText path)

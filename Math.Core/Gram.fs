@@ -1,0 +1,173 @@
+/// Gram matrices G = Φ̃ Φ̃ᵀ accumulated in float64 by streaming blocks of Φ (SPEC §3 step 1,
+/// §6): memory O(n²), never O(n·m). Float32 features are exact in float64, so the only
+/// error is the accumulation's: |fl(G) − G| ≤ γ_{m'} |Φ̃||Φ̃|ᵀ entrywise for inner products of
+/// length m' in any order (BLAS blocking and FMA included), hence
+/// ‖fl(G) − G‖₂ ≤ γ_{m'} Σ_i ‖φ̃_i‖².
+module ResearchFramework.MathCore.Gram
+
+open System
+open TorchSharp
+
+/// A Gram matrix in float64 with the bookkeeping its error bound needs.
+type GramMatrix =
+    { /// fl(G), n×n float64 (symmetric).
+      Gram: torch.Tensor
+      Rows: int
+      /// m' = columns of Φ̃ accumulated (bias column included).
+      Columns: int
+      /// Upper bound on Σ_i ‖φ̃_i‖² in exact arithmetic.
+      SquaredNormSumUpper: float
+      /// Rows of Φ̃ that are exactly zero (each proves rank < n).
+      ZeroRows: int[]
+      /// Precision of the features as given ("float32" or "float64"); the Gram is float64.
+      FeaturePrecision: string }
+
+    /// Upper bound on ‖fl(G) − G‖₂ = γ_{m'} · Σ‖φ̃_i‖², rounded upward.
+    member g.AccumulationErrorBound =
+        FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 g.Columns)) g.SquaredNormSumUpper
+
+    interface IDisposable with
+        member g.Dispose() = g.Gram.Dispose()
+
+/// Name of a feature dtype; only float32 and float64 features are certified.
+let precisionName (what: string) (t: torch.Tensor) =
+    if t.dtype = torch.float32 then "float32"
+    elif t.dtype = torch.float64 then "float64"
+    else invalidArg what (sprintf "%s must be float32 or float64, got %O" what t.dtype)
+
+/// Checks one block of features: finite, 2-D, and without subnormal-range non-zeros.
+let private validateBlock (what: string) (block: torch.Tensor) =
+    precisionName what block |> ignore
+    if block.dim () <> 2L then
+        invalidArg what (sprintf "%s must be 2-D (rows × features), got shape %A" what block.shape)
+    use finite = torch.isfinite(block).all()
+    if not (finite.item<bool> ()) then
+        invalidArg what (sprintf "%s contains NaN or ±Inf: no certificate can be given for non-finite features" what)
+    use absBlock = block.abs ()
+    use tiny = absBlock.gt(scalar 0.0).logical_and(absBlock.lt(scalar FloatingPoint.underflowGuard)).any()
+    if tiny.item<bool> () then
+        invalidArg what (sprintf "%s has non-zero entries below %g in magnitude: rescale the features (the error analysis assumes no underflow)" what FloatingPoint.underflowGuard)
+
+/// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64.
+type ColumnBlockAccumulator(rows: int, device: torch.Device) =
+    do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
+    let gram = torch.zeros([| int64 rows; int64 rows |], dtype = torch.float64, device = device)
+    let rowSquares = torch.zeros([| int64 rows |], dtype = torch.float64, device = device)
+    let mutable columns = 0
+    let mutable blocks = 0
+    let mutable precision = "float32"
+
+    /// Adds the columns of one block (n × b, float32 or float64, any device).
+    member _.Add(block: torch.Tensor) =
+        validateBlock (sprintf "feature block %d" blocks) block
+        if int block.shape.[0] <> rows then
+            invalidArg "block" (sprintf "feature block %d has %d rows, expected n = %d" blocks block.shape.[0] rows)
+        if block.dtype = torch.float64 then precision <- "float64"
+        use scope = torch.NewDisposeScope()
+        let b = block.detach().``to``(torch.float64, device)
+        gram.addmm_(b, b.t()) |> ignore
+        rowSquares.add_(b.square().sum(1L)) |> ignore
+        columns <- columns + int block.shape.[1]
+        blocks <- blocks + 1
+
+    /// Adds the bias column of ones (Φ̃ = [Φ, 1]): exact in float64.
+    member _.AddBiasColumn() =
+        gram.add_(scalar 1.0) |> ignore
+        rowSquares.add_(scalar 1.0) |> ignore
+        columns <- columns + 1
+
+    member _.Columns = columns
+
+    /// Finishes the accumulation; the accumulator must not be used afterwards.
+    member _.Finish() : GramMatrix =
+        if columns = 0 then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
+        let squares = rowSquares.cpu().data<float>().ToArray()
+        rowSquares.Dispose()
+        // Each ‖φ̃_i‖² is fl of a sum of m' squares: exact ≤ fl·(1+γ_{m'}); the sum over rows adds γ_{n−1}.
+        let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
+        let total = Array.sum squares
+        let upper = FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper total rows)
+        let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+        { Gram = gram; Rows = rows; Columns = columns; SquaredNormSumUpper = upper; ZeroRows = zeroRows
+          FeaturePrecision = precision }
+
+/// Gram of an in-memory matrix Φ (n × m), streamed in column blocks of `blockColumns`.
+let ofMatrix (blockColumns: int) (withBias: bool) (phi: torch.Tensor) : GramMatrix =
+    if phi.dim () <> 2L then invalidArg "phi" (sprintf "Φ must be 2-D (rows × features), got shape %A" phi.shape)
+    if phi.shape.[0] = 0L then invalidArg "phi" "Φ has no rows (n = 0)"
+    if blockColumns <= 0 then invalidArg "blockColumns" "block size must be positive"
+    let acc = ColumnBlockAccumulator(int phi.shape.[0], phi.device)
+    let m = int phi.shape.[1]
+    let mutable start = 0
+    while start < m do
+        let width = min blockColumns (m - start)
+        use block = phi.narrow(1L, int64 start, int64 width)
+        acc.Add block
+        start <- start + width
+    if withBias then acc.AddBiasColumn()
+    acc.Finish()
+
+/// Gram of Φ given as row blocks Φ_I (b_I × m) that can be produced again on demand (for
+/// example by re-running a network's forward pass): G_IJ = Φ_I Φ_Jᵀ for J ≤ I. Row blocks are
+/// kept in memory up to `cacheBytes`, otherwise recomputed; Φ is never held whole unless it
+/// fits the cache.
+let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock: int -> torch.Tensor) : GramMatrix =
+    if blockCount <= 0 then invalidArg "blockCount" "no row blocks (n = 0)"
+    let cache = Collections.Generic.Dictionary<int, torch.Tensor>()
+    let mutable cached = 0L
+    let mutable precision = "float32"
+    let fetch (i: int) : torch.Tensor * bool =
+        match cache.TryGetValue i with
+        | true, t -> t, false
+        | _ ->
+            let t = rowBlock i
+            validateBlock (sprintf "feature row block %d" i) t
+            if t.dtype = torch.float64 then precision <- "float64"
+            let t64 = t.detach().``to``(torch.float64)
+            if not (obj.ReferenceEquals(t64, t)) then t.Dispose()
+            let bytes = t64.NumberOfElements * 8L
+            if cached + bytes <= cacheBytes then
+                cache.[i] <- t64
+                cached <- cached + bytes
+                t64, false
+            else t64, true
+    try
+        let first, firstOwned = fetch 0
+        let m = first.shape.[1]
+        let device = first.device
+        let sizes = Array.zeroCreate<int64> blockCount
+        sizes.[0] <- first.shape.[0]
+        if firstOwned then first.Dispose()
+        for i in 1 .. blockCount - 1 do
+            let b, owned = fetch i
+            if b.shape.[1] <> m then
+                invalidArg "rowBlock" (sprintf "row block %d has %d features, block 0 has %d" i b.shape.[1] m)
+            sizes.[i] <- b.shape.[0]
+            if owned then b.Dispose()
+        let offsets = Array.scan (+) 0L sizes
+        let n = offsets.[blockCount]
+        let gram = torch.zeros([| n; n |], dtype = torch.float64, device = device)
+        let squares = Array.zeroCreate<float> (int n)
+        for i in 0 .. blockCount - 1 do
+            let bi, ownI = fetch i
+            use sq = bi.square().sum(1L)
+            sq.cpu().data<float>().ToArray().CopyTo(squares, int offsets.[i])
+            for j in 0 .. i do
+                let bj, ownJ = if j = i then bi, false else fetch j
+                use g = bi.mm(bj.t())
+                gram.narrow(0L, offsets.[i], sizes.[i]).narrow(1L, offsets.[j], sizes.[j]).copy_(g) |> ignore
+                if j <> i then
+                    gram.narrow(0L, offsets.[j], sizes.[j]).narrow(1L, offsets.[i], sizes.[i]).copy_(g.t()) |> ignore
+                if ownJ then bj.Dispose()
+            if ownI then bi.Dispose()
+        let columns = int m + (if withBias then 1 else 0)
+        if withBias then
+            gram.add_(scalar 1.0) |> ignore
+            for k in 0 .. squares.Length - 1 do squares.[k] <- squares.[k] + 1.0
+        let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
+        let upper = FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) (int n))
+        let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+        { Gram = gram; Rows = int n; Columns = columns; SquaredNormSumUpper = upper; ZeroRows = zeroRows
+          FeaturePrecision = precision }
+    finally
+        for t in cache.Values do t.Dispose()
