@@ -1,0 +1,96 @@
+/// Feature maps at taps (SPEC §1): hooks vs explicit computation, evaluation mode, errors, and
+/// the streamed row-block certificate vs the in-memory one.
+module ResearchFramework.Properties.MathCoreTests.FeatureMapTests
+
+open Expecto
+open TorchSharp
+open ResearchFramework.MathCore
+open ResearchFramework.Properties
+open ResearchFramework.Properties.MathCoreTests.Generators
+
+let private mlp (seed: int) (d: int) (h: int) (wide: int) : torch.nn.Module<torch.Tensor, torch.Tensor> =
+    torch.random.manual_seed(int64 seed) |> ignore
+    torch.nn.Sequential(
+        struct ("hidden", torch.nn.Linear(int64 d, int64 h, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>),
+        struct ("act1", torch.nn.Tanh() :> torch.nn.Module<torch.Tensor, torch.Tensor>),
+        struct ("wide", torch.nn.Linear(int64 h, int64 wide, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>),
+        struct ("act2", torch.nn.Tanh() :> torch.nn.Module<torch.Tensor, torch.Tensor>),
+        struct ("out", torch.nn.Linear(int64 wide, 3L, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>))
+    :> torch.nn.Module<torch.Tensor, torch.Tensor>
+
+let private config = { FsCheckConfig.defaultConfig with maxTest = 15 }
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "MathCore.FeatureMap" [
+        testPropertyWithConfig config "features at a tap = the layer output computed by hand" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let d, h, wide, n = rng.Next(1, 6), rng.Next(1, 5), rng.Next(5, 40), rng.Next(1, 30)
+            use model = mlp seed d h wide
+            use x = gaussian seed n d
+            use phi = FeatureMap.features model [ "act2" ] x
+            let parameters = [ for struct (_, p) in model.named_parameters () -> p :> torch.Tensor ] |> Array.ofList
+            use _ = torch.no_grad ()
+            let linear (w: torch.Tensor) (b: torch.Tensor) (v: torch.Tensor) = torch.nn.functional.linear(v, w, b)
+            use byHand = (x |> linear parameters.[0] parameters.[1]).tanh() |> linear parameters.[2] parameters.[3] |> fun t -> t.tanh()
+            Expect.isTrue (phi.eq(byHand).all().item<bool> ()) "hook output = explicit forward"
+            use both = FeatureMap.features model [ "act1"; "act2" ] x
+            Expect.equal both.shape.[1] (int64 (h + wide)) "taps concatenate in order"
+
+        test "batch norm features use running statistics (evaluation mode) and training mode is restored" {
+            torch.random.manual_seed(3L) |> ignore
+            use model =
+                torch.nn.Sequential(
+                    struct ("lin", torch.nn.Linear(4L, 6L, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>),
+                    struct ("bn", torch.nn.BatchNorm1d(6L, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>))
+            model.train ()
+            use x = gaussian 5 10 4
+            use a = FeatureMap.features model [ "bn" ] x
+            use b = FeatureMap.features model [ "bn" ] (x.narrow(0L, 0L, 3L))
+            Expect.isTrue (a.narrow(0L, 0L, 3L).eq(b).all().item<bool> ()) "h(x_i) does not depend on the batch"
+            Expect.isTrue model.training "training flag restored"
+        }
+
+        test "unknown and empty taps give clear errors" {
+            use model = mlp 1 3 2 8
+            use x = gaussian 1 4 3
+            Expect.throwsC (fun () -> FeatureMap.features model [ "nope" ] x |> ignore)
+                (fun e -> Expect.stringContains e.Message "act2" "lists the layer names")
+            Expect.throwsC (fun () -> FeatureMap.features model [] x |> ignore)
+                (fun e -> Expect.stringContains e.Message "no taps" "says taps are empty")
+        }
+
+        testPropertyWithConfig config "streamed row-block certificate = in-memory certificate" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let n = rng.Next(2, 25)
+            use model = mlp seed 3 3 (n + rng.Next(0, 10))
+            use x = gaussian seed n 3
+            use phi = FeatureMap.featureMatrix model [ "act2" ] 7 x
+            let subject = Generators.subject phi true
+            let inMemory = Certify.certifyMatrix Certify.defaults subject phi
+            let blockRows = 1 + abs seed % 6
+            let count = (n + blockRows - 1) / blockRows
+            let streamed =
+                Certify.certifyRowBlocks Certify.defaults subject 0L blockRows count (fun b ->
+                    use xb = x.narrow(0L, int64 (b * blockRows), int64 (min blockRows (n - b * blockRows)))
+                    FeatureMap.features model [ "act2" ] xb)
+            Expect.equal streamed.Verdict inMemory.Verdict (sprintf "verdicts: %s / %s" streamed.Reason inMemory.Reason)
+            if inMemory.IsCertified then
+                // Both bounds are sound and useful for the same Φ̃ (their Gram matrices differ by rounding only).
+                let sigmaMin = mathNetSigmaMin (HeuristicRank.withBiasColumn phi)
+                for c in [ streamed; inMemory ] do
+                    Expect.isLessThanOrEqual c.SigmaMinLower (sigmaMin * (1.0 + 1e-9)) "sound"
+                    Expect.isGreaterThanOrEqual c.SigmaMinLower (0.5 * sigmaMin) "useful"
+
+        test "duplicate inputs are Refuted through the network" {
+            use model = mlp 2 3 3 20
+            use x = gaussian 2 6 3
+            x.[4L] <- x.[1L]
+            use phi = FeatureMap.featureMatrix model [ "act2" ] 4 x
+            let streamed =
+                Certify.certifyRowBlocks Certify.defaults (Generators.subject phi true) (1L <<< 20) 2 3 (fun b ->
+                    use xb = x.narrow(0L, int64 (2 * b), 2L)
+                    FeatureMap.features model [ "act2" ] xb)
+            Expect.equal streamed.Verdict Verdict.Refuted streamed.Reason
+        }
+    ]
