@@ -26,6 +26,18 @@ let tests =
             Expect.equal (t.sum().item<float> ()) 15.0 "0+1+…+5"
         }
 
+        test "ld.so accepts the patched libLibTorchSharp.so with the system libstdc++ (no hard missing version)" {
+            let native = System.IO.Path.Combine(System.AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libLibTorchSharp.so")
+            if System.OperatingSystem.IsLinux() && System.IO.File.Exists native then
+                let psi = System.Diagnostics.ProcessStartInfo("ldd", native, RedirectStandardOutput = true, RedirectStandardError = true)
+                use p = System.Diagnostics.Process.Start psi
+                let output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd()
+                p.WaitForExit()
+                let hardMissing =
+                    output.Split('\n') |> Array.filter (fun l -> l.Contains "not found" && not (l.Contains "weak version"))
+                Expect.isEmpty hardMissing (sprintf "ldd reports missing versions or libraries:\n%s" output)
+        }
+
         test "device selection falls back to CPU and rejects unknown names" {
             let d = TorchEnvironment.selectDevice "cpu"
             Expect.equal d.``type`` DeviceType.CPU "cpu"
