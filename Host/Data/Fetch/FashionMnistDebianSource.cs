@@ -12,7 +12,14 @@ public sealed class FashionMnistDebianSource : IDatasetSource
 
     public string Download(string workDirectory)
     {
-        ProcessRunner.Run("apt-get", ["download", Package], workDirectory, TimeSpan.FromMinutes(5));
+        try
+        {
+            ProcessRunner.Run("apt-get", ["download", Package], workDirectory, TimeSpan.FromMinutes(5));
+        }
+        catch (DataFetchException e) when (e.Message.Contains("Unable to locate package", StringComparison.Ordinal))
+        {
+            throw new DataFetchException($"{e.Message}\nThe package lists do not know {Package}: run `apt-get update` (as root) and try again.");
+        }
         var deb = Directory.GetFiles(workDirectory, $"{Package}_*.deb").SingleOrDefault()
             ?? throw new DataFetchException($"`apt-get download {Package}` produced no {Package}_*.deb in {workDirectory} (try `apt-get update` first)");
         var extracted = Path.Combine(workDirectory, "extracted");

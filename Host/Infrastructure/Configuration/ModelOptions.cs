@@ -3,16 +3,21 @@ using System.ComponentModel.DataAnnotations;
 namespace ResearchFramework.Host.Infrastructure.Configuration;
 
 /// <summary>Configuration section <c>Model</c>: architecture and its widths.</summary>
-public sealed class ModelOptions
+public sealed class ModelOptions : IValidatableObject
 {
     public const string Section = "Model";
 
     [Required, OneOf("mlp", "lenet", "resnet18")]
     public string Architecture { get; set; } = "mlp";
 
-    /// <summary>Widths of the narrow hidden layers (MLP).</summary>
-    [Required, MinLength(0)]
-    public int[] HiddenWidths { get; set; } = [64];
+    /// <summary>Default of <see cref="HiddenWidths"/> when the key is absent from every configuration layer.</summary>
+    public static readonly int[] DefaultHiddenWidths = [64];
+
+    /// <summary>Widths of the narrow hidden layers (MLP). Starts empty because the configuration binder appends
+    /// to an initialised array; <see cref="DefaultHiddenWidths"/> is applied after binding when the key is absent.
+    /// (Arrays merge by index across configuration layers, so give the full list in one layer.)</summary>
+    [Required]
+    public int[] HiddenWidths { get; set; } = [];
 
     /// <summary>Width of the one wide layer (see SPEC §5); must be ≥ the number of training samples for the certificate.</summary>
     [Range(1, 1_000_000)]
@@ -27,4 +32,10 @@ public sealed class ModelOptions
     /// <summary>Names of the layers whose features the certificate taps.</summary>
     [Required]
     public string[] Taps { get; set; } = [];
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (HiddenWidths.Any(w => w < 1))
+            yield return new ValidationResult($"every width must be at least 1", [nameof(HiddenWidths)]);
+    }
 }

@@ -58,6 +58,11 @@ public static class OptionsRegistration
     {
         Add<DataOptions>(services, configuration, DataOptions.Section);
         Add<ModelOptions>(services, configuration, ModelOptions.Section);
+        services.PostConfigure<ModelOptions>(o =>
+        {
+            if (!configuration.GetSection($"{ModelOptions.Section}:{nameof(ModelOptions.HiddenWidths)}").Exists())
+                o.HiddenWidths = ModelOptions.DefaultHiddenWidths.ToArray();
+        });
         Add<TrainingOptions>(services, configuration, TrainingOptions.Section);
         Add<RecipeOptions>(services, configuration, RecipeOptions.Section);
         Add<RunOptions>(services, configuration, RunOptions.Section);
