@@ -57,6 +57,14 @@ let dataset =
             Expect.notEqual (run 1) (run 2) "another seed, other crops/flips"
             Expect.notEqual (run 1) d.Images "something changed"
         }
+        test "preparation: stratified train subset, first-K test subset, train statistics, augmentation on request" {
+            let options = ResearchFramework.Host.Infrastructure.Configuration.DataOptions(TrainSubset = 20, TestSubset = 5, SplitSeed = 1, Normalize = true, Augment = true)
+            let p = DatasetPreparation.Prepare(synthetic 40 4 1 2 2, synthetic 10 4 1 2 2, options, 3)
+            Expect.equal (p.Train.Count, p.Test.Count) (20, 5) "subsets"
+            Expect.sequenceEqual (p.Train.ClassCounts()) [ 5; 5; 5; 5 ] "stratified"
+            Expect.floatClose { absolute = 1e-5; relative = 1e-4 } (float (ChannelStatistics.Compute p.Train).Mean[0]) 0.0 "train normalised"
+            Expect.isNotNull p.Augmentation "augmentation"
+        }
         test "tensor batches cover the dataset with the right shapes" {
             let d = synthetic 10 2 1 3 3
             let shapes =
