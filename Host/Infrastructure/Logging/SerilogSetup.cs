@@ -8,7 +8,7 @@ namespace ResearchFramework.Host.Infrastructure.Logging;
 /// and, for runs, a compact-JSON file sink (<c>log.jsonl</c>). Level from <c>RF_LOG_LEVEL</c> (default Information).</summary>
 public static class SerilogSetup
 {
-    public const string ConsoleTemplate = "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext:l}: {Message:lj}{NewLine}{Exception}";
+    public const string ConsoleTemplate = "[{Timestamp:HH:mm:ss} {Level:u3}] {Source}: {Message:lj}{NewLine}{Exception}";
 
     public static Serilog.Core.Logger Create(string? jsonLogPath = null)
     {
@@ -18,6 +18,7 @@ public static class SerilogSetup
             .MinimumLevel.Is(level)
             .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
             .Enrich.FromLogContext()
+            .Enrich.With(new ShortSourceEnricher())
             .WriteTo.Console(outputTemplate: ConsoleTemplate, standardErrorFromLevel: LogEventLevel.Verbose,
                 formatProvider: System.Globalization.CultureInfo.InvariantCulture);
         if (jsonLogPath is not null)
