@@ -16,6 +16,13 @@ public static class RootCommandFactory
         root.Subcommands.Add(Worker());
         root.Subcommands.Add(Data());
         root.Subcommands.Add(Env());
+        // Bare `rf` (also `./build.sh run`): the environment line and a pointer to the commands, exit 0.
+        root.SetAction(_ => CommandRunner.Run("", () =>
+        {
+            var code = new EnvHandler().Run();
+            Console.WriteLine("commands: train, compare, certify, prove, worker, data fetch, env (rf --help)");
+            return code;
+        }));
         return root;
     }
 

@@ -72,4 +72,17 @@ let runs =
             let line = p.Format(25L, TimeSpan.FromSeconds 5.0, "loss 0.5")
             Expect.equal line "train 25/100 (25.0%) 5.0 it/s, elapsed 00:05, ETA 00:15 | loss 0.5" "format"
         }
+        test "progress: one rewritten line on a terminal, plain lines when redirected" {
+            let terminal = new StringWriter()
+            let p = ProgressReporter("t", 2L, terminal, true)
+            p.Report(1L)
+            p.Report(2L)
+            Expect.stringStarts (terminal.ToString()) "\rt 1/2" "carriage return, no newline until the end"
+            Expect.equal (terminal.ToString().Split('\n').Length) 2 "exactly one newline, at the end"
+            let plain = new StringWriter()
+            let q = ProgressReporter("t", 3L, plain, false, TimeSpan.Zero)
+            for i in 1L..3L do q.Report i
+            Expect.equal (plain.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length) 3 "a line per report"
+            Expect.isFalse (plain.ToString().Contains '\r') "no carriage returns"
+        }
     ]

@@ -10,7 +10,7 @@ public sealed class ProgressReporter
     private readonly bool _interactive;
     private readonly TimeSpan _interval;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
-    private TimeSpan _lastPrint = TimeSpan.MinValue;
+    private TimeSpan? _lastPrint;
     private int _lastWidth;
 
     /// <param name="label">Shown at the start of each line, e.g. "train".</param>
@@ -35,8 +35,8 @@ public sealed class ProgressReporter
     {
         var now = _clock.Elapsed;
         bool last = done >= Total;
-        if (!_interactive && !last && now - _lastPrint < _interval) return;
-        if (_interactive && !last && now - _lastPrint < TimeSpan.FromMilliseconds(100)) return;
+        var minimumGap = _interactive ? TimeSpan.FromMilliseconds(100) : _interval;
+        if (!last && _lastPrint is { } previous && now - previous < minimumGap) return;
         _lastPrint = now;
         var line = Format(done, now, detail);
         if (_interactive)
