@@ -1,0 +1,21 @@
+using ResearchFramework.Host.Infrastructure.Configuration;
+
+namespace ResearchFramework.Host.Cli;
+
+/// <summary>Parsed arguments of <c>rf train</c>.</summary>
+public sealed record TrainArguments(ConfigurationInput Configuration);
+
+/// <summary>Parsed arguments of <c>rf compare</c>: the same configuration over <paramref name="Seeds"/> seeds.</summary>
+public sealed record CompareArguments(ConfigurationInput Configuration, int Seeds);
+
+/// <summary>Parsed arguments of <c>rf certify</c>: either a configuration (+ checkpoint, subset) or a matrix file (+ JSON output).</summary>
+public sealed record CertifyArguments(ConfigurationInput? Configuration, string? Checkpoint, int? Subset, string? MatrixFile, string? JsonOutput);
+
+/// <summary>Parsed arguments of <c>rf prove</c>: which named proofs to run (all when empty).</summary>
+public sealed record ProveArguments(IReadOnlyList<string> Names, bool List, string? JsonOutput);
+
+/// <summary>Parsed arguments of <c>rf worker</c>.</summary>
+public sealed record WorkerArguments(string SpoolDirectory);
+
+/// <summary>Parsed arguments of <c>rf data fetch</c>.</summary>
+public sealed record DataFetchArguments(string Name, string? DataDirectory, ConfigurationInput Configuration);

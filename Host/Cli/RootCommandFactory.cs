@@ -1,0 +1,126 @@
+using System.CommandLine;
+using ResearchFramework.Host.Cli.Handlers;
+
+namespace ResearchFramework.Host.Cli;
+
+/// <summary>Defines the <c>rf</c> command tree and routes each command to its handler.</summary>
+public static class RootCommandFactory
+{
+    public static RootCommand Create()
+    {
+        var root = new RootCommand("rf: ResearchFramework — train, compare and certify networks (SPEC.md)");
+        root.Subcommands.Add(Train());
+        root.Subcommands.Add(Compare());
+        root.Subcommands.Add(Certify());
+        root.Subcommands.Add(Prove());
+        root.Subcommands.Add(Worker());
+        root.Subcommands.Add(Data());
+        root.Subcommands.Add(Env());
+        // Bare `rf` (also `./build.sh run`): the environment line and a pointer to the commands, exit 0.
+        root.SetAction(_ => CommandRunner.Run("", () =>
+        {
+            var code = new EnvHandler().Run();
+            Console.WriteLine("commands: train, compare, certify, prove, worker, data fetch, env (rf --help)");
+            return code;
+        }));
+        return root;
+    }
+
+    private static Command Train()
+    {
+        var command = new Command("train", "train one configuration (two-phase recipe when Recipe:Enabled)");
+        var common = new CommonOptions(configRequired: true);
+        common.AddTo(command);
+        command.SetAction(r => CommandRunner.Run("train", () => new TrainHandler().Run(new TrainArguments(common.Read(r)))));
+        return command;
+    }
+
+    private static Command Compare()
+    {
+        var command = new Command("compare", "run a configuration over several seeds, with and without the recipe");
+        var common = new CommonOptions(configRequired: true);
+        var seeds = new Option<int>("--seeds") { Description = "number of seeds", DefaultValueFactory = _ => 5 };
+        seeds.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--seeds must be at least 1"); });
+        common.AddTo(command);
+        command.Options.Add(seeds);
+        command.SetAction(r => CommandRunner.Run("compare", () =>
+            new CompareHandler().Run(new CompareArguments(common.Read(r), r.GetValue(seeds)))));
+        return command;
+    }
+
+    private static Command Certify()
+    {
+        var command = new Command("certify", "certify a trained model (--config) or a given feature matrix (--matrix)");
+        var common = new CommonOptions(configRequired: false);
+        var checkpoint = new Option<FileInfo>("--checkpoint") { Description = "checkpoint to certify (default: the run's last)" };
+        var subset = new Option<int?>("--subset") { Description = "certify on this many training samples" };
+        var matrix = new Option<FileInfo>("--matrix") { Description = "a 2-D .npy matrix (<f4 or <f8, C order) to certify directly" };
+        var json = new Option<FileInfo>("--json") { Description = "write the certificate as JSON to this file" };
+        common.AddTo(command);
+        command.Options.Add(checkpoint);
+        command.Options.Add(subset);
+        command.Options.Add(matrix);
+        command.Options.Add(json);
+        command.Validators.Add(r =>
+        {
+            bool hasConfig = r.GetResult(common.Config) is not null, hasMatrix = r.GetResult(matrix) is not null;
+            if (hasConfig == hasMatrix) r.AddError("give exactly one of --config FILE or --matrix FILE.npy");
+            if (hasMatrix && (r.GetResult(checkpoint) is not null || r.GetResult(subset) is not null))
+                r.AddError("--checkpoint and --subset go with --config, not --matrix");
+            if (hasConfig && r.GetResult(json) is not null)
+                r.AddError("--json goes with --matrix");
+            if (r.GetResult(subset) is not null && r.GetValue(subset) is < 1)
+                r.AddError("--subset must be at least 1");
+        });
+        command.SetAction(r => CommandRunner.Run("certify", () => new CertifyHandler().Run(new CertifyArguments(
+            r.GetResult(common.Config) is null ? null : common.Read(r),
+            r.GetValue(checkpoint)?.FullName, r.GetValue(subset), r.GetValue(matrix)?.FullName, r.GetValue(json)?.FullName))));
+        return command;
+    }
+
+    private static Command Prove()
+    {
+        var command = new Command("prove", "run the machine-checked proofs / exhaustive checks of Proofs/");
+        var names = new Argument<string[]>("names") { Description = "proofs to run (default: all)", Arity = ArgumentArity.ZeroOrMore };
+        var list = new Option<bool>("--list") { Description = "list the available proofs" };
+        var json = new Option<FileInfo>("--json") { Description = "write results as JSON to this file" };
+        command.Arguments.Add(names);
+        command.Options.Add(list);
+        command.Options.Add(json);
+        command.SetAction(r => CommandRunner.Run("prove", () =>
+            new ProveHandler().Run(new ProveArguments(r.GetValue(names) ?? [], r.GetValue(list), r.GetValue(json)?.FullName))));
+        return command;
+    }
+
+    private static Command Worker()
+    {
+        var command = new Command("worker", "process jobs dropped into a spool directory");
+        var spool = new Option<DirectoryInfo>("--spool") { Description = "spool directory", Required = true };
+        command.Options.Add(spool);
+        command.SetAction(r => CommandRunner.Run("worker", () => new WorkerHandler().Run(new WorkerArguments(r.GetValue(spool)!.FullName))));
+        return command;
+    }
+
+    private static Command Data()
+    {
+        var data = new Command("data", "dataset management");
+        var fetch = new Command("fetch", "download a dataset into the data directory and write its manifest (idempotent)");
+        var name = new Argument<string>("name") { Description = "mnist | fashion-mnist" };
+        var dataDir = new Option<DirectoryInfo>("--data-dir") { Description = "data directory (default: Data:DataDirectory, i.e. ./data)" };
+        var common = new CommonOptions(configRequired: false);
+        fetch.Arguments.Add(name);
+        fetch.Options.Add(dataDir);
+        common.AddTo(fetch);
+        fetch.SetAction(r => CommandRunner.Run("data fetch", () =>
+            new DataFetchHandler().Run(new DataFetchArguments(r.GetValue(name)!, r.GetValue(dataDir)?.FullName, common.Read(r)))));
+        data.Subcommands.Add(fetch);
+        return data;
+    }
+
+    private static Command Env()
+    {
+        var command = new Command("env", "print TorchSharp version, device and threads");
+        command.SetAction(_ => CommandRunner.Run("env", () => new EnvHandler().Run()));
+        return command;
+    }
+}

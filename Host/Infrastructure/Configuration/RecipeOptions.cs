@@ -1,0 +1,43 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace ResearchFramework.Host.Infrastructure.Configuration;
+
+/// <summary>Configuration section <c>Recipe</c>: the two-phase recipe of SPEC §4.</summary>
+public sealed class RecipeOptions : IValidatableObject
+{
+    public const string Section = "Recipe";
+
+    public bool Enabled { get; set; }
+
+    /// <summary>Iteration at which phase two starts.</summary>
+    [Range(0, int.MaxValue)]
+    public int SwitchIteration { get; set; } = 500;
+
+    [Required, OneOf("damped", "frozen")]
+    public string PhaseTwoMode { get; set; } = "damped";
+
+    [Range(1e-12, 1.0)]
+    public double Epsilon { get; set; } = 1e-3;
+
+    [Range(0.0, 10.0)]
+    public double DampingPower { get; set; } = 1.0;
+
+    [Range(1, 1000)]
+    public int MaxTries { get; set; } = 10;
+
+    [Range(1e-12, 1e12)]
+    public double Kappa { get; set; } = 1e-6;
+
+    [Range(1, int.MaxValue)]
+    public int CheckEvery { get; set; } = 50;
+
+    /// <summary>Training samples used for the certificate; 0 = all.</summary>
+    [Range(0, int.MaxValue)]
+    public int CertificationSubset { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Enabled && SwitchIteration == 0)
+            yield return new ValidationResult("must be positive when the recipe is enabled", [nameof(SwitchIteration)]);
+    }
+}

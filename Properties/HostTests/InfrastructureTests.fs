@@ -1,0 +1,88 @@
+/// Configuration validation, metrics, plots and progress lines.
+module ResearchFramework.Properties.HostTests.InfrastructureTests
+
+open System
+open System.IO
+open Expecto
+open ResearchFramework.Host.Infrastructure.Configuration
+open ResearchFramework.Host.Infrastructure.Runs
+open ResearchFramework.Host.Infrastructure.Plotting
+open ResearchFramework.Host.Infrastructure.Progress
+open ResearchFramework.Properties.HostTests.HostTestSupport
+
+let private load (overrides: string list) = RfOptions.Load(RfConfiguration.Build(ConfigurationInput(null, Array.ofList overrides)))
+
+[<Tests>]
+let configuration =
+    testList "Host.Configuration" [
+        test "defaults are valid and overrides apply" {
+            let o = load [ "Training:LearningRate=0.25"; "Model:HiddenWidths:0=7"; "Model:HiddenWidths:1=9" ]
+            Expect.equal o.Training.LearningRate 0.25 "override"
+            Expect.sequenceEqual o.Model.HiddenWidths [ 7; 9 ] "array override"
+            Expect.equal o.Data.Dataset "mnist" "default from appsettings.json"
+            Expect.sequenceEqual (load []).Model.HiddenWidths [ 64 ] "default widths, not appended to"
+            Expect.stringContains ((throwsT<ConfigurationException> (fun () -> load [ "Model:HiddenWidths:0=0" ] |> ignore)).Message) "Model:HiddenWidths" "width check"
+        }
+        test "bad values, unknown keys and unknown sections name the key" {
+            let message overrides = (throwsT<ConfigurationException> (fun () -> load overrides |> ignore)).Message
+            Expect.stringContains (message [ "Training:LearningRate=-1" ]) "Training:LearningRate" "range"
+            Expect.stringContains (message [ "Model:Activation=gelu" ]) "Model:Activation: must be one of" "one-of"
+            Expect.stringContains (message [ "Training:LerningRate=1" ]) "unknown key 'Training:LerningRate'" "unknown key"
+            Expect.stringContains (message [ "Traning:LearningRate=1" ]) "unknown configuration section 'Traning'" "unknown section"
+            Expect.stringContains (message [ "Training:BatchSize=many" ]) "Training:BatchSize" "conversion"
+            Expect.stringContains (message [ "Run:RunName=a/b" ]) "Run:RunName" "regex"
+        }
+        test "a --config file layers under --set" {
+            use dir = new TempDir()
+            File.WriteAllText(dir.File "c.json", """{ "Training": { "BatchSize": 32, "Seed": 5 } }""")
+            let o = RfOptions.Load(RfConfiguration.Build(ConfigurationInput(dir.File "c.json", [| "Training:Seed=6" |])))
+            Expect.equal (o.Training.BatchSize, o.Training.Seed) (32, 6) "file then override"
+        }
+    ]
+
+let private writeMetrics (path: string) =
+    use metrics = new MetricsWriter(path)
+    for i in 0L..9L do
+        metrics.Write("train", i * 10L, (if i < 5L then "1" else "2"), struct ("loss", 1.0 / float (i + 1L)), struct ("sigmaMin", 0.1 * float (i + 1L)))
+    metrics.Write("eval", 100L, null, struct ("accuracy", Double.NaN))
+
+[<Tests>]
+let runs =
+    testList "Host.Runs" [
+        test "run directory, metrics.jsonl round trip, plots" {
+            use dir = new TempDir()
+            let o = load []
+            let options = RfOptions(o.Data, o.Model, o.Training, o.Recipe, RunOptions(RunsDirectory = dir.Path, RunName = "t"))
+            let run = RunDirectory.Create(options, DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero))
+            Expect.stringEnds run.Path "t-20260102-030405" "name"
+            Expect.isTrue (File.Exists run.EffectiveConfigPath && Directory.Exists run.CheckpointsPath && Directory.Exists run.CertificatesPath) "layout"
+            writeMetrics run.MetricsPath
+            let rows = MetricsReader.Read run.MetricsPath
+            Expect.equal rows.Count 11 "rows"
+            Expect.equal (rows[7].Phase, rows[7].Get "loss") ("2", Nullable (1.0 / 8.0)) "values"
+            Expect.isTrue (Double.IsNaN (rows[10].Get "accuracy").Value) "NaN survives"
+            MetricPlots.LossCurves(rows, run.PlotFile "loss", Nullable 50L)
+            MetricPlots.SigmaMinOverTime(rows, run.PlotFile "sigma", Nullable 50L)
+            MetricPlots.BarsWithErrors([| "a"; "b" |], [| 1.0; 2.0 |], [| 0.1; 0.3 |], run.PlotFile "bars", "t", "y")
+            for name in [ "loss"; "sigma"; "bars" ] do
+                Expect.isGreaterThan (FileInfo(run.PlotFile name).Length) 1000L name
+        }
+        test "progress line carries rate and ETA" {
+            let p = ProgressReporter("train", 100L, TextWriter.Null, false)
+            let line = p.Format(25L, TimeSpan.FromSeconds 5.0, "loss 0.5")
+            Expect.equal line "train 25/100 (25.0%) 5.0 it/s, elapsed 00:05, ETA 00:15 | loss 0.5" "format"
+        }
+        test "progress: one rewritten line on a terminal, plain lines when redirected" {
+            let terminal = new StringWriter()
+            let p = ProgressReporter("t", 2L, terminal, true)
+            p.Report(1L)
+            p.Report(2L)
+            Expect.stringStarts (terminal.ToString()) "\rt 1/2" "carriage return, no newline until the end"
+            Expect.equal (terminal.ToString().Split('\n').Length) 2 "exactly one newline, at the end"
+            let plain = new StringWriter()
+            let q = ProgressReporter("t", 3L, plain, false, TimeSpan.Zero)
+            for i in 1L..3L do q.Report i
+            Expect.equal (plain.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length) 3 "a line per report"
+            Expect.isFalse (plain.ToString().Contains '\r') "no carriage returns"
+        }
+    ]
