@@ -5,7 +5,7 @@ using System.Text.RegularExpressions;
 namespace ResearchFramework.Host.Data;
 
 /// <summary>A 2-D matrix read from a <c>.npy</c> file: row-major values and shape.</summary>
-public sealed record NpyMatrix(double[] Values, int Rows, int Columns);
+public sealed record NpyMatrix(double[] Values, int Rows, int Columns, string Dtype = "<f8");
 
 /// <summary>A <c>.npy</c> file is malformed or uses a feature this reader does not support.</summary>
 public sealed class NpyFormatException(string path, string problem) : Exception($"{path}: {problem}")
@@ -79,7 +79,7 @@ public static partial class NpyReader
                 throw new NpyFormatException(path, $"entry ({i / shape[1]}, {i % shape[1]}) is {v}; the matrix must be finite");
             values[i] = v;
         }
-        return new NpyMatrix(values, (int)shape[0], (int)shape[1]);
+        return new NpyMatrix(values, (int)shape[0], (int)shape[1], dtype);
     }
 
     private static (string Dtype, bool Fortran, long[] Shape) ParseHeader(string path, string header)

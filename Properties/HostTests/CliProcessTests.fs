@@ -51,6 +51,32 @@ let cli =
             Expect.stringContains err (Path.Combine(dir.Path, "d", "mnist")) "target directory named"
             Expect.stringContains err "train-images-idx3-ubyte" "files named"
         }
+        test "rf certify --matrix: 0 Certified with JSON, 1 Refuted, 2 bad input naming the defect" {
+            use dir = new TempDir()
+            let rng = Random 7
+            let values = Array.init (12 * 20) (fun _ -> rng.NextDouble() - 0.5)
+            File.WriteAllBytes(dir.File "full.npy", npyBytes 1uy "<f8" false [ 12; 20 ] (f8Bytes values))
+            let code, out, _ = runRf dir.Path [ "certify"; "--matrix"; "full.npy"; "--json"; "c.json" ]
+            Expect.equal code 0 ("Certified exits 0: " + out)
+            Expect.stringContains out "verdict: Certified" "prints the verdict"
+            let certificate = ResearchFramework.MathCore.CertificateJson.load (dir.File "c.json")
+            Expect.equal certificate.Verdict ResearchFramework.MathCore.Verdict.Certified "JSON written and readable"
+            Expect.isGreaterThan certificate.SigmaMinLower 0.0 "σ_min bound"
+            let duplicated = Array.copy values
+            Array.blit values 0 duplicated 20 20
+            File.WriteAllBytes(dir.File "dup.npy", npyBytes 1uy "<f8" false [ 12; 20 ] (f8Bytes duplicated))
+            let code2, out2, _ = runRf dir.Path [ "certify"; "--matrix"; "dup.npy" ]
+            Expect.equal code2 1 "Refuted exits 1"
+            Expect.stringContains out2 "identical" "says why"
+            File.WriteAllBytes(dir.File "short.npy", npyBytes 1uy "<f8" false [ 12; 20 ] (f8Bytes values.[.. 100]))
+            let code3, _, err3 = runRf dir.Path [ "certify"; "--matrix"; "short.npy" ]
+            Expect.equal code3 2 "truncated exits 2"
+            Expect.stringContains err3 "truncated" "names the defect"
+            File.WriteAllBytes(dir.File "int.npy", npyBytes 1uy "<i4" false [ 2; 2 ] (Array.zeroCreate 16))
+            let code4, _, err4 = runRf dir.Path [ "certify"; "--matrix"; "int.npy" ]
+            Expect.equal code4 2 "wrong dtype exits 2"
+            Expect.stringContains err4 "dtype" "names the dtype"
+        }
         test "a bad config key fails at start-up naming the key, before any run directory exists" {
             use dir = new TempDir()
             File.WriteAllText(dir.File "bad.json", """{ "Training": { "LearningRate": 0.1, "Momentom": 0.9 } }""")
@@ -74,12 +100,12 @@ let cli =
             let code, _, _ = runRf dir.Path [ "certify" ]
             Expect.notEqual code 0 "neither"
             File.WriteAllBytes(dir.File "m.npy", npyBytes 1uy "<f8" false [ 2; 2 ] (f8Bytes [| 1.0; 0.0; 0.0; 1.0 |]))
-            let code2, _, err2 = runRf dir.Path [ "certify"; "--matrix"; "m.npy" ]
-            Expect.equal code2 3 "not wired, but read"
-            Expect.stringContains err2 "2×2 matrix read" "read"
+            let code2, out2, _ = runRf dir.Path [ "certify"; "--matrix"; "m.npy" ]
+            Expect.equal code2 0 "the identity is Certified"
+            Expect.stringContains out2 "n = 2, columns = 2" "read"
             File.WriteAllBytes(dir.File "f.npy", npyBytes 1uy "<f8" true [ 2; 2 ] (f8Bytes [| 1.0; 0.0; 0.0; 1.0 |]))
             let code3, _, err3 = runRf dir.Path [ "certify"; "--matrix"; "f.npy" ]
-            Expect.equal code3 1 "defect"
+            Expect.equal code3 2 "bad input exits 2"
             Expect.stringContains err3 "fortran_order" "why"
         }
     ]
