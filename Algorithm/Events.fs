@@ -31,12 +31,14 @@ type StepRecord =
       ParameterFingerprint: string
       BodyFingerprint: string }
 
-/// A phase change at iteration t (the switch, or the fallback to the base algorithm).
+/// A phase change at iteration t (the switch, or the fallback to the base algorithm), with the
+/// fingerprint of the body ω after it (the certified ω_τ when To = PhaseTwo).
 type PhaseChange =
     { Iteration: int
       From: Phase
       To: Phase
-      Reason: string }
+      Reason: string
+      BodyFingerprint: string }
 
 /// One certification attempt at the switch (attempt 0 = unperturbed ω_τ).
 type CertificateEvent =

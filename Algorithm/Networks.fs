@@ -143,11 +143,11 @@ module Networks =
             shortcut |> Option.iter (fun s -> this.register_module("shortcut", s))
 
         override _.forward(x: torch.Tensor) =
-            use scope = torch.NewDisposeScope()
+            // no dispose scope here: tap hooks keep references to intermediate outputs
             let pre = act1.call (bn1.call x)
             let skip = match shortcut with Some s -> s.call pre | None -> x
             let out = conv2.call (act2.call (bn2.call (conv1.call pre)))
-            out.add(skip).MoveToOuterDisposeScope()
+            out.add(skip)
 
     /// Pre-activation ResNet-18 with a CIFAR stem (3×3 conv, stride 1, no max-pool) and batch norm:
     /// stem → layer1..layer4 (two blocks each, widths 64k·(1,2,4,8), strides 1,2,2,2) → bn → act →
@@ -183,12 +183,11 @@ module Networks =
         member _.StageWidths = Array.copy widths
 
         override _.forward(x: torch.Tensor) =
-            use scope = torch.NewDisposeScope()
+            // no dispose scope here: tap hooks keep references to the stage outputs
             let mutable h = stem.call x
             for s in stages do
                 h <- s.call h
-            let out = fc.call (flatten.call (pool.call (act.call (bn.call h))))
-            out.MoveToOuterDisposeScope()
+            fc.call (flatten.call (pool.call (act.call (bn.call h))))
 
     /// Default taps (SPEC §1, §6): MLP → the last hidden activation; LeNet-5 → act4; ResNet → layer1..layer4.
     let defaultTaps (spec: ArchitectureSpec) : string list =

@@ -118,7 +118,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 if not (isNull permutation) then permutation.Dispose()
                 let seed = uint64 (int64 training.Seed) * 0x9E3779B97F4A7C15UL + uint64 epoch
                 use g = new torch.Generator(seed, torch.CPU)
-                permutation <- torch.randperm(int64 n, generator = g)
+                permutation <- torch.randperm(int64 n, generator = g).DetachFromDisposeScope()
                 permutationEpoch <- epoch
             permutation.narrow(0L, int64 ((t % stepsPerEpoch) * batch), int64 batch).clone()
 
@@ -126,6 +126,16 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         match recipe with
         | Some r when r.CertificationSize > 0 && r.CertificationSize < n -> r.CertificationSize
         | _ -> n
+
+    /// The first pair of identical inputs in the certification set, if any (then EC is refuted for every ω).
+    let duplicateInputs =
+        lazy (
+            use xc = data.Inputs.narrow(0L, 0L, int64 (certificationRows ()))
+            Losses.identicalInputGroups xc |> Array.tryFind (fun g -> g.Length > 1) |> Option.map (fun g -> g.[0], g.[1]))
+
+    /// Refutations no perturbation of ω can repair: identical inputs, or m + 1 < n.
+    let structurallyRefuted (c: Certificate) =
+        c.Verdict = Verdict.Refuted && (duplicateInputs.Value.IsSome || c.Subject.Columns < c.Subject.Rows)
 
     /// Certifies EC for Φ̃(ω) on the certification set (SPEC §3, §6) with Math.Core's Rump test.
     let certify () : Certificate =
@@ -141,7 +151,16 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
               Rows = rows
               Features = int phi.shape.[1]
               WithBias = true }
-        Certify.certifyMatrix Certify.defaults subject phi
+        match duplicateInputs.Value with
+        | Some (i, j) ->
+            // SPEC §2: h is a function of x, so identical inputs give identical rows of Φ̃ for every ω.
+            { Subject = subject; Verdict = Verdict.Refuted
+              Reason = sprintf "inputs %d and %d of the certification set are identical, so rows %d and %d of Φ̃ are equal for every ω" i j i j
+              Method = "exact (bitwise) comparison of the certification inputs (SPEC §2: EC needs distinct inputs)"
+              Precision = "inputs compared bitwise"; Device = string device; SigmaMinLower = 0.0
+              SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty
+              ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
+        | None -> Certify.certifyMatrix Certify.defaults subject phi
 
     /// Parameters below the taps (ω): those that receive a gradient from Σ h(x) on a few inputs.
     let parametersBelowTaps () : Modules.Parameter[] =
@@ -192,7 +211,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let changePhase t target reason =
         let from = phase
         phase <- target
-        observer.OnPhaseChange { Iteration = t; From = from; To = target; Reason = reason }
+        observer.OnPhaseChange { Iteration = t; From = from; To = target; Reason = reason; BodyFingerprint = bodyFingerprint () }
 
     /// α_t of SPEC §4.3: 1 outside Phase II; 0 when frozen (mode or guard); (t − τ + 1)^(−p) otherwise.
     let alphaAt (t: int) =
@@ -227,7 +246,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             certificates.Add cert
             observer.OnCertificate { Iteration = t; Attempt = 0; Certificate = cert }
             let mutable attempt = 0
-            while not cert.IsCertified && attempt < r.MaxTries do
+            while not cert.IsCertified && not (structurallyRefuted cert) && attempt < r.MaxTries do
                 attempt <- attempt + 1
                 perturb r.PerturbationScale attempt
                 cert <- certify ()
