@@ -217,17 +217,26 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             else Math.Pow(float (t - r.SwitchIteration + 1), -r.DampingPower)
         | _ -> 1.0
 
+    /// The network f(·; θ) (the body: every parameter except the readout V).
     member _.Model = model
+    /// The readout V (SPEC §4.2), null before a certified switch.
     member _.Readout = readout
+    /// The next iteration t to run (0 ≤ t ≤ T).
     member _.Iteration = iteration
     member _.Phase = phase
+    /// Tap layer names defining h (SPEC §1).
     member _.Taps = taps
+    /// Certificates computed at the switch, in attempt order.
     member _.Certificates = certificates.ToArray()
     member _.Steps = steps.ToArray()
+    /// L* of the training set (SPEC §1).
     member _.LossOptimum = lossOptimum
     member _.GuardTripped = guardTripped
+    /// Fingerprint of the body parameters ω (all model parameters).
     member _.BodyFingerprint = bodyFingerprint ()
+    /// Fingerprint of body and readout parameters (the model's `Fingerprint.ofModule` before the switch).
     member _.ParameterFingerprint = allFingerprint ()
+    /// Fingerprint of the last certified body (the guard's restore point), null before the switch.
     member _.LastCertifiedFingerprint = lastCertifiedFingerprint
 
     /// The switch at t = τ (SPEC §4.2). Idempotent; does nothing for a base run or t ≠ τ.
