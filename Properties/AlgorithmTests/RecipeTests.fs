@@ -120,6 +120,18 @@ let phaseTests =
             let sigmaTau = r.Certificates |> Array.last |> fun c -> c.SigmaMinLower
             Invariants.guardRestoresLastCertified switch (rc.GuardKappa * sigmaTau) (obs.GuardTrips.ToArray()) r.Steps
             |> expectOk "guard"
+            // the guard's state (last certified body, trip) survives checkpoints
+            let dir = Path.Combine(Path.GetTempPath(), sprintf "rf-guard-%s" (Guid.NewGuid().ToString "N"))
+            try
+                let cfgC = { cfg with CheckpointEvery = 5; CheckpointDirectory = dir }
+                let full = Trainer.Run(arch, cfgC, rc, data, NullObserver(), CancellationToken.None)
+                Invariants.bitIdentical r full |> expectOk "checkpointing does not change the run"
+                for path in Directory.GetFiles(dir, "checkpoint-*.bin") do
+                    let resumed = Trainer.Resume(path, arch, cfg, rc, data, NullObserver(), CancellationToken.None)
+                    Invariants.bitIdentical full resumed |> expectOk ("resume from " + Path.GetFileName path)
+                    Expect.equal resumed.GuardTripped full.GuardTripped "trip state"
+            finally
+                if Directory.Exists dir then Directory.Delete(dir, true)
         }
 
         test "pre-activation ResNet-18 (k = 1/16): stage taps, certified switch, function unchanged, T steps" {
