@@ -9,7 +9,7 @@ open ResearchFramework.Proofs.FullyConnected
 open ResearchFramework.Proofs.Genericity
 open ResearchFramework.Properties.ProofsTests.FullyConnectedTests
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = stressTests 6; startSize = 1 }
+let private config = { FsCheckConfig.defaultConfig with maxTest = stressTests 10; startSize = 1 }
 
 let private expectDeficient (c: ReluCounterexample) =
     let n = Array2D.length1 c.Inputs
