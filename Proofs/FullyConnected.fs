@@ -336,6 +336,26 @@ let randomInputs (seed: int) (n: int) (d: int) : float[,] =
     let g = Gaussian(seed * 7919 + 17)
     g.Matrix(n, d)
 
+/// range(z)/δ of a witness (1 when n < 2). For softplus, κ(Φ̃) grows with it (ramps at
+/// neighbouring thresholds are nearly collinear), and the float64 Gram test may be Inconclusive
+/// once it is large (we certify reliably up to about 1e4 for n ≤ 40).
+let spread (w: FcWitness) : float =
+    let n = w.SortedZ.Length
+    if n < 2 then 1.0 else (w.SortedZ.[n - 1] - w.SortedZ.[0]) / w.MinGap
+
+/// The spread up to which the tests require softplus witnesses to be Certified.
+let softplusCertifiableSpread = 1e4
+
+/// Parse `--widths 3,3,200` (comma-separated positive integers; the last is the wide layer).
+let parseWidths (text: string) : int list =
+    if System.String.IsNullOrWhiteSpace text then invalidArg "widths" "expected comma-separated widths, e.g. 3,3,200"
+    text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+    |> Array.map (fun w ->
+        match Int32.TryParse w with
+        | true, v when v >= 1 -> v
+        | _ -> invalidArg "widths" (sprintf "width '%s' is not a positive integer" w))
+    |> List.ofArray
+
 /// Input dimension used by `runFc`.
 let defaultInputDim = 4
 

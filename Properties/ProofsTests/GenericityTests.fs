@@ -9,7 +9,7 @@ open ResearchFramework.Proofs.FullyConnected
 open ResearchFramework.Proofs.Genericity
 open ResearchFramework.Properties.ProofsTests.FullyConnectedTests
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = stressTests 10; startSize = 1 }
+let private config = { FsCheckConfig.defaultConfig with maxTest = stressTests 10; startSize = 1; endSize = 1_000_000 }
 
 let private expectDeficient (c: ReluCounterexample) =
     let n = Array2D.length1 c.Inputs
@@ -31,14 +31,16 @@ let tests =
             let widths = [ rng.Next(1, 4); rng.Next(1, 4); n - 1 + rng.Next(0, 3) ]
             let x = randomInputs seed n d
             let r = prove act x widths seed
-            Expect.equal r.Certificate.Verdict Verdict.Certified "the unperturbed witness"
-            // ε relative to the witness's separation ε₀ (see Genericity.relativeSeparation)
-            let eps0 = relativeSeparation x (Option.get r.Witness)
-            let epsilons = [ 1e-2; 1e-1; 1.0 ] |> List.map (fun k -> k * eps0)
-            for t in perturbationTrials x r.Network epsilons 2 (seed + 1) do
-                let what = sprintf "%s n=%d ε=%g (ε₀=%g) trial %d" act.Name n t.Epsilon eps0 t.Trial
-                Expect.equal t.Certificate.Verdict Verdict.Certified (sprintf "%s: %s" what t.Certificate.Reason)
-                Expect.isTrue (t.SigmaMinLower <= t.SvdSigmaMin * (1.0 + 1e-12) + 1e-14) (what + ": sound vs SVD")
+            // softplus witnesses beyond the certifiable spread are covered by Proofs.FC only
+            if mustCertify r then
+                Expect.equal r.Certificate.Verdict Verdict.Certified "the unperturbed witness"
+                // ε relative to the witness's separation ε₀ (see Genericity.relativeSeparation)
+                let eps0 = relativeSeparation x (Option.get r.Witness)
+                let epsilons = [ 1e-2; 1e-1; 1.0 ] |> List.map (fun k -> k * eps0)
+                for t in perturbationTrials x r.Network epsilons 2 (seed + 1) do
+                    let what = sprintf "%s n=%d ε=%g (ε₀=%g) trial %d" act.Name n t.Epsilon eps0 t.Trial
+                    Expect.equal t.Certificate.Verdict Verdict.Certified (sprintf "%s: %s" what t.Certificate.Reason)
+                    Expect.isTrue (t.SigmaMinLower <= t.SvdSigmaMin * (1.0 + 1e-12) + 1e-14) (what + ": sound vs SVD")
 
         test "ReLU: a dead width-1 bottleneck gives identical rows on an open region (Refuted)" {
             let c = deadBottleneck 25 3 30 7
