@@ -199,9 +199,7 @@ let directionCandidates = 8
 /// The hypotheses of SPEC §5 that fail.
 let hypothesisFailures (act: Activation) (x: float[,]) (widths: int list) : string list =
     let n = Array2D.length1 x
-    [ if widths.IsEmpty then "no layers: the widths must end with the wide width m"
-      if widths |> List.exists (fun w -> w < 1) then "every width must be ≥ 1"
-      match duplicateRows x with
+    [ match duplicateRows x with
       | Some (i, j) -> sprintf "inputs %d and %d are identical (the theorem needs distinct inputs)" i j
       | None -> ()
       match List.tryLast widths with
@@ -216,6 +214,9 @@ let private architectureName (act: Activation) (d: int) (widths: int list) =
 let prove (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult =
     let n = Array2D.length1 x
     let d = Array2D.length2 x
+    if n < 1 || d < 1 then invalidArg "x" (sprintf "need at least one input of dimension ≥ 1, got %d × %d" n d)
+    if widths.IsEmpty then invalidArg "widths" "no layers: the widths must end with the wide width m"
+    if widths |> List.exists (fun w -> w < 1) then invalidArg "widths" (sprintf "every width must be ≥ 1, got %A" widths)
     let failures = hypothesisFailures act x widths
     let g = Gaussian seed
     let finish (net: Network) (witness: FcWitness option) =
@@ -236,10 +237,9 @@ let prove (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcRes
     if not failures.IsEmpty then
         // No witness exists (or the theorem does not apply): certify a generic network anyway,
         // so the certificate shows what can be proved (Refuted for duplicates or m + 1 < n).
-        let narrow = if widths |> List.exists (fun w -> w < 1) then [] else drawNarrow ()
+        let narrow = drawNarrow ()
         let last = narrowWidths |> List.tryLast |> Option.defaultValue d
-        let wide = if widths.IsEmpty then [] else [ randomLayer g last (max 1 (List.last widths)) ]
-        finish { Activation = act; Layers = narrow @ wide } None
+        finish { Activation = act; Layers = narrow @ [ randomLayer g last (List.last widths) ] } None
     else
     let m = List.last widths
     let theta = thresholdPosition act
@@ -388,3 +388,10 @@ let report (r: FcResult) : string =
     if r.FlushedEntries > 0 then line (sprintf "  (%d entries below 1e-150 flushed to 0 before the Gram test; bound corrected)" r.FlushedEntries)
     line (sprintf "  time %.3f s" c.ElapsedSeconds)
     sb.ToString()
+
+/// Exit status for `rf prove fc`: 0 Certified, 1 Refuted, 2 Inconclusive.
+let exitCode (r: FcResult) : int =
+    match r.Certificate.Verdict with
+    | Verdict.Certified -> 0
+    | Verdict.Refuted -> 1
+    | _ -> 2

@@ -147,6 +147,18 @@ let tests =
             Expect.equal r.Certificate.Verdict Verdict.Refuted r.Certificate.Reason
         }
 
+        test "ReLU is outside the theorem: no witness is claimed" {
+            let r = prove Relu (randomInputs 4 20 2) [ 3; 25 ] 4
+            Expect.isNonEmpty r.HypothesisFailures "not analytic"
+            Expect.isNone r.Witness "no witness"
+        }
+
+        test "malformed widths are argument errors" {
+            let x = randomInputs 4 10 2
+            Expect.throwsT<System.ArgumentException> (fun () -> prove Tanh x [] 1 |> ignore) "no layers"
+            Expect.throwsT<System.ArgumentException> (fun () -> prove Tanh x [ 0; 10 ] 1 |> ignore) "zero width"
+        }
+
         test "m + 1 < n is Refuted" {
             let r = runFc 50 [ 3; 40 ] 2
             Expect.isNonEmpty r.HypothesisFailures "hypothesis failure reported"

@@ -34,7 +34,13 @@ let tests =
             let sol = solveCertified fc.Certificate fc.SigmaMinLower phiTilde z
             Expect.isTrue sol.Holds (sprintf "n=%d: residual ≤ %g vs bound %g" rows sol.ResidualUpper sol.ResidualBound)
             Expect.isTrue (sol.ComputedResidual <= sol.ResidualUpper) "ρ bounds the computed residual"
-            Expect.isTrue (sol.DistanceToExact < 1e-6) (sprintf "‖V* − V̂‖ ≤ %g" sol.DistanceToExact)
+            let s = fc.SigmaMinLower
+            Expect.isTrue (sol.DistanceToExact <= FloatingPoint.up (sol.ResidualBound / s) * (1.0 + 1e-12))
+                (sprintf "‖V* − V̂‖ ≤ ρ/s = %g ≤ B/s = %g" sol.DistanceToExact (sol.ResidualBound / s))
+            let vNorm = sqrt (sol.V |> Seq.cast<float> |> Seq.sumBy (fun v -> v * v))
+            let kappa = fc.Certificate.SigmaMaxUpper / s
+            Expect.isTrue (sol.DistanceToExact <= 1e-9 * kappa * (1.0 + vNorm))
+                (sprintf "relative distance to V*: %g vs ‖V̂‖ %g, κ ≤ %g" sol.DistanceToExact vNorm kappa)
 
         test "refuses a non-certified Φ̃" {
             let phi = Array2D.init 5 2 (fun i j -> float (i + j))
