@@ -19,9 +19,29 @@ let private setup () =
 let private run (r: FcResult) y etaFraction bodyStep steps =
     readoutGradientDescent r.PhiTilde y r.CertifiedSigmaMinLower r.Certificate.SigmaMaxUpper etaFraction bodyStep steps 23
 
+let private config =
+    { FsCheckConfig.defaultConfig with
+        maxTest = ResearchFramework.Properties.ProofsTests.FullyConnectedTests.stressTests 8
+        startSize = 1; endSize = 1_000_000 }
+
 [<Tests>]
 let tests =
     testSequenced <| testList "Proofs.Convergence" [
+        testPropertyWithConfig config "random certified witnesses, targets and damped bodies satisfy the bound" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let act = [| Tanh; Sigmoid |].[rng.Next 2]
+            let n = rng.Next(2, 41)
+            let c = rng.Next(1, 4)
+            let x = randomInputs seed n (rng.Next(1, 4))
+            let r = prove act x [ rng.Next(1, 4); n - 1 + rng.Next(0, 4) ] seed
+            Expect.equal r.Certificate.Verdict Verdict.Certified r.Certificate.Reason
+            let y = (Gaussian (seed + 1)).Matrix(n, c)
+            let rho = rng.NextDouble() * 0.3 * r.CertifiedSigmaMinLower
+            let tr = readoutGradientDescent r.PhiTilde y r.CertifiedSigmaMinLower r.Certificate.SigmaMaxUpper 1.0 rho 150 seed
+            let rep = check defaults tr
+            Expect.isTrue rep.Ok (sprintf "%s n=%d ρ=%g: %A" act.Name n rho rep.Reasons)
+            Expect.isTrue (sqrt tr.Loss.[150] <= rep.FinalBound * (1.0 + 1e-9) + 1e-14) "√L_T ≤ recursion bound"
+
         test "frozen body: GD on the readout satisfies the bound with d_t = 0" {
             let r, y = setup ()
             let tr = run r y 1.0 0.0 400
