@@ -112,6 +112,14 @@ let tests =
                 Expect.isEmpty (check x w) (act.Name + ": checker")
         }
 
+        test "no narrow layers (depth 0): the wide layer reads the inputs" {
+            let x = randomInputs 6 50 3
+            let r = prove Sigmoid x [ 49 ] 6
+            let w = expectSoundAndCertified r
+            Expect.isEmpty w.Narrow "no narrow layers"
+            Expect.isEmpty (check x w) "checker"
+        }
+
         test "checker rejects thresholds that are not between consecutive sorted z" {
             let x, w = baseCase ()
             Expect.isEmpty (check x w) "the genuine witness passes"
