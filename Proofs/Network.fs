@@ -1,0 +1,193 @@
+/// Plain float64 fully-connected networks for the constructive proofs (SPEC §5, Lemma 2):
+/// row-by-row forward passes in managed code (identical inputs give bitwise-identical rows),
+/// seeded Gaussian draws, and certification of the resulting Φ̃ with Math.Core (SPEC §3).
+module ResearchFramework.Proofs.Network
+
+open System
+open TorchSharp
+open ResearchFramework.MathCore
+
+/// Activations of the proofs. Tanh, Sigmoid and Softplus are strictly increasing, real analytic
+/// and not polynomials (the hypotheses of SPEC §5); Relu is none of the first two and serves
+/// as the counterexample of Lemma 2.
+type Activation =
+    | Tanh
+    | Sigmoid
+    | Softplus
+    | Relu
+
+    member a.IsAnalytic = (match a with Relu -> false | _ -> true)
+    member a.Name = (match a with Tanh -> "tanh" | Sigmoid -> "sigmoid" | Softplus -> "softplus" | Relu -> "relu")
+
+    static member Parse(s: string) =
+        match (if isNull s then "" else s.Trim().ToLowerInvariant()) with
+        | "tanh" -> Tanh
+        | "sigmoid" -> Sigmoid
+        | "softplus" -> Softplus
+        | "relu" -> Relu
+        | other -> invalidArg "activation" (sprintf "unknown activation '%s': expected tanh, sigmoid, softplus or relu" other)
+
+/// log(1 + e) for e ≥ 0, accurate for tiny e.
+let private log1pSmall (e: float) = if e < 1e-8 then e - 0.5 * e * e else Math.Log(1.0 + e)
+
+/// σ(x) in float64.
+let activate (a: Activation) (x: float) : float =
+    match a with
+    | Tanh -> Math.Tanh x
+    | Sigmoid ->
+        if x >= 0.0 then 1.0 / (1.0 + Math.Exp(-x))
+        else
+            let e = Math.Exp x
+            e / (1.0 + e)
+    | Softplus -> if x > 0.0 then x + log1pSmall (Math.Exp(-x)) else log1pSmall (Math.Exp x)
+    | Relu -> if x > 0.0 then x else 0.0
+
+/// One dense layer: Weight is out × in, Bias has length out.
+type Layer =
+    { Weight: float[,]
+      Bias: float[] }
+
+    member l.Outputs = Array2D.length1 l.Weight
+    member l.Inputs = Array2D.length2 l.Weight
+
+/// A network body: every layer followed by the activation; the features h(x) are the output of
+/// the last layer (SPEC §1, default taps of an MLP: the last hidden layer).
+type Network =
+    { Activation: Activation
+      Layers: Layer list }
+
+/// pre = h Wᵀ + b, evaluated row by row with a fixed summation order.
+let preActivation (layer: Layer) (h: float[,]) : float[,] =
+    let n = Array2D.length1 h
+    let k = Array2D.length2 h
+    if k <> layer.Inputs then invalidArg "h" (sprintf "layer expects %d inputs, got %d" layer.Inputs k)
+    Array2D.init n layer.Outputs (fun i j ->
+        let mutable s = 0.0
+        for q in 0 .. k - 1 do
+            s <- s + layer.Weight.[j, q] * h.[i, q]
+        s + layer.Bias.[j])
+
+/// σ(h Wᵀ + b).
+let layerForward (act: Activation) (layer: Layer) (h: float[,]) : float[,] =
+    preActivation layer h |> Array2D.map (activate act)
+
+/// Hidden representations after each layer (the input first).
+let hiddenStates (net: Network) (x: float[,]) : float[,] list =
+    net.Layers |> List.scan (fun h l -> layerForward net.Activation l h) x
+
+/// Feature matrix Φ (n × m): output of the last layer.
+let features (net: Network) (x: float[,]) : float[,] =
+    net.Layers |> List.fold (fun h l -> layerForward net.Activation l h) x
+
+/// Φ̃ = [Φ, 1].
+let withBias (phi: float[,]) : float[,] =
+    let n, m = Array2D.length1 phi, Array2D.length2 phi
+    Array2D.init n (m + 1) (fun i j -> if j < m then phi.[i, j] else 1.0)
+
+/// Standard normal draws (Box–Muller) from a seeded System.Random.
+type Gaussian(seed: int) =
+    let rng = Random seed
+    let mutable spare = nan
+    member _.Next() =
+        if not (Double.IsNaN spare) then
+            let s = spare
+            spare <- nan
+            s
+        else
+            let u1 = 1.0 - rng.NextDouble()
+            let u2 = rng.NextDouble()
+            let r = sqrt (-2.0 * log u1)
+            spare <- r * sin (2.0 * Math.PI * u2)
+            r * cos (2.0 * Math.PI * u2)
+    member g.Vector(k: int) = Array.init k (fun _ -> g.Next())
+    member g.Matrix(r: int, c: int) = Array2D.init r c (fun _ _ -> g.Next())
+
+/// A layer with N(0, 1/fanIn) weights and N(0, 1) biases (the "generic" draw of the proof).
+let randomLayer (g: Gaussian) (inputs: int) (outputs: int) : Layer =
+    let scale = 1.0 / sqrt (float (max 1 inputs))
+    { Weight = Array2D.init outputs inputs (fun _ _ -> scale * g.Next())
+      Bias = g.Vector outputs }
+
+/// Rows of a matrix.
+let rows (a: float[,]) : float[][] = Array.init (Array2D.length1 a) (fun i -> a.[i, *])
+
+/// Lexicographic comparison of two float rows (exact).
+let private compareRows (a: float[]) (b: float[]) =
+    let mutable c = 0
+    let mutable k = 0
+    while c = 0 && k < a.Length do
+        c <- compare a.[k] b.[k]
+        k <- k + 1
+    c
+
+/// The first pair (i, j), i < j, of bitwise-equal rows, if any (exact, O(n log n)).
+let duplicateRows (a: float[,]) : (int * int) option =
+    let r = rows a
+    let order = Array.init r.Length id |> Array.sortWith (fun i j -> match compareRows r.[i] r.[j] with 0 -> compare i j | c -> c)
+    order
+    |> Array.pairwise
+    |> Array.tryFind (fun (i, j) -> compareRows r.[i] r.[j] = 0)
+    |> Option.map (fun (i, j) -> min i j, max i j)
+
+/// A SHA-256 fingerprint of float arrays.
+let fingerprintOf (parts: float[] seq) : string =
+    let all = parts |> Seq.concat |> Array.ofSeq
+    let bytes = Array.zeroCreate<byte> (all.Length * 8)
+    Buffer.BlockCopy(all, 0, bytes, 0, bytes.Length)
+    Fingerprint.ofBytes bytes
+
+let private flatten (a: float[,]) = Array.init (a.Length) (fun k -> a.[k / Array2D.length2 a, k % Array2D.length2 a])
+
+/// Fingerprint of every parameter of a network.
+let parameterFingerprint (net: Network) : string =
+    fingerprintOf [ for l in net.Layers do
+                        yield flatten l.Weight
+                        yield l.Bias ]
+
+/// Fingerprint of a data matrix.
+let dataFingerprint (x: float[,]) : string = fingerprintOf [ flatten x ]
+
+/// Certificate for a feature matrix Φ (without its bias column), plus the flush correction:
+/// Math.Core rejects non-zero entries below 1e-150 (its no-underflow assumption), so such
+/// entries (saturated sigmoids) are set to 0 first; that changes Φ̃ by at most √k·1e-150 in
+/// Frobenius norm (k entries), hence (Weyl) σ_min(Φ̃) ≥ SigmaMinLower − √k·1e-150.
+type FeatureCertificate =
+    { Certificate: Certificate
+      /// Entries set to 0 because 0 < |φ| < 1e-150.
+      FlushedEntries: int
+      /// √k · 1e-150, rounded up.
+      FlushBound: float
+      /// Rigorous lower bound on σ_min of the unflushed Φ̃ (0 unless Certified).
+      SigmaMinLower: float }
+
+/// Certify Φ̃ = [Φ, 1] with Math.Core's float64 Gram + Rump test.
+let certifyFeatures (subject: ExpressivitySubject) (phi: float[,]) : FeatureCertificate =
+    let n, m = Array2D.length1 phi, Array2D.length2 phi
+    let mutable flushed = 0
+    let data =
+        Array.init (n * m) (fun k ->
+            let v = phi.[k / m, k % m]
+            if v <> 0.0 && abs v < FloatingPoint.underflowGuard then
+                flushed <- flushed + 1
+                0.0
+            else v)
+    use flat = torch.tensor(data, dtype = torch.float64)
+    use t = flat.reshape(int64 n, int64 m)
+    let cert = Certify.certifyMatrix Certify.defaults subject t
+    let flushBound = if flushed = 0 then 0.0 else FloatingPoint.mulUp (FloatingPoint.up (sqrt (float flushed))) FloatingPoint.underflowGuard
+    let lower = if cert.IsCertified then max 0.0 (FloatingPoint.subDown cert.SigmaMinLower flushBound) else 0.0
+    { Certificate = cert; FlushedEntries = flushed; FlushBound = flushBound; SigmaMinLower = lower }
+
+/// The subject of a network's feature matrix on inputs x.
+let subjectOf (architecture: string) (net: Network) (x: float[,]) (features: int) : ExpressivitySubject =
+    { ExpressivitySubject.OfMatrix(dataFingerprint x, Array2D.length1 x, features, true) with
+        Architecture = architecture
+        Taps = [| "last hidden layer" |]
+        ParameterFingerprint = parameterFingerprint net }
+
+/// Smallest singular value of Φ̃ by MathNet float64 SVD (the independent cross-check).
+let svdSigmaMin (phiTilde: float[,]) : float =
+    let a = MathNet.Numerics.LinearAlgebra.Matrix<float>.Build.DenseOfArray phiTilde
+    let s = a.Svd(false).S
+    let k = min a.RowCount a.ColumnCount
+    if a.RowCount > a.ColumnCount then 0.0 else s.[k - 1]
