@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Regenerates the tables of docs/RESULTS.md from the run directories under runs/ (never by hand).
+
+Each table sits between `<!-- BEGIN name -->` and `<!-- END name -->` markers in docs/RESULTS.md;
+only those blocks are rewritten. Usage: experiments/report.py  (from anywhere)."""
+import glob, json, os, re, statistics, sys
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.chdir(root)
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+def fmt(x, digits=3):
+    if x is None or (isinstance(x, float) and x != x):
+        return "–"
+    return f"{x:.{digits}g}"
+
+def latest(pattern):
+    runs = sorted(glob.glob(pattern))
+    return runs[-1] if runs else None
+
+def certificate_of(run):
+    files = sorted(glob.glob(os.path.join(run, "certificates", "*.json")))
+    return load(files[-1]) if files else None
+
+def ec_fc():
+    rows = ["| dataset | n | activation | narrow | wide m | init (default) | σ_min ≥ (init) | after Phase I (τ=100) | σ_min ≥ (switch) | SPEC §5 witness (m = n−1) | σ_min ≥ (witness) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    cases = sorted({re.sub(r"^(init|phase1|witness)-", "", os.path.basename(d).rsplit("-", 2)[0])
+                    for d in glob.glob("runs/ec-fc/*-*-*") if os.path.isdir(d)})
+    def key(c):
+        m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)-m(\d+)", c)
+        return (m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), -int(m.group(5))) if m else (c,)
+    for case in sorted(cases, key=key):
+        m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)-m(\d+)", case)
+        if not m:
+            continue
+        dataset, n, act, narrow, wide = m.group(1), int(m.group(2)), m.group(3), m.group(4), int(m.group(5))
+        init = latest(f"runs/ec-fc/init-{case}-*")
+        phase1 = latest(f"runs/ec-fc/phase1-{case}-*")
+        witness = latest(f"runs/ec-fc/witness-{dataset}-n{n}-{act}-w{narrow}.json")
+        ci = certificate_of(init) if init else None
+        cp = certificate_of(phase1) if phase1 else None
+        cw = load(witness) if witness else None
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            dataset, n, act, narrow, wide,
+            ci["Verdict"] if ci else "–", fmt(ci["SigmaMinLower"]) if ci and ci["Verdict"] == "Certified" else "–",
+            cp["Verdict"] if cp else "–", fmt(cp["SigmaMinLower"]) if cp and cp["Verdict"] == "Certified" else "–",
+            cw["Verdict"] if cw else "–", fmt(cw["SigmaMinLower"]) if cw and cw["Verdict"] == "Certified" else "–"))
+    return "\n".join(rows)
+
+def ec_resnet():
+    rows = ["| dataset | k | n | taps | features m | verdict | σ_min ≥ | σ_max ≤ | certificate time (s) | process wall (s) | peak RSS (MiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for done in sorted(glob.glob("runs/ec-resnet/*.done"), key=lambda p: (p.split("-k")[0], int(re.search(r"-n(\d+)-", p).group(1)), p)):
+        case = os.path.basename(done)[:-5]
+        m = re.match(r"(.+)-k([\d.]+)-n(\d+)-(\w+)", case)
+        run = latest(f"runs/ec-resnet/{case}-*")
+        c = certificate_of(run) if run else None
+        timing = open(f"runs/ec-resnet/{case}.time").read() if os.path.exists(f"runs/ec-resnet/{case}.time") else ""
+        wall = re.search(r"wall ([\d.]+) s", timing)
+        rss = re.search(r"peak RSS (\d+) KB", timing)
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            m.group(1), m.group(2), m.group(3), "stages layer1–4" if m.group(4) == "stages" else "pooled (flatten)",
+            c["Subject"]["Features"] if c else "–", c["Verdict"] if c else "failed",
+            fmt(c["SigmaMinLower"]) if c and c["Verdict"] == "Certified" else "–", fmt(c["SigmaMaxUpper"]) if c else "–",
+            fmt(c["ElapsedSeconds"]) if c else "–", wall.group(1) if wall else "–",
+            f"{int(rss.group(1)) / 1024:.0f}" if rss else "–"))
+    return "\n".join(rows)
+
+def compare():
+    blocks = []
+    for result in sorted(glob.glob("runs/spool/done/*.result.json")):
+        name = os.path.basename(result)[: -len(".result.json")]
+        r = load(result)
+        run = r.get("RunDirectory") or r.get("runDirectory")
+        md = os.path.join(run, "compare.md") if run else None
+        if md and os.path.exists(md):
+            rel = os.path.relpath(run, root)
+            blocks.append(f"#### `{name}`\n\nCommand: `experiments/compare.sh {name}` (job `experiments/compare/{name}.json`); run directory `{rel}`.\n\n"
+                          + open(md).read().strip() + "\n")
+    return "\n".join(blocks) if blocks else "_no compare job has finished yet_"
+
+def rewrite(text, name, body):
+    pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
+    if not pattern.search(text):
+        sys.exit(f"docs/RESULTS.md lacks the markers for {name}")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+path = "docs/RESULTS.md"
+text = open(path).read()
+for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare)]:
+    text = rewrite(text, name, make())
+open(path, "w").write(text)
+print("docs/RESULTS.md regenerated")
