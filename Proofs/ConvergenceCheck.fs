@@ -3,7 +3,7 @@
 ///   √L_{t+1} ≤ (1 − η_t s_t²/n) √L_t + d_t,   d_t = Lip_t · α_t‖Δω_t‖ · ‖V_{t+1}‖₂ / √(2n),
 /// with s_t a lower bound on σ_min(Φ̃_t) (κs under the guard) and η_t ≤ n/σ_max(Φ̃_t)², plus
 /// evidence that Σ d_t < ∞. Pure functions over a record of arrays, so a trainer's output can be
-/// fed to it. Derivation: docs/theory-proofs.md, "Theorem (convergence)".
+/// fed to it. Derivation: docs/theory.md §4, "Theorem (convergence)".
 module ResearchFramework.Proofs.ConvergenceCheck
 
 open System

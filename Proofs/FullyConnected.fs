@@ -2,7 +2,7 @@
 /// layers and a last hidden layer of width m ≥ n − 1 with a strictly increasing, real-analytic,
 /// non-polynomial activation, build a parameter ω with rank Φ̃(ω) = n, prove it with an explicit
 /// perturbation inequality, and certify the computed Φ̃ with Math.Core (SPEC §3).
-/// The derivation is in docs/theory-proofs.md, "Theorem FC".
+/// The derivation is in docs/theory.md §4, "Theorem FC".
 module ResearchFramework.Proofs.FullyConnected
 
 open System

@@ -1,6 +1,6 @@
 /// Lemma 2 (genericity), executable: perturbations ω + εξ of a certified analytic network stay
 /// certified; for ReLU, an open parameter region (positive measure) where rank Φ̃ < n is proved
-/// exactly — why the lemma assumes analyticity. See docs/theory-proofs.md, "Lemma 2".
+/// exactly — why the lemma assumes analyticity. See docs/theory.md §4, "Lemma 2".
 module ResearchFramework.Proofs.Genericity
 
 open ResearchFramework.MathCore

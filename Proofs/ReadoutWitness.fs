@@ -2,7 +2,7 @@
 /// minimum-norm readout Vᵀ = Φ̃⁺Z solves Φ̃Vᵀ = Z, so the readout alone attains L*. We compute
 /// V̂ in float64 (MathNet SVD), bound its true residual rigorously from the computed one, check it
 /// against the a-priori bound derived from s, and bound the distance to an exact solution V*.
-/// Derivation: docs/theory-proofs.md, "Lemma 1".
+/// Derivation: docs/theory.md §4, "Lemma 1".
 module ResearchFramework.Proofs.ReadoutWitness
 
 open MathNet.Numerics.LinearAlgebra

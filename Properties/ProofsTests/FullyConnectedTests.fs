@@ -14,7 +14,7 @@ let instance (seed: int) =
     let rng = System.Random seed
     let act = [| Tanh; Sigmoid; Softplus |].[rng.Next 3]
     // softplus witnesses are ramps: κ(Φ̃) grows like range/δ, so the float64 Gram test is
-    // kept to n ≤ 40 for them (see docs/theory-proofs.md, "Limits")
+    // kept to n ≤ 40 for them (see docs/theory.md §4, "Limits")
     let n = if act = Softplus then rng.Next(2, 41) else rng.Next(2, 201)
     let d = rng.Next(1, 6)
     let depth = rng.Next(1, 4)
