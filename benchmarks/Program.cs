@@ -1,1 +1,116 @@
-namespace ResearchFramework.Benchmarks; static class Program { static int Main() { return 0; } }
+using System.Diagnostics;
+using System.Globalization;
+using BenchmarkDotNet.Running;
+using ResearchFramework.MathCore;
+using static TorchSharp.torch;
+
+namespace ResearchFramework.Benchmarks;
+
+/// <summary>
+/// Console modes of the benchmark executable (docs/BENCHMARKS.md, experiments/bench-certificate.sh):
+/// <list type="bullet">
+/// <item><c>bench [BenchmarkDotNet args]</c>: certificate vs bare mm + cholesky, in process.</item>
+/// <item><c>gen-npy FILE n m seed</c>: writes the seeded float32 Gaussian matrix as .npy.</item>
+/// <item><c>certify-npy FILE</c>: loads a float32 .npy and certifies it (the "rf"-like whole process).</item>
+/// <item><c>stream-certify n m seed</c> / <c>stream-bare n m seed</c>: one streamed run, for /usr/bin/time -v;
+/// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
+/// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
+/// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
+/// </list>
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var mode = args.Length == 0 ? "bench" : args[0];
+        var rest = args.Skip(1).ToArray();
+        InitializeDeviceType(TorchSharp.DeviceType.CPU);
+        switch (mode)
+        {
+            case "bench":
+                BenchmarkRunner.Run<CertificateBenchmarks>(BenchConfig.Create(), rest);
+                return 0;
+            case "gen-npy":
+                {
+                    var (n, m, seed) = (Int(rest[1]), Int(rest[2]), Long(rest[3]));
+                    var clock = Stopwatch.StartNew();
+                    using var phi = Matrices.InMemory(n, m, seed);
+                    Npy.WriteFloat32(rest[0], phi);
+                    Console.WriteLine($"wrote {rest[0]}: {n} x {m} float32, seed {seed}, {clock.Elapsed.TotalSeconds:F2} s");
+                    return 0;
+                }
+            case "certify-npy":
+                {
+                    var clock = Stopwatch.StartNew();
+                    using var phi = Npy.ReadFloat32(rest[0]);
+                    var loaded = clock.Elapsed.TotalSeconds;
+                    var subject = ExpressivitySubject.OfMatrix(Path.GetFileName(rest[0]), (int)phi.shape[0], (int)phi.shape[1], false);
+                    var cert = Certify.certifyMatrix(Certify.defaults, subject, phi);
+                    // CERTIFY_REPEAT=k: certify k times in this process (cold vs warm, for the profile).
+                    var repeat = int.TryParse(Environment.GetEnvironmentVariable("CERTIFY_REPEAT"), out var k) ? k : 1;
+                    for (var r = 2; r <= repeat; r++)
+                    {
+                        Console.WriteLine($"  certificate run {r - 1}: {cert.ElapsedSeconds:F2} s");
+                        cert = Certify.certifyMatrix(Certify.defaults, subject, phi);
+                    }
+                    Console.WriteLine($"certify-npy {rest[0]}: {phi.shape[0]} x {phi.shape[1]}: verdict {cert.Verdict}, " +
+                                      $"sigma_min >= {cert.SigmaMinLower:G6}, sigma_max ~ {cert.SigmaMaxEstimate:G6}; " +
+                                      $"load {loaded:F2} s, certificate {cert.ElapsedSeconds:F2} s, in-Main total {clock.Elapsed.TotalSeconds:F2} s; " +
+                                      $"VmHWM {Mem.Read("VmHWM") / 1048576.0:F0} MiB");
+                    return cert.Verdict == Verdict.Certified ? 0 : 2;
+                }
+            case "stream-certify":
+            case "stream-certify-scoped":
+            case "stream-bare":
+                {
+                    var (n, m, seed) = (Int(rest[0]), Int(rest[1]), Long(rest[2]));
+                    var clock = Stopwatch.StartNew();
+                    string what;
+                    if (mode != "stream-bare")
+                    {
+                        var cert = Workloads.CertifyStreamed(n, m, seed, scopePerBlock: mode == "stream-certify-scoped");
+                        what = $"verdict {cert.Verdict}, sigma_min >= {cert.SigmaMinLower:G6}";
+                    }
+                    else
+                    {
+                        what = $"bare mm+cholesky, L[n-1,n-1] = {Workloads.BareStreamed(n, m, seed):G6}";
+                    }
+                    Console.WriteLine($"{mode} {n} x {m} (streamed, Phi never materialised): {what}; " +
+                                      $"{clock.Elapsed.TotalSeconds:F2} s; VmHWM {Mem.Read("VmHWM") / 1048576.0:F0} MiB; " +
+                                      $"Phi as float32 would be {(double)n * m * 4 / 1048576.0:F0} MiB");
+                    return 0;
+                }
+            case "pairs":
+                {
+                    // Alternates bare / certificate k times in one process: per-pair ratios are robust to load drift.
+                    var (n, m, streamed, k) = (Int(rest[0]), Int(rest[1]), rest[2] == "streamed", Int(rest[3]));
+                    using var phi = streamed ? null : Matrices.InMemory(n, m, CertificateBenchmarks.Seed);
+                    var ratios = new List<double>();
+                    for (var i = 0; i <= k; i++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        if (streamed) Workloads.BareStreamed(n, m, CertificateBenchmarks.Seed); else Workloads.BareInMemory(phi!);
+                        var bare = sw.Elapsed.TotalSeconds;
+                        sw.Restart();
+                        var cert = streamed ? Workloads.CertifyStreamed(n, m, CertificateBenchmarks.Seed) : Workloads.CertifyInMemory(phi!);
+                        var c = sw.Elapsed.TotalSeconds;
+                        Console.WriteLine($"pair {i}{(i == 0 ? " (warm-up, not counted)" : "")}: bare {bare:F3} s, certificate {c:F3} s ({cert.Verdict}), ratio {c / bare:F3}");
+                        if (i > 0) ratios.Add(c / bare);
+                    }
+                    ratios.Sort();
+                    Console.WriteLine($"RESULT pairs {n}x{m} {(streamed ? "streamed" : "memory")}: median ratio {ratios[ratios.Count / 2]:F3} " +
+                                      $"(min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs)");
+                    return 0;
+                }
+            case "profile":
+                Profile.Run(Int(rest[0]), Int(rest[1]), Long(rest[2]), rest.Length > 3 && rest[3] == "streamed");
+                return 0;
+            default:
+                Console.Error.WriteLine($"unknown mode '{mode}'");
+                return 64;
+        }
+    }
+
+    static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
+    static long Long(string s) => long.Parse(s, CultureInfo.InvariantCulture);
+}

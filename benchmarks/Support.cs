@@ -1,0 +1,173 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using ResearchFramework.MathCore;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ResearchFramework.Benchmarks;
+
+/// <summary>Seeded feature matrices: Gaussian float32, in memory or as column blocks made on the fly.</summary>
+public static class Matrices
+{
+    /// <summary>Columns per streamed block (the same as Certify.defaults.BlockColumns).</summary>
+    public const int BlockColumns = 4096;
+
+    /// <summary>An n × m float32 matrix from a generator seeded with <paramref name="seed"/>.</summary>
+    public static Tensor InMemory(int n, int m, long seed)
+    {
+        using var gen = new Generator((ulong)seed);
+        return randn(new long[] { n, m }, dtype: float32, generator: gen);
+    }
+
+    /// <summary>Column block <paramref name="index"/> (n × width) of the streamed matrix; reproducible on its own.</summary>
+    public static Tensor Block(int n, int width, long seed, int index)
+    {
+        using var gen = new Generator((ulong)(seed * 1_000_003L + index));
+        return randn(new long[] { n, width }, dtype: float32, generator: gen);
+    }
+
+    /// <summary>Widths of the column blocks of an n × m streamed matrix.</summary>
+    public static IEnumerable<int> Widths(int m)
+    {
+        for (var start = 0; start < m; start += BlockColumns) yield return Math.Min(BlockColumns, m - start);
+    }
+}
+
+/// <summary>Process memory from /proc/self/status, with the peak (VmHWM) reset via /proc/self/clear_refs.</summary>
+public static class Mem
+{
+    /// <summary>A field of /proc/self/status (kB) in bytes; 0 if absent.</summary>
+    public static long Read(string key)
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith(key + ":", StringComparison.Ordinal))
+                return long.Parse(line.Substring(key.Length + 1).Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024L;
+        return 0;
+    }
+
+    /// <summary>Resets VmHWM to the current RSS (Linux: "5" into clear_refs); returns that RSS.</summary>
+    public static long ResetPeak()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        return Read("VmRSS");
+    }
+
+    /// <summary>Peak RSS and peak growth over the starting RSS, per benchmark case (max over invocations).</summary>
+    public static readonly Dictionary<string, (long Peak, long Growth)> Peaks = new();
+
+    /// <summary>Records VmHWM after one operation that started at RSS <paramref name="startRss"/>.</summary>
+    public static void Record(string key, long startRss)
+    {
+        var peak = Read("VmHWM");
+        lock (Peaks)
+        {
+            var old = Peaks.TryGetValue(key, out var v) ? v : (0L, 0L);
+            Peaks[key] = (Math.Max(old.Item1, peak), Math.Max(old.Item2, peak - startRss));
+        }
+    }
+}
+
+/// <summary>Minimal .npy I/O for C-order little-endian float32 2-D arrays (format version 1.0).</summary>
+public static class Npy
+{
+    public static void WriteFloat32(string path, Tensor phi)
+    {
+        using var c = phi.contiguous();
+        var header = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({c.shape[0]}, {c.shape[1]}), }}";
+        var total = 10 + header.Length + 1;
+        header = header + new string(' ', (64 - total % 64) % 64) + "\n";
+        using var fs = File.Create(path);
+        fs.Write(new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0 });
+        fs.Write(BitConverter.GetBytes((ushort)header.Length));
+        fs.Write(System.Text.Encoding.ASCII.GetBytes(header));
+        WriteAll(fs, c.bytes);
+    }
+
+    /// <summary>Reads a float32 .npy straight into a torch tensor (no managed copy of the data).</summary>
+    public static Tensor ReadFloat32(string path)
+    {
+        using var fs = File.OpenRead(path);
+        var pre = new byte[10];
+        fs.ReadExactly(pre);
+        if (pre[0] != 0x93 || pre[1] != (byte)'N' || pre[6] != 1) throw new InvalidDataException($"{path}: not a version-1 .npy file");
+        var hlen = BitConverter.ToUInt16(pre, 8);
+        var hbytes = new byte[hlen];
+        fs.ReadExactly(hbytes);
+        var header = System.Text.Encoding.ASCII.GetString(hbytes);
+        if (!header.Contains("'<f4'") || !header.Contains("'fortran_order': False"))
+            throw new InvalidDataException($"{path}: only C-order little-endian float32 is supported, header {header}");
+        var shapeText = header[(header.IndexOf("'shape': (", StringComparison.Ordinal) + 10)..];
+        shapeText = shapeText[..shapeText.IndexOf(')')];
+        var dims = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                            .Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        if (dims.Length != 2) throw new InvalidDataException($"{path}: expected a 2-D array, shape ({shapeText})");
+        var t = empty(dims, dtype: float32);
+        fs.ReadExactly(t.bytes);
+        return t;
+    }
+
+    static void WriteAll(Stream s, Span<byte> data)
+    {
+        for (var off = 0; off < data.Length; off += 1 << 26)
+            s.Write(data.Slice(off, Math.Min(1 << 26, data.Length - off)));
+    }
+}
+
+/// <summary>The measured operations: the certificate and the bare linear algebra it cannot avoid.</summary>
+public static class Workloads
+{
+    static Microsoft.FSharp.Core.FSharpOption<Microsoft.FSharp.Core.FSharpFunc<int, Microsoft.FSharp.Core.FSharpFunc<int, bool>>> NoRowAccess =>
+        Microsoft.FSharp.Core.FSharpOption<Microsoft.FSharp.Core.FSharpFunc<int, Microsoft.FSharp.Core.FSharpFunc<int, bool>>>.None!;
+
+    /// <summary>Certificate of an in-memory Φ (n × m float32), the public entry point.</summary>
+    public static Certificate CertifyInMemory(Tensor phi)
+    {
+        var subject = ExpressivitySubject.OfMatrix("bench", (int)phi.shape[0], (int)phi.shape[1], false);
+        return Certify.certifyMatrix(Certify.defaults, subject, phi);
+    }
+
+    /// <summary>Bare LA for an in-memory Φ: float64 Gram by one mm, then one Cholesky.</summary>
+    public static double BareInMemory(Tensor phi)
+    {
+        using var scope = NewDisposeScope();
+        var p = phi.to(float64);
+        var g = p.mm(p.t());
+        var l = linalg.cholesky(g);
+        return l[l.shape[0] - 1, l.shape[0] - 1].item<double>();
+    }
+
+    /// <summary>Certificate of a streamed n × m Φ: blocks made on the fly, never materialised (rowsEqual = None).</summary>
+    public static Certificate CertifyStreamed(int n, int m, long seed, bool scopePerBlock = false)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var acc = new Gram.ColumnBlockAccumulator(n, CPU);
+        var index = 0;
+        foreach (var width in Matrices.Widths(m))
+        {
+            // scopePerBlock: a caller-side dispose scope also catches the temporaries that
+            // Gram.validateBlock creates outside Add's own scope (see docs/BENCHMARKS.md, memory).
+            using var scope = scopePerBlock ? NewDisposeScope() : null;
+            using var block = Matrices.Block(n, width, seed, index++);
+            acc.Add(block);
+        }
+        using var gram = acc.Finish();
+        var subject = ExpressivitySubject.OfMatrix($"stream seed {seed}", n, m, false);
+        return Certify.certifyGram(Certify.defaults, subject, NoRowAccess, clock, gram);
+    }
+
+    /// <summary>Bare LA for the same stream: float64 Gram accumulated by addmm_ per block, then one Cholesky.</summary>
+    public static double BareStreamed(int n, int m, long seed)
+    {
+        using var scope = NewDisposeScope();
+        var g = zeros(new long[] { n, n }, dtype: float64);
+        var index = 0;
+        foreach (var width in Matrices.Widths(m))
+        {
+            using var inner = NewDisposeScope();
+            var b = Matrices.Block(n, width, seed, index++).to(float64);
+            g.addmm_(b, b.t());
+        }
+        var l = linalg.cholesky(g);
+        return l[n - 1, n - 1].item<double>();
+    }
+}
