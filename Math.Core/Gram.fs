@@ -35,24 +35,40 @@ let precisionName (what: string) (t: torch.Tensor) =
     elif t.dtype = torch.float64 then "float64"
     else invalidArg what (sprintf "%s must be float32 or float64, got %O" what t.dtype)
 
-/// Checks one block of features: finite, 2-D, and without subnormal-range non-zeros.
+/// Checks one block of features: float32/float64, 2-D, and (for float64) no non-zero entry below
+/// the underflow guard. Float32 needs no scan: its smallest non-zero magnitude (1.4e-45) squares
+/// to 2e-90, far from float64 underflow. Finiteness is checked once on diag(fl G) (`checkFinite`):
+/// a NaN or ±Inf feature, or a squared norm that overflows, makes its diagonal entry non-finite.
 let private validateBlock (what: string) (block: torch.Tensor) =
     precisionName what block |> ignore
     if block.dim () <> 2L then
         invalidArg what (sprintf "%s must be 2-D (rows × features), got shape %A" what block.shape)
-    use finite = torch.isfinite(block).all()
-    if not (finite.item<bool> ()) then
-        invalidArg what (sprintf "%s contains NaN or ±Inf: no certificate can be given for non-finite features" what)
-    use absBlock = block.abs ()
-    use tiny = absBlock.gt(scalar 0.0).logical_and(absBlock.lt(scalar FloatingPoint.underflowGuard)).any()
-    if tiny.item<bool> () then
-        invalidArg what (sprintf "%s has non-zero entries below %g in magnitude: rescale the features (the error analysis assumes no underflow)" what FloatingPoint.underflowGuard)
+    if block.dtype = torch.float64 then
+        use scope = torch.NewDisposeScope()
+        let absBlock = block.abs ()
+        let tiny = absBlock.gt(scalar 0.0).logical_and(absBlock.lt(scalar FloatingPoint.underflowGuard)).any()
+        if tiny.item<bool> () then
+            invalidArg what (sprintf "%s has non-zero entries below %g in magnitude: rescale the features (the error analysis assumes no underflow)" what FloatingPoint.underflowGuard)
+
+/// The row squared norms ‖φ̃_i‖² = fl(G)_ii (each an inner product of length m', with the same
+/// γ_{m'} bound as every entry), after checking they are all finite.
+let private squaredNorms (gram: torch.Tensor) : float[] =
+    let squares = (use d = gram.diagonal().cpu() in d.data<float>().ToArray())
+    match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
+    | Some i ->
+        invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
+    | None -> squares
+
+/// Σ‖φ̃_i‖² bounded above in exact arithmetic: fl(‖φ̃_i‖²) has relative error ≤ γ_{m'}, and the
+/// sum over rows adds γ_{n−1}.
+let private squaredNormSumUpper (columns: int) (squares: float[]) =
+    let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
+    FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) squares.Length)
 
 /// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64.
 type ColumnBlockAccumulator(rows: int, device: torch.Device) =
     do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
     let gram = torch.zeros([| int64 rows; int64 rows |], dtype = torch.float64, device = device)
-    let rowSquares = torch.zeros([| int64 rows |], dtype = torch.float64, device = device)
     let mutable columns = 0
     let mutable blocks = 0
     let mutable precision = "float32"
@@ -66,14 +82,12 @@ type ColumnBlockAccumulator(rows: int, device: torch.Device) =
         use scope = torch.NewDisposeScope()
         let b = block.detach().``to``(torch.float64, device)
         gram.addmm_(b, b.t()) |> ignore
-        rowSquares.add_(b.square().sum(1L)) |> ignore
         columns <- columns + int block.shape.[1]
         blocks <- blocks + 1
 
     /// Adds the bias column of ones (Φ̃ = [Φ, 1]): exact in float64.
     member _.AddBiasColumn() =
         gram.add_(scalar 1.0) |> ignore
-        rowSquares.add_(scalar 1.0) |> ignore
         columns <- columns + 1
 
     member _.Columns = columns
@@ -81,12 +95,8 @@ type ColumnBlockAccumulator(rows: int, device: torch.Device) =
     /// Finishes the accumulation; the accumulator must not be used afterwards.
     member _.Finish() : GramMatrix =
         if columns = 0 then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
-        let squares = rowSquares.cpu().data<float>().ToArray()
-        rowSquares.Dispose()
-        // Each ‖φ̃_i‖² is fl of a sum of m' squares: exact ≤ fl·(1+γ_{m'}); the sum over rows adds γ_{n−1}.
-        let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
-        let total = Array.sum squares
-        let upper = FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper total rows)
+        let squares = squaredNorms gram
+        let upper = squaredNormSumUpper columns squares
         let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
         { Gram = gram; Rows = rows; Columns = columns; SquaredNormSumUpper = upper; ZeroRows = zeroRows
           FeaturePrecision = precision }
@@ -147,11 +157,8 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock
         let offsets = Array.scan (+) 0L sizes
         let n = offsets.[blockCount]
         let gram = torch.zeros([| n; n |], dtype = torch.float64, device = device)
-        let squares = Array.zeroCreate<float> (int n)
         for i in 0 .. blockCount - 1 do
             let bi, ownI = fetch i
-            use sq = bi.square().sum(1L)
-            sq.cpu().data<float>().ToArray().CopyTo(squares, int offsets.[i])
             for j in 0 .. i do
                 let bj, ownJ = if j = i then bi, false else fetch j
                 use g = bi.mm(bj.t())
@@ -161,11 +168,9 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock
                 if ownJ then bj.Dispose()
             if ownI then bi.Dispose()
         let columns = int m + (if withBias then 1 else 0)
-        if withBias then
-            gram.add_(scalar 1.0) |> ignore
-            for k in 0 .. squares.Length - 1 do squares.[k] <- squares.[k] + 1.0
-        let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
-        let upper = FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) (int n))
+        if withBias then gram.add_(scalar 1.0) |> ignore
+        let squares = squaredNorms gram
+        let upper = squaredNormSumUpper columns squares
         let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
         { Gram = gram; Rows = int n; Columns = columns; SquaredNormSumUpper = upper; ZeroRows = zeroRows
           FeaturePrecision = precision }
