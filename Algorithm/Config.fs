@@ -1,0 +1,60 @@
+/// Configuration of a base run and of a two-phase run (SPEC §4).
+namespace ResearchFramework.Algorithm
+
+open TorchSharp
+open ResearchFramework.MathCore
+
+/// What the body does in Phase II (SPEC §4.3): damped steps α_t·(A's step), or α_t = 0.
+type PhaseTwoMode =
+    | Damped = 0
+    | Frozen = 1
+
+/// One record configures the base algorithm A and the run (SPEC §4 inputs). The same record
+/// drives the base run and the two-phase run, so both use the same T, seed, batches and A.
+/// CheckpointEvery = 0 or CheckpointDirectory = null/"" disables periodic checkpoints.
+/// RecordFingerprints: add a parameter fingerprint to every step record (for bit-identity checks).
+type TrainingConfig =
+    { Seed: int
+      BatchSize: int
+      Schedule: Schedule
+      TotalIterations: int
+      Optimizer: OptimizerSpec
+      Loss: LossKind
+      Device: string
+      CheckpointEvery: int
+      CheckpointDirectory: string
+      RecordFingerprints: bool }
+
+    static member Default =
+        { Seed = 0; BatchSize = 32; Schedule = Schedule.Constant 0.01; TotalIterations = 100
+          Optimizer = OptimizerSpec.Sgd; Loss = LossKind.Squared; Device = "cpu"
+          CheckpointEvery = 0; CheckpointDirectory = null; RecordFingerprints = false }
+
+/// The recipe's own knobs (SPEC §4): switch τ, Phase II mode, perturbation ε and tries R,
+/// damping α_t = (t − τ + 1)^(−p), guard κ checked every K steps, certification-set size
+/// (0 = the whole training set; otherwise the first k training points).
+type RecipeConfig =
+    { SwitchIteration: int
+      Mode: PhaseTwoMode
+      PerturbationScale: float
+      MaxTries: int
+      DampingPower: float
+      GuardKappa: float
+      CheckPeriod: int
+      CertificationSize: int }
+
+    static member Default =
+        { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
+          DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0 }
+
+/// The training set S as tensors: inputs X (n × …) and targets Y (n × c real, or n labels).
+type TrainingData(inputs: torch.Tensor, targets: torch.Tensor) =
+    do
+        if inputs.shape.[0] <> targets.shape.[0] then
+            invalidArg "targets" (sprintf "X has %d rows but Y has %d" inputs.shape.[0] targets.shape.[0])
+    let fingerprint = lazy (Fingerprint.ofTensors [ inputs; targets ])
+    member _.Inputs = inputs
+    member _.Targets = targets
+    member _.Count = int inputs.shape.[0]
+    /// SHA-256 of X and Y (dtype, shape, bytes): names the dataset in certificates.
+    member _.Fingerprint = fingerprint.Value

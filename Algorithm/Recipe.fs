@@ -1,0 +1,458 @@
+/// The two-phase recipe of SPEC §4 as a stateful trainer: Phase I = the base algorithm A;
+/// the switch (BN → eval, zero readout, certificate, perturbation retries); Phase II (readout
+/// by A, body by A damped by α_t, rank guard); checkpoints; events.
+namespace ResearchFramework.Algorithm
+
+open System
+open System.Threading
+open TorchSharp
+open ResearchFramework.MathCore
+
+/// Summary of a run (what the host reports and the invariants check).
+type RunResult =
+    { /// Step records of this process's steps (after a resume: from the resume point on).
+      Steps: StepRecord[]
+      /// Iterations done in total (T when Completed).
+      IterationsDone: int
+      /// False when the run stopped early on cancellation.
+      Completed: bool
+      /// Every certificate computed at the switch, in attempt order.
+      Certificates: Certificate[]
+      /// True iff EC was Certified at the switch and Phase II ran (SPEC §4.2).
+      GuaranteeClaimed: bool
+      GuardTripped: bool
+      FinalParameterFingerprint: string
+      FinalBodyFingerprint: string
+      /// L* of the training set (SPEC §1).
+      LossOptimum: float
+      /// ‖ω_T − ω_τ‖ (after the switch's perturbation), NaN without a Phase II.
+      BodyDisplacementSinceSwitch: float
+      LastCheckpoint: string }
+
+/// Captures the flattened outputs of the tap layers during a forward pass, with gradients
+/// (Phase II needs ∂h/∂ω for the body's damped step), concatenated in tap order: h̃ without the 1.
+type internal TapCapture(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: string list) =
+    let resolved = FeatureMap.resolveTaps model taps
+    let captured : torch.Tensor[] = Array.zeroCreate resolved.Length
+    /// Runs `f` with forward hooks on the taps; returns f's result and h (batch × m).
+    member _.Run(f: unit -> torch.Tensor) : torch.Tensor * torch.Tensor =
+        let removers =
+            resolved |> List.mapi (fun i (_, m) ->
+                m.register_forward_hook(Func<FeatureMap.Module, torch.Tensor, torch.Tensor, torch.Tensor>(fun _ _ output ->
+                    captured.[i] <- output.flatten(1L)
+                    output)))
+        try
+            let z = f ()
+            for i in 0 .. captured.Length - 1 do
+                if isNull captured.[i] then invalidOp (sprintf "tap '%s' was not reached by the forward pass" (fst resolved.[i]))
+            let h = if captured.Length = 1 then captured.[0] else torch.cat(captured, 1L)
+            Array.fill captured 0 captured.Length null
+            z, h
+        finally
+            for r in removers do r.remove ()
+
+/// The trainer. `recipe = None` is the base run (A for T iterations); `Some r` the two-phase run.
+/// Readout choice (SPEC §4.2): a separate linear readout V: R^m → R^c with bias, zero-initialised,
+/// for every architecture (also for MLPs, whose original output layer stays part of the body);
+/// f̄(x) = f(x; θ) + V h̃(x; ω). V has its own instance of A (same rule, hyper-parameters and
+/// schedule); the body keeps the Phase I optimiser and its state.
+type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, recipe: RecipeConfig option,
+                     data: TrainingData, observer: IRecipeObserver) =
+    do
+        if training.TotalIterations < 0 then invalidArg "training" "TotalIterations must be ≥ 0"
+        if training.BatchSize <= 0 then invalidArg "training" "BatchSize must be positive"
+        match recipe with
+        | Some r ->
+            if r.SwitchIteration < 0 || r.SwitchIteration > training.TotalIterations then
+                invalidArg "recipe" (sprintf "switch τ = %d must lie in [0, T = %d]" r.SwitchIteration training.TotalIterations)
+            if not (r.GuardKappa > 0.0 && r.GuardKappa < 1.0) then invalidArg "recipe" "guard κ must lie in (0, 1)"
+            if r.MaxTries < 0 then invalidArg "recipe" "MaxTries must be ≥ 0"
+        | None -> ()
+    let observer = if isNull (box observer) then NullObserver() :> IRecipeObserver else observer
+    let device = TorchEnvironment.selectDevice training.Device
+    let taps = Networks.taps architecture
+    let model = Networks.build architecture (int64 training.Seed)
+    do model.``to``(device) |> ignore
+    let bodyParams = model.parameters () |> Seq.toArray
+    let bodyOpt = Optimizers.create training.Optimizer training.Schedule.BaseLearningRate bodyParams
+    let n = data.Count
+    let lossOptimum = Losses.optimum training.Loss data.Inputs data.Targets
+    let batch = min training.BatchSize n
+    let stepsPerEpoch = max 1 (n / batch)
+    let fullBatch = batch >= n
+    let mutable permutationEpoch = -1
+    let mutable permutation : torch.Tensor = null
+    let capture = TapCapture(model, taps)
+    let steps = ResizeArray<StepRecord>()
+    let certificates = ResizeArray<Certificate>()
+    let mutable iteration = 0
+    let mutable phase = if recipe.IsSome then Phase.PhaseOne else Phase.Base
+    let mutable switched = false
+    let mutable sigmaTau = nan
+    let mutable guardTripped = false
+    let mutable readout : Modules.Linear = null
+    let mutable readoutOpt : torch.optim.Optimizer = null
+    let mutable lastCertifiedBody : torch.Tensor[] = null
+    let mutable lastCertifiedIteration = -1
+    let mutable lastCertifiedFingerprint : string = null
+    let mutable switchBody : torch.Tensor[] = null
+    let mutable lastCheckpoint : string = null
+
+    let snapshot () = bodyParams |> Array.map (fun p -> p.detach().clone())
+    let restore (saved: torch.Tensor[]) =
+        use _ = torch.no_grad ()
+        Array.iter2 (fun (p: Modules.Parameter) (s: torch.Tensor) -> p.copy_(s) |> ignore) bodyParams saved
+    let disposeAll (ts: torch.Tensor[]) = if not (isNull ts) then for t in ts do t.Dispose()
+    let bodyFingerprint () = Fingerprint.ofTensors (bodyParams |> Seq.cast<torch.Tensor>)
+    let allFingerprint () =
+        if isNull readout then Fingerprint.ofModule model
+        else Fingerprint.ofTensors (Seq.append (bodyParams |> Seq.cast<torch.Tensor>) (readout.parameters () |> Seq.cast<torch.Tensor>))
+
+    /// Batch indices of iteration t: full batch in index order when B ≥ n; otherwise epoch
+    /// e = t / ⌊n/B⌋ uses randperm(n) from a torch.Generator seeded by (seed, e), position t mod ⌊n/B⌋.
+    let batchIndices (t: int) : torch.Tensor =
+        if fullBatch then torch.arange(int64 n, dtype = torch.int64)
+        else
+            let epoch = t / stepsPerEpoch
+            if epoch <> permutationEpoch then
+                if not (isNull permutation) then permutation.Dispose()
+                let seed = uint64 (int64 training.Seed) * 0x9E3779B97F4A7C15UL + uint64 epoch
+                use g = new torch.Generator(seed, torch.CPU)
+                permutation <- torch.randperm(int64 n, generator = g).DetachFromDisposeScope()
+                permutationEpoch <- epoch
+            permutation.narrow(0L, int64 ((t % stepsPerEpoch) * batch), int64 batch).clone()
+
+    let certificationRows () =
+        match recipe with
+        | Some r when r.CertificationSize > 0 && r.CertificationSize < n -> r.CertificationSize
+        | _ -> n
+
+    /// The first pair of identical inputs in the certification set, if any (then EC is refuted for every ω).
+    let duplicateInputs =
+        lazy (
+            use xc = data.Inputs.narrow(0L, 0L, int64 (certificationRows ()))
+            Losses.identicalInputGroups xc |> Array.tryFind (fun g -> g.Length > 1) |> Option.map (fun g -> g.[0], g.[1]))
+
+    /// Refutations no perturbation of ω can repair: identical inputs, or m + 1 < n.
+    let structurallyRefuted (c: Certificate) =
+        c.Verdict = Verdict.Refuted && (duplicateInputs.Value.IsSome || c.Subject.Columns < c.Subject.Rows)
+
+    /// Certifies EC for Φ̃(ω) on the certification set (SPEC §3, §6) with Math.Core's Rump test.
+    let certify () : Certificate =
+        let rows = certificationRows ()
+        use xc = data.Inputs.narrow(0L, 0L, int64 rows).``to``(device)
+        use phi = FeatureMap.featureMatrix model taps 256 xc
+        let subject =
+            { DatasetFingerprint = data.Fingerprint
+              CertificationSet = (if rows = n then sprintf "all %d training points" n else sprintf "first %d of %d training points" rows n)
+              Architecture = Networks.describe architecture
+              Taps = List.toArray taps
+              ParameterFingerprint = Fingerprint.ofModule model
+              Rows = rows
+              Features = int phi.shape.[1]
+              WithBias = true }
+        match duplicateInputs.Value with
+        | Some (i, j) ->
+            // SPEC §2: h is a function of x, so identical inputs give identical rows of Φ̃ for every ω.
+            { Subject = subject; Verdict = Verdict.Refuted
+              Reason = sprintf "inputs %d and %d of the certification set are identical, so rows %d and %d of Φ̃ are equal for every ω" i j i j
+              Method = "exact (bitwise) comparison of the certification inputs (SPEC §2: EC needs distinct inputs)"
+              Precision = "inputs compared bitwise"; Device = string device; SigmaMinLower = 0.0
+              SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty
+              ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
+        | None -> Certify.certifyMatrix Certify.defaults subject phi
+
+    /// Parameters below the taps (ω): those that receive a gradient from Σ h(x) on a few inputs.
+    let parametersBelowTaps () : Modules.Parameter[] =
+        for p in bodyParams do p.grad <- null
+        let wasTraining = model.training
+        model.eval ()
+        do
+            use scope = torch.NewDisposeScope()
+            use x = data.Inputs.narrow(0L, 0L, int64 (min n 4)).``to``(device)
+            let _, h = capture.Run(fun () -> model.call x)
+            h.sum().backward()
+        let below = bodyParams |> Array.filter (fun p -> not (isNull p.grad))
+        for p in bodyParams do p.grad <- null
+        if wasTraining then model.train ()
+        below
+
+    /// ω ← ω + ε·ξ, ξ Gaussian from a generator seeded by (seed, attempt), scaled per tensor by its
+    /// RMS (by 1 for an all-zero tensor) (SPEC §4.2).
+    let perturb (eps: float) (attempt: int) =
+        let below = parametersBelowTaps ()
+        let seed = uint64 (int64 training.Seed) * 0x9E3779B97F4A7C15UL + 0x51ED270B27AD4F1DUL * uint64 attempt
+        use g = new torch.Generator(seed, torch.CPU)
+        use _ = torch.no_grad ()
+        for p in below do
+            use scope = torch.NewDisposeScope()
+            let rms = p.detach().pow(scalar 2.0).mean().sqrt().ToDouble()
+            let scale = if rms > 0.0 then rms else 1.0
+            let xi = torch.randn(p.shape, dtype = p.dtype, generator = g).``to``(p.device)
+            p.add_(xi.mul(scalar (eps * scale))) |> ignore
+
+    let makeReadout (m: int) =
+        let dtype = Networks.dtypeOf architecture.Precision
+        let v = torch.nn.Linear(int64 m, int64 architecture.Classes, true, device = device, dtype = dtype)
+        do
+            use _ = torch.no_grad ()
+            v.weight.zero_() |> ignore
+            v.bias.zero_() |> ignore
+        readout <- v
+        readoutOpt <- Optimizers.create training.Optimizer training.Schedule.BaseLearningRate (v.parameters ())
+
+    /// f̄(x) = f(x; θ) + V h̃(x; ω) in Phase II, f(x; θ) otherwise (no mode change here).
+    let forward (x: torch.Tensor) : torch.Tensor =
+        if isNull readout then model.call x
+        else
+            let z, h = capture.Run(fun () -> model.call x)
+            z.add(readout.call h)
+
+    let changePhase t target reason =
+        let from = phase
+        phase <- target
+        observer.OnPhaseChange { Iteration = t; From = from; To = target; Reason = reason; BodyFingerprint = bodyFingerprint () }
+
+    /// α_t of SPEC §4.3: 1 outside Phase II; 0 when frozen (mode or guard); (t − τ + 1)^(−p) otherwise.
+    let alphaAt (t: int) =
+        match recipe with
+        | Some r when phase = Phase.PhaseTwo ->
+            if guardTripped || r.Mode = PhaseTwoMode.Frozen then 0.0
+            else Math.Pow(float (t - r.SwitchIteration + 1), -r.DampingPower)
+        | _ -> 1.0
+
+    member _.Model = model
+    member _.Readout = readout
+    member _.Iteration = iteration
+    member _.Phase = phase
+    member _.Taps = taps
+    member _.Certificates = certificates.ToArray()
+    member _.Steps = steps.ToArray()
+    member _.LossOptimum = lossOptimum
+    member _.GuardTripped = guardTripped
+    member _.BodyFingerprint = bodyFingerprint ()
+    member _.ParameterFingerprint = allFingerprint ()
+    member _.LastCertifiedFingerprint = lastCertifiedFingerprint
+
+    /// The switch at t = τ (SPEC §4.2). Idempotent; does nothing for a base run or t ≠ τ.
+    member this.Switch() =
+        match recipe with
+        | Some r when not switched && iteration = r.SwitchIteration ->
+            switched <- true
+            let t = iteration
+            model.eval ()
+            let original = snapshot ()
+            let mutable cert = certify ()
+            certificates.Add cert
+            observer.OnCertificate { Iteration = t; Attempt = 0; Certificate = cert }
+            let mutable attempt = 0
+            while not cert.IsCertified && not (structurallyRefuted cert) && attempt < r.MaxTries do
+                attempt <- attempt + 1
+                perturb r.PerturbationScale attempt
+                cert <- certify ()
+                certificates.Add cert
+                observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
+            if cert.IsCertified then
+                sigmaTau <- cert.SigmaMinLower
+                makeReadout cert.Subject.Features
+                lastCertifiedBody <- snapshot ()
+                switchBody <- snapshot ()
+                lastCertifiedIteration <- t
+                lastCertifiedFingerprint <- bodyFingerprint ()
+                changePhase t Phase.PhaseTwo
+                    (sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g" attempt cert.SigmaMinLower)
+            else
+                restore original
+                model.train ()
+                changePhase t Phase.BaseUncertified
+                    (sprintf "EC not certified after %d perturbation(s) (%O: %s); continuing as the base algorithm, no guarantee claimed"
+                        attempt cert.Verdict cert.Reason)
+            disposeAll original
+        | _ -> ()
+
+    /// The rank guard (SPEC §4.3): certify Φ̃_t; if σ_min ≥ κ·σ_min(Φ̃_τ) the current body becomes
+    /// the last certified one, otherwise the body is restored to it and frozen.
+    member private _.Guard(t: int, r: RecipeConfig) : float * float =
+        let cert = certify ()
+        let threshold = r.GuardKappa * sigmaTau
+        if cert.IsCertified && cert.SigmaMinLower >= threshold then
+            disposeAll lastCertifiedBody
+            lastCertifiedBody <- snapshot ()
+            lastCertifiedIteration <- t + 1
+            lastCertifiedFingerprint <- bodyFingerprint ()
+        else
+            restore lastCertifiedBody
+            guardTripped <- true
+            observer.OnGuardTrip
+                { Iteration = t + 1; SigmaMinLower = cert.SigmaMinLower; Threshold = threshold; Verdict = cert.Verdict
+                  RestoredBodyFingerprint = bodyFingerprint (); LastCertifiedIteration = lastCertifiedIteration }
+        cert.SigmaMinLower, cert.SigmaMaxEstimate
+
+    /// One iteration t → t+1 (switching first when t = τ).
+    member this.Step() =
+        this.Switch()
+        let t = iteration
+        let lr = Optimizers.learningRate training.Schedule training.TotalIterations t
+        Optimizers.setLearningRate bodyOpt lr
+        if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt lr
+        let inPhaseTwo = phase = Phase.PhaseTwo
+        let alpha = alphaAt t
+        if inPhaseTwo then model.eval () else model.train ()
+        let lossValue, undamped =
+            use scope = torch.NewDisposeScope()
+            let idx = batchIndices t
+            let xb = data.Inputs.index_select(0L, idx).``to``(device)
+            let yb = data.Targets.index_select(0L, idx).``to``(device)
+            bodyOpt.zero_grad ()
+            if not (isNull readoutOpt) then readoutOpt.zero_grad ()
+            let z = forward xb
+            let loss = Losses.value training.Loss z yb
+            loss.backward ()
+            let lossValue = loss.ToDouble()
+            if alpha = 0.0 then
+                readoutOpt.step () |> ignore
+                lossValue, 0.0
+            else
+                let old = snapshot ()
+                bodyOpt.step () |> ignore
+                if inPhaseTwo then readoutOpt.step () |> ignore
+                let mutable sq = 0.0
+                do
+                    use _ = torch.no_grad ()
+                    for i in 0 .. bodyParams.Length - 1 do
+                        let p = bodyParams.[i]
+                        let d = p.detach().sub(old.[i])
+                        sq <- sq + d.pow(scalar 2.0).sum().ToDouble()
+                        if alpha <> 1.0 then p.copy_(old.[i].add(d.mul(scalar alpha))) |> ignore
+                lossValue, sqrt sq
+        iteration <- t + 1
+        let sigmaMin, sigmaMax =
+            match recipe with
+            | Some r when inPhaseTwo && not guardTripped && r.Mode = PhaseTwoMode.Damped && r.CheckPeriod > 0
+                          && (t - r.SwitchIteration + 1) % r.CheckPeriod = 0 -> this.Guard(t, r)
+            | _ -> nan, nan
+        let record =
+            { Iteration = t; Phase = phase; Loss = lossValue; LossGap = lossValue - lossOptimum; Alpha = alpha
+              BodyMovement = alpha * undamped; UndampedBodyStep = undamped; SigmaMin = sigmaMin; SigmaMax = sigmaMax
+              LearningRate = lr
+              ParameterFingerprint = (if training.RecordFingerprints then allFingerprint () else null)
+              BodyFingerprint = (if training.RecordFingerprints then bodyFingerprint () else null) }
+        steps.Add record
+        observer.OnStep record
+        if training.CheckpointEvery > 0 && not (String.IsNullOrEmpty training.CheckpointDirectory)
+           && iteration % training.CheckpointEvery = 0 then
+            this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName iteration))
+
+    /// Runs the remaining iterations up to T. On cancellation: checkpoint (when a directory is
+    /// configured) and return with Completed = false.
+    member this.Run(cancellationToken: CancellationToken) : RunResult =
+        let mutable cancelled = false
+        while not cancelled && iteration < training.TotalIterations do
+            if cancellationToken.IsCancellationRequested then
+                cancelled <- true
+                if not (String.IsNullOrEmpty training.CheckpointDirectory) then
+                    this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName iteration))
+            else this.Step()
+        if not cancelled then this.Switch() // τ = T: the switch happens at the end (no Phase II steps)
+        this.Result(not cancelled)
+
+    /// Runs up to (not including) iteration `target` (≤ T).
+    member this.RunTo(target: int) =
+        while iteration < min target training.TotalIterations do this.Step()
+
+    /// f̄(x) in evaluation mode, without gradients (the model's training flag is restored).
+    member _.Predict(x: torch.Tensor) : torch.Tensor =
+        let wasTraining = model.training
+        model.eval ()
+        try
+            use _ = torch.no_grad ()
+            use xd = x.``to``(device)
+            forward xd
+        finally
+            if wasTraining then model.train ()
+
+    member _.Result(completed: bool) : RunResult =
+        let displacement =
+            if isNull switchBody then nan
+            else
+                use _ = torch.no_grad ()
+                let mutable sq = 0.0
+                for i in 0 .. bodyParams.Length - 1 do
+                    use d = bodyParams.[i].detach().sub(switchBody.[i])
+                    use s = d.pow(scalar 2.0).sum()
+                    sq <- sq + s.ToDouble()
+                sqrt sq
+        { Steps = steps.ToArray(); IterationsDone = iteration; Completed = completed
+          Certificates = certificates.ToArray(); GuaranteeClaimed = (phase = Phase.PhaseTwo)
+          GuardTripped = guardTripped; FinalParameterFingerprint = allFingerprint ()
+          FinalBodyFingerprint = bodyFingerprint (); LossOptimum = lossOptimum
+          BodyDisplacementSinceSwitch = displacement; LastCheckpoint = lastCheckpoint }
+
+    /// Writes the full state before iteration `Iteration` to `path`, atomically (see `Checkpoint`).
+    member _.SaveCheckpoint(path: string) =
+        let header =
+            { FormatVersion = 1; Iteration = iteration; Phase = phase; Switched = switched; SigmaTau = sigmaTau
+              GuardTripped = guardTripped; LastCertifiedIteration = lastCertifiedIteration
+              LastCertifiedFingerprint = lastCertifiedFingerprint
+              ReadoutFeatures = (if isNull readout then 0 else int readout.weight.shape.[1])
+              Seed = training.Seed; TotalIterations = training.TotalIterations
+              SwitchIteration = (match recipe with Some r -> r.SwitchIteration | None -> -1)
+              ArchitectureDescription = Networks.describe architecture; DatasetFingerprint = data.Fingerprint
+              Certificates = certificates |> Seq.map CertificateJson.serialize |> Seq.toArray }
+        Checkpoint.writeAtomically path (fun w ->
+            w.Write(Checkpoint.serializeHeader header)
+            model.save(w) |> ignore
+            Optimizers.saveState bodyOpt w
+            if not (isNull readout) then
+                readout.save(w) |> ignore
+                Optimizers.saveState readoutOpt w
+            Checkpoint.writeTensors w lastCertifiedBody
+            Checkpoint.writeTensors w switchBody
+            use rng = torch.random.get_rng_state ()
+            Checkpoint.writeTensor w rng)
+        lastCheckpoint <- path
+        observer.OnCheckpoint { Iteration = iteration; Path = path }
+
+    /// Restores the state written by `SaveCheckpoint` into this freshly built trainer (same
+    /// architecture, config, recipe and data; checked against the header).
+    member _.LoadCheckpoint(path: string) =
+        Checkpoint.read path (fun r ->
+            let h = Checkpoint.deserializeHeader (r.ReadString())
+            let expectTau = match recipe with Some rc -> rc.SwitchIteration | None -> -1
+            if h.Seed <> training.Seed || h.TotalIterations <> training.TotalIterations || h.SwitchIteration <> expectTau
+               || h.ArchitectureDescription <> Networks.describe architecture || h.DatasetFingerprint <> data.Fingerprint then
+                invalidArg "path" (sprintf "checkpoint %s was written by a different run (seed %d, T %d, τ %d, %s)"
+                                       path h.Seed h.TotalIterations h.SwitchIteration h.ArchitectureDescription)
+            model.load(r, true) |> ignore
+            Optimizers.loadState bodyOpt r
+            if h.ReadoutFeatures > 0 then
+                makeReadout h.ReadoutFeatures
+                readout.load(r, true) |> ignore
+                Optimizers.loadState readoutOpt r
+            let toDevice (ts: torch.Tensor[]) =
+                if isNull ts then null else ts |> Array.map (fun t -> let d = t.``to``(device) in (if not (obj.ReferenceEquals(d, t)) then t.Dispose()); d)
+            lastCertifiedBody <- toDevice (Checkpoint.readTensors r)
+            switchBody <- toDevice (Checkpoint.readTensors r)
+            use rng = Checkpoint.readTensor r
+            torch.random.set_rng_state rng
+            iteration <- h.Iteration
+            phase <- h.Phase
+            switched <- h.Switched
+            sigmaTau <- h.SigmaTau
+            guardTripped <- h.GuardTripped
+            lastCertifiedIteration <- h.LastCertifiedIteration
+            lastCertifiedFingerprint <- h.LastCertifiedFingerprint
+            certificates.Clear()
+            for c in h.Certificates do certificates.Add(CertificateJson.deserialize c)
+            if phase = Phase.PhaseTwo then model.eval () else model.train ())
+        lastCheckpoint <- path
+
+    interface IDisposable with
+        member _.Dispose() =
+            disposeAll lastCertifiedBody
+            disposeAll switchBody
+            if not (isNull permutation) then permutation.Dispose()
+            if not (isNull readoutOpt) then readoutOpt.Dispose()
+            if not (isNull readout) then readout.Dispose()
+            bodyOpt.Dispose()
+            model.Dispose()

@@ -1,0 +1,58 @@
+/// Small synthetic problems and helpers for the Algorithm tests (SPEC §4).
+module ResearchFramework.Properties.AlgorithmTests.Fixtures
+
+open System
+open System.Threading
+open Expecto
+open TorchSharp
+open ResearchFramework.Algorithm
+
+/// Expect an invariant to hold; its message is the failure.
+let expectOk (what: string) (r: Result<unit, string>) =
+    match r with
+    | Ok () -> ()
+    | Error e -> failtestf "%s: %s" what e
+
+/// n distinct Gaussian inputs of dimension d and c-dimensional targets (regression) from a seed.
+let regression (seed: int) (n: int) (d: int) (c: int) (dtype: torch.ScalarType) =
+    use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 1UL, torch.CPU)
+    let x = torch.randn([| int64 n; int64 d |], dtype = dtype, generator = g)
+    let y = torch.randn([| int64 n; int64 c |], dtype = dtype, generator = g)
+    TrainingData(x, y)
+
+/// n Gaussian images (channels × size × size) with labels in 0..classes−1.
+let images (seed: int) (n: int) (channels: int) (size: int) (classes: int) =
+    use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 7UL, torch.CPU)
+    let x = torch.randn([| int64 n; int64 channels; int64 size; int64 size |], generator = g)
+    let y = torch.randint(int64 classes, [| int64 n |], generator = g)
+    TrainingData(x, y)
+
+let mlp (d: int) (widths: int[]) (c: int) (act: Activation) (precision: Precision) =
+    ArchitectureSpec.Mlp(d, widths, c, act, precision)
+
+let lenet (channels: int) (size: int) (classes: int) =
+    { Name = "lenet5"; InputShape = [| channels; size; size |]; Classes = classes; Widths = [| 2; 3; 12; 10 |]
+      Activation = Activation.Tanh; WidthMultiplier = 1.0; Precision = Precision.Float32; Taps = [||] }
+
+let training (seed: int) (batch: int) (total: int) (opt: OptimizerSpec) (lr: float) (loss: LossKind) =
+    { TrainingConfig.Default with
+        Seed = seed; BatchSize = batch; TotalIterations = total; Optimizer = opt
+        Schedule = Schedule.Constant lr; Loss = loss; RecordFingerprints = true }
+
+let recipe (tau: int) (mode: PhaseTwoMode) =
+    { RecipeConfig.Default with SwitchIteration = tau; Mode = mode; CheckPeriod = 5; GuardKappa = 0.1 }
+
+/// The base optimisers, indexed for property tests.
+let optimizers =
+    [| OptimizerSpec.Sgd; OptimizerSpec.SgdMomentum(0.9, false); OptimizerSpec.SgdMomentum(0.9, true)
+       OptimizerSpec.Adam; OptimizerSpec.AdamW 0.01 |]
+
+/// Runs the recipe (or the base run when recipe = None) and records its events.
+let run arch cfg (recipe: RecipeConfig option) data =
+    let obs = RecordingObserver()
+    use t = new TwoPhaseTrainer(arch, cfg, recipe, data, obs)
+    let r = t.Run CancellationToken.None
+    r, obs
+
+/// Property config: few cases, every one replayable from the printed seed.
+let few n = { FsCheckConfig.defaultConfig with maxTest = n }

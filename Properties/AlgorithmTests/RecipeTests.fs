@@ -1,0 +1,280 @@
+/// Properties of the two-phase recipe (SPEC §4), checked through Algorithm.Invariants.
+module ResearchFramework.Properties.AlgorithmTests.RecipeTests
+
+open System
+open System.IO
+open System.Threading
+open Expecto
+open TorchSharp
+open ResearchFramework.MathCore
+open ResearchFramework.Algorithm
+open ResearchFramework.Properties
+open ResearchFramework.Properties.AlgorithmTests.Fixtures
+
+let private phaseOneIsBase (arch: ArchitectureSpec) (data: TrainingData) (cfg: TrainingConfig) (tau: int) =
+    let baseRun, _ = run arch cfg None data
+    let twoPhase, _ = run arch cfg (Some (recipe tau PhaseTwoMode.Damped)) data
+    Invariants.phaseOneMatchesBase tau baseRun.Steps twoPhase.Steps |> expectOk "Phase I = base"
+    Invariants.totalIterations cfg.TotalIterations baseRun |> expectOk "base T"
+    Invariants.totalIterations cfg.TotalIterations twoPhase |> expectOk "recipe T"
+    Invariants.claimOnlyWhenCertified twoPhase |> expectOk "claim"
+
+/// Phase I bit-identity, total iterations, function unchanged at the switch, damping bound, guard.
+let phaseTests =
+    testList "Phase I and switch" [
+        testPropertyWithConfig (few 5) "Phase I = base bit for bit; both runs take T steps (random MLPs, random τ, all optimisers)" <| fun (seed: int) ->
+            let rng = Random seed
+            let d, n = rng.Next(2, 6), rng.Next(8, 20)
+            let widths = [| rng.Next(2, 5); rng.Next(n, n + 8) |]
+            let act = [| Activation.Tanh; Activation.Softplus; Activation.Sigmoid; Activation.Relu |].[rng.Next 4]
+            let precision = if rng.Next 2 = 0 then Precision.Float32 else Precision.Float64
+            let data = regression seed n d 2 (Networks.dtypeOf precision)
+            let total = rng.Next(4, 12)
+            let cfg = training seed (rng.Next(3, n + 2)) total optimizers.[rng.Next optimizers.Length] 0.02 LossKind.Squared
+            phaseOneIsBase (mlp d widths 2 act precision) data cfg (rng.Next(0, total + 1))
+
+        testPropertyWithConfig (few 2) "Phase I = base bit for bit (tiny LeNet-5, cross-entropy)" <| fun (seed: int) ->
+            let rng = Random seed
+            let data = images seed 8 1 12 3
+            let total = 6
+            let cfg = training seed 4 total optimizers.[rng.Next optimizers.Length] 0.01 LossKind.CrossEntropy
+            phaseOneIsBase (lenet 1 12 3) data cfg (rng.Next(0, total + 1))
+
+        testPropertyWithConfig (few 4) "function unchanged at the switch (f̄ = f + 0·h̃ on random inputs)" <| fun (seed: int) ->
+            let rng = Random seed
+            let d, n = rng.Next(2, 6), rng.Next(6, 16)
+            let data = regression seed n d 2 torch.float32
+            let arch = mlp d [| 3; n + 4 |] 2 Activation.Tanh Precision.Float32
+            let tau = rng.Next(0, 5)
+            let cfg = training seed 4 (tau + 3) OptimizerSpec.Adam 0.01 LossKind.Squared
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some (recipe tau PhaseTwoMode.Damped), data, NullObserver())
+            trainer.RunTo tau
+            use g = new torch.Generator(uint64 (seed &&& 0xffff) + 3UL, torch.CPU)
+            use x = torch.randn([| 7L; int64 d |], generator = g)
+            use before = trainer.Predict x
+            trainer.Switch()
+            use after = trainer.Predict x
+            let b = before.to_type(torch.float64).flatten().data<float>().ToArray()
+            let a = after.to_type(torch.float64).flatten().data<float>().ToArray()
+            let certs = trainer.Certificates
+            Expect.isGreaterThan certs.Length 0 "certified at the switch"
+            if certs.[0].IsCertified || not (Array.last certs).IsCertified then
+                Invariants.functionUnchanged b a |> expectOk "switch"
+
+        testPropertyWithConfig (few 3) "Σ α_t‖Δω_t‖ ≤ max‖Δω‖·ζ(p) and ‖ω_T − ω_τ‖ ≤ Σ α_t‖Δω_t‖" <| fun (seed: int) ->
+            let rng = Random seed
+            let d, n = 3, rng.Next(6, 12)
+            let data = regression seed n d 1 torch.float64
+            let arch = mlp d [| 3; n + 2 |] 1 Activation.Softplus Precision.Float64
+            let p = [| 1.5; 2.0; 3.0 |].[rng.Next 3]
+            let tau = rng.Next(0, 4)
+            let cfg = training seed 4 (tau + 15) optimizers.[rng.Next optimizers.Length] 0.05 LossKind.Squared
+            let r, _ = run arch cfg (Some { recipe tau PhaseTwoMode.Damped with DampingPower = p }) data
+            Expect.isTrue r.GuaranteeClaimed "EC certified (m ≥ n, softplus)"
+            Invariants.dampedMovementBounded tau p 1e-9 r |> expectOk "damping"
+
+        test "rank guard restores exactly the last certified body and freezes it" {
+            let n = 10
+            let data = regression 11 n 3 1 torch.float64
+            let arch = mlp 3 [| 3; 12 |] 1 Activation.Tanh Precision.Float64
+            let cfg = training 11 n 30 (OptimizerSpec.SgdMomentum(0.9, false)) 0.5 LossKind.Squared
+            let rc = { recipe 2 PhaseTwoMode.Damped with GuardKappa = 0.9999; CheckPeriod = 1; DampingPower = 0.25 }
+            let r, obs = run arch cfg (Some rc) data
+            Expect.isTrue r.GuaranteeClaimed "certified switch"
+            Expect.isNonEmpty obs.GuardTrips "the guard fired (κ close to 1, undamped-ish steps)"
+            Expect.isTrue r.GuardTripped "result records the trip"
+            let switch = obs.PhaseChanges |> Seq.find (fun p -> p.To = Phase.PhaseTwo)
+            let sigmaTau = r.Certificates |> Array.last |> fun c -> c.SigmaMinLower
+            Invariants.guardRestoresLastCertified switch (rc.GuardKappa * sigmaTau) (obs.GuardTrips.ToArray()) r.Steps
+            |> expectOk "guard"
+        }
+
+        test "pre-activation ResNet-18 (k = 1/16): stage taps, certified switch, function unchanged, T steps" {
+            let data = images 5 6 3 8 4
+            let arch = { Name = "resnet18"; InputShape = [| 3; 8; 8 |]; Classes = 4; Widths = [||]; Activation = Activation.Relu
+                         WidthMultiplier = 1.0 / 16.0; Precision = Precision.Float32; Taps = [||] }
+            let cfg = training 5 3 4 (OptimizerSpec.SgdMomentum(0.9, false)) 0.01 LossKind.CrossEntropy
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some (recipe 2 PhaseTwoMode.Damped), data, NullObserver())
+            Expect.equal trainer.Taps [ "layer1"; "layer2"; "layer3"; "layer4" ] "default taps"
+            trainer.RunTo 2
+            use x = data.Inputs.narrow(0L, 0L, 3L)
+            use before = trainer.Predict x
+            trainer.Switch()
+            use after = trainer.Predict x
+            let cert = Array.last trainer.Certificates
+            Expect.equal cert.Subject.Features (4 * 64 + 8 * 16 + 16 * 4 + 32) "m = Σ stage features"
+            Expect.isTrue cert.IsCertified (sprintf "EC at the stage taps: %s" cert.Reason)
+            Invariants.functionUnchanged (before.flatten().to_type(torch.float64).data<float>().ToArray())
+                                         (after.flatten().to_type(torch.float64).data<float>().ToArray()) |> expectOk "switch"
+            let r = trainer.Run CancellationToken.None
+            Invariants.totalIterations 4 r |> expectOk "T"
+        }
+    ]
+
+/// SPEC §4 Theorem (frozen body) and convergence; SPEC §2 Lemma 2 (perturbation); refutation.
+let certificateTests =
+    testList "Readout and certificates" [
+        testPropertyWithConfig (few 4) "frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" <| fun (seed: int) ->
+            let rng = Random seed
+            let d, n = rng.Next(2, 5), rng.Next(8, 16)
+            let data = regression seed n d 2 torch.float64
+            let act = if rng.Next 2 = 0 then Activation.Tanh else Activation.Softplus
+            let arch = mlp d [| 3; n + 3 |] 2 act Precision.Float64
+            let tau = rng.Next(0, 4)
+            let eta = 0.01
+            let r, _ = run arch (training seed n (tau + 40) OptimizerSpec.Sgd eta LossKind.Squared) (Some (recipe tau PhaseTwoMode.Frozen)) data
+            let cert = Array.last r.Certificates
+            Expect.isTrue cert.IsCertified "EC certified"
+            let bound = float n / (cert.SigmaMaxUpper * cert.SigmaMaxUpper)
+            Expect.isLessThanOrEqual eta bound "precondition η ≤ n/σ_max(Φ̃_τ)² (rigorous upper bound on σ_max)"
+            Invariants.objectiveNonIncreasing (4.0 * Tolerance.epsilon Tolerance.Float64) r.Steps |> expectOk "monotone"
+            let two = r.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
+            Expect.isLessThan (Array.last two).Loss two.[0].Loss "the readout makes progress"
+
+        testPropertyWithConfig (few 3) "tanh/softplus: perturbation re-establishes EC after a degenerate ω (Lemma 2)" <| fun (seed: int) ->
+            let rng = Random seed
+            let d, n = rng.Next(2, 5), rng.Next(6, 14)
+            let data = regression seed n d 1 torch.float64
+            let act = if rng.Next 2 = 0 then Activation.Tanh else Activation.Softplus
+            let arch = mlp d [| 3; n + 2 |] 1 act Precision.Float64
+            let cfg = training seed n 3 OptimizerSpec.Sgd 0.01 LossKind.Squared
+            let rc = { recipe 0 PhaseTwoMode.Damped with PerturbationScale = 1.0; MaxTries = 3 }
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+            do
+                use _ = torch.no_grad ()
+                for struct (name, p) in trainer.Model.named_parameters () do
+                    if name.StartsWith "hidden1." then p.zero_() |> ignore   // every row of Φ equal: EC fails at this ω
+            let r = trainer.Run CancellationToken.None
+            Expect.notEqual r.Certificates.[0].Verdict Verdict.Certified "degenerate ω is not certified"
+            Expect.isTrue r.GuaranteeClaimed (sprintf "a perturbation restored EC: %A" (r.Certificates |> Array.map (fun c -> c.Verdict)))
+            Invariants.claimOnlyWhenCertified r |> expectOk "claim"
+
+        testPropertyWithConfig (few 3) "duplicate inputs: Refuted, never claimed, and the run is the base run bit for bit" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(6, 12)
+            let clean = regression seed n 3 1 torch.float64
+            let i, j = rng.Next n, rng.Next n
+            let j = if i = j then (j + 1) % n else j
+            let x = clean.Inputs.clone()
+            x.[int64 j].copy_(x.[int64 i]) |> ignore
+            let data = TrainingData(x, clean.Targets)
+            let arch = mlp 3 [| 3; n + 4 |] 1 Activation.Tanh Precision.Float64
+            let cfg = training seed 4 8 OptimizerSpec.Adam 0.01 LossKind.Squared
+            let r, obs = run arch cfg (Some { recipe (rng.Next(0, 8)) PhaseTwoMode.Damped with MaxTries = 2 }) data
+            let b, _ = run arch cfg None data
+            Expect.isFalse r.GuaranteeClaimed "never claimed"
+            Expect.isTrue (r.Certificates |> Array.forall (fun c -> c.Verdict = Verdict.Refuted)) "every attempt Refuted"
+            Expect.isTrue (obs.PhaseChanges |> Seq.exists (fun p -> p.To = Phase.BaseUncertified)) "says so"
+            Invariants.claimOnlyWhenCertified r |> expectOk "claim"
+            Invariants.bitIdentical r b |> expectOk "uncertified run = base run"
+            Expect.isGreaterThan r.LossOptimum 0.0 "L* > 0 for conflicting duplicate targets"
+
+        test "convergence: narrow 16 + wide 256 tanh MLP (m ≥ n), n = 64 digits-sized inputs, squared loss, full batch: Phase II loss < 1e-6·L(θ_τ)" {
+            let n = 64
+            let data = regression 3 n 64 2 torch.float64
+            let arch = mlp 64 [| 16; 256 |] 2 Activation.Tanh Precision.Float64
+            let tau = 10
+            let cfg = { training 3 n 600 (OptimizerSpec.SgdMomentum(0.95, true)) 0.05 LossKind.Squared with RecordFingerprints = false }
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some { recipe tau PhaseTwoMode.Damped with CheckPeriod = 100 }, data, NullObserver())
+            do  // a steeper wide layer (slope 3, zero thresholds) conditions Φ̃ better, as in the SPEC §5 construction
+                use _ = torch.no_grad ()
+                for struct (name, p) in trainer.Model.named_parameters () do
+                    if name = "hidden1.weight" then p.mul_(ResearchFramework.MathCore.TorchConversions.scalar 3.0) |> ignore
+                    if name = "hidden1.bias" then p.zero_() |> ignore
+            let r = trainer.Run CancellationToken.None
+            let cert = Array.last r.Certificates
+            let atTau = r.Steps.[tau].Loss
+            let final = (Array.last r.Steps).Loss
+            let info = sprintf "σ_τ ≥ %g, σ_max ≤ %g" cert.SigmaMinLower cert.SigmaMaxUpper
+            Expect.isTrue r.GuaranteeClaimed "certified"
+            Expect.isFalse r.GuardTripped ("guard quiet: " + info)
+            Expect.isLessThan final (1e-6 * atTau) (sprintf "L_T = %g, L_τ = %g; %s" final atTau info)
+        }
+    ]
+
+/// Checkpoints: resuming from any checkpoint is bit-identical to the uninterrupted run (CPU).
+let checkpointTests =
+    testList "Checkpoints" [
+        testPropertyWithConfig (few 2) "resume from every checkpoint (and after cancellation) = uninterrupted run, bit for bit" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = 12
+            let data = regression seed n 3 2 torch.float32
+            let arch = mlp 3 [| 3; 16 |] 2 Activation.Tanh Precision.Float32
+            let dir = Path.Combine(Path.GetTempPath(), sprintf "rf-ckpt-%s" (Guid.NewGuid().ToString "N"))
+            try
+                let opt = optimizers.[rng.Next optimizers.Length]
+                let cfg = { training seed 4 16 opt 0.02 LossKind.Squared with CheckpointEvery = 4; CheckpointDirectory = dir }
+                let rc = Some { recipe 6 PhaseTwoMode.Damped with CheckPeriod = 3 }
+                let full, obs = run arch cfg rc data
+                Expect.equal obs.Checkpoints.Count 4 "checkpoints at 4, 8, 12, 16"
+                for c in obs.Checkpoints do
+                    let resumed = Trainer.Resume(c.Path, arch, { cfg with CheckpointDirectory = null }, rc.Value, data, NullObserver(), CancellationToken.None)
+                    Invariants.bitIdentical full resumed |> expectOk (sprintf "resume from %d" c.Iteration)
+                    Invariants.totalIterations (16 - c.Iteration) { resumed with IterationsDone = resumed.IterationsDone - c.Iteration } |> ignore
+                // cancellation mid-run checkpoints and stops; resuming completes it identically
+                let dir2 = dir + "-cancel"
+                use cts = new CancellationTokenSource()
+                let stopper =
+                    { new IRecipeObserver with
+                        member _.OnStep s = if s.Iteration = 8 then cts.Cancel()
+                        member _.OnPhaseChange _ = ()
+                        member _.OnCertificate _ = ()
+                        member _.OnGuardTrip _ = ()
+                        member _.OnCheckpoint _ = () }
+                let cfg2 = { cfg with CheckpointEvery = 0; CheckpointDirectory = dir2 }
+                let partial = Trainer.Run(arch, cfg2, rc.Value, data, stopper, cts.Token)
+                Expect.isFalse partial.Completed "stopped"
+                Expect.equal partial.IterationsDone 9 "stopped after step 8"
+                let resumed = Trainer.Resume(partial.LastCheckpoint, arch, cfg2, rc.Value, data, NullObserver(), CancellationToken.None)
+                Invariants.bitIdentical full resumed |> expectOk "resume after cancellation"
+                let baseFull = Trainer.RunBase(arch, cfg, data, NullObserver(), CancellationToken.None)
+                let baseResumed = Trainer.Resume(Path.Combine(dir, Checkpoint.fileName 8), arch, cfg, Unchecked.defaultof<RecipeConfig>, data, NullObserver(), CancellationToken.None)
+                Expect.isFalse (baseFull.FinalParameterFingerprint = full.FinalParameterFingerprint) "base and recipe differ after τ"
+                // the base checkpoints overwrote the recipe's in `dir`: resume the base from its own
+                Invariants.bitIdentical baseFull baseResumed |> expectOk "base run resume"
+            finally
+                for d in [ dir; dir + "-cancel" ] do
+                    if Directory.Exists d then Directory.Delete(d, true)
+    ]
+
+/// Losses, L*, schedules.
+let unitTests =
+    testList "Losses and schedules" [
+        test "L* = 0 on consistent labels; squared: within-group variance; CE: within-group label entropy" {
+            use x = torch.tensor([| 0.0; 1.0; 0.0; 2.0 |]).reshape(4L, 1L)
+            use y = torch.tensor([| 0.0; 5.0; 2.0; 7.0 |]).reshape(4L, 1L)
+            // group {0, 2}: ȳ = 1, ½(1 + 1) = 1; n = 4
+            Tolerance.expectClose (Tolerance.stable Tolerance.Float64) (Losses.optimum LossKind.Squared x y) 0.25 "squared L*"
+            use labels = torch.tensor([| 0L; 1L; 1L; 2L |])
+            Tolerance.expectClose (Tolerance.stable Tolerance.Float64) (Losses.optimum LossKind.CrossEntropy x labels) (2.0 * log 2.0 / 4.0) "CE L*"
+            use xd = torch.tensor([| 0.0; 1.0; 3.0; 2.0 |]).reshape(4L, 1L)
+            Expect.equal (Losses.optimum LossKind.Squared xd y) 0.0 "distinct inputs"
+            Expect.equal (Losses.optimum LossKind.CrossEntropy xd labels) 0.0 "distinct inputs CE"
+        }
+
+        test "squared loss is ½ mean ‖z − y‖²; cross-entropy matches −log softmax" {
+            use z = torch.tensor([| 1.0; 2.0; 3.0; 4.0 |]).reshape(2L, 2L)
+            use y = torch.tensor([| 0.0; 2.0; 3.0; 2.0 |]).reshape(2L, 2L)
+            use l = Losses.value LossKind.Squared z y
+            Tolerance.expectClose (Tolerance.stable Tolerance.Float64) (l.ToDouble()) ((1.0 + 4.0) / 4.0) "squared"
+            use lab = torch.tensor([| 1L; 0L |])
+            use ce = Losses.value LossKind.CrossEntropy z lab
+            let expected = ((log (exp 1.0 + exp 2.0) - 2.0) + (log (exp 3.0 + exp 4.0) - 3.0)) / 2.0
+            Tolerance.expectClose (Tolerance.stable Tolerance.Float64) (ce.ToDouble()) expected "CE"
+        }
+
+        test "schedules: warm-up, step, cosine endpoints" {
+            let acc = Tolerance.stable Tolerance.Float64
+            let cos = { Kind = ScheduleKind.Cosine; BaseLearningRate = 0.1; StepSize = 1; Gamma = 1.0; MinLearningRate = 0.001; WarmupIterations = 10 }
+            Tolerance.expectClose acc (Optimizers.learningRate cos 110 0) 0.01 "warm-up start"
+            Tolerance.expectClose acc (Optimizers.learningRate cos 110 9) 0.1 "warm-up end"
+            Tolerance.expectClose acc (Optimizers.learningRate cos 110 10) 0.1 "cosine start"
+            Tolerance.expectClose acc (Optimizers.learningRate cos 110 110) 0.001 "cosine end"
+            let step = { cos with Kind = ScheduleKind.Step; StepSize = 5; Gamma = 0.5; WarmupIterations = 0 }
+            Tolerance.expectClose acc (Optimizers.learningRate step 100 12) 0.025 "step"
+        }
+    ]
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Algorithm" [ unitTests; phaseTests; certificateTests; checkpointTests ]
