@@ -30,8 +30,11 @@ public static class RootCommandFactory
     {
         var command = new Command("train", "train one configuration (two-phase recipe when Recipe:Enabled)");
         var common = new CommonOptions(configRequired: true);
+        var resume = new Option<DirectoryInfo>("--resume") { Description = "resume the run in this run directory from its latest checkpoint" };
         common.AddTo(command);
-        command.SetAction(r => CommandRunner.Run("train", () => new TrainHandler().Run(new TrainArguments(common.Read(r)))));
+        command.Options.Add(resume);
+        command.SetAction(r => CommandRunner.Run("train", () =>
+            new TrainHandler().Run(new TrainArguments(common.Read(r), r.GetValue(resume)?.FullName))));
         return command;
     }
 
@@ -41,10 +44,12 @@ public static class RootCommandFactory
         var common = new CommonOptions(configRequired: true);
         var seeds = new Option<int>("--seeds") { Description = "number of seeds", DefaultValueFactory = _ => 5 };
         seeds.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--seeds must be at least 1"); });
+        var resume = new Option<DirectoryInfo>("--resume") { Description = "resume the compare run in this directory (finished sub-runs are kept)" };
         common.AddTo(command);
         command.Options.Add(seeds);
+        command.Options.Add(resume);
         command.SetAction(r => CommandRunner.Run("compare", () =>
-            new CompareHandler().Run(new CompareArguments(common.Read(r), r.GetValue(seeds)))));
+            new CompareHandler().Run(new CompareArguments(common.Read(r), r.GetValue(seeds), r.GetValue(resume)?.FullName))));
         return command;
     }
 
@@ -96,8 +101,11 @@ public static class RootCommandFactory
     {
         var command = new Command("worker", "process jobs dropped into a spool directory");
         var spool = new Option<DirectoryInfo>("--spool") { Description = "spool directory", Required = true };
+        var once = new Option<bool>("--once") { Description = "resume interrupted jobs, process the inbox, then exit" };
         command.Options.Add(spool);
-        command.SetAction(r => CommandRunner.Run("worker", () => new WorkerHandler().Run(new WorkerArguments(r.GetValue(spool)!.FullName))));
+        command.Options.Add(once);
+        command.SetAction(r => CommandRunner.Run("worker", () =>
+            new WorkerHandler().Run(new WorkerArguments(r.GetValue(spool)!.FullName, r.GetValue(once)))));
         return command;
     }
 
