@@ -73,7 +73,7 @@ public static class TrainingRun
         var previous = resume ? RunSummary.TryLoad(run.Path) : null;
         string? checkpoint = resume ? Checkpoint.latest(run.CheckpointsPath) : null;
         if (resume && checkpoint is null)
-            logger.LogWarning("{Label}: no checkpoint in {Directory}; starting from the beginning", label, run.CheckpointsPath);
+            logger.LogInformation("{Label}: no checkpoint in {Directory}; starting from the beginning", label, run.CheckpointsPath);
         var progress = showProgress ? new ProgressReporter(label, training.TotalIterations) : null;
         var observer = new RunObserver(metrics, run, logger, progress, options.Training.LogEvery, label);
         logger.LogInformation("{Label}: {Mode} run, seed {Seed}, T = {T}{Switch}, {Architecture}, n = {N} training / {M} test points ({Dataset})",
