@@ -16,14 +16,24 @@ public static class RootCommandFactory
         root.Subcommands.Add(Worker());
         root.Subcommands.Add(Data());
         root.Subcommands.Add(Env());
-        // Bare `rf` (also `./build.sh run`): the environment line and a pointer to the commands, exit 0.
+        root.Subcommands.Add(Main());
+        // Bare `rf` (also `./build.sh run`): the main job (experiments/main-job.json), after the environment line.
         root.SetAction(_ => CommandRunner.Run("", () =>
         {
-            var code = new EnvHandler().Run();
-            Console.WriteLine("commands: train, compare, certify, prove, worker, data fetch, env (rf --help)");
-            return code;
+            new EnvHandler().Run();
+            Console.WriteLine("commands: main, train, compare, certify, prove, worker, data fetch, env (rf --help); running the main job");
+            return new MainJobHandler().Run(null);
         }));
         return root;
+    }
+
+    private static Command Main()
+    {
+        var command = new Command("main", "the main job: fetch MNIST if missing, then the compare of experiments/main-job.json (also bare rf)");
+        var job = new Option<FileInfo>("--job") { Description = "job file (default: experiments/main-job.json)" };
+        command.Options.Add(job);
+        command.SetAction(r => CommandRunner.Run("main", () => new MainJobHandler().Run(r.GetValue(job)?.FullName)));
+        return command;
     }
 
     private static Command Train()

@@ -100,7 +100,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         var runPathFile = Path.Combine(_spool.Running, name + ".run");
         try
         {
-            var (command, seeds) = WriteConfig(jobPath, configPath);
+            var (command, seeds) = JobFile.WriteConfig(jobPath, configPath);
             var input = new ConfigurationInput(configPath, []);
             string? runDirectory = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
             if (runDirectory is null || !Directory.Exists(runDirectory))
@@ -151,9 +151,14 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         foreach (var f in files)
             try { File.Delete(f); } catch (IOException) { }
     }
+}
 
+/// <summary>A job file: a full rf configuration plus <c>"Command": "train" | "compare"</c> and, for compare, <c>"Seeds"</c>
+/// (default 2). Used by the worker and by the main job (<c>experiments/main-job.json</c>).</summary>
+public static class JobFile
+{
     /// <summary>Splits a job file into its command (+ seeds) and the rf configuration, written to <paramref name="configPath"/>.</summary>
-    private static (string Command, int Seeds) WriteConfig(string jobPath, string configPath)
+    public static (string Command, int Seeds) WriteConfig(string jobPath, string configPath)
     {
         JsonNode? node;
         try
