@@ -16,7 +16,7 @@ public static class RootCommandFactory
         root.Subcommands.Add(Worker());
         root.Subcommands.Add(Data());
         root.Subcommands.Add(Env());
-        root.Subcommands.Add(Main());
+        root.Subcommands.Add(MainJob());
         // Bare `rf` (also `./build.sh run`): the main job (experiments/main-job.json), after the environment line.
         root.SetAction(_ => CommandRunner.Run("", () =>
         {
@@ -27,7 +27,7 @@ public static class RootCommandFactory
         return root;
     }
 
-    private static Command Main()
+    private static Command MainJob()
     {
         var command = new Command("main", "the main job: fetch MNIST if missing, then the compare of experiments/main-job.json (also bare rf)");
         var job = new Option<FileInfo>("--job") { Description = "job file (default: experiments/main-job.json)" };
