@@ -12,6 +12,11 @@ namespace ResearchFramework.Host.Training;
 public sealed class RunObserver(MetricsWriter metrics, RunDirectory run, ILogger logger, ProgressReporter? progress, int logEvery,
     string label) : IRecipeObserver
 {
+    /// <summary>Test hook: <c>RF_TEST_STEP_DELAY_MS</c> sleeps after every step, so a process test can signal a run reliably
+    /// between its first checkpoint and its end. Unset (the default): no delay.</summary>
+    private static readonly int StepDelayMs =
+        int.TryParse(Environment.GetEnvironmentVariable("RF_TEST_STEP_DELAY_MS"), out var ms) && ms > 0 ? ms : 0;
+
     public int Steps { get; private set; }
     public Certificate? SwitchCertificate { get; private set; }
     public int? SwitchIteration { get; private set; }
@@ -45,6 +50,7 @@ public sealed class RunObserver(MetricsWriter metrics, RunDirectory run, ILogger
             logger.LogDebug("{Label} step {Iteration} phase {Phase}: loss {Loss:G6}, gap {Gap:G4}, α {Alpha:G3}", label, s.Iteration,
                 PhaseName(s.Phase), s.Loss, s.LossGap, s.Alpha);
         progress?.Report(s.Iteration + 1, $"phase {PhaseName(s.Phase)} loss {s.Loss:G4}");
+        if (StepDelayMs > 0) Thread.Sleep(StepDelayMs);
     }
 
     public void OnPhaseChange(PhaseChange p)
