@@ -77,8 +77,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let bodyOpt = Optimizers.create training.Optimizer training.Schedule.BaseLearningRate bodyParams
     let n = data.Count
     let lossOptimum = Losses.optimum training.Loss data.Inputs data.Targets
-    let batch = min training.BatchSize n
-    let stepsPerEpoch = max 1 (n / batch)
+    let batch, stepsPerEpoch = DataOrder.shape n training.BatchSize
     let fullBatch = batch >= n
     let mutable permutationEpoch = -1
     let mutable permutation : torch.Tensor = null
@@ -108,17 +107,14 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         if isNull readout then Fingerprint.ofModule model
         else Fingerprint.ofTensors (Seq.append (bodyParams |> Seq.cast<torch.Tensor>) (readout.parameters () |> Seq.cast<torch.Tensor>))
 
-    /// Batch indices of iteration t: full batch in index order when B ≥ n; otherwise epoch
-    /// e = t / ⌊n/B⌋ uses randperm(n) from a torch.Generator seeded by (seed, e), position t mod ⌊n/B⌋.
+    /// Batch indices of iteration t (`DataOrder.batch`), caching the current epoch's permutation.
     let batchIndices (t: int) : torch.Tensor =
         if fullBatch then torch.arange(int64 n, dtype = torch.int64)
         else
             let epoch = t / stepsPerEpoch
             if epoch <> permutationEpoch then
                 if not (isNull permutation) then permutation.Dispose()
-                let seed = uint64 (int64 training.Seed) * 0x9E3779B97F4A7C15UL + uint64 epoch
-                use g = new torch.Generator(seed, torch.CPU)
-                permutation <- torch.randperm(int64 n, generator = g).DetachFromDisposeScope()
+                permutation <- (DataOrder.permutation training.Seed n epoch).DetachFromDisposeScope()
                 permutationEpoch <- epoch
             permutation.narrow(0L, int64 ((t % stepsPerEpoch) * batch), int64 batch).clone()
 
@@ -221,17 +217,26 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             else Math.Pow(float (t - r.SwitchIteration + 1), -r.DampingPower)
         | _ -> 1.0
 
+    /// The network f(·; θ) (the body: every parameter except the readout V).
     member _.Model = model
+    /// The readout V (SPEC §4.2), null before a certified switch.
     member _.Readout = readout
+    /// The next iteration t to run (0 ≤ t ≤ T).
     member _.Iteration = iteration
     member _.Phase = phase
+    /// Tap layer names defining h (SPEC §1).
     member _.Taps = taps
+    /// Certificates computed at the switch, in attempt order.
     member _.Certificates = certificates.ToArray()
     member _.Steps = steps.ToArray()
+    /// L* of the training set (SPEC §1).
     member _.LossOptimum = lossOptimum
     member _.GuardTripped = guardTripped
+    /// Fingerprint of the body parameters ω (all model parameters).
     member _.BodyFingerprint = bodyFingerprint ()
+    /// Fingerprint of body and readout parameters (the model's `Fingerprint.ofModule` before the switch).
     member _.ParameterFingerprint = allFingerprint ()
+    /// Fingerprint of the last certified body (the guard's restore point), null before the switch.
     member _.LastCertifiedFingerprint = lastCertifiedFingerprint
 
     /// The switch at t = τ (SPEC §4.2). Idempotent; does nothing for a base run or t ≠ τ.
@@ -343,7 +348,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
            && iteration % training.CheckpointEvery = 0 then
             this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName iteration))
 
-    /// Runs the remaining iterations up to T. On cancellation: checkpoint (when a directory is
+    /// Runs the remaining iterations up to T (with τ = T there is no switch: Phase II is empty and the
+    /// run is the base run, no guarantee claimed). On cancellation: checkpoint (when a directory is
     /// configured) and return with Completed = false.
     member this.Run(cancellationToken: CancellationToken) : RunResult =
         let mutable cancelled = false
@@ -353,7 +359,6 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 if not (String.IsNullOrEmpty training.CheckpointDirectory) then
                     this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName iteration))
             else this.Step()
-        if not cancelled then this.Switch() // τ = T: the switch happens at the end (no Phase II steps)
         this.Result(not cancelled)
 
     /// Runs up to (not including) iteration `target` (≤ T).

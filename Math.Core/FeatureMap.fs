@@ -43,7 +43,10 @@ let features (model: Module) (taps: string list) (x: torch.Tensor) : torch.Tenso
     let removers =
         resolved |> List.mapi (fun i (_, m) ->
             m.register_forward_hook(Func<Module, torch.Tensor, torch.Tensor, torch.Tensor>(fun _ _ output ->
-                captured.[i] <- output.detach().flatten(1L)
+                // Owned here, outside any dispose scope: a module whose forward opens its own
+                // scope must not dispose the captured features.
+                if not (isNull captured.[i]) then captured.[i].Dispose()
+                captured.[i] <- output.detach().flatten(1L).DetachFromDisposeScope()
                 output)))
     try
         inEvaluationMode model (fun () ->
@@ -52,10 +55,12 @@ let features (model: Module) (taps: string list) (x: torch.Tensor) : torch.Tenso
             for i in 0 .. captured.Length - 1 do
                 if isNull captured.[i] then
                     invalidOp (sprintf "tap '%s' was not reached by the forward pass" (fst resolved.[i]))
-            let result = if captured.Length = 1 then captured.[0] else torch.cat(captured, 1L)
+            let result = if captured.Length = 1 then captured.[0].alias() else torch.cat(captured, 1L)
             result.MoveToOuterDisposeScope())
     finally
         for r in removers do r.remove ()
+        for t in captured do
+            if not (isNull t) then t.Dispose()
 
 /// Number of features m at the taps, from one example input.
 let featureCount (model: Module) (taps: string list) (example: torch.Tensor) : int =

@@ -47,12 +47,24 @@ let optimizers =
     [| OptimizerSpec.Sgd; OptimizerSpec.SgdMomentum(0.9, false); OptimizerSpec.SgdMomentum(0.9, true)
        OptimizerSpec.Adam; OptimizerSpec.AdamW 0.01 |]
 
-/// Runs the recipe (or the base run when recipe = None) and records its events.
-let run arch cfg (recipe: RecipeConfig option) data =
+/// Runs the recipe (or the base run when recipe = None) after `init` adjusts the fresh model.
+let runInit (init: torch.nn.Module<torch.Tensor, torch.Tensor> -> unit) arch cfg (recipe: RecipeConfig option) data =
     let obs = RecordingObserver()
     use t = new TwoPhaseTrainer(arch, cfg, recipe, data, obs)
+    init t.Model
     let r = t.Run CancellationToken.None
     r, obs
 
+/// Runs the recipe (or the base run when recipe = None) and records its events.
+let run arch cfg (recipe: RecipeConfig option) data = runInit ignore arch cfg recipe data
+
+/// Multiplies the weights of layer `layer` by `slope` (the steep wide layer of the SPEC §5
+/// construction: at PyTorch's default scale, tanh/softplus features of low-dimensional inputs are
+/// nearly low-degree polynomials and λ_min(Φ̃Φ̃ᵀ) falls below float64 resolution).
+let steepen (layer: string) (slope: float) (model: torch.nn.Module<torch.Tensor, torch.Tensor>) =
+    use _ = torch.no_grad ()
+    for struct (name, p) in model.named_parameters () do
+        if name = layer + ".weight" then p.mul_(ResearchFramework.MathCore.TorchConversions.scalar slope) |> ignore
+
 /// Property config: few cases, every one replayable from the printed seed.
-let few n = { FsCheckConfig.defaultConfig with maxTest = n }
+let few n = { FsCheckConfig.defaultConfig with maxTest = (match Environment.GetEnvironmentVariable "ALGO_CASES" with null | "" -> n | v -> int v) }

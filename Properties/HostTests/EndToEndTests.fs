@@ -111,7 +111,9 @@ let endToEnd =
             Expect.isTrue completedResumed "completed after the resume"
             Expect.equal itResumed 60 "T iterations"
             Expect.equal fpCut fpFull "bit-identical final parameters"
-            Expect.equal lossResumed lossFull "same final train loss"
+            // The parameters are bit-identical (above); the evaluation's float32 reductions may round differently across
+            // processes (observed: last-digit differences of the loss under load), so the loss is compared to 1e-6 relative.
+            Expect.floatClose { absolute = 0.0; relative = 1e-6 } lossResumed lossFull "same final train loss"
         }
         test "worker --once: a bad job goes to failed/ with its error, a good one to done/ with its run directory" {
             use dir = new TempDir()

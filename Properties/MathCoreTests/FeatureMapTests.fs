@@ -20,6 +20,16 @@ let private mlp (seed: int) (d: int) (h: int) (wide: int) : torch.nn.Module<torc
 
 let private config = { FsCheckConfig.defaultConfig with maxTest = 15 }
 
+/// A block whose forward opens its own dispose scope: the tapped inner output is freed when
+/// forward returns, unless the feature map owns what it captured.
+type private ScopedBlock() as this =
+    inherit torch.nn.Module<torch.Tensor, torch.Tensor>("scoped")
+    let lin = torch.nn.Linear(3L, 4L, dtype = torch.float64)
+    do this.RegisterComponents()
+    override _.forward(x) =
+        use scope = torch.NewDisposeScope()
+        lin.call(x).tanh().MoveToOuterDisposeScope()
+
 [<Tests>]
 let tests =
     testSequenced <| testList "MathCore.FeatureMap" [
@@ -49,6 +59,15 @@ let tests =
             use b = FeatureMap.features model [ "bn" ] (x.narrow(0L, 0L, 3L))
             Expect.isTrue (a.narrow(0L, 0L, 3L).eq(b).all().item<bool> ()) "h(x_i) does not depend on the batch"
             Expect.isTrue model.training "training flag restored"
+        }
+
+        test "a tap inside a module with its own dispose scope survives the forward pass" {
+            torch.random.manual_seed(4L) |> ignore
+            use block = new ScopedBlock()
+            use x = gaussian 9 5 3
+            use phi = FeatureMap.features block [ "lin" ] x
+            Expect.sequenceEqual phi.shape [| 5L; 4L |] "shape"
+            Expect.isTrue (torch.isfinite(phi).all().item<bool> ()) "values readable after forward"
         }
 
         test "unknown and empty taps give clear errors" {
