@@ -135,6 +135,38 @@ let endToEnd =
             Expect.isEmpty (Directory.GetFiles(spool "inbox")) "inbox empty"
             Expect.isEmpty (Directory.GetFiles(spool "running")) "nothing left running"
         }
+        test "worker: SIGTERM mid-job checkpoints and leaves the job in running/; the next start resumes and finishes it" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            let inbox = Path.Combine(dir.Path, "spool", "inbox")
+            Directory.CreateDirectory inbox |> ignore
+            let body = (config dir "job" 60 30 40 true).TrimStart().Substring(1)
+            File.WriteAllText(Path.Combine(inbox, "job.json"), "{ \"Command\": \"train\"," + body)
+            let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "40" ] dir.Path [ "worker"; "--spool"; "spool" ]
+            let checkpointed =
+                waitFor 20000 (fun () ->
+                    let runs = Path.Combine(dir.Path, "runs")
+                    Directory.Exists runs
+                    && Directory.GetDirectories(runs, "job-*") |> Array.exists (fun d ->
+                        let c = Path.Combine(d, "checkpoints")
+                        Directory.Exists c && Directory.GetFiles(c, "checkpoint-*.bin").Length > 0))
+            Expect.isTrue checkpointed "a checkpoint appeared"
+            sigterm p
+            Expect.isTrue (p.WaitForExit 20000) "worker stopped after SIGTERM"
+            Expect.equal p.ExitCode 0 ("graceful stop: " + err.Result)
+            let spool name = Path.Combine(dir.Path, "spool", name)
+            Expect.isTrue (File.Exists(spool "running/job.json")) ("job stays in running/: " + err.Result)
+            let run = runDirOf dir "job"
+            let _, completed, _, _, _ = summary run
+            Expect.isFalse completed "interrupted summary"
+            let code, out, err2 = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.equal code 0 (sprintf "restart: %s %s" out err2)
+            Expect.isTrue (File.Exists(spool "done/job.json")) "resumed job done"
+            let _, completed2, iterations, _, _ = summary run
+            Expect.isTrue completed2 "completed in the same run directory"
+            Expect.equal iterations 60 "T iterations"
+            Expect.stringContains err2 "resumed from" "resumed from the checkpoint"
+        }
         test "a corrupt IDX file is named in the error" {
             use dir = new TempDir()
             let target = Path.Combine(dir.Path, "data", "mnist")
