@@ -174,8 +174,13 @@ public static class TrainingRun
         {
             var rows = ReadMetrics(metricsPath);
             MetricPlots.LossCurves(rows, run.PlotFile("loss"), switchIteration);
-            if (rows.Any(r => r.Kind == "train" && r.Get("sigmaMin") is double v && v > 0))
-                MetricPlots.SigmaMinOverTime(rows.Where(r => r.Kind == "train"), run.PlotFile("sigma-min"), switchIteration);
+            // σ_min over Phase II: the certified value at the switch (certificate rows), then the guard's checks.
+            var atSwitch = rows.Where(r => r.Kind == "certificate" && r.Get("certified") == 1 && r.Get("sigmaMinLower") is double)
+                .Select(r => new MetricRow("train", r.Iteration, "2", new Dictionary<string, double> { ["sigmaMin"] = r.Get("sigmaMinLower")!.Value }))
+                .TakeLast(1);
+            var checks = rows.Where(r => r.Kind == "train" && r.Get("sigmaMin") is double v && v > 0).ToList();
+            if (checks.Count > 0)
+                MetricPlots.SigmaMinOverTime(atSwitch.Concat(checks).OrderBy(r => r.Iteration), run.PlotFile("sigma-min"), switchIteration);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

@@ -93,7 +93,7 @@ public static class MetricPlots
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
-        if (legend) plot.ShowLegend();
+        if (legend) plot.ShowLegend(Alignment.UpperRight); // loss curves fall: the upper right is free
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         plot.SavePng(path, DefaultWidth, DefaultHeight);
     }
