@@ -122,6 +122,8 @@ public static class RunSetup
         if (!(r.Kappa > 0 && r.Kappa < 1))
             throw new ConfigurationException($"Recipe:Kappa: {r.Kappa} must lie in (0, 1)");
         var mode = r.PhaseTwoMode.Equals("frozen", StringComparison.OrdinalIgnoreCase) ? PhaseTwoMode.Frozen : PhaseTwoMode.Damped;
+        if (mode == PhaseTwoMode.Damped && r.DampingPower <= 1.0)
+            throw new ConfigurationException($"Recipe:DampingPower: {r.DampingPower} must exceed 1 in damped mode, so that Σ α_t is finite (SPEC §4.3)");
         return new RecipeConfig(r.SwitchIteration, mode, r.Epsilon, r.MaxTries, r.DampingPower, r.Kappa, r.CheckEvery, r.CertificationSubset);
     }
 

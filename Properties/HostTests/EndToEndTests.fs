@@ -167,6 +167,21 @@ let endToEnd =
             Expect.equal iterations 60 "T iterations"
             Expect.stringContains err2 "resumed from" "resumed from the checkpoint"
         }
+        test "the recipe's damping must be summable: DampingPower ≤ 1 in damped mode fails at start-up naming the key" {
+            let load overrides =
+                ResearchFramework.Host.Infrastructure.Configuration.RfOptions.Load(
+                    ResearchFramework.Host.Infrastructure.Configuration.RfConfiguration.Build(
+                        ResearchFramework.Host.Infrastructure.Configuration.ConfigurationInput(null, overrides)))
+            let e = throwsT<ResearchFramework.Host.Infrastructure.Configuration.ConfigurationException> (fun () ->
+                        load [| "Recipe:Enabled=true"; "Recipe:DampingPower=1" |] |> ignore)
+            Expect.stringContains e.Message "DampingPower" "names the key"
+            let ok = load [| "Recipe:Enabled=true"; "Recipe:PhaseTwoMode=frozen"; "Recipe:DampingPower=1" |]
+            Expect.equal ok.Recipe.PhaseTwoMode "frozen" "frozen mode needs no damping"
+            let mapped = ResearchFramework.Host.Training.RunSetup.Recipe((load [| "Recipe:Enabled=true"; "Recipe:Kappa=0.5" |]).Recipe,
+                                                                         (load [||]).Training, true)
+            Expect.equal mapped.DampingPower 2.0 "default p = 2 (SPEC §4.3)"
+            Expect.equal mapped.GuardKappa 0.5 "κ mapped"
+        }
         test "a corrupt IDX file is named in the error" {
             use dir = new TempDir()
             let target = Path.Combine(dir.Path, "data", "mnist")
