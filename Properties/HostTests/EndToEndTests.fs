@@ -123,6 +123,8 @@ let endToEnd =
             let good = (config dir "job" 20 10 40 true).TrimStart().Substring(1)
             File.WriteAllText(Path.Combine(inbox, "a-good.json"), "{ \"Command\": \"train\"," + good)
             File.WriteAllText(Path.Combine(inbox, "b-bad.json"), "{ \"Command\": \"train\", \"Training\": { \"LearningRat\": 0.1 } }")
+            let cmp = (config dir "cjob" 10 5 40 false).TrimStart().Substring(1)
+            File.WriteAllText(Path.Combine(inbox, "c-compare.json"), "{ \"Command\": \"compare\", \"Seeds\": 1," + cmp)
             let code, out, err = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
             Expect.equal code 0 (sprintf "worker: %s %s" out err)
             let spool name = Path.Combine(dir.Path, "spool", name)
@@ -132,6 +134,9 @@ let endToEnd =
             use result = JsonDocument.Parse(File.ReadAllText(spool "done/a-good.result.json"))
             let runDir = result.RootElement.GetProperty("runDirectory").GetString()
             Expect.isTrue (File.Exists(Path.Combine(runDir, "summary.json"))) "run directory recorded, summary written"
+            use cresult = JsonDocument.Parse(File.ReadAllText(spool "done/c-compare.result.json"))
+            let cmpDir = cresult.RootElement.GetProperty("runDirectory").GetString()
+            Expect.isTrue (File.Exists(Path.Combine(cmpDir, "compare.csv"))) "compare job wrote its table"
             Expect.isEmpty (Directory.GetFiles(spool "inbox")) "inbox empty"
             Expect.isEmpty (Directory.GetFiles(spool "running")) "nothing left running"
         }
@@ -181,6 +186,28 @@ let endToEnd =
                                                                          (load [||]).Training, true)
             Expect.equal mapped.DampingPower 2.0 "default p = 2 (SPEC §4.3)"
             Expect.equal mapped.GuardKappa 0.5 "κ mapped"
+        }
+        test "data for the Algorithm: MLP inputs flattened, one-hot targets for squared loss, labels for cross-entropy" {
+            let rng = Random 3
+            let mk n name = ResearchFramework.Host.Data.Dataset(name, Array.init (n * 2 * 3 * 3) (fun _ -> float32 (rng.NextDouble())), Array.init n (fun i -> i % 4), 4, 2, 3, 3)
+            let load overrides =
+                ResearchFramework.Host.Infrastructure.Configuration.RfOptions.Load(
+                    ResearchFramework.Host.Infrastructure.Configuration.RfConfiguration.Build(
+                        ResearchFramework.Host.Infrastructure.Configuration.ConfigurationInput(null, overrides)))
+            let squared = load [| "Training:Loss=squared"; "Model:HiddenWidths:0=5"; "Model:WideWidth=30"; "Model:Precision=float64" |]
+            use t = ResearchFramework.Host.Training.RunSetup.ToTensors(mk 8 "train", mk 3 "test", squared)
+            Expect.sequenceEqual t.Train.Inputs.shape [| 8L; 18L |] "flattened C×H×W"
+            Expect.equal t.Train.Inputs.dtype TorchSharp.torch.ScalarType.Float64 "model dtype"
+            Expect.sequenceEqual t.Train.Targets.shape [| 8L; 4L |] "one-hot rows"
+            Expect.equal (t.Train.Targets.sum().item<float> ()) 8.0 "one 1 per row"
+            let arch = ResearchFramework.Host.Training.RunSetup.Architecture(squared, t)
+            Expect.sequenceEqual arch.Widths [| 5; 30 |] "narrow widths, then the wide layer"
+            Expect.sequenceEqual arch.InputShape [| 18 |] "MLP input dimension"
+            let ce = load [| "Training:Loss=crossentropy"; "Model:Architecture=lenet" |]
+            use t2 = ResearchFramework.Host.Training.RunSetup.ToTensors(mk 8 "train", mk 3 "test", ce)
+            Expect.sequenceEqual t2.Train.Inputs.shape [| 8L; 2L; 3L; 3L |] "images kept for a conv net"
+            Expect.equal t2.Train.Targets.dtype TorchSharp.torch.ScalarType.Int64 "labels"
+            Expect.sequenceEqual (t2.Train.Targets.data<int64>().ToArray()) [| 0L; 1L; 2L; 3L; 0L; 1L; 2L; 3L |] "label values"
         }
         test "a corrupt IDX file is named in the error" {
             use dir = new TempDir()
