@@ -39,10 +39,15 @@ public static class RootCommandFactory
     private static Command Train()
     {
         var command = new Command("train", "train one configuration (two-phase recipe when Recipe:Enabled)");
-        var common = new CommonOptions(configRequired: true);
+        var common = new CommonOptions(configRequired: false);
         var resume = new Option<DirectoryInfo>("--resume") { Description = "resume the run in this run directory from its latest checkpoint" };
         common.AddTo(command);
         command.Options.Add(resume);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(common.Config) is null && r.GetResult(resume) is null)
+                r.AddError("give --config FILE (or --resume RUN_DIR, which reuses the run's config.effective.json)");
+        });
         command.SetAction(r => CommandRunner.Run("train", () =>
             new TrainHandler().Run(new TrainArguments(common.Read(r), r.GetValue(resume)?.FullName))));
         return command;
@@ -51,13 +56,18 @@ public static class RootCommandFactory
     private static Command Compare()
     {
         var command = new Command("compare", "run a configuration over several seeds, with and without the recipe");
-        var common = new CommonOptions(configRequired: true);
+        var common = new CommonOptions(configRequired: false);
         var seeds = new Option<int>("--seeds") { Description = "number of seeds", DefaultValueFactory = _ => 5 };
         seeds.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--seeds must be at least 1"); });
         var resume = new Option<DirectoryInfo>("--resume") { Description = "resume the compare run in this directory (finished sub-runs are kept)" };
         common.AddTo(command);
         command.Options.Add(seeds);
         command.Options.Add(resume);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(common.Config) is null && r.GetResult(resume) is null)
+                r.AddError("give --config FILE (or --resume DIR, which reuses the compare run's config.effective.json)");
+        });
         command.SetAction(r => CommandRunner.Run("compare", () =>
             new CompareHandler().Run(new CompareArguments(common.Read(r), r.GetValue(seeds), r.GetValue(resume)?.FullName))));
         return command;

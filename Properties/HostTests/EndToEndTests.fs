@@ -105,7 +105,8 @@ let endToEnd =
             let _, completedCut, itCut, _, _ = summary cut
             Expect.isFalse completedCut "summary says interrupted"
             Expect.isLessThan itCut 60 "stopped before T"
-            let code2, out2, err2 = runRf dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=cut"; "--resume"; cut ]
+            // --resume without --config: the run's config.effective.json
+            let code2, out2, err2 = runRf dir.Path [ "train"; "--resume"; cut ]
             Expect.equal code2 0 (sprintf "resumed run: %s %s" out2 err2)
             let fpCut, completedResumed, itResumed, lossResumed, _ = summary cut
             Expect.isTrue completedResumed "completed after the resume"

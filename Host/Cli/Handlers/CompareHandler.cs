@@ -20,13 +20,14 @@ public sealed class CompareHandler
     {
         if (resume is not null && !Directory.Exists(resume))
             throw new DirectoryNotFoundException($"--resume {resume}: compare directory not found");
+        input = WithEffectiveConfig(input, resume);
         using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume);
         var logger = app.Logger<CompareHandler>();
         using var data = RunSetup.LoadData(app.Options);
         var outcome = CompareRun.Execute(app.Options, data, app.Run!, logger, seeds, resume is not null, cancellationToken, showProgress);
         if (!outcome.Completed)
         {
-            Console.WriteLine($"interrupted; resume with: rf compare --config <same config> --seeds {seeds} --resume {app.Run!.Path}");
+            Console.WriteLine($"interrupted; resume with: rf compare --seeds {seeds} --resume {app.Run!.Path}");
             return (ExitCodes.Interrupted, app.Run!.Path, outcome);
         }
         Console.WriteLine();
@@ -35,5 +36,14 @@ public sealed class CompareHandler
             Console.WriteLine($"certificate (two-phase seed {r.Seed}): {r.Verdict}, σ_min(Φ̃_τ) ≥ {r.SigmaMinAtSwitch:G4}, guarantee {(r.GuaranteeClaimed ? "claimed" : "not claimed")}");
         Console.WriteLine($"compare directory: {app.Run!.Path} (compare.md, compare.csv, plots/loss-all-runs.png, plots/test-error.png)");
         return (ExitCodes.Success, app.Run!.Path, outcome);
+    }
+
+    /// <summary>With <c>--resume DIR</c> and no <c>--config</c>: the run's own <c>config.effective.json</c>.</summary>
+    public static ConfigurationInput WithEffectiveConfig(ConfigurationInput input, string? resume)
+    {
+        if (input.ConfigFile is not null || resume is null) return input;
+        var effective = Path.Combine(resume, "config.effective.json");
+        if (!File.Exists(effective)) throw new FileNotFoundException($"--resume {resume}: no config.effective.json; give --config FILE");
+        return input with { ConfigFile = effective };
     }
 }

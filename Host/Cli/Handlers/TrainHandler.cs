@@ -21,6 +21,7 @@ public sealed class TrainHandler
     {
         if (resume is not null && !Directory.Exists(resume))
             throw new DirectoryNotFoundException($"--resume {resume}: run directory not found");
+        input = WithEffectiveConfig(input, resume);
         using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume);
         var logger = app.Logger<TrainHandler>();
         var options = app.Options;
@@ -36,7 +37,7 @@ public sealed class TrainHandler
         if (!s.Completed)
         {
             Console.WriteLine($"interrupted at iteration {s.Iterations}/{s.TotalIterations}; checkpoint {s.LastCheckpoint}");
-            Console.WriteLine($"resume with: rf train --config <same config> --resume {s.RunDirectory}");
+            Console.WriteLine($"resume with: rf train --resume {s.RunDirectory}");
             return;
         }
         Console.WriteLine($"run: {s.RunDirectory}");
@@ -46,5 +47,14 @@ public sealed class TrainHandler
         Console.WriteLine($"certificate: {s.Verdict}{(double.IsFinite(s.SigmaMinAtSwitch) && s.SigmaMinAtSwitch > 0 ? $" (σ_min ≥ {s.SigmaMinAtSwitch:G4})" : "")}, guarantee {(s.GuaranteeClaimed ? "claimed" : "not claimed")}{(s.GuardTripped ? ", guard tripped" : "")}");
         Console.WriteLine($"wall time: {s.WallSeconds:F1} s");
         Console.WriteLine($"fingerprint: {s.FinalParameterFingerprint}");
+    }
+
+    /// <summary>With <c>--resume DIR</c> and no <c>--config</c>: the run's own <c>config.effective.json</c>.</summary>
+    public static ConfigurationInput WithEffectiveConfig(ConfigurationInput input, string? resume)
+    {
+        if (input.ConfigFile is not null || resume is null) return input;
+        var effective = Path.Combine(resume, "config.effective.json");
+        if (!File.Exists(effective)) throw new FileNotFoundException($"--resume {resume}: no config.effective.json; give --config FILE");
+        return input with { ConfigFile = effective };
     }
 }
