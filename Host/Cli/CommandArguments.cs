@@ -3,10 +3,10 @@ using ResearchFramework.Host.Infrastructure.Configuration;
 namespace ResearchFramework.Host.Cli;
 
 /// <summary>Parsed arguments of <c>rf train</c>.</summary>
-public sealed record TrainArguments(ConfigurationInput Configuration);
+public sealed record TrainArguments(ConfigurationInput Configuration, string? Resume = null);
 
 /// <summary>Parsed arguments of <c>rf compare</c>: the same configuration over <paramref name="Seeds"/> seeds.</summary>
-public sealed record CompareArguments(ConfigurationInput Configuration, int Seeds);
+public sealed record CompareArguments(ConfigurationInput Configuration, int Seeds, string? Resume = null);
 
 /// <summary>Parsed arguments of <c>rf certify</c>: either a configuration (+ checkpoint, subset) or a matrix file (+ JSON output).</summary>
 public sealed record CertifyArguments(ConfigurationInput? Configuration, string? Checkpoint, int? Subset, string? MatrixFile, string? JsonOutput);
@@ -15,7 +15,7 @@ public sealed record CertifyArguments(ConfigurationInput? Configuration, string?
 public sealed record ProveArguments(IReadOnlyList<string> Names, bool List, string? JsonOutput);
 
 /// <summary>Parsed arguments of <c>rf worker</c>.</summary>
-public sealed record WorkerArguments(string SpoolDirectory);
+public sealed record WorkerArguments(string SpoolDirectory, bool Once = false);
 
 /// <summary>Parsed arguments of <c>rf data fetch</c>.</summary>
 public sealed record DataFetchArguments(string Name, string? DataDirectory, ConfigurationInput Configuration);

@@ -16,35 +16,60 @@ public static class RootCommandFactory
         root.Subcommands.Add(Worker());
         root.Subcommands.Add(Data());
         root.Subcommands.Add(Env());
-        // Bare `rf` (also `./build.sh run`): the environment line and a pointer to the commands, exit 0.
+        root.Subcommands.Add(MainJob());
+        // Bare `rf` (also `./build.sh run`): the main job (experiments/main-job.json), after the environment line.
         root.SetAction(_ => CommandRunner.Run("", () =>
         {
-            var code = new EnvHandler().Run();
-            Console.WriteLine("commands: train, compare, certify, prove, worker, data fetch, env (rf --help)");
-            return code;
+            new EnvHandler().Run();
+            Console.WriteLine("commands: main, train, compare, certify, prove, worker, data fetch, env (rf --help); running the main job");
+            return new MainJobHandler().Run(null);
         }));
         return root;
+    }
+
+    private static Command MainJob()
+    {
+        var command = new Command("main", "the main job: fetch MNIST if missing, then the compare of experiments/main-job.json (also bare rf)");
+        var job = new Option<FileInfo>("--job") { Description = "job file (default: experiments/main-job.json)" };
+        command.Options.Add(job);
+        command.SetAction(r => CommandRunner.Run("main", () => new MainJobHandler().Run(r.GetValue(job)?.FullName)));
+        return command;
     }
 
     private static Command Train()
     {
         var command = new Command("train", "train one configuration (two-phase recipe when Recipe:Enabled)");
-        var common = new CommonOptions(configRequired: true);
+        var common = new CommonOptions(configRequired: false);
+        var resume = new Option<DirectoryInfo>("--resume") { Description = "resume the run in this run directory from its latest checkpoint" };
         common.AddTo(command);
-        command.SetAction(r => CommandRunner.Run("train", () => new TrainHandler().Run(new TrainArguments(common.Read(r)))));
+        command.Options.Add(resume);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(common.Config) is null && r.GetResult(resume) is null)
+                r.AddError("give --config FILE (or --resume RUN_DIR, which reuses the run's config.effective.json)");
+        });
+        command.SetAction(r => CommandRunner.Run("train", () =>
+            new TrainHandler().Run(new TrainArguments(common.Read(r), r.GetValue(resume)?.FullName))));
         return command;
     }
 
     private static Command Compare()
     {
         var command = new Command("compare", "run a configuration over several seeds, with and without the recipe");
-        var common = new CommonOptions(configRequired: true);
+        var common = new CommonOptions(configRequired: false);
         var seeds = new Option<int>("--seeds") { Description = "number of seeds", DefaultValueFactory = _ => 5 };
         seeds.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--seeds must be at least 1"); });
+        var resume = new Option<DirectoryInfo>("--resume") { Description = "resume the compare run in this directory (finished sub-runs are kept)" };
         common.AddTo(command);
         command.Options.Add(seeds);
+        command.Options.Add(resume);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(common.Config) is null && r.GetResult(resume) is null)
+                r.AddError("give --config FILE (or --resume DIR, which reuses the compare run's config.effective.json)");
+        });
         command.SetAction(r => CommandRunner.Run("compare", () =>
-            new CompareHandler().Run(new CompareArguments(common.Read(r), r.GetValue(seeds)))));
+            new CompareHandler().Run(new CompareArguments(common.Read(r), r.GetValue(seeds), r.GetValue(resume)?.FullName))));
         return command;
     }
 
@@ -96,8 +121,11 @@ public static class RootCommandFactory
     {
         var command = new Command("worker", "process jobs dropped into a spool directory");
         var spool = new Option<DirectoryInfo>("--spool") { Description = "spool directory", Required = true };
+        var once = new Option<bool>("--once") { Description = "resume interrupted jobs, process the inbox, then exit" };
         command.Options.Add(spool);
-        command.SetAction(r => CommandRunner.Run("worker", () => new WorkerHandler().Run(new WorkerArguments(r.GetValue(spool)!.FullName))));
+        command.Options.Add(once);
+        command.SetAction(r => CommandRunner.Run("worker", () =>
+            new WorkerHandler().Run(new WorkerArguments(r.GetValue(spool)!.FullName, r.GetValue(once)))));
         return command;
     }
 

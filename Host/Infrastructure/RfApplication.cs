@@ -40,12 +40,14 @@ public sealed class RfApplication : IDisposable
     /// <param name="input">The <c>--config</c> file and <c>--set</c> overrides.</param>
     /// <param name="createRunDirectory">Create <c>runs/&lt;name&gt;-&lt;timestamp&gt;/</c> with metrics and logs.</param>
     /// <param name="configureServices">Extra registrations (e.g. trainers) by the caller.</param>
+    /// <param name="existingRunDirectory">Reuse this run folder (a resume) instead of creating one.</param>
     public static RfApplication Start(ConfigurationInput input, bool createRunDirectory,
-        Action<IServiceCollection, RfOptions>? configureServices = null)
+        Action<IServiceCollection, RfOptions>? configureServices = null, string? existingRunDirectory = null)
     {
         var configuration = RfConfiguration.Build(input);
         var options = RfOptions.Load(configuration);
-        var run = createRunDirectory ? RunDirectory.Create(options) : null;
+        var run = existingRunDirectory is not null ? RunDirectory.Open(existingRunDirectory)
+                : createRunDirectory ? RunDirectory.Create(options) : null;
 
         var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
         {

@@ -8,7 +8,7 @@ open Expecto
 open ResearchFramework.Properties.HostTests.HostTestSupport
 
 /// Host/bin/<same configuration as this test run>/net10.0/rf, found from the repository root.
-let private rfPath =
+let rfPath =
     lazy (
         let baseDir = DirectoryInfo AppContext.BaseDirectory
         let configuration = baseDir.Parent.Name
@@ -88,12 +88,12 @@ let cli =
             Expect.equal code2 2 "still bad"
             Expect.stringContains err2 "Momentom" "names the key"
         }
-        test "a valid config reaches the not-wired train handler (exit 3)" {
+        test "a valid config reaches the train handler, which names the missing dataset (exit 1)" {
             use dir = new TempDir()
             File.WriteAllText(dir.File "ok.json", """{ "Training": { "LearningRate": 0.1 } }""")
             let code, _, err = runRf dir.Path [ "train"; "--config"; "ok.json"; "--set"; "Training:Seed=3" ]
-            Expect.equal code 3 "exit code"
-            Expect.stringContains err "not wired yet" "message"
+            Expect.equal code 1 "exit code"
+            Expect.stringContains err "rf data fetch mnist" "tells how to get the data"
         }
         test "certify needs exactly one of --config / --matrix; --matrix reads the .npy" {
             use dir = new TempDir()

@@ -1,19 +1,34 @@
+using Microsoft.Extensions.Logging;
 using ResearchFramework.Host.Certification;
 using ResearchFramework.Host.Data;
+using ResearchFramework.Host.Infrastructure;
+using ResearchFramework.Host.Training;
 using ResearchFramework.MathCore;
-using ResearchFramework.Host.Infrastructure.Configuration;
 
 namespace ResearchFramework.Host.Cli.Handlers;
 
-/// <summary><c>rf certify</c>. Stage 1: validates the configuration or reads and checks the <c>.npy</c> matrix
-/// (<see cref="NpyReader"/>), then reports "not wired yet".</summary>
+/// <summary><c>rf certify</c>: <c>--config FILE [--checkpoint C] [--subset K]</c> certifies architecture + dataset + taps at
+/// initialisation or at a checkpoint (<see cref="ModelCertification"/>), writing the JSON into a run directory's
+/// <c>certificates/</c>; <c>--matrix FILE.npy</c> certifies a given matrix. Exit 0 Certified, 1 otherwise, 2 bad input.</summary>
 public sealed class CertifyHandler
 {
     public int Run(CertifyArguments args)
     {
         if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput);
-        RfOptions.Load(RfConfiguration.Build(args.Configuration!));
-        return NotWired.Report("certify", "configuration is valid");
+        var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
+        using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true);
+        var logger = app.Logger<CertifyHandler>();
+        using var data = RunSetup.LoadData(app.Options);
+        var seed = app.Options.Training.Seed;
+        logger.LogInformation("certify: {What}, {Rows} training points", checkpoint is null ? $"initialisation (seed {seed})" : $"checkpoint {checkpoint}",
+            args.Subset ?? data.Train.Count);
+        var certificate = ModelCertification.Certify(app.Options, data, checkpoint, args.Subset, seed);
+        Console.WriteLine(MatrixCertification.Describe(certificate));
+        var name = checkpoint is null ? $"init-seed{seed}" : Path.GetFileNameWithoutExtension(checkpoint);
+        var output = app.Run!.CertificateFile(name);
+        CertificateJson.save(output, certificate);
+        Console.WriteLine($"certificate: {output}");
+        return certificate.Verdict == Verdict.Certified ? ExitCodes.Success : ExitCodes.Failure;
     }
 
     /// <summary><c>rf certify --matrix FILE.npy [--json OUT]</c>: exit 0 Certified, 1 Refuted/Inconclusive, 2 bad input.</summary>

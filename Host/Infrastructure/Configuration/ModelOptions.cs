@@ -29,6 +29,10 @@ public sealed class ModelOptions : IValidatableObject
     [Range(0.0625, 64.0)]
     public double WidthMultiplier { get; set; } = 1.0;
 
+    /// <summary>Floating-point precision of parameters and activations.</summary>
+    [Required, OneOf("float32", "float64")]
+    public string Precision { get; set; } = "float32";
+
     /// <summary>Names of the layers whose features the certificate taps.</summary>
     [Required]
     public string[] Taps { get; set; } = [];

@@ -19,8 +19,9 @@ public sealed class RecipeOptions : IValidatableObject
     [Range(1e-12, 1.0)]
     public double Epsilon { get; set; } = 1e-3;
 
+    /// <summary>p of the damping α_t = (t − τ + 1)^(−p); above 1 so that Σ α_t &lt; ∞ (SPEC §4.3; default 2).</summary>
     [Range(0.0, 10.0)]
-    public double DampingPower { get; set; } = 1.0;
+    public double DampingPower { get; set; } = 2.0;
 
     [Range(1, 1000)]
     public int MaxTries { get; set; } = 10;
@@ -39,5 +40,7 @@ public sealed class RecipeOptions : IValidatableObject
     {
         if (Enabled && SwitchIteration == 0)
             yield return new ValidationResult("must be positive when the recipe is enabled", [nameof(SwitchIteration)]);
+        if (Enabled && PhaseTwoMode.Equals("damped", StringComparison.OrdinalIgnoreCase) && DampingPower <= 1.0)
+            yield return new ValidationResult("must exceed 1 in damped mode, so that Σ α_t = Σ (t − τ + 1)^(−p) is finite (SPEC §4.3)", [nameof(DampingPower)]);
     }
 }

@@ -45,7 +45,7 @@ public sealed class TrainingOptions
     [Required, OneOf("auto", "cpu", "cuda")]
     public string Device { get; set; } = "auto";
 
-    /// <summary>Iterations between checkpoints; 0 = only at the end.</summary>
+    /// <summary>Iterations between checkpoints; 0 = none periodically (one is still written on Ctrl-C / SIGTERM).</summary>
     [Range(0, int.MaxValue)]
     public int CheckpointEvery { get; set; }
 

@@ -29,6 +29,27 @@ public static class MetricPlots
         Finish(plot, $"{metric} per phase", "iteration", logScale ? $"log10 {metric}" : metric, path);
     }
 
+    /// <summary>Loss against iteration for several runs (one line each, e.g. every seed of base and two-phase runs),
+    /// the switch iteration marked.</summary>
+    public static void LossCurvesOfRuns(IEnumerable<(string Label, IReadOnlyList<MetricRow> Rows)> runs, string path,
+        long? switchIteration = null, string kind = "train", string metric = "loss", bool logScale = true)
+    {
+        var plot = new Plot();
+        foreach (var (label, rows) in runs)
+        {
+            var selected = rows.Where(r => r.Kind == kind && r.Get(metric) is double v && double.IsFinite(v) && (!logScale || v > 0))
+                .OrderBy(r => r.Iteration).ToList();
+            if (selected.Count == 0) continue;
+            var line = plot.Add.Scatter(selected.Select(r => (double)r.Iteration).ToArray(),
+                selected.Select(r => Transform(r.Get(metric)!.Value, logScale)).ToArray());
+            line.MarkerSize = 0;
+            line.LineWidth = 2;
+            line.LegendText = label;
+        }
+        MarkSwitch(plot, switchIteration);
+        Finish(plot, $"{metric}, all runs", "iteration", logScale ? $"log10 {metric}" : metric, path);
+    }
+
     /// <summary>σ_min (or any metric) against iteration on a log10 scale, switch iteration marked.</summary>
     public static void SigmaMinOverTime(IEnumerable<MetricRow> rows, string path, long? switchIteration = null,
         string metric = "sigmaMin")
@@ -72,7 +93,7 @@ public static class MetricPlots
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
-        if (legend) plot.ShowLegend();
+        if (legend) plot.ShowLegend(Alignment.UpperRight); // loss curves fall: the upper right is free
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         plot.SavePng(path, DefaultWidth, DefaultHeight);
     }

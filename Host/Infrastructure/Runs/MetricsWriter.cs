@@ -20,7 +20,11 @@ public sealed class MetricsWriter : IDisposable
 
     public string Path { get; }
 
-    public void Write(MetricRow row)
+    public void Write(MetricRow row) => Write(row, mirrorToTensorBoard: true);
+
+    /// <summary>Writes the row; <paramref name="mirrorToTensorBoard"/> false skips the TensorBoard copy (every TensorBoard
+    /// scalar is a flushed event write, too slow for every step of a fast run).</summary>
+    public void Write(MetricRow row, bool mirrorToTensorBoard)
     {
         var line = new Dictionary<string, object?>
         {
@@ -35,8 +39,9 @@ public sealed class MetricsWriter : IDisposable
         lock (_lock)
         {
             _writer.WriteLine(json);
-            foreach (var (name, value) in row.Values)
-                _tensorBoard?.Add($"{row.Kind}/{name}", value, row.Iteration);
+            if (mirrorToTensorBoard)
+                foreach (var (name, value) in row.Values)
+                    _tensorBoard?.Add($"{row.Kind}/{name}", value, row.Iteration);
         }
     }
 

@@ -49,6 +49,20 @@ public sealed class RunDirectory
         return run;
     }
 
+    /// <summary>The run folder at <paramref name="path"/> (e.g. a sub-run of a compare run): created with its subfolders and
+    /// <c>config.effective.json</c> when absent, opened as it is otherwise.</summary>
+    public static RunDirectory OpenOrCreate(string path, RfOptions options)
+    {
+        var run = new RunDirectory(System.IO.Path.GetFullPath(path));
+        Directory.CreateDirectory(run.Path);
+        Directory.CreateDirectory(run.CheckpointsPath);
+        Directory.CreateDirectory(run.CertificatesPath);
+        Directory.CreateDirectory(run.PlotsPath);
+        if (!File.Exists(run.EffectiveConfigPath))
+            File.WriteAllText(run.EffectiveConfigPath, JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
+        return run;
+    }
+
     /// <summary>An existing run folder (e.g. for <c>rf certify --checkpoint</c> or plotting afterwards).</summary>
     public static RunDirectory Open(string path) =>
         Directory.Exists(path) ? new RunDirectory(System.IO.Path.GetFullPath(path)) : throw new DirectoryNotFoundException($"run directory {path} not found");

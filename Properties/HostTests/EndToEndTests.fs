@@ -1,0 +1,247 @@
+/// End-to-end tests of the wired commands, driving the real `rf` executable on tiny IDX data written by the test:
+/// train → SIGTERM after the first checkpoint → resume = the uninterrupted run (bit-identical parameters); worker with a
+/// good and a bad job; corrupt IDX named; compare and certify --config on the tiny data.
+module ResearchFramework.Properties.HostTests.EndToEndTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Text.Json
+open Expecto
+open ResearchFramework.Properties.HostTests.HostTestSupport
+open ResearchFramework.Properties.HostTests.CliProcessTests
+
+let private rows, cols = 6, 6
+
+/// Writes an MNIST-layout dataset (n distinct random 6×6 images, labels i % 10) into dir/data/mnist and runs
+/// `rf data fetch mnist` there to verify it and write the manifest.
+let private writeTinyMnist (dir: TempDir) (nTrain: int) (nTest: int) =
+    let target = Path.Combine(dir.Path, "data", "mnist")
+    Directory.CreateDirectory target |> ignore
+    let rng = Random 11
+    let images n = Array.init (n * rows * cols) (fun _ -> byte (rng.Next 256))
+    File.WriteAllBytes(Path.Combine(target, "train-images-idx3-ubyte"), idxBytes 0x803 [ nTrain; rows; cols ] (images nTrain))
+    File.WriteAllBytes(Path.Combine(target, "train-labels-idx1-ubyte"), idxBytes 0x801 [ nTrain ] (syntheticLabels nTrain))
+    File.WriteAllBytes(Path.Combine(target, "t10k-images-idx3-ubyte"), idxBytes 0x803 [ nTest; rows; cols ] (images nTest))
+    File.WriteAllBytes(Path.Combine(target, "t10k-labels-idx1-ubyte"), idxBytes 0x801 [ nTest ] (syntheticLabels nTest))
+    let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data" ]
+    Expect.equal code 0 ("tiny MNIST verified: " + err)
+
+/// A config for the tiny data: MLP [4, wide], tanh, squared loss, full batch, two-phase unless `recipe` is false.
+let private config (dir: TempDir) (name: string) (total: int) (switchAt: int) (wide: int) (recipe: bool) =
+    sprintf """{
+  "Data": { "Dataset": "mnist", "DataDirectory": "%s", "TrainSubset": 0, "TestSubset": 0 },
+  "Model": { "Architecture": "mlp", "HiddenWidths": [4], "WideWidth": %d, "Activation": "tanh" },
+  "Training": { "Optimizer": "sgd", "LearningRate": 0.01, "BatchSize": 1000, "TotalIterations": %d, "Seed": 1,
+                "Loss": "squared", "Device": "cpu", "CheckpointEvery": 5, "LogEvery": 10 },
+  "Recipe": { "Enabled": %b, "SwitchIteration": %d, "DampingPower": 2.0, "Kappa": 0.5, "CheckEvery": 5, "MaxTries": 2 },
+  "Run": { "RunsDirectory": "%s", "RunName": "%s" }
+}"""
+        (Path.Combine(dir.Path, "data").Replace("\\", "/")) wide total recipe switchAt (Path.Combine(dir.Path, "runs").Replace("\\", "/")) name
+
+let private runDirOf (dir: TempDir) (name: string) =
+    Directory.GetDirectories(Path.Combine(dir.Path, "runs"), name + "-*") |> Array.exactlyOne
+
+let private summary (runDir: string) =
+    use doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(runDir, "summary.json")))
+    let r = doc.RootElement
+    let loss = r.GetProperty("FinalTrainLoss")
+    r.GetProperty("FinalParameterFingerprint").GetString(), r.GetProperty("Completed").GetBoolean(), r.GetProperty("Iterations").GetInt32(),
+    (if loss.ValueKind = JsonValueKind.Number then loss.GetDouble() else nan), r.GetProperty("Verdict").GetString()
+
+/// Starts rf without waiting (stdout/stderr drained asynchronously).
+let private startRf (environment: (string * string) list) (workingDirectory: string) (args: string list) =
+    let info = ProcessStartInfo(rfPath.Value, WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true)
+    for a in args do info.ArgumentList.Add a
+    for (k, v) in environment do info.Environment[k] <- v
+    let p = Process.Start info
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    p, out, err
+
+let private sigterm (p: Process) =
+    use kill = Process.Start("kill", [ "-TERM"; string p.Id ])
+    kill.WaitForExit()
+
+/// Waits until `probe` holds (polling every 20 ms) or the timeout passes.
+let private waitFor (timeoutMs: int) (probe: unit -> bool) =
+    let clock = Stopwatch.StartNew()
+    while not (probe ()) && clock.ElapsedMilliseconds < int64 timeoutMs do Threading.Thread.Sleep 20
+    probe ()
+
+[<Tests>]
+let endToEnd =
+    testList "Host.EndToEnd" [
+        test "train, SIGTERM after the first checkpoint, resume: the same final parameters as an uninterrupted run" {
+            use dir = new TempDir()
+            writeTinyMnist dir 40 20
+            File.WriteAllText(dir.File "cfg.json", config dir "run" 60 30 48 true)
+            let code, out, err = runRf dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=full" ]
+            Expect.equal code 0 (sprintf "uninterrupted run: %s %s" out err)
+            let full = runDirOf dir "full"
+            let fpFull, completedFull, itFull, lossFull, verdictFull = summary full
+            Expect.isTrue completedFull "completed"
+            Expect.equal itFull 60 "T iterations"
+            Expect.equal verdictFull "Certified" "certified at the switch (m + 1 = 49 ≥ n = 40)"
+            Expect.isTrue (File.Exists(Path.Combine(full, "plots", "loss.png"))) "loss plot"
+            Expect.isTrue (File.Exists(Path.Combine(full, "plots", "sigma-min.png"))) "σ_min plot"
+            Expect.isNonEmpty (Directory.GetFiles(Path.Combine(full, "certificates"), "*.json")) "certificate JSON"
+            let metrics = File.ReadAllLines(Path.Combine(full, "metrics.jsonl"))
+            Expect.isTrue (metrics |> Array.exists (fun l -> l.Contains "\"sigmaMin\"" && l.Contains "\"phase\":\"2\"")) "σ_min rows in Phase II"
+
+            let p, _, errCut = startRf [ "RF_TEST_STEP_DELAY_MS", "40" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=cut" ]
+            let checkpointed =
+                waitFor 20000 (fun () ->
+                    let runs = Path.Combine(dir.Path, "runs")
+                    Directory.Exists runs
+                    && Directory.GetDirectories(runs, "cut-*") |> Array.exists (fun d ->
+                        let c = Path.Combine(d, "checkpoints")
+                        Directory.Exists c && Directory.GetFiles(c, "checkpoint-*.bin").Length > 0))
+            Expect.isTrue checkpointed "a checkpoint appeared"
+            sigterm p
+            Expect.isTrue (p.WaitForExit 20000) "stopped after SIGTERM"
+            Expect.equal p.ExitCode 130 ("interrupted exit code: " + errCut.Result)
+            let cut = runDirOf dir "cut"
+            let _, completedCut, itCut, _, _ = summary cut
+            Expect.isFalse completedCut "summary says interrupted"
+            Expect.isLessThan itCut 60 "stopped before T"
+            // --resume without --config: the run's config.effective.json
+            let code2, out2, err2 = runRf dir.Path [ "train"; "--resume"; cut ]
+            Expect.equal code2 0 (sprintf "resumed run: %s %s" out2 err2)
+            let fpCut, completedResumed, itResumed, lossResumed, _ = summary cut
+            Expect.isTrue completedResumed "completed after the resume"
+            Expect.equal itResumed 60 "T iterations"
+            Expect.equal fpCut fpFull "bit-identical final parameters"
+            // The parameters are bit-identical (above); the evaluation's float32 reductions may round differently across
+            // processes (observed: last-digit differences of the loss under load), so the loss is compared to 1e-6 relative.
+            Expect.floatClose { absolute = 0.0; relative = 1e-6 } lossResumed lossFull "same final train loss"
+        }
+        test "worker --once: a bad job goes to failed/ with its error, a good one to done/ with its run directory" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            let inbox = Path.Combine(dir.Path, "spool", "inbox")
+            Directory.CreateDirectory inbox |> ignore
+            let good = (config dir "job" 20 10 40 true).TrimStart().Substring(1)
+            File.WriteAllText(Path.Combine(inbox, "a-good.json"), "{ \"Command\": \"train\"," + good)
+            File.WriteAllText(Path.Combine(inbox, "b-bad.json"), "{ \"Command\": \"train\", \"Training\": { \"LearningRat\": 0.1 } }")
+            let cmp = (config dir "cjob" 10 5 40 false).TrimStart().Substring(1)
+            File.WriteAllText(Path.Combine(inbox, "c-compare.json"), "{ \"Command\": \"compare\", \"Seeds\": 1," + cmp)
+            let code, out, err = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.equal code 0 (sprintf "worker: %s %s" out err)
+            let spool name = Path.Combine(dir.Path, "spool", name)
+            Expect.isTrue (File.Exists(spool "done/a-good.json")) "good job done"
+            Expect.isTrue (File.Exists(spool "failed/b-bad.json")) "bad job failed"
+            Expect.stringContains (File.ReadAllText(spool "failed/b-bad.error.txt")) "Training:LearningRat" "error names the key"
+            use result = JsonDocument.Parse(File.ReadAllText(spool "done/a-good.result.json"))
+            let runDir = result.RootElement.GetProperty("runDirectory").GetString()
+            Expect.isTrue (File.Exists(Path.Combine(runDir, "summary.json"))) "run directory recorded, summary written"
+            use cresult = JsonDocument.Parse(File.ReadAllText(spool "done/c-compare.result.json"))
+            let cmpDir = cresult.RootElement.GetProperty("runDirectory").GetString()
+            Expect.isTrue (File.Exists(Path.Combine(cmpDir, "compare.csv"))) "compare job wrote its table"
+            Expect.isEmpty (Directory.GetFiles(spool "inbox")) "inbox empty"
+            Expect.isEmpty (Directory.GetFiles(spool "running")) "nothing left running"
+        }
+        test "worker: SIGTERM mid-job checkpoints and leaves the job in running/; the next start resumes and finishes it" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            let inbox = Path.Combine(dir.Path, "spool", "inbox")
+            Directory.CreateDirectory inbox |> ignore
+            let body = (config dir "job" 60 30 40 true).TrimStart().Substring(1)
+            File.WriteAllText(Path.Combine(inbox, "job.json"), "{ \"Command\": \"train\"," + body)
+            let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "40" ] dir.Path [ "worker"; "--spool"; "spool" ]
+            let checkpointed =
+                waitFor 20000 (fun () ->
+                    let runs = Path.Combine(dir.Path, "runs")
+                    Directory.Exists runs
+                    && Directory.GetDirectories(runs, "job-*") |> Array.exists (fun d ->
+                        let c = Path.Combine(d, "checkpoints")
+                        Directory.Exists c && Directory.GetFiles(c, "checkpoint-*.bin").Length > 0))
+            Expect.isTrue checkpointed "a checkpoint appeared"
+            sigterm p
+            Expect.isTrue (p.WaitForExit 20000) "worker stopped after SIGTERM"
+            Expect.equal p.ExitCode 0 ("graceful stop: " + err.Result)
+            let spool name = Path.Combine(dir.Path, "spool", name)
+            Expect.isTrue (File.Exists(spool "running/job.json")) ("job stays in running/: " + err.Result)
+            let run = runDirOf dir "job"
+            let _, completed, _, _, _ = summary run
+            Expect.isFalse completed "interrupted summary"
+            let code, out, err2 = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.equal code 0 (sprintf "restart: %s %s" out err2)
+            Expect.isTrue (File.Exists(spool "done/job.json")) "resumed job done"
+            let _, completed2, iterations, _, _ = summary run
+            Expect.isTrue completed2 "completed in the same run directory"
+            Expect.equal iterations 60 "T iterations"
+            Expect.stringContains err2 "resumed from" "resumed from the checkpoint"
+        }
+        test "the recipe's damping must be summable: DampingPower ≤ 1 in damped mode fails at start-up naming the key" {
+            let load overrides =
+                ResearchFramework.Host.Infrastructure.Configuration.RfOptions.Load(
+                    ResearchFramework.Host.Infrastructure.Configuration.RfConfiguration.Build(
+                        ResearchFramework.Host.Infrastructure.Configuration.ConfigurationInput(null, overrides)))
+            let e = throwsT<ResearchFramework.Host.Infrastructure.Configuration.ConfigurationException> (fun () ->
+                        load [| "Recipe:Enabled=true"; "Recipe:DampingPower=1" |] |> ignore)
+            Expect.stringContains e.Message "DampingPower" "names the key"
+            let ok = load [| "Recipe:Enabled=true"; "Recipe:PhaseTwoMode=frozen"; "Recipe:DampingPower=1" |]
+            Expect.equal ok.Recipe.PhaseTwoMode "frozen" "frozen mode needs no damping"
+            let mapped = ResearchFramework.Host.Training.RunSetup.Recipe((load [| "Recipe:Enabled=true"; "Recipe:Kappa=0.5" |]).Recipe,
+                                                                         (load [||]).Training, true)
+            Expect.equal mapped.DampingPower 2.0 "default p = 2 (SPEC §4.3)"
+            Expect.equal mapped.GuardKappa 0.5 "κ mapped"
+        }
+        test "data for the Algorithm: MLP inputs flattened, one-hot targets for squared loss, labels for cross-entropy" {
+            let rng = Random 3
+            let mk n name = ResearchFramework.Host.Data.Dataset(name, Array.init (n * 2 * 3 * 3) (fun _ -> float32 (rng.NextDouble())), Array.init n (fun i -> i % 4), 4, 2, 3, 3)
+            let load overrides =
+                ResearchFramework.Host.Infrastructure.Configuration.RfOptions.Load(
+                    ResearchFramework.Host.Infrastructure.Configuration.RfConfiguration.Build(
+                        ResearchFramework.Host.Infrastructure.Configuration.ConfigurationInput(null, overrides)))
+            let squared = load [| "Training:Loss=squared"; "Model:HiddenWidths:0=5"; "Model:WideWidth=30"; "Model:Precision=float64" |]
+            use t = ResearchFramework.Host.Training.RunSetup.ToTensors(mk 8 "train", mk 3 "test", squared)
+            Expect.sequenceEqual t.Train.Inputs.shape [| 8L; 18L |] "flattened C×H×W"
+            Expect.equal t.Train.Inputs.dtype TorchSharp.torch.ScalarType.Float64 "model dtype"
+            Expect.sequenceEqual t.Train.Targets.shape [| 8L; 4L |] "one-hot rows"
+            Expect.equal (t.Train.Targets.sum().item<float> ()) 8.0 "one 1 per row"
+            let arch = ResearchFramework.Host.Training.RunSetup.Architecture(squared, t)
+            Expect.sequenceEqual arch.Widths [| 5; 30 |] "narrow widths, then the wide layer"
+            Expect.sequenceEqual arch.InputShape [| 18 |] "MLP input dimension"
+            let ce = load [| "Training:Loss=crossentropy"; "Model:Architecture=lenet" |]
+            use t2 = ResearchFramework.Host.Training.RunSetup.ToTensors(mk 8 "train", mk 3 "test", ce)
+            Expect.sequenceEqual t2.Train.Inputs.shape [| 8L; 2L; 3L; 3L |] "images kept for a conv net"
+            Expect.equal t2.Train.Targets.dtype TorchSharp.torch.ScalarType.Int64 "labels"
+            Expect.sequenceEqual (t2.Train.Targets.data<int64>().ToArray()) [| 0L; 1L; 2L; 3L; 0L; 1L; 2L; 3L |] "label values"
+        }
+        test "a corrupt IDX file is named in the error" {
+            use dir = new TempDir()
+            let target = Path.Combine(dir.Path, "data", "mnist")
+            Directory.CreateDirectory target |> ignore
+            File.WriteAllBytes(Path.Combine(target, "train-images-idx3-ubyte"), idxBytes 0x803 [ 10; rows; cols ] (Array.zeroCreate 50))
+            File.WriteAllBytes(Path.Combine(target, "train-labels-idx1-ubyte"), idxBytes 0x801 [ 10 ] (syntheticLabels 10))
+            File.WriteAllBytes(Path.Combine(target, "t10k-images-idx3-ubyte"), idxBytes 0x803 [ 2; rows; cols ] (Array.zeroCreate 72))
+            File.WriteAllBytes(Path.Combine(target, "t10k-labels-idx1-ubyte"), idxBytes 0x801 [ 2 ] (syntheticLabels 2))
+            let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data" ]
+            Expect.equal code 1 "exit code"
+            Expect.stringContains err "train-images-idx3-ubyte" "names the file"
+        }
+        test "compare (1 seed) writes the table and plots; certify --config exits 0 Certified / 1 when too narrow" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            File.WriteAllText(dir.File "cfg.json", config dir "cmp" 20 10 40 false)
+            let code, out, err = runRf dir.Path [ "compare"; "--config"; "cfg.json"; "--seeds"; "1" ]
+            Expect.equal code 0 (sprintf "compare: %s %s" out err)
+            Expect.stringContains out "| two-phase | 1 |" "table printed"
+            Expect.stringContains out "Certified: 1" "verdict counts"
+            let cmp = runDirOf dir "cmp"
+            for f in [ "compare.md"; "compare.csv"; "plots/loss-all-runs.png"; "plots/test-error.png"; "runs/base-seed1/summary.json"; "runs/two-phase-seed1/summary.json" ] do
+                Expect.isTrue (File.Exists(Path.Combine(cmp, f))) f
+            Expect.equal (File.ReadAllLines(Path.Combine(cmp, "compare.csv")).Length) 3 "header + 2 runs"
+            let code2, out2, _ = runRf dir.Path [ "certify"; "--config"; "cfg.json" ]
+            Expect.equal code2 0 ("Certified at init: " + out2)
+            Expect.stringContains out2 "verdict: Certified" "verdict"
+            let code3, out3, _ = runRf dir.Path [ "certify"; "--config"; "cfg.json"; "--set"; "Model:WideWidth=8" ]
+            Expect.equal code3 1 "m + 1 < n is refuted"
+            Expect.stringContains out3 "Refuted" "verdict"
+            let code4, out4, _ = runRf dir.Path [ "certify"; "--config"; "cfg.json"; "--checkpoint"; Path.Combine(cmp, "runs", "two-phase-seed1"); "--subset"; "12" ]
+            Expect.equal code4 0 ("checkpoint certificate: " + out4)
+            Expect.stringContains out4 "n = 12" "subset"
+        }
+    ]
