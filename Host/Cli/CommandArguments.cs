@@ -11,8 +11,9 @@ public sealed record CompareArguments(ConfigurationInput Configuration, int Seed
 /// <summary>Parsed arguments of <c>rf certify</c>: either a configuration (+ checkpoint, subset) or a matrix file (+ JSON output).</summary>
 public sealed record CertifyArguments(ConfigurationInput? Configuration, string? Checkpoint, int? Subset, string? MatrixFile, string? JsonOutput);
 
-/// <summary>Parsed arguments of <c>rf prove</c>: which named proofs to run (all when empty).</summary>
-public sealed record ProveArguments(IReadOnlyList<string> Names, bool List, string? JsonOutput);
+/// <summary>Parsed arguments of <c>rf prove fc</c>: n inputs (Gaussian in R^4 from the seed, or the first n
+/// training images of a dataset), hidden widths (the last is the wide layer), activation, certificate JSON output.</summary>
+public sealed record ProveFcArguments(int N, string Widths, int Seed, string Activation, string? Dataset, string DataDirectory, string? JsonOutput);
 
 /// <summary>Parsed arguments of <c>rf worker</c>.</summary>
 public sealed record WorkerArguments(string SpoolDirectory, bool Once = false);

@@ -105,16 +105,31 @@ public static class RootCommandFactory
 
     private static Command Prove()
     {
-        var command = new Command("prove", "run the machine-checked proofs / exhaustive checks of Proofs/");
-        var names = new Argument<string[]>("names") { Description = "proofs to run (default: all)", Arity = ArgumentArity.ZeroOrMore };
+        var command = new Command("prove", "executable proofs of Proofs/ (docs/theory.md §4): build the witness, certify it");
         var list = new Option<bool>("--list") { Description = "list the available proofs" };
-        var json = new Option<FileInfo>("--json") { Description = "write results as JSON to this file" };
-        command.Arguments.Add(names);
         command.Options.Add(list);
-        command.Options.Add(json);
-        command.SetAction(r => CommandRunner.Run("prove", () =>
-            new ProveHandler().Run(new ProveArguments(r.GetValue(names) ?? [], r.GetValue(list), r.GetValue(json)?.FullName))));
+        command.SetAction(r => CommandRunner.Run("prove", () => r.GetValue(list) ? new ProveHandler().List()
+            : Usage("prove", "name a proof (rf prove --list), e.g. rf prove fc --n 200 --widths 3,3,200")));
+        var fc = new Command("fc", "SPEC §5: narrow layers + one wide layer (m ≥ n − 1) satisfy EC; exit 0 Certified, 1 Refuted, 2 Inconclusive");
+        var n = new Option<int>("--n") { Description = "number of inputs", DefaultValueFactory = _ => 200 };
+        var widths = new Option<string>("--widths") { Description = "hidden widths, the last one wide, e.g. 3,3,200", Required = true };
+        var seed = new Option<int>("--seed") { Description = "seed of the inputs and the generic draws", DefaultValueFactory = _ => 1 };
+        var activation = new Option<string>("--activation") { Description = "tanh | sigmoid | softplus", DefaultValueFactory = _ => "tanh" };
+        var dataset = new Option<string>("--dataset") { Description = "use the first n training images of this dataset (default: Gaussian inputs in R^4)" };
+        var dataDir = new Option<DirectoryInfo>("--data-dir") { Description = "data directory (default: data)" };
+        var json = new Option<FileInfo>("--json") { Description = "write the certificate as JSON to this file" };
+        foreach (var option in new Option[] { n, widths, seed, activation, dataset, dataDir, json }) fc.Options.Add(option);
+        fc.SetAction(r => CommandRunner.Run("prove fc", () => new ProveHandler().RunFc(new ProveFcArguments(
+            r.GetValue(n), r.GetValue(widths)!, r.GetValue(seed), r.GetValue(activation)!, r.GetValue(dataset),
+            r.GetValue(dataDir)?.FullName ?? "data", r.GetValue(json)?.FullName))));
+        command.Subcommands.Add(fc);
         return command;
+    }
+
+    private static int Usage(string command, string message)
+    {
+        Console.Error.WriteLine($"rf {command}: {message}");
+        return ExitCodes.Usage;
     }
 
     private static Command Worker()

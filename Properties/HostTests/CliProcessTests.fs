@@ -77,6 +77,20 @@ let cli =
             Expect.equal code4 2 "wrong dtype exits 2"
             Expect.stringContains err4 "dtype" "names the dtype"
         }
+        test "rf prove fc: the SPEC §5 witness is Certified (exit 0); m + 1 < n is Refuted (exit 1)" {
+            use dir = new TempDir()
+            let code, out, err = runRf dir.Path [ "prove"; "fc"; "--n"; "60"; "--widths"; "3,3,60"; "--json"; "w.json" ]
+            Expect.equal code 0 ("Certified: " + out + err)
+            Expect.stringContains out "certificate: Certified" "prints the certificate"
+            Expect.stringContains out "inequality" "prints the proof's inequality"
+            let certificate = ResearchFramework.MathCore.CertificateJson.load (dir.File "w.json")
+            Expect.isGreaterThan certificate.SigmaMinLower 0.0 "σ_min bound in the JSON"
+            let code2, out2, _ = runRf dir.Path [ "prove"; "fc"; "--n"; "60"; "--widths"; "3,30" ]
+            Expect.equal code2 1 ("Refuted: " + out2)
+            let code3, _, err3 = runRf dir.Path [ "prove"; "fc"; "--n"; "60"; "--widths"; "3,60"; "--activation"; "relu" ]
+            Expect.equal code3 1 "ReLU is not analytic"
+            Expect.stringContains err3 "analytic" "says why"
+        }
         test "a bad config key fails at start-up naming the key, before any run directory exists" {
             use dir = new TempDir()
             File.WriteAllText(dir.File "bad.json", """{ "Training": { "LearningRate": 0.1, "Momentom": 0.9 } }""")
