@@ -16,6 +16,7 @@ namespace ResearchFramework.Benchmarks;
 /// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
 /// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
+/// <item><c>recipe-overhead [k]</c>: hand loop vs base run vs two-phase run, and RSS per epoch (<see cref="RecipeOverhead"/>).</item>
 /// </list>
 /// </summary>
 public static class Program
@@ -27,6 +28,8 @@ public static class Program
         InitializeDeviceType(TorchSharp.DeviceType.CPU);
         switch (mode)
         {
+            case "recipe-overhead":
+                return RecipeOverhead.Run(rest.Length > 0 ? int.Parse(rest[0], CultureInfo.InvariantCulture) : 3);
             case "bench":
                 BenchmarkRunner.Run<CertificateBenchmarks>(BenchConfig.Create(), rest);
                 return 0;
