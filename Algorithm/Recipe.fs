@@ -314,6 +314,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             let loss = Losses.value training.Loss z yb
             loss.backward ()
             let lossValue = loss.ToDouble()
+            if not (Double.IsFinite lossValue) then
+                invalidOp (sprintf "training diverged at iteration %d: the loss is %g (lower the learning rate); no step was taken" t lossValue)
             if alpha = 0.0 then
                 readoutOpt.step () |> ignore
                 lossValue, 0.0

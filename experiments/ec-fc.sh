@@ -27,7 +27,8 @@ for dataset in mnist fashion-mnist; do
           echo "== $case_name"
           "$RF" certify "${common[@]}" --set "Run:RunName=init-$case_name" --subset "$n"
           if [ "$wide" = "$((2 * n))" ]; then
-            "$RF" train "${common[@]}" --set "Run:RunName=phase1-$case_name" --set "Training:BatchSize=$(( n < 512 ? n : 512 ))" || true
+            "$RF" train "${common[@]}" --set "Run:RunName=phase1-$case_name" --set "Training:BatchSize=$(( n < 512 ? n : 512 ))" \
+              2> >(tee "runs/ec-fc/phase1-$case_name.stderr" >&2) || true
             "$RF" prove fc --dataset "$dataset" --n "$n" --widths "$narrow,$((n - 1))" --activation "$act" \
               --json "runs/ec-fc/witness-$dataset-n$n-$act-w$narrow.json" || true
           fi

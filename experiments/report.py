@@ -43,11 +43,17 @@ def ec_fc():
         witness = latest(f"runs/ec-fc/witness-{dataset}-n{n}-{act}-w{narrow}.json")
         ci = certificate_of(init) if init else None
         cp = certificate_of(phase1) if phase1 else None
-        cw = load(witness) if witness else None
+        cw = load(witness) if witness and wide == 2 * n else None
+        phase1_text = cp["Verdict"] if cp else "–"
+        if phase1 and not cp:
+            err = f"runs/ec-fc/phase1-{case}.stderr"
+            failure = [l for l in open(err)] if os.path.exists(err) else []
+            failure = [l for l in failure if "error" in l]
+            phase1_text = ("run failed: " + failure[-1].split("error:", 1)[-1].strip()[:90]) if failure else "run failed (no certificate)"
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             dataset, n, act, narrow, wide,
             ci["Verdict"] if ci else "–", fmt(ci["SigmaMinLower"]) if ci and ci["Verdict"] == "Certified" else "–",
-            cp["Verdict"] if cp else "–", fmt(cp["SigmaMinLower"]) if cp and cp["Verdict"] == "Certified" else "–",
+            phase1_text, fmt(cp["SigmaMinLower"]) if cp and cp["Verdict"] == "Certified" else "–",
             cw["Verdict"] if cw else "–", fmt(cw["SigmaMinLower"]) if cw and cw["Verdict"] == "Certified" else "–"))
     return "\n".join(rows)
 
