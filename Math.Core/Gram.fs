@@ -133,8 +133,12 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock
             let t = rowBlock i
             validateBlock (sprintf "feature row block %d" i) t
             if t.dtype = torch.float64 then precision <- "float64"
-            let t64 = t.detach().``to``(torch.float64)
-            if not (obj.ReferenceEquals(t64, t)) then t.Dispose()
+            // Owned here (outside any dispose scope): the detached alias would otherwise keep the
+            // block's storage alive after `t` is disposed, leaking every recomputed block.
+            let t64 =
+                use scope = torch.NewDisposeScope()
+                t.detach().``to``(torch.float64).DetachFromDisposeScope()
+            t.Dispose()
             let bytes = t64.NumberOfElements * 8L
             if cached + bytes <= cacheBytes then
                 cache.[i] <- t64
@@ -161,10 +165,14 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock
             let bi, ownI = fetch i
             for j in 0 .. i do
                 let bj, ownJ = if j = i then bi, false else fetch j
-                use g = bi.mm(bj.t())
-                gram.narrow(0L, offsets.[i], sizes.[i]).narrow(1L, offsets.[j], sizes.[j]).copy_(g) |> ignore
-                if j <> i then
-                    gram.narrow(0L, offsets.[j], sizes.[j]).narrow(1L, offsets.[i], sizes.[i]).copy_(g.t()) |> ignore
+                do
+                    // Every view and alias (bj.t(), g.t(), the narrows) dies here, so a recomputed
+                    // block's storage is freed when bj is disposed, not when the GC gets to it.
+                    use scope = torch.NewDisposeScope()
+                    let g = bi.mm(bj.t())
+                    gram.narrow(0L, offsets.[i], sizes.[i]).narrow(1L, offsets.[j], sizes.[j]).copy_(g) |> ignore
+                    if j <> i then
+                        gram.narrow(0L, offsets.[j], sizes.[j]).narrow(1L, offsets.[i], sizes.[i]).copy_(g.t()) |> ignore
                 if ownJ then bj.Dispose()
             if ownI then bi.Dispose()
         let columns = int m + (if withBias then 1 else 0)
