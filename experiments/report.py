@@ -3,7 +3,7 @@
 
 Each table sits between `<!-- BEGIN name -->` and `<!-- END name -->` markers in docs/RESULTS.md;
 only those blocks are rewritten. Usage: experiments/report.py  (from anywhere)."""
-import glob, json, os, re, statistics, sys
+import glob, json, os, re, shutil, statistics, sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.chdir(root)
@@ -76,6 +76,10 @@ def ec_resnet():
             f"{int(rss.group(1)) / 1024:.0f}" if rss else "–"))
     return "\n".join(rows)
 
+def demote(markdown):
+    """compare.md's own headings sit below RESULTS.md's section headings."""
+    return "\n".join("####" + line if line.startswith("#") else line for line in markdown.splitlines())
+
 def compare():
     blocks = []
     for result in sorted(glob.glob("runs/spool/done/*.result.json")):
@@ -85,8 +89,17 @@ def compare():
         md = os.path.join(run, "compare.md") if run else None
         if md and os.path.exists(md):
             rel = os.path.relpath(run, root)
+            os.makedirs("docs/results", exist_ok=True)
+            images = []
+            for source, caption in [(os.path.join(run, "plots", "loss-all-runs.png"), "loss curves, all runs (switch marked)"),
+                                    (os.path.join(run, "plots", "test-error.png"), "test error, mean ± std"),
+                                    (os.path.join(run, "runs", "two-phase-seed0", "plots", "sigma-min.png"), "σ_min(Φ̃_t) over Phase II, seed 0")]:
+                if os.path.exists(source):
+                    target = f"docs/results/{name}-{os.path.basename(source)}"
+                    shutil.copyfile(source, target)
+                    images.append(f"![{caption}]({os.path.relpath(target, 'docs')})")
             blocks.append(f"#### `{name}`\n\nCommand: `experiments/compare.sh {name}` (job `experiments/compare/{name}.json`); run directory `{rel}`.\n\n"
-                          + open(md).read().strip() + "\n")
+                          + demote(open(md).read().strip()) + "\n\n" + " ".join(images) + "\n")
     return "\n".join(blocks) if blocks else "_no compare job has finished yet_"
 
 def rewrite(text, name, body):
