@@ -26,7 +26,7 @@ def certificate_of(run):
     return load(files[-1]) if files else None
 
 def ec_fc():
-    rows = ["| dataset | n | activation | narrow | wide m | init (default) | σ_min ≥ (init) | after Phase I (τ=100) | σ_min ≥ (switch) | SPEC §5 witness (m = n−1) | σ_min ≥ (witness) |",
+    rows = ["| dataset | n | activation | narrow | wide m | init (default) | σ_min ≥ (init) | after Phase I (τ=100, SGD+momentum η=0.001) | σ_min ≥ (switch) | SPEC §5 witness (m = n−1) | σ_min ≥ (witness) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     cases = sorted({re.sub(r"^(init|phase1|witness)-", "", os.path.basename(d).rsplit("-", 2)[0])
                     for d in glob.glob("runs/ec-fc/*-*-*") if os.path.isdir(d)})
