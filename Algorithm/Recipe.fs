@@ -319,6 +319,10 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             if alpha = 0.0 then
                 readoutOpt.step () |> ignore
                 lossValue, 0.0
+            elif not inPhaseTwo then
+                // Phase I / base: A's step as is; the body movement is only recorded in Phase II.
+                bodyOpt.step () |> ignore
+                lossValue, nan
             else
                 let old = snapshot ()
                 bodyOpt.step () |> ignore
