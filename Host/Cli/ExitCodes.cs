@@ -8,8 +8,6 @@ public static class ExitCodes
     public const int Failure = 1;
     /// <summary>Invalid command line or configuration; nothing was done.</summary>
     public const int Usage = 2;
-    /// <summary>The command exists but its handler is not wired yet.</summary>
-    public const int NotWired = 3;
     /// <summary>Stopped by Ctrl-C / SIGTERM after writing a checkpoint; resume with <c>--resume RUN_DIR</c>.</summary>
     public const int Interrupted = 130;
 }
