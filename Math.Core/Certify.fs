@@ -185,7 +185,8 @@ let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes:
     use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockCount rowBlock
     let row (i: int) =
         use block = rowBlock (i / blockRows)
-        block.[int64 (i % blockRows)].clone()
+        use r = block.[int64 (i % blockRows)]
+        r.clone()
     let equal i j =
         use a = row i
         use b = row j
