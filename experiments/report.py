@@ -60,7 +60,10 @@ def ec_fc():
 def ec_resnet():
     rows = ["| dataset | k | n | taps | features m | verdict | σ_min ≥ | σ_max ≤ | certificate time (s) | process wall (s) | peak RSS (MiB) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for done in sorted(glob.glob("runs/ec-resnet/*.done"), key=lambda p: (p.split("-k")[0], int(re.search(r"-n(\d+)-", p).group(1)), p)):
+    def order(p):
+        m = re.match(r"(.+)-k([\d.]+)-n(\d+)-(\w+)", os.path.basename(p)[:-5])
+        return (m.group(1), float(m.group(2)), int(m.group(3)), m.group(4))
+    for done in sorted(glob.glob("runs/ec-resnet/*.done"), key=order):
         case = os.path.basename(done)[:-5]
         m = re.match(r"(.+)-k([\d.]+)-n(\d+)-(\w+)", case)
         run = latest(f"runs/ec-resnet/{case}-*")
