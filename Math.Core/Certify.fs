@@ -181,8 +181,7 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
 let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes: int64)
                      (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : Certificate =
     let clock = Stopwatch.StartNew()
-    if blockRows <= 0 then invalidArg "blockRows" "rows per block must be positive"
-    use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockCount rowBlock
+    use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockRows blockCount rowBlock
     let row (i: int) =
         use block = rowBlock (i / blockRows)
         use r = block.[int64 (i % blockRows)]

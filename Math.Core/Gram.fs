@@ -65,6 +65,14 @@ let private squaredNormSumUpper (columns: int) (squares: float[]) =
     let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
     FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) squares.Length)
 
+/// The finished Gram record: row squared norms from diag(fl G), their bound, the zero rows.
+let private complete (gram: torch.Tensor) (columns: int) (precision: string) : GramMatrix =
+    let squares = squaredNorms gram
+    { Gram = gram; Rows = squares.Length; Columns = columns
+      SquaredNormSumUpper = squaredNormSumUpper columns squares
+      ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+      FeaturePrecision = precision }
+
 /// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64.
 type ColumnBlockAccumulator(rows: int, device: torch.Device) =
     do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
@@ -95,11 +103,7 @@ type ColumnBlockAccumulator(rows: int, device: torch.Device) =
     /// Finishes the accumulation; the accumulator must not be used afterwards.
     member _.Finish() : GramMatrix =
         if columns = 0 then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
-        let squares = squaredNorms gram
-        let upper = squaredNormSumUpper columns squares
-        let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
-        { Gram = gram; Rows = rows; Columns = columns; SquaredNormSumUpper = upper; ZeroRows = zeroRows
-          FeaturePrecision = precision }
+        complete gram columns precision
 
 /// Gram of an in-memory matrix Φ (n × m), streamed in column blocks of `blockColumns`.
 let ofMatrix (blockColumns: int) (withBias: bool) (phi: torch.Tensor) : GramMatrix =
@@ -118,20 +122,30 @@ let ofMatrix (blockColumns: int) (withBias: bool) (phi: torch.Tensor) : GramMatr
     acc.Finish()
 
 /// Gram of Φ given as row blocks Φ_I (b_I × m) that can be produced again on demand (for
-/// example by re-running a network's forward pass): G_IJ = Φ_I Φ_Jᵀ for J ≤ I. Row blocks are
-/// kept in memory up to `cacheBytes`, otherwise recomputed; Φ is never held whole unless it
-/// fits the cache.
-let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock: int -> torch.Tensor) : GramMatrix =
+/// example by re-running a network's forward pass): G_IJ = Φ_I Φ_Jᵀ for J ≤ I. Every block has
+/// `blockRows` rows except possibly the last, so n is known from the last block alone and no
+/// block is computed just to learn its size. Row blocks are kept in memory up to `cacheBytes`,
+/// otherwise recomputed; Φ is never held whole unless it fits the cache.
+let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : GramMatrix =
     if blockCount <= 0 then invalidArg "blockCount" "no row blocks (n = 0)"
+    if blockRows <= 0 then invalidArg "blockRows" "rows per block must be positive"
     let cache = Collections.Generic.Dictionary<int, torch.Tensor>()
     let mutable cached = 0L
     let mutable precision = "float32"
+    let mutable features = -1L
     let fetch (i: int) : torch.Tensor * bool =
         match cache.TryGetValue i with
         | true, t -> t, false
         | _ ->
             let t = rowBlock i
             validateBlock (sprintf "feature row block %d" i) t
+            if i < blockCount - 1 && t.shape.[0] <> int64 blockRows then
+                invalidArg "rowBlock" (sprintf "row block %d has %d rows; every block but the last must have %d" i t.shape.[0] blockRows)
+            if t.shape.[0] = 0L || t.shape.[0] > int64 blockRows then
+                invalidArg "rowBlock" (sprintf "row block %d has %d rows; expected 1..%d" i t.shape.[0] blockRows)
+            if features < 0L then features <- t.shape.[1]
+            elif t.shape.[1] <> features then
+                invalidArg "rowBlock" (sprintf "row block %d has %d features, the others have %d" i t.shape.[1] features)
             if t.dtype = torch.float64 then precision <- "float64"
             // Owned here (outside any dispose scope): the detached alias would otherwise keep the
             // block's storage alive after `t` is disposed, leaking every recomputed block.
@@ -146,18 +160,11 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock
                 t64, false
             else t64, true
     try
-        let first, firstOwned = fetch 0
-        let m = first.shape.[1]
-        let device = first.device
-        let sizes = Array.zeroCreate<int64> blockCount
-        sizes.[0] <- first.shape.[0]
-        if firstOwned then first.Dispose()
-        for i in 1 .. blockCount - 1 do
-            let b, owned = fetch i
-            if b.shape.[1] <> m then
-                invalidArg "rowBlock" (sprintf "row block %d has %d features, block 0 has %d" i b.shape.[1] m)
-            sizes.[i] <- b.shape.[0]
-            if owned then b.Dispose()
+        let last, lastOwned = fetch (blockCount - 1)
+        let lastRows = last.shape.[0]
+        let device = last.device
+        if lastOwned then last.Dispose()
+        let sizes = Array.init blockCount (fun i -> if i = blockCount - 1 then lastRows else int64 blockRows)
         let offsets = Array.scan (+) 0L sizes
         let n = offsets.[blockCount]
         let gram = torch.zeros([| n; n |], dtype = torch.float64, device = device)
@@ -175,12 +182,7 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockCount: int) (rowBlock
                         gram.narrow(0L, offsets.[j], sizes.[j]).narrow(1L, offsets.[i], sizes.[i]).copy_(g.t()) |> ignore
                 if ownJ then bj.Dispose()
             if ownI then bi.Dispose()
-        let columns = int m + (if withBias then 1 else 0)
         if withBias then gram.add_(scalar 1.0) |> ignore
-        let squares = squaredNorms gram
-        let upper = squaredNormSumUpper columns squares
-        let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
-        { Gram = gram; Rows = int n; Columns = columns; SquaredNormSumUpper = upper; ZeroRows = zeroRows
-          FeaturePrecision = precision }
+        complete gram (int features + (if withBias then 1 else 0)) precision
     finally
         for t in cache.Values do t.Dispose()

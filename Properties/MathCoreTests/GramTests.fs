@@ -38,7 +38,7 @@ let tests =
             use phi = gaussian seed n m
             let rows = 1 + abs seed % 7
             let count = (n + rows - 1) / rows
-            use byRows = Gram.ofRowBlocks (if seed % 2 = 0 then 0L else 1L <<< 30) true count (fun b ->
+            use byRows = Gram.ofRowBlocks (if seed % 2 = 0 then 0L else 1L <<< 30) true rows count (fun b ->
                              phi.narrow(0L, int64 (b * rows), int64 (min rows (n - b * rows))).clone())
             use byCols = Gram.ofMatrix 16 true phi
             let diff = byRows.Gram.sub(byCols.Gram).abs().max().item<float> ()
