@@ -33,23 +33,10 @@ type RunResult =
 /// (Phase II needs ∂h/∂ω for the body's damped step), concatenated in tap order: h̃ without the 1.
 type internal TapCapture(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: string list) =
     let resolved = FeatureMap.resolveTaps model taps
-    let captured : torch.Tensor[] = Array.zeroCreate resolved.Length
     /// Runs `f` with forward hooks on the taps; returns f's result and h (batch × m).
     member _.Run(f: unit -> torch.Tensor) : torch.Tensor * torch.Tensor =
-        let removers =
-            resolved |> List.mapi (fun i (_, m) ->
-                m.register_forward_hook(Func<FeatureMap.Module, torch.Tensor, torch.Tensor, torch.Tensor>(fun _ _ output ->
-                    captured.[i] <- output.flatten(1L)
-                    output)))
-        try
-            let z = f ()
-            for i in 0 .. captured.Length - 1 do
-                if isNull captured.[i] then invalidOp (sprintf "tap '%s' was not reached by the forward pass" (fst resolved.[i]))
-            let h = if captured.Length = 1 then captured.[0] else torch.cat(captured, 1L)
-            Array.fill captured 0 captured.Length null
-            z, h
-        finally
-            for r in removers do r.remove ()
+        let z, captured = FeatureMap.captureTaps resolved (fun output -> output.flatten(1L)) f
+        z, (if captured.Length = 1 then captured.[0] else torch.cat(captured, 1L))
 
 /// The trainer. `recipe = None` is the base run (A for T iterations); `Some r` the two-phase run.
 /// Readout choice (SPEC §4.2): a separate linear readout V: R^m → R^c with bias, zero-initialised,

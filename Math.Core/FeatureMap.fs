@@ -35,32 +35,45 @@ let inEvaluationMode (model: torch.nn.Module) (f: unit -> 'a) : 'a =
     finally
         if wasTraining then model.train ()
 
-/// Features at the taps for one batch x: (batch × m) tensor, the flattened tap outputs
-/// concatenated in tap order. The model runs in evaluation mode.
-let features (model: Module) (taps: string list) (x: torch.Tensor) : torch.Tensor =
-    let resolved = resolveTaps model taps
+/// Runs `run` with a forward hook on each resolved tap. Each time a tap fires, `keep` turns its
+/// output into the tensor kept for it (a tap firing twice keeps its last output). Returns run's
+/// result and the kept tensors in tap order; fails when a tap was not reached. The one hook
+/// mechanism behind `features` (detached, evaluation mode) and the trainer's capture of h with
+/// gradients (Algorithm/Recipe.fs).
+let captureTaps (resolved: (string * Module) list) (keep: torch.Tensor -> torch.Tensor) (run: unit -> 'a) : 'a * torch.Tensor[] =
     let captured = Array.zeroCreate<torch.Tensor> resolved.Length
     let removers =
         resolved |> List.mapi (fun i (_, m) ->
             m.register_forward_hook(Func<Module, torch.Tensor, torch.Tensor, torch.Tensor>(fun _ _ output ->
-                // Owned here, outside any dispose scope: a module whose forward opens its own
-                // scope must not dispose the captured features.
-                if not (isNull captured.[i]) then captured.[i].Dispose()
-                captured.[i] <- output.detach().flatten(1L).DetachFromDisposeScope()
+                captured.[i] <- keep output
                 output)))
+    try
+        let result = run ()
+        resolved |> List.iteri (fun i (name, _) ->
+            if isNull captured.[i] then invalidOp (sprintf "tap '%s' was not reached by the forward pass" name))
+        result, captured
+    finally
+        for r in removers do r.remove ()
+
+/// Features at the taps for one batch x: (batch × m) tensor, the flattened tap outputs
+/// concatenated in tap order. The model runs in evaluation mode.
+let features (model: Module) (taps: string list) (x: torch.Tensor) : torch.Tensor =
+    let resolved = resolveTaps model taps
+    // Captured outputs are owned here, outside any dispose scope: a module whose forward opens
+    // its own scope must not dispose them. All of them are released at the end.
+    let owned = ResizeArray<torch.Tensor>()
+    let keep (output: torch.Tensor) =
+        let t = output.detach().flatten(1L).DetachFromDisposeScope()
+        owned.Add t
+        t
     try
         inEvaluationMode model (fun () ->
             use scope = torch.NewDisposeScope()
-            model.call(x) |> ignore
-            for i in 0 .. captured.Length - 1 do
-                if isNull captured.[i] then
-                    invalidOp (sprintf "tap '%s' was not reached by the forward pass" (fst resolved.[i]))
+            let _, captured = captureTaps resolved keep (fun () -> model.call(x) |> ignore)
             let result = if captured.Length = 1 then captured.[0].alias() else torch.cat(captured, 1L)
             result.MoveToOuterDisposeScope())
     finally
-        for r in removers do r.remove ()
-        for t in captured do
-            if not (isNull t) then t.Dispose()
+        for t in owned do t.Dispose()
 
 /// Number of features m at the taps, from one example input.
 let featureCount (model: Module) (taps: string list) (example: torch.Tensor) : int =
