@@ -1,7 +1,8 @@
 /// On-disk training state (SPEC §4 runs must survive a crash): a single binary file written
 /// atomically (temporary file, flush, rename). Layout: magic, JSON header (`CheckpointHeader`),
 /// then the model state, the body optimiser state, the readout and its optimiser state when
-/// present, the last certified body, the body at the switch, and the global torch RNG state.
+/// present, the last certified body, the body at the switch, the global torch RNG state, and
+/// (format 2) the guard's reference feature matrix Φ_ref.
 namespace ResearchFramework.Algorithm
 
 open System
@@ -25,7 +26,12 @@ type CheckpointHeader =
       SwitchIteration: int
       ArchitectureDescription: string
       DatasetFingerprint: string
-      Certificates: string[] }
+      Certificates: string[]
+      /// Format 2: the readout's current step cap, and the bounds of the guard's Weyl reference Φ̃_ref
+      /// (whose features follow the RNG state; absent in format 1).
+      ReadoutStepCap: float
+      ReferenceSigmaMin: float
+      ReferenceSigmaMax: float }
 
 module Checkpoint =
 

@@ -9,6 +9,16 @@ type PhaseTwoMode =
     | Damped = 0
     | Frozen = 1
 
+/// The readout's step size in Phase II relative to the theorem of SPEC §4 (η ≤ n/σ_max(Φ̃)² for
+/// full-batch gradient steps; b/σ_max(Φ̃)² bounds every mini-batch of size b, since σ_max(Φ̃_B) ≤ σ_max(Φ̃)).
+type ReadoutStepRule =
+    /// η_V,t = min(η_t, b/σ̄²), σ̄ the rigorous upper bound on σ_max(Φ̃) of the last certificate or
+    /// guard check, for the gradient rules (SGD, momentum, Nesterov); Adam and AdamW keep η_t (their
+    /// steps are not gradient steps, and the run's reason says the theorem's step hypothesis is not met).
+    | Theorem = 0
+    /// η_V,t = η_t: A's schedule as configured.
+    | Schedule = 1
+
 /// One record configures the base algorithm A and the run (SPEC §4 inputs). The same record
 /// drives the base run and the two-phase run, so both use the same T, seed, batches and A.
 /// CheckpointEvery = 0 or CheckpointDirectory = null/"" disables periodic checkpoints.
@@ -32,7 +42,7 @@ type TrainingConfig =
 
 /// The recipe's own knobs (SPEC §4): switch τ, Phase II mode, perturbation ε and tries R,
 /// damping α_t = (t − τ + 1)^(−p), guard κ checked every K steps, certification-set size
-/// (0 = the whole training set; otherwise the first k training points).
+/// (0 = the whole training set; otherwise the first k training points), the readout's step rule.
 type RecipeConfig =
     { SwitchIteration: int
       Mode: PhaseTwoMode
@@ -41,11 +51,13 @@ type RecipeConfig =
       DampingPower: float
       GuardKappa: float
       CheckPeriod: int
-      CertificationSize: int }
+      CertificationSize: int
+      ReadoutStep: ReadoutStepRule }
 
     static member Default =
         { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
-          DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0 }
+          DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0
+          ReadoutStep = ReadoutStepRule.Theorem }
 
 /// The training set S as tensors: inputs X (n × …) and targets Y (n × c real, or n labels).
 type TrainingData(inputs: torch.Tensor, targets: torch.Tensor) =

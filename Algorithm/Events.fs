@@ -15,7 +15,7 @@ type Phase =
 /// One iteration t (SPEC §4): L(θ_t) on the step's batch (before the step), L − L*, α_t,
 /// body movement ‖ω_{t+1} − ω_t‖ (= α_t·UndampedBodyStep; recorded in Phase II only, NaN before), the undamped step
 /// ‖A(ω_t) − ω_t‖, σ_min / σ_max of Φ̃_t when checked (NaN otherwise; σ_min is the certified
-/// lower bound of Math.Core's Rump test, σ_max its power-iteration estimate), η_t, and
+/// lower bound, σ_max a rigorous upper bound: from a Gram certificate or by Weyl's inequality), η_t, and
 /// (when requested) the fingerprints of all parameters and of the body after the step.
 type StepRecord =
     { Iteration: int
@@ -28,6 +28,11 @@ type StepRecord =
       SigmaMin: float
       SigmaMax: float
       LearningRate: float
+      /// The readout's step size η_V,t (NaN outside Phase II; ≤ LearningRate, see ReadoutStepRule).
+      ReadoutLearningRate: float
+      /// How the rank guard decided at this step: "weyl" (σ_min ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F),
+      /// "certificate" (a new Gram certificate), null when no check ran.
+      GuardRoute: string
       ParameterFingerprint: string
       BodyFingerprint: string }
 

@@ -52,6 +52,13 @@ type OptimizerSpec =
 
 module Optimizers =
 
+    /// True for the rules whose step is a (heavy-ball) gradient step, −η∇ plus momentum: SGD,
+    /// momentum, Nesterov. Adam/AdamW rescale coordinates, so a bound on η does not bound their steps.
+    let takesGradientSteps (spec: OptimizerSpec) =
+        match spec.Kind with
+        | OptimizerKind.Sgd | OptimizerKind.Momentum | OptimizerKind.Nesterov -> true
+        | _ -> false
+
     /// η_t of a schedule at iteration t of a run of `total` iterations (see `Schedule`).
     let learningRate (s: Schedule) (total: int) (t: int) : float =
         let w = max 0 s.WarmupIterations

@@ -83,6 +83,12 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let mutable lastCertifiedFingerprint : string = null
     let mutable switchBody : torch.Tensor[] = null
     let mutable lastCheckpoint : string = null
+    let mutable readoutStepCap = infinity
+    let mutable referenceFeatures : torch.Tensor = null
+    let mutable referenceSigmaMin = nan
+    let mutable referenceSigmaMax = nan
+    /// Largest Φ_ref kept for the guard's Weyl route (bigger ones: every check is a Gram certificate).
+    let referenceFeatureBytes = 512L * 1024L * 1024L
 
     let snapshot () = bodyParams |> Array.map (fun p -> p.detach().clone())
     let restore (saved: torch.Tensor[]) =
@@ -120,11 +126,14 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let structurallyRefuted (c: Certificate) =
         c.Verdict = Verdict.Refuted && (duplicateInputs.Value.IsSome || c.Subject.Columns < c.Subject.Rows)
 
-    /// Certifies EC for Φ̃(ω) on the certification set (SPEC §3, §6) with Math.Core's Rump test.
-    let certify () : Certificate =
+    /// Φ of the certification set at the current ω (model precision, evaluation mode; caller owns it).
+    let certificationFeatures () : torch.Tensor =
+        use xc = data.Inputs.narrow(0L, 0L, int64 (certificationRows ())).``to``(device)
+        (FeatureMap.featureMatrix model taps 256 xc).DetachFromDisposeScope()
+
+    /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set (SPEC §3, §6) with Math.Core's Rump test.
+    let certifyFeatures (phi: torch.Tensor) : Certificate =
         let rows = certificationRows ()
-        use xc = data.Inputs.narrow(0L, 0L, int64 rows).``to``(device)
-        use phi = FeatureMap.featureMatrix model taps 256 xc
         let subject =
             { DatasetFingerprint = data.Fingerprint
               CertificationSet = (if rows = n then sprintf "all %d training points" n else sprintf "first %d of %d training points" rows n)
@@ -144,6 +153,36 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
               SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty
               ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
         | None -> Certify.certifyMatrix Certify.defaults subject phi
+
+    /// Keeps Φ_ref (when it fits in `referenceFeatureBytes`) with its certified bounds for the
+    /// guard's Weyl route; takes ownership of `phi`.
+    let keepReference (cert: Certificate) (phi: torch.Tensor) =
+        if not (isNull referenceFeatures) then referenceFeatures.Dispose()
+        referenceFeatures <- null
+        if phi.NumberOfElements * int64 phi.ElementSize <= referenceFeatureBytes then referenceFeatures <- phi
+        else phi.Dispose()
+        referenceSigmaMin <- cert.SigmaMinLower
+        referenceSigmaMax <- cert.SigmaMaxUpper
+
+    /// The readout's step cap b/σ̄² (SPEC §4 Theorem; b = n for full batches) from a rigorous upper
+    /// bound σ̄ on σ_max(Φ̃); ∞ when the rule is `Schedule`, the base rule is Adam/AdamW, or σ̄ is unknown.
+    let stepCapFrom (sigmaMaxUpper: float) =
+        match recipe with
+        | Some r when r.ReadoutStep = ReadoutStepRule.Theorem && Optimizers.takesGradientSteps training.Optimizer
+                      && Double.IsFinite sigmaMaxUpper && sigmaMaxUpper > 0.0 ->
+            FloatingPoint.down (float batch / FloatingPoint.mulUp sigmaMaxUpper sigmaMaxUpper)
+        | _ -> infinity
+
+    /// What the switch reports about the readout's step (SPEC §4 Theorem hypothesis η ≤ b/σ_max(Φ̃)²).
+    let readoutStepDescription (r: RecipeConfig) =
+        let decay = if training.Optimizer.WeightDecay > 0.0 then sprintf "; weight decay %g on V (the theorem assumes none)" training.Optimizer.WeightDecay else ""
+        if r.ReadoutStep = ReadoutStepRule.Schedule then
+            "as scheduled (ReadoutStep = Schedule: the theorem's η ≤ b/σ_max(Φ̃)² is not enforced)" + decay
+        elif not (Optimizers.takesGradientSteps training.Optimizer) then
+            sprintf "as scheduled: %O steps are not gradient steps, the theorem's step hypothesis does not apply%s" training.Optimizer.Kind decay
+        elif certificationRows () < n then
+            sprintf "capped at b/σ̄² = %g with σ̄ from the certification subset (σ_max of all %d training points is not bounded: a heuristic cap)%s" readoutStepCap n decay
+        else sprintf "capped at b/σ̄² = %g (SPEC §4 Theorem; b = %d)%s" readoutStepCap batch decay
 
     /// Parameters below the taps (ω): those that receive a gradient from Σ h(x) on a few inputs.
     let parametersBelowTaps () : Modules.Parameter[] =
@@ -191,6 +230,13 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             let z, h = capture.Run(fun () -> model.call x)
             z.add(readout.call h)
 
+    /// f̄(x) with the body evaluated without autograd (Phase II with α_t = 0): only V gets gradients.
+    let forwardFrozenBody (x: torch.Tensor) : torch.Tensor =
+        let z, h =
+            use _ = torch.no_grad ()
+            capture.Run(fun () -> model.call x)
+        z.add(readout.call h)
+
     let changePhase t target reason =
         let from = phase
         phase <- target
@@ -234,26 +280,33 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             let t = iteration
             model.eval ()
             let original = snapshot ()
-            let mutable cert = certify ()
+            let mutable phi = certificationFeatures ()
+            let mutable cert = certifyFeatures phi
             certificates.Add cert
             observer.OnCertificate { Iteration = t; Attempt = 0; Certificate = cert }
             let mutable attempt = 0
             while not cert.IsCertified && not (structurallyRefuted cert) && attempt < r.MaxTries do
                 attempt <- attempt + 1
                 perturb r.PerturbationScale attempt
-                cert <- certify ()
+                phi.Dispose()
+                phi <- certificationFeatures ()
+                cert <- certifyFeatures phi
                 certificates.Add cert
                 observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
             if cert.IsCertified then
                 sigmaTau <- cert.SigmaMinLower
+                keepReference cert phi
+                readoutStepCap <- stepCapFrom cert.SigmaMaxUpper
                 makeReadout cert.Subject.Features
                 lastCertifiedBody <- snapshot ()
                 switchBody <- snapshot ()
                 lastCertifiedIteration <- t
                 lastCertifiedFingerprint <- bodyFingerprint ()
                 changePhase t Phase.PhaseTwo
-                    (sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g" attempt cert.SigmaMinLower)
+                    (sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g, σ_max ≤ %g; readout step %s"
+                        attempt cert.SigmaMinLower cert.SigmaMaxUpper (readoutStepDescription r))
             else
+                phi.Dispose()
                 restore original
                 model.train ()
                 changePhase t Phase.BaseUncertified
@@ -262,23 +315,44 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             disposeAll original
         | _ -> ()
 
-    /// The rank guard (SPEC §4.3): certify Φ̃_t; if σ_min ≥ κ·σ_min(Φ̃_τ) the current body becomes
-    /// the last certified one, otherwise the body is restored to it and frozen.
-    member private _.Guard(t: int, r: RecipeConfig) : float * float =
-        let cert = certify ()
+    /// The rank guard (SPEC §4.3): prove σ_min(Φ̃_t) ≥ κ·σ_min(Φ̃_τ), first by Weyl's inequality
+    /// against the last Gram-certified Φ̃_ref (σ_min(Φ̃_t) ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F, O(nm)), else by
+    /// a new Gram certificate (which becomes Φ̃_ref). Proved: the current body becomes the last
+    /// certified one and the readout's step cap follows the new σ_max bound. Not proved: the body
+    /// is restored to the last certified one and frozen. Returns (σ_min lower, σ_max upper, route).
+    member private _.Guard(t: int, r: RecipeConfig) : float * float * string =
         let threshold = r.GuardKappa * sigmaTau
-        if cert.IsCertified && cert.SigmaMinLower >= threshold then
+        let phi = certificationFeatures ()
+        let weyl =
+            if isNull referenceFeatures then None
+            else
+                let delta = Perturbation.frobeniusDistanceUpper phi referenceFeatures
+                let lower = Perturbation.sigmaMinLowerAfter referenceSigmaMin delta
+                if lower >= threshold then Some (lower, Perturbation.sigmaMaxUpperAfter referenceSigmaMax delta) else None
+        let accept (lower: float) (upper: float) =
             disposeAll lastCertifiedBody
             lastCertifiedBody <- snapshot ()
             lastCertifiedIteration <- t + 1
             lastCertifiedFingerprint <- bodyFingerprint ()
-        else
-            restore lastCertifiedBody
-            guardTripped <- true
-            observer.OnGuardTrip
-                { Iteration = t + 1; SigmaMinLower = cert.SigmaMinLower; Threshold = threshold; Verdict = cert.Verdict
-                  RestoredBodyFingerprint = bodyFingerprint (); LastCertifiedIteration = lastCertifiedIteration }
-        cert.SigmaMinLower, cert.SigmaMaxEstimate
+            readoutStepCap <- stepCapFrom upper
+        match weyl with
+        | Some (lower, upper) ->
+            phi.Dispose()
+            accept lower upper
+            lower, upper, "weyl"
+        | None ->
+            let cert = certifyFeatures phi
+            if cert.IsCertified && cert.SigmaMinLower >= threshold then
+                keepReference cert phi
+                accept cert.SigmaMinLower cert.SigmaMaxUpper
+            else
+                phi.Dispose()
+                restore lastCertifiedBody
+                guardTripped <- true
+                observer.OnGuardTrip
+                    { Iteration = t + 1; SigmaMinLower = cert.SigmaMinLower; Threshold = threshold; Verdict = cert.Verdict
+                      RestoredBodyFingerprint = bodyFingerprint (); LastCertifiedIteration = lastCertifiedIteration }
+            cert.SigmaMinLower, cert.SigmaMaxUpper, "certificate"
 
     /// One iteration t → t+1 (switching first when t = τ).
     member this.Step() =
@@ -286,7 +360,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         let t = iteration
         let lr = Optimizers.learningRate training.Schedule training.TotalIterations t
         Optimizers.setLearningRate bodyOpt lr
-        if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt lr
+        let readoutLr = if isNull readoutOpt then nan else min lr readoutStepCap
+        if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt readoutLr
         let inPhaseTwo = phase = Phase.PhaseTwo
         let alpha = alphaAt t
         if inPhaseTwo then model.eval () else model.train ()
@@ -297,7 +372,9 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             let yb = data.Targets.index_select(0L, idx).``to``(device)
             bodyOpt.zero_grad ()
             if not (isNull readoutOpt) then readoutOpt.zero_grad ()
-            let z = forward xb
+            // A frozen body (α_t = 0) takes no step: its forward pass runs without autograd, which
+            // gives the same values and the same gradient of V at a third of the cost.
+            let z = if alpha = 0.0 && inPhaseTwo then forwardFrozenBody xb else forward xb
             let loss = Losses.value training.Loss z yb
             loss.backward ()
             let lossValue = loss.ToDouble()
@@ -324,15 +401,15 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                         if alpha <> 1.0 then p.copy_(old.[i].add(d.mul(scalar alpha))) |> ignore
                 lossValue, sqrt sq
         iteration <- t + 1
-        let sigmaMin, sigmaMax =
+        let sigmaMin, sigmaMax, guardRoute =
             match recipe with
             | Some r when inPhaseTwo && not guardTripped && r.Mode = PhaseTwoMode.Damped && r.CheckPeriod > 0
                           && (t - r.SwitchIteration + 1) % r.CheckPeriod = 0 -> this.Guard(t, r)
-            | _ -> nan, nan
+            | _ -> nan, nan, null
         let record =
             { Iteration = t; Phase = phase; Loss = lossValue; LossGap = lossValue - lossOptimum; Alpha = alpha
               BodyMovement = alpha * undamped; UndampedBodyStep = undamped; SigmaMin = sigmaMin; SigmaMax = sigmaMax
-              LearningRate = lr
+              LearningRate = lr; ReadoutLearningRate = readoutLr; GuardRoute = guardRoute
               ParameterFingerprint = (if training.RecordFingerprints then allFingerprint () else null)
               BodyFingerprint = (if training.RecordFingerprints then bodyFingerprint () else null) }
         steps.Add record
@@ -389,14 +466,15 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     /// Writes the full state before iteration `Iteration` to `path`, atomically (see `Checkpoint`).
     member _.SaveCheckpoint(path: string) =
         let header =
-            { FormatVersion = 1; Iteration = iteration; Phase = phase; Switched = switched; SigmaTau = sigmaTau
+            { FormatVersion = 2; Iteration = iteration; Phase = phase; Switched = switched; SigmaTau = sigmaTau
               GuardTripped = guardTripped; LastCertifiedIteration = lastCertifiedIteration
               LastCertifiedFingerprint = lastCertifiedFingerprint
               ReadoutFeatures = (if isNull readout then 0 else int readout.weight.shape.[1])
               Seed = training.Seed; TotalIterations = training.TotalIterations
               SwitchIteration = (match recipe with Some r -> r.SwitchIteration | None -> -1)
               ArchitectureDescription = Networks.describe architecture; DatasetFingerprint = data.Fingerprint
-              Certificates = certificates |> Seq.map CertificateJson.serialize |> Seq.toArray }
+              Certificates = certificates |> Seq.map CertificateJson.serialize |> Seq.toArray
+              ReadoutStepCap = readoutStepCap; ReferenceSigmaMin = referenceSigmaMin; ReferenceSigmaMax = referenceSigmaMax }
         Checkpoint.writeAtomically path (fun w ->
             w.Write(Checkpoint.serializeHeader header)
             model.save(w) |> ignore
@@ -407,7 +485,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             Checkpoint.writeTensors w lastCertifiedBody
             Checkpoint.writeTensors w switchBody
             use rng = torch.random.get_rng_state ()
-            Checkpoint.writeTensor w rng)
+            Checkpoint.writeTensor w rng
+            Checkpoint.writeTensors w (if isNull referenceFeatures then null else [| referenceFeatures |]))
         lastCheckpoint <- path
         observer.OnCheckpoint { Iteration = iteration; Path = path }
 
@@ -433,6 +512,23 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             switchBody <- toDevice (Checkpoint.readTensors r)
             use rng = Checkpoint.readTensor r
             torch.random.set_rng_state rng
+            if not (isNull referenceFeatures) then referenceFeatures.Dispose()
+            referenceFeatures <- null
+            if h.FormatVersion >= 2 then
+                readoutStepCap <- h.ReadoutStepCap
+                referenceSigmaMin <- h.ReferenceSigmaMin
+                referenceSigmaMax <- h.ReferenceSigmaMax
+                match toDevice (Checkpoint.readTensors r) with
+                | null -> ()
+                | ts -> referenceFeatures <- ts.[0]
+            else
+                // format 1 (before the step cap and the Weyl route): the cap from the switch's
+                // certificate; every later guard check is a Gram certificate.
+                readoutStepCap <- (if h.Certificates.Length > 0 && h.Switched && h.ReadoutFeatures > 0
+                                   then stepCapFrom (h.Certificates |> Array.last |> CertificateJson.deserialize).SigmaMaxUpper
+                                   else infinity)
+                referenceSigmaMin <- nan
+                referenceSigmaMax <- nan
             iteration <- h.Iteration
             phase <- h.Phase
             switched <- h.Switched
@@ -449,6 +545,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         member _.Dispose() =
             disposeAll lastCertifiedBody
             disposeAll switchBody
+            if not (isNull referenceFeatures) then referenceFeatures.Dispose()
             if not (isNull permutation) then permutation.Dispose()
             if not (isNull readoutOpt) then readoutOpt.Dispose()
             if not (isNull readout) then readout.Dispose()

@@ -44,6 +44,8 @@ public sealed class RunObserver(MetricsWriter metrics, RunDirectory run, ILogger
         };
         if (double.IsFinite(s.SigmaMin)) values["sigmaMin"] = s.SigmaMin;
         if (double.IsFinite(s.SigmaMax)) values["sigmaMax"] = s.SigmaMax;
+        if (double.IsFinite(s.ReadoutLearningRate)) values["readoutLr"] = s.ReadoutLearningRate;
+        if (s.GuardRoute is not null) values["guardWeyl"] = s.GuardRoute == "weyl" ? 1.0 : 0.0;
         bool periodic = (s.Iteration + 1) % Math.Max(1, logEvery) == 0 || values.ContainsKey("sigmaMin");
         metrics.Write(new MetricRow("train", s.Iteration, PhaseName(s.Phase), values), mirrorToTensorBoard: periodic);
         if (periodic)

@@ -124,7 +124,8 @@ public static class RunSetup
         var mode = r.PhaseTwoMode.Equals("frozen", StringComparison.OrdinalIgnoreCase) ? PhaseTwoMode.Frozen : PhaseTwoMode.Damped;
         if (mode == PhaseTwoMode.Damped && r.DampingPower <= 1.0)
             throw new ConfigurationException($"Recipe:DampingPower: {r.DampingPower} must exceed 1 in damped mode, so that Σ α_t is finite (SPEC §4.3)");
-        return new RecipeConfig(r.SwitchIteration, mode, r.Epsilon, r.MaxTries, r.DampingPower, r.Kappa, r.CheckEvery, r.CertificationSubset);
+        var readoutStep = r.ReadoutStep.Equals("schedule", StringComparison.OrdinalIgnoreCase) ? ReadoutStepRule.Schedule : ReadoutStepRule.Theorem;
+        return new RecipeConfig(r.SwitchIteration, mode, r.Epsilon, r.MaxTries, r.DampingPower, r.Kappa, r.CheckEvery, r.CertificationSubset, readoutStep);
     }
 
     /// <summary>F# option of a recipe (None = base run) for <see cref="TwoPhaseTrainer"/>.</summary>

@@ -27,6 +27,34 @@ let images (seed: int) (n: int) (channels: int) (size: int) (classes: int) =
     let y = torch.randint(int64 classes, [| int64 n |], generator = g)
     TrainingData(x, y)
 
+/// The repository's data directory: RF_DATA_DIR, else `data/` beside ResearchFramework.sln.
+let dataDirectory () =
+    match Environment.GetEnvironmentVariable "RF_DATA_DIR" with
+    | null | "" ->
+        let rec up (dir: IO.DirectoryInfo) =
+            if isNull dir then failwith "ResearchFramework.sln not found above the test assembly; set RF_DATA_DIR"
+            elif IO.File.Exists(IO.Path.Combine(dir.FullName, "ResearchFramework.sln")) then IO.Path.Combine(dir.FullName, "data")
+            else up dir.Parent
+        up (IO.DirectoryInfo AppContext.BaseDirectory)
+    | dir -> dir
+
+/// The first n MNIST training digits (real data): X is n × 784 float64, pixels/255 centred per
+/// pixel over these n digits and scaled to unit overall standard deviation; Y is one-hot (n × 10).
+/// Fetched with the Host's fetcher (the code behind `rf data fetch mnist`) when missing.
+let mnistDigits (n: int) =
+    let dir = dataDirectory ()
+    ResearchFramework.Host.Data.Fetch.DatasetFetcher(Microsoft.Extensions.Logging.Abstractions.NullLogger<_>.Instance).Fetch("mnist", dir) |> ignore
+    let struct (train, _) = ResearchFramework.Host.Data.DatasetCatalog.Load("mnist", dir)
+    let d = train.SampleSize
+    let pixels = train.Images.[0 .. n * d - 1] |> Array.map float
+    use flat = torch.tensor(pixels: float[])
+    use raw = flat.reshape(int64 n, int64 d)
+    use centred = raw.sub(raw.mean([| 0L |], true))
+    let x = centred.div(centred.std())
+    use labels = torch.tensor(train.Labels.[0 .. n - 1] |> Array.map int64)
+    use oneHot = torch.nn.functional.one_hot(labels, 10L)
+    TrainingData(x, oneHot.to_type(torch.float64))
+
 let mlp (d: int) (widths: int[]) (c: int) (act: Activation) (precision: Precision) =
     ArchitectureSpec.Mlp(d, widths, c, act, precision)
 

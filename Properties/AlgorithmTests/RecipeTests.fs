@@ -134,6 +134,31 @@ let phaseTests =
                 if Directory.Exists dir then Directory.Delete(dir, true)
         }
 
+        testPropertyWithConfig (few 4) "guard's Weyl route (σ_min ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F): recorded bounds hold for the SVD of Φ̃_t" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(6, 12)
+            let data = regression seed n 3 1 torch.float64
+            let arch = mlp 3 [| 6; n + 4 |] 1 Activation.Tanh Precision.Float64
+            let total = 24
+            let cfg = training seed n total OptimizerSpec.Sgd 0.02 LossKind.Squared
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some { recipe 2 PhaseTwoMode.Damped with CheckPeriod = 1 }, data, NullObserver())
+            steepen "hidden1" 4.0 trainer.Model
+            let mutable weyl = 0
+            while trainer.Iteration < total do
+                trainer.Step()
+                let s = Array.last trainer.Steps
+                if s.GuardRoute = "weyl" then
+                    weyl <- weyl + 1
+                    use phi = FeatureMap.featureMatrix trainer.Model trainer.Taps 256 data.Inputs
+                    use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
+                    use phiTilde = torch.cat([| phi; ones |], 1L)
+                    let sv = HeuristicRank.toMathNet phiTilde |> HeuristicRank.mathNetSingularValues
+                    let slack = 10.0 * float phiTilde.shape.[1] * Tolerance.epsilon Tolerance.Float64 * sv.[0]
+                    Expect.isGreaterThanOrEqual (Array.min sv + slack) s.SigmaMin (sprintf "step %d: σ_min(Φ̃_t) ≥ Weyl bound" s.Iteration)
+                    Expect.isLessThanOrEqual (Array.max sv) (s.SigmaMax + slack) (sprintf "step %d: σ_max(Φ̃_t) ≤ Weyl bound" s.Iteration)
+                    Expect.isLessThanOrEqual s.ReadoutLearningRate (float n / (s.SigmaMax * s.SigmaMax)) "readout step follows the new σ_max bound"
+            Expect.isGreaterThan weyl 0 "the Weyl route decided some checks"
+
         test "pre-activation ResNet-18 (k = 1/16): stage taps, certified switch, function unchanged, T steps" {
             let data = images 5 6 3 8 4
             let arch = { Name = "resnet18"; InputShape = [| 3; 8; 8 |]; Classes = 4; Widths = [||]; Activation = Activation.Relu
@@ -218,26 +243,40 @@ let certificateTests =
             Invariants.bitIdentical r b |> expectOk "uncertified run = base run"
             Expect.isGreaterThan r.LossOptimum 0.0 "L* > 0 for conflicting duplicate targets"
 
-        test "convergence: narrow 16 + wide 256 tanh MLP (m ≥ n), n = 64 digits-sized inputs, squared loss, full batch: Phase II loss < 1e-6·L(θ_τ)" {
-            let n = 64
-            let data = regression 3 n 64 2 torch.float64
-            let arch = mlp 64 [| 16; 256 |] 2 Activation.Tanh Precision.Float64
-            let tau = 10
-            let cfg = { training 3 n 600 (OptimizerSpec.SgdMomentum(0.95, true)) 0.05 LossKind.Squared with RecordFingerprints = false }
-            use trainer = new TwoPhaseTrainer(arch, cfg, Some { recipe tau PhaseTwoMode.Damped with CheckPeriod = 100 }, data, NullObserver())
-            do  // a steeper wide layer (slope 3, zero thresholds) conditions Φ̃ better, as in the SPEC §5 construction
-                use _ = torch.no_grad ()
-                for struct (name, p) in trainer.Model.named_parameters () do
-                    if name = "hidden1.weight" then p.mul_(ResearchFramework.MathCore.TorchConversions.scalar 3.0) |> ignore
-                    if name = "hidden1.bias" then p.zero_() |> ignore
-            let r = trainer.Run CancellationToken.None
+        test "256 real MNIST digits, 784-2048-10 tanh MLP (steep wide layer), squared loss, full batch, SGD at the theorem's η: frozen Phase II drives L below 1e-6·L(θ_τ); the same budget at a non-certified body is reported as not guaranteed" {
+            let n = 256
+            let data = mnistDigits n
+            let arch = mlp 784 [| 2048 |] 10 Activation.Tanh Precision.Float64
+            let tau, budget = 20, 1000
+            let cfg = { training 0 n (tau + budget) OptimizerSpec.Sgd 0.01 LossKind.Squared with RecordFingerprints = false }
+            let rc = { recipe tau PhaseTwoMode.Frozen with MaxTries = 0 }
+            // the SPEC §5 construction's steep wide layer: slope 16 on the 784 → 2048 weights
+            let r, obs = runInit (steepen "hidden0" 16.0) arch cfg (Some rc) data
             let cert = Array.last r.Certificates
-            let atTau = r.Steps.[tau].Loss
-            let final = (Array.last r.Steps).Loss
-            let info = sprintf "σ_τ ≥ %g, σ_max ≤ %g" cert.SigmaMinLower cert.SigmaMaxUpper
-            Expect.isTrue r.GuaranteeClaimed "certified"
-            Expect.isFalse r.GuardTripped ("guard quiet: " + info)
-            Expect.isLessThan final (1e-6 * atTau) (sprintf "L_T = %g, L_τ = %g; %s" final atTau info)
+            let info = sprintf "σ_min(Φ̃_τ) ≥ %g, σ_max ≤ %g" cert.SigmaMinLower cert.SigmaMaxUpper
+            Expect.isTrue r.GuaranteeClaimed ("EC certified at τ: " + info)
+            let two = r.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
+            let eta = float n / (cert.SigmaMaxUpper * cert.SigmaMaxUpper)
+            for s in two do
+                Expect.isLessThanOrEqual s.ReadoutLearningRate eta (sprintf "step %d: η_V ≤ n/σ̄² (theorem's step)" s.Iteration)
+            Invariants.objectiveNonIncreasing (4.0 * Tolerance.epsilon Tolerance.Float64) two |> expectOk "monotone readout objective"
+            let atTau = two.[0].Loss
+            let final = (Array.last two).Loss
+            Expect.isLessThan final (1e-6 * atTau) (sprintf "L_T = %g, L(θ_τ) = %g after %d Phase II steps; %s" final atTau two.Length info)
+            // the same network, data and budget at a body where EC fails (wide layer zero: every row of
+            // Φ̃ equal) and no perturbation allowed: the run says so and claims nothing
+            let zeroWide (model: torch.nn.Module<torch.Tensor, torch.Tensor>) =
+                use _ = torch.no_grad ()
+                for struct (name, p) in model.named_parameters () do
+                    if name = "hidden0.weight" then p.zero_() |> ignore
+            let u, obsU = runInit zeroWide arch cfg (Some rc) data
+            Expect.isFalse u.GuaranteeClaimed "non-certified body: no guarantee claimed"
+            Expect.notEqual (Array.last u.Certificates).Verdict Verdict.Certified "not certified"
+            let fallback = obsU.PhaseChanges |> Seq.find (fun p -> p.Iteration = tau)
+            Expect.equal fallback.To Phase.BaseUncertified "reported as the base algorithm without guarantee"
+            Expect.stringContains fallback.Reason "no guarantee claimed" "the reason says so"
+            Invariants.claimOnlyWhenCertified u |> expectOk "claim"
+            ignore obs
         }
     ]
 

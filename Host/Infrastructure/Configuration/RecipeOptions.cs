@@ -36,6 +36,11 @@ public sealed class RecipeOptions : IValidatableObject
     [Range(0, int.MaxValue)]
     public int CertificationSubset { get; set; }
 
+    /// <summary>Readout step in phase two: "theorem" caps it at b/σ_max(Φ̃)² (SPEC §4, gradient rules only);
+    /// "schedule" uses the base schedule as is.</summary>
+    [Required, OneOf("theorem", "schedule")]
+    public string ReadoutStep { get; set; } = "theorem";
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Enabled && SwitchIteration == 0)
