@@ -94,6 +94,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let restore (saved: torch.Tensor[]) =
         use _ = torch.no_grad ()
         Array.iter2 (fun (p: Modules.Parameter) (s: torch.Tensor) -> p.copy_(s) |> ignore) bodyParams saved
+    /// ω as one detached vector (a copy; for measuring ‖ω_{t+1} − ω_t‖ with one reduction).
+    let flatBody () = torch.cat(bodyParams |> Array.map (fun p -> p.detach().reshape(-1L)), 0L)
     let disposeAll (ts: torch.Tensor[]) = if not (isNull ts) then for t in ts do t.Dispose()
     let bodyFingerprint () = Fingerprint.ofTensors (bodyParams |> Seq.cast<torch.Tensor>)
     let allFingerprint () =
@@ -359,13 +361,15 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         this.Switch()
         let t = iteration
         let lr = Optimizers.learningRate training.Schedule training.TotalIterations t
-        Optimizers.setLearningRate bodyOpt lr
-        let readoutLr = if isNull readoutOpt then nan else min lr readoutStepCap
-        if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt readoutLr
         let inPhaseTwo = phase = Phase.PhaseTwo
         let alpha = alphaAt t
+        // α_t·(A's step) = A's step with η_t·α_t: SGD, momentum, Nesterov, Adam and AdamW steps are
+        // linear in η given their state (buffers and moments do not depend on η). α_t = 1 outside Phase II.
+        Optimizers.setLearningRate bodyOpt (if inPhaseTwo then lr * alpha else lr)
+        let readoutLr = if isNull readoutOpt then nan else min lr readoutStepCap
+        if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt readoutLr
         if inPhaseTwo then model.eval () else model.train ()
-        let lossValue, undamped =
+        let lossValue, movement, undamped =
             use scope = torch.NewDisposeScope()
             let idx = batchIndices t
             let xb = data.Inputs.index_select(0L, idx).``to``(device)
@@ -382,24 +386,17 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 invalidOp (sprintf "training diverged at iteration %d: the loss is %g (lower the learning rate); no step was taken" t lossValue)
             if alpha = 0.0 then
                 readoutOpt.step () |> ignore
-                lossValue, 0.0
+                lossValue, 0.0, 0.0
             elif not inPhaseTwo then
                 // Phase I / base: A's step as is; the body movement is only recorded in Phase II.
                 bodyOpt.step () |> ignore
-                lossValue, nan
+                lossValue, nan, nan
             else
-                let old = snapshot ()
+                let before = flatBody ()
                 bodyOpt.step () |> ignore
-                if inPhaseTwo then readoutOpt.step () |> ignore
-                let mutable sq = 0.0
-                do
-                    use _ = torch.no_grad ()
-                    for i in 0 .. bodyParams.Length - 1 do
-                        let p = bodyParams.[i]
-                        let d = p.detach().sub(old.[i])
-                        sq <- sq + d.pow(scalar 2.0).sum().ToDouble()
-                        if alpha <> 1.0 then p.copy_(old.[i].add(d.mul(scalar alpha))) |> ignore
-                lossValue, sqrt sq
+                readoutOpt.step () |> ignore
+                let moved = (use after = flatBody () in after.sub_(before).norm().ToDouble())
+                lossValue, moved, moved / alpha
         iteration <- t + 1
         let sigmaMin, sigmaMax, guardRoute =
             match recipe with
@@ -408,7 +405,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             | _ -> nan, nan, null
         let record =
             { Iteration = t; Phase = phase; Loss = lossValue; LossGap = lossValue - lossOptimum; Alpha = alpha
-              BodyMovement = alpha * undamped; UndampedBodyStep = undamped; SigmaMin = sigmaMin; SigmaMax = sigmaMax
+              BodyMovement = movement; UndampedBodyStep = undamped; SigmaMin = sigmaMin; SigmaMax = sigmaMax
               LearningRate = lr; ReadoutLearningRate = readoutLr; GuardRoute = guardRoute
               ParameterFingerprint = (if training.RecordFingerprints then allFingerprint () else null)
               BodyFingerprint = (if training.RecordFingerprints then bodyFingerprint () else null) }
