@@ -15,7 +15,7 @@ type Phase =
 /// One iteration t (SPEC §4): L(θ_t) on the step's batch (before the step), L − L*, α_t,
 /// body movement ‖ω_{t+1} − ω_t‖ (= α_t·UndampedBodyStep; recorded in Phase II only, NaN before), the undamped step
 /// ‖A(ω_t) − ω_t‖, σ_min / σ_max of Φ̃_t when checked (NaN otherwise; σ_min is the certified
-/// lower bound of Math.Core's Rump test, σ_max its power-iteration estimate), η_t, and
+/// lower bound of Math.Core's Rump test, σ_max its Krylov estimate), η_t, and
 /// (when requested) the fingerprints of all parameters and of the body after the step.
 type StepRecord =
     { Iteration: int
