@@ -34,8 +34,11 @@ type ExpressivitySubject =
         { DatasetFingerprint = fingerprint; CertificationSet = "all rows"; Architecture = "matrix"
           Taps = [||]; ParameterFingerprint = "none"; Rows = rows; Features = features; WithBias = withBias }
 
-/// Every term of the certified bound, so a reader can re-check the arithmetic (SPEC §3):
-/// λ_min(G) ≥ c − u·max|G_ii − c| − γ'_{n+1}·tr(Ã) − γ_{m'}·Σ‖φ̃_i‖², with γ' = γ/(1−γ).
+/// Every term of the certified bounds, so a reader can re-check the arithmetic (SPEC §3):
+/// λ_min(G) ≥ c − u·max|G_ii − c| − γ'_{n+1}·tr(Ã) − γ_{m'}·Σ‖φ̃_i‖², with γ' = γ/(1−γ), and
+/// λ_max(G) ≤ t + u·max|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ‖φ̃_i‖², Ã_t = fl(t·I − fl G).
+/// The LambdaMax* fields are 0 when no trial t succeeded, when no Gram estimate was computed
+/// (refutations), and in certificates written before they existed (JSON without them reads as 0).
 type CertificateTerms =
     { UnitRoundoff: float
       /// γ_{m'} for inner products of length m' = columns of Φ̃.
@@ -61,13 +64,27 @@ type CertificateTerms =
       /// The floating-point estimate of λ_min(fl(G)) the shift was derived from.
       LambdaMinEstimate: float
       /// Shifts tried before the verdict.
-      ShiftAttempts: int }
+      ShiftAttempts: int
+      /// Trial t > 0 of the first successful Cholesky of Ã_t = fl(t·I − fl(G)); 0 when none succeeded.
+      LambdaMaxTrial: float
+      /// Upper bound on max_i |D_ii| ≤ u·|t − G_ii| from forming Ã_t.
+      LambdaMaxTrialRoundingError: float
+      /// Upper bound on tr(Ã_t).
+      LambdaMaxTrialTraceUpper: float
+      /// Upper bound on ‖ΔA‖₂ ≤ γ'_{n+1}·tr(Ã_t), the Cholesky backward error of the trial.
+      LambdaMaxCholeskyBackwardError: float
+      /// Rigorous upper bound on λ_max(G) = σ_max(Φ̃)² from the trial; 0 when none succeeded.
+      LambdaMaxUpper: float
+      /// Trials t tried (failed ones included).
+      LambdaMaxTrialAttempts: int }
 
     static member Empty =
         { UnitRoundoff = FloatingPoint.unitRoundoff64; AccumulationGamma = 0.0; SquaredNormSumUpper = 0.0
           AccumulationError = 0.0; Shift = 0.0; ShiftRoundingError = 0.0; CholeskyGamma = 0.0
           ShiftedTraceUpper = 0.0; CholeskyBackwardError = 0.0; LambdaMinComputedGramLower = 0.0
-          LambdaMinLower = 0.0; LambdaMinEstimate = nan; ShiftAttempts = 0 }
+          LambdaMinLower = 0.0; LambdaMinEstimate = nan; ShiftAttempts = 0
+          LambdaMaxTrial = 0.0; LambdaMaxTrialRoundingError = 0.0; LambdaMaxTrialTraceUpper = 0.0
+          LambdaMaxCholeskyBackwardError = 0.0; LambdaMaxUpper = 0.0; LambdaMaxTrialAttempts = 0 }
 
 /// A certificate for EC (SPEC §3): what was certified, how, every error term, the verdict.
 type Certificate =
@@ -81,9 +98,11 @@ type Certificate =
       Device: string
       /// Rigorous lower bound on σ_min(Φ̃); 0 unless Certified.
       SigmaMinLower: float
-      /// Power-iteration estimate of σ_max(Φ̃).
+      /// Estimate of σ_max(Φ̃): √ of the Rayleigh–Ritz (Krylov) estimate of λ_max(fl G), ≤ σ_max up to rounding.
       SigmaMaxEstimate: float
-      /// Rigorous upper bound on σ_max(Φ̃) (√ of the bound on tr G).
+      /// Rigorous upper bound on σ_max(Φ̃) = ‖Φ̃‖₂: min(√ of the bound on tr G = Σ‖φ̃_i‖²,
+      /// √ Terms.LambdaMaxUpper) when a shifted-Cholesky trial succeeded, else the former.
+      /// Not a bound on ‖Φ̃‖_F: use √ Terms.SquaredNormSumUpper for that.
       SigmaMaxUpper: float
       Terms: CertificateTerms
       ElapsedSeconds: float

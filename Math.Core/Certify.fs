@@ -7,6 +7,11 @@
 ///   λ_min(fl G) ≥ c − u·max_i|G_ii − c| − γ'_{n+1} tr(Ã),
 ///   λ_min(G)    ≥ λ_min(fl G) − γ_{m'} Σ_i ‖φ̃_i‖².
 /// A positive right-hand side proves rank Φ̃ = n and σ_min(Φ̃) ≥ √(that bound).
+///
+/// The same test bounds σ_max(Φ̃) from above: if Cholesky of Ã_t = fl(t·I − fl G) succeeds, then
+/// t·I − fl G + D + ΔA ⪰ 0 (|D_ii| ≤ u·|t − G_ii|), so
+///   λ_max(G) ≤ t + u·max_i|t − G_ii| + γ'_{n+1} tr(Ã_t) + γ_{m'} Σ_i ‖φ̃_i‖²,
+/// and σ_max(Φ̃) ≤ √(that bound); the certificate reports the smaller of it and ‖Φ̃‖_F's bound.
 module ResearchFramework.MathCore.Certify
 
 open System
@@ -20,15 +25,23 @@ type Options =
       ShiftFractions: float list
       /// Inverse-iteration steps for the λ_min estimate.
       InverseIterations: int
-      /// Power-iteration steps for the σ_max estimate.
-      PowerIterations: int
+      /// Krylov dimension (matrix–vector products) of the λ_max estimate (`estimateLambdaMax`).
+      KrylovSteps: int
+      /// Factors f of the Rayleigh–Ritz estimate λ̂_max tried, in order, as the trial t = f·λ̂_max
+      /// of the verified upper bound on σ_max (SPEC §3, docs/theory.md §3): if floating-point
+      /// Cholesky of Ã_t = fl(t·I − fl G) succeeds, then
+      /// λ_max(G) ≤ t + u·max_i|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ_i‖φ̃_i‖² and σ_max(Φ̃) ≤ √ of it.
+      /// λ̂_max is a Rayleigh quotient (≤ λ_max), so factors near 1 may fail; the first success
+      /// stops the list. Each failure costs one n×n Cholesky; the bound is ≈ √f·σ_max.
+      LambdaMaxFactors: float list
       /// Columns per block when streaming an in-memory Φ.
       BlockColumns: int }
 
 let defaults =
     { ShiftFractions = [ 0.75; 0.25; 1.0 / 16.0; 1.0 / 256.0 ]
       InverseIterations = 16
-      PowerIterations = 30
+      KrylovSteps = 30
+      LambdaMaxFactors = [ 1.0 + 1e-3; 1.01; 1.1; 1.5; 2.0 ]
       BlockColumns = 4096 }
 
 /// Exact row access used to confirm a duplicate-row candidate: true iff rows i and j of Φ̃ are
@@ -54,16 +67,38 @@ let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
             v <- x.div(x.norm())
         v.t().mm(g.mm(v)).item<float> ()
 
-/// Power-iteration estimate of λ_max(fl G) = σ_max(Φ̃)².
-let estimateLambdaMax (iterations: int) (g: torch.Tensor) : float =
+/// Rayleigh–Ritz estimate of λ_max(fl G) = σ_max(Φ̃)²: the largest eigenvalue of QᵀGQ for an
+/// orthonormal basis Q of the Krylov subspace of dimension min(steps, n) from a seeded random start
+/// (Lanczos with full reorthogonalisation, twice). It is a Rayleigh quotient, so ≤ λ_max(fl G) up to
+/// rounding, and at least the Rayleigh quotient after k − 1 power iterations from the same start;
+/// its convergence is Chebyshev-accelerated, so it stays close to λ_max where power iteration
+/// lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector).
+let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
     let n = g.shape.[0]
-    let mutable v = torch.ones([| n; 1L |], dtype = torch.float64, device = g.device).div(scalar (sqrt (float n)))
-    for _ in 1 .. iterations do
+    let k = min (int64 (max 1 steps)) n
+    let gen = new torch.Generator(20210405UL, g.device)
+    let q = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
+    let gq = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
+    let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = g.device, generator = gen)
+    v <- v.div(v.norm())
+    let mutable j = 0L
+    let mutable grow = true
+    while grow && j < k do
+        q.narrow(1L, j, 1L).copy_(v) |> ignore
         let w = g.mm(v)
-        let norm = w.norm().item<float> ()
-        v <- if norm > 0.0 then w.div(scalar norm) else w
-    v.t().mm(g.mm(v)).item<float> ()
+        gq.narrow(1L, j, 1L).copy_(w) |> ignore
+        j <- j + 1L
+        if j < k then
+            let basis = q.narrow(1L, 0L, j)
+            let r = w.sub(basis.mm(basis.t().mm(w)))
+            let r = r.sub(basis.mm(basis.t().mm(r)))
+            let norm = r.norm().item<float> ()
+            // norm = 0: the subspace is invariant, and its Ritz values are eigenvalues already.
+            if norm > 0.0 && Double.IsFinite norm then v <- r.div(scalar norm) else grow <- false
+    let basis = q.narrow(1L, 0L, j)
+    let t = basis.t().mm(gq.narrow(1L, 0L, j))
+    torch.linalg.eigvalsh(t.add(t.t()).mul(scalar 0.5)).max().item<float> ()
 
 /// Duplicate-row candidates read off fl(G): equal rows have ‖φ̃_i − φ̃_j‖² = G_ii + G_jj − 2G_ij = 0,
 /// and each computed entry is within E of the exact one, so candidates satisfy d_ij ≤ 8E.
@@ -77,6 +112,55 @@ let private duplicateCandidates (gram: GramMatrix) (maxCandidates: int) : (int *
     let idx : torch.Tensor = mask.nonzero().cpu()
     let count = min (int idx.shape.[0]) maxCandidates
     [ for k in 0 .. count - 1 -> int (idx.[int64 k, 0L].item<int64> ()), int (idx.[int64 k, 1L].item<int64> ()) ]
+
+/// γ'_{n+1} = γ_{n+1}/(1 − γ_{n+1}) of Demmel's Cholesky backward-error bound, rounded upward.
+let private choleskyGamma (n: int) =
+    let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (n + 1)
+    FloatingPoint.up (g / FloatingPoint.down (1.0 - g))
+
+/// Verified upper bound on λ_max(G) = σ_max(Φ̃)² (SPEC §3, docs/theory.md §3): for t = f·λ̂_max,
+/// f from `factors` in order, Ã_t = fl(t·I − fl G) (fl G negated exactly, t added on the diagonal:
+/// Ã_t = t·I − fl G + D with |D_ii| ≤ u·|t − G_ii| ≤ u·Ã_ii/(1 − u)). If Cholesky of Ã_t succeeds,
+/// RᵀR = Ã_t + ΔA ⪰ 0 with ‖ΔA‖₂ ≤ γ'_{n+1}·tr(Ã_t) (Demmel), so
+/// λ_max(fl G) ≤ t + max|D_ii| + γ'_{n+1}·tr(Ã_t), and λ_max(G) ≤ λ_max(fl G) + ‖fl G − G‖₂ (Weyl).
+/// The first success fills the LambdaMax* fields of `terms` (all sums rounded upward); trials with
+/// t ≥ Σ‖φ̃_i‖²'s bound are skipped (they cannot beat the Frobenius bound). Only success and
+/// tightness depend on λ̂_max and the factors, never soundness.
+let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
+    let n = gram.Rows
+    let u = FloatingPoint.unitRoundoff64
+    let cholGamma = choleskyGamma n
+    let rec attempt (factors: float list) (tries: int) =
+        match factors with
+        | [] -> { terms with LambdaMaxTrialAttempts = tries }
+        | f :: rest ->
+            let t = f * lambdaMaxEstimate
+            if not (t > 0.0 && Double.IsFinite t && t < gram.SquaredNormSumUpper) then attempt rest tries
+            else
+            use scope = torch.NewDisposeScope()
+            let trial = gram.Gram.neg()
+            trial.diagonal().add_(scalar t) |> ignore
+            let struct (_, info) = torch.linalg.cholesky_ex(trial, false)
+            let diag = if info.item<int> () = 0 then trial.diagonal().cpu().data<float>().ToArray() else [||]
+            // Successful Cholesky has positive pivots, hence a positive diagonal; checked anyway.
+            if diag.Length = 0 || not (diag |> Array.forall (fun d -> d > 0.0 && Double.IsFinite d)) then attempt rest (tries + 1)
+            else
+                let maxD = FloatingPoint.mulUp u (FloatingPoint.inflate u (Array.max diag))
+                let traceUpper = FloatingPoint.sumNonNegativeUpper (Array.sum diag) n
+                let cholErr = FloatingPoint.mulUp cholGamma traceUpper
+                let computedGramUpper = FloatingPoint.addUp (FloatingPoint.addUp t maxD) cholErr
+                { terms with
+                    CholeskyGamma = cholGamma; LambdaMaxTrial = t; LambdaMaxTrialRoundingError = maxD
+                    LambdaMaxTrialTraceUpper = traceUpper; LambdaMaxCholeskyBackwardError = cholErr
+                    LambdaMaxUpper = FloatingPoint.addUp computedGramUpper gram.AccumulationErrorBound
+                    LambdaMaxTrialAttempts = tries + 1 }
+    attempt factors 0
+
+/// Rigorous upper bound on σ_max(Φ̃): √ of the bound on Σ‖φ̃_i‖² (= ‖Φ̃‖_F ≥ σ_max), or √ of the
+/// trial's λ_max bound when one succeeded and is smaller (sqrt is correctly rounded: one ulp up).
+let sigmaMaxUpper (terms: CertificateTerms) : float =
+    let frobenius = FloatingPoint.up (sqrt terms.SquaredNormSumUpper)
+    if terms.LambdaMaxUpper > 0.0 then min frobenius (FloatingPoint.up (sqrt terms.LambdaMaxUpper)) else frobenius
 
 let private certificate (subject: ExpressivitySubject) verdict reason precision (device: torch.Device)
                         (terms: CertificateTerms) sigmaMin sigmaMaxEst sigmaMaxUpper (clock: Stopwatch) =
@@ -97,13 +181,12 @@ let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEq
     let device = gram.Gram.device
     let u = FloatingPoint.unitRoundoff64
     let e = gram.AccumulationErrorBound
-    let sigmaMaxUpper = FloatingPoint.up (sqrt gram.SquaredNormSumUpper)
     let baseTerms =
         { CertificateTerms.Empty with
             AccumulationGamma = FloatingPoint.gamma u (max 1 gram.Columns)
             SquaredNormSumUpper = gram.SquaredNormSumUpper
             AccumulationError = e }
-    let refute reason = certificate subject Verdict.Refuted reason precision device baseTerms 0.0 nan sigmaMaxUpper clock
+    let refute reason = certificate subject Verdict.Refuted reason precision device baseTerms 0.0 nan (sigmaMaxUpper baseTerms) clock
     if gram.Columns < n then
         refute (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" gram.Columns n (if subject.WithBias then " + 1" else ""))
     elif gram.ZeroRows.Length > 0 then
@@ -116,16 +199,17 @@ let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEq
     match duplicate with
     | Some (i, j) -> refute (sprintf "rows %d and %d of Φ̃ are identical (checked exactly)" i j)
     | None ->
-    let sigmaMaxEst = sqrt (max 0.0 (estimateLambdaMax opts.PowerIterations gram.Gram))
+    let lambdaMaxEst = estimateLambdaMax opts.KrylovSteps gram.Gram
+    let sigmaMaxEst = sqrt (max 0.0 lambdaMaxEst)
+    let baseTerms = lambdaMaxTerms opts.LambdaMaxFactors gram lambdaMaxEst baseTerms
+    let sigmaMaxBound = sigmaMaxUpper baseTerms
     let lambdaEst = estimateLambdaMin opts.InverseIterations gram.Gram
     let inconclusive reason terms =
-        certificate subject Verdict.Inconclusive reason precision device terms 0.0 sigmaMaxEst sigmaMaxUpper clock
+        certificate subject Verdict.Inconclusive reason precision device terms 0.0 sigmaMaxEst sigmaMaxBound clock
     if not (lambdaEst > 0.0) then
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0" lambdaEst) { baseTerms with LambdaMinEstimate = lambdaEst }
     else
-    let cholGamma =
-        let g = FloatingPoint.gamma u (n + 1)
-        FloatingPoint.up (g / FloatingPoint.down (1.0 - g))
+    let cholGamma = choleskyGamma n
     let rec attempt (fractions: float list) (tries: int) =
         match fractions with
         | [] ->
@@ -156,7 +240,7 @@ let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEq
                     let sigma = FloatingPoint.down (sqrt lam)
                     certificate subject Verdict.Certified
                         (sprintf "Cholesky of fl(G) − %.6g·I succeeded; λ_min(G) ≥ %.6g > 0, so rank Φ̃ = n = %d" c lam n)
-                        precision device terms sigma sigmaMaxEst sigmaMaxUpper clock
+                        precision device terms sigma sigmaMaxEst sigmaMaxBound clock
                 else
                     inconclusive (sprintf "Cholesky of fl(G) − %.6g·I succeeded but the error terms (%.3g) exceed the shift: bound %.3g ≤ 0" c (maxD + cholErr + e) lam) terms
     attempt opts.ShiftFractions 0

@@ -52,7 +52,7 @@ public static class Profile
             t.Time("row squares b.square().sum(1)", true, false, () => rowSquares.add_(b.square().sum(1)));
         }
         var opts = Certify.defaults;
-        t.Time($"λ_max: power iteration ({opts.PowerIterations} matvecs)", true, false, () => Certify.estimateLambdaMax(opts.PowerIterations, gram));
+        var lambdaMax = t.Time($"λ_max estimate: Certify.estimateLambdaMax (Krylov, {opts.KrylovSteps} matvecs)", true, false, () => Certify.estimateLambdaMax(opts.KrylovSteps, gram));
         var lambda = t.Time($"λ_min estimate: Certify.estimateLambdaMin (Cholesky + {opts.InverseIterations} inverse its)", true, false,
             () => Certify.estimateLambdaMin(opts.InverseIterations, gram));
         // its two parts
@@ -93,6 +93,14 @@ public static class Profile
             var shifted = gram.clone();
             shifted.diagonal().sub_(0.75 * lambda);
             var (_, info) = linalg.cholesky_ex(shifted, false);
+            return info.item<int>();
+        });
+        t.Time("σ_max trial: −fl(G), diag += 1.001·λ̂_max, cholesky_ex", true, false, () =>
+        {
+            using var scope = NewDisposeScope();
+            var trial = gram.neg();
+            trial.diagonal().add_(1.001 * lambdaMax);
+            var (_, info) = linalg.cholesky_ex(trial, false);
             return info.item<int>();
         });
         t.Time("bare: linalg.cholesky", false, true, () =>

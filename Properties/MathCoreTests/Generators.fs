@@ -28,6 +28,16 @@ let certify (withBias: bool) (phi: torch.Tensor) = Certify.certifyMatrix Certify
 /// Smallest singular value by MathNet's float64 SVD (the independent reference).
 let mathNetSigmaMin (phi: torch.Tensor) = HeuristicRank.toMathNet phi |> HeuristicRank.mathNetSingularValues |> Array.min
 
+/// Largest singular value by MathNet's float64 SVD.
+let mathNetSigmaMax (phi: torch.Tensor) = HeuristicRank.toMathNet phi |> HeuristicRank.mathNetSingularValues |> Array.max
+
+/// Non-negative, ReLU-like n×m features relu(g + 1/2), g Gaussian: a dominant mean direction
+/// (σ_max ≈ √(nm)·E[relu]) far above the rest of the spectrum.
+let reluLike (seed: int) (n: int) (m: int) : torch.Tensor =
+    use g = gaussian seed n m
+    use shifted = g.add(scalar 0.5)
+    torch.nn.functional.relu(shifted)
+
 /// Shapes (n, m, k) for a seed: 2 ≤ n ≤ 40, n ≤ m ≤ 60, 1 ≤ k ≤ n.
 let shape (seed: int) =
     let rng = System.Random seed

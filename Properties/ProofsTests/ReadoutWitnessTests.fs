@@ -38,7 +38,7 @@ let tests =
             Expect.isTrue (sol.DistanceToExact <= FloatingPoint.up (sol.ResidualBound / s) * (1.0 + 1e-12))
                 (sprintf "‖V* − V̂‖ ≤ ρ/s = %g ≤ B/s = %g" sol.DistanceToExact (sol.ResidualBound / s))
             let vNorm = sqrt (sol.V |> Seq.cast<float> |> Seq.sumBy (fun v -> v * v))
-            let kappa = fc.Certificate.SigmaMaxUpper / s
+            let kappa = frobeniusUpper fc.Certificate / s
             Expect.isTrue (sol.DistanceToExact <= 1e-9 * kappa * (1.0 + vNorm))
                 (sprintf "relative distance to V*: %g vs ‖V̂‖ %g, κ ≤ %g" sol.DistanceToExact vNorm kappa)
 
