@@ -53,6 +53,22 @@ let objectiveNonIncreasing (relativeSlack: float) (steps: StepRecord[]) : Result
                         Error (sprintf "objective increased from %.17g (t=%d) to %.17g (t=%d)" a.Loss a.Iteration b.Loss b.Iteration)
                     else Ok () ]
 
+/// SPEC §4 Theorem with a frozen body (d_t = 0): a full-batch gradient step of the readout with
+/// η_t ≤ n/σ_max(Φ̃)² on a Φ̃ with σ_min(Φ̃) ≥ s contracts the residual,
+/// √L_{t+1} ≤ (1 − η_t s²/n)·√L_t, with η_t the recorded `ReadoutLearningRate`. Checked on
+/// consecutive Phase II records (L before each step); `relativeSlack` covers rounding of L.
+let readoutContracts (n: int) (sigmaMinLower: float) (relativeSlack: float) (steps: StepRecord[]) : Result<unit, string> =
+    let two = steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
+    firstError [ for i in 1 .. two.Length - 1 -> fun () ->
+                    let a, b = two.[i - 1], two.[i]
+                    let rate = 1.0 - a.ReadoutLearningRate * sigmaMinLower * sigmaMinLower / float n
+                    if not (rate >= 0.0 && rate < 1.0) then
+                        Error (sprintf "t=%d: contraction factor %g outside [0, 1) (η = %g, s = %g, n = %d)" a.Iteration rate a.ReadoutLearningRate sigmaMinLower n)
+                    elif sqrt b.Loss > rate * sqrt a.Loss * (1.0 + relativeSlack) then
+                        Error (sprintf "t=%d: √L went from %.17g to %.17g, above the theorem's (1 − ηs²/n)·√L = %.17g"
+                                   a.Iteration (sqrt a.Loss) (sqrt b.Loss) (rate * sqrt a.Loss))
+                    else Ok () ]
+
 /// Σ_{j≥1} j^(−p) ≤ 1 + 1/(p − 1) for p > 1 (integral test); +∞ for p ≤ 1.
 let zetaUpper (p: float) = if p > 1.0 then 1.0 + 1.0 / (p - 1.0) else infinity
 

@@ -247,7 +247,7 @@ let certificateTests =
             let n = 256
             let data = mnistDigits n
             let arch = mlp 784 [| 2048 |] 10 Activation.Tanh Precision.Float64
-            let tau, budget = 20, 1000
+            let tau, budget = 20, 1300
             let cfg = { training 0 n (tau + budget) OptimizerSpec.Sgd 0.01 LossKind.Squared with RecordFingerprints = false }
             let rc = { recipe tau PhaseTwoMode.Frozen with MaxTries = 0 }
             // the SPEC §5 construction's steep wide layer: slope 16 on the 784 → 2048 weights
@@ -260,9 +260,13 @@ let certificateTests =
             for s in two do
                 Expect.isLessThanOrEqual s.ReadoutLearningRate eta (sprintf "step %d: η_V ≤ n/σ̄² (theorem's step)" s.Iteration)
             Invariants.objectiveNonIncreasing (4.0 * Tolerance.epsilon Tolerance.Float64) two |> expectOk "monotone readout objective"
+            Invariants.readoutContracts n cert.SigmaMinLower (Tolerance.stable Tolerance.Float64).relative two |> expectOk "√L_{t+1} ≤ (1 − ηs²/n)√L_t"
             let atTau = two.[0].Loss
             let final = (Array.last two).Loss
-            Expect.isLessThan final (1e-6 * atTau) (sprintf "L_T = %g, L(θ_τ) = %g after %d Phase II steps; %s" final atTau two.Length info)
+            // the theorem's own budget from the certified s: (1 − ηs²/n)^(2t) ≤ 1e-6
+            let guaranteed = ceil (log 1e-6 / (2.0 * log (1.0 - two.[0].ReadoutLearningRate * cert.SigmaMinLower ** 2.0 / float n)))
+            Expect.isLessThan final (1e-6 * atTau)
+                (sprintf "L_T = %g, L(θ_τ) = %g after %d Phase II steps (the certified s guarantees it within %g); %s" final atTau two.Length guaranteed info)
             // the same network, data and budget at a body where EC fails (wide layer zero: every row of
             // Φ̃ equal) and no perturbation allowed: the run says so and claims nothing
             let zeroWide (model: torch.nn.Module<torch.Tensor, torch.Tensor>) =
