@@ -126,3 +126,102 @@ let claimOnlyWhenCertified (result: RunResult) : Result<unit, string> =
 let bitIdentical (a: RunResult) (b: RunResult) : Result<unit, string> =
     if a.FinalParameterFingerprint = b.FinalParameterFingerprint then Ok ()
     else Error (sprintf "final parameters differ: %s vs %s" a.FinalParameterFingerprint b.FinalParameterFingerprint)
+
+// ---------------------------------------------------------------------------------------------
+// SPEC §4, "for mini-batch steps the project states, and tests, exactly what it proves":
+// readout steps with a FROZEN body (α_t = 0), plain SGD (no momentum, no weight decay, constant
+// step η). Notation: Φ̃ = [Φ, 1] (n × (m+1)) at the switch, W the readout's (m+1) × c parameters
+// (weights and bias), f̄(X) = f(X) + Φ̃W, W_0 = 0. Proofs: docs/theory.md, "Mini-batch and
+// cross-entropy readout steps". Every comparison `a ≤ b` below is read with the caller's
+// rounding slack: a ≤ b + absoluteSlack + relativeSlack·max(|a|, |b|).
+// ---------------------------------------------------------------------------------------------
+
+let private atMost (absoluteSlack: float) (relativeSlack: float) (a: float) (b: float) =
+    a <= b + absoluteSlack + relativeSlack * max (abs a) (abs b)
+
+/// A sequence never increases (up to the slack): values.[t+1] ≤ values.[t] for every t. Used for
+/// ‖W_t − W*‖_F (SPEC §4, mini-batch squared loss: each step applies I − (η/b)Φ̃_BᵀΦ̃_B, symmetric
+/// with spectrum in [0, 1] when η ≤ b/σ_max(Φ̃)², to W_t − W*, for every interpolating W*) and for
+/// the full-batch cross-entropy objective (η ≤ 2n/σ_max(Φ̃)²: the descent lemma).
+let nonIncreasing (what: string) (absoluteSlack: float) (relativeSlack: float) (values: float[]) : Result<unit, string> =
+    firstError [ for t in 0 .. values.Length - 2 -> fun () ->
+                    if Double.IsNaN values.[t] || Double.IsNaN values.[t + 1] then Error (sprintf "%s is NaN at t=%d" what t)
+                    elif atMost absoluteSlack relativeSlack values.[t + 1] values.[t] then Ok ()
+                    else Error (sprintf "%s increased from %.17g (t=%d) to %.17g (t=%d)" what values.[t] t values.[t + 1] (t + 1)) ]
+
+/// SPEC §4, mini-batch squared loss, frozen body, η ≤ b/σ_max(Φ̃)²: with E_t = W_t − W* and
+/// A_t = (η/b)Φ̃_BᵀΦ̃_B (0 ⪯ A_t ⪯ I, so A_t² ⪯ A_t),
+/// ‖E_{t+1}‖² = ‖E_t‖² − tr(E_tᵀ(2A_t − A_t²)E_t) ≤ ‖E_t‖² − tr(E_tᵀA_tE_t) = ‖E_t‖² − 2η·L_{B_t}(W_t),
+/// L_B(W) = (1/2b)‖Φ̃_B(W − W*)‖_F² the loss on step t's batch before the step (what the trainer
+/// records). `squaredDistances.[t]` = ‖E_t‖², t = 0..T; `batchLosses.[t]` = L_{B_t}(W_t), t < T.
+let readoutSufficientDecrease (absoluteSlack: float) (relativeSlack: float) (eta: float)
+                              (squaredDistances: float[]) (batchLosses: float[]) : Result<unit, string> =
+    if squaredDistances.Length <> batchLosses.Length + 1 then
+        Error (sprintf "need T + 1 distances for T losses, have %d and %d" squaredDistances.Length batchLosses.Length)
+    else
+        firstError [ for t in 0 .. batchLosses.Length - 1 -> fun () ->
+                        let bound = squaredDistances.[t] - 2.0 * eta * batchLosses.[t]
+                        if atMost absoluteSlack relativeSlack squaredDistances.[t + 1] bound then Ok ()
+                        else Error (sprintf "‖E_%d‖² = %.17g > ‖E_%d‖² − 2ηL_B = %.17g − 2·%g·%.17g = %.17g"
+                                        (t + 1) squaredDistances.[t + 1] t squaredDistances.[t] eta batchLosses.[t] bound) ]
+
+/// SPEC §4, mini-batch squared loss, frozen body: every step changes W by (η/b)Φ̃_BᵀR_B, a vector
+/// of row(Φ̃_B) ⊆ row(Φ̃) = null(Φ̃)^⊥, so the component of W_t − W* in null(Φ̃) never changes.
+/// `components.[t]` is that component (flattened) after t steps; each must equal components.[0]
+/// normwise: ‖c_t − c_0‖ ≤ absoluteSlack + relativeSlack·max(‖c_t‖, ‖c_0‖).
+let nullComponentConstant (absoluteSlack: float) (relativeSlack: float) (components: float[][]) : Result<unit, string> =
+    let norm (v: float[]) = sqrt (Array.sumBy (fun x -> x * x) v)
+    if components.Length = 0 then Ok ()
+    else
+        let c0 = components.[0]
+        firstError [ for t in 1 .. components.Length - 1 -> fun () ->
+                        let c = components.[t]
+                        if c.Length <> c0.Length then Error (sprintf "component %d has %d entries, expected %d" t c.Length c0.Length)
+                        else
+                            let diff = norm (Array.map2 (-) c c0)
+                            if diff <= absoluteSlack + relativeSlack * max (norm c) (norm c0) then Ok ()
+                            else Error (sprintf "null-space component changed at t=%d: ‖c_t − c_0‖ = %.3e (‖c_0‖ = %.17g)" t diff (norm c0)) ]
+
+/// SPEC §4, mini-batch squared loss, frozen body, η ≤ b/σ_max(Φ̃)², an epoch of k steps whose
+/// batches (size b) together cover all n points (b·k = n): the per-epoch contraction factor
+/// q = 1 − 2ηs²/(b·k(k+1)) with s ≤ σ_min(Φ̃), an a-priori bound (every ordering) on
+/// ‖P(W_{(e+1)k} − W*)‖² / ‖P(W_{ek} − W*)‖², P the orthogonal projector onto row(Φ̃).
+let epochContractionFactor (eta: float) (batch: int) (stepsPerEpoch: int) (sigmaMinLower: float) : float =
+    let k = float stepsPerEpoch
+    1.0 - 2.0 * eta * sigmaMinLower * sigmaMinLower / (float batch * k * (k + 1.0))
+
+/// SPEC §4, mini-batch squared loss, frozen body, η ≤ b/σ_max(Φ̃)², epochs of k = n/b steps that
+/// cover all n points. With E_e = W_{ek} − W* (epoch starts, e = 0..),
+/// (i)  L(W_{ek}) ≤ ((k+1)/(4η))·(‖E_e‖² − ‖E_{e+1}‖²), L the full-data loss (1/2n)‖Φ̃(W − W*)‖²;
+/// (ii) ‖P E_{e+1}‖² ≤ q·‖P E_e‖², q = `epochContractionFactor` η b k s < 1.
+/// `epochLosses.[e]` = L(W_{ek}), `squaredDistances.[e]` = ‖E_e‖², `rowSquaredNorms.[e]` = ‖P E_e‖².
+let readoutEpochProgress (absoluteSlack: float) (relativeSlack: float) (eta: float) (batch: int) (stepsPerEpoch: int)
+                         (sigmaMinLower: float) (epochLosses: float[]) (squaredDistances: float[])
+                         (rowSquaredNorms: float[]) : Result<unit, string> =
+    let k = float stepsPerEpoch
+    let q = epochContractionFactor eta batch stepsPerEpoch sigmaMinLower
+    if squaredDistances.Length <> rowSquaredNorms.Length || epochLosses.Length + 1 > squaredDistances.Length then
+        Error (sprintf "inconsistent epoch records: %d losses, %d distances, %d row norms"
+                   epochLosses.Length squaredDistances.Length rowSquaredNorms.Length)
+    elif not (q < 1.0) then Error (sprintf "contraction factor q = %g is not < 1 (s = %g)" q sigmaMinLower)
+    else
+        firstError [
+            for e in 0 .. epochLosses.Length - 1 -> fun () ->
+                let progress = (k + 1.0) / (4.0 * eta) * (squaredDistances.[e] - squaredDistances.[e + 1])
+                if atMost absoluteSlack relativeSlack epochLosses.[e] progress then Ok ()
+                else Error (sprintf "epoch %d: L(W_ek) = %.17g > ((k+1)/4η)(‖E_e‖² − ‖E_e+1‖²) = %.17g" e epochLosses.[e] progress)
+            for e in 0 .. rowSquaredNorms.Length - 2 -> fun () ->
+                if atMost absoluteSlack relativeSlack rowSquaredNorms.[e + 1] (q * rowSquaredNorms.[e]) then Ok ()
+                else Error (sprintf "epoch %d: ‖P E‖² went from %.17g to %.17g > q·that, q = %.17g"
+                                e rowSquaredNorms.[e] rowSquaredNorms.[e + 1] q) ]
+
+/// SPEC §4, cross-entropy, full batch, frozen body, plain gradient descent with η ≤ 2n/σ_max(Φ̃)²:
+/// L is convex and (σ_max²/(2n))-smooth in W (diag(p) − ppᵀ ⪯ ½I), hence for every reference W_ref
+/// and t ≥ 1, L(W_t) ≤ L(W_ref) + ‖W_0 − W_ref‖_F²/(2ηt). `losses.[t]` = L(W_t), t = 0..T.
+let convexGradientDescentBound (absoluteSlack: float) (relativeSlack: float) (eta: float) (losses: float[])
+                               (referenceLoss: float) (referenceSquaredDistance: float) : Result<unit, string> =
+    firstError [ for t in 1 .. losses.Length - 1 -> fun () ->
+                    let bound = referenceLoss + referenceSquaredDistance / (2.0 * eta * float t)
+                    if atMost absoluteSlack relativeSlack losses.[t] bound then Ok ()
+                    else Error (sprintf "t=%d: L(W_t) = %.17g > L(W_ref) + ‖W_0 − W_ref‖²/(2ηt) = %.17g + %.17g/(2·%g·%d) = %.17g"
+                                    t losses.[t] referenceLoss referenceSquaredDistance eta t bound) ]
