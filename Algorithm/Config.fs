@@ -12,7 +12,7 @@ type PhaseTwoMode =
 /// The readout's step size in Phase II relative to the theorem of SPEC §4 (η ≤ n/σ_max(Φ̃)² for
 /// full-batch gradient steps; b/σ_max(Φ̃)² bounds every mini-batch of size b, since σ_max(Φ̃_B) ≤ σ_max(Φ̃)).
 type ReadoutStepRule =
-    /// η_V,t = min(η_t, b/σ̄²), σ̄ the rigorous upper bound on σ_max(Φ̃) of the last certificate or
+    /// η_V,t = min(η_t, b/σ̄²) (2b/σ̄² for cross-entropy), σ̄ the rigorous upper bound on σ_max(Φ̃) of the last certificate or
     /// guard check, for the gradient rules (SGD, momentum, Nesterov); Adam and AdamW keep η_t (their
     /// steps are not gradient steps, and the run's reason says the theorem's step hypothesis is not met).
     | Theorem = 0

@@ -166,13 +166,16 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         referenceSigmaMin <- cert.SigmaMinLower
         referenceSigmaMax <- cert.SigmaMaxUpper
 
-    /// The readout's step cap b/σ̄² (SPEC §4 Theorem; b = n for full batches) from a rigorous upper
-    /// bound σ̄ on σ_max(Φ̃); ∞ when the rule is `Schedule`, the base rule is Adam/AdamW, or σ̄ is unknown.
+    /// The readout's step cap b/σ̄² (squared loss, SPEC §4 Theorem; 2b/σ̄² for cross-entropy; b = n for
+    /// full batches) from a rigorous upper bound σ̄ on σ_max(Φ̃); ∞ when the rule is `Schedule`, the base rule is Adam/AdamW, or σ̄ is unknown.
     let stepCapFrom (sigmaMaxUpper: float) =
         match recipe with
         | Some r when r.ReadoutStep = ReadoutStepRule.Theorem && Optimizers.takesGradientSteps training.Optimizer
                       && Double.IsFinite sigmaMaxUpper && sigmaMaxUpper > 0.0 ->
-            FloatingPoint.down (float batch / FloatingPoint.mulUp sigmaMaxUpper sigmaMaxUpper)
+            // squared loss: η ≤ b/σ_max² (SPEC §4 Theorem); cross-entropy is (σ_max²/2b)-smooth in V
+            // (diag(p) − ppᵀ ⪯ ½I), so η ≤ 2b/σ_max² (docs/theory.md, Theorem B)
+            let factor = if training.Loss = LossKind.CrossEntropy then 2.0 else 1.0
+            FloatingPoint.down (factor * float batch / FloatingPoint.mulUp sigmaMaxUpper sigmaMaxUpper)
         | _ -> infinity
 
     /// What the switch reports about the readout's step (SPEC §4 Theorem hypothesis η ≤ b/σ_max(Φ̃)²).
@@ -184,7 +187,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             sprintf "as scheduled: %O steps are not gradient steps, the theorem's step hypothesis does not apply%s" training.Optimizer.Kind decay
         elif certificationRows () < n then
             sprintf "capped at b/σ̄² = %g with σ̄ from the certification subset (σ_max of all %d training points is not bounded: a heuristic cap)%s" readoutStepCap n decay
-        else sprintf "capped at b/σ̄² = %g (SPEC §4 Theorem; b = %d)%s" readoutStepCap batch decay
+        else sprintf "capped at %sb/σ̄² = %g (SPEC §4 Theorem; b = %d)%s" (if training.Loss = LossKind.CrossEntropy then "2" else "") readoutStepCap batch decay
 
     /// Parameters below the taps (ω): those that receive a gradient from Σ h(x) on a few inputs.
     let parametersBelowTaps () : Modules.Parameter[] =

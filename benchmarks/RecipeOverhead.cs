@@ -22,6 +22,8 @@ public static class RecipeOverhead
     [
         new("mlp 784-16-1100-10, n=1024, B=128", ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
             1024, [784], 128, 600, 400, 100),
+        new("mlp 784-16-1100-10, n=1024, B=128, long", ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
+            1024, [784], 128, 3000, 2000, 500),
         new("resnet18 k=1/16, 1x16x16, n=256, B=64",
             new ArchitectureSpec("resnet18", [1, 16, 16], 10, [], Activation.Relu, 1.0 / 16, Precision.Float32, []),
             256, [1, 16, 16], 64, 200, 150, 50),
