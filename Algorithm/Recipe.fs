@@ -95,7 +95,9 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         use _ = torch.no_grad ()
         Array.iter2 (fun (p: Modules.Parameter) (s: torch.Tensor) -> p.copy_(s) |> ignore) bodyParams saved
     /// ω as one detached vector (a copy; for measuring ‖ω_{t+1} − ω_t‖ with one reduction).
-    let flatBody () = torch.cat(bodyParams |> Array.map (fun p -> p.detach().reshape(-1L)), 0L)
+    let flatBody () =
+        use _ = torch.no_grad ()
+        torch.cat(bodyParams |> Array.map (fun p -> p.view(-1L)), 0L)
     let disposeAll (ts: torch.Tensor[]) = if not (isNull ts) then for t in ts do t.Dispose()
     let bodyFingerprint () = Fingerprint.ofTensors (bodyParams |> Seq.cast<torch.Tensor>)
     let allFingerprint () =

@@ -17,6 +17,7 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
 /// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
 /// <item><c>recipe-overhead [k]</c>: hand loop vs base run vs two-phase run, and RSS per epoch (<see cref="RecipeOverhead"/>).</item>
+/// <item><c>recipe-steps [k]</c>: ms per step after the switch: base, damped Phase II (no guard), frozen Phase II.</item>
 /// </list>
 /// </summary>
 public static class Program
@@ -28,6 +29,8 @@ public static class Program
         InitializeDeviceType(TorchSharp.DeviceType.CPU);
         switch (mode)
         {
+            case "recipe-steps":
+                return RecipeOverhead.StepCosts(rest.Length > 0 ? int.Parse(rest[0], CultureInfo.InvariantCulture) : 2);
             case "recipe-overhead":
                 return RecipeOverhead.Run(rest.Length > 0 ? int.Parse(rest[0], CultureInfo.InvariantCulture) : 3);
             case "bench":
