@@ -84,6 +84,11 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let mutable switchBody : torch.Tensor[] = null
     let mutable lastCheckpoint : string = null
     let mutable readoutStepCap = infinity
+    /// ω after the last damped Phase II step (flat), null when unknown.
+    let mutable previousBody : torch.Tensor = null
+    let forgetPreviousBody () =
+        if not (isNull previousBody) then previousBody.Dispose()
+        previousBody <- null
     let mutable referenceFeatures : torch.Tensor = null
     let mutable referenceSigmaMin = nan
     let mutable referenceSigmaMax = nan
@@ -355,6 +360,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             else
                 phi.Dispose()
                 restore lastCertifiedBody
+                forgetPreviousBody ()
                 guardTripped <- true
                 observer.OnGuardTrip
                     { Iteration = t + 1; SigmaMinLower = cert.SigmaMinLower; Threshold = threshold; Verdict = cert.Verdict
@@ -373,7 +379,9 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         Optimizers.setLearningRate bodyOpt (if inPhaseTwo then lr * alpha else lr)
         let readoutLr = if isNull readoutOpt then nan else min lr readoutStepCap
         if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt readoutLr
-        if inPhaseTwo then model.eval () else model.train ()
+        // the mode only changes at the switch (or after Predict/parametersBelowTaps restored it):
+        // setting it walks the module tree, so only when it differs
+        if inPhaseTwo then (if model.training then model.eval ()) elif not model.training then model.train ()
         let lossValue, movement, undamped =
             use scope = torch.NewDisposeScope()
             let idx = batchIndices t
@@ -397,10 +405,15 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 bodyOpt.step () |> ignore
                 lossValue, nan, nan
             else
-                let before = flatBody ()
+                // ω_t as one vector: kept from the previous damped step (nothing else moves the body
+                // in between; the guard's restore and a checkpoint load clear it), else copied now
+                let before = if isNull previousBody then flatBody () else previousBody
                 bodyOpt.step () |> ignore
                 readoutOpt.step () |> ignore
-                let moved = (use after = flatBody () in after.sub_(before).norm().ToDouble())
+                let after = flatBody ()
+                let moved = (use d = after.sub(before) in d.norm().ToDouble())
+                before.Dispose()
+                previousBody <- after.DetachFromDisposeScope()
                 lossValue, moved, moved / alpha
         iteration <- t + 1
         let sigmaMin, sigmaMax, guardRoute =
@@ -502,6 +515,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                || h.ArchitectureDescription <> Networks.describe architecture || h.DatasetFingerprint <> data.Fingerprint then
                 invalidArg "path" (sprintf "checkpoint %s was written by a different run (seed %d, T %d, τ %d, %s)"
                                        path h.Seed h.TotalIterations h.SwitchIteration h.ArchitectureDescription)
+            forgetPreviousBody ()
             model.load(r, true) |> ignore
             Optimizers.loadState bodyOpt r
             if h.ReadoutFeatures > 0 then
@@ -548,6 +562,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             disposeAll lastCertifiedBody
             disposeAll switchBody
             if not (isNull referenceFeatures) then referenceFeatures.Dispose()
+            forgetPreviousBody ()
             if not (isNull permutation) then permutation.Dispose()
             if not (isNull readoutOpt) then readoutOpt.Dispose()
             if not (isNull readout) then readout.Dispose()
