@@ -261,6 +261,19 @@ let certificateTests =
                 Expect.isLessThanOrEqual s.ReadoutLearningRate eta (sprintf "step %d: η_V ≤ n/σ̄² (theorem's step)" s.Iteration)
             Invariants.objectiveNonIncreasing (4.0 * Tolerance.epsilon Tolerance.Float64) two |> expectOk "monotone readout objective"
             Invariants.readoutContracts n cert.SigmaMinLower (Tolerance.stable Tolerance.Float64).relative two |> expectOk "√L_{t+1} ≤ (1 − ηs²/n)√L_t"
+            // the same trajectory through the Proofs' independent checker of the SPEC §4 theorem
+            // (frozen body: α_t = 0, so d_t = 0)
+            let k = two.Length - 1
+            let trajectory : ResearchFramework.Proofs.ConvergenceCheck.Trajectory =
+                { N = n; Loss = two |> Array.map (fun s -> s.Loss)
+                  SigmaMinLower = Array.create k cert.SigmaMinLower; SigmaMaxUpper = Array.create k cert.SigmaMaxUpper
+                  StepSize = two.[.. k - 1] |> Array.map (fun s -> s.ReadoutLearningRate)
+                  BodyMovement = two.[.. k - 1] |> Array.map (fun s -> s.UndampedBodyStep)
+                  Damping = two.[.. k - 1] |> Array.map (fun s -> s.Alpha)
+                  FeatureLipschitz = Array.zeroCreate k; ReadoutNorm = Array.zeroCreate k }
+            let report = ResearchFramework.Proofs.ConvergenceCheck.check ResearchFramework.Proofs.ConvergenceCheck.defaults trajectory
+            Expect.isTrue report.Ok (sprintf "the Proofs checker accepts the trainer's trajectory: %A" report.Reasons)
+            Expect.isEmpty report.StepSizeViolations "η_t ≤ n/σ_max² at every step"
             let atTau = two.[0].Loss
             let final = (Array.last two).Loss
             // the theorem's own budget from the certified s: (1 − ηs²/n)^(2t) ≤ 1e-6
