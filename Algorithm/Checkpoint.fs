@@ -27,9 +27,9 @@ type CheckpointHeader =
       ArchitectureDescription: string
       DatasetFingerprint: string
       Certificates: string[]
-      /// Format 2: the readout's current step cap, and the bounds of the guard's Weyl reference Φ̃_ref
-      /// (whose features follow the RNG state; absent in format 1).
-      ReadoutStepCap: float
+      /// Format 2: σ̄ behind the readout's current step cap, and the bounds of the guard's Weyl
+      /// reference Φ̃_ref (whose features follow the RNG state; absent in format 1).
+      ReadoutSigmaMaxUpper: float
       ReferenceSigmaMin: float
       ReferenceSigmaMax: float }
 

@@ -13,8 +13,9 @@ type Phase =
     | Base = 0
 
 /// One iteration t (SPEC §4): L(θ_t) on the step's batch (before the step), L − L*, α_t,
-/// body movement ‖ω_{t+1} − ω_t‖ (= α_t·UndampedBodyStep; recorded in Phase II only, NaN before), the undamped step
-/// ‖A(ω_t) − ω_t‖, σ_min / σ_max of Φ̃_t when checked (NaN otherwise; σ_min is the certified
+/// body movement ‖ω_{t+1} − ω_t‖ (measured; recorded in Phase II only, NaN before), the undamped step
+/// ‖A(ω_t) − ω_t‖ (derived as movement/α_t: the body steps with η_t·α_t; below ~1 ulp of ω the applied
+/// step is quantised and the derived value is not the step A would take), σ_min / σ_max of Φ̃_t when checked (NaN otherwise; σ_min is the certified
 /// lower bound, σ_max a rigorous upper bound: from a Gram certificate or by Weyl's inequality), η_t, and
 /// (when requested) the fingerprints of all parameters and of the body after the step.
 type StepRecord =

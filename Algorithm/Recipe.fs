@@ -84,6 +84,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let mutable switchBody : torch.Tensor[] = null
     let mutable lastCheckpoint : string = null
     let mutable readoutStepCap = infinity
+    /// σ̄ behind the cap (the last certificate's or guard check's upper bound on σ_max(Φ̃)).
+    let mutable readoutSigmaMaxUpper = nan
     /// ω after the last damped Phase II step (flat), null when unknown.
     let mutable previousBody : torch.Tensor = null
     let forgetPreviousBody () =
@@ -93,7 +95,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let mutable referenceSigmaMin = nan
     let mutable referenceSigmaMax = nan
     /// Largest Φ_ref kept for the guard's Weyl route (bigger ones: every check is a Gram certificate).
-    let referenceFeatureBytes = 512L * 1024L * 1024L
+    let referenceFeatureBytes = 256L * 1024L * 1024L
 
     let snapshot () = bodyParams |> Array.map (fun p -> p.detach().clone())
     let restore (saved: torch.Tensor[]) =
@@ -168,7 +170,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let keepReference (cert: Certificate) (phi: torch.Tensor) =
         if not (isNull referenceFeatures) then referenceFeatures.Dispose()
         referenceFeatures <- null
-        if phi.NumberOfElements * int64 phi.ElementSize <= referenceFeatureBytes then referenceFeatures <- phi
+        let guardRuns = match recipe with Some r -> r.Mode = PhaseTwoMode.Damped && r.CheckPeriod > 0 | None -> false
+        if guardRuns && phi.NumberOfElements * int64 phi.ElementSize <= referenceFeatureBytes then referenceFeatures <- phi
         else phi.Dispose()
         referenceSigmaMin <- cert.SigmaMinLower
         referenceSigmaMax <- cert.SigmaMaxUpper
@@ -194,7 +197,14 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             sprintf "as scheduled: %O steps are not gradient steps, the theorem's step hypothesis does not apply%s" training.Optimizer.Kind decay
         elif certificationRows () < n then
             sprintf "capped at b/σ̄² = %g with σ̄ from the certification subset (σ_max of all %d training points is not bounded: a heuristic cap)%s" readoutStepCap n decay
-        else sprintf "capped at %sb/σ̄² = %g (SPEC §4 Theorem; b = %d)%s" (if training.Loss = LossKind.CrossEntropy then "2" else "") readoutStepCap batch decay
+        else
+            let rule =
+                if training.Optimizer.Kind = OptimizerKind.Sgd then ""
+                else sprintf "; %O steps are capped too, but the contraction is proved for plain SGD steps only" training.Optimizer.Kind
+            let drift =
+                if r.Mode = PhaseTwoMode.Damped then "; with a damped body the cap is exact at the switch and at each guard check, and between checks follows σ̄ of the last one (docs/theory.md §4)"
+                else ""
+            sprintf "capped at %sb/σ̄² = %g (SPEC §4 Theorem; b = %d)%s%s%s" (if training.Loss = LossKind.CrossEntropy then "2" else "") readoutStepCap batch rule drift decay
 
     /// Parameters below the taps (ω): those that receive a gradient from Σ h(x) on a few inputs.
     let parametersBelowTaps () : Modules.Parameter[] =
@@ -308,6 +318,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             if cert.IsCertified then
                 sigmaTau <- cert.SigmaMinLower
                 keepReference cert phi
+                readoutSigmaMaxUpper <- cert.SigmaMaxUpper
                 readoutStepCap <- stepCapFrom cert.SigmaMaxUpper
                 makeReadout cert.Subject.Features
                 lastCertifiedBody <- snapshot ()
@@ -346,6 +357,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             lastCertifiedBody <- snapshot ()
             lastCertifiedIteration <- t + 1
             lastCertifiedFingerprint <- bodyFingerprint ()
+            readoutSigmaMaxUpper <- upper
             readoutStepCap <- stepCapFrom upper
         match weyl with
         | Some (lower, upper) ->
@@ -489,7 +501,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
               SwitchIteration = (match recipe with Some r -> r.SwitchIteration | None -> -1)
               ArchitectureDescription = Networks.describe architecture; DatasetFingerprint = data.Fingerprint
               Certificates = certificates |> Seq.map CertificateJson.serialize |> Seq.toArray
-              ReadoutStepCap = readoutStepCap; ReferenceSigmaMin = referenceSigmaMin; ReferenceSigmaMax = referenceSigmaMax }
+              ReadoutSigmaMaxUpper = readoutSigmaMaxUpper; ReferenceSigmaMin = referenceSigmaMin; ReferenceSigmaMax = referenceSigmaMax }
         Checkpoint.writeAtomically path (fun w ->
             w.Write(Checkpoint.serializeHeader header)
             model.save(w) |> ignore
@@ -510,6 +522,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     member _.LoadCheckpoint(path: string) =
         Checkpoint.read path (fun r ->
             let h = Checkpoint.deserializeHeader (r.ReadString())
+            if h.FormatVersion > 2 then
+                raise (IO.InvalidDataException(sprintf "%s has checkpoint format %d; this build reads formats 1 and 2" path h.FormatVersion))
             let expectTau = match recipe with Some rc -> rc.SwitchIteration | None -> -1
             if h.Seed <> training.Seed || h.TotalIterations <> training.TotalIterations || h.SwitchIteration <> expectTau
                || h.ArchitectureDescription <> Networks.describe architecture || h.DatasetFingerprint <> data.Fingerprint then
@@ -531,7 +545,9 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             if not (isNull referenceFeatures) then referenceFeatures.Dispose()
             referenceFeatures <- null
             if h.FormatVersion >= 2 then
-                readoutStepCap <- h.ReadoutStepCap
+                // the cap follows this run's rule from the saved σ̄ (resuming with another ReadoutStep rule applies it)
+                readoutSigmaMaxUpper <- h.ReadoutSigmaMaxUpper
+                readoutStepCap <- stepCapFrom h.ReadoutSigmaMaxUpper
                 referenceSigmaMin <- h.ReferenceSigmaMin
                 referenceSigmaMax <- h.ReferenceSigmaMax
                 match toDevice (Checkpoint.readTensors r) with
@@ -540,9 +556,10 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             else
                 // format 1 (before the step cap and the Weyl route): the cap from the switch's
                 // certificate; every later guard check is a Gram certificate.
-                readoutStepCap <- (if h.Certificates.Length > 0 && h.Switched && h.ReadoutFeatures > 0
-                                   then stepCapFrom (h.Certificates |> Array.last |> CertificateJson.deserialize).SigmaMaxUpper
-                                   else infinity)
+                readoutSigmaMaxUpper <- (if h.Certificates.Length > 0 && h.Switched && h.ReadoutFeatures > 0
+                                         then (h.Certificates |> Array.last |> CertificateJson.deserialize).SigmaMaxUpper
+                                         else nan)
+                readoutStepCap <- stepCapFrom readoutSigmaMaxUpper
                 referenceSigmaMin <- nan
                 referenceSigmaMax <- nan
             iteration <- h.Iteration

@@ -58,7 +58,7 @@ let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
         torch.linalg.eigvalsh(g).[0].item<float> ()
     else
         let n = g.shape.[0]
-        let gen = new torch.Generator(20210405UL, g.device)
+        use gen = new torch.Generator(20210405UL, g.device)
         let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = g.device, generator = gen)
         v <- v.div(v.norm())
         for _ in 1 .. iterations do
@@ -77,7 +77,7 @@ let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
     let n = g.shape.[0]
     let k = min (int64 (max 1 steps)) n
-    let gen = new torch.Generator(20210405UL, g.device)
+    use gen = new torch.Generator(20210405UL, g.device)
     let q = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
     let gq = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
     let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = g.device, generator = gen)

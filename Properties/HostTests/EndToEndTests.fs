@@ -187,6 +187,13 @@ let endToEnd =
                                                                          (load [||]).Training, true)
             Expect.equal mapped.DampingPower 2.0 "default p = 2 (SPEC §4.3)"
             Expect.equal mapped.GuardKappa 0.5 "κ mapped"
+            Expect.equal mapped.ReadoutStep ResearchFramework.Algorithm.ReadoutStepRule.Theorem "default readout step: the theorem's cap"
+            let schedule = ResearchFramework.Host.Training.RunSetup.Recipe((load [| "Recipe:Enabled=true"; "Recipe:ReadoutStep=schedule" |]).Recipe,
+                                                                           (load [||]).Training, true)
+            Expect.equal schedule.ReadoutStep ResearchFramework.Algorithm.ReadoutStepRule.Schedule "Recipe:ReadoutStep=schedule mapped"
+            let bad = throwsT<ResearchFramework.Host.Infrastructure.Configuration.ConfigurationException> (fun () ->
+                        load [| "Recipe:Enabled=true"; "Recipe:ReadoutStep=fast" |] |> ignore)
+            Expect.stringContains bad.Message "ReadoutStep" "an unknown rule names the key"
         }
         test "data for the Algorithm: MLP inputs flattened, one-hot targets for squared loss, labels for cross-entropy" {
             let rng = Random 3

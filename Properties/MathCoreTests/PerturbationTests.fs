@@ -35,6 +35,18 @@ let tests =
             use b32 = b.to_type(torch.float32)
             Expect.isGreaterThanOrEqual (Perturbation.frobeniusDistanceUpper a32 b32) (sqrt exactSquares) "float32 inputs (widened exactly)"
 
+        test "‖A − B‖_F bound over several row blocks (5000 × 1000: two blocks of the 2²²-entry limit) ≥ the exact value" {
+            use ga = gaussian 5 5000 1000
+            use gb = gaussian 6 5000 1000
+            // integers up to 2^10: squares < 2^22 and their sum over 5·10⁶ entries < 2^45 are exact in float64
+            use a = ga.mul(scalar 200.0).round()
+            use b = gb.mul(scalar 200.0).round()
+            let exactSquares = (a.sub(b).pow(scalar 2.0).sum().item<float> ())
+            let bound = Perturbation.frobeniusDistanceUpper a b
+            Expect.isGreaterThanOrEqual (bound * bound) exactSquares "bound² ≥ Σ (a − b)²"
+            Expect.isLessThanOrEqual bound (sqrt exactSquares * (1.0 + 1e-9)) "tight across blocks"
+        }
+
         testPropertyWithConfig config "Weyl: σ_min(A + E) ≥ s − δ and σ_max(A + E) ≤ σ̄ + δ (certified s, σ̄; MathNet SVD of A + E)" <| fun (seed: int) ->
             let n, m, _ = shape seed
             use a = ofRank seed n m n
