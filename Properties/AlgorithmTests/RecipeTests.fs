@@ -388,6 +388,46 @@ let checkpointTests =
             finally
                 for d in [ dir; dir + "-cancel" ] do
                     if Directory.Exists d then Directory.Delete(d, true)
+
+        test "a format-1 checkpoint (before the step cap and Φ_ref) still resumes, bit for bit, and a newer format is refused" {
+            let n = 12
+            let data = regression 4 n 3 2 torch.float64
+            let arch = mlp 3 [| 3; 16 |] 2 Activation.Tanh Precision.Float64
+            let dir = Path.Combine(Path.GetTempPath(), sprintf "rf-fmt1-%s" (Guid.NewGuid().ToString "N"))
+            try
+                let cfg = { training 4 n 16 OptimizerSpec.Sgd 0.02 LossKind.Squared with CheckpointEvery = 8; CheckpointDirectory = dir }
+                let rc = { recipe 4 PhaseTwoMode.Frozen with MaxTries = 3 }   // frozen: no guard, so no Φ_ref is written
+                let full = Trainer.Run(arch, cfg, rc, data, NullObserver(), CancellationToken.None)
+                Expect.isTrue full.GuaranteeClaimed "certified switch"
+                let path = Path.Combine(dir, Checkpoint.fileName 8)
+                // rewrite as format 1: header without the format-2 meaning, and without the trailing Φ_ref count (−1)
+                let magic, header, rest =
+                    use r = new BinaryReader(File.OpenRead path)
+                    let m = r.ReadString()
+                    let h = r.ReadString()
+                    let restBytes = r.ReadBytes(int (r.BaseStream.Length - r.BaseStream.Position))
+                    m, h, restBytes
+                Expect.equal (BitConverter.ToInt32(rest, rest.Length - 4)) -1 "format 2 ends with an empty Φ_ref list"
+                let old = Path.Combine(dir, "format1.bin")
+                do
+                    use w = new BinaryWriter(File.Create old)
+                    w.Write(magic: string)
+                    w.Write(header.Replace("\"FormatVersion\":2", "\"FormatVersion\":1") : string)
+                    w.Write(rest, 0, rest.Length - 4)
+                let cfgNo = { cfg with CheckpointDirectory = null }
+                let resumed = Trainer.Resume(old, arch, cfgNo, rc, data, NullObserver(), CancellationToken.None)
+                Invariants.bitIdentical full resumed |> expectOk "format-1 resume"
+                let future = Path.Combine(dir, "format3.bin")
+                do
+                    use w = new BinaryWriter(File.Create future)
+                    w.Write(magic: string)
+                    w.Write(header.Replace("\"FormatVersion\":2", "\"FormatVersion\":3") : string)
+                    w.Write(rest)
+                Expect.throwsT<IO.InvalidDataException> (fun () ->
+                    Trainer.Resume(future, arch, cfgNo, rc, data, NullObserver(), CancellationToken.None) |> ignore) "format 3 refused"
+            finally
+                if Directory.Exists dir then Directory.Delete(dir, true)
+        }
     ]
 
 /// Losses, L*, schedules.
