@@ -19,6 +19,14 @@ type ReadoutStepRule =
     /// η_V,t = η_t: A's schedule as configured.
     | Schedule = 1
 
+/// Which parameters form the readout V of SPEC §4.2.
+type ReadoutChoice =
+    /// A separate linear readout on the taps, with bias, zero-initialised at the switch (every architecture).
+    | Separate = 0
+    /// The MLP's own output layer (its taps must be the last hidden layer, the default): V is that layer's
+    /// weight and bias as trained in Phase I (SPEC §4.2 allows it), so no extra layer runs in Phase II.
+    | OutputLayer = 1
+
 /// One record configures the base algorithm A and the run (SPEC §4 inputs). The same record
 /// drives the base run and the two-phase run, so both use the same T, seed, batches and A.
 /// CheckpointEvery = 0 or CheckpointDirectory = null/"" disables periodic checkpoints.
@@ -42,7 +50,8 @@ type TrainingConfig =
 
 /// The recipe's own knobs (SPEC §4): switch τ, Phase II mode, perturbation ε and tries R,
 /// damping α_t = (t − τ + 1)^(−p), guard κ checked every K steps, certification-set size
-/// (0 = the whole training set; otherwise the first k training points), the readout's step rule.
+/// (0 = the whole training set; otherwise the first k training points), the readout's step rule, and
+/// which parameters form the readout.
 type RecipeConfig =
     { SwitchIteration: int
       Mode: PhaseTwoMode
@@ -52,12 +61,13 @@ type RecipeConfig =
       GuardKappa: float
       CheckPeriod: int
       CertificationSize: int
-      ReadoutStep: ReadoutStepRule }
+      ReadoutStep: ReadoutStepRule
+      Readout: ReadoutChoice }
 
     static member Default =
         { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
           DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0
-          ReadoutStep = ReadoutStepRule.Theorem }
+          ReadoutStep = ReadoutStepRule.Theorem; Readout = ReadoutChoice.Separate }
 
 /// The training set S as tensors: inputs X (n × …) and targets Y (n × c real, or n labels).
 type TrainingData(inputs: torch.Tensor, targets: torch.Tensor) =

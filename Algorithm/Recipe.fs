@@ -60,8 +60,30 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let taps = Networks.taps architecture
     let model = Networks.build architecture (int64 training.Seed)
     do model.``to``(device) |> ignore
-    let bodyParams = model.parameters () |> Seq.toArray
+    /// V = the MLP's own output layer (ReadoutChoice.OutputLayer): then the body is every other parameter,
+    /// and the output layer has its own instance of A from the start (per-parameter updates are
+    /// independent, so Phase I is still the base run bit for bit).
+    let outputLayerReadout =
+        match recipe with
+        | Some r when r.Readout = ReadoutChoice.OutputLayer ->
+            if architecture.Name <> "mlp" then
+                invalidArg "recipe" (sprintf "Readout = OutputLayer needs an MLP (the architecture is %s)" architecture.Name)
+            let defaultTaps = Networks.taps { architecture with Taps = [||] }
+            if taps <> defaultTaps then
+                invalidArg "recipe" (sprintf "Readout = OutputLayer needs the default tap %A (the last hidden layer), not %A" defaultTaps taps)
+            let output = model.named_modules () |> Seq.pick (fun struct (name, m) -> if name = "output" then Some m else None)
+            Some (output :?> Modules.Linear)
+        | _ -> None
+    let outputParams =
+        match outputLayerReadout with
+        | Some o -> o.parameters () |> Seq.toArray
+        | None -> [||]
+    let bodyParams =
+        model.parameters () |> Seq.filter (fun p -> not (outputParams |> Array.exists (fun q -> obj.ReferenceEquals(p, q)))) |> Seq.toArray
     let bodyOpt = Optimizers.create training.Optimizer training.Schedule.BaseLearningRate bodyParams
+    let outputOpt =
+        if outputParams.Length = 0 then null
+        else Optimizers.create training.Optimizer training.Schedule.BaseLearningRate outputParams
     let n = data.Count
     let lossOptimum = Losses.optimum training.Loss data.Inputs data.Targets
     let batch, stepsPerEpoch = DataOrder.shape n training.BatchSize
@@ -257,7 +279,9 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         let z, h =
             use _ = torch.no_grad ()
             capture.Run(fun () -> model.call x)
-        z.add(readout.call h)
+        match outputLayerReadout with
+        | Some output -> output.call h   // the MLP's output layer applied to h again, now with V's gradient
+        | None -> z.add(readout.call h)
 
     let changePhase t target reason =
         let from = phase
@@ -275,7 +299,10 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     /// The network f(·; θ) (the body: every parameter except the readout V).
     member _.Model = model
     /// The readout V (SPEC §4.2), null before a certified switch.
-    member _.Readout = readout
+    member _.Readout : Modules.Linear =
+        match outputLayerReadout with
+        | Some output when phase = Phase.PhaseTwo -> output
+        | _ -> readout
     /// The next iteration t to run (0 ≤ t ≤ T).
     member _.Iteration = iteration
     member _.Phase = phase
@@ -320,7 +347,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 keepReference cert phi
                 readoutSigmaMaxUpper <- cert.SigmaMaxUpper
                 readoutStepCap <- stepCapFrom cert.SigmaMaxUpper
-                makeReadout cert.Subject.Features
+                if isNull outputOpt then makeReadout cert.Subject.Features else readoutOpt <- outputOpt
                 lastCertifiedBody <- snapshot ()
                 switchBody <- snapshot ()
                 lastCertifiedIteration <- t
@@ -389,6 +416,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         // α_t·(A's step) = A's step with η_t·α_t: SGD, momentum, Nesterov, Adam and AdamW steps are
         // linear in η given their state (buffers and moments do not depend on η). α_t = 1 outside Phase II.
         Optimizers.setLearningRate bodyOpt (if inPhaseTwo then lr * alpha else lr)
+        if not (isNull outputOpt) then Optimizers.setLearningRate outputOpt lr
         let readoutLr = if isNull readoutOpt then nan else min lr readoutStepCap
         if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt readoutLr
         // the mode only changes at the switch (or after Predict/parametersBelowTaps restored it):
@@ -400,6 +428,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             let xb = data.Inputs.index_select(0L, idx).``to``(device)
             let yb = data.Targets.index_select(0L, idx).``to``(device)
             bodyOpt.zero_grad ()
+            if not (isNull outputOpt) then outputOpt.zero_grad ()
             if not (isNull readoutOpt) then readoutOpt.zero_grad ()
             // A frozen body (α_t = 0) takes no step: its forward pass runs without autograd, which
             // gives the same values and the same gradient of V at a third of the cost.
@@ -415,6 +444,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             elif not inPhaseTwo then
                 // Phase I / base: A's step as is; the body movement is only recorded in Phase II.
                 bodyOpt.step () |> ignore
+                if not (isNull outputOpt) then outputOpt.step () |> ignore
                 lossValue, nan, nan
             else
                 // ω_t as one vector: kept from the previous damped step (nothing else moves the body
@@ -506,6 +536,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             w.Write(Checkpoint.serializeHeader header)
             model.save(w) |> ignore
             Optimizers.saveState bodyOpt w
+            if not (isNull outputOpt) then Optimizers.saveState outputOpt w
             if not (isNull readout) then
                 readout.save(w) |> ignore
                 Optimizers.saveState readoutOpt w
@@ -532,6 +563,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             forgetPreviousBody ()
             model.load(r, true) |> ignore
             Optimizers.loadState bodyOpt r
+            if not (isNull outputOpt) then Optimizers.loadState outputOpt r
             if h.ReadoutFeatures > 0 then
                 makeReadout h.ReadoutFeatures
                 readout.load(r, true) |> ignore
@@ -571,6 +603,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             lastCertifiedFingerprint <- h.LastCertifiedFingerprint
             certificates.Clear()
             for c in h.Certificates do certificates.Add(CertificateJson.deserialize c)
+            if phase = Phase.PhaseTwo && not (isNull outputOpt) then readoutOpt <- outputOpt
             if phase = Phase.PhaseTwo then model.eval () else model.train ())
         lastCheckpoint <- path
 
@@ -581,7 +614,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             if not (isNull referenceFeatures) then referenceFeatures.Dispose()
             forgetPreviousBody ()
             if not (isNull permutation) then permutation.Dispose()
-            if not (isNull readoutOpt) then readoutOpt.Dispose()
+            if not (isNull readoutOpt) && not (obj.ReferenceEquals(readoutOpt, outputOpt)) then readoutOpt.Dispose()
+            if not (isNull outputOpt) then outputOpt.Dispose()
             if not (isNull readout) then readout.Dispose()
             bodyOpt.Dispose()
             model.Dispose()

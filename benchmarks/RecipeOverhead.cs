@@ -18,7 +18,7 @@ namespace ResearchFramework.Benchmarks;
 public static class RecipeOverhead
 {
     private sealed record Case(string Name, ArchitectureSpec Spec, int N, int[] InputShape, int BatchSize, int T, int Tau, int K,
-        PhaseTwoMode Mode = PhaseTwoMode.Damped);
+        PhaseTwoMode Mode = PhaseTwoMode.Damped, ReadoutChoice Readout = ReadoutChoice.Separate);
 
     private static readonly Case[] Cases =
     [
@@ -26,6 +26,10 @@ public static class RecipeOverhead
             1024, [784], 128, 600, 400, 100),
         new("mlp 784-16-1100-10, n=1024, B=128, long", ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
             1024, [784], 128, 3000, 2000, 500),
+        new("mlp 784-16-1100-10, n=1024, B=128, long, V = output layer", ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
+            1024, [784], 128, 3000, 2000, 500, PhaseTwoMode.Damped, ReadoutChoice.OutputLayer),
+        new("mlp 784-16-1100-10, n=1024, B=128, long, V = output layer, K = 1000", ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
+            1024, [784], 128, 3000, 2000, 1000, PhaseTwoMode.Damped, ReadoutChoice.OutputLayer),
         new("mlp 784-16-1100-10, n=1024, B=128, long, frozen body", ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
             1024, [784], 128, 3000, 2000, 500, PhaseTwoMode.Frozen),
         new("resnet18 k=1/16, 1x16x16, n=256, B=64",
@@ -36,7 +40,7 @@ public static class RecipeOverhead
     private static TrainingConfig Config(Case c) =>
         new(0, c.BatchSize, Schedule.Constant(0.01), c.T, OptimizerSpec.SgdMomentum(0.9, false), LossKind.Squared, "cpu", 0, null!, false);
 
-    private static RecipeConfig Recipe(Case c) => new(c.Tau, c.Mode, 1e-3, 3, 2.0, 0.5, c.K, 0, ReadoutStepRule.Theorem);
+    private static RecipeConfig Recipe(Case c) => new(c.Tau, c.Mode, 1e-3, 3, 2.0, 0.5, c.K, 0, ReadoutStepRule.Theorem, c.Readout);
 
     private static (Tensor X, Tensor Y) Data(Case c)
     {

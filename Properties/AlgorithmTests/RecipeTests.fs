@@ -201,6 +201,59 @@ let phaseTests =
                     (sprintf "%O: ‖step(η·α) − α·step(η)‖∞ = %g (step %g, α = %g)" spec.Kind diff scale alpha)
                 for t in grads do t.Dispose()
 
+        testPropertyWithConfig (few 4) "V = the MLP's output layer: Phase I = base bit for bit, T steps, resume from every checkpoint bit for bit" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = 12
+            let data = regression seed n 3 2 torch.float64
+            let arch = mlp 3 [| 3; 16 |] 2 Activation.Tanh Precision.Float64
+            let opt = optimizers.[rng.Next optimizers.Length]
+            let tau = rng.Next(2, 8)
+            let dir = Path.Combine(Path.GetTempPath(), sprintf "rf-outv-%s" (Guid.NewGuid().ToString "N"))
+            try
+                let cfg = { training seed 4 16 opt 0.02 LossKind.Squared with CheckpointEvery = 4; CheckpointDirectory = dir }
+                let rc = { recipe tau PhaseTwoMode.Damped with Readout = ReadoutChoice.OutputLayer; CheckPeriod = 3 }
+                let b, _ = runInit (steepen "hidden1" 4.0) arch { cfg with CheckpointDirectory = null } None data
+                let two, obs = runInit (steepen "hidden1" 4.0) arch cfg (Some rc) data
+                Invariants.phaseOneMatchesBase tau b.Steps two.Steps |> expectOk "Phase I = base (two optimizers: body, output layer)"
+                Invariants.totalIterations 16 two |> expectOk "T"
+                Expect.isTrue two.GuaranteeClaimed (sprintf "certified switch: %A" (two.Certificates |> Array.map (fun c -> c.Verdict)))
+                Expect.isTrue (two.Steps |> Array.exists (fun s -> s.Phase = Phase.PhaseTwo && s.ReadoutLearningRate > 0.0)) "V steps in Phase II"
+                Expect.isFalse (b.FinalParameterFingerprint = two.FinalParameterFingerprint) "Phase II differs from the base run"
+                for c in obs.Checkpoints do
+                    let resumed = Trainer.Resume(c.Path, arch, { cfg with CheckpointDirectory = null }, rc, data, NullObserver(), CancellationToken.None)
+                    Invariants.bitIdentical two resumed |> expectOk (sprintf "resume from %d" c.Iteration)
+            finally
+                if Directory.Exists dir then Directory.Delete(dir, true)
+
+        testPropertyWithConfig (few 4) "V = the MLP's output layer, frozen body, squared loss, full batch, η at the cap: √L contracts by (1 − ηs²/n) every step; the body does not move" <| fun (seed: int) ->
+            let rng = Random seed
+            let d, n = rng.Next(2, 5), rng.Next(8, 16)
+            let data = regression seed n d 2 torch.float64
+            let act = if rng.Next 2 = 0 then Activation.Tanh else Activation.Softplus
+            let arch = mlp d [| 8; n + 3 |] 2 act Precision.Float64
+            let tau = rng.Next(1, 4)
+            // warm-up to η = 1 over 50 steps: small steps for the whole network in Phase I, then above V's cap
+            let cfg = { training seed n (tau + 60) OptimizerSpec.Sgd 1.0 LossKind.Squared with
+                          Schedule = { Schedule.Constant 1.0 with WarmupIterations = 50 } }
+            let rc = { recipe tau PhaseTwoMode.Frozen with Readout = ReadoutChoice.OutputLayer }
+            let obs = RecordingObserver()
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some rc, data, obs)
+            steepen "hidden1" 4.0 trainer.Model
+            trainer.RunTo tau
+            Expect.isNull trainer.Readout "no readout before the switch"
+            trainer.Switch()
+            let cert = Array.last trainer.Certificates
+            Expect.isTrue cert.IsCertified cert.Reason
+            Expect.isTrue (obj.ReferenceEquals(trainer.Readout, trainer.Model.named_modules () |> Seq.pick (fun struct (name, m) -> if name = "output" then Some m else None)))
+                "V is the output layer"
+            let bodyAtSwitch = trainer.BodyFingerprint
+            let r = trainer.Run CancellationToken.None
+            Expect.equal r.FinalBodyFingerprint bodyAtSwitch "frozen body: ω unchanged"
+            let two = r.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
+            Expect.isLessThan (Array.last two).ReadoutLearningRate (Array.last two).LearningRate "the cap n/σ̄² binds (η = 1)"
+            Invariants.readoutContracts n cert.SigmaMinLower (Tolerance.stable Tolerance.Float64).relative two |> expectOk "√L_{t+1} ≤ (1 − ηs²/n)√L_t"
+            Expect.isLessThan (Array.last two).Loss two.[0].Loss "progress"
+
         test "pre-activation ResNet-18 (k = 1/16): stage taps, certified switch, function unchanged, T steps" {
             let data = images 5 6 3 8 4
             let arch = { Name = "resnet18"; InputShape = [| 3; 8; 8 |]; Classes = 4; Widths = [||]; Activation = Activation.Relu

@@ -191,6 +191,10 @@ let endToEnd =
             let schedule = ResearchFramework.Host.Training.RunSetup.Recipe((load [| "Recipe:Enabled=true"; "Recipe:ReadoutStep=schedule" |]).Recipe,
                                                                            (load [||]).Training, true)
             Expect.equal schedule.ReadoutStep ResearchFramework.Algorithm.ReadoutStepRule.Schedule "Recipe:ReadoutStep=schedule mapped"
+            Expect.equal mapped.Readout ResearchFramework.Algorithm.ReadoutChoice.Separate "default readout: separate"
+            let outputLayer = ResearchFramework.Host.Training.RunSetup.Recipe((load [| "Recipe:Enabled=true"; "Recipe:Readout=output-layer" |]).Recipe,
+                                                                              (load [||]).Training, true)
+            Expect.equal outputLayer.Readout ResearchFramework.Algorithm.ReadoutChoice.OutputLayer "Recipe:Readout=output-layer mapped"
             let bad = throwsT<ResearchFramework.Host.Infrastructure.Configuration.ConfigurationException> (fun () ->
                         load [| "Recipe:Enabled=true"; "Recipe:ReadoutStep=fast" |] |> ignore)
             Expect.stringContains bad.Message "ReadoutStep" "an unknown rule names the key"

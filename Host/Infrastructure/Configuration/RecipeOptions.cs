@@ -41,6 +41,11 @@ public sealed class RecipeOptions : IValidatableObject
     [Required, OneOf("theorem", "schedule")]
     public string ReadoutStep { get; set; } = "theorem";
 
+    /// <summary>Which parameters form the readout V: "separate" (a zero-initialised linear readout on the taps) or
+    /// "output-layer" (an MLP's own output layer; its taps must be the last hidden layer; SPEC §4.2).</summary>
+    [Required, OneOf("separate", "output-layer")]
+    public string Readout { get; set; } = "separate";
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Enabled && SwitchIteration == 0)
