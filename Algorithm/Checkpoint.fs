@@ -31,7 +31,9 @@ type CheckpointHeader =
       /// reference Φ̃_ref (whose features follow the RNG state; absent in format 1).
       ReadoutSigmaMaxUpper: float
       ReferenceSigmaMin: float
-      ReferenceSigmaMax: float }
+      ReferenceSigmaMax: float
+      /// The run's ReadoutChoice (0 = Separate, also for files written before the choice existed).
+      Readout: int }
 
 module Checkpoint =
 

@@ -531,7 +531,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
               SwitchIteration = (match recipe with Some r -> r.SwitchIteration | None -> -1)
               ArchitectureDescription = Networks.describe architecture; DatasetFingerprint = data.Fingerprint
               Certificates = certificates |> Seq.map CertificateJson.serialize |> Seq.toArray
-              ReadoutSigmaMaxUpper = readoutSigmaMaxUpper; ReferenceSigmaMin = referenceSigmaMin; ReferenceSigmaMax = referenceSigmaMax }
+              ReadoutSigmaMaxUpper = readoutSigmaMaxUpper; ReferenceSigmaMin = referenceSigmaMin; ReferenceSigmaMax = referenceSigmaMax
+              Readout = (match recipe with Some rc -> int rc.Readout | None -> 0) }
         Checkpoint.writeAtomically path (fun w ->
             w.Write(Checkpoint.serializeHeader header)
             model.save(w) |> ignore
@@ -556,6 +557,10 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             if h.FormatVersion > 2 then
                 raise (IO.InvalidDataException(sprintf "%s has checkpoint format %d; this build reads formats 1 and 2" path h.FormatVersion))
             let expectTau = match recipe with Some rc -> rc.SwitchIteration | None -> -1
+            let expectReadout = match recipe with Some rc -> int rc.Readout | None -> 0
+            if h.Readout <> expectReadout then
+                invalidArg "path" (sprintf "checkpoint %s was written with readout %O, this run uses %O"
+                                       path (enum<ReadoutChoice> h.Readout) (enum<ReadoutChoice> expectReadout))
             if h.Seed <> training.Seed || h.TotalIterations <> training.TotalIterations || h.SwitchIteration <> expectTau
                || h.ArchitectureDescription <> Networks.describe architecture || h.DatasetFingerprint <> data.Fingerprint then
                 invalidArg "path" (sprintf "checkpoint %s was written by a different run (seed %d, T %d, τ %d, %s)"

@@ -222,6 +222,9 @@ let phaseTests =
                 for c in obs.Checkpoints do
                     let resumed = Trainer.Resume(c.Path, arch, { cfg with CheckpointDirectory = null }, rc, data, NullObserver(), CancellationToken.None)
                     Invariants.bitIdentical two resumed |> expectOk (sprintf "resume from %d" c.Iteration)
+                Expect.throwsT<ArgumentException> (fun () ->
+                    Trainer.Resume(obs.Checkpoints.[0].Path, arch, { cfg with CheckpointDirectory = null }, { rc with Readout = ReadoutChoice.Separate },
+                                   data, NullObserver(), CancellationToken.None) |> ignore) "a checkpoint of the other readout choice is rejected"
             finally
                 if Directory.Exists dir then Directory.Delete(dir, true)
 
