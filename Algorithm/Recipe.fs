@@ -105,8 +105,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     let mutable lastCertifiedFingerprint : string = null
     let mutable switchBody : torch.Tensor[] = null
     let mutable lastCheckpoint : string = null
-    let mutable readoutStepCap = infinity
-    /// σ̄ behind the cap (the last certificate's or guard check's upper bound on σ_max(Φ̃)).
+    /// σ̄ behind V's step cap (the last certificate's or passing guard check's upper bound on σ_max(Φ̃)).
     let mutable readoutSigmaMaxUpper = nan
     /// ω after the last damped Phase II step (flat), null when unknown.
     let mutable previousBody : torch.Tensor = null
@@ -198,17 +197,21 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         referenceSigmaMin <- cert.SigmaMinLower
         referenceSigmaMax <- cert.SigmaMaxUpper
 
+    /// Squared loss: η ≤ b/σ_max² (SPEC §4 Theorem); cross-entropy is (σ_max²/2b)-smooth in V
+    /// (diag(p) − ppᵀ ⪯ ½I), so η ≤ 2b/σ_max² (docs/theory.md, Theorem B).
+    let capFactor = if training.Loss = LossKind.CrossEntropy then 2.0 else 1.0
+
     /// The readout's step cap b/σ̄² (squared loss, SPEC §4 Theorem; 2b/σ̄² for cross-entropy; b = n for
     /// full batches) from a rigorous upper bound σ̄ on σ_max(Φ̃); ∞ when the rule is `Schedule`, the base rule is Adam/AdamW, or σ̄ is unknown.
     let stepCapFrom (sigmaMaxUpper: float) =
         match recipe with
         | Some r when r.ReadoutStep = ReadoutStepRule.Theorem && Optimizers.takesGradientSteps training.Optimizer
                       && Double.IsFinite sigmaMaxUpper && sigmaMaxUpper > 0.0 ->
-            // squared loss: η ≤ b/σ_max² (SPEC §4 Theorem); cross-entropy is (σ_max²/2b)-smooth in V
-            // (diag(p) − ppᵀ ⪯ ½I), so η ≤ 2b/σ_max² (docs/theory.md, Theorem B)
-            let factor = if training.Loss = LossKind.CrossEntropy then 2.0 else 1.0
-            FloatingPoint.down (factor * float batch / FloatingPoint.mulUp sigmaMaxUpper sigmaMaxUpper)
+            FloatingPoint.down (capFactor * float batch / FloatingPoint.mulUp sigmaMaxUpper sigmaMaxUpper)
         | _ -> infinity
+
+    /// V's current step cap, from the σ̄ of the last certificate or passing guard check.
+    let readoutStepCap () = stepCapFrom readoutSigmaMaxUpper
 
     /// What the switch reports about the readout's step (SPEC §4 Theorem hypothesis η ≤ b/σ_max(Φ̃)²).
     let readoutStepDescription (r: RecipeConfig) =
@@ -218,7 +221,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         elif not (Optimizers.takesGradientSteps training.Optimizer) then
             sprintf "as scheduled: %O steps are not gradient steps, the theorem's step hypothesis does not apply%s" training.Optimizer.Kind decay
         elif certificationRows () < n then
-            sprintf "capped at b/σ̄² = %g with σ̄ from the certification subset (σ_max of all %d training points is not bounded: a heuristic cap)%s" readoutStepCap n decay
+            sprintf "capped at b/σ̄² = %g with σ̄ from the certification subset (σ_max of all %d training points is not bounded: a heuristic cap)%s" (readoutStepCap ()) n decay
         else
             let rule =
                 if training.Optimizer.Kind = OptimizerKind.Sgd then ""
@@ -226,7 +229,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             let drift =
                 if r.Mode = PhaseTwoMode.Damped then "; with a damped body the cap is exact at the switch and at each guard check, and between checks follows σ̄ of the last one (docs/theory.md §4)"
                 else ""
-            sprintf "capped at %sb/σ̄² = %g (SPEC §4 Theorem; b = %d)%s%s%s" (if training.Loss = LossKind.CrossEntropy then "2" else "") readoutStepCap batch rule drift decay
+            sprintf "capped at %sb/σ̄² = %g (SPEC §4 Theorem; b = %d)%s%s%s" (if capFactor = 2.0 then "2" else "") (readoutStepCap ()) batch rule drift decay
 
     /// Parameters below the taps (ω): those that receive a gradient from Σ h(x) on a few inputs.
     let parametersBelowTaps () : Modules.Parameter[] =
@@ -346,7 +349,6 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 sigmaTau <- cert.SigmaMinLower
                 keepReference cert phi
                 readoutSigmaMaxUpper <- cert.SigmaMaxUpper
-                readoutStepCap <- stepCapFrom cert.SigmaMaxUpper
                 if isNull outputOpt then makeReadout cert.Subject.Features else readoutOpt <- outputOpt
                 lastCertifiedBody <- snapshot ()
                 switchBody <- snapshot ()
@@ -385,7 +387,6 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             lastCertifiedIteration <- t + 1
             lastCertifiedFingerprint <- bodyFingerprint ()
             readoutSigmaMaxUpper <- upper
-            readoutStepCap <- stepCapFrom upper
         match weyl with
         | Some (lower, upper) ->
             phi.Dispose()
@@ -417,7 +418,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         // linear in η given their state (buffers and moments do not depend on η). α_t = 1 outside Phase II.
         Optimizers.setLearningRate bodyOpt (if inPhaseTwo then lr * alpha else lr)
         if not (isNull outputOpt) then Optimizers.setLearningRate outputOpt lr
-        let readoutLr = if isNull readoutOpt then nan else min lr readoutStepCap
+        let readoutLr = if isNull readoutOpt then nan else min lr (readoutStepCap ())
         if not (isNull readoutOpt) then Optimizers.setLearningRate readoutOpt readoutLr
         // the mode only changes at the switch (or after Predict/parametersBelowTaps restored it):
         // setting it walks the module tree, so only when it differs
@@ -584,7 +585,6 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             if h.FormatVersion >= 2 then
                 // the cap follows this run's rule from the saved σ̄ (resuming with another ReadoutStep rule applies it)
                 readoutSigmaMaxUpper <- h.ReadoutSigmaMaxUpper
-                readoutStepCap <- stepCapFrom h.ReadoutSigmaMaxUpper
                 referenceSigmaMin <- h.ReferenceSigmaMin
                 referenceSigmaMax <- h.ReferenceSigmaMax
                 match toDevice (Checkpoint.readTensors r) with
@@ -596,7 +596,6 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 readoutSigmaMaxUpper <- (if h.Certificates.Length > 0 && h.Switched && h.ReadoutFeatures > 0
                                          then (h.Certificates |> Array.last |> CertificateJson.deserialize).SigmaMaxUpper
                                          else nan)
-                readoutStepCap <- stepCapFrom readoutSigmaMaxUpper
                 referenceSigmaMin <- nan
                 referenceSigmaMax <- nan
             iteration <- h.Iteration

@@ -32,6 +32,12 @@ let epsilon =
     | Float32 -> 1.1920928955078125e-07
     | Float64 -> 2.220446049250313e-16
 
+/// Backward error of a float64 SVD's singular values, |σ̂_i − σ_i| ≤ c·max(rows, cols)·u·σ_max
+/// (Higham Thm 19.x; c = 10, generous for the sizes tested): how far a proved bound may sit on the
+/// wrong side of an SVD-computed singular value.
+let svdSlack (rows: int64) (cols: int64) (sigmaMax: float) =
+    10.0 * float (max rows cols) * (epsilon Float64 / 2.0) * sigmaMax
+
 /// True when a and b agree under the accuracy.
 let close (acc: Accuracy) (a: float) (b: float) =
     abs (a - b) <= acc.absolute + acc.relative * max (abs a) (abs b)

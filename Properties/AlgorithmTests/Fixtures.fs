@@ -73,6 +73,14 @@ let training (seed: int) (batch: int) (total: int) (opt: OptimizerSpec) (lr: flo
 let recipe (tau: int) (mode: PhaseTwoMode) =
     { RecipeConfig.Default with SwitchIteration = tau; Mode = mode; CheckPeriod = 5; GuardKappa = 0.1 }
 
+/// A small regression problem drawn from `rng`: d ∈ [2, 5) inputs, n ∈ [8, 16) points, 2 targets, and a
+/// float64 MLP d → 8 → n + 3 → 2 (wide last layer, m ≥ n) with tanh or softplus.
+let wideRegressionProblem (rng: Random) (seed: int) =
+    let d, n = rng.Next(2, 5), rng.Next(8, 16)
+    let data = regression seed n d 2 torch.float64
+    let act = if rng.Next 2 = 0 then Activation.Tanh else Activation.Softplus
+    n, data, mlp d [| 8; n + 3 |] 2 act Precision.Float64
+
 /// The base optimisers, indexed for property tests.
 let optimizers =
     [| OptimizerSpec.Sgd; OptimizerSpec.SgdMomentum(0.9, false); OptimizerSpec.SgdMomentum(0.9, true)

@@ -162,10 +162,9 @@ let phaseTests =
                 if s.GuardRoute = "weyl" then
                     weyl <- weyl + 1
                     use phi = FeatureMap.featureMatrix trainer.Model trainer.Taps 256 data.Inputs
-                    use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
-                    use phiTilde = torch.cat([| phi; ones |], 1L)
+                    use phiTilde = HeuristicRank.withBiasColumn phi
                     let sv = HeuristicRank.toMathNet phiTilde |> HeuristicRank.mathNetSingularValues
-                    let slack = 10.0 * float phiTilde.shape.[1] * Tolerance.epsilon Tolerance.Float64 * sv.[0]
+                    let slack = Tolerance.svdSlack phiTilde.shape.[0] phiTilde.shape.[1] sv.[0]
                     Expect.isGreaterThanOrEqual (Array.min sv + slack) s.SigmaMin (sprintf "step %d: σ_min(Φ̃_t) ≥ Weyl bound" s.Iteration)
                     Expect.isLessThanOrEqual (Array.max sv) (s.SigmaMax + slack) (sprintf "step %d: σ_max(Φ̃_t) ≤ Weyl bound" s.Iteration)
             Expect.isGreaterThan weyl 0 "the Weyl route decided some checks"
@@ -230,10 +229,7 @@ let phaseTests =
 
         testPropertyWithConfig (few 4) "V = the MLP's output layer, frozen body, squared loss, full batch, η at the cap: √L contracts by (1 − ηs²/n) every step; the body does not move" <| fun (seed: int) ->
             let rng = Random seed
-            let d, n = rng.Next(2, 5), rng.Next(8, 16)
-            let data = regression seed n d 2 torch.float64
-            let act = if rng.Next 2 = 0 then Activation.Tanh else Activation.Softplus
-            let arch = mlp d [| 8; n + 3 |] 2 act Precision.Float64
+            let n, data, arch = wideRegressionProblem rng seed
             let tau = rng.Next(1, 4)
             // warm-up to η = 1 over 50 steps: small steps for the whole network in Phase I, then above V's cap
             let cfg = { training seed n (tau + 60) OptimizerSpec.Sgd 1.0 LossKind.Squared with
@@ -288,10 +284,7 @@ let certificateTests =
     testList "Readout and certificates" [
         testPropertyWithConfig (few 6) "frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" <| fun (seed: int) ->
             let rng = Random seed
-            let d, n = rng.Next(2, 5), rng.Next(8, 16)
-            let data = regression seed n d 2 torch.float64
-            let act = if rng.Next 2 = 0 then Activation.Tanh else Activation.Softplus
-            let arch = mlp d [| 8; n + 3 |] 2 act Precision.Float64
+            let n, data, arch = wideRegressionProblem rng seed
             let tau = rng.Next(0, 4)
             let eta = 0.01
             let r, _ = runInit (steepen "hidden1" 4.0) arch (training seed n (tau + 40) OptimizerSpec.Sgd eta LossKind.Squared) (Some (recipe tau PhaseTwoMode.Frozen)) data

@@ -10,10 +10,8 @@ open ResearchFramework.Properties.MathCoreTests.Generators
 
 let private config = { FsCheckConfig.defaultConfig with maxTest = 40 }
 
-/// A certified bound may exceed the float64 SVD's σ_min only by the SVD's own error,
-/// |σ̂_i − σ_i| ≤ c·n·u·σ_max (backward stability, Higham Thm 19.x; c = 10 here, generous for n ≤ 60).
-let private svdSlack (phi: torch.Tensor) (sigmaMax: float) =
-    10.0 * float (max phi.shape.[0] phi.shape.[1]) * FloatingPoint.unitRoundoff64 * sigmaMax
+/// A certified bound may exceed the float64 SVD's σ_min only by the SVD's own error (`Tolerance.svdSlack`).
+let private svdSlack (phi: torch.Tensor) (sigmaMax: float) = Tolerance.svdSlack phi.shape.[0] phi.shape.[1] sigmaMax
 
 /// Exact rational arithmetic for checking σ_max bounds without rounding: every float64 is a dyadic
 /// rational, so G = ΦΦᵀ and b·I − G are exact, and b·I − G ≻ 0 (all pivots of Gaussian elimination

@@ -13,9 +13,8 @@ let private config = { FsCheckConfig.defaultConfig with maxTest = 30 }
 
 let private singularValues (a: torch.Tensor) = HeuristicRank.toMathNet a |> HeuristicRank.mathNetSingularValues
 
-/// SVD's own error, as in CertifyTests: c·max(n, m)·u·σ_max.
-let private svdSlack (a: torch.Tensor) (sigmaMax: float) =
-    10.0 * float (max a.shape.[0] a.shape.[1]) * FloatingPoint.unitRoundoff64 * sigmaMax
+/// The SVD's own error (`Tolerance.svdSlack`).
+let private svdSlack (a: torch.Tensor) (sigmaMax: float) = Tolerance.svdSlack a.shape.[0] a.shape.[1] sigmaMax
 
 [<Tests>]
 let tests =
