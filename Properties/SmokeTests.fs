@@ -14,7 +14,7 @@ let lowRankProduct (seed: int) (n: int) (m: int) (k: int) : Matrix<float> =
     let b = Matrix<float>.Build.Dense(k, m, fun _ _ -> rng.NextDouble() * 2.0 - 1.0)
     a * b
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 40 }
+let private config = Seeds.config 40
 
 [<Tests>]
 let tests =

@@ -106,4 +106,4 @@ let steepen (layer: string) (slope: float) (model: torch.nn.Module<torch.Tensor,
         if name = layer + ".weight" then p.mul_(ResearchFramework.MathCore.TorchConversions.scalar slope) |> ignore
 
 /// Property config: few cases, every one replayable from the printed seed.
-let few n = { FsCheckConfig.defaultConfig with maxTest = (match Environment.GetEnvironmentVariable "ALGO_CASES" with null | "" -> n | v -> int v) }
+let few n = ResearchFramework.Properties.Seeds.config (match Environment.GetEnvironmentVariable "ALGO_CASES" with null | "" -> n | v -> int v)

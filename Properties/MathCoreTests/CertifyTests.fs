@@ -8,7 +8,7 @@ open ResearchFramework.MathCore
 open ResearchFramework.Properties
 open ResearchFramework.Properties.MathCoreTests.Generators
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 40 }
+let private config = Seeds.config 40
 
 /// A certified bound may exceed the float64 SVD's σ_min only by the SVD's own error (`Tolerance.svdSlack`).
 let private svdSlack (phi: torch.Tensor) (sigmaMax: float) = Tolerance.svdSlack phi.shape.[0] phi.shape.[1] sigmaMax

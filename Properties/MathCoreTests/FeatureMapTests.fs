@@ -18,7 +18,7 @@ let private mlp (seed: int) (d: int) (h: int) (wide: int) : torch.nn.Module<torc
         struct ("out", torch.nn.Linear(int64 wide, 3L, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>))
     :> torch.nn.Module<torch.Tensor, torch.Tensor>
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 15 }
+let private config = Seeds.config 15
 
 /// A block whose forward opens its own dispose scope: the tapped inner output is freed when
 /// forward returns, unless the feature map owns what it captured.

@@ -7,7 +7,7 @@ open ResearchFramework.MathCore
 open ResearchFramework.Properties
 open ResearchFramework.Properties.MathCoreTests.Generators
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 30 }
+let private config = Seeds.config 30
 
 [<Tests>]
 let tests =

@@ -8,7 +8,7 @@ open ResearchFramework.MathCore
 open ResearchFramework.Properties
 open ResearchFramework.Properties.MathCoreTests.Generators
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 10 }
+let private config = Seeds.config 10
 
 [<Tests>]
 let tests =

@@ -9,7 +9,7 @@ open ResearchFramework.MathCore
 open ResearchFramework.Properties
 open ResearchFramework.Properties.MathCoreTests.Generators
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 30 }
+let private config = Seeds.config 30
 
 let private singularValues (a: torch.Tensor) = HeuristicRank.toMathNet a |> HeuristicRank.mathNetSingularValues
 

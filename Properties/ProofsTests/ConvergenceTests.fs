@@ -20,9 +20,7 @@ let private run (r: FcResult) y etaFraction bodyStep steps =
     readoutGradientDescent r.PhiTilde y r.CertifiedSigmaMinLower r.Certificate.SigmaMaxUpper etaFraction bodyStep steps 23
 
 let private config =
-    { FsCheckConfig.defaultConfig with
-        maxTest = ResearchFramework.Properties.ProofsTests.FullyConnectedTests.stressTests 8
-        startSize = 1; endSize = 1_000_000 }
+    ResearchFramework.Properties.Seeds.config (ResearchFramework.Properties.ProofsTests.FullyConnectedTests.stressTests 8)
 
 [<Tests>]
 let tests =

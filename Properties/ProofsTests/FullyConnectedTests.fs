@@ -63,7 +63,7 @@ let stressTests (defaultCount: int) =
     | null | "" -> defaultCount
     | s -> int s
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = stressTests 25; startSize = 1; endSize = 1_000_000 }
+let private config = ResearchFramework.Properties.Seeds.config (stressTests 25)
 
 /// A certified tanh witness on 40 points for the wrong-variant tests.
 let private baseCase () =

@@ -9,7 +9,7 @@ open ResearchFramework.Proofs.FullyConnected
 open ResearchFramework.Proofs.Genericity
 open ResearchFramework.Properties.ProofsTests.FullyConnectedTests
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = stressTests 10; startSize = 1; endSize = 1_000_000 }
+let private config = ResearchFramework.Properties.Seeds.config (stressTests 10)
 
 let private expectDeficient (c: ReluCounterexample) =
     let n = Array2D.length1 c.Inputs

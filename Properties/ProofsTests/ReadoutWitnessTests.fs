@@ -9,7 +9,7 @@ open ResearchFramework.Proofs.FullyConnected
 open ResearchFramework.Proofs.ReadoutWitness
 open ResearchFramework.Properties.ProofsTests.FullyConnectedTests
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = stressTests 20; startSize = 1; endSize = 1_000_000 }
+let private config = ResearchFramework.Properties.Seeds.config (stressTests 20)
 
 [<Tests>]
 let tests =

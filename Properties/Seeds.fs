@@ -1,0 +1,28 @@
+/// Seeds of the property tests. Every property takes an `int` seed and builds its case from it, so a
+/// failure replays from the printed seed alone. FsCheck's default `int` generator draws from
+/// [−size, size] (size ≤ 100 by default), i.e. at most ~200 distinct cases however many tests run;
+/// here seeds come from (almost) the whole Int32 range instead, so `--cases` far beyond the CI counts
+/// keeps finding new cases. The range stops 2¹⁶ short of both ends, so `abs seed` never meets
+/// Int32.MinValue and `seed + k` (k < 65 536, the generators' derived seeds) never wraps.
+module ResearchFramework.Properties.Seeds
+
+open FsCheck
+open FsCheck.FSharp
+open Expecto
+
+/// Lowest and highest seed drawn: ±(2³¹ − 2¹⁶), near the whole Int32 range.
+let lowest, highest = -2147418112, 2147418111
+
+/// Arbitrary instance that replaces FsCheck's `int` generator in the suite's configs.
+type FullRangeSeeds =
+    static member Int32() : Arbitrary<int> =
+        gen {
+            let! high = Gen.choose (-32767, 32766)
+            let! low = Gen.choose (0, 65535)
+            return high * 65536 + low
+        }
+        |> Arb.fromGen
+
+/// Property config with `cases` cases, seeds from the full range (`FullRangeSeeds`).
+let config (cases: int) =
+    { FsCheckConfig.defaultConfig with maxTest = cases; arbitrary = [ typeof<FullRangeSeeds> ] }
