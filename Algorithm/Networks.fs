@@ -219,3 +219,26 @@ module Networks =
             let channels = if spec.InputShape.Length = 3 then spec.InputShape.[0] else 1
             new PreActResNet18(channels, spec.Classes, spec.WidthMultiplier, spec.Activation, spec.Precision) :> Net
         | other -> invalidArg "spec" (sprintf "unknown architecture '%s': expected mlp, lenet5 or resnet18" other)
+
+    /// The convolution cases (MathCore.KernelCheck) a network of `spec` calls: a training step at each of
+    /// `trainingBatches` and an evaluation-mode forward at each of `evaluationBatches`. An MLP has none
+    /// (no network is built). The global torch generator is saved and restored around the build, so the
+    /// check leaves a run's random stream as it found it.
+    let convolutionCases (spec: ArchitectureSpec) (trainingBatches: int list) (evaluationBatches: int list)
+        : ResearchFramework.MathCore.KernelCheck.ConvolutionCase list =
+        if spec.Name.ToLowerInvariant() = "mlp" then []
+        else
+            use state = torch.random.get_rng_state ()
+            try
+                use model = build spec 0L
+                let input (batch: int) =
+                    torch.zeros(Array.append [| int64 batch |] (spec.InputShape |> Array.map int64), dtype = dtypeOf spec.Precision)
+                [ for b in trainingBatches do
+                      use x = input b
+                      yield! ResearchFramework.MathCore.KernelCheck.casesOf model x true
+                  for b in evaluationBatches do
+                      use x = input b
+                      yield! ResearchFramework.MathCore.KernelCheck.casesOf model x false ]
+                |> List.distinct
+            finally
+                torch.random.set_rng_state state

@@ -7,6 +7,13 @@ open Expecto.Impl
 
 [<EntryPoint>]
 let main argv =
+    // Trust before the first test: the convolution kernels the suite uses pass their numerical
+    // self-check, or the runner switches kernel path (and may restart itself), or refuses to run.
+    match KernelCheckTests.ensureForSuite () with
+    | Result.Error message ->
+        eprintfn "%s" message
+        exit 2
+    | Result.Ok line -> printfn "environment: %s" line
     let mutable counts = (0, 0, 0)
     let printer =
         let inner = TestPrinters.defaultPrinter

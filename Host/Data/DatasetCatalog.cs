@@ -13,6 +13,16 @@ public static class DatasetCatalog
 {
     public static readonly string[] Names = ["mnist", "fashion-mnist", "cifar10", "cifar100", "semeion"];
 
+    /// <summary>Image shape and class count of a named dataset, without reading it (for checks made before loading).</summary>
+    public static (int Channels, int Height, int Width, int Classes) ShapeOf(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "mnist" or "fashion-mnist" => (1, 28, 28, 10),
+        "cifar10" => (3, 32, 32, 10),
+        "cifar100" => (3, 32, 32, 100),
+        "semeion" => (1, 16, 16, 10),
+        _ => throw new ArgumentException($"unknown dataset '{name}': expected one of {string.Join(", ", Names)}"),
+    };
+
     public static (Dataset Train, Dataset Test) Load(string name, string dataDirectory)
     {
         var key = name.Trim().ToLowerInvariant();

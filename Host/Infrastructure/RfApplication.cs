@@ -41,11 +41,14 @@ public sealed class RfApplication : IDisposable
     /// <param name="createRunDirectory">Create <c>runs/&lt;name&gt;-&lt;timestamp&gt;/</c> with metrics and logs.</param>
     /// <param name="configureServices">Extra registrations (e.g. trainers) by the caller.</param>
     /// <param name="existingRunDirectory">Reuse this run folder (a resume) instead of creating one.</param>
+    /// <param name="checkKernels">Run the convolution kernel self-check for this configuration first
+    /// (<see cref="KernelSelfCheck"/>): before any training or certification step, and before the run directory exists.</param>
     public static RfApplication Start(ConfigurationInput input, bool createRunDirectory,
-        Action<IServiceCollection, RfOptions>? configureServices = null, string? existingRunDirectory = null)
+        Action<IServiceCollection, RfOptions>? configureServices = null, string? existingRunDirectory = null, bool checkKernels = false)
     {
         var configuration = RfConfiguration.Build(input);
         var options = RfOptions.Load(configuration);
+        if (checkKernels) KernelSelfCheck.Ensure(options);
         var run = existingRunDirectory is not null ? RunDirectory.Open(existingRunDirectory)
                 : createRunDirectory ? RunDirectory.Create(options) : null;
 
@@ -69,6 +72,8 @@ public sealed class RfApplication : IDisposable
         var app = new RfApplication(host, options, run);
         if (run is not null)
             app.Logger<RfApplication>().LogInformation("run directory {RunDirectory}", run.Path);
+        if (checkKernels)
+            app.Logger<RfApplication>().LogInformation("environment: {Environment}", MathCore.KernelCheck.environmentLine());
         return app;
     }
 

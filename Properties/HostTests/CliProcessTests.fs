@@ -20,11 +20,13 @@ let rfPath =
         if not (File.Exists path) then failwithf "%s not found: build the solution first" path
         path)
 
-/// Runs rf with arguments and extra environment variables in a working directory; returns exit code, stdout, stderr.
+/// Runs rf with arguments and extra environment variables (a null value removes the variable) in a working
+/// directory; returns exit code, stdout, stderr.
 let runRfWith (environment: (string * string) list) (workingDirectory: string) (args: string list) =
     let info = ProcessStartInfo(rfPath.Value, WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true)
     for a in args do info.ArgumentList.Add a
-    for (k, v) in environment do info.Environment[k] <- v
+    for (k, v) in environment do
+        if isNull v then info.Environment.Remove k |> ignore else info.Environment[k] <- v
     use p = Process.Start info
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()

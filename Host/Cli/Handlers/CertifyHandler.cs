@@ -16,7 +16,7 @@ public sealed class CertifyHandler
     {
         if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput);
         var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
-        using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true);
+        using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true);
         var logger = app.Logger<CertifyHandler>();
         using var data = RunSetup.LoadData(app.Options);
         var seed = app.Options.Training.Seed;

@@ -21,7 +21,7 @@ public sealed class CompareHandler
         if (resume is not null && !Directory.Exists(resume))
             throw new DirectoryNotFoundException($"--resume {resume}: compare directory not found");
         input = WithEffectiveConfig(input, resume);
-        using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume);
+        using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume, checkKernels: true);
         var logger = app.Logger<CompareHandler>();
         using var data = RunSetup.LoadData(app.Options);
         var outcome = CompareRun.Execute(app.Options, data, app.Run!, logger, seeds, resume is not null, cancellationToken, showProgress);

@@ -9,7 +9,7 @@ public sealed class EnvHandler
 {
     public int Run()
     {
-        Console.WriteLine(TorchEnvironment.describe());
+        Console.WriteLine(KernelCheck.environmentLine());
         Console.WriteLine($"default device: {TorchEnvironment.selectDevice("auto")}");
         Console.WriteLine($".NET {RuntimeInformation.FrameworkDescription} | {RuntimeInformation.OSDescription} | {RuntimeInformation.ProcessArchitecture} | {Environment.ProcessorCount} logical CPUs");
         Console.WriteLine($"environment: {RfConfiguration.EnvironmentName} | settings: {Path.Combine(AppContext.BaseDirectory, "appsettings.json")}");

@@ -22,7 +22,7 @@ public sealed class TrainHandler
         if (resume is not null && !Directory.Exists(resume))
             throw new DirectoryNotFoundException($"--resume {resume}: run directory not found");
         input = WithEffectiveConfig(input, resume);
-        using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume);
+        using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume, checkKernels: true);
         var logger = app.Logger<TrainHandler>();
         var options = app.Options;
         using var data = RunSetup.LoadData(options);

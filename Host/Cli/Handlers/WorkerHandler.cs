@@ -16,6 +16,8 @@ public sealed class WorkerHandler
     {
         var spool = new Spool(args.SpoolDirectory);
         spool.Create();
+        // A worker between jobs never re-executes itself: a failing kernel path falls back in-process or fails the job.
+        Infrastructure.KernelSelfCheck.AllowRestart = false;
         var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
         {
             EnvironmentName = RfConfiguration.EnvironmentName,

@@ -8,9 +8,13 @@ namespace ResearchFramework.Host.Infrastructure.Configuration;
 /// The environment is <c>RF_ENVIRONMENT</c>, else <c>DOTNET_ENVIRONMENT</c>, else <c>Production</c>.</summary>
 public static class RfConfiguration
 {
-    /// <summary>Top-level sections a config file or override may use.</summary>
+    /// <summary>Top-level sections a config file or override may use. <c>Environment</c> is written by <c>rf</c> into
+    /// <c>config.effective.json</c> (libtorch, the convolution kernel path and its self-check) and ignored when read.</summary>
     public static readonly string[] KnownSections =
-        [DataOptions.Section, ModelOptions.Section, TrainingOptions.Section, RecipeOptions.Section, RunOptions.Section];
+        [DataOptions.Section, ModelOptions.Section, TrainingOptions.Section, RecipeOptions.Section, RunOptions.Section, EnvironmentSection];
+
+    /// <summary>The record-only section of <c>config.effective.json</c>: never bound to options.</summary>
+    public const string EnvironmentSection = "Environment";
 
     public static string EnvironmentName =>
         Environment.GetEnvironmentVariable("RF_ENVIRONMENT") ?? Environment.GetEnvironmentVariable("DOTNET_ENVIRONMENT") ?? "Production";

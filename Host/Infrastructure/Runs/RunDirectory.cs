@@ -45,7 +45,7 @@ public sealed class RunDirectory
         Directory.CreateDirectory(run.CheckpointsPath);
         Directory.CreateDirectory(run.CertificatesPath);
         Directory.CreateDirectory(run.PlotsPath);
-        File.WriteAllText(run.EffectiveConfigPath, JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(run.EffectiveConfigPath, EffectiveConfigJson(options));
         return run;
     }
 
@@ -59,13 +59,31 @@ public sealed class RunDirectory
         Directory.CreateDirectory(run.CertificatesPath);
         Directory.CreateDirectory(run.PlotsPath);
         if (!File.Exists(run.EffectiveConfigPath))
-            File.WriteAllText(run.EffectiveConfigPath, JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
+            File.WriteAllText(run.EffectiveConfigPath, EffectiveConfigJson(options));
         return run;
     }
 
     /// <summary>An existing run folder (e.g. for <c>rf certify --checkpoint</c> or plotting afterwards).</summary>
     public static RunDirectory Open(string path) =>
         Directory.Exists(path) ? new RunDirectory(System.IO.Path.GetFullPath(path)) : throw new DirectoryNotFoundException($"run directory {path} not found");
+
+    /// <summary><c>config.effective.json</c>: the bound options, plus the record-only <c>Environment</c> section (the
+    /// environment line and the convolution kernel path chosen by the self-check, with its account).</summary>
+    public static string EffectiveConfigJson(RfOptions options)
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(JsonSerializer.Serialize(options))!.AsObject();
+        var environment = new System.Text.Json.Nodes.JsonObject { ["Torch"] = MathCore.TorchEnvironment.describe() };
+        var choice = MathCore.KernelCheck.currentChoice();
+        if (choice is not null)
+        {
+            var (path, _, account) = choice.Value;
+            environment["ConvolutionKernels"] = path.Name;
+            environment["KernelSelfCheck"] = account;
+        }
+        else environment["ConvolutionKernels"] = "not checked (no convolutions)";
+        node[RfConfiguration.EnvironmentSection] = environment;
+        return node.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
 
     private string Combine(string name) => System.IO.Path.Combine(Path, name);
 }

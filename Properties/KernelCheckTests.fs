@@ -1,0 +1,213 @@
+/// The convolution kernel self-check (MathCore.KernelCheck): the comparison catches broken kernels
+/// (negative controls), accepts correct ones, the ladder picks the first passing path in every
+/// outcome (stub checks), the native path really switches mkldnn off, and the suite's own kernels
+/// passed their check at start-up (`suiteCases`, run by Main before any test).
+module ResearchFramework.Properties.KernelCheckTests
+
+open System
+open Expecto
+open TorchSharp
+open ResearchFramework.MathCore
+open ResearchFramework.MathCore.KernelCheck
+open ResearchFramework.Algorithm
+open ResearchFramework.Properties.AlgorithmTests
+
+/// The convolution cases of the suite's conv nets: the tiny LeNet-5 (1×12×12, batches 4 and 8) and
+/// the ResNet-18 k = 1/16 (3×8×8, batches 3 and 6) of the Algorithm tests, training and evaluation.
+/// These are the shapes that went NaN on an AVX-512 (bf16/vnni) CPU with oneDNN's default kernels.
+let suiteCases () =
+    let lenet = Fixtures.lenet 1 12 3
+    let resnet = { Name = "resnet18"; InputShape = [| 3; 8; 8 |]; Classes = 4; Widths = [||]; Activation = Activation.Relu
+                   WidthMultiplier = 1.0 / 16.0; Precision = Precision.Float32; Taps = [||] }
+    Networks.convolutionCases lenet [ 4; 8 ] [ 8; 3 ] @ Networks.convolutionCases resnet [ 3; 6 ] [ 6; 3 ]
+
+/// Chooses the suite's kernel path at start-up (before any test): float32 and float64 on the test
+/// device. Returns the environment line, or the refusal message.
+let ensureForSuite () : Result<string, string> =
+    let cases = suiteCases ()
+    let rec run dtypes =
+        match dtypes with
+        | [] -> Ok (environmentLine ())
+        | dtype :: rest ->
+            match choose true (TestDevice.device ()) dtype cases with
+            | Chosen _ -> run rest
+            | Refused reports -> Error (refusal reports)
+            | Restart (path, reports) ->
+                let isa = match path with OneDnnCapped isa -> isa | _ -> "AVX2"
+                let history = String.Join("; ", reports |> List.map (fun r -> r.Summary))
+                eprintfn "kernel self-check: %s; restarting with DNNL_MAX_CPU_ISA=%s" history isa
+                Error (restartWith isa history)
+    run [ torch.float32; torch.float64 ]
+
+let private case training =
+    { Batch = 4L; InChannels = 2L; OutChannels = 3L; Height = 9L; Width = 7L; Kernel = (3L, 3L); Stride = (1L, 2L)
+      Padding = (1L, 0L); Dilation = (1L, 1L); Groups = 1L; Bias = true; Training = training }
+
+/// A stub report for the ladder tests.
+let private report (path: KernelPath) (passed: bool) =
+    { Path = path.Name; Device = "cpu"; DType = "Float32"; Cases = []; Passed = passed; Seconds = 0.0 }
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "MathCore.KernelCheck" [
+        test "libtorch's convolutions pass on the path in effect (the suite's LeNet-5 and ResNet-18 shapes, float32 and float64)" {
+            let cases = suiteCases ()
+            Expect.isGreaterThanOrEqual cases.Length 10 "LeNet-5 and ResNet-18 cases found by the hooks"
+            Expect.isTrue (cases |> List.exists (fun c -> c.Training)) "training cases"
+            Expect.isTrue (cases |> List.exists (fun c -> not c.Training)) "inference cases"
+            for dtype in [ torch.float32; torch.float64 ] do
+                let r = check "in effect" (TestDevice.device ()) dtype cases
+                Expect.isTrue r.Passed r.Summary
+                Expect.equal r.Cases.Length cases.Length "every case checked"
+        }
+
+        test "start-up: Main chose a path, and it is the one in effect (environment line says which)" {
+            match currentChoice () with
+            | None -> failtest "Main did not run the kernel self-check"
+            | Some (path, reports, _) ->
+                Expect.isTrue (List.last reports).Passed "the chosen path passed"
+                Expect.equal (mkldnnEnabled ()) (path <> Native) "mkldnn is off exactly on the native path"
+                Expect.stringContains (environmentLine ()) "convolution kernels:" "environment line"
+        }
+
+        test "the fast path (oneDNN, as libtorch picks it) vs the float64 reference on the suite's shapes: agrees, or the start-up check rejected it" {
+            // The minimal reproduction of the AVX-512 NaN: these exact shapes on the default oneDNN path.
+            // Where Main rejected the default path, the same failure must show here (never a silent pass).
+            let before = mkldnnEnabled ()
+            try
+                setMkldnnEnabled true
+                let r = check "oneDNN (forced on)" torch.CPU torch.float32 (suiteCases ())
+                match currentChoice () with
+                | _ when not (rejectedByEnvironment ()).IsEmpty -> () // a forced rejection says nothing about oneDNN here
+                | Some (Native, reports, _) when reports |> List.exists (fun r -> not r.Passed) ->
+                    Expect.isFalse r.Passed ("Main rejected oneDNN; it still fails: " + r.Summary)
+                | _ -> Expect.isTrue r.Passed r.Summary
+            finally
+                setMkldnnEnabled before
+        }
+
+        test "the native path switches mkldnn off in-process, and its kernels pass too" {
+            let before = mkldnnEnabled ()
+            try
+                setMkldnnEnabled false
+                Expect.isFalse (mkldnnEnabled ()) "mkldnn off"
+                let r = check "native" torch.CPU torch.float32 (suiteCases ())
+                Expect.isTrue r.Passed r.Summary
+            finally
+                setMkldnnEnabled before
+            Expect.equal (mkldnnEnabled ()) before "restored"
+        }
+
+        test "negative controls: a NaN kernel, a kernel off by 1e-3 relative, and a kernel that drops one input channel all fail" {
+            let nanKernel : Convolution = fun x w b c -> (libtorchConvolution x w b c).mul(scalar nan)
+            let offKernel : Convolution = fun x w b c -> (libtorchConvolution x w b c).mul(scalar (1.0 + 1e-3))
+            let dropKernel : Convolution = fun x w b c ->
+                use mask = torch.ones_like(w)
+                mask.narrow(1L, 0L, 1L).zero_() |> ignore
+                libtorchConvolution x (w.mul(mask)) b c
+            for training in [ true; false ] do
+                for name, kernel in [ "NaN", nanKernel; "1e-3", offKernel; "dropped channel", dropKernel ] do
+                    let r = checkWith kernel name torch.CPU torch.float32 [ case training ]
+                    Expect.isFalse r.Passed (sprintf "%s kernel (training %b) must fail: %s" name training r.Summary)
+            let nanCheck = checkCase nanKernel torch.CPU torch.float32 1UL (case false)
+            Expect.isGreaterThan (nanCheck.Quantities.Head.NonFinite) 0L "NaN counted"
+        }
+
+        test "positive controls: the float64 reference rounded to float32, and libtorch's float64 convolution, pass" {
+            let rounded : Convolution = fun x w b c ->
+                let wide (t: torch.Tensor) = t.detach().``to``(torch.float64)
+                (referenceConvolution (wide x) (wide w) (b |> Option.map wide) c).``to``(torch.float32)
+            let r = checkWith rounded "rounded reference" torch.CPU torch.float32 [ case false ]
+            Expect.isTrue r.Passed r.Summary
+            let r64 = check "libtorch float64" torch.CPU torch.float64 [ case true; case false; { case true with Groups = 1L; Dilation = (2L, 1L) } ]
+            Expect.isTrue r64.Passed r64.Summary
+            let grouped = { case true with InChannels = 4L; OutChannels = 6L; Groups = 2L }
+            Expect.isTrue (check "grouped" torch.CPU torch.float32 [ grouped ]).Passed "grouped convolution"
+        }
+
+        test "the ladder, with stub checks: every outcome" {
+            let paths = [ Default; OneDnnCapped "AVX2"; Native ]
+            let entered = Collections.Generic.List<KernelPath>()
+            let enterAll p = entered.Add p; Entered
+            let passing (ok: Set<string>) p = report p (ok.Contains (key p))
+            match select paths enterAll (passing (set [ "default"; "native" ])) with
+            | Chosen (Default, [ r ]) -> Expect.isTrue r.Passed "default passes → default, one check"
+            | other -> failtestf "all pass: %A" other
+            entered.Clear()
+            match select paths enterAll (passing (set [ "native" ])) with
+            | Chosen (Native, [ a; b; c ]) -> Expect.equal [ a.Passed; b.Passed; c.Passed ] [ false; false; true ] "two failures, then native"
+            | other -> failtestf "native only: %A" other
+            Expect.equal (List.ofSeq entered) paths "entered in order"
+            match select paths enterAll (passing Set.empty) with
+            | Refused reports -> Expect.equal reports.Length 3 "every path's report"
+            | other -> failtestf "none passes: %A" other
+            let restartCapped p = if p = OneDnnCapped "AVX2" then NeedsRestart else Entered
+            match select paths restartCapped (passing Set.empty) with
+            | Restart (OneDnnCapped "AVX2", [ r ]) -> Expect.isFalse r.Passed "default failed, then restart for the capped path"
+            | other -> failtestf "restart: %A" other
+            let noRestart p = if p = OneDnnCapped "AVX2" then Unavailable "no restart" else Entered
+            match select paths noRestart (passing (set [ "native" ])) with
+            | Chosen (Native, reports) -> Expect.equal reports.Length 2 "the capped path is skipped where no restart is allowed"
+            | other -> failtestf "no restart: %A" other
+            let message = refusal [ report Default false; report Native false ]
+            Expect.stringContains message "refusing to start" "clear refusal"
+            Expect.stringContains message "DNNL_MAX_CPU_ISA" "says what to try"
+        }
+    ]
+
+/// The defence in `rf` itself: before any training step, the real executable checks its kernels, falls
+/// back (re-executing itself with a capped oneDNN ISA, or switching mkldnn off), records the path in
+/// config.effective.json, and refuses when nothing passes. `RF_KERNEL_CHECK_REJECT` forces the failing
+/// branches on a CPU where every path is sound. No data is needed: the check runs before loading it.
+[<Tests>]
+let hostTests =
+    let lenetConfig (dir: HostTests.HostTestSupport.TempDir) =
+        let json = """{ "Data": { "Dataset": "mnist", "DataDirectory": "no-data-here" },
+                        "Model": { "Architecture": "lenet", "Precision": "float32" },
+                        "Training": { "BatchSize": 16, "TotalIterations": 2, "Device": "cpu" },
+                        "Recipe": { "Enabled": false }, "Run": { "RunsDirectory": "runs", "RunName": "kernels" } }"""
+        IO.File.WriteAllText(dir.File "lenet.json", json)
+        "lenet.json"
+    let effective (dir: HostTests.HostTestSupport.TempDir) =
+        let runs = IO.Directory.GetDirectories(dir.File "runs")
+        Expect.equal runs.Length 1 "exactly one run directory (a restart happens before it exists)"
+        Text.Json.Nodes.JsonNode.Parse(IO.File.ReadAllText(IO.Path.Combine(runs.[0], "config.effective.json")))
+    // The child must not inherit a restart made by this test process (the suite's own fallback).
+    let clean : (string * string) list = [ restartMarker, null; "DNNL_MAX_CPU_ISA", null; rejectVariable, null ]
+    testSequenced <| testList "Host.KernelCheck" [
+        test "rf train: the default path passes here and is recorded in config.effective.json" {
+            use dir = new HostTests.HostTestSupport.TempDir()
+            let code, out, err = HostTests.CliProcessTests.runRfWith clean dir.Path [ "train"; "--config"; lenetConfig dir ]
+            Expect.equal code 1 (sprintf "no data → exit 1 after the check: %s %s" out err)
+            Expect.stringContains err "rf data fetch" "fails on the missing data, after the check"
+            let env = (effective dir).["Environment"]
+            Expect.stringContains (string env.["ConvolutionKernels"]) "default" "default path"
+            Expect.stringContains (string env.["KernelSelfCheck"]) "passed on" "its check"
+        }
+
+        test "rf train: default rejected → restarts itself with DNNL_MAX_CPU_ISA=AVX2, says so, records it" {
+            use dir = new HostTests.HostTestSupport.TempDir()
+            let code, out, err = HostTests.CliProcessTests.runRfWith (clean @ [ rejectVariable, "default" ]) dir.Path [ "train"; "--config"; lenetConfig dir ]
+            Expect.equal code 1 (sprintf "no data → exit 1 after the check: %s %s" out err)
+            Expect.stringContains err "restarting with DNNL_MAX_CPU_ISA=AVX2" "says it restarts"
+            let env = (effective dir).["Environment"]
+            Expect.stringContains (string env.["ConvolutionKernels"]) "DNNL_MAX_CPU_ISA=AVX2" "capped path"
+            Expect.stringContains (string env.["KernelSelfCheck"]) "rejected" "the failed default is in the account"
+        }
+
+        test "rf train: default and capped rejected → mkldnn off (native), recorded" {
+            use dir = new HostTests.HostTestSupport.TempDir()
+            let code, out, err = HostTests.CliProcessTests.runRfWith (clean @ [ rejectVariable, "default,onednn-capped" ]) dir.Path [ "train"; "--config"; lenetConfig dir ]
+            Expect.equal code 1 (sprintf "no data → exit 1 after the check: %s %s" out err)
+            Expect.stringContains (string (effective dir).["Environment"].["ConvolutionKernels"]) "native" "native path"
+        }
+
+        test "rf train: every path rejected → refuses to start with a clear message, no run directory" {
+            use dir = new HostTests.HostTestSupport.TempDir()
+            let code, out, err = HostTests.CliProcessTests.runRfWith (clean @ [ rejectVariable, "default,onednn-capped,native" ]) dir.Path [ "train"; "--config"; lenetConfig dir ]
+            Expect.equal code 1 (sprintf "exit 1: %s %s" out err)
+            Expect.stringContains err "refusing to start" "clear refusal"
+            Expect.stringContains err "native" "names the paths tried"
+            Expect.isFalse (IO.Directory.Exists(dir.File "runs") && IO.Directory.GetDirectories(dir.File "runs").Length > 0) "nothing started"
+        }
+    ]
