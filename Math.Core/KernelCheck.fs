@@ -233,6 +233,9 @@ type KernelPath =
     /// mkldnn disabled for the whole process (at::Context::setUserEnabledMkldnn(false)): ATen's
     /// native convolutions (im2col + BLAS). Takes effect at once, in-process.
     | Native
+    /// CUDA: TF32 off for cuDNN convolutions and CUDA matrix products (libtorch allows TF32 for cuDNN
+    /// convolutions by default, whose 10-bit mantissa fails a float32 bound on Ampere and later GPUs).
+    | NoTf32
 
     member p.Name =
         match p with
@@ -242,6 +245,7 @@ type KernelPath =
             | isa -> sprintf "default (oneDNN, DNNL_MAX_CPU_ISA=%s from the environment)" isa
         | OneDnnCapped isa -> sprintf "oneDNN capped at DNNL_MAX_CPU_ISA=%s" isa
         | Native -> "native (mkldnn disabled)"
+        | NoTf32 -> "CUDA with TF32 disabled (cuDNN and matmul)"
 
 /// Whether a path can be entered here: at once, only through a restart, or not at all.
 type Entry =
@@ -315,7 +319,7 @@ let setMkldnnEnabled (enabled: bool) =
 /// and the summary of the checks that failed before it), so the ladder continues, never loops.
 let restartMarker = "RF_KERNEL_RESTART"
 
-/// Testing and diagnosis: a comma-separated list of paths (`default`, `onednn-capped`, `native`) whose
+/// Testing and diagnosis: a comma-separated list of paths (`default`, `onednn-capped`, `native`, `no-tf32`) whose
 /// check is treated as failed, to exercise the fallback on a CPU where every path is sound.
 let rejectVariable = "RF_KERNEL_CHECK_REJECT"
 
@@ -325,6 +329,7 @@ let key (p: KernelPath) =
     | Default -> "default"
     | OneDnnCapped _ -> "onednn-capped"
     | Native -> "native"
+    | NoTf32 -> "no-tf32"
 
 /// Paths rejected by `RF_KERNEL_CHECK_REJECT`.
 let rejectedByEnvironment () : Set<string> =
@@ -364,7 +369,7 @@ let currentChoice () = current
 /// `device`, once per process (later calls check only cases not checked yet on the path in effect,
 /// and move on along the ladder if one fails). `allowRestart`: whether this process may re-execute
 /// itself with a capped oneDNN ISA (a command-line program may; a library host or a worker between
-/// jobs should not). CUDA devices: the check runs (and refuses on failure); the paths are CPU switches.
+/// jobs should not). CUDA devices: default, then TF32 off, then a refusal.
 /// Returns the selection; the caller restarts (`restartWith`) or refuses (`refusal`) as it says.
 let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType) (cases: ConvolutionCase list) : Selection =
     let rejected = rejectedByEnvironment ()
@@ -377,6 +382,8 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
             | Default -> [ Default; Native ]
             | OneDnnCapped isa -> [ OneDnnCapped isa; Native ]
             | Native -> [ Native ]
+            | NoTf32 -> [ NoTf32 ]
+        | None when device.``type`` = DeviceType.CUDA -> [ Default; NoTf32 ]
         | None ->
             if not (String.IsNullOrEmpty restarted) && not (String.IsNullOrEmpty userCap) then [ OneDnnCapped userCap; Native ]
             elif not (String.IsNullOrEmpty userCap) then [ Default; Native ]
@@ -395,6 +402,11 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
             | OneDnnCapped _ when device.``type`` <> DeviceType.CPU -> Unavailable "CPU-only switch"
             | OneDnnCapped _ -> if allowRestart then NeedsRestart else Unavailable "needs a restart, not allowed here"
             | Native -> setMkldnnEnabled false; Entered
+            | NoTf32 when device.``type`` <> DeviceType.CUDA -> Unavailable "CUDA-only switch"
+            | NoTf32 ->
+                torch.backends.cudnn.allow_tf32 <- false
+                torch.backends.cuda.matmul.allow_tf32 <- false
+                Entered
     // Cases that already passed on the path in effect (same dtype and device) are not checked again.
     let passedBefore =
         match current with
