@@ -22,7 +22,7 @@ public static class KernelSelfCheck
 {
     /// <summary>Batch sizes above this are checked at this size (the float64 reference's memory grows with the batch;
     /// the kernels' code does not depend on it).</summary>
-    public const int MaxCheckedBatch = 32;
+    public const int MaxCheckedBatch = 16;
 
     /// <summary>Whether this process may re-execute itself for a capped oneDNN ISA (the worker may not: it falls
     /// back in-process or refuses the job).</summary>

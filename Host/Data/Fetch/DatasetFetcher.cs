@@ -45,7 +45,8 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
         var work = Directory.CreateTempSubdirectory("rf-fetch-").FullName;
         try
         {
-            logger.LogInformation("{Dataset}: downloading via {Source}", layout.Name, source.Description);
+            logger.LogInformation("{Dataset}: downloading via {Source} with {Tools}", layout.Name, source.Description,
+                string.Join(", ", source.RequiredTools.Select(t => ProcessRunner.FindOnPath(t))));
             var unpacked = source.Download(work);
             Directory.CreateDirectory(target);
             foreach (var file in layout.Files)
