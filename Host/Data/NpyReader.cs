@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace ResearchFramework.Host.Data;
 
@@ -15,7 +14,7 @@ public sealed class NpyFormatException(string path, string problem) : Exception(
 
 /// <summary>Reader for NumPy <c>.npy</c> files (format 1.0/2.0/3.0), 2-D, C order, dtype <c>&lt;f4</c> or <c>&lt;f8</c>.
 /// Rejects NaN and ±Inf entries.</summary>
-public static partial class NpyReader
+public static class NpyReader
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
@@ -58,11 +57,21 @@ public static partial class NpyReader
         };
         if (shape.Length != 2)
             throw new NpyFormatException(path, $"shape ({string.Join(", ", shape)}) has {shape.Length} dimensions; a 2-D matrix is required");
-        long count = shape[0] * shape[1];
-        if (shape[0] <= 0 || shape[1] <= 0 || count > Array.MaxLength)
-            throw new NpyFormatException(path, $"shape ({shape[0]}, {shape[1]}) is empty or too large");
+        if (shape[0] <= 0 || shape[1] <= 0)
+            throw new NpyFormatException(path, $"shape ({shape[0]}, {shape[1]}) is empty");
+        long count, expected;
+        try
+        {
+            count = checked(shape[0] * shape[1]);
+            expected = checked(count * itemSize);
+        }
+        catch (OverflowException)
+        {
+            throw new NpyFormatException(path, $"shape ({shape[0]}, {shape[1]}): the element count overflows 64 bits");
+        }
+        if (count > Array.MaxLength)
+            throw new NpyFormatException(path, $"shape ({shape[0]}, {shape[1]}) is too large ({count} elements)");
         int dataStart = headerStart + headerLength;
-        long expected = count * itemSize;
         long available = bytes.Length - dataStart;
         if (available < expected)
             throw new NpyFormatException(path, $"truncated data: shape ({shape[0]}, {shape[1]}) of {dtype} needs {expected} bytes from offset {dataStart}, file has {available}");
@@ -82,25 +91,101 @@ public static partial class NpyReader
         return new NpyMatrix(values, (int)shape[0], (int)shape[1], dtype);
     }
 
-    private static (string Dtype, bool Fortran, long[] Shape) ParseHeader(string path, string header)
+    /// <summary>Parses the header as numpy does (<c>numpy.lib.format</c>: a Python dict literal with exactly the keys
+    /// <c>'descr'</c> (a string), <c>'fortran_order'</c> (<c>True</c>/<c>False</c>) and <c>'shape'</c> (a tuple of
+    /// non-negative integers), each once, padded with spaces and a final newline); anything else is refused.</summary>
+    internal static (string Dtype, bool Fortran, long[] Shape) ParseHeader(string path, string header)
     {
-        var descr = DescrPattern().Match(header);
-        var fortran = FortranPattern().Match(header);
-        var shape = ShapePattern().Match(header);
-        if (!descr.Success || !fortran.Success || !shape.Success)
-            throw new NpyFormatException(path, $"malformed header {header.Trim()} (expected keys 'descr', 'fortran_order', 'shape')");
-        var dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(d => long.TryParse(d.TrimEnd('L'), out var n) ? n : throw new NpyFormatException(path, $"malformed shape entry '{d}'"))
-            .ToArray();
-        return (descr.Groups[1].Value, fortran.Groups[1].Value == "True", dims);
+        var p = new HeaderParser(path, header);
+        var result = p.Dictionary();
+        return result;
     }
 
-    [GeneratedRegex(@"'descr'\s*:\s*'([^']*)'")]
-    private static partial Regex DescrPattern();
+    private sealed class HeaderParser(string path, string text)
+    {
+        private int _i;
 
-    [GeneratedRegex(@"'fortran_order'\s*:\s*(True|False)")]
-    private static partial Regex FortranPattern();
+        private NpyFormatException Error(string what) =>
+            new(path, $"malformed header at character {_i}: {what} (header {text.Trim()}; numpy writes {{'descr': '<f8', 'fortran_order': False, 'shape': (4, 6), }})");
 
-    [GeneratedRegex(@"'shape'\s*:\s*\(([^)]*)\)")]
-    private static partial Regex ShapePattern();
+        private void Skip() { while (_i < text.Length && text[_i] is ' ' or '\t') _i++; }
+
+        private bool TryTake(char c) { Skip(); if (_i < text.Length && text[_i] == c) { _i++; return true; } return false; }
+
+        private void Take(char c) { if (!TryTake(c)) throw Error($"expected '{c}'"); }
+
+        private string StringLiteral()
+        {
+            Skip();
+            if (_i >= text.Length || text[_i] is not ('\'' or '"')) throw Error("expected a string literal");
+            var quote = text[_i++];
+            var start = _i;
+            while (_i < text.Length && text[_i] != quote)
+            {
+                if (text[_i] == '\\') throw Error("escapes are not allowed in header strings");
+                _i++;
+            }
+            if (_i >= text.Length) throw Error("unterminated string");
+            return text[start.._i++];
+        }
+
+        private bool Boolean()
+        {
+            Skip();
+            foreach (var (word, value) in new[] { ("True", true), ("False", false) })
+                if (string.CompareOrdinal(text, _i, word, 0, word.Length) == 0) { _i += word.Length; return value; }
+            throw Error("expected True or False");
+        }
+
+        private long Integer()
+        {
+            Skip();
+            var start = _i;
+            while (_i < text.Length && char.IsAsciiDigit(text[_i])) _i++;
+            if (_i == start) throw Error("expected a non-negative integer");
+            if (_i < text.Length && text[_i] == 'L') _i++; // Python 2 long suffix, as numpy accepts
+            if (!long.TryParse(text.AsSpan(start, _i - start).TrimEnd('L'), out var n)) throw Error("integer out of range");
+            return n;
+        }
+
+        private long[] Tuple()
+        {
+            Take('(');
+            var dims = new List<long>();
+            if (TryTake(')')) return [];
+            while (true)
+            {
+                dims.Add(Integer());
+                if (TryTake(')')) return [.. dims];
+                Take(',');
+                if (TryTake(')')) return [.. dims];
+            }
+        }
+
+        public (string, bool, long[]) Dictionary()
+        {
+            Take('{');
+            string? descr = null; bool? fortran = null; long[]? shape = null;
+            while (!TryTake('}'))
+            {
+                var key = StringLiteral();
+                Take(':');
+                switch (key)
+                {
+                    case "descr" when descr is null: descr = StringLiteral(); break;
+                    case "fortran_order" when fortran is null: fortran = Boolean(); break;
+                    case "shape" when shape is null: shape = Tuple(); break;
+                    case "descr" or "fortran_order" or "shape": throw Error($"key '{key}' given twice");
+                    default: throw Error($"unexpected key '{key}'");
+                }
+                if (!TryTake(',')) { Take('}'); break; }
+            }
+            Skip();
+            while (_i < text.Length && text[_i] is '\n' or ' ' or '\0') _i++;
+            if (_i != text.Length) throw Error("trailing characters after the dictionary");
+            if (descr is null || fortran is null || shape is null)
+                throw Error("missing key (expected exactly 'descr', 'fortran_order', 'shape')");
+            return (descr, fortran.Value, shape);
+        }
+    }
 }

@@ -130,4 +130,30 @@ let npy =
             check "1d.npy" (npyBytes 1uy "<f8" false [ 2 ] (f8Bytes [| 1.0; 2.0 |])) "a 2-D matrix is required"
             check "magic.npy" (Text.Encoding.ASCII.GetBytes "not numpy at all") "missing the \\x93NUMPY magic"
         }
+
+        test "crafted headers are refused as numpy refuses them: wrapped element counts, keys inside values, extra or repeated keys" {
+            use dir = new TempDir()
+            /// A version-1 file with the header dictionary given verbatim and 4 × 6 float64 entries.
+            let raw (dict: string) =
+                let total = (10 + dict.Length + 1 + 63) / 64 * 64
+                let header = Text.Encoding.Latin1.GetBytes(dict.PadRight(total - 11) + "\n")
+                Array.concat [ [| 0x93uy |]; Text.Encoding.ASCII.GetBytes "NUMPY"; [| 1uy; 0uy |]; BitConverter.GetBytes(uint16 header.Length)
+                               header; f8Bytes (Array.init 24 float) ]
+            let check (name: string) (dict: string) (fragment: string) =
+                File.WriteAllBytes(dir.File name, raw dict)
+                let e = throwsT<NpyFormatException> (fun () -> NpyReader.Read(dir.File name) |> ignore)
+                Expect.stringContains e.Message fragment (name + ": " + e.Message)
+            // 4611686018427387905 · 4 wraps to 4 in 64 bits: it must not read as 1 × 4.
+            check "wrap.npy" "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387905, 4), }" "overflows 64 bits"
+            check "inside.npy" "{'descr': '<f8', 'fortran_order': False, 'note': \"'shape': (2, 12)\", 'shape': (4, 6), }" "unexpected key 'note'"
+            check "shapefirst.npy" "{'descr': \"<f8', 'shape': (2, 12), '\", 'fortran_order': False, 'shape': (4, 6), }" "unsupported dtype"
+            check "twice.npy" "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 12), 'shape': (4, 6), }" "given twice"
+            check "missing.npy" "{'descr': '<f8', 'shape': (4, 6), }" "missing key"
+            check "trailing.npy" "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 6), } x" "trailing characters"
+            check "negative.npy" "{'descr': '<f8', 'fortran_order': False, 'shape': (-4, -6), }" "non-negative integer"
+            // numpy's own spelling, key order free, no trailing comma: read.
+            File.WriteAllBytes(dir.File "ok.npy", raw "{'shape': (4, 6), 'fortran_order': False, 'descr': '<f8'}")
+            let m = NpyReader.Read(dir.File "ok.npy")
+            Expect.equal (m.Rows, m.Columns) (4, 6) "4 × 6"
+        }
     ]
