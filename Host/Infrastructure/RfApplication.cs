@@ -48,6 +48,8 @@ public sealed class RfApplication : IDisposable
     {
         var configuration = RfConfiguration.Build(input);
         var options = RfOptions.Load(configuration);
+        if (existingRunDirectory is not null && File.Exists(Path.Combine(existingRunDirectory, "config.effective.json")))
+            ResumeGuard.Check(Path.Combine(existingRunDirectory, "config.effective.json"), options);
         if (checkKernels) KernelSelfCheck.Ensure(options);
         var run = existingRunDirectory is not null ? RunDirectory.Open(existingRunDirectory)
                 : createRunDirectory ? RunDirectory.Create(options) : null;

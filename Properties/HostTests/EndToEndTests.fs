@@ -115,6 +115,16 @@ let endToEnd =
             // The parameters are bit-identical (above); the evaluation's float32 reductions may round differently across
             // processes (observed: last-digit differences of the loss under load), so the loss is compared to 1e-6 relative.
             Expect.floatClose { absolute = 0.0; relative = 1e-6 } lossResumed lossFull "same final train loss"
+            // A resume that would change the trajectory is refused naming the key; the file on disk stays the one that ran.
+            let effective = File.ReadAllText(Path.Combine(cut, "config.effective.json"))
+            for key, value in [ "Training:LearningRate", "0.123"; "Training:BatchSize", "7"; "Recipe:DampingPower", "3"; "Training:Optimizer", "adam" ] do
+                let code3, _, err3 = runRf dir.Path [ "train"; "--resume"; cut; "--set"; sprintf "%s=%s" key value ]
+                Expect.equal code3 2 (sprintf "changing %s on resume: exit 2 (%s)" key err3)
+                Expect.stringContains err3 key "names the key"
+                Expect.stringContains err3 "refusing to change" "says why"
+            Expect.equal (File.ReadAllText(Path.Combine(cut, "config.effective.json"))) effective "config.effective.json unchanged"
+            let code4, _, err4 = runRf dir.Path [ "train"; "--resume"; cut; "--set"; "Training:LogEvery=7" ]
+            Expect.equal code4 0 ("an allowed key (logging) may change: " + err4)
         }
         test "worker --once: a bad job goes to failed/ with its error, a good one to done/ with its run directory" {
             use dir = new TempDir()
