@@ -1,5 +1,8 @@
 /// On-disk training state (SPEC §4 runs must survive a crash): a single binary file written
-/// atomically (temporary file, flush, rename). Layout: magic, JSON header (`CheckpointHeader`),
+/// atomically (temporary file, flush, rename) and verified on load: the file ends with the SHA-256
+/// of everything before it (magic `/2`), so a flipped or truncated byte anywhere is refused with the
+/// file's name, and `latestValid` falls back to the newest checkpoint that verifies. Files with
+/// magic `/1` (written before the hash) are read unverified. Layout: magic, JSON header (`CheckpointHeader`),
 /// then the model state, the body optimiser state, the readout and its optimiser state when
 /// present, the last certified body, the body at the switch, the global torch RNG state, and
 /// (format 2) the guard's reference feature matrix Φ_ref.
@@ -37,7 +40,14 @@ type CheckpointHeader =
 
 module Checkpoint =
 
-    let magic = "ResearchFramework.Algorithm.Checkpoint/1"
+    /// Magic of the current format: content hash trailer (SHA-256 of all preceding bytes + `trailerTag`).
+    let magic = "ResearchFramework.Algorithm.Checkpoint/2"
+
+    /// Magic of files written before the hash trailer: read, but cannot be verified.
+    let legacyMagic = "ResearchFramework.Algorithm.Checkpoint/1"
+
+    /// The last 8 bytes of a verified checkpoint, after its 32-byte SHA-256.
+    let trailerTag = "RFSHA256"B
 
     let private jsonOptions =
         let o = JsonSerializerOptions(WriteIndented = false)
@@ -79,27 +89,73 @@ module Checkpoint =
     /// File name of the checkpoint taken before iteration t.
     let fileName (t: int) = sprintf "checkpoint-%08d.bin" t
 
-    /// Writes `body` to `path` atomically: a temporary sibling is written and flushed, then renamed.
+    /// Writes `body` to `path` atomically: a temporary sibling is written, hashed (SHA-256 appended with
+    /// `trailerTag`) and flushed, then renamed over `path`.
     let writeAtomically (path: string) (body: BinaryWriter -> unit) =
         let dir = Path.GetDirectoryName(Path.GetFullPath path)
         Directory.CreateDirectory dir |> ignore
         let tmp = path + ".tmp"
         do
-            use fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None)
-            use w = new BinaryWriter(fs)
-            w.Write magic
-            body w
-            w.Flush()
+            use fs = new FileStream(tmp, FileMode.Create, FileAccess.ReadWrite, FileShare.None)
+            do
+                use w = new BinaryWriter(fs, Text.Encoding.UTF8, true)
+                w.Write magic
+                body w
+                w.Flush()
+            fs.Position <- 0L
+            let hash = Security.Cryptography.SHA256.HashData(fs)
+            fs.Position <- fs.Length
+            fs.Write(hash, 0, hash.Length)
+            fs.Write(trailerTag, 0, trailerTag.Length)
             fs.Flush true
         File.Move(tmp, path, true)
 
-    /// Opens a checkpoint, checks its magic and hands the reader (positioned after it) to `read`.
+    /// Checks a checkpoint file without loading it: magic, and for the current format the SHA-256 trailer
+    /// over every other byte. Error: the reason (the caller names the file).
+    let verify (path: string) : Result<unit, string> =
+        try
+            use fs = File.OpenRead path
+            use r = new BinaryReader(fs)
+            let m = try r.ReadString() with _ -> "(unreadable)"
+            if m = legacyMagic then Ok ()
+            elif m <> magic then Error (sprintf "not a checkpoint (magic %s)" m)
+            elif fs.Length < int64 (fs.Position + 40L) then Error (sprintf "truncated: %d bytes, no hash trailer" fs.Length)
+            else
+                let contentLength = fs.Length - 40L
+                let trailer = Array.zeroCreate<byte> 40
+                fs.Position <- contentLength
+                fs.ReadExactly(trailer, 0, 40)
+                if trailer.[32..] <> trailerTag then Error "no hash trailer (truncated or overwritten at the end)"
+                else
+                    fs.Position <- 0L
+                    let hasher = Security.Cryptography.IncrementalHash.CreateHash(Security.Cryptography.HashAlgorithmName.SHA256)
+                    let buffer = Array.zeroCreate<byte> (1 <<< 20)
+                    let mutable left = contentLength
+                    while left > 0L do
+                        let n = fs.Read(buffer, 0, int (min left (int64 buffer.Length)))
+                        if n <= 0 then failwith "unexpected end of file"
+                        hasher.AppendData(buffer, 0, n)
+                        left <- left - int64 n
+                    let actual = hasher.GetHashAndReset()
+                    if actual = trailer.[..31] then Ok ()
+                    else Error (sprintf "content hash mismatch (stored %s, computed %s): the file is corrupted"
+                                    (Convert.ToHexString(trailer.[..31]).ToLowerInvariant()) (Convert.ToHexString(actual).ToLowerInvariant()))
+        with e -> Error e.Message
+
+    /// Opens a checkpoint, verifies it (`verify`) and hands the reader (positioned after the magic) to
+    /// `read`. Any defect raises InvalidDataException naming the file.
     let read (path: string) (read: BinaryReader -> 'a) : 'a =
-        use fs = File.OpenRead path
-        use r = new BinaryReader(fs)
-        let m = r.ReadString()
-        if m <> magic then raise (InvalidDataException(sprintf "%s is not a checkpoint (magic %s)" path m))
-        read r
+        match verify path with
+        | Error reason -> raise (InvalidDataException(sprintf "checkpoint %s refused: %s" path reason))
+        | Ok () ->
+            try
+                use fs = File.OpenRead path
+                use r = new BinaryReader(fs)
+                r.ReadString() |> ignore
+                read r
+            with
+            | :? EndOfStreamException | :? Text.Json.JsonException | :? FormatException | :? OverflowException | :? OutOfMemoryException as e ->
+                raise (InvalidDataException(sprintf "checkpoint %s is corrupted: %s" path e.Message, e))
 
     /// The newest checkpoint in a directory (highest iteration), or null.
     let latest (directory: string) : string =
@@ -109,3 +165,18 @@ module Checkpoint =
             |> Array.sort
             |> Array.tryLast
             |> Option.toObj
+
+    /// The newest checkpoint in a directory that verifies (`verify`), and every newer one refused with
+    /// its reason (newest first); (null, refused) when none verifies.
+    let latestValid (directory: string) : string * (string * string) list =
+        if isNull directory || not (Directory.Exists directory) then null, []
+        else
+            let files = Directory.GetFiles(directory, "checkpoint-*.bin") |> Array.sort |> Array.rev |> List.ofArray
+            let rec go files refused =
+                match files with
+                | [] -> null, List.rev refused
+                | f :: rest ->
+                    match verify f with
+                    | Ok () -> f, List.rev refused
+                    | Error why -> go rest ((f, why) :: refused)
+            go files []

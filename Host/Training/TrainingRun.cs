@@ -71,7 +71,17 @@ public static class TrainingRun
         var training = RunSetup.Training(options.Training, seed, run.CheckpointsPath);
         var recipe = RunSetup.Recipe(options.Recipe, options.Training, recipeEnabled);
         var previous = resume ? RunSummary.TryLoad(run.Path) : null;
-        string? checkpoint = resume ? Checkpoint.latest(run.CheckpointsPath) : null;
+        string? checkpoint = null;
+        if (resume)
+        {
+            // The newest checkpoint whose content hash verifies; corrupted newer ones are named and skipped.
+            var (valid, refused) = Checkpoint.latestValid(run.CheckpointsPath);
+            foreach (var (file, why) in refused)
+                logger.LogWarning("{Label}: checkpoint {Checkpoint} refused ({Reason}); falling back to an earlier one", label, file, why);
+            if (refused.Length > 0 && valid is null)
+                throw new InvalidDataException($"{label}: no checkpoint in {run.CheckpointsPath} verifies ({refused.Length} refused: {string.Join("; ", refused.Select(r => $"{Path.GetFileName(r.Item1)}: {r.Item2}"))}); start a new run");
+            checkpoint = valid;
+        }
         if (resume && checkpoint is null)
             logger.LogInformation("{Label}: no checkpoint in {Directory}; starting from the beginning", label, run.CheckpointsPath);
         var progress = showProgress ? new ProgressReporter(label, training.TotalIterations) : null;

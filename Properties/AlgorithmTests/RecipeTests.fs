@@ -456,11 +456,14 @@ let checkpointTests =
                     let h = r.ReadString()
                     let restBytes = r.ReadBytes(int (r.BaseStream.Length - r.BaseStream.Position))
                     m, h, restBytes
+                Expect.equal magic Checkpoint.magic "current container (hash trailer)"
+                let rest = rest.[.. rest.Length - 41] // without the SHA-256 trailer (32 bytes + tag)
                 Expect.equal (BitConverter.ToInt32(rest, rest.Length - 4)) -1 "format 2 ends with an empty Φ_ref list"
                 let old = Path.Combine(dir, "format1.bin")
                 do
+                    // a file of the time: legacy magic (no hash trailer), header format 1
                     use w = new BinaryWriter(File.Create old)
-                    w.Write(magic: string)
+                    w.Write(Checkpoint.legacyMagic: string)
                     w.Write(header.Replace("\"FormatVersion\":2", "\"FormatVersion\":1") : string)
                     w.Write(rest, 0, rest.Length - 4)
                 let cfgNo = { cfg with CheckpointDirectory = null }
@@ -469,7 +472,7 @@ let checkpointTests =
                 let future = Path.Combine(dir, "format3.bin")
                 do
                     use w = new BinaryWriter(File.Create future)
-                    w.Write(magic: string)
+                    w.Write(Checkpoint.legacyMagic: string)
                     w.Write(header.Replace("\"FormatVersion\":2", "\"FormatVersion\":3") : string)
                     w.Write(rest)
                 Expect.throwsT<IO.InvalidDataException> (fun () ->
