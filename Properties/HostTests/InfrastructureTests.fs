@@ -32,6 +32,30 @@ let configuration =
             Expect.stringContains (message [ "Training:BatchSize=many" ]) "Training:BatchSize" "conversion"
             Expect.stringContains (message [ "Run:RunName=a/b" ]) "Run:RunName" "regex"
         }
+        test "every key of a --config file has exactly its type (arrays, objects, strings for numbers are refused naming the key); --set keys address exactly a key" {
+            use dir = new TempDir()
+            let message (json: string) =
+                File.WriteAllText(dir.File "t.json", json)
+                (throwsT<ConfigurationException> (fun () -> RfOptions.Load(RfConfiguration.Build(ConfigurationInput(dir.File "t.json", [||]))) |> ignore)).Message
+            Expect.stringContains (message """{ "Training": { "LearningRate": [0.1, 0.2] } }""") "'Training:LearningRate' must be a number" "array for a number"
+            Expect.stringContains (message """{ "Training": { "LearningRate": { "x": 0.1 } } }""") "'Training:LearningRate' must be a number" "object for a number"
+            Expect.stringContains (message """{ "Training": { "BatchSize": "32" } }""") "'Training:BatchSize' must be an integer" "string for an integer"
+            Expect.stringContains (message """{ "Training": { "BatchSize": 3.5 } }""") "'Training:BatchSize' must be an integer" "fraction for an integer"
+            Expect.stringContains (message """{ "Recipe": { "Enabled": "yes" } }""") "'Recipe:Enabled' must be true or false" "string for a flag"
+            Expect.stringContains (message """{ "Model": { "HiddenWidths": 64 } }""") "'Model:HiddenWidths' must be an array" "number for a list"
+            Expect.stringContains (message """{ "Model": { "Activation": 3 } }""") "'Model:Activation' must be a string" "number for a name"
+            Expect.stringContains (message """{ "Training": 5 }""") "section 'Training' must be an object" "scalar section"
+            let set overrides = (throwsT<ConfigurationException> (fun () -> load overrides |> ignore)).Message
+            Expect.stringContains (set [ "Training:LearningRate:0=0.1" ]) "a single value" "--set into a scalar"
+            // Every configuration the repository ships passes.
+            let root = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../.."))
+            for file in Directory.GetFiles(Path.Combine(root, "experiments"), "*.json", SearchOption.AllDirectories) do
+                let node = Text.Json.Nodes.JsonNode.Parse(File.ReadAllText file).AsObject()
+                node.Remove "Command" |> ignore
+                node.Remove "Seeds" |> ignore
+                File.WriteAllText(dir.File "shipped.json", node.ToJsonString())
+                RfOptions.Load(RfConfiguration.Build(ConfigurationInput(dir.File "shipped.json", [||]))) |> ignore
+        }
         test "a --config file layers under --set" {
             use dir = new TempDir()
             File.WriteAllText(dir.File "c.json", """{ "Training": { "BatchSize": 32, "Seed": 5 } }""")
