@@ -32,7 +32,10 @@ public sealed class MainJobHandler
         var clock = Stopwatch.StartNew();
         var job = Locate(jobPath);
         Console.WriteLine($"main job: {job}");
-        var configPath = Path.Combine(Path.GetTempPath(), $"rf-main-job-{Environment.ProcessId}.config.json");
+        // A fresh private directory (mkdtemp: created anew, mode 0700), never a predictable name in the shared temp
+        // directory, where a planted symlink would redirect the write.
+        var privateDirectory = Directory.CreateTempSubdirectory("rf-main-job-").FullName;
+        var configPath = Path.Combine(privateDirectory, "config.json");
         try
         {
             var (command, seeds) = JobFile.WriteConfig(job, configPath);
@@ -55,7 +58,7 @@ public sealed class MainJobHandler
         }
         finally
         {
-            try { File.Delete(configPath); } catch (IOException) { }
+            try { Directory.Delete(privateDirectory, recursive: true); } catch (IOException) { }
         }
     }
 }
