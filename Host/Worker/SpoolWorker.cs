@@ -12,9 +12,12 @@ namespace ResearchFramework.Host.Worker;
 /// <summary>Settings of <c>rf worker</c>.</summary>
 public sealed record WorkerSettings(string SpoolDirectory, bool Once, TimeSpan PollInterval);
 
-/// <summary>The spool layout: <c>inbox/</c> (new jobs), <c>running/</c> (claimed by atomic rename; a job interrupted by a
-/// graceful stop stays here with <c>NAME.run</c> naming its run directory), <c>done/</c> (with <c>NAME.result.json</c>),
-/// <c>failed/</c> (with <c>NAME.error.txt</c>).</summary>
+/// <summary>The spool layout: <c>inbox/</c> (new jobs), <c>running/&lt;owner&gt;/</c> (jobs claimed by one worker, by atomic
+/// rename; with <c>NAME.run</c> naming the job's run directory and the owner's <c>lease.json</c> heartbeat), <c>done/</c>
+/// (with <c>NAME.result.json</c>), <c>failed/</c> (with <c>NAME.error.txt</c>), <c>logs/</c> (one log file per worker).
+/// Any number of workers, on one machine or several sharing the directory, run each job exactly once: a rename is atomic
+/// (one claimant wins), and a job in another owner's folder is taken over (again by one atomic rename) only when that
+/// owner is provably gone (same host, its process no longer exists) or its lease has expired.</summary>
 public sealed class Spool(string root)
 {
     public string Root { get; } = Path.GetFullPath(root);
@@ -22,17 +25,112 @@ public sealed class Spool(string root)
     public string Running => Path.Combine(Root, "running");
     public string Done => Path.Combine(Root, "done");
     public string Failed => Path.Combine(Root, "failed");
+    public string Logs => Path.Combine(Root, "logs");
 
     public void Create()
     {
-        foreach (var d in new[] { Inbox, Running, Done, Failed }) Directory.CreateDirectory(d);
+        foreach (var d in new[] { Inbox, Running, Done, Failed, Logs }) Directory.CreateDirectory(d);
     }
 
-    /// <summary>Job files: <c>*.json</c> other than the worker's own <c>*.config.json</c> / <c>*.result.json</c>, by name.</summary>
+    /// <summary>Job files: <c>*.json</c> other than the worker's own <c>*.config.json</c> / <c>*.result.json</c> and the
+    /// lease, by name.</summary>
     public static string[] Jobs(string directory) =>
-        Directory.GetFiles(directory, "*.json")
-            .Where(f => !f.EndsWith(".config.json", StringComparison.Ordinal) && !f.EndsWith(".result.json", StringComparison.Ordinal))
-            .Order(StringComparer.Ordinal).ToArray();
+        Directory.Exists(directory)
+            ? Directory.GetFiles(directory, "*.json")
+                .Where(f => !f.EndsWith(".config.json", StringComparison.Ordinal) && !f.EndsWith(".result.json", StringComparison.Ordinal)
+                            && Path.GetFileName(f) != WorkerLease.FileName)
+                .Order(StringComparer.Ordinal).ToArray()
+            : [];
+
+    /// <summary>Owner folders under <c>running/</c>.</summary>
+    public string[] Owners() => Directory.Exists(Running) ? Directory.GetDirectories(Running).Order(StringComparer.Ordinal).ToArray() : [];
+
+    /// <summary>Whether a job of this file name is claimed by any worker.</summary>
+    public bool IsRunning(string fileName) =>
+        Owners().Any(o => File.Exists(Path.Combine(o, fileName))) || File.Exists(Path.Combine(Running, fileName));
+}
+
+/// <summary>The identity and lease of one worker process: <c>running/&lt;host&gt;-&lt;pid&gt;-&lt;start&gt;/lease.json</c>
+/// (host, pid, the process's start time, heartbeat time), renewed every <see cref="HeartbeatInterval"/>.</summary>
+public sealed class WorkerLease
+{
+    public const string FileName = "lease.json";
+
+    /// <summary>How often the heartbeat is written.</summary>
+    public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(10);
+
+    /// <summary>A lease older than this (no heartbeat) may be taken over from another host.</summary>
+    public static TimeSpan Expiry { get; set; } = TimeSpan.FromSeconds(
+        double.TryParse(Environment.GetEnvironmentVariable("RF_WORKER_LEASE_SECONDS"), out var s) && s > 0 ? s : 120);
+
+    public WorkerLease(Spool spool)
+    {
+        Host = Environment.MachineName;
+        ProcessId = Environment.ProcessId;
+        StartTicks = ProcessStartTicks(ProcessId) ?? DateTime.UtcNow.Ticks;
+        Directory = Path.Combine(spool.Running, $"{Host}-{ProcessId}-{StartTicks}");
+        System.IO.Directory.CreateDirectory(Directory);
+        Beat();
+    }
+
+    public string Host { get; }
+    public int ProcessId { get; }
+    public long StartTicks { get; }
+
+    /// <summary>This worker's folder under <c>running/</c>.</summary>
+    public string Directory { get; }
+
+    /// <summary>Writes the heartbeat (atomically: temporary file, rename).</summary>
+    public void Beat()
+    {
+        var lease = new JsonObject { ["host"] = Host, ["pid"] = ProcessId, ["startTicks"] = StartTicks, ["heartbeatUtc"] = DateTime.UtcNow.ToString("O") };
+        var tmp = Path.Combine(Directory, FileName + ".tmp");
+        File.WriteAllText(tmp, lease.ToJsonString());
+        File.Move(tmp, Path.Combine(Directory, FileName), overwrite: true);
+    }
+
+    /// <summary>The kernel's start time of a process (clock ticks since boot, /proc/PID/stat field 22), or null.</summary>
+    public static long? ProcessStartTicks(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[19], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether the owner of <paramref name="ownerDirectory"/> is provably gone or its lease expired, with the reason.</summary>
+    public static (bool Gone, string Why) IsGone(string ownerDirectory)
+    {
+        var leaseFile = Path.Combine(ownerDirectory, FileName);
+        JsonNode? lease = null;
+        try { lease = JsonNode.Parse(File.ReadAllText(leaseFile)); }
+        catch (Exception e) when (e is IOException or JsonException) { }
+        if (lease is null)
+        {
+            var age = DateTime.UtcNow - System.IO.Directory.GetLastWriteTimeUtc(ownerDirectory);
+            return age > Expiry ? (true, $"no lease, folder untouched for {age.TotalSeconds:F0} s") : (false, "no lease yet");
+        }
+        var host = lease["host"]?.GetValue<string>();
+        var pid = lease["pid"]?.GetValue<int>() ?? -1;
+        var start = lease["startTicks"]?.GetValue<long>() ?? -1;
+        if (host == Environment.MachineName)
+        {
+            var now = ProcessStartTicks(pid);
+            if (now is null) return (true, $"process {pid} on this host no longer exists");
+            if (now != start) return (true, $"process {pid} on this host is another process now");
+            return (false, $"process {pid} on this host is alive");
+        }
+        var beat = DateTime.Parse(lease["heartbeatUtc"]!.GetValue<string>(), null, System.Globalization.DateTimeStyles.RoundtripKind);
+        var silence = DateTime.UtcNow - beat;
+        return silence > Expiry ? (true, $"host {host}: no heartbeat for {silence.TotalSeconds:F0} s (lease {Expiry.TotalSeconds:F0} s)")
+                                : (false, $"host {host}: heartbeat {silence.TotalSeconds:F0} s ago");
+    }
 }
 
 /// <summary><c>rf worker --spool DIR [--once]</c> as a <see cref="BackgroundService"/>: at start-up resumes the jobs left in
@@ -42,6 +140,7 @@ public sealed class Spool(string root)
 public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetime lifetime, ILogger<SpoolWorker> logger) : BackgroundService
 {
     private readonly Spool _spool = new(settings.SpoolDirectory);
+    private WorkerLease? _lease;
 
     public int JobsDone { get; private set; }
     public int JobsFailed { get; private set; }
@@ -49,35 +148,83 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         Task.Factory.StartNew(() => Loop(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
+    /// <summary>Moves the jobs of owners that are provably gone (or whose lease expired), and jobs left directly in
+    /// <c>running/</c> by an older version, into this worker's folder: one atomic rename per job, so one worker wins.</summary>
+    private List<string> TakeOverOrphans()
+    {
+        var taken = new List<string>();
+        var sources = new List<(string Directory, string Why)>();
+        if (Spool.Jobs(_spool.Running).Length > 0) sources.Add((_spool.Running, "left in running/ by an older worker"));
+        foreach (var owner in _spool.Owners())
+        {
+            if (owner == _lease!.Directory) continue;
+            var (gone, why) = WorkerLease.IsGone(owner);
+            if (gone) sources.Add((owner, why));
+        }
+        foreach (var (directory, why) in sources)
+        {
+            foreach (var job in Spool.Jobs(directory))
+            {
+                var target = Path.Combine(_lease!.Directory, Path.GetFileName(job));
+                try
+                {
+                    File.Move(job, target, overwrite: false);
+                }
+                catch (IOException)
+                {
+                    continue; // another worker took it first
+                }
+                var name = Path.GetFileNameWithoutExtension(job);
+                var runFile = Path.Combine(directory, name + ".run");
+                if (File.Exists(runFile))
+                    try { File.Move(runFile, Path.Combine(_lease.Directory, name + ".run"), overwrite: true); } catch (IOException) { }
+                logger.LogInformation("worker: took over interrupted job {Job} ({Why})", Path.GetFileName(job), why);
+                taken.Add(target);
+            }
+            if (directory != _spool.Running)
+                try { if (Spool.Jobs(directory).Length == 0) System.IO.Directory.Delete(directory, recursive: true); } catch (IOException) { }
+        }
+        return taken;
+    }
+
     private void Loop(CancellationToken stoppingToken)
     {
+        using var heartbeat = new Timer(_ => { try { _lease?.Beat(); } catch (IOException) { } }, null, WorkerLease.HeartbeatInterval, WorkerLease.HeartbeatInterval);
         try
         {
             _spool.Create();
-            logger.LogInformation("worker: spool {Spool}{Once}", _spool.Root, settings.Once ? " (--once)" : "");
-            foreach (var job in Spool.Jobs(_spool.Running))
+            _lease = new WorkerLease(_spool);
+            logger.LogInformation("worker: spool {Spool}{Once}, owner {Owner}", _spool.Root, settings.Once ? " (--once)" : "", Path.GetFileName(_lease.Directory));
+            foreach (var job in TakeOverOrphans())
             {
                 if (stoppingToken.IsCancellationRequested) return;
                 logger.LogInformation("worker: resuming interrupted job {Job}", Path.GetFileName(job));
                 Process(job, stoppingToken);
             }
+            var waiting = new HashSet<string>();
             while (!stoppingToken.IsCancellationRequested)
             {
-                var next = Spool.Jobs(_spool.Inbox).FirstOrDefault();
+                // A same-named job already claimed elsewhere waits in the inbox (its results would collide), logged once.
+                var next = Spool.Jobs(_spool.Inbox).FirstOrDefault(j => !_spool.IsRunning(Path.GetFileName(j)));
+                foreach (var blocked in Spool.Jobs(_spool.Inbox).Where(j => _spool.IsRunning(Path.GetFileName(j))))
+                    if (waiting.Add(blocked))
+                        logger.LogWarning("worker: {Job} waits: a job of the same name is running", Path.GetFileName(blocked));
                 if (next is null)
                 {
                     if (settings.Once) break;
                     stoppingToken.WaitHandle.WaitOne(settings.PollInterval);
+                    foreach (var job in TakeOverOrphans()) Process(job, stoppingToken);
                     continue;
                 }
-                var claimed = Path.Combine(_spool.Running, Path.GetFileName(next));
+                var claimed = Path.Combine(_lease.Directory, Path.GetFileName(next));
                 try
                 {
                     File.Move(next, claimed, overwrite: false); // atomic rename on one file system: one worker wins
                 }
                 catch (IOException)
                 {
-                    continue; // taken by another worker (or a same-named job is already running)
+                    stoppingToken.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(50)); // taken by another worker: no busy loop
+                    continue;
                 }
                 logger.LogInformation("worker: claimed {Job}", Path.GetFileName(claimed));
                 Process(claimed, stoppingToken);
@@ -89,6 +236,9 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         }
         finally
         {
+            // An empty owner folder (nothing interrupted) is removed; one with an interrupted job stays for the next start.
+            if (_lease is not null && Spool.Jobs(_lease.Directory).Length == 0)
+                try { System.IO.Directory.Delete(_lease.Directory, recursive: true); } catch (IOException) { }
             if (settings.Once || !stoppingToken.IsCancellationRequested) lifetime.StopApplication();
         }
     }
@@ -96,8 +246,9 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
     private void Process(string jobPath, CancellationToken stoppingToken)
     {
         var name = Path.GetFileNameWithoutExtension(jobPath);
-        var configPath = Path.Combine(_spool.Running, name + ".config.json");
-        var runPathFile = Path.Combine(_spool.Running, name + ".run");
+        var owner = Path.GetDirectoryName(jobPath)!;
+        var configPath = Path.Combine(owner, name + ".config.json");
+        var runPathFile = Path.Combine(owner, name + ".run");
         try
         {
             var (command, seeds) = JobFile.WriteConfig(jobPath, configPath);

@@ -6,6 +6,7 @@ module ResearchFramework.Properties.HostTests.EndToEndTests
 open System
 open System.Diagnostics
 open System.IO
+open System.Text.RegularExpressions
 open System.Text.Json
 open Expecto
 open ResearchFramework.Properties.HostTests.HostTestSupport
@@ -171,7 +172,8 @@ let endToEnd =
             Expect.isTrue (p.WaitForExit 20000) "worker stopped after SIGTERM"
             Expect.equal p.ExitCode 0 ("graceful stop: " + err.Result)
             let spool name = Path.Combine(dir.Path, "spool", name)
-            Expect.isTrue (File.Exists(spool "running/job.json")) ("job stays in running/: " + err.Result)
+            let left = Directory.GetFiles(spool "running", "job.json", SearchOption.AllDirectories)
+            Expect.equal left.Length 1 ("job stays in running/<owner>/: " + err.Result)
             let run = runDirOf dir "job"
             let _, completed, _, _, _ = summary run
             Expect.isFalse completed "interrupted summary"
@@ -182,6 +184,49 @@ let endToEnd =
             Expect.isTrue completed2 "completed in the same run directory"
             Expect.equal iterations 60 "T iterations"
             Expect.stringContains err2 "resumed from" "resumed from the checkpoint"
+            Expect.stringContains err2 "took over interrupted job job.json" "the new worker took the job over from the stopped one"
+        }
+        test "two workers on one spool run each job exactly once; owners provably gone are taken over, live leases are not" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            let spool name = Path.Combine(dir.Path, "spool", name)
+            Directory.CreateDirectory(spool "inbox") |> ignore
+            let body = (config dir "job" 12 6 40 false).TrimStart().Substring(1)
+            for k in 1 .. 6 do
+                File.WriteAllText(spool (sprintf "inbox/job%d.json" k), "{ \"Command\": \"train\"," + body)
+            // An interrupted job of a worker that is provably gone (this host, a PID that does not exist) ...
+            let dead = spool (sprintf "running/%s-999999999-1" Environment.MachineName)
+            Directory.CreateDirectory dead |> ignore
+            File.WriteAllText(Path.Combine(dead, "lease.json"),
+                              sprintf "{\"host\":\"%s\",\"pid\":999999999,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (DateTime.UtcNow.ToString "O"))
+            File.WriteAllText(Path.Combine(dead, "orphan.json"), "{ \"Command\": \"train\"," + body)
+            // ... and one of a live worker on another host (fresh heartbeat): never touched.
+            let live = spool "running/other-host-42-7"
+            Directory.CreateDirectory live |> ignore
+            File.WriteAllText(Path.Combine(live, "lease.json"),
+                              sprintf "{\"host\":\"other-host\",\"pid\":42,\"startTicks\":7,\"heartbeatUtc\":\"%s\"}" (DateTime.UtcNow.ToString "O"))
+            File.WriteAllText(Path.Combine(live, "theirs.json"), "{ \"Command\": \"train\"," + body)
+            let p1, out1, err1 = startRf [] dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Threading.Thread.Sleep 500
+            let p2, out2, err2 = startRf [] dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.isTrue (p1.WaitForExit 120000 && p2.WaitForExit 120000) "both workers finish"
+            Expect.equal (p1.ExitCode, p2.ExitCode) (0, 0) (sprintf "exit codes: %s | %s" err1.Result err2.Result)
+            for k in 1 .. 6 do
+                Expect.isTrue (File.Exists(spool (sprintf "done/job%d.result.json" k))) (sprintf "job%d done" k)
+            Expect.isTrue (File.Exists(spool "done/orphan.result.json")) "the dead worker's job was taken over and finished"
+            Expect.isEmpty (Directory.GetFiles(spool "failed")) ("nothing failed: " + String.Join(", ", Directory.GetFiles(spool "failed")))
+            Expect.isTrue (File.Exists(Path.Combine(live, "theirs.json"))) "a live lease is respected"
+            let runs = Directory.GetDirectories(Path.Combine(dir.Path, "runs"), "job-*")
+            Expect.equal runs.Length 7 "one run directory per job (6 + the orphan), none shared or doubled"
+            let runDirs = [ for k in 1 .. 6 -> (JsonDocument.Parse(File.ReadAllText(spool (sprintf "done/job%d.result.json" k)))).RootElement.GetProperty("runDirectory").GetString() ]
+            Expect.equal (List.distinct runDirs).Length 6 "distinct run directories"
+            let claimed = (out1.Result + out2.Result + err1.Result + err2.Result)
+            for k in 1 .. 6 do
+                Expect.equal (Regex.Matches(claimed, sprintf "claimed job%d.json" k).Count) 1 (sprintf "job%d claimed exactly once" k)
+            let logs = Directory.GetFiles(spool "logs")
+            Expect.equal logs.Length 2 "one log file per worker"
+            for log in logs do
+                for line in File.ReadAllLines log do JsonDocument.Parse(line).Dispose() // every line parses
         }
         test "the recipe's damping must be summable: DampingPower ≤ 1 in damped mode fails at start-up naming the key" {
             let load overrides =

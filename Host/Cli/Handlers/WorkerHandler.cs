@@ -23,7 +23,7 @@ public sealed class WorkerHandler
             EnvironmentName = RfConfiguration.EnvironmentName,
             ContentRootPath = AppContext.BaseDirectory,
         });
-        builder.Services.AddSerilog(SerilogSetup.Create(Path.Combine(spool.Root, "worker.log.jsonl")), dispose: true);
+        builder.Services.AddSerilog(SerilogSetup.Create(Path.Combine(spool.Logs, $"worker-{Environment.MachineName}-{Environment.ProcessId}.log.jsonl")), dispose: true);
         builder.Services.AddSingleton<IHostLifetime, ConsoleLifetime>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromMinutes(10));
         builder.Services.AddSingleton(new WorkerSettings(spool.Root, args.Once, TimeSpan.FromSeconds(2)));

@@ -37,16 +37,28 @@ public sealed class RunDirectory
         var root = System.IO.Path.GetFullPath(options.Run.RunsDirectory);
         Directory.CreateDirectory(root);
         var baseName = $"{options.Run.RunName}-{stamp}";
-        var path = System.IO.Path.Combine(root, baseName);
-        for (int suffix = 2; Directory.Exists(path); suffix++)
-            path = System.IO.Path.Combine(root, $"{baseName}-{suffix}");
-        var run = new RunDirectory(path);
-        Directory.CreateDirectory(path);
-        Directory.CreateDirectory(run.CheckpointsPath);
-        Directory.CreateDirectory(run.CertificatesPath);
-        Directory.CreateDirectory(run.PlotsPath);
-        File.WriteAllText(run.EffectiveConfigPath, EffectiveConfigJson(options));
-        return run;
+        // Claimed atomically: the folder may exist (another process in the same second), but only one process creates
+        // its config.effective.json (FileMode.CreateNew); the others move on to the next suffix.
+        for (int suffix = 1; ; suffix++)
+        {
+            var path = System.IO.Path.Combine(root, suffix == 1 ? baseName : $"{baseName}-{suffix}");
+            var run = new RunDirectory(path);
+            Directory.CreateDirectory(path);
+            try
+            {
+                using var claim = new FileStream(run.EffectiveConfigPath, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+                using var writer = new StreamWriter(claim);
+                writer.Write(EffectiveConfigJson(options));
+            }
+            catch (IOException) when (File.Exists(run.EffectiveConfigPath))
+            {
+                continue;
+            }
+            Directory.CreateDirectory(run.CheckpointsPath);
+            Directory.CreateDirectory(run.CertificatesPath);
+            Directory.CreateDirectory(run.PlotsPath);
+            return run;
+        }
     }
 
     /// <summary>The run folder at <paramref name="path"/> (e.g. a sub-run of a compare run): created with its subfolders and
