@@ -38,9 +38,24 @@ public sealed class Spool(string root)
         Directory.Exists(directory)
             ? Directory.GetFiles(directory, "*.json")
                 .Where(f => !f.EndsWith(".config.json", StringComparison.Ordinal) && !f.EndsWith(".result.json", StringComparison.Ordinal)
-                            && Path.GetFileName(f) != WorkerLease.FileName)
+                            && Path.GetFileName(f) != WorkerLease.FileName && IsRegularFile(f))
                 .Order(StringComparer.Ordinal).ToArray()
             : [];
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "lstat", SetLastError = true)]
+    private static extern int LStat(string path, byte[] buffer);
+
+    /// <summary>True for a regular file (lstat's S_IFREG; x86-64 Linux layout, st_mode at byte 24). A FIFO, socket or
+    /// device named <c>*.json</c> is never opened: opening a FIFO would block the worker forever.</summary>
+    public static bool IsRegularFile(string path)
+    {
+        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+            return File.Exists(path);
+        var buffer = new byte[256];
+        if (LStat(path, buffer) != 0) return false;
+        var mode = BitConverter.ToUInt32(buffer, 24);
+        return (mode & 0xF000) == 0x8000;
+    }
 
     /// <summary>Owner folders under <c>running/</c>.</summary>
     public string[] Owners() => Directory.Exists(Running) ? Directory.GetDirectories(Running).Order(StringComparer.Ordinal).ToArray() : [];
@@ -175,9 +190,10 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
                     continue; // another worker took it first
                 }
                 var name = Path.GetFileNameWithoutExtension(job);
-                var runFile = Path.Combine(directory, name + ".run");
-                if (File.Exists(runFile))
-                    try { File.Move(runFile, Path.Combine(_lease.Directory, name + ".run"), overwrite: true); } catch (IOException) { }
+                var runFile = Path.Combine(directory, SideFile(name, ".run"));
+                foreach (var side in new[] { runFile, Path.Combine(directory, SideFile(name, ".attempts")) })
+                    if (File.Exists(side))
+                        try { File.Move(side, Path.Combine(_lease.Directory, Path.GetFileName(side)), overwrite: true); } catch (IOException) { }
                 logger.LogInformation("worker: took over interrupted job {Job} ({Why})", Path.GetFileName(job), why);
                 taken.Add(target);
             }
@@ -243,12 +259,54 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         }
     }
 
+    /// <summary>Starts of one job (this one included) after which it goes to <c>failed/</c> instead of running again: a job
+    /// whose process is killed every time (out of memory) must not block the queue forever.</summary>
+    public const int MaxAttempts = 3;
+
+    /// <summary>A side file name for a job: <c>NAME + suffix</c>, shortened with a hash when it would exceed the file
+    /// system's 255-byte limit (a 250-character job name must still get its error file).</summary>
+    private static string SideFile(string name, string suffix)
+    {
+        var candidate = name + suffix;
+        if (System.Text.Encoding.UTF8.GetByteCount(candidate) <= 255) return candidate;
+        var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(name)))[..12].ToLowerInvariant();
+        return new string(name.Take(120).ToArray()) + "~" + hash + suffix;
+    }
+
+    private void Fail(string jobPath, string name, string reason, Exception? e, params string[] cleanup)
+    {
+        JobsFailed++;
+        logger.LogError("worker: {Job} failed: {Reason}", name, reason);
+        try
+        {
+            File.WriteAllText(Path.Combine(_spool.Failed, SideFile(name, ".error.txt")), e is null ? reason + "\n" : $"{e.GetType().Name}: {reason}\n\n{e}\n");
+        }
+        catch (IOException io)
+        {
+            logger.LogError("worker: {Job}: the error file could not be written ({Reason})", name, io.Message);
+        }
+        try { File.Move(jobPath, Path.Combine(_spool.Failed, Path.GetFileName(jobPath)), overwrite: true); }
+        catch (IOException) { }
+        Cleanup(cleanup);
+    }
+
     private void Process(string jobPath, CancellationToken stoppingToken)
     {
         var name = Path.GetFileNameWithoutExtension(jobPath);
         var owner = Path.GetDirectoryName(jobPath)!;
-        var configPath = Path.Combine(owner, name + ".config.json");
-        var runPathFile = Path.Combine(owner, name + ".run");
+        var configPath = Path.Combine(owner, SideFile(name, ".config.json"));
+        var runPathFile = Path.Combine(owner, SideFile(name, ".run"));
+        var attemptsFile = Path.Combine(owner, SideFile(name, ".attempts"));
+        // The attempt counter lives beside the job (it moves with it on takeover): a job that killed its worker
+        // MaxAttempts times is failed, not started again.
+        int attempts = 1 + (File.Exists(attemptsFile) && int.TryParse(File.ReadAllText(attemptsFile), out var a) ? a : 0);
+        if (attempts > MaxAttempts)
+        {
+            Fail(jobPath, name, $"started {MaxAttempts} times without finishing (its worker was killed each time: out of memory?); not started again", null,
+                 configPath, runPathFile, attemptsFile);
+            return;
+        }
+        File.WriteAllText(attemptsFile, attempts.ToString(System.Globalization.CultureInfo.InvariantCulture));
         try
         {
             var (command, seeds) = JobFile.WriteConfig(jobPath, configPath);
@@ -270,6 +328,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             if (code == ExitCodes.Interrupted)
             {
                 logger.LogWarning("worker: {Job} interrupted; it stays in running/ and resumes at the next start", name);
+                File.WriteAllText(attemptsFile, (attempts - 1).ToString(System.Globalization.CultureInfo.InvariantCulture)); // a graceful stop is no failed attempt
                 return;
             }
             var result = new JsonObject
@@ -282,18 +341,13 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             };
             File.WriteAllText(Path.Combine(_spool.Done, name + ".result.json"), result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             File.Move(jobPath, Path.Combine(_spool.Done, Path.GetFileName(jobPath)), overwrite: true);
-            Cleanup(configPath, runPathFile);
+            Cleanup(configPath, runPathFile, attemptsFile);
             JobsDone++;
             logger.LogInformation("worker: {Job} done ({RunDirectory})", name, runDirectory);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            JobsFailed++;
-            logger.LogError("worker: {Job} failed: {Reason}", name, e.Message);
-            File.WriteAllText(Path.Combine(_spool.Failed, name + ".error.txt"), $"{e.GetType().Name}: {e.Message}\n\n{e}\n");
-            try { File.Move(jobPath, Path.Combine(_spool.Failed, Path.GetFileName(jobPath)), overwrite: true); }
-            catch (IOException) { }
-            Cleanup(configPath, runPathFile);
+            Fail(jobPath, name, e.Message, e, configPath, runPathFile, attemptsFile);
         }
     }
 

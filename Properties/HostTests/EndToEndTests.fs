@@ -138,7 +138,7 @@ let endToEnd =
             let cmp = (config dir "cjob" 10 5 40 false).TrimStart().Substring(1)
             File.WriteAllText(Path.Combine(inbox, "c-compare.json"), "{ \"Command\": \"compare\", \"Seeds\": 1," + cmp)
             let code, out, err = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
-            Expect.equal code 0 (sprintf "worker: %s %s" out err)
+            Expect.equal code 1 (sprintf "a failed job → exit 1: %s %s" out err)
             let spool name = Path.Combine(dir.Path, "spool", name)
             Expect.isTrue (File.Exists(spool "done/a-good.json")) "good job done"
             Expect.isTrue (File.Exists(spool "failed/b-bad.json")) "bad job failed"
@@ -185,6 +185,35 @@ let endToEnd =
             Expect.equal iterations 60 "T iterations"
             Expect.stringContains err2 "resumed from" "resumed from the checkpoint"
             Expect.stringContains err2 "took over interrupted job job.json" "the new worker took the job over from the stopped one"
+        }
+        test "poison jobs never block the queue: a FIFO named *.json is skipped, a 250-character name still gets its error file, a job killed 3 times is failed, exit 1" {
+            use dir = new TempDir()
+            let spool name = Path.Combine(dir.Path, "spool", name)
+            Directory.CreateDirectory(spool "inbox") |> ignore
+            let mkfifo = ProcessStartInfo("/usr/bin/mkfifo", spool "inbox/fifo.json")
+            use m = Process.Start mkfifo
+            m.WaitForExit()
+            let longName = String('j', 250)
+            File.WriteAllText(spool ("inbox/" + longName + ".json"), "{ \"Command\": \"train\", \"Training\": { \"LearningRat\": 1 } }")
+            // A job whose worker was killed 3 times (its attempt counter says so), left by a worker that is gone.
+            let dead = spool (sprintf "running/%s-999999998-1" Environment.MachineName)
+            Directory.CreateDirectory dead |> ignore
+            File.WriteAllText(Path.Combine(dead, "lease.json"),
+                              sprintf "{\"host\":\"%s\",\"pid\":999999998,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (DateTime.UtcNow.ToString "O"))
+            File.WriteAllText(Path.Combine(dead, "oom.json"), "{ \"Command\": \"train\" }")
+            File.WriteAllText(Path.Combine(dead, "oom.attempts"), "3")
+            let clock = Stopwatch.StartNew()
+            let code, out, err = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.isLessThan clock.Elapsed.TotalSeconds 25.0 "finishes (never hangs on the FIFO)"
+            Expect.equal code 1 (sprintf "failed jobs → exit 1: %s %s" out err)
+            Expect.isTrue (File.Exists(spool "failed/oom.json")) "the job killed 3 times is failed"
+            let oomError = File.ReadAllText(spool "failed/oom.error.txt")
+            Expect.stringContains oomError "started 3 times" "with the reason"
+            Expect.isTrue (File.Exists(spool ("failed/" + longName + ".json"))) "the long-named job failed (bad key)"
+            let errors = Directory.GetFiles(spool "failed", "*.error.txt") |> Array.filter (fun f -> Path.GetFileName(f).StartsWith "jjjj")
+            Expect.equal errors.Length 1 "its error file exists (name shortened with a hash)"
+            Expect.stringContains (File.ReadAllText errors.[0]) "Training:LearningRat" "and names the key"
+            Expect.isTrue (File.Exists(spool "inbox/fifo.json")) "the FIFO is left alone"
         }
         test "two workers on one spool run each job exactly once; owners provably gone are taken over, live leases are not" {
             use dir = new TempDir()

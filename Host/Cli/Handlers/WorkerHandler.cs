@@ -33,6 +33,6 @@ public sealed class WorkerHandler
         var worker = host.Services.GetRequiredService<SpoolWorker>();
         host.Run(); // returns after --once finished the inbox, or after Ctrl-C / SIGTERM (host disposed)
         Console.WriteLine($"worker: {worker.JobsDone} done, {worker.JobsFailed} failed (spool {spool.Root})");
-        return ExitCodes.Success;
+        return worker.JobsFailed > 0 ? ExitCodes.Failure : ExitCodes.Success; // failed jobs are in failed/, with their reasons
     }
 }
