@@ -127,6 +127,20 @@ let endToEnd =
             let code4, _, err4 = runRf dir.Path [ "train"; "--resume"; cut; "--set"; "Training:LogEvery=7" ]
             Expect.equal code4 0 ("an allowed key (logging) may change: " + err4)
         }
+        test "a certificate that cannot fit is refused before any training step, with the numbers and the key that makes it fit" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            File.WriteAllText(dir.File "cfg.json", config dir "mem" 20 10 40 true)
+            // 1000 bytes available: n = 30 needs 32·30² = 28 800 bytes; n ≤ 5 would fit.
+            let code, out, err = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "train"; "--config"; "cfg.json" ]
+            Expect.equal code 1 (sprintf "refused: %s %s" out err)
+            Expect.stringContains err "n = 30 points needs about" "names n and the estimate"
+            Expect.stringContains err "Recipe:CertificationSubset" "the key"
+            Expect.stringContains err "at most 5" "the largest n that fits"
+            Expect.isEmpty (Directory.GetFiles(runDirOf dir "mem", "metrics.jsonl") |> Array.filter (fun f -> FileInfo(f).Length > 0L)) "nothing trained"
+            let code2, out2, err2 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000000000" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=fits" ]
+            Expect.equal code2 0 (sprintf "fits with 1 GB: %s %s" out2 err2)
+        }
         test "worker --once: a bad job goes to failed/ with its error, a good one to done/ with its run directory" {
             use dir = new TempDir()
             writeTinyMnist dir 30 10

@@ -19,6 +19,7 @@ public sealed class CertifyHandler
         using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true);
         var logger = app.Logger<CertifyHandler>();
         using var data = RunSetup.LoadData(app.Options);
+        MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(app.Options, args.Subset, data.Train.Count), "rf certify");
         var seed = app.Options.Training.Seed;
         logger.LogInformation("certify: {What}, {Rows} training points", checkpoint is null ? $"initialisation (seed {seed})" : $"checkpoint {checkpoint}",
             args.Subset ?? data.Train.Count);

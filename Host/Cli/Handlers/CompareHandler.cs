@@ -24,6 +24,7 @@ public sealed class CompareHandler
         using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume, checkKernels: true);
         var logger = app.Logger<CompareHandler>();
         using var data = RunSetup.LoadData(app.Options);
+        MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(app.Options, null, data.Train.Count), "rf compare");
         var outcome = CompareRun.Execute(app.Options, data, app.Run!, logger, seeds, resume is not null, cancellationToken, showProgress);
         if (!outcome.Completed)
         {

@@ -1,0 +1,60 @@
+using ResearchFramework.Host.Infrastructure.Configuration;
+
+namespace ResearchFramework.Host.Infrastructure;
+
+/// <summary>Raised when the work would not fit in memory: refused with the numbers before any training step.</summary>
+public sealed class InsufficientMemoryException(string message) : InvalidOperationException(message);
+
+/// <summary>An up-front estimate of the certificate's peak memory against the memory available, so that a run that
+/// cannot certify at its switch is refused before Phase I, not after it. The dense certificate
+/// (<c>MathCore.Certify</c>) holds fl(G), the shifted copy and its Cholesky factor, and the λ_min estimate's factor:
+/// about <see cref="DenseCertificateBytes"/> = 4·8·n² bytes for n certified points.</summary>
+public static class MemoryBudget
+{
+    /// <summary>Peak bytes of one dense certificate of n rows: four n×n float64 matrices.</summary>
+    public static long DenseCertificateBytes(long n) => 4L * 8L * n * n;
+
+    /// <summary>Memory available to new work: <c>MemAvailable</c> of /proc/meminfo, capped by a cgroup v2 limit when one
+    /// is set; <c>RF_MEMORY_AVAILABLE_BYTES</c> overrides both (tests, shared machines).</summary>
+    public static long AvailableBytes()
+    {
+        if (long.TryParse(Environment.GetEnvironmentVariable("RF_MEMORY_AVAILABLE_BYTES"), out var forced) && forced > 0) return forced;
+        long available = long.MaxValue;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    available = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024L;
+        }
+        catch (IOException) { }
+        try
+        {
+            var max = File.ReadAllText("/sys/fs/cgroup/memory.max").Trim();
+            var current = long.Parse(File.ReadAllText("/sys/fs/cgroup/memory.current").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            if (max != "max") available = Math.Min(available, long.Parse(max, System.Globalization.CultureInfo.InvariantCulture) - current);
+        }
+        catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException) { }
+        return available;
+    }
+
+    /// <summary>The number of points a certificate of this run covers: <paramref name="subset"/> when given, else
+    /// <c>Recipe:CertificationSubset</c>, else the loaded training set (<paramref name="trainCount"/> points).</summary>
+    public static long CertifiedRows(RfOptions options, int? subset, long trainCount)
+    {
+        if (subset is > 0) return Math.Min(trainCount, subset.Value);
+        return options.Recipe.CertificationSubset > 0 ? Math.Min(trainCount, options.Recipe.CertificationSubset) : trainCount;
+    }
+
+    /// <summary>Throws <see cref="InsufficientMemoryException"/> with the numbers when the certificate of
+    /// <paramref name="rows"/> points would not fit, naming the key that makes it fit.</summary>
+    public static void EnsureCertificateFits(long rows, string what)
+    {
+        long need = DenseCertificateBytes(rows), available = AvailableBytes();
+        if (need <= available) return;
+        long fits = (long)Math.Floor(Math.Sqrt(available / 32.0));
+        throw new InsufficientMemoryException(
+            $"{what}: the certificate of n = {rows} points needs about {need / 1e9:F1} GB (four n×n float64 matrices, 32·n² bytes); " +
+            $"{available / 1e9:F1} GB are available. Refused before any training step (the data is loaded, nothing trained): set Recipe:CertificationSubset (or --subset) to at most {fits}, " +
+            "or use a machine with more memory.");
+    }
+}
