@@ -412,7 +412,7 @@ let checkpointTests =
                 for c in obs.Checkpoints do
                     let resumed = Trainer.Resume(c.Path, arch, { cfg with CheckpointDirectory = null }, rc.Value, data, NullObserver(), CancellationToken.None)
                     Invariants.bitIdentical full resumed |> expectOk (sprintf "resume from %d" c.Iteration)
-                    Invariants.totalIterations (16 - c.Iteration) { resumed with IterationsDone = resumed.IterationsDone - c.Iteration } |> ignore
+                    Invariants.totalIterationsFrom c.Iteration 16 resumed |> expectOk (sprintf "resume from %d: steps %d..15" c.Iteration c.Iteration)
                 // cancellation mid-run checkpoints and stops; resuming completes it identically
                 let dir2 = dir + "-cancel"
                 use cts = new CancellationTokenSource()
@@ -519,4 +519,4 @@ let unitTests =
 
 [<Tests>]
 let tests =
-    testSequenced <| testList "Algorithm" [ unitTests; phaseTests; certificateTests; checkpointTests ]
+    testSequenced <| testList "Algorithm" [ unitTests; InvariantTests.negativeControls; phaseTests; certificateTests; checkpointTests ]
