@@ -159,7 +159,9 @@ let phaseTests =
                 let cfgC = { cfg with CheckpointEvery = 5; CheckpointDirectory = dir }
                 let full = Trainer.Run(arch, cfgC, rc, data, NullObserver(), CancellationToken.None)
                 Invariants.bitIdentical r full |> expectOk "checkpointing does not change the run"
-                for path in Directory.GetFiles(dir, "checkpoint-*.bin") do
+                let checkpoints = Directory.GetFiles(dir, "checkpoint-*.bin")
+                Expect.equal checkpoints.Length 6 "checkpoints at 5, 10, …, 30 (the resume loop below is not vacuous)"
+                for path in checkpoints do
                     let resumed = Trainer.Resume(path, arch, cfg, rc, data, NullObserver(), CancellationToken.None)
                     Invariants.bitIdentical full resumed |> expectOk ("resume from " + Path.GetFileName path)
                     Expect.equal resumed.GuardTripped full.GuardTripped "trip state"
@@ -378,6 +380,7 @@ let phaseTests =
                 Expect.isTrue two.GuaranteeClaimed (sprintf "certified switch: %A" (two.Certificates |> Array.map (fun c -> c.Verdict)))
                 Expect.isTrue (two.Steps |> Array.exists (fun s -> s.Phase = Phase.PhaseTwo && s.ReadoutLearningRate > 0.0)) "V steps in Phase II"
                 Expect.isFalse (b.FinalParameterFingerprint = two.FinalParameterFingerprint) "Phase II differs from the base run"
+                Expect.equal obs.Checkpoints.Count 4 "checkpoints at 4, 8, 12, 16 (the resume loop below is not vacuous)"
                 for c in obs.Checkpoints do
                     let resumed = Trainer.Resume(c.Path, arch, { cfg with CheckpointDirectory = null }, rc, data, NullObserver(), CancellationToken.None)
                     Invariants.bitIdentical two resumed |> expectOk (sprintf "resume from %d" c.Iteration)
