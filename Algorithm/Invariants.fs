@@ -81,6 +81,9 @@ let zetaUpper (p: float) = if p > 1.0 then 1.0 + 1.0 / (p - 1.0) else infinity
 /// Σ_t α_t‖Δω_t‖ ≤ max_t‖Δω_t‖·ζ(p) ≤ max‖Δω‖·(1 + 1/(p − 1)), and the displacement ‖ω_T − ω_τ‖
 /// is at most Σ_t α_t‖Δω_t‖ (triangle inequality). The movement is measured (the body steps with η_t·α_t)
 /// and ‖Δω_t‖ derived from it, so they agree to `relativeSlack`, as does the displacement bound.
+/// The records are the trainer's own (UndampedBodyStep = BodyMovement/α_t), so the per-step clause
+/// holds by construction: that the body really steps by α_t·(A's step) is tested on the parameters
+/// themselves (Properties, "damping measured on ω itself": damped vs undamped step from one state).
 let dampedMovementBounded (tau: int) (p: float) (relativeSlack: float) (result: RunResult) : Result<unit, string> =
     let two = result.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
     let total = two |> Array.sumBy (fun s -> s.BodyMovement)

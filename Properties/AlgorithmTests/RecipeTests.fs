@@ -19,7 +19,6 @@ let private phaseOneIsBase (arch: ArchitectureSpec) (data: TrainingData) (cfg: T
     Invariants.totalIterations cfg.TotalIterations twoPhase |> expectOk "recipe T"
     Invariants.claimOnlyWhenCertified twoPhase |> expectOk "claim"
 
-
 /// ω of a trainer (every model parameter: the body for a separate readout) flattened to float64, a copy.
 let private flatBody (trainer: TwoPhaseTrainer) : float[] =
     use _ = torch.no_grad ()
