@@ -24,15 +24,20 @@ let phaseOneMatchesBase (tau: int) (baseSteps: StepRecord[]) (recipeSteps: StepR
                             Error (sprintf "step %d: parameters differ (%s vs %s)" t b.ParameterFingerprint r.ParameterFingerprint)
                         else Ok () ]
 
-/// Both runs take exactly T iterations, numbered 0..T−1 (SPEC §4: same total iterations).
-let totalIterations (total: int) (result: RunResult) : Result<unit, string> =
+/// A run resumed before iteration `start` completes T iterations in total and records exactly
+/// the steps start..T−1, in order (its step records are this process's steps).
+let totalIterationsFrom (start: int) (total: int) (result: RunResult) : Result<unit, string> =
     if not result.Completed then Error "run did not complete"
     elif result.IterationsDone <> total then Error (sprintf "ran %d iterations, T = %d" result.IterationsDone total)
-    elif result.Steps.Length <> total then Error (sprintf "%d step records, T = %d" result.Steps.Length total)
+    elif result.Steps.Length <> total - start then
+        Error (sprintf "%d step records, expected T − start = %d − %d = %d" result.Steps.Length total start (total - start))
     else
-        match result.Steps |> Array.indexed |> Array.tryFindIndex (fun (i, s) -> s.Iteration <> i) with
-        | Some i -> Error (sprintf "record %d has iteration %d" i result.Steps.[i].Iteration)
+        match result.Steps |> Array.indexed |> Array.tryFindIndex (fun (i, s) -> s.Iteration <> start + i) with
+        | Some i -> Error (sprintf "record %d has iteration %d, expected %d" i result.Steps.[i].Iteration (start + i))
         | None -> Ok ()
+
+/// Both runs take exactly T iterations, numbered 0..T−1 (SPEC §4: same total iterations).
+let totalIterations (total: int) (result: RunResult) : Result<unit, string> = totalIterationsFrom 0 total result
 
 /// SPEC §4.2: with V = 0 the function is unchanged at the switch: outputs before and after are
 /// equal bit for bit (0·h + 0 = 0 exactly for finite h).
@@ -76,6 +81,9 @@ let zetaUpper (p: float) = if p > 1.0 then 1.0 + 1.0 / (p - 1.0) else infinity
 /// Σ_t α_t‖Δω_t‖ ≤ max_t‖Δω_t‖·ζ(p) ≤ max‖Δω‖·(1 + 1/(p − 1)), and the displacement ‖ω_T − ω_τ‖
 /// is at most Σ_t α_t‖Δω_t‖ (triangle inequality). The movement is measured (the body steps with η_t·α_t)
 /// and ‖Δω_t‖ derived from it, so they agree to `relativeSlack`, as does the displacement bound.
+/// The records are the trainer's own (UndampedBodyStep = BodyMovement/α_t), so the per-step clause
+/// holds by construction: that the body really steps by α_t·(A's step) is tested on the parameters
+/// themselves (Properties, "damping measured on ω itself": damped vs undamped step from one state).
 let dampedMovementBounded (tau: int) (p: float) (relativeSlack: float) (result: RunResult) : Result<unit, string> =
     let two = result.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
     let total = two |> Array.sumBy (fun s -> s.BodyMovement)

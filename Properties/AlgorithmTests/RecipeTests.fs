@@ -19,6 +19,35 @@ let private phaseOneIsBase (arch: ArchitectureSpec) (data: TrainingData) (cfg: T
     Invariants.totalIterations cfg.TotalIterations twoPhase |> expectOk "recipe T"
     Invariants.claimOnlyWhenCertified twoPhase |> expectOk "claim"
 
+/// ω of a trainer (every model parameter: the body for a separate readout) flattened to float64, a copy.
+let private flatBody (trainer: TwoPhaseTrainer) : float[] =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope()
+    let flat = torch.cat(trainer.Model.parameters () |> Seq.map (fun p -> p.detach().reshape(-1L)) |> Seq.toArray, 0L)
+    flat.``to``(torch.float64).cpu().data<float>().ToArray()
+
+/// The readout V's parameters flattened to float64 (a copy).
+let private flatReadout (trainer: TwoPhaseTrainer) : float[] =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope()
+    let flat = torch.cat(trainer.Readout.parameters () |> Seq.map (fun p -> p.detach().reshape(-1L)) |> Seq.toArray, 0L)
+    flat.``to``(torch.float64).cpu().data<float>().ToArray()
+
+let private norm (v: float[]) = sqrt (Array.sumBy (fun x -> x * x) v)
+
+/// True when two arrays hold the same doubles bit for bit.
+let private sameBits (a: float[]) (b: float[]) =
+    a.Length = b.Length && Array.forall2 (fun (x: float) y -> BitConverter.DoubleToInt64Bits x = BitConverter.DoubleToInt64Bits y) a b
+
+/// Every batch-norm module of a model with a copy of its running statistics (mean, variance, count).
+let private batchNormState (model: torch.nn.Module<torch.Tensor, torch.Tensor>) =
+    model.modules ()
+    |> Seq.choose (fun m -> match m with :? Modules.BatchNorm2d as b -> Some b | _ -> None)
+    |> Seq.map (fun b ->
+        let copy (t: torch.Tensor) = t.detach().``to``(torch.float64).cpu().data<float>().ToArray()
+        b, Array.concat [ copy b.running_mean; copy b.running_var; copy b.num_batches_tracked ])
+    |> Seq.toArray
+
 /// Phase I bit-identity, total iterations, function unchanged at the switch, damping bound, guard.
 let phaseTests =
     testList "Phase I and switch" [
@@ -73,7 +102,9 @@ let phaseTests =
             let cfg = training seed 4 total optimizers.[rng.Next optimizers.Length] 0.01 LossKind.CrossEntropy
             phaseOneIsBase (lenet 1 12 3) data cfg (rng.Next(0, total + 1))
 
-        testPropertyWithConfig (few 6) "function unchanged at the switch (f̄ = f + 0·h̃ on random inputs)" <| fun (seed: int) ->
+        // a switch whose first certificate fails and a perturbation's succeeds changes ω (the function
+        // changes with it): those cases are not counted; at least half the cases must be compared
+        testPropertyCounting (few 6) 0.5 "function unchanged at the switch (f̄ = f + 0·h̃ on random inputs)" <| fun counter (seed: int) ->
             let rng = Random seed
             let d, n = rng.Next(2, 6), rng.Next(6, 16)
             let data = regression seed n d 2 torch.float32
@@ -93,6 +124,7 @@ let phaseTests =
             Expect.isGreaterThan certs.Length 0 "certified at the switch"
             if certs.[0].IsCertified || not (Array.last certs).IsCertified then
                 Invariants.functionUnchanged b a |> expectOk "switch"
+                counter.Hit()
 
         testPropertyWithConfig (few 5) "Σ α_t‖Δω_t‖ ≤ max‖Δω‖·ζ(p) and ‖ω_T − ω_τ‖ ≤ Σ α_t‖Δω_t‖" <| fun (seed: int) ->
             let rng = Random seed
@@ -126,12 +158,142 @@ let phaseTests =
                 let cfgC = { cfg with CheckpointEvery = 5; CheckpointDirectory = dir }
                 let full = Trainer.Run(arch, cfgC, rc, data, NullObserver(), CancellationToken.None)
                 Invariants.bitIdentical r full |> expectOk "checkpointing does not change the run"
-                for path in Directory.GetFiles(dir, "checkpoint-*.bin") do
+                let checkpoints = Directory.GetFiles(dir, "checkpoint-*.bin")
+                Expect.equal checkpoints.Length 6 "checkpoints at 5, 10, …, 30 (the resume loop below is not vacuous)"
+                for path in checkpoints do
                     let resumed = Trainer.Resume(path, arch, cfg, rc, data, NullObserver(), CancellationToken.None)
                     Invariants.bitIdentical full resumed |> expectOk ("resume from " + Path.GetFileName path)
                     Expect.equal resumed.GuardTripped full.GuardTripped "trip state"
             finally
                 if Directory.Exists dir then Directory.Delete(dir, true)
+        }
+
+        testPropertyWithConfig (few 5) "damping measured on ω itself: from one state (a checkpoint at t = τ + k), the damped body's step ω_t+1 − ω_t is α_t = (t − τ + 1)^(−p) times the undamped (p = 0) body's step, V's step is the same bit for bit, every base rule" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(6, 12)
+            let data = regression seed n 3 1 torch.float64
+            let arch = mlp 3 [| 8; n + 2 |] 1 Activation.Softplus Precision.Float64
+            let p = [| 1.5; 2.0; 3.0 |].[rng.Next 3]
+            let tau = rng.Next(0, 4)
+            let k = rng.Next(1, 6)   // Phase II steps before the compared one: t = τ + k, α_t = (k + 1)^(−p) < 1
+            let opt = optimizers.[rng.Next optimizers.Length]
+            let cfg = training seed 4 (tau + k + 2) opt 0.05 LossKind.Squared
+            // no guard (CheckPeriod = 0): α_t stays (t − τ + 1)^(−p) whatever σ_min does
+            let rc = { recipe tau PhaseTwoMode.Damped with DampingPower = p; CheckPeriod = 0 }
+            let path = Path.Combine(Path.GetTempPath(), sprintf "rf-damping-%s.bin" (Guid.NewGuid().ToString "N"))
+            try
+                use damped = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+                steepen "hidden1" 4.0 damped.Model
+                damped.RunTo(tau + k)
+                Expect.equal damped.Phase Phase.PhaseTwo "certified switch (m ≥ n, softplus, steep wide layer)"
+                damped.SaveCheckpoint path
+                use undamped = new TwoPhaseTrainer(arch, cfg, Some { rc with DampingPower = 0.0 }, data, NullObserver())
+                undamped.LoadCheckpoint path
+                let w0 = flatBody damped
+                Expect.isTrue (sameBits (flatBody undamped) w0) "both runs start the compared step from the same ω"
+                damped.Step()
+                undamped.Step()
+                let stepD = Array.map2 (-) (flatBody damped) w0
+                let stepU = Array.map2 (-) (flatBody undamped) w0
+                let alpha = float (k + 1) ** -p
+                let expected = stepU |> Array.map (fun x -> alpha * x)
+                let err = norm (Array.map2 (-) stepD expected)
+                // rounding: each ω_i + Δ_i is rounded once (≤ ε|ω_i|), plus the optimiser's own arithmetic
+                let slack = 8.0 * Tolerance.epsilon Tolerance.Float64 * norm w0 + (Tolerance.stable Tolerance.Float64).relative * norm expected
+                Expect.isGreaterThan (norm stepU) (1e3 * slack) "the undamped body moves (the comparison is not vacuous)"
+                Expect.isLessThanOrEqual err slack
+                    (sprintf "%O, p = %g, t − τ = %d: ‖Δω_damped − α·Δω_undamped‖ = %g (‖Δω_damped‖ = %g, ‖Δω_undamped‖ = %g, α = %g)"
+                        opt.Kind p k err (norm stepD) (norm stepU) alpha)
+                Expect.isTrue (sameBits (flatReadout damped) (flatReadout undamped)) "V's step does not depend on the damping"
+            finally
+                if File.Exists path then File.Delete path
+
+        test "batch norm stays in evaluation mode through Phase II (pre-activation ResNet-18, k = 1/16, with a guard check): no BN forward in training mode, running statistics unchanged from the switch" {
+            let data = images 5 6 3 8 4
+            let arch = { Name = "resnet18"; InputShape = [| 3; 8; 8 |]; Classes = 4; Widths = [||]; Activation = Activation.Relu
+                         WidthMultiplier = 1.0 / 16.0; Precision = Precision.Float32; Taps = [||] }
+            let tau, total = 2, 5
+            let cfg = training 5 3 total (OptimizerSpec.SgdMomentum(0.9, false)) 0.01 LossKind.CrossEntropy
+            // a guard check (Gram certificate: the features in evaluation mode) after step 3, then step 4
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some { recipe tau PhaseTwoMode.Damped with CheckPeriod = 2 }, data, NullObserver())
+            let bns = batchNormState trainer.Model |> Array.map fst
+            Expect.equal bns.Length 17 "two per block (8 blocks) and the final one"
+            // every BN forward records the module's mode at call time, tagged with the trainer's phase
+            let calls = ResizeArray<Phase * bool>()
+            let hooks =
+                bns |> Array.map (fun b ->
+                    b.register_forward_pre_hook(Func<torch.nn.Module<torch.Tensor, torch.Tensor>, torch.Tensor, torch.Tensor>(fun m x ->
+                        calls.Add((trainer.Phase, m.training))
+                        x)))
+            try
+                let initial = batchNormState trainer.Model |> Array.map snd
+                trainer.RunTo tau
+                let atTau = batchNormState trainer.Model |> Array.map snd
+                // positive control: Phase I trains BN (training mode, statistics move)
+                Expect.isTrue (calls |> Seq.exists (fun (ph, training) -> ph = Phase.PhaseOne && training)) "Phase I runs BN in training mode"
+                Expect.isFalse (Array.forall2 sameBits initial atTau) "Phase I updates the running statistics"
+                trainer.Switch()
+                Expect.equal trainer.Phase Phase.PhaseTwo "certified switch"
+                let atSwitch = batchNormState trainer.Model |> Array.map snd
+                Expect.isTrue (Array.forall2 sameBits atTau atSwitch) "the switch's certification does not touch the statistics"
+                calls.Clear()
+                while trainer.Iteration < total do
+                    trainer.Step()
+                    let t = trainer.Iteration - 1
+                    for b in bns do Expect.isFalse b.training (sprintf "after step %d every BN module is in evaluation mode" t)
+                    let now = batchNormState trainer.Model |> Array.map snd
+                    Expect.isTrue (Array.forall2 sameBits atSwitch now) (sprintf "after step %d the running statistics are those of the switch, bit for bit" t)
+                let phaseTwoCalls = calls |> Seq.filter (fun (ph, _) -> ph = Phase.PhaseTwo) |> Seq.toArray
+                Expect.isGreaterThanOrEqual phaseTwoCalls.Length (bns.Length * (total - tau)) "every BN module ran at every Phase II step"
+                Expect.isTrue (phaseTwoCalls |> Array.forall (fun (_, training) -> not training)) "no BN forward in training mode during Phase II"
+                Expect.isTrue (trainer.Steps |> Array.exists (fun s -> not (isNull s.GuardRoute) && s.Iteration < total - 1)) "a guard check ran between Phase II steps"
+            finally
+                for h in hooks do h.remove ()
+        }
+
+        test "rank guard after a passing check: the trip restores the body of the last passing check (not the switch's), bit for bit, and it stays frozen" {
+            // found by a search over (seed, κ, η, p): here the checks after steps 2..8 pass and a later one fails
+            let seed, n, tau, total = 13, 10, 2, 14
+            let data = regression seed n 3 1 torch.float64
+            let arch = mlp 3 [| 3; 12 |] 1 Activation.Tanh Precision.Float64
+            let cfg = training seed n total OptimizerSpec.Sgd 0.5 LossKind.Squared
+            let rc = { recipe tau PhaseTwoMode.Damped with GuardKappa = 0.9; CheckPeriod = 1; DampingPower = 0.25 }
+            let obs = RecordingObserver()
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some rc, data, obs)
+            trainer.RunTo tau
+            trainer.Switch()
+            Expect.equal trainer.Phase Phase.PhaseTwo "certified switch"
+            let atSwitch = flatBody trainer
+            // ω right after each passing check (the iteration it certifies, t + 1), and right after the trip
+            let mutable lastPassing : (int * float[] * string) option = None
+            let mutable afterTrip : float[] = null
+            while trainer.Iteration < total do
+                let tripsBefore = obs.GuardTrips.Count
+                trainer.Step()
+                let s = Array.last trainer.Steps
+                if obs.GuardTrips.Count > tripsBefore then afterTrip <- flatBody trainer
+                elif not (isNull afterTrip) then
+                    Expect.isTrue (sameBits (flatBody trainer) afterTrip) (sprintf "step %d: the body stays frozen after the trip" s.Iteration)
+                elif not (isNull s.GuardRoute) then lastPassing <- Some (s.Iteration + 1, flatBody trainer, s.BodyFingerprint)
+            Expect.equal obs.GuardTrips.Count 1 "the guard tripped once"
+            let trip = obs.GuardTrips.[0]
+            // the precondition, asserted: a check passed after the switch before the failing one
+            let passedAt, passedBody, passedFingerprint =
+                match lastPassing with
+                | Some lp -> lp
+                | None -> failtestf "no guard check passed before the trip at %d (the test needs one)" trip.Iteration
+            Expect.isGreaterThan passedAt tau "the last passing check is after the switch"
+            Expect.isFalse (sameBits passedBody atSwitch) "the body moved between the switch and the last passing check"
+            Expect.equal trip.LastCertifiedIteration passedAt "the trip names the last passing check"
+            Expect.isTrue (sameBits afterTrip passedBody)
+                (sprintf "the trip at %d restored ω of the last passing check (iteration %d) bit for bit" trip.Iteration passedAt)
+            Expect.equal trip.RestoredBodyFingerprint passedFingerprint "the recorded fingerprint is that of the last passing check"
+            Expect.equal trainer.LastCertifiedFingerprint passedFingerprint "the trainer's last certified body"
+            Expect.isTrue (sameBits (flatBody trainer) passedBody) "the final body is the restored one"
+            let r = trainer.Result true
+            let switch = obs.PhaseChanges |> Seq.find (fun p -> p.To = Phase.PhaseTwo)
+            Invariants.guardRestoresLastCertified switch (rc.GuardKappa * (Array.last r.Certificates).SigmaMinLower) (obs.GuardTrips.ToArray()) r.Steps
+            |> expectOk "guard invariant"
         }
 
         testPropertyWithConfig (few 4) "guard's Weyl route (σ_min ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F): recorded bounds hold for the SVD of Φ̃_t; the next readout step follows the new σ̄" <| fun (seed: int) ->
@@ -218,6 +380,7 @@ let phaseTests =
                 Expect.isTrue two.GuaranteeClaimed (sprintf "certified switch: %A" (two.Certificates |> Array.map (fun c -> c.Verdict)))
                 Expect.isTrue (two.Steps |> Array.exists (fun s -> s.Phase = Phase.PhaseTwo && s.ReadoutLearningRate > 0.0)) "V steps in Phase II"
                 Expect.isFalse (b.FinalParameterFingerprint = two.FinalParameterFingerprint) "Phase II differs from the base run"
+                Expect.equal obs.Checkpoints.Count 4 "checkpoints at 4, 8, 12, 16 (the resume loop below is not vacuous)"
                 for c in obs.Checkpoints do
                     let resumed = Trainer.Resume(c.Path, arch, { cfg with CheckpointDirectory = null }, rc, data, NullObserver(), CancellationToken.None)
                     Invariants.bitIdentical two resumed |> expectOk (sprintf "resume from %d" c.Iteration)
@@ -412,7 +575,7 @@ let checkpointTests =
                 for c in obs.Checkpoints do
                     let resumed = Trainer.Resume(c.Path, arch, { cfg with CheckpointDirectory = null }, rc.Value, data, NullObserver(), CancellationToken.None)
                     Invariants.bitIdentical full resumed |> expectOk (sprintf "resume from %d" c.Iteration)
-                    Invariants.totalIterations (16 - c.Iteration) { resumed with IterationsDone = resumed.IterationsDone - c.Iteration } |> ignore
+                    Invariants.totalIterationsFrom c.Iteration 16 resumed |> expectOk (sprintf "resume from %d: steps %d..15" c.Iteration c.Iteration)
                 // cancellation mid-run checkpoints and stops; resuming completes it identically
                 let dir2 = dir + "-cancel"
                 use cts = new CancellationTokenSource()
@@ -522,4 +685,4 @@ let unitTests =
 
 [<Tests>]
 let tests =
-    testSequenced <| testList "Algorithm" [ unitTests; phaseTests; certificateTests; checkpointTests ]
+    testSequenced <| testList "Algorithm" [ unitTests; InvariantTests.negativeControls; phaseTests; certificateTests; checkpointTests ]
