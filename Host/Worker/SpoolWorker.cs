@@ -42,20 +42,9 @@ public sealed class Spool(string root)
                 .Order(StringComparer.Ordinal).ToArray()
             : [];
 
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "lstat", SetLastError = true)]
-    private static extern int LStat(string path, byte[] buffer);
-
-    /// <summary>True for a regular file (lstat's S_IFREG; x86-64 Linux layout, st_mode at byte 24). A FIFO, socket or
-    /// device named <c>*.json</c> is never opened: opening a FIFO would block the worker forever.</summary>
-    public static bool IsRegularFile(string path)
-    {
-        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
-            return File.Exists(path);
-        var buffer = new byte[256];
-        if (LStat(path, buffer) != 0) return false;
-        var mode = BitConverter.ToUInt32(buffer, 24);
-        return (mode & 0xF000) == 0x8000;
-    }
+    /// <summary>True for a regular file, symbolic links not followed: a FIFO, socket or device named <c>*.json</c> is
+    /// never opened (opening a FIFO would block the worker forever).</summary>
+    public static bool IsRegularFile(string path) => Infrastructure.FileChecks.IsRegularFile(path, followLinks: false);
 
     /// <summary>Owner folders under <c>running/</c>.</summary>
     public string[] Owners() => Directory.Exists(Running) ? Directory.GetDirectories(Running).Order(StringComparer.Ordinal).ToArray() : [];

@@ -76,6 +76,23 @@ let cli =
             Expect.stringContains err2 "not found on PATH" "says so"
             Expect.isFalse (File.Exists(dir.File "cwd-npm-ran") || File.Exists(dir.File "relative-npm-ran")) "still nothing from the working directory"
         }
+        test "rf certify --matrix refuses with exit 2 and one line: --json equal to the input, a device as input, entries whose squares overflow" {
+            use dir = new TempDir()
+            let rng = Random 3
+            File.WriteAllBytes(dir.File "m.npy", npyBytes 1uy "<f8" false [ 3; 5 ] (f8Bytes (Array.init 15 (fun _ -> rng.NextDouble()))))
+            let before = File.ReadAllBytes(dir.File "m.npy")
+            let code, _, err = runRf dir.Path [ "certify"; "--matrix"; "m.npy"; "--json"; "m.npy" ]
+            Expect.equal code 2 ("--json = input: " + err)
+            Expect.stringContains err "would be overwritten" "says why"
+            Expect.equal (File.ReadAllBytes(dir.File "m.npy")) before "input untouched"
+            let code2, _, err2 = runRf dir.Path [ "certify"; "--matrix"; "/dev/zero" ]
+            Expect.equal code2 2 ("/dev/zero: " + err2)
+            Expect.stringContains err2 "not a regular file" "says why"
+            File.WriteAllBytes(dir.File "big.npy", npyBytes 1uy "<f8" false [ 2; 3 ] (f8Bytes [| 1e200; 1.0; 2.0; 3.0; 1e200; 5.0 |]))
+            let code3, _, err3 = runRf dir.Path [ "certify"; "--matrix"; "big.npy" ]
+            Expect.equal code3 2 ("overflowing squares: " + err3)
+            Expect.isFalse (err3.Contains "   at ") "one line, no stack trace"
+        }
         test "rf certify --matrix: 0 Certified with JSON, 1 Refuted, 2 bad input naming the defect" {
             use dir = new TempDir()
             let rng = Random 7

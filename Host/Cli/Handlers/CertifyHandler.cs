@@ -35,6 +35,16 @@ public sealed class CertifyHandler
     /// <summary><c>rf certify --matrix FILE.npy [--json OUT]</c>: exit 0 Certified, 1 Refuted/Inconclusive, 2 bad input.</summary>
     private static int CertifyMatrix(string file, string? jsonOutput)
     {
+        int BadInput(string message)
+        {
+            Console.Error.WriteLine($"rf certify: bad input: {message}");
+            return ExitCodes.Usage;
+        }
+        var output = jsonOutput ?? Path.ChangeExtension(file, ".certificate.json");
+        if (string.Equals(Path.GetFullPath(output), Path.GetFullPath(file), StringComparison.Ordinal))
+            return BadInput($"--json {output} is the input file itself; it would be overwritten");
+        if (File.Exists(file) && !FileChecks.IsRegularFile(file))
+            return BadInput($"{file} is not a regular file (a device, FIFO or socket): give a .npy file");
         NpyMatrix matrix;
         try
         {
@@ -42,12 +52,23 @@ public sealed class CertifyHandler
         }
         catch (Exception e) when (e is NpyFormatException or FileNotFoundException or DirectoryNotFoundException)
         {
-            Console.Error.WriteLine($"rf certify: bad input: {e.Message}");
-            return ExitCodes.Usage;
+            return BadInput(e.Message);
         }
-        var certificate = MatrixCertification.Certify(file, matrix);
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            return BadInput($"{file}: cannot be read ({e.Message})");
+        }
+        Certificate certificate;
+        try
+        {
+            certificate = MatrixCertification.Certify(file, matrix);
+        }
+        catch (ArgumentException e)
+        {
+            // The certificate refuses inputs outside its error analysis (squares that overflow, entries that underflow).
+            return BadInput($"{file}: {e.Message}");
+        }
         Console.WriteLine(MatrixCertification.Describe(certificate));
-        var output = jsonOutput ?? Path.ChangeExtension(file, ".certificate.json");
         CertificateJson.save(output, certificate);
         Console.WriteLine($"certificate: {output}");
         return certificate.Verdict == Verdict.Certified ? ExitCodes.Success : ExitCodes.Failure;
