@@ -48,8 +48,13 @@ public sealed class RfApplication : IDisposable
     {
         var configuration = RfConfiguration.Build(input);
         var options = RfOptions.Load(configuration);
-        if (existingRunDirectory is not null && File.Exists(Path.Combine(existingRunDirectory, "config.effective.json")))
-            ResumeGuard.Check(Path.Combine(existingRunDirectory, "config.effective.json"), options);
+        if (existingRunDirectory is not null)
+        {
+            var stored = Path.Combine(existingRunDirectory, "config.effective.json");
+            if (!File.Exists(stored))
+                throw new ConfigurationException($"--resume {existingRunDirectory}: not a run directory (no config.effective.json); give the folder rf created for the run");
+            ResumeGuard.Check(stored, options);
+        }
         if (checkKernels) KernelSelfCheck.Ensure(options);
         var run = existingRunDirectory is not null ? RunDirectory.Open(existingRunDirectory)
                 : createRunDirectory ? RunDirectory.Create(options) : null;

@@ -76,6 +76,15 @@ let cli =
             Expect.stringContains err2 "not found on PATH" "says so"
             Expect.isFalse (File.Exists(dir.File "cwd-npm-ran") || File.Exists(dir.File "relative-npm-ran")) "still nothing from the working directory"
         }
+        test "--resume of a directory that is not a run is refused (exit 2), nothing written into it" {
+            use dir = new TempDir()
+            Directory.CreateDirectory(dir.File "not-a-run") |> ignore
+            File.WriteAllText(dir.File "c.json", """{ "Run": { "RunsDirectory": "runs" } }""")
+            let code, _, err = runRf dir.Path [ "train"; "--config"; "c.json"; "--resume"; "not-a-run" ]
+            Expect.equal code 2 ("exit 2: " + err)
+            Expect.stringContains err "not a run directory" "says why"
+            Expect.isEmpty (Directory.GetFileSystemEntries(dir.File "not-a-run")) "nothing written"
+        }
         test "rf certify --matrix refuses with exit 2 and one line: --json equal to the input, a device as input, entries whose squares overflow" {
             use dir = new TempDir()
             let rng = Random 3
