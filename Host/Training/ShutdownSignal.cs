@@ -20,9 +20,20 @@ public sealed class ShutdownSignal : IDisposable
 
     public CancellationToken Token => _source.Token;
 
+    [DllImport("libc", EntryPoint = "_exit")]
+    private static extern void ExitImmediately(int status);
+
     private void Handle(PosixSignalContext context)
     {
-        if (_source.IsCancellationRequested) return; // second signal: default action (terminate)
+        if (_source.IsCancellationRequested)
+        {
+            // Second signal: terminate at once, as promised (the runtime's default would wait for shutdown handlers and a
+            // busy training step). Checkpoints are written to a temporary file and renamed, so none is left half-written.
+            context.Cancel = true;
+            Console.Error.WriteLine($"rf: second {context.Signal}: terminating at once (the last complete checkpoint stands)");
+            Console.Error.Flush();
+            ExitImmediately(130);
+        }
         context.Cancel = true;
         Console.Error.WriteLine($"rf: {context.Signal} received: writing a checkpoint and stopping (send it again to terminate at once)");
         _source.Cancel();

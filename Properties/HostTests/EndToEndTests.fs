@@ -141,6 +141,27 @@ let endToEnd =
             let code2, out2, err2 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000000000" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=fits" ]
             Expect.equal code2 0 (sprintf "fits with 1 GB: %s %s" out2 err2)
         }
+        test "a second SIGTERM terminates at once (exit 130) instead of waiting for the step and the checkpoint" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            File.WriteAllText(dir.File "cfg.json", config dir "twice" 400 300 40 true)
+            // Each step takes 3 s: the first signal's graceful stop has to wait for the step in progress.
+            let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "3000" ] dir.Path [ "train"; "--config"; "cfg.json" ]
+            let training = waitFor 20000 (fun () -> Directory.Exists(Path.Combine(dir.Path, "runs")) && Directory.GetDirectories(Path.Combine(dir.Path, "runs"), "twice-*").Length > 0)
+            Expect.isTrue training "the run started"
+            Threading.Thread.Sleep 1500
+            sigterm p
+            Threading.Thread.Sleep 50
+            let clock = Stopwatch.StartNew()
+            sigterm p
+            Expect.isTrue (p.WaitForExit 10000) "terminated"
+            Expect.isLessThan clock.Elapsed.TotalSeconds 1.5 ("at once after the second signal, not after the step: " + err.Result)
+            Expect.equal p.ExitCode 130 ("exit code 130: " + err.Result)
+            Expect.stringContains err.Result "terminating at once" "says so"
+            let run = runDirOf dir "twice"
+            let _, refused = ResearchFramework.Algorithm.Checkpoint.latestValid (Path.Combine(run, "checkpoints"))
+            Expect.isEmpty refused "no half-written checkpoint"
+        }
         test "worker --once: a bad job goes to failed/ with its error, a good one to done/ with its run directory" {
             use dir = new TempDir()
             writeTinyMnist dir 30 10
