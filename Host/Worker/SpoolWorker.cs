@@ -46,6 +46,25 @@ public sealed class Spool(string root)
     /// never opened (opening a FIFO would block the worker forever).</summary>
     public static bool IsRegularFile(string path) => Infrastructure.FileChecks.IsRegularFile(path, followLinks: false);
 
+    /// <summary>Entries of the inbox that are not jobs, with the reason: folders, non-regular files, names that differ
+    /// from <c>NAME.json</c> only in case, and the worker's reserved suffixes.</summary>
+    public IEnumerable<(string Entry, string Why)> NotJobs()
+    {
+        if (!Directory.Exists(Inbox)) yield break;
+        foreach (var entry in Directory.EnumerateFileSystemEntries(Inbox).Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(entry);
+            if (Directory.Exists(entry)) yield return (entry, "a folder, not a job file");
+            else if (name.EndsWith(".json", StringComparison.Ordinal) && !IsRegularFile(entry))
+                yield return (entry, "not a regular file (a FIFO, socket, device or link); it is never opened");
+            else if (name.EndsWith(".config.json", StringComparison.Ordinal) || name.EndsWith(".result.json", StringComparison.Ordinal))
+                yield return (entry, "*.config.json and *.result.json are the worker's own files; rename the job NAME.json");
+            else if (!name.EndsWith(".json", StringComparison.Ordinal))
+                yield return (entry, name.EndsWith(".json", StringComparison.OrdinalIgnoreCase)
+                    ? "the extension must be .json in lower case" : "jobs are NAME.json files");
+        }
+    }
+
     /// <summary>Owner folders under <c>running/</c>.</summary>
     public string[] Owners() => Directory.Exists(Running) ? Directory.GetDirectories(Running).Order(StringComparer.Ordinal).ToArray() : [];
 
@@ -207,8 +226,13 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
                 Process(job, stoppingToken);
             }
             var waiting = new HashSet<string>();
+            var reported = new HashSet<string>();
             while (!stoppingToken.IsCancellationRequested)
             {
+                // Entries of the inbox that are not jobs are reported once each, never silently ignored.
+                foreach (var (entry, why) in _spool.NotJobs())
+                    if (reported.Add(entry))
+                        logger.LogWarning("worker: inbox/{Entry} ignored: {Why}", Path.GetFileName(entry), why);
                 // A same-named job already claimed elsewhere waits in the inbox (its results would collide), logged once.
                 var next = Spool.Jobs(_spool.Inbox).FirstOrDefault(j => !_spool.IsRunning(Path.GetFileName(j)));
                 foreach (var blocked in Spool.Jobs(_spool.Inbox).Where(j => _spool.IsRunning(Path.GetFileName(j))))

@@ -228,6 +228,8 @@ let endToEnd =
             let mkfifo = ProcessStartInfo("/usr/bin/mkfifo", spool "inbox/fifo.json")
             use m = Process.Start mkfifo
             m.WaitForExit()
+            File.WriteAllText(spool "inbox/UPPER.JSON", "{}")
+            Directory.CreateDirectory(spool "inbox/folder.json") |> ignore
             let longName = String('j', 250)
             File.WriteAllText(spool ("inbox/" + longName + ".json"), "{ \"Command\": \"train\", \"Training\": { \"LearningRat\": 1 } }")
             // A job whose worker was killed 3 times (its attempt counter says so), left by a worker that is gone.
@@ -249,6 +251,10 @@ let endToEnd =
             Expect.equal errors.Length 1 "its error file exists (name shortened with a hash)"
             Expect.stringContains (File.ReadAllText errors.[0]) "Training:LearningRat" "and names the key"
             Expect.isTrue (File.Exists(spool "inbox/fifo.json")) "the FIFO is left alone"
+            let said = out + err
+            for entry, why in [ "fifo.json", "not a regular file"; "UPPER.JSON", "lower case"; "folder.json", "a folder" ] do
+                Expect.stringContains said (sprintf "inbox/%s ignored" entry) (entry + " is reported")
+                Expect.stringContains said why (entry + ": with the reason")
         }
         test "two workers on one spool run each job exactly once; owners provably gone are taken over, live leases are not" {
             use dir = new TempDir()
