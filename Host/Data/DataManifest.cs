@@ -45,8 +45,18 @@ public sealed record DataManifest(string Dataset, string Source, DateTimeOffset 
 
     /// <summary>Checks that every listed file exists with the recorded size and SHA-256; throws
     /// <see cref="DataManifestException"/> naming the first mismatch.</summary>
-    public void Verify(string directory)
+    public void Verify(string directory) => Verify(directory, []);
+
+    /// <summary>As <see cref="Verify(string)"/>, and every file of <paramref name="required"/> (the dataset's layout)
+    /// must be listed: a manifest with <c>"files": []</c>, or one that omits a file, verifies nothing and is refused.</summary>
+    public void Verify(string directory, IEnumerable<string> required)
     {
+        var manifestPath = Path.Combine(directory, FileName);
+        if (Files is null || Dataset is null)
+            throw new DataManifestException($"{manifestPath}: incomplete manifest (no 'dataset' or 'files'); delete it and run `rf data fetch` again");
+        var missing = required.Where(r => !Files.Any(f => f?.Name == r)).ToArray();
+        if (missing.Length > 0)
+            throw new DataManifestException($"{manifestPath}: does not list {string.Join(", ", missing)}, so it cannot vouch for them; delete it and run `rf data fetch {Dataset}` again");
         foreach (var file in Files)
         {
             var path = Path.Combine(directory, file.Name);

@@ -34,7 +34,7 @@ public static class DatasetCatalog
                 var layout = key == "mnist" ? IdxDatasetLayout.Mnist : IdxDatasetLayout.FashionMnist;
                 var manifest = DataManifest.TryRead(directory)
                     ?? throw new DataManifestException($"{Path.Combine(directory, DataManifest.FileName)} not found: run `rf data fetch {key}` first");
-                manifest.Verify(directory);
+                manifest.Verify(directory, layout.Files);
                 return layout.Read(directory);
             case "cifar10":
             {

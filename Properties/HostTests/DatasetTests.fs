@@ -108,6 +108,19 @@ let manifest =
             File.WriteAllBytes(target, bytes[.. 5])
             let e2 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
             Expect.stringContains e2.Message "size 6 bytes" "size mismatch"
+            // A manifest that lists no files (or omits one) vouches for nothing: refused, naming what is missing.
+            File.WriteAllBytes(target, Array.append bytes [||])
+            let manifestPath = Path.Combine(mnist, DataManifest.FileName)
+            let good = File.ReadAllText manifestPath
+            let node = System.Text.Json.Nodes.JsonNode.Parse(good)
+            node.["files"] <- System.Text.Json.Nodes.JsonArray()
+            File.WriteAllText(manifestPath, node.ToJsonString())
+            let e3 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
+            Expect.stringContains e3.Message "does not list" "empty file list refused"
+            Expect.stringContains e3.Message "t10k-labels-idx1-ubyte" "names the unlisted file"
+            File.WriteAllText(manifestPath, "{}")
+            let e4 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
+            Expect.stringContains e4.Message "incomplete manifest" "{} refused with one line"
         }
         test "unknown dataset names are refused with the list of known ones" {
             use dir = new TempDir()

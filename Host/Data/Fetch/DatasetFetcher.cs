@@ -28,7 +28,7 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
         var manifest = DataManifest.TryRead(target);
         if (manifest is not null)
         {
-            manifest.Verify(target);
+            manifest.Verify(target, layout.Files);
             logger.LogInformation("{Dataset}: {Directory} already holds verified files (manifest.json); nothing to do", layout.Name, target);
             return FetchOutcome.AlreadyPresent;
         }
