@@ -19,4 +19,4 @@ public sealed record ProveFcArguments(int N, string Widths, int Seed, string Act
 public sealed record WorkerArguments(string SpoolDirectory, bool Once = false);
 
 /// <summary>Parsed arguments of <c>rf data fetch</c>.</summary>
-public sealed record DataFetchArguments(string Name, string? DataDirectory, ConfigurationInput Configuration);
+public sealed record DataFetchArguments(string Name, string? DataDirectory, ConfigurationInput Configuration, bool Own = false);

@@ -150,12 +150,14 @@ public static class RootCommandFactory
         var fetch = new Command("fetch", "download a dataset into the data directory and write its manifest (idempotent)");
         var name = new Argument<string>("name") { Description = "mnist | fashion-mnist" };
         var dataDir = new Option<DirectoryInfo>("--data-dir") { Description = "data directory (default: Data:DataDirectory, i.e. ./data)" };
+        var own = new Option<bool>("--own") { Description = "adopt files placed by hand as your own data in this format (not the pinned originals); the manifest says so" };
         var common = new CommonOptions(configRequired: false);
         fetch.Arguments.Add(name);
         fetch.Options.Add(dataDir);
+        fetch.Options.Add(own);
         common.AddTo(fetch);
         fetch.SetAction(r => CommandRunner.Run("data fetch", () =>
-            new DataFetchHandler().Run(new DataFetchArguments(r.GetValue(name)!, r.GetValue(dataDir)?.FullName, common.Read(r)))));
+            new DataFetchHandler().Run(new DataFetchArguments(r.GetValue(name)!, r.GetValue(dataDir)?.FullName, common.Read(r), r.GetValue(own)))));
         data.Subcommands.Add(fetch);
         return data;
     }

@@ -35,6 +35,8 @@ public static class DatasetCatalog
                 var manifest = DataManifest.TryRead(directory)
                     ?? throw new DataManifestException($"{Path.Combine(directory, DataManifest.FileName)} not found: run `rf data fetch {key}` first");
                 manifest.Verify(directory, layout.Files);
+                if (!manifest.Own)
+                    DataManifest.CheckPinned(key, directory, f => manifest.Files.First(m => m.Name == f).Sha256);
                 return layout.Read(directory);
             case "cifar10":
             {

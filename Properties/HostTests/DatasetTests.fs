@@ -92,14 +92,19 @@ let manifest =
             let mnist = Path.Combine(dir.Path, "mnist")
             writeMiniMnist mnist
             let fetcher = DatasetFetcher(NullLogger<DatasetFetcher>.Instance)
-            Expect.equal (fetcher.Fetch("mnist", dir.Path)) FetchOutcome.AdoptedLocalFiles "adopted"
+            let pinned = throwsT<DataManifestException> (fun () -> fetcher.Fetch("mnist", dir.Path) |> ignore)
+            Expect.stringContains pinned.Message "is not the original mnist file" "hand-made files are not adopted as MNIST"
+            Expect.isFalse (File.Exists(Path.Combine(mnist, DataManifest.FileName))) "no manifest written"
+            Expect.equal (fetcher.Fetch("mnist", dir.Path, true)) FetchOutcome.AdoptedLocalFiles "adopted as own data"
             Expect.equal (fetcher.Fetch("mnist", dir.Path)) FetchOutcome.AlreadyPresent "idempotent"
+            Expect.isTrue (DataManifest.TryRead mnist).Own "the manifest says own data"
             let m = DataManifest.TryRead mnist
             Expect.equal m.Train.ClassCounts [| 2; 2; 2; 2; 2; 2; 2; 2; 2; 2 |] "per-class counts"
             let struct (train, test) = DatasetCatalog.Load("mnist", dir.Path)
             Expect.equal (train.Count, test.Count) (20, 10) "counts"
             let target = Path.Combine(mnist, "t10k-labels-idx1-ubyte")
             let bytes = File.ReadAllBytes target
+            let original = Array.copy bytes
             bytes[9] <- bytes[9] ^^^ 1uy
             File.WriteAllBytes(target, bytes)
             let e = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
@@ -109,7 +114,7 @@ let manifest =
             let e2 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
             Expect.stringContains e2.Message "size 6 bytes" "size mismatch"
             // A manifest that lists no files (or omits one) vouches for nothing: refused, naming what is missing.
-            File.WriteAllBytes(target, Array.append bytes [||])
+            File.WriteAllBytes(target, original)
             let manifestPath = Path.Combine(mnist, DataManifest.FileName)
             let good = File.ReadAllText manifestPath
             let node = System.Text.Json.Nodes.JsonNode.Parse(good)
@@ -118,6 +123,10 @@ let manifest =
             let e3 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
             Expect.stringContains e3.Message "does not list" "empty file list refused"
             Expect.stringContains e3.Message "t10k-labels-idx1-ubyte" "names the unlisted file"
+            // An own-data manifest edited to claim the original: the pinned hashes refuse it.
+            File.WriteAllText(manifestPath, good.Replace("\"own\": true", "\"own\": false"))
+            let e5 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
+            Expect.stringContains e5.Message "is not the original mnist file" "claiming the original is refused"
             File.WriteAllText(manifestPath, "{}")
             let e4 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
             Expect.stringContains e4.Message "incomplete manifest" "{} refused with one line"

@@ -25,8 +25,12 @@ let private writeTinyMnist (dir: TempDir) (nTrain: int) (nTest: int) =
     File.WriteAllBytes(Path.Combine(target, "train-labels-idx1-ubyte"), idxBytes 0x801 [ nTrain ] (syntheticLabels nTrain))
     File.WriteAllBytes(Path.Combine(target, "t10k-images-idx3-ubyte"), idxBytes 0x803 [ nTest; rows; cols ] (images nTest))
     File.WriteAllBytes(Path.Combine(target, "t10k-labels-idx1-ubyte"), idxBytes 0x801 [ nTest ] (syntheticLabels nTest))
-    let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data" ]
-    Expect.equal code 0 ("tiny MNIST verified: " + err)
+    // Not the original MNIST: without --own it is refused (pinned hashes), with --own adopted as the user's own data.
+    let refused, _, why = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data" ]
+    Expect.equal refused 1 ("synthetic files are not the original MNIST: " + why)
+    Expect.stringContains why "is not the original mnist file" "says why"
+    let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data"; "--own" ]
+    Expect.equal code 0 ("tiny MNIST adopted as own data: " + err)
 
 /// A config for the tiny data: MLP [4, wide], tanh, squared loss, full batch, two-phase unless `recipe` is false.
 let private config (dir: TempDir) (name: string) (total: int) (switchAt: int) (wide: int) (recipe: bool) =
@@ -354,7 +358,7 @@ let endToEnd =
             File.WriteAllBytes(Path.Combine(target, "train-labels-idx1-ubyte"), idxBytes 0x801 [ 10 ] (syntheticLabels 10))
             File.WriteAllBytes(Path.Combine(target, "t10k-images-idx3-ubyte"), idxBytes 0x803 [ 2; rows; cols ] (Array.zeroCreate 72))
             File.WriteAllBytes(Path.Combine(target, "t10k-labels-idx1-ubyte"), idxBytes 0x801 [ 2 ] (syntheticLabels 2))
-            let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data" ]
+            let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data"; "--own" ]
             Expect.equal code 1 "exit code"
             Expect.stringContains err "train-images-idx3-ubyte" "names the file"
         }

