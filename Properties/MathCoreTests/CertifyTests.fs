@@ -449,4 +449,154 @@ let tests =
             Expect.throwsT<System.ArgumentException> (fun () -> Certify.certifyMatrix Certify.defaults (subject phi false) flat |> ignore) "1-D"
         }
 
+        testPropertyWithConfig config "every certificate term recomputed in exact rationals (γ's from their definitions, Σ‖φ̃_i‖², tr(Ã), u·max|G_ii − c|, the subtractions)" <| fun (seed: int) ->
+            let n, m, withBias, phi = smallCase seed
+            use phi = phi
+            let c = certify withBias phi
+            let what = sprintf "n=%d m=%d bias=%b" n m withBias
+            expectTermsExact what withBias phi c
+            expectSoundExact what withBias phi c
+
+        testPropertyWithConfig (Seeds.config 15) "λ_min bound proved in exact rational arithmetic, shifts walked down across λ_min in ulp steps (error terms matter)" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let n = rng.Next(2, 9)
+            let m = rng.Next(n + 2, 15)
+            let withBias = rng.Next 2 = 0
+            use phi = if seed % 2 = 0 then ofRank seed n m n else gaussian seed n m
+            use onDevice = TestDevice.onDevice phi
+            use gram = Gram.ofMatrix Certify.defaults.BlockColumns withBias onDevice
+            let lambda = (use e = torch.linalg.eigvalsh(gram.Gram) in e.min().item<float> ())
+            // c = λ·(1 + k·2⁻⁵²), k = 2048 … −2048, from above: the first success sits at the boundary of
+            // Cholesky's success, where c itself may exceed λ_min and only the error terms make a bound.
+            let walk = [ for k in 2048 .. -1 .. -2048 -> lambda * (1.0 + float k * System.Math.Pow(2.0, -52.0)) ]
+            let terms = Certify.lambdaMinTerms walk gram CertificateTerms.Empty
+            let info = sprintf "n=%d m=%d bias=%b: shift %.17g (λ̂ %.17g, k = %.1f) after %d attempt(s), fl-G bound %.17g, bound %.17g"
+                               n m withBias terms.Shift lambda ((terms.Shift / lambda - 1.0) * 2.0 ** 52.0) terms.ShiftAttempts terms.LambdaMinComputedGramLower terms.LambdaMinLower
+            Expect.isGreaterThan terms.Shift 0.0 ("the walk reaches a success. " + info)
+            Expect.isGreaterThan terms.ShiftAttempts 1 ("the walk starts where Cholesky fails (it crosses the boundary). " + info)
+            Expect.isLessThan terms.LambdaMinLower terms.Shift ("the bound is below the shift. " + info)
+            // On the computed Gram: fl(G) − bound·I ≻ 0 exactly (the shift and Cholesky terms alone) …
+            let flGram = Exact.ofMatrix gram.Gram
+            Expect.isTrue (Exact.shiftedPositiveDefinite flGram (Exact.ofFloat terms.LambdaMinComputedGramLower)) ("λ_min(fl G) > LambdaMinComputedGramLower exactly. " + info)
+            // … and on the exact Φ̃Φ̃ᵀ of the float64 entries (the accumulation term too).
+            Expect.isTrue (Exact.boundsLambdaMinBelow phi withBias (Exact.ofFloat terms.LambdaMinLower)) ("λ_min(Φ̃Φ̃ᵀ) > LambdaMinLower exactly. " + info)
+            let c = certify withBias phi
+            expectSoundExact info withBias phi c
+
+        testPropertyWithConfig config "adversarial options (shift fractions ≥ 1, no inverse iteration, one shift, factors ≤ 1): never Certified above the exact truth" <| fun (seed: int) ->
+            let n, m, withBias, phi = smallCase seed
+            use phi = phi
+            let rng = System.Random(seed + 17)
+            let fractions = [| [ 1.5 ]; [ 1.0 ]; [ 1.0 + 1e-12 ]; [ 2.0; 1.01; 1.0 ]; [ 0.999999 ]; [ 4.0; 0.5 ] |]
+            let factors = [| [ 1.0 ]; [ 0.9; 0.99; 1.0 ]; [ 1.0 + 1e-15 ]; [ 0.5 ] |]
+            let opts =
+                { Certify.defaults with
+                    ShiftFractions = fractions.[rng.Next fractions.Length]
+                    InverseIterations = rng.Next(0, 3)
+                    KrylovSteps = rng.Next(1, 4)
+                    LambdaMaxFactors = factors.[rng.Next factors.Length] }
+            let c = certifyWith opts withBias phi
+            let what = sprintf "n=%d m=%d bias=%b, %A" n m withBias opts
+            expectSoundExact what withBias phi c
+            expectTermsExact what withBias phi c
+
+        testPropertyWithConfig (Seeds.config 10) "scale equivariance: 2^k·Φ gives the same verdict and terms, bounds exactly 2^k·bounds, across the representable range" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let n = rng.Next(2, 11)
+            let m = rng.Next(n, 21)
+            use phi = if seed % 2 = 0 then ofRank seed n m (if seed % 3 = 0 then n - 1 else n) else gaussian seed n m
+            let baseline = certify false phi
+            let lo, hi = exponentRange phi
+            let ks = [ lo; hi; 0; 1; -1 ] @ [ for _ in 1 .. 6 -> rng.Next(lo, hi + 1) ]
+            for k in ks do
+                use scaled = phi.mul(scalar (System.Math.ScaleB(1.0, k)))
+                let c = certify false scaled
+                let what = sprintf "n=%d m=%d k=%d (range %d..%d): %s | %s" n m k lo hi c.Reason baseline.Reason
+                Expect.equal c.Verdict baseline.Verdict ("same verdict. " + what)
+                Expect.equal c.SigmaMinLower (System.Math.ScaleB(baseline.SigmaMinLower, k)) ("σ_min bound × 2^k exactly. " + what)
+                Expect.equal c.SigmaMaxUpper (System.Math.ScaleB(baseline.SigmaMaxUpper, k)) ("σ_max bound × 2^k exactly. " + what)
+                Expect.equal c.SigmaMaxEstimate (System.Math.ScaleB(baseline.SigmaMaxEstimate, k)) ("σ_max estimate × 2^k exactly. " + what)
+                Expect.equal c.Terms.ScaleExponent (baseline.Terms.ScaleExponent + k) ("scale exponent + k. " + what)
+                Expect.equal { c.Terms with ScaleExponent = 0 } { baseline.Terms with ScaleExponent = 0 } ("the same terms (of the scaled matrix). " + what)
+
+        test "scale: a well-conditioned 10 × 20 matrix is Certified, with a Krylov σ_max bound, at every decade from 1e−140 to 1e150" {
+            use phi = ofRank 2026 10 20 10
+            let sigmaMax = mathNetSigmaMax phi
+            let sigmaMin = mathNetSigmaMin phi
+            for d in -140 .. 10 .. 150 do
+                let scale = 10.0 ** float d
+                use scaled = phi.mul(scalar scale)
+                let c = certify false scaled
+                let what = sprintf "scale 1e%d: %s" d c.Reason
+                Expect.equal c.Verdict Verdict.Certified what
+                do
+                    Expect.isGreaterThanOrEqual c.SigmaMinLower (0.5 * sigmaMin * scale) ("useful σ_min bound. " + what)
+                    Expect.isLessThanOrEqual c.SigmaMinLower (sigmaMin * scale * (1.0 + 1e-9)) ("sound σ_min bound. " + what)
+                    Expect.isLessThanOrEqual c.SigmaMaxUpper (1.01 * sigmaMax * scale) ("σ_max bound from the Cholesky trial, not Frobenius. " + what)
+                    Expect.isGreaterThan c.Terms.LambdaMaxTrial 0.0 ("the trial succeeded. " + what)
+                    Tolerance.expectClose { absolute = 0.0; relative = 1e-8 } c.SigmaMaxEstimate (sigmaMax * scale) ("σ_max estimate. " + what)
+        }
+
+        test "σ_max estimate with repeated singular values: identity, orthonormal rows, two distinct values (≤ λ_max·(1 + 1e-8) and within 1e-8)" {
+            let expectEstimate (what: string) (phi: torch.Tensor) (sigmaMax: float) =
+                let c = certify false phi
+                let info = sprintf "%s: estimate %.17g, true %.17g, bound %.17g" what c.SigmaMaxEstimate sigmaMax c.SigmaMaxUpper
+                Expect.isLessThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 + 1e-8)) ("estimate ≤ σ_max(1 + 1e-8). " + info)
+                Expect.isGreaterThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 - 1e-8)) ("estimate ≥ σ_max(1 − 1e-8). " + info)
+                Expect.isLessThanOrEqual c.SigmaMaxUpper (sigmaMax * 1.01) ("bound from a trial near the estimate. " + info)
+                use onDevice = TestDevice.onDevice phi
+                use gram = Gram.ofMatrix 4096 false onDevice
+                let lam = Certify.estimateLambdaMax 30 gram.Gram
+                Expect.isLessThanOrEqual lam (sigmaMax * sigmaMax * (1.0 + 1e-8)) ("λ̂_max ≤ λ_max(1 + 1e-8). " + info)
+            use identity = torch.eye(40L, dtype = torch.float64)
+            expectEstimate "identity 40 × 40" identity 1.0
+            use g = gaussian 7 60 20
+            let struct (q, _) = torch.linalg.qr(g)
+            use q = q
+            use rows = q.t().contiguous()
+            expectEstimate "orthonormal rows 20 × 60" rows 1.0
+            use two = withSingularValues 11 30 (Array.init 20 (fun i -> if i < 10 then 1.0 else 3.0))
+            expectEstimate "two distinct values (1 and 3) 20 × 30" two 3.0
+            use three = withSingularValues 13 50 (Array.init 40 (fun i -> float (1 + i % 3)))
+            expectEstimate "three distinct values 40 × 50" three 3.0
+        }
+
+        testPropertyWithConfig config "σ_max estimate ≤ σ_max·(1 + 1e-8) on known-rank matrices (a Rayleigh–Ritz value never overshoots)" <| fun (seed: int) ->
+            let n, m, k = shape seed
+            use phi = ofRank seed n m k
+            let c = certify false phi
+            let sigmaMax = mathNetSigmaMax phi
+            Expect.isLessThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 + 1e-8)) (sprintf "estimate %.17g vs σ_max %.17g" c.SigmaMaxEstimate sigmaMax)
+            Expect.isGreaterThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 - 1e-6)) (sprintf "estimate %.17g close to σ_max %.17g" c.SigmaMaxEstimate sigmaMax)
+
+        test "hard matrices with known σ_min (Kahan, Hilbert ≤ 12, Vandermonde, prescribed σ down to 1e−12, rank n − 1, scales 1e150 and 1e−120): sound in exact arithmetic" {
+            let battery =
+                [ for n in [ 4; 7; 10 ] -> sprintf "Kahan %d" n, kahan n 1.2, true
+                  for n in 2 .. 12 -> sprintf "Hilbert %d" n, hilbert n, n <= 4
+                  for n in [ 3; 5; 8 ] -> sprintf "Vandermonde %d × 10" n, vandermonde n 10, n <= 5
+                  for p in [ 2; 4; 6; 8; 10; 12 ] ->
+                      sprintf "σ from 1 to 1e−%d, 6 × 9" p, withSingularValues (100 + p) 9 (Array.init 6 (fun i -> 10.0 ** (-(float p) * float i / 5.0))), p <= 6
+                  for seed in [ 1; 2 ] -> sprintf "rank n − 1 (row 5 = 2·row 0 − row 1), 6 × 8, seed %d" seed, rankDeficientByOne seed 6 8, false ]
+            for name, phi, mustCertify in battery do
+                use phi = phi
+                let mutable baseline = None
+                for scale in [ 1.0; 1e150; 1e-120; System.Math.ScaleB(1.0, 400); System.Math.ScaleB(1.0, -390) ] do
+                    use scaled = phi.mul(scalar scale)
+                    for withBias in [ false; true ] do
+                        let c = certify withBias scaled
+                        let what = sprintf "%s × %g, bias %b" name scale withBias
+                        expectSoundExact what withBias scaled c
+                        expectTermsExact what withBias scaled c
+                        // With the bias column, scaling Φ is not scaling Φ̃: at 1e−120 the ones dominate.
+                        if mustCertify && (not withBias || (scale = 1.0 && not (name.StartsWith "Kahan"))) then
+                            Expect.equal c.Verdict Verdict.Certified (sprintf "%s must certify: %s" what c.Reason)
+                        if name.StartsWith "rank" then Expect.notEqual c.Verdict Verdict.Certified (what + ": rank n − 1")
+                        if not withBias && (scale = 1.0 || System.Math.Log2 scale = floor (System.Math.Log2 scale)) then
+                            match baseline with
+                            | None -> baseline <- Some c
+                            | Some (b: Certificate) ->
+                                let k = int (System.Math.Log2 scale)
+                                Expect.equal c.Verdict b.Verdict (what + ": same verdict at a power-of-two scale")
+                                Expect.equal c.SigmaMinLower (System.Math.ScaleB(b.SigmaMinLower, k)) (what + ": σ_min bound × 2^k")
+        }
     ]
