@@ -39,6 +39,7 @@ type ExpressivitySubject =
 /// λ_max(G) ≤ t + u·max|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ‖φ̃_i‖², Ã_t = fl(t·I − fl G).
 /// The LambdaMax* fields are 0 when no trial t succeeded, when no Gram estimate was computed
 /// (refutations), and in certificates written before they existed (JSON without them reads as 0).
+/// G here is the Gram of 2^(−e)·Φ̃, e = ScaleExponent (docs/theory.md §3, "Scaling").
 type CertificateTerms =
     { UnitRoundoff: float
       /// γ_{m'} for inner products of length m' = columns of Φ̃.

@@ -12,6 +12,10 @@
 /// t·I − fl G + D + ΔA ⪰ 0 (|D_ii| ≤ u·|t − G_ii|), so
 ///   λ_max(G) ≤ t + u·max_i|t − G_ii| + γ'_{n+1} tr(Ã_t) + γ_{m'} Σ_i ‖φ̃_i‖²,
 /// and σ_max(Φ̃) ≤ √(that bound); the certificate reports the smaller of it and ‖Φ̃‖_F's bound.
+///
+/// Both tests run on the Gram of 2^(−e)·Φ̃ (bias column included), max_i ‖2^(−e)φ̃_i‖² ∈ [1/2, 2):
+/// the σ bounds are multiplied back by 2^e exactly, so the verdict does not depend on the units of
+/// Φ, and the recorded terms are the scaled matrix's (CertificateTerms.ScaleExponent = e).
 module ResearchFramework.MathCore.Certify
 
 open System
@@ -175,6 +179,11 @@ let sigmaMaxUpper (terms: CertificateTerms) : float =
     let frobenius = FloatingPoint.up (sqrt terms.SquaredNormSumUpper)
     let scaledBound = if terms.LambdaMaxUpper > 0.0 then min frobenius (FloatingPoint.up (sqrt terms.LambdaMaxUpper)) else frobenius
     FloatingPoint.scaleUp scaledBound terms.ScaleExponent
+
+/// Rigorous upper bound on ‖Φ̃‖_F: 2^e·√ of the bound on Σ‖(2^(−e)φ̃)_i‖² (e = terms.ScaleExponent),
+/// rounded upward. Use this, never √ terms.SquaredNormSumUpper, which is the scaled matrix's.
+let frobeniusUpper (terms: CertificateTerms) : float =
+    FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent
 
 let private certificate (subject: ExpressivitySubject) verdict reason precision (device: torch.Device)
                         (terms: CertificateTerms) sigmaMin sigmaMaxEst sigmaMaxUpper (clock: Stopwatch) =

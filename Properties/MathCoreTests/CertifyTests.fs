@@ -112,8 +112,7 @@ module private Exact =
 
 /// √ of the certificate's bound on Σ‖φ̃_i‖²: the Frobenius bound, the σ_max bound before the Cholesky trial
 /// (terms are of 2^(−e)·Φ̃, e = ScaleExponent; the bound is in Φ̃'s units).
-let private frobeniusBound (c: Certificate) =
-    FloatingPoint.scaleUp (FloatingPoint.up (sqrt c.Terms.SquaredNormSumUpper)) c.Terms.ScaleExponent
+let private frobeniusBound (c: Certificate) = Certify.frobeniusUpper c.Terms
 
 /// Soundness and usefulness of SigmaMaxUpper on one matrix, whatever the verdict (the bound is
 /// computed whenever the Gram estimate is): ≥ MathNet σ_max up to the SVD's slack, never above
@@ -202,6 +201,10 @@ let private expectSoundExact (what: string) (withBias: bool) (phi: torch.Tensor)
     if c.Verdict = Verdict.Refuted then Expect.isFalse fullRank ("Refuted only below full rank. " + info)
     let b = Exact.ofFloat c.SigmaMaxUpper
     Expect.isTrue (Exact.boundsLambdaMaxTilde phi withBias (Exact.mul b b)) ("SigmaMaxUpper²·I − Φ̃Φ̃ᵀ ≻ 0 exactly. " + info)
+    let f = Exact.ofFloat (Certify.frobeniusUpper c.Terms)
+    let g = Exact.gram phi withBias
+    let trace = Seq.fold (fun acc i -> Exact.add acc g.[i, i]) Exact.zero (seq { 0 .. Array2D.length1 g - 1 })
+    Expect.isTrue (Exact.le trace (Exact.mul f f)) ("frobeniusUpper² ≥ ‖Φ̃‖_F² exactly (in Φ̃'s units). " + info)
 
 /// Small random matrices for the exact tests (n ≤ 8): Gaussian, ReLU-like, known rank, nearly singular.
 let private smallCase (seed: int) =
@@ -559,6 +562,14 @@ let tests =
             expectEstimate "two distinct values (1 and 3) 20 × 30" two 3.0
             use three = withSingularValues 13 50 (Array.init 40 (fun i -> float (1 + i % 3)))
             expectEstimate "three distinct values 40 × 50" three 3.0
+        }
+
+        test "λ_min estimate stays finite when λ_min is tiny (inverse iterates of size 1e200 are normalised without overflow)" {
+            for tiny in [ 1e-200; 1e-300; 1e-100 ] do
+                use g = torch.diag(torch.tensor([| 1.0; 0.5; tiny |], dtype = torch.float64))
+                use onDevice = TestDevice.onDevice g
+                let lam = Certify.estimateLambdaMin 16 onDevice
+                Tolerance.expectClose { absolute = 0.0; relative = 1e-6 } lam tiny (sprintf "λ̂_min of diag(1, 1/2, %g)" tiny)
         }
 
         testPropertyWithConfig config "σ_max estimate ≤ σ_max·(1 + 1e-8) on known-rank matrices (a Rayleigh–Ritz value never overshoots)" <| fun (seed: int) ->
