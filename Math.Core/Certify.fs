@@ -233,21 +233,18 @@ let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTe
                     LambdaMinComputedGramLower = lamFl; LambdaMinLower = lam; ShiftAttempts = tries + 1 }
     attempt shifts 0
 
-/// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
-/// `precision` names the feature precision (the Gram is always float64). The test runs on the Gram
-/// of 2^(−e)·Φ̃ (`Gram.scaled`: max_i ‖2^(−e)φ̃_i‖² in [1/2, 2)), whose terms the certificate records
-/// with ScaleExponent = e; the σ bounds are multiplied back by 2^e, exactly (a power of two).
-/// So the verdict does not depend on the units of Φ: certifying 2^k·Φ (no bias column) gives the
-/// same verdict and terms and bounds multiplied by exactly 2^k.
-let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
-                (clock: Stopwatch) (gram: GramMatrix) : Certificate =
+/// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
+/// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
+let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                               (clock: Stopwatch) (gram: GramMatrix) : Certificate =
     let n = gram.Rows
     if subject.Rows <> n then
         invalidArg "subject" (sprintf "subject says n = %d but the Gram matrix has %d rows" subject.Rows n)
     let precision = sprintf "features %s, Gram float64" gram.FeaturePrecision
     let device = gram.Gram.device
-    let scaledGram, scale = Gram.scaled gram
-    use gram = scaledGram
+    let scaledGram, scale = Gram.scaleBy inPlace gram
+    use _ownedCopy = if inPlace then null else scaledGram.Gram
+    let gram = scaledGram
     let e = gram.AccumulationErrorBound
     let baseTerms =
         { CertificateTerms.Empty with
@@ -292,6 +289,16 @@ let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEq
         let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError
         inconclusive (sprintf "Cholesky of fl(G) − %.6g·I succeeded but the error terms (%.3g) exceed the shift: bound %.3g ≤ 0 (%s)" c errors lam units) terms
 
+/// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
+/// `precision` names the feature precision (the Gram is always float64). The test runs on the Gram
+/// of 2^(−e)·Φ̃ (`Gram.scaled`: max_i ‖2^(−e)φ̃_i‖² in [1/2, 2)), whose terms the certificate records
+/// with ScaleExponent = e; the σ bounds are multiplied back by 2^e, exactly (a power of two).
+/// So the verdict does not depend on the units of Φ: certifying 2^k·Φ (no bias column) gives the
+/// same verdict and terms and bounds multiplied by exactly 2^k.
+let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                (clock: Stopwatch) (gram: GramMatrix) : Certificate =
+    certifyGramScaling false opts subject rowsEqual clock gram
+
 /// Certificate for an in-memory feature matrix Φ (n × m, without the bias column).
 let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Tensor) : Certificate =
     let clock = Stopwatch.StartNew()
@@ -304,7 +311,7 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
         use b = phi.[int64 j]
         use same = a.eq(b).all()
         same.item<bool> ()
-    certifyGram opts subject (Some equal) clock gram
+    certifyGramScaling true opts subject (Some equal) clock gram
 
 /// Certificate for Φ streamed as row blocks that can be produced again (e.g. forward passes of a
 /// network in evaluation mode). Every block has `blockRows` rows except possibly the last;
@@ -321,4 +328,4 @@ let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes:
         use a = row i
         use b = row j
         a.eq(b).all().item<bool> ()
-    certifyGram opts subject (Some equal) clock gram
+    certifyGramScaling true opts subject (Some equal) clock gram

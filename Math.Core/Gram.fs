@@ -87,16 +87,21 @@ let scaleExponent (gram: GramMatrix) : int =
 /// The Gram of 2^(−e)·Φ̃ for e = `scaleExponent gram`, and e: every entry of fl(G) multiplied by the
 /// power of two 4^(−e) (exact, except for entries pushed below the normal range, each then off by
 /// less than 2^(−1022) even with flush-to-zero, hence ScalingError = n·2^(−1021) ≥ the 2-norm of two
-/// such roundings per entry), Σ‖φ̃_i‖²'s bound scaled likewise. The caller disposes the result.
-let scaled (gram: GramMatrix) : GramMatrix * int =
+/// such roundings per entry), Σ‖φ̃_i‖²'s bound scaled likewise. `inPlace`: scale gram.Gram itself
+/// (no n × n copy; the result shares it, and `gram` must not be used as unscaled afterwards);
+/// otherwise the result owns a new tensor, which the caller disposes.
+let scaleBy (inPlace: bool) (gram: GramMatrix) : GramMatrix * int =
     let e = scaleExponent gram
-    let g =
-        if abs (2 * e) <= 1022 then gram.Gram.mul(scalar (Math.ScaleB(1.0, -2 * e)))
-        else (use half = gram.Gram.mul(scalar (Math.ScaleB(1.0, -e))) in half.mul(scalar (Math.ScaleB(1.0, -e))))
+    let g = if inPlace then gram.Gram else gram.Gram.clone()
+    if abs (2 * e) <= 1022 then g.mul_(scalar (Math.ScaleB(1.0, -2 * e))) |> ignore
+    else g.mul_(scalar (Math.ScaleB(1.0, -e))).mul_(scalar (Math.ScaleB(1.0, -e))) |> ignore
     { gram with
         Gram = g
         SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)
         ScalingError = FloatingPoint.up (float gram.Rows * Math.ScaleB(1.0, -1021)) }, e
+
+/// `scaleBy false`: a scaled copy, which the caller disposes.
+let scaled (gram: GramMatrix) : GramMatrix * int = scaleBy false gram
 
 /// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64.
 type ColumnBlockAccumulator(rows: int, device: torch.Device) =

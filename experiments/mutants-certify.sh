@@ -21,7 +21,7 @@ restore() {
 }
 trap restore EXIT
 
-# id | file | literal text | replacement | description
+# id | file | literal text | replacement | description  (\| is a literal bar, ⏎ a line break)
 mutants=(
 "M1|Math.Core/Certify.fs|let lam = FloatingPoint.subDown lamFl e|let lam = lamFl|drop the accumulation term E"
 "M2|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.subDown c maxD|drop the Cholesky backward error γ'_{n+1}tr(Ã)"
@@ -40,7 +40,8 @@ mutants=(
 "M15|Math.Core/Certify.fs|let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale|let sigma = FloatingPoint.down (sqrt lam)|σ_min not multiplied back by 2^e"
 "M16|Math.Core/Gram.fs|SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)|SquaredNormSumUpper = gram.SquaredNormSumUpper|Σ‖φ̃_i‖² bound not scaled with the Gram"
 "M17|Math.Core/Gram.fs|then (Math.ILogB d + 1) >>> 1 else 0|then 0 else 0|no scaling (e = 0 always)"
-"M18|Math.Core/Certify.fs|if norm > tolerance * scale && Double.IsFinite norm|if norm > 0.0 && Double.IsFinite norm|Krylov loop stops only on an exactly zero residual (the old λ_max estimate)"
+"M18|Math.Core/Certify.fs|let r, norm = if n2 < 0.5 * n1 then (let r3 = project r2 in r3, r3.norm().item<float> ()) else r2, n2⏎            if norm > tolerance * scale && Double.IsFinite norm|let r, norm = r2, n2⏎            if norm > 0.0 && Double.IsFinite norm|the old λ_max estimate: Krylov loop stops only on an exactly zero residual, no third Gram–Schmidt pass"
+"M21|Math.Core/Certify.fs|if norm > tolerance * scale && Double.IsFinite norm|if norm > 0.0 && Double.IsFinite norm|Krylov loop stops only on an exactly zero residual (third pass kept)"
 "M19|Math.Core/Certify.fs|let x = x.div(x.abs().max())|let x = x|inverse iteration without normalising by max|x_i| first"
 "M20|Math.Core/Certify.fs|FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent|FloatingPoint.up (sqrt terms.SquaredNormSumUpper)|‖Φ̃‖_F bound not multiplied back by 2^e"
 )
@@ -50,6 +51,7 @@ printf '| mutant | edit | result | killing tests |\n|---|---|---|---|\n'
 for entry in "${mutants[@]}"; do
     IFS='|' read -r id file from to what <<<"$(printf '%s' "$entry" | sed 's/\\|/\x01/g')"
     from="${from//$'\x01'/|}"; to="${to//$'\x01'/|}"
+    from="${from//⏎/$'\n'}"; to="${to//⏎/$'\n'}"   # ⏎ marks a line break inside a mutant
     if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $id "* ]]; then continue; fi
     for f in "${files[@]}"; do cp "$backup/$f" "$f"; done
     count=$(FROM="$from" perl -0ne 'print scalar(() = /\Q$ENV{FROM}\E/g)' "$file")

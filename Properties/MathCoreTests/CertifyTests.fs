@@ -564,6 +564,21 @@ let tests =
             expectEstimate "three distinct values 40 × 50" three 3.0
         }
 
+        test "certifyGram leaves the caller's Gram unscaled and agrees with certifyMatrix (which scales its own Gram in place)" {
+            use phi = ofRank 31 9 14 9
+            use scaledPhi = phi.mul(scalar 1e40)
+            use onDevice = TestDevice.onDevice scaledPhi
+            use gram = Gram.ofMatrix Certify.defaults.BlockColumns true onDevice
+            use before = gram.Gram.clone()
+            let viaGram = Certify.certifyGram Certify.defaults (subject scaledPhi true) None (System.Diagnostics.Stopwatch.StartNew()) gram
+            Expect.isTrue (use same = gram.Gram.eq(before).all() in same.item<bool> ()) "the caller's Gram is untouched"
+            let viaMatrix = certify true scaledPhi
+            Expect.equal viaGram.Verdict Verdict.Certified viaGram.Reason
+            Expect.equal viaGram.Terms viaMatrix.Terms "same terms"
+            Expect.equal viaGram.SigmaMinLower viaMatrix.SigmaMinLower "same σ_min bound"
+            Expect.isGreaterThan viaGram.Terms.ScaleExponent 100 "scaled (e ≈ log₂ 1e40)"
+        }
+
         test "λ_min estimate stays finite when λ_min is tiny (inverse iterates of size 1e200 are normalised without overflow)" {
             for tiny in [ 1e-200; 1e-300; 1e-100 ] do
                 use g = torch.diag(torch.tensor([| 1.0; 0.5; tiny |], dtype = torch.float64))
