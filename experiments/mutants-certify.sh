@@ -41,7 +41,7 @@ mutants=(
 "M16|Math.Core/Gram.fs|SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)|SquaredNormSumUpper = gram.SquaredNormSumUpper|Σ‖φ̃_i‖² bound not scaled with the Gram"
 "M17|Math.Core/Gram.fs|then (Math.ILogB d + 1) >>> 1 else 0|then 0 else 0|no scaling (e = 0 always)"
 "M18|Math.Core/Certify.fs|let r, norm = if n2 < 0.5 * n1 then (let r3 = project r2 in r3, r3.norm().item<float> ()) else r2, n2⏎            if norm > tolerance * scale && Double.IsFinite norm|let r, norm = r2, n2⏎            if norm > 0.0 && Double.IsFinite norm|the old λ_max estimate: Krylov loop stops only on an exactly zero residual, no third Gram–Schmidt pass"
-"M21|Math.Core/Certify.fs|if norm > tolerance * scale && Double.IsFinite norm|if norm > 0.0 && Double.IsFinite norm|Krylov loop stops only on an exactly zero residual (third pass kept)"
+"M21|Math.Core/Certify.fs|if norm > tolerance * scale && Double.IsFinite norm|if norm > 0.0 && Double.IsFinite norm|Krylov loop stops only on an exactly zero residual, third pass kept (equivalent: expected to survive)"
 "M19|Math.Core/Certify.fs|let x = x.div(x.abs().max())|let x = x|inverse iteration without normalising by max|x_i| first"
 "M20|Math.Core/Certify.fs|FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent|FloatingPoint.up (sqrt terms.SquaredNormSumUpper)|‖Φ̃‖_F bound not multiplied back by 2^e"
 )
