@@ -39,6 +39,7 @@ type ExpressivitySubject =
 /// λ_max(G) ≤ t + u·max|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ‖φ̃_i‖², Ã_t = fl(t·I − fl G).
 /// The LambdaMax* fields are 0 when no trial t succeeded, when no Gram estimate was computed
 /// (refutations), and in certificates written before they existed (JSON without them reads as 0).
+/// G here is the Gram of 2^(−e)·Φ̃, e = ScaleExponent (docs/theory.md §3, "Scaling").
 type CertificateTerms =
     { UnitRoundoff: float
       /// γ_{m'} for inner products of length m' = columns of Φ̃.
@@ -76,7 +77,12 @@ type CertificateTerms =
       /// Rigorous upper bound on λ_max(G) = σ_max(Φ̃)² from the trial; 0 when none succeeded.
       LambdaMaxUpper: float
       /// Trials t tried (failed ones included).
-      LambdaMaxTrialAttempts: int }
+      LambdaMaxTrialAttempts: int
+      /// e: the certificate is computed for 2^(−e)·Φ̃ (Gram 4^(−e)·Φ̃Φ̃ᵀ), and every term above is a
+      /// term of that scaled matrix (multiply λ-terms by 4^e, σ-terms by 2^e for Φ̃'s units);
+      /// SigmaMinLower, SigmaMaxEstimate and SigmaMaxUpper are already in Φ̃'s units.
+      /// 0 in certificates written before scaling (their terms are Φ̃'s own).
+      ScaleExponent: int }
 
     static member Empty =
         { UnitRoundoff = FloatingPoint.unitRoundoff64; AccumulationGamma = 0.0; SquaredNormSumUpper = 0.0
@@ -84,7 +90,8 @@ type CertificateTerms =
           ShiftedTraceUpper = 0.0; CholeskyBackwardError = 0.0; LambdaMinComputedGramLower = 0.0
           LambdaMinLower = 0.0; LambdaMinEstimate = nan; ShiftAttempts = 0
           LambdaMaxTrial = 0.0; LambdaMaxTrialRoundingError = 0.0; LambdaMaxTrialTraceUpper = 0.0
-          LambdaMaxCholeskyBackwardError = 0.0; LambdaMaxUpper = 0.0; LambdaMaxTrialAttempts = 0 }
+          LambdaMaxCholeskyBackwardError = 0.0; LambdaMaxUpper = 0.0; LambdaMaxTrialAttempts = 0
+          ScaleExponent = 0 }
 
 /// A certificate for EC (SPEC §3): what was certified, how, every error term, the verdict.
 type Certificate =

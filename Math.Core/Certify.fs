@@ -12,6 +12,10 @@
 /// t·I − fl G + D + ΔA ⪰ 0 (|D_ii| ≤ u·|t − G_ii|), so
 ///   λ_max(G) ≤ t + u·max_i|t − G_ii| + γ'_{n+1} tr(Ã_t) + γ_{m'} Σ_i ‖φ̃_i‖²,
 /// and σ_max(Φ̃) ≤ √(that bound); the certificate reports the smaller of it and ‖Φ̃‖_F's bound.
+///
+/// Both tests run on the Gram of 2^(−e)·Φ̃ (bias column included), max_i ‖2^(−e)φ̃_i‖² ∈ [1/2, 2):
+/// the σ bounds are multiplied back by 2^e exactly, so the verdict does not depend on the units of
+/// Φ, and the recorded terms are the scaled matrix's (CertificateTerms.ScaleExponent = e).
 module ResearchFramework.MathCore.Certify
 
 open System
@@ -50,7 +54,9 @@ type RowEquality = (int -> int -> bool) option
 
 
 /// Floating-point estimate of λ_min(fl G): Rayleigh quotient after inverse iteration with the
-/// Cholesky factor of fl(G) (never below λ_min(fl G)); eigvalsh when that Cholesky fails.
+/// Cholesky factor of fl(G) (never below λ_min(fl G)); eigvalsh when that Cholesky fails. Each
+/// iterate is divided by its largest entry before its norm is taken, so ‖x‖ neither overflows nor
+/// underflows however small λ_min is.
 let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
     let struct (l, info) = torch.linalg.cholesky_ex(g, false)
@@ -64,19 +70,26 @@ let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
         for _ in 1 .. iterations do
             let y = torch.linalg.solve_triangular(l, v, upper = false)
             let x = torch.linalg.solve_triangular(l.t(), y, upper = true)
+            let x = x.div(x.abs().max())
             v <- x.div(x.norm())
         v.t().mm(g.mm(v)).item<float> ()
 
 /// Rayleigh–Ritz estimate of λ_max(fl G) = σ_max(Φ̃)²: the largest eigenvalue of QᵀGQ for an
-/// orthonormal basis Q of the Krylov subspace of dimension min(steps, n) from a seeded random start
-/// (Lanczos with full reorthogonalisation, twice). It is a Rayleigh quotient, so ≤ λ_max(fl G) up to
-/// rounding, and at least the Rayleigh quotient after k − 1 power iterations from the same start;
-/// its convergence is Chebyshev-accelerated, so it stays close to λ_max where power iteration
-/// lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector).
+/// orthonormal basis Q of the Krylov subspace of dimension ≤ min(steps, n) from a seeded random
+/// start (Lanczos with full reorthogonalisation: classical Gram–Schmidt twice, a third pass when
+/// the second still removes more than half, Kahan–Parlett). The subspace stops growing when the
+/// new direction's residual is ≤ √u times the largest ‖G q_j‖ seen (numerically invariant: its
+/// Ritz values are eigenvalues to that accuracy); normalising a residual that is only rounding
+/// noise would add a direction that is not orthogonal to Q and inflate the Ritz values (an identity
+/// Gram once gave λ̂ ≈ 26). It is a Rayleigh quotient of an orthonormal basis, so ≤ λ_max(fl G)
+/// up to rounding, and at least the Rayleigh quotient after k − 1 power iterations from the same
+/// start; its convergence is Chebyshev-accelerated, so it stays close to λ_max where power
+/// iteration lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector).
 let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
     let n = g.shape.[0]
     let k = min (int64 (max 1 steps)) n
+    let tolerance = sqrt FloatingPoint.unitRoundoff64
     use gen = new torch.Generator(20210405UL, g.device)
     let q = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
     let gq = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
@@ -84,18 +97,21 @@ let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
     v <- v.div(v.norm())
     let mutable j = 0L
     let mutable grow = true
+    let mutable scale = 0.0
     while grow && j < k do
         q.narrow(1L, j, 1L).copy_(v) |> ignore
         let w = g.mm(v)
         gq.narrow(1L, j, 1L).copy_(w) |> ignore
+        scale <- max scale (w.norm().item<float> ())
         j <- j + 1L
         if j < k then
             let basis = q.narrow(1L, 0L, j)
-            let r = w.sub(basis.mm(basis.t().mm(w)))
-            let r = r.sub(basis.mm(basis.t().mm(r)))
-            let norm = r.norm().item<float> ()
-            // norm = 0: the subspace is invariant, and its Ritz values are eigenvalues already.
-            if norm > 0.0 && Double.IsFinite norm then v <- r.div(scalar norm) else grow <- false
+            let project (x: torch.Tensor) = x.sub(basis.mm(basis.t().mm(x)))
+            let r1 = project w
+            let r2 = project r1
+            let n1, n2 = r1.norm().item<float> (), r2.norm().item<float> ()
+            let r, norm = if n2 < 0.5 * n1 then (let r3 = project r2 in r3, r3.norm().item<float> ()) else r2, n2
+            if norm > tolerance * scale && Double.IsFinite norm then v <- r.div(scalar norm) else grow <- false
     let basis = q.narrow(1L, 0L, j)
     let t = basis.t().mm(gq.narrow(1L, 0L, j))
     torch.linalg.eigvalsh(t.add(t.t()).mul(scalar 0.5)).max().item<float> ()
@@ -158,9 +174,16 @@ let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: 
 
 /// Rigorous upper bound on σ_max(Φ̃): √ of the bound on Σ‖φ̃_i‖² (= ‖Φ̃‖_F ≥ σ_max), or √ of the
 /// trial's λ_max bound when one succeeded and is smaller (sqrt is correctly rounded: one ulp up).
+/// Both are bounds for 2^(−e)·Φ̃ (e = terms.ScaleExponent), so the result is multiplied by 2^e.
 let sigmaMaxUpper (terms: CertificateTerms) : float =
     let frobenius = FloatingPoint.up (sqrt terms.SquaredNormSumUpper)
-    if terms.LambdaMaxUpper > 0.0 then min frobenius (FloatingPoint.up (sqrt terms.LambdaMaxUpper)) else frobenius
+    let scaledBound = if terms.LambdaMaxUpper > 0.0 then min frobenius (FloatingPoint.up (sqrt terms.LambdaMaxUpper)) else frobenius
+    FloatingPoint.scaleUp scaledBound terms.ScaleExponent
+
+/// Rigorous upper bound on ‖Φ̃‖_F: 2^e·√ of the bound on Σ‖(2^(−e)φ̃)_i‖² (e = terms.ScaleExponent),
+/// rounded upward. Use this, never √ terms.SquaredNormSumUpper, which is the scaled matrix's.
+let frobeniusUpper (terms: CertificateTerms) : float =
+    FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent
 
 let private certificate (subject: ExpressivitySubject) verdict reason precision (device: torch.Device)
                         (terms: CertificateTerms) sigmaMin sigmaMaxEst sigmaMaxUpper (clock: Stopwatch) =
@@ -170,22 +193,64 @@ let private certificate (subject: ExpressivitySubject) verdict reason precision 
       SigmaMaxEstimate = sigmaMaxEst; SigmaMaxUpper = sigmaMaxUpper; Terms = terms
       ElapsedSeconds = clock.Elapsed.TotalSeconds; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
 
-/// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
-/// `precision` names the feature precision (the Gram is always float64).
-let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
-                (clock: Stopwatch) (gram: GramMatrix) : Certificate =
+/// Verified lower bound on λ_min(G) (SPEC §3, docs/theory.md §3): for each shift c in `shifts`, in
+/// order (non-positive or non-finite ones skipped: they cannot prove λ_min > 0), Ã = fl(fl G − c·I)
+/// (only the diagonal is rounded: Ã = fl G − c·I + D, |D_ii| ≤ u·|G_ii − c| ≤ u·|ã_ii|/(1 − u)).
+/// The first c whose floating-point Cholesky succeeds (RᵀR = Ã + ΔA ⪰ 0, ‖ΔA‖₂ ≤ γ'_{n+1}·tr(Ã),
+/// Demmel) fills Shift and the λ_min fields of `terms`:
+///   λ_min(fl G) ≥ c − max|D_ii| − γ'_{n+1}·tr(Ã)   (LambdaMinComputedGramLower),
+///   λ_min(G)    ≥ that − ‖fl G − G‖₂'s bound         (LambdaMinLower, Weyl),
+/// every step rounded downward; the bound may be ≤ 0 (then nothing is proved). When no Cholesky
+/// succeeds, Shift = 0 and the λ_min fields are left as they were. ShiftAttempts counts the
+/// Cholesky factorisations tried. Only success depends on the shifts, never soundness.
+let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =
+    let n = gram.Rows
+    let u = FloatingPoint.unitRoundoff64
+    let cholGamma = choleskyGamma n
+    let e = gram.AccumulationErrorBound
+    let rec attempt (shifts: float list) (tries: int) =
+        match shifts with
+        | [] -> { terms with ShiftAttempts = tries; CholeskyGamma = cholGamma }
+        | c :: rest ->
+            if not (c > 0.0 && Double.IsFinite c) then attempt rest tries
+            else
+            use scope = torch.NewDisposeScope()
+            let shifted = gram.Gram.clone()
+            shifted.diagonal().sub_(scalar c) |> ignore
+            let struct (_, info) = torch.linalg.cholesky_ex(shifted, false)
+            if info.item<int> () <> 0 then attempt rest (tries + 1)
+            else
+                let diag = shifted.diagonal().cpu().data<float>().ToArray()
+                // |D_ii| ≤ u·|G_ii − c| ≤ u·|fl(G_ii − c)|/(1 − u)
+                let maxD = FloatingPoint.mulUp u (FloatingPoint.inflate u (diag |> Array.map abs |> Array.max))
+                let traceUpper = FloatingPoint.sumNonNegativeUpper (Array.sum diag) n
+                let cholErr = FloatingPoint.mulUp cholGamma traceUpper
+                let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr
+                let lam = FloatingPoint.subDown lamFl e
+                { terms with
+                    Shift = c; ShiftRoundingError = maxD; CholeskyGamma = cholGamma
+                    ShiftedTraceUpper = traceUpper; CholeskyBackwardError = cholErr
+                    LambdaMinComputedGramLower = lamFl; LambdaMinLower = lam; ShiftAttempts = tries + 1 }
+    attempt shifts 0
+
+/// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
+/// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
+let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                               (clock: Stopwatch) (gram: GramMatrix) : Certificate =
     let n = gram.Rows
     if subject.Rows <> n then
         invalidArg "subject" (sprintf "subject says n = %d but the Gram matrix has %d rows" subject.Rows n)
     let precision = sprintf "features %s, Gram float64" gram.FeaturePrecision
     let device = gram.Gram.device
-    let u = FloatingPoint.unitRoundoff64
+    let scaledGram, scale = Gram.scaleBy inPlace gram
+    use _ownedCopy = if inPlace then null else scaledGram.Gram
+    let gram = scaledGram
     let e = gram.AccumulationErrorBound
     let baseTerms =
         { CertificateTerms.Empty with
-            AccumulationGamma = FloatingPoint.gamma u (max 1 gram.Columns)
+            AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 gram.Columns)
             SquaredNormSumUpper = gram.SquaredNormSumUpper
-            AccumulationError = e }
+            AccumulationError = e; ScaleExponent = scale }
     let refute reason = certificate subject Verdict.Refuted reason precision device baseTerms 0.0 nan (sigmaMaxUpper baseTerms) clock
     if gram.Columns < n then
         refute (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" gram.Columns n (if subject.WithBias then " + 1" else ""))
@@ -200,50 +265,39 @@ let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEq
     | Some (i, j) -> refute (sprintf "rows %d and %d of Φ̃ are identical (checked exactly)" i j)
     | None ->
     let lambdaMaxEst = estimateLambdaMax opts.KrylovSteps gram.Gram
-    let sigmaMaxEst = sqrt (max 0.0 lambdaMaxEst)
+    let sigmaMaxEst = Math.ScaleB(sqrt (max 0.0 lambdaMaxEst), scale)
     let baseTerms = lambdaMaxTerms opts.LambdaMaxFactors gram lambdaMaxEst baseTerms
     let sigmaMaxBound = sigmaMaxUpper baseTerms
     let lambdaEst = estimateLambdaMin opts.InverseIterations gram.Gram
     let inconclusive reason terms =
         certificate subject Verdict.Inconclusive reason precision device terms 0.0 sigmaMaxEst sigmaMaxBound clock
+    let units = if scale = 0 then "G" else sprintf "G = 4^(%d)·Φ̃Φ̃ᵀ" (-scale)
     if not (lambdaEst > 0.0) then
-        inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0" lambdaEst) { baseTerms with LambdaMinEstimate = lambdaEst }
+        inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units) { baseTerms with LambdaMinEstimate = lambdaEst }
     else
-    let cholGamma = choleskyGamma n
-    let rec attempt (fractions: float list) (tries: int) =
-        match fractions with
-        | [] ->
-            inconclusive (sprintf "shifted Cholesky failed for every shift tried (λ_min estimate %g)" lambdaEst)
-                { baseTerms with LambdaMinEstimate = lambdaEst; ShiftAttempts = tries; CholeskyGamma = cholGamma }
-        | fraction :: rest ->
-            let c = fraction * lambdaEst
-            use scope = torch.NewDisposeScope()
-            let shifted = gram.Gram.clone()
-            shifted.diagonal().sub_(scalar c) |> ignore
-            let struct (_, info) = torch.linalg.cholesky_ex(shifted, false)
-            if info.item<int> () <> 0 then attempt rest (tries + 1)
-            else
-                let diag = shifted.diagonal().cpu().data<float>().ToArray()
-                // |D_ii| ≤ u·|G_ii − c| ≤ u·|fl(G_ii − c)|/(1 − u)
-                let maxD = FloatingPoint.mulUp u (FloatingPoint.inflate u (diag |> Array.map abs |> Array.max))
-                let traceUpper = FloatingPoint.sumNonNegativeUpper (Array.sum diag) n
-                let cholErr = FloatingPoint.mulUp cholGamma traceUpper
-                let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr
-                let lam = FloatingPoint.subDown lamFl e
-                let terms =
-                    { baseTerms with
-                        Shift = c; ShiftRoundingError = maxD; CholeskyGamma = cholGamma
-                        ShiftedTraceUpper = traceUpper; CholeskyBackwardError = cholErr
-                        LambdaMinComputedGramLower = lamFl; LambdaMinLower = lam
-                        LambdaMinEstimate = lambdaEst; ShiftAttempts = tries + 1 }
-                if lam > 0.0 then
-                    let sigma = FloatingPoint.down (sqrt lam)
-                    certificate subject Verdict.Certified
-                        (sprintf "Cholesky of fl(G) − %.6g·I succeeded; λ_min(G) ≥ %.6g > 0, so rank Φ̃ = n = %d" c lam n)
-                        precision device terms sigma sigmaMaxEst sigmaMaxBound clock
-                else
-                    inconclusive (sprintf "Cholesky of fl(G) − %.6g·I succeeded but the error terms (%.3g) exceed the shift: bound %.3g ≤ 0" c (maxD + cholErr + e) lam) terms
-    attempt opts.ShiftFractions 0
+    let shifts = opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)
+    let terms = lambdaMinTerms shifts gram { baseTerms with LambdaMinEstimate = lambdaEst }
+    let c, lam = terms.Shift, terms.LambdaMinLower
+    if c = 0.0 then
+        inconclusive (sprintf "shifted Cholesky failed for every shift tried (λ_min estimate %g, %s)" lambdaEst units) terms
+    elif lam > 0.0 then
+        let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale
+        certificate subject Verdict.Certified
+            (sprintf "Cholesky of fl(G) − %.6g·I succeeded; λ_min(G) ≥ %.6g > 0 (%s), so rank Φ̃ = n = %d" c lam units n)
+            precision device terms sigma sigmaMaxEst sigmaMaxBound clock
+    else
+        let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError
+        inconclusive (sprintf "Cholesky of fl(G) − %.6g·I succeeded but the error terms (%.3g) exceed the shift: bound %.3g ≤ 0 (%s)" c errors lam units) terms
+
+/// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
+/// `precision` names the feature precision (the Gram is always float64). The test runs on the Gram
+/// of 2^(−e)·Φ̃ (`Gram.scaled`: max_i ‖2^(−e)φ̃_i‖² in [1/2, 2)), whose terms the certificate records
+/// with ScaleExponent = e; the σ bounds are multiplied back by 2^e, exactly (a power of two).
+/// So the verdict does not depend on the units of Φ: certifying 2^k·Φ (no bias column) gives the
+/// same verdict and terms and bounds multiplied by exactly 2^k.
+let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                (clock: Stopwatch) (gram: GramMatrix) : Certificate =
+    certifyGramScaling false opts subject rowsEqual clock gram
 
 /// Certificate for an in-memory feature matrix Φ (n × m, without the bias column).
 let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Tensor) : Certificate =
@@ -257,7 +311,7 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
         use b = phi.[int64 j]
         use same = a.eq(b).all()
         same.item<bool> ()
-    certifyGram opts subject (Some equal) clock gram
+    certifyGramScaling true opts subject (Some equal) clock gram
 
 /// Certificate for Φ streamed as row blocks that can be produced again (e.g. forward passes of a
 /// network in evaluation mode). Every block has `blockRows` rows except possibly the last;
@@ -274,4 +328,4 @@ let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes:
         use a = row i
         use b = row j
         a.eq(b).all().item<bool> ()
-    certifyGram opts subject (Some equal) clock gram
+    certifyGramScaling true opts subject (Some equal) clock gram

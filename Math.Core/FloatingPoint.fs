@@ -44,5 +44,16 @@ let sumNonNegativeUpper (computedSum: float) (terms: int) : float =
 let inflate (gammaBound: float) (computed: float) : float =
     if gammaBound >= 1.0 then infinity else up (computed / down (1.0 - gammaBound))
 
+/// x·2^k for a lower bound x: exact unless the result leaves the normal range; then one ulp
+/// down from the rounded result, so it stays a lower bound on the exact x·2^k.
+let scaleDown (x: float) (k: int) : float =
+    let y = Math.ScaleB(x, k)
+    if Math.ScaleB(y, -k) = x then y else down y
+
+/// x·2^k for an upper bound x: exact unless the result leaves the normal range; then one ulp up.
+let scaleUp (x: float) (k: int) : float =
+    let y = Math.ScaleB(x, k)
+    if Math.ScaleB(y, -k) = x then y else up y
+
 /// Smallest magnitude of a non-zero input accepted by the certificates (underflow guard).
 let underflowGuard = 1e-150

@@ -20,11 +20,15 @@ type GramMatrix =
       /// Rows of Φ̃ that are exactly zero (each proves rank < n).
       ZeroRows: int[]
       /// Precision of the features as given ("float32" or "float64"); the Gram is float64.
-      FeaturePrecision: string }
+      FeaturePrecision: string
+      /// Upper bound on ‖Gram − 4^(−e)·fl(G)‖₂ from rounding the entries that `scaled` pushes below
+      /// the normal range (0 for an accumulated, unscaled Gram).
+      ScalingError: float }
 
-    /// Upper bound on ‖fl(G) − G‖₂ = γ_{m'} · Σ‖φ̃_i‖², rounded upward.
+    /// Upper bound on ‖fl(G) − G‖₂ = γ_{m'} · Σ‖φ̃_i‖² (+ ScalingError for a scaled Gram), rounded upward.
     member g.AccumulationErrorBound =
-        FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 g.Columns)) g.SquaredNormSumUpper
+        let accumulation = FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 g.Columns)) g.SquaredNormSumUpper
+        if g.ScalingError > 0.0 then FloatingPoint.addUp accumulation g.ScalingError else accumulation
 
     interface IDisposable with
         member g.Dispose() = g.Gram.Dispose()
@@ -71,7 +75,33 @@ let private complete (gram: torch.Tensor) (columns: int) (precision: string) : G
     { Gram = gram; Rows = squares.Length; Columns = columns
       SquaredNormSumUpper = squaredNormSumUpper columns squares
       ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
-      FeaturePrecision = precision }
+      FeaturePrecision = precision; ScalingError = 0.0 }
+
+/// The exponent e with 4^(−e)·max_i fl(G)_ii in [1/2, 2) (0 when that maximum is 0 or not finite):
+/// certifying 2^(−e)·Φ̃ instead of Φ̃ makes the certificate independent of the units of Φ
+/// (docs/theory.md §3, "Scaling"). Scaling Φ by 2^k (no bias column) adds exactly k.
+let scaleExponent (gram: GramMatrix) : int =
+    let d = (use diag = gram.Gram.diagonal() in use top = diag.max() in top.item<float> ())
+    if d > 0.0 && Double.IsFinite d then (Math.ILogB d + 1) >>> 1 else 0
+
+/// The Gram of 2^(−e)·Φ̃ for e = `scaleExponent gram`, and e: every entry of fl(G) multiplied by the
+/// power of two 4^(−e) (exact, except for entries pushed below the normal range, each then off by
+/// less than 2^(−1022) even with flush-to-zero, hence ScalingError = n·2^(−1021) ≥ the 2-norm of two
+/// such roundings per entry), Σ‖φ̃_i‖²'s bound scaled likewise. `inPlace`: scale gram.Gram itself
+/// (no n × n copy; the result shares it, and `gram` must not be used as unscaled afterwards);
+/// otherwise the result owns a new tensor, which the caller disposes.
+let scaleBy (inPlace: bool) (gram: GramMatrix) : GramMatrix * int =
+    let e = scaleExponent gram
+    let g = if inPlace then gram.Gram else gram.Gram.clone()
+    if abs (2 * e) <= 1022 then g.mul_(scalar (Math.ScaleB(1.0, -2 * e))) |> ignore
+    else g.mul_(scalar (Math.ScaleB(1.0, -e))).mul_(scalar (Math.ScaleB(1.0, -e))) |> ignore
+    { gram with
+        Gram = g
+        SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)
+        ScalingError = FloatingPoint.up (float gram.Rows * Math.ScaleB(1.0, -1021)) }, e
+
+/// `scaleBy false`: a scaled copy, which the caller disposes.
+let scaled (gram: GramMatrix) : GramMatrix * int = scaleBy false gram
 
 /// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64.
 type ColumnBlockAccumulator(rows: int, device: torch.Device) =

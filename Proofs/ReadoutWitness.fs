@@ -31,7 +31,7 @@ type ReadoutSolution =
 let private gammaUp (k: int) = FloatingPoint.gamma FloatingPoint.unitRoundoff64 k
 
 /// Solve Φ̃Vᵀ = Z (minimum norm) given σ_min(Φ̃) ≥ s > 0 and ‖Φ̃‖_F ≤ frobeniusUpper
-/// (a certificate's SigmaMinLower and √ of its Terms.SquaredNormSumUpper; not SigmaMaxUpper,
+/// (a certificate's SigmaMinLower and `Certify.frobeniusUpper` of its terms; not SigmaMaxUpper,
 /// which bounds the spectral norm only).
 let solve (phiTilde: float[,]) (sigmaMinLower: float) (frobeniusUpper: float) (z: float[,]) : ReadoutSolution =
     if not (sigmaMinLower > 0.0) then invalidArg "sigmaMinLower" "Lemma 1 needs a Certified Φ̃ (σ_min lower bound > 0)"
@@ -57,8 +57,9 @@ let solve (phiTilde: float[,]) (sigmaMinLower: float) (frobeniusUpper: float) (z
       LossUpper = FloatingPoint.up (rho * rho / (2.0 * float n))
       Holds = rho <= bound }
 
-/// F ≥ ‖Φ̃‖_F from a certificate: √ of its bound on Σ‖φ̃_i‖² = tr G, rounded upward.
-let frobeniusUpper (cert: Certificate) = FloatingPoint.up (sqrt cert.Terms.SquaredNormSumUpper)
+/// F ≥ ‖Φ̃‖_F from a certificate: √ of its bound on Σ‖φ̃_i‖² = tr G, rounded upward, in Φ̃'s units
+/// (the terms are those of 2^(−e)·Φ̃; `Certify.frobeniusUpper` multiplies back by 2^e).
+let frobeniusUpper (cert: Certificate) = Certify.frobeniusUpper cert.Terms
 
 /// Lemma 1 on a certificate: refuses anything but a Certified one.
 let solveCertified (cert: Certificate) (sigmaMinLower: float) (phiTilde: float[,]) (z: float[,]) : ReadoutSolution =

@@ -24,7 +24,7 @@ public static class MatrixCertification
         $"verdict: {c.Verdict}\n" +
         $"  n = {c.Subject.Rows}, columns = {c.Subject.Columns}, {c.Precision}\n" +
         $"  σ_min ≥ {c.SigmaMinLower:G6} (rigorous lower bound)\n" +
-        $"  σ_max ≈ {c.SigmaMaxEstimate:G6} (estimate), ≤ {c.SigmaMaxUpper:G6} (rigorous upper bound; ‖Φ̃‖_F ≤ {FloatingPoint.up(Math.Sqrt(c.Terms.SquaredNormSumUpper)):G6})\n" +
+        $"  σ_max ≈ {c.SigmaMaxEstimate:G6} (estimate), ≤ {c.SigmaMaxUpper:G6} (rigorous upper bound; ‖Φ̃‖_F ≤ {ResearchFramework.MathCore.Certify.frobeniusUpper(c.Terms):G6})\n" +
         $"  reason: {c.Reason}\n" +
         $"  time: {c.ElapsedSeconds:F3} s";
 }

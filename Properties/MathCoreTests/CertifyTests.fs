@@ -60,18 +60,59 @@ module private Exact =
             j <- j + 1
         ok
 
-    /// b·I − ΦΦᵀ ≻ 0 exactly, i.e. λ_max(ΦΦᵀ) < b, for the float64 matrix Φ.
-    let boundsLambdaMax (phi: torch.Tensor) (b: Q) =
+    let ofInt (k: int) = make (BigInteger k) BigInteger.One
+    /// q·2^k exactly.
+    let scale2 (q: Q) (k: int) =
+        if k >= 0 then make (q.N * BigInteger.Pow(BigInteger 2, k)) q.D else make q.N (q.D * BigInteger.Pow(BigInteger 2, -k))
+    /// a ≤ b (denominators are kept positive).
+    let le a b = a.N * b.D <= b.N * a.D
+    let lt a b = a.N * b.D < b.N * a.D
+    let abs (q: Q) = { N = BigInteger.Abs q.N; D = q.D }
+    /// u = 2⁻⁵³.
+    let u = scale2 (ofInt 1) -53
+    /// γ_k = k·u/(1 − k·u) from its definition.
+    let gamma (k: int) = let ku = mul (ofInt k) u in div ku (sub (ofInt 1) ku)
+    /// γ'_k = γ_k/(1 − γ_k) (Demmel's Cholesky constant).
+    let gammaPrime (k: int) = let g = gamma k in div g (sub (ofInt 1) g)
+    /// a·(1 + r) for a float r, exactly.
+    let relax (a: Q) (r: float) = mul a (add (ofInt 1) (ofFloat r))
+    /// A float near q (for messages).
+    let approx (q: Q) = if q.N.IsZero then 0.0 else System.Math.Exp(BigInteger.Log(BigInteger.Abs q.N) - BigInteger.Log q.D) * float q.N.Sign
+
+    /// The exact Φ̃Φ̃ᵀ of the float64 matrix Φ (CPU or not), with the bias column of ones when asked.
+    let gram (phi: torch.Tensor) (withBias: bool) : Q[,] =
         use c = phi.contiguous().cpu()
         let n, m = int phi.shape.[0], int phi.shape.[1]
         let x = c.data<float>().ToArray() |> Array.map ofFloat
-        let entry i j =
-            let g = Seq.fold (fun acc k -> add acc (mul x.[i * m + k] x.[j * m + k])) zero (seq { 0 .. m - 1 })
-            sub (if i = j then b else zero) g
-        positiveDefinite (Array2D.init n n entry)
+        let bias = if withBias then ofInt 1 else zero
+        Array2D.init n n (fun i j -> Seq.fold (fun acc k -> add acc (mul x.[i * m + k] x.[j * m + k])) bias (seq { 0 .. m - 1 }))
 
-/// √ of the certificate's bound on Σ‖φ̃_i‖²: the Frobenius bound, the σ_max bound before the Cholesky trial.
-let private frobeniusBound (c: Certificate) = FloatingPoint.up (sqrt c.Terms.SquaredNormSumUpper)
+    /// The float64 matrix itself as exact rationals (e.g. a computed Gram).
+    let ofMatrix (a: torch.Tensor) : Q[,] =
+        use c = a.contiguous().cpu()
+        let n, m = int a.shape.[0], int a.shape.[1]
+        let x = c.data<float>().ToArray()
+        Array2D.init n m (fun i j -> ofFloat x.[i * m + j])
+
+    /// A − b·I ≻ 0 exactly.
+    let shiftedPositiveDefinite (a: Q[,]) (b: Q) =
+        positiveDefinite (Array2D.mapi (fun i j v -> if i = j then sub v b else v) a)
+
+    /// b·I − ΦΦᵀ ≻ 0 exactly, i.e. λ_max(ΦΦᵀ) < b, for the float64 matrix Φ.
+    let boundsLambdaMax (phi: torch.Tensor) (b: Q) =
+        positiveDefinite (Array2D.mapi (fun i j v -> sub (if i = j then b else zero) v) (gram phi false))
+
+    /// b·I − Φ̃Φ̃ᵀ ≻ 0 exactly (bias column included when asked).
+    let boundsLambdaMaxTilde (phi: torch.Tensor) (withBias: bool) (b: Q) =
+        positiveDefinite (Array2D.mapi (fun i j v -> sub (if i = j then b else zero) v) (gram phi withBias))
+
+    /// Φ̃Φ̃ᵀ − b·I ≻ 0 exactly, i.e. λ_min(Φ̃Φ̃ᵀ) > b (σ_min(Φ̃) > √b for b ≥ 0), for the float64
+    /// matrix Φ with the bias column of ones when asked: all pivots of exact elimination positive.
+    let boundsLambdaMinBelow (phi: torch.Tensor) (withBias: bool) (b: Q) = shiftedPositiveDefinite (gram phi withBias) b
+
+/// √ of the certificate's bound on Σ‖φ̃_i‖²: the Frobenius bound, the σ_max bound before the Cholesky trial
+/// (terms are of 2^(−e)·Φ̃, e = ScaleExponent; the bound is in Φ̃'s units).
+let private frobeniusBound (c: Certificate) = Certify.frobeniusUpper c.Terms
 
 /// Soundness and usefulness of SigmaMaxUpper on one matrix, whatever the verdict (the bound is
 /// computed whenever the Gram estimate is): ≥ MathNet σ_max up to the SVD's slack, never above
@@ -88,6 +129,113 @@ let private expectSigmaMaxBound (what: string) (withBias: bool) (phi: torch.Tens
     Expect.isLessThanOrEqual c.SigmaMaxUpper (1.05 * sigmaMax) ("σ_max bound ≤ 1.05·σ_max (usefulness). " + info)
     Expect.isGreaterThanOrEqual c.SigmaMaxUpper c.SigmaMaxEstimate ("σ_max upper ≥ estimate. " + info)
     c
+
+
+/// Every term of a certificate recomputed independently in exact rationals from Φ (a CPU float64
+/// matrix; the certificate may come from another device) and compared with the recorded term:
+/// recorded ≥ the exact value it bounds (≤ for lower bounds), and not absurdly far from it.
+/// γ_k and γ'_{n+1} from their definitions; Σ‖φ̃_i‖² exactly; tr(Ã) = 4^(−e)Σ‖φ̃_i‖² − n·c up to
+/// the accumulation error; u·max|G_ii − c| from the exact diagonal; the bounds re-subtracted exactly.
+let private expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
+    let t = c.Terms
+    let n = int phi.shape.[0]
+    let columns = int phi.shape.[1] + (if withBias then 1 else 0)
+    let e = t.ScaleExponent
+    let q = Exact.ofFloat
+    let info = sprintf "%s: verdict %O, e = %d, shift %.17g, terms %A" what c.Verdict e t.Shift t
+    let expectAtLeast (recorded: float) (exact: Exact.Q) (slack: float) (name: string) =
+        Expect.isTrue (Exact.le exact (q recorded)) (sprintf "%s recorded %.17g ≥ its exact value. %s" name recorded info)
+        Expect.isTrue (Exact.le (q recorded) (Exact.relax exact slack)) (sprintf "%s recorded %.17g ≤ exact %.17g·(1 + %g). %s" name recorded (Exact.approx exact) slack info)
+    let g = Exact.gram phi withBias
+    let diag = Array.init n (fun i -> Exact.scale2 g.[i, i] (-2 * e))
+    let trace = Array.fold Exact.add Exact.zero diag
+    let gammaM = Exact.gamma columns
+    // Σ‖φ̃_i‖² is bounded through fl(‖φ̃_i‖²) (relative error γ_{m'}) and a sum of n terms (γ_{n−1}).
+    let normSlack = (4.0 * float (columns + n) + 32.0) * FloatingPoint.unitRoundoff64
+    expectAtLeast t.AccumulationGamma gammaM 1e-12 "AccumulationGamma = γ_{m'}"
+    expectAtLeast t.SquaredNormSumUpper trace normSlack "SquaredNormSumUpper ≥ 4^(−e)·Σ‖φ̃_i‖²"
+    expectAtLeast t.AccumulationError (Exact.mul gammaM trace) normSlack "AccumulationError ≥ γ_{m'}·Σ‖φ̃_i‖²"
+    if c.Verdict <> Verdict.Refuted then
+        Expect.isTrue (t.ShiftAttempts >= 1 || t.Shift = 0.0) ("attempts counted. " + info)
+    if t.Shift > 0.0 then
+        let shift = q t.Shift
+        expectAtLeast t.CholeskyGamma (Exact.gammaPrime (n + 1)) 1e-12 "CholeskyGamma = γ'_{n+1}"
+        // Ã's diagonal is fl(fl(G_ii) − c); fl(G_ii) is within γ_{m'}·G_ii of the exact G_ii.
+        let shiftedTrace = Exact.sub trace (Exact.mul (Exact.ofInt n) shift)
+        let traceSlack = Exact.mul (Exact.ofFloat (2.0 * FloatingPoint.gamma FloatingPoint.unitRoundoff64 (columns + n + 2))) trace
+        Expect.isTrue (Exact.le (Exact.sub shiftedTrace traceSlack) (q t.ShiftedTraceUpper)
+                       && Exact.le (q t.ShiftedTraceUpper) (Exact.add shiftedTrace traceSlack))
+            (sprintf "ShiftedTraceUpper %.17g = tr(4^(−e)G − c·I) up to the accumulation error. %s" t.ShiftedTraceUpper info)
+        let maxDiag = diag |> Array.map (fun d -> Exact.abs (Exact.sub d shift)) |> Array.reduce (fun a b -> if Exact.le a b then b else a)
+        let roundingExact = Exact.mul Exact.u maxDiag
+        Expect.isTrue (Exact.le (Exact.relax roundingExact (-normSlack)) (q t.ShiftRoundingError)
+                       && Exact.le (q t.ShiftRoundingError) (Exact.relax roundingExact normSlack))
+            (sprintf "ShiftRoundingError %.17g = u·max|G_ii − c| up to rounding. %s" t.ShiftRoundingError info)
+        expectAtLeast t.CholeskyBackwardError (Exact.mul (q t.CholeskyGamma) (q t.ShiftedTraceUpper)) 1e-12 "CholeskyBackwardError ≥ γ'·tr(Ã)"
+        let computed = Exact.sub (Exact.sub shift (q t.ShiftRoundingError)) (q t.CholeskyBackwardError)
+        let slackAbs = Exact.mul (Exact.ofFloat 1e-12) shift
+        Expect.isTrue (Exact.le (q t.LambdaMinComputedGramLower) computed && Exact.le (Exact.sub computed slackAbs) (q t.LambdaMinComputedGramLower))
+            (sprintf "LambdaMinComputedGramLower %.17g = c − max|D| − γ'tr(Ã), rounded down. %s" t.LambdaMinComputedGramLower info)
+        let lower = Exact.sub (q t.LambdaMinComputedGramLower) (q t.AccumulationError)
+        Expect.isTrue (Exact.le (q t.LambdaMinLower) lower && Exact.le (Exact.sub lower slackAbs) (q t.LambdaMinLower))
+            (sprintf "LambdaMinLower %.17g = that − E, rounded down. %s" t.LambdaMinLower info)
+    if c.Verdict = Verdict.Certified then
+        Expect.isTrue (t.Shift > 0.0 && t.LambdaMinLower > 0.0) ("Certified needs a shift and a positive bound. " + info)
+        let s = q c.SigmaMinLower
+        let lam = Exact.scale2 (q t.LambdaMinLower) (2 * e)
+        Expect.isTrue (Exact.le (Exact.mul s s) lam) (sprintf "SigmaMinLower² %.17g² ≤ 4^e·LambdaMinLower exactly. %s" c.SigmaMinLower info)
+        let sqrtLam = System.Math.ScaleB(sqrt t.LambdaMinLower, e)
+        Expect.isGreaterThanOrEqual c.SigmaMinLower (sqrtLam * (1.0 - 1e-12)) ("SigmaMinLower ≈ 2^e·√LambdaMinLower. " + info)
+    else Expect.equal c.SigmaMinLower 0.0 ("no σ_min bound unless Certified. " + info)
+
+/// Soundness of one certificate decided in exact rationals on Φ̃ itself: a Certified σ_min bound s
+/// satisfies Φ̃Φ̃ᵀ − s²I ≻ 0, the σ_max bound S satisfies S²I − Φ̃Φ̃ᵀ ≻ 0; never Refuted at full
+/// rank, never Certified below it (rank decided exactly: Φ̃Φ̃ᵀ ≻ 0).
+let private expectSoundExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
+    let fullRank = Exact.boundsLambdaMinBelow phi withBias Exact.zero
+    let info = sprintf "%s: verdict %O (%s), σ_min ≥ %.17g, σ_max ≤ %.17g, exact full rank %b" what c.Verdict c.Reason c.SigmaMinLower c.SigmaMaxUpper fullRank
+    if c.IsCertified then
+        Expect.isTrue fullRank ("Certified only at full rank. " + info)
+        let s = Exact.ofFloat c.SigmaMinLower
+        Expect.isTrue (Exact.boundsLambdaMinBelow phi withBias (Exact.mul s s)) ("Φ̃Φ̃ᵀ − s²I ≻ 0 exactly. " + info)
+    if c.Verdict = Verdict.Refuted then Expect.isFalse fullRank ("Refuted only below full rank. " + info)
+    let b = Exact.ofFloat c.SigmaMaxUpper
+    Expect.isTrue (Exact.boundsLambdaMaxTilde phi withBias (Exact.mul b b)) ("SigmaMaxUpper²·I − Φ̃Φ̃ᵀ ≻ 0 exactly. " + info)
+    let f = Exact.ofFloat (Certify.frobeniusUpper c.Terms)
+    let g = Exact.gram phi withBias
+    let trace = Seq.fold (fun acc i -> Exact.add acc g.[i, i]) Exact.zero (seq { 0 .. Array2D.length1 g - 1 })
+    Expect.isTrue (Exact.le trace (Exact.mul f f)) ("frobeniusUpper² ≥ ‖Φ̃‖_F² exactly (in Φ̃'s units). " + info)
+
+/// Small random matrices for the exact tests (n ≤ 8): Gaussian, ReLU-like, known rank, nearly singular.
+let private smallCase (seed: int) =
+    let rng = System.Random seed
+    let n = rng.Next(2, 9)
+    let m = rng.Next(n, 13)
+    let withBias = rng.Next 2 = 0
+    let phi =
+        match abs seed % 4 with
+        | 0 -> gaussian seed n m
+        | 1 -> reluLike seed n m
+        | 2 -> ofRank seed n m (rng.Next(1, n + 1))
+        | _ ->
+            use a = gaussian seed n m
+            use w = gaussian (seed + 1) n 1
+            use wn = w.div(w.norm())
+            use p = wn.mm(wn.t())
+            a.sub(p.mm(a).mul(scalar (1.0 - 10.0 ** -(float (rng.Next(2, 9))))))
+    n, m, withBias, phi
+
+/// Exponents k with 2^k·Φ inside the certificate's range: non-zero |entries| ≥ the underflow guard
+/// (2^k·min|φ_ij| ≥ 1e−150) and a finite Gram (2^2k·max‖φ̃_i‖² ≤ 1e300).
+let private exponentRange (phi: torch.Tensor) =
+    use a = phi.abs()
+    use nonzero = a.masked_select(a.gt(scalar 0.0))
+    let smallest = nonzero.min().item<float> ()
+    use rows = a.pow(scalar 2.0).sum(1L)
+    let largest = rows.max().item<float> ()
+    let lo = int (ceil (System.Math.Log2(FloatingPoint.underflowGuard / smallest)))
+    let hi = int (floor (0.5 * System.Math.Log2(1e300 / largest)))
+    lo, hi
 
 [<Tests>]
 let tests =
@@ -158,7 +306,8 @@ let tests =
                 | 0 -> gaussian seed n m
                 | 1 -> reluLike seed n m
                 | _ -> ofRank seed n m (rng.Next(2, n + 1))
-            use gram = Gram.ofMatrix Certify.defaults.BlockColumns false phi
+            use onDevice = TestDevice.onDevice phi
+            use gram = Gram.ofMatrix Certify.defaults.BlockColumns false onDevice
             let lambda = (use e = torch.linalg.eigvalsh(gram.Gram) in e.max().item<float> ())
             // t = λ·(1 + k·2⁻⁵²), k = −64 … 64: the first success sits at the boundary of Cholesky's
             // success, where t alone may be below λ_max(G) and only the error terms make it a bound.
@@ -196,14 +345,14 @@ let tests =
             let lam = up (up (up t.LambdaMaxTrial t.LambdaMaxTrialRoundingError) t.LambdaMaxCholeskyBackwardError) t.AccumulationError
             Expect.equal t.LambdaMaxUpper lam "λ_max(G) ≤ t + max|D| + γ' tr(Ã_t) + E"
             Expect.equal t.LambdaMaxCholeskyBackwardError (FloatingPoint.mulUp t.CholeskyGamma t.LambdaMaxTrialTraceUpper) "γ' tr(Ã_t)"
-            Expect.equal c.SigmaMaxUpper (FloatingPoint.up (sqrt t.LambdaMaxUpper)) "σ_max ≤ √ of it (tighter than Frobenius here)"
+            Expect.equal c.SigmaMaxUpper (FloatingPoint.scaleUp (FloatingPoint.up (sqrt t.LambdaMaxUpper)) t.ScaleExponent) "σ_max ≤ 2^e·√ of it (tighter than Frobenius here)"
             Expect.isLessThanOrEqual t.LambdaMaxTrialAttempts (List.length Certify.defaults.LambdaMaxFactors) "attempts"
         }
 
         test "σ_max bound: no factor succeeds (all below 1) → Frobenius, attempts counted" {
             use phi = ofRank 19 10 20 10
             let opts = { Certify.defaults with LambdaMaxFactors = [ 0.5; 0.9 ] }
-            let c = Certify.certifyMatrix opts (subject phi false) phi
+            let c = certifyWith opts false phi
             Expect.equal c.Terms.LambdaMaxTrial 0.0 "no trial succeeded"
             Expect.equal c.Terms.LambdaMaxTrialAttempts 2 "both tried"
             Expect.equal c.SigmaMaxUpper (frobeniusBound c) "Frobenius"
@@ -284,12 +433,13 @@ let tests =
             let node = System.Text.Json.Nodes.JsonNode.Parse(CertificateJson.serialize c)
             let terms = node.["Terms"].AsObject()
             for name in [ "LambdaMaxTrial"; "LambdaMaxTrialRoundingError"; "LambdaMaxTrialTraceUpper"
-                          "LambdaMaxCholeskyBackwardError"; "LambdaMaxUpper"; "LambdaMaxTrialAttempts" ] do
+                          "LambdaMaxCholeskyBackwardError"; "LambdaMaxUpper"; "LambdaMaxTrialAttempts"; "ScaleExponent" ] do
                 Expect.isTrue (terms.Remove name) (sprintf "%s was serialised" name)
             let old = CertificateJson.deserialize (node.ToJsonString())
             let expected =
                 { c with Terms = { c.Terms with LambdaMaxTrial = 0.0; LambdaMaxTrialRoundingError = 0.0; LambdaMaxTrialTraceUpper = 0.0
-                                                LambdaMaxCholeskyBackwardError = 0.0; LambdaMaxUpper = 0.0; LambdaMaxTrialAttempts = 0 } }
+                                                LambdaMaxCholeskyBackwardError = 0.0; LambdaMaxUpper = 0.0; LambdaMaxTrialAttempts = 0
+                                                ScaleExponent = 0 } }
             Expect.equal (CertificateJson.serialize old) (CertificateJson.serialize expected) "every old field read back, new ones 0"
             Expect.equal old.SigmaMaxUpper c.SigmaMaxUpper "the stored σ_max bound is kept as written"
         }
@@ -300,5 +450,179 @@ let tests =
             Expect.throwsT<System.ArgumentException> (fun () -> Certify.certifyMatrix Certify.defaults wrong phi |> ignore) "m mismatch"
             use flat = torch.ones([| 5L |], dtype = torch.float64)
             Expect.throwsT<System.ArgumentException> (fun () -> Certify.certifyMatrix Certify.defaults (subject phi false) flat |> ignore) "1-D"
+        }
+
+        testPropertyWithConfig config "every certificate term recomputed in exact rationals (γ's from their definitions, Σ‖φ̃_i‖², tr(Ã), u·max|G_ii − c|, the subtractions)" <| fun (seed: int) ->
+            let n, m, withBias, phi = smallCase seed
+            use phi = phi
+            let c = certify withBias phi
+            let what = sprintf "n=%d m=%d bias=%b" n m withBias
+            expectTermsExact what withBias phi c
+            expectSoundExact what withBias phi c
+
+        testPropertyWithConfig (Seeds.config 15) "λ_min bound proved in exact rational arithmetic, shifts walked down across λ_min in ulp steps (error terms matter)" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let n = rng.Next(2, 9)
+            let m = rng.Next(n + 2, 15)
+            let withBias = rng.Next 2 = 0
+            use phi = if seed % 2 = 0 then ofRank seed n m n else gaussian seed n m
+            use onDevice = TestDevice.onDevice phi
+            use gram = Gram.ofMatrix Certify.defaults.BlockColumns withBias onDevice
+            let lambda = (use e = torch.linalg.eigvalsh(gram.Gram) in e.min().item<float> ())
+            // c = λ·(1 + k·2⁻⁵²), k = 2048 … −2048, from above: the first success sits at the boundary of
+            // Cholesky's success, where c itself may exceed λ_min and only the error terms make a bound.
+            let walk = [ for k in 2048 .. -1 .. -2048 -> lambda * (1.0 + float k * System.Math.Pow(2.0, -52.0)) ]
+            let terms = Certify.lambdaMinTerms walk gram CertificateTerms.Empty
+            let info = sprintf "n=%d m=%d bias=%b: shift %.17g (λ̂ %.17g, k = %.1f) after %d attempt(s), fl-G bound %.17g, bound %.17g"
+                               n m withBias terms.Shift lambda ((terms.Shift / lambda - 1.0) * 2.0 ** 52.0) terms.ShiftAttempts terms.LambdaMinComputedGramLower terms.LambdaMinLower
+            Expect.isGreaterThan terms.Shift 0.0 ("the walk reaches a success. " + info)
+            Expect.isGreaterThan terms.ShiftAttempts 1 ("the walk starts where Cholesky fails (it crosses the boundary). " + info)
+            Expect.isLessThan terms.LambdaMinLower terms.Shift ("the bound is below the shift. " + info)
+            // On the computed Gram: fl(G) − bound·I ≻ 0 exactly (the shift and Cholesky terms alone) …
+            let flGram = Exact.ofMatrix gram.Gram
+            Expect.isTrue (Exact.shiftedPositiveDefinite flGram (Exact.ofFloat terms.LambdaMinComputedGramLower)) ("λ_min(fl G) > LambdaMinComputedGramLower exactly. " + info)
+            // … and on the exact Φ̃Φ̃ᵀ of the float64 entries (the accumulation term too).
+            Expect.isTrue (Exact.boundsLambdaMinBelow phi withBias (Exact.ofFloat terms.LambdaMinLower)) ("λ_min(Φ̃Φ̃ᵀ) > LambdaMinLower exactly. " + info)
+            let c = certify withBias phi
+            expectSoundExact info withBias phi c
+
+        testPropertyWithConfig config "adversarial options (shift fractions ≥ 1, no inverse iteration, one shift, factors ≤ 1): never Certified above the exact truth" <| fun (seed: int) ->
+            let n, m, withBias, phi = smallCase seed
+            use phi = phi
+            let rng = System.Random(seed + 17)
+            let fractions = [| [ 1.5 ]; [ 1.0 ]; [ 1.0 + 1e-12 ]; [ 2.0; 1.01; 1.0 ]; [ 0.999999 ]; [ 4.0; 0.5 ] |]
+            let factors = [| [ 1.0 ]; [ 0.9; 0.99; 1.0 ]; [ 1.0 + 1e-15 ]; [ 0.5 ] |]
+            let opts =
+                { Certify.defaults with
+                    ShiftFractions = fractions.[rng.Next fractions.Length]
+                    InverseIterations = rng.Next(0, 3)
+                    KrylovSteps = rng.Next(1, 4)
+                    LambdaMaxFactors = factors.[rng.Next factors.Length] }
+            let c = certifyWith opts withBias phi
+            let what = sprintf "n=%d m=%d bias=%b, %A" n m withBias opts
+            expectSoundExact what withBias phi c
+            expectTermsExact what withBias phi c
+
+        testPropertyWithConfig (Seeds.config 10) "scale equivariance: 2^k·Φ gives the same verdict and terms, bounds exactly 2^k·bounds, across the representable range" <| fun (seed: int) ->
+            let rng = System.Random seed
+            let n = rng.Next(2, 11)
+            let m = rng.Next(n, 21)
+            use phi = if seed % 2 = 0 then ofRank seed n m (if seed % 3 = 0 then n - 1 else n) else gaussian seed n m
+            let baseline = certify false phi
+            let lo, hi = exponentRange phi
+            let ks = [ lo; hi; 0; 1; -1 ] @ [ for _ in 1 .. 6 -> rng.Next(lo, hi + 1) ]
+            for k in ks do
+                use scaled = phi.mul(scalar (System.Math.ScaleB(1.0, k)))
+                let c = certify false scaled
+                let what = sprintf "n=%d m=%d k=%d (range %d..%d): %s | %s" n m k lo hi c.Reason baseline.Reason
+                Expect.equal c.Verdict baseline.Verdict ("same verdict. " + what)
+                Expect.equal c.SigmaMinLower (System.Math.ScaleB(baseline.SigmaMinLower, k)) ("σ_min bound × 2^k exactly. " + what)
+                Expect.equal c.SigmaMaxUpper (System.Math.ScaleB(baseline.SigmaMaxUpper, k)) ("σ_max bound × 2^k exactly. " + what)
+                Expect.equal c.SigmaMaxEstimate (System.Math.ScaleB(baseline.SigmaMaxEstimate, k)) ("σ_max estimate × 2^k exactly. " + what)
+                Expect.equal c.Terms.ScaleExponent (baseline.Terms.ScaleExponent + k) ("scale exponent + k. " + what)
+                Expect.equal { c.Terms with ScaleExponent = 0 } { baseline.Terms with ScaleExponent = 0 } ("the same terms (of the scaled matrix). " + what)
+
+        test "scale: a well-conditioned 10 × 20 matrix is Certified, with a Krylov σ_max bound, at every decade from 1e−140 to 1e150" {
+            use phi = ofRank 2026 10 20 10
+            let sigmaMax = mathNetSigmaMax phi
+            let sigmaMin = mathNetSigmaMin phi
+            for d in -140 .. 10 .. 150 do
+                let scale = 10.0 ** float d
+                use scaled = phi.mul(scalar scale)
+                let c = certify false scaled
+                let what = sprintf "scale 1e%d: %s" d c.Reason
+                Expect.equal c.Verdict Verdict.Certified what
+                do
+                    Expect.isGreaterThanOrEqual c.SigmaMinLower (0.5 * sigmaMin * scale) ("useful σ_min bound. " + what)
+                    Expect.isLessThanOrEqual c.SigmaMinLower (sigmaMin * scale * (1.0 + 1e-9)) ("sound σ_min bound. " + what)
+                    Expect.isLessThanOrEqual c.SigmaMaxUpper (1.01 * sigmaMax * scale) ("σ_max bound from the Cholesky trial, not Frobenius. " + what)
+                    Expect.isGreaterThan c.Terms.LambdaMaxTrial 0.0 ("the trial succeeded. " + what)
+                    Tolerance.expectClose { absolute = 0.0; relative = 1e-8 } c.SigmaMaxEstimate (sigmaMax * scale) ("σ_max estimate. " + what)
+        }
+
+        test "σ_max estimate with repeated singular values: identity, orthonormal rows, two distinct values (≤ λ_max·(1 + 1e-8) and within 1e-8)" {
+            let expectEstimate (what: string) (phi: torch.Tensor) (sigmaMax: float) =
+                let c = certify false phi
+                let info = sprintf "%s: estimate %.17g, true %.17g, bound %.17g" what c.SigmaMaxEstimate sigmaMax c.SigmaMaxUpper
+                Expect.isLessThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 + 1e-8)) ("estimate ≤ σ_max(1 + 1e-8). " + info)
+                Expect.isGreaterThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 - 1e-8)) ("estimate ≥ σ_max(1 − 1e-8). " + info)
+                Expect.isLessThanOrEqual c.SigmaMaxUpper (sigmaMax * 1.01) ("bound from a trial near the estimate. " + info)
+                use onDevice = TestDevice.onDevice phi
+                use gram = Gram.ofMatrix 4096 false onDevice
+                let lam = Certify.estimateLambdaMax 30 gram.Gram
+                Expect.isLessThanOrEqual lam (sigmaMax * sigmaMax * (1.0 + 1e-8)) ("λ̂_max ≤ λ_max(1 + 1e-8). " + info)
+            use identity = torch.eye(40L, dtype = torch.float64)
+            expectEstimate "identity 40 × 40" identity 1.0
+            use g = gaussian 7 60 20
+            let struct (q, _) = torch.linalg.qr(g)
+            use q = q
+            use rows = q.t().contiguous()
+            expectEstimate "orthonormal rows 20 × 60" rows 1.0
+            use two = withSingularValues 11 30 (Array.init 20 (fun i -> if i < 10 then 1.0 else 3.0))
+            expectEstimate "two distinct values (1 and 3) 20 × 30" two 3.0
+            use three = withSingularValues 13 50 (Array.init 40 (fun i -> float (1 + i % 3)))
+            expectEstimate "three distinct values 40 × 50" three 3.0
+        }
+
+        test "certifyGram leaves the caller's Gram unscaled and agrees with certifyMatrix (which scales its own Gram in place)" {
+            use phi = ofRank 31 9 14 9
+            use scaledPhi = phi.mul(scalar 1e40)
+            use onDevice = TestDevice.onDevice scaledPhi
+            use gram = Gram.ofMatrix Certify.defaults.BlockColumns true onDevice
+            use before = gram.Gram.clone()
+            let viaGram = Certify.certifyGram Certify.defaults (subject scaledPhi true) None (System.Diagnostics.Stopwatch.StartNew()) gram
+            Expect.isTrue (use same = gram.Gram.eq(before).all() in same.item<bool> ()) "the caller's Gram is untouched"
+            let viaMatrix = certify true scaledPhi
+            Expect.equal viaGram.Verdict Verdict.Certified viaGram.Reason
+            Expect.equal viaGram.Terms viaMatrix.Terms "same terms"
+            Expect.equal viaGram.SigmaMinLower viaMatrix.SigmaMinLower "same σ_min bound"
+            Expect.isGreaterThan viaGram.Terms.ScaleExponent 100 "scaled (e ≈ log₂ 1e40)"
+        }
+
+        test "λ_min estimate stays finite when λ_min is tiny (inverse iterates of size 1e200 are normalised without overflow)" {
+            for tiny in [ 1e-200; 1e-300; 1e-100 ] do
+                use g = torch.diag(torch.tensor([| 1.0; 0.5; tiny |], dtype = torch.float64))
+                use onDevice = TestDevice.onDevice g
+                let lam = Certify.estimateLambdaMin 16 onDevice
+                Tolerance.expectClose { absolute = 0.0; relative = 1e-6 } lam tiny (sprintf "λ̂_min of diag(1, 1/2, %g)" tiny)
+        }
+
+        testPropertyWithConfig config "σ_max estimate ≤ σ_max·(1 + 1e-8) on known-rank matrices (a Rayleigh–Ritz value never overshoots)" <| fun (seed: int) ->
+            let n, m, k = shape seed
+            use phi = ofRank seed n m k
+            let c = certify false phi
+            let sigmaMax = mathNetSigmaMax phi
+            Expect.isLessThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 + 1e-8)) (sprintf "estimate %.17g vs σ_max %.17g" c.SigmaMaxEstimate sigmaMax)
+            Expect.isGreaterThanOrEqual c.SigmaMaxEstimate (sigmaMax * (1.0 - 1e-6)) (sprintf "estimate %.17g close to σ_max %.17g" c.SigmaMaxEstimate sigmaMax)
+
+        test "hard matrices with known σ_min (Kahan, Hilbert ≤ 12, Vandermonde, prescribed σ down to 1e−12, rank n − 1, scales 1e150 and 1e−120): sound in exact arithmetic" {
+            let battery =
+                [ for n in [ 4; 7; 10 ] -> sprintf "Kahan %d" n, kahan n 1.2, true
+                  for n in 2 .. 12 -> sprintf "Hilbert %d" n, hilbert n, n <= 4
+                  for n in [ 3; 5; 8 ] -> sprintf "Vandermonde %d × 10" n, vandermonde n 10, n <= 5
+                  for p in [ 2; 4; 6; 8; 10; 12 ] ->
+                      sprintf "σ from 1 to 1e−%d, 6 × 9" p, withSingularValues (100 + p) 9 (Array.init 6 (fun i -> 10.0 ** (-(float p) * float i / 5.0))), p <= 6
+                  for seed in [ 1; 2 ] -> sprintf "rank n − 1 (row 5 = 2·row 0 − row 1), 6 × 8, seed %d" seed, rankDeficientByOne seed 6 8, false ]
+            for name, phi, mustCertify in battery do
+                use phi = phi
+                let mutable baseline = None
+                for scale in [ 1.0; 1e150; 1e-120; System.Math.ScaleB(1.0, 400); System.Math.ScaleB(1.0, -390) ] do
+                    use scaled = phi.mul(scalar scale)
+                    for withBias in [ false; true ] do
+                        let c = certify withBias scaled
+                        let what = sprintf "%s × %g, bias %b" name scale withBias
+                        expectSoundExact what withBias scaled c
+                        expectTermsExact what withBias scaled c
+                        // With the bias column, scaling Φ is not scaling Φ̃: at 1e−120 the ones dominate.
+                        if mustCertify && (not withBias || (scale = 1.0 && not (name.StartsWith "Kahan"))) then
+                            Expect.equal c.Verdict Verdict.Certified (sprintf "%s must certify: %s" what c.Reason)
+                        if name.StartsWith "rank" then Expect.notEqual c.Verdict Verdict.Certified (what + ": rank n − 1")
+                        if not withBias && (scale = 1.0 || System.Math.Log2 scale = floor (System.Math.Log2 scale)) then
+                            match baseline with
+                            | None -> baseline <- Some c
+                            | Some (b: Certificate) ->
+                                let k = int (System.Math.Log2 scale)
+                                Expect.equal c.Verdict b.Verdict (what + ": same verdict at a power-of-two scale")
+                                Expect.equal c.SigmaMinLower (System.Math.ScaleB(b.SigmaMinLower, k)) (what + ": σ_min bound × 2^k")
         }
     ]

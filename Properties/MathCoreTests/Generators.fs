@@ -3,6 +3,7 @@ module ResearchFramework.Properties.MathCoreTests.Generators
 
 open TorchSharp
 open ResearchFramework.MathCore
+open ResearchFramework.Properties
 
 /// Gaussian n×m float64 matrix from a seed (independent of torch's global RNG).
 let gaussian (seed: int) (n: int) (m: int) : torch.Tensor =
@@ -22,8 +23,14 @@ let ofRank (seed: int) (n: int) (m: int) (k: int) : torch.Tensor =
 let subject (phi: torch.Tensor) (withBias: bool) =
     ExpressivitySubject.OfMatrix(Fingerprint.ofTensors [ phi ], int phi.shape.[0], int phi.shape.[1], withBias)
 
-/// Certificate of a bare matrix with the default options.
-let certify (withBias: bool) (phi: torch.Tensor) = Certify.certifyMatrix Certify.defaults (subject phi withBias) phi
+/// Certificate of a bare CPU matrix with the given options, computed on the test device
+/// (`TestDevice.device()`; Φ is copied there, the oracles stay on the CPU copy).
+let certifyWith (opts: Certify.Options) (withBias: bool) (phi: torch.Tensor) =
+    use onDevice = TestDevice.onDevice phi
+    Certify.certifyMatrix opts (subject phi withBias) onDevice
+
+/// Certificate of a bare CPU matrix with the default options, on the test device.
+let certify (withBias: bool) (phi: torch.Tensor) = certifyWith Certify.defaults withBias phi
 
 /// Smallest singular value by MathNet's float64 SVD (the independent reference).
 let mathNetSigmaMin (phi: torch.Tensor) = HeuristicRank.toMathNet phi |> HeuristicRank.mathNetSingularValues |> Array.min
@@ -44,3 +51,36 @@ let shape (seed: int) =
     let n = rng.Next(2, 41)
     let m = rng.Next(n, 61)
     n, m, rng.Next(1, n + 1)
+
+/// Kahan's matrix K_n(θ) = diag(1, s, …, s^{n−1})·(I − c·strict upper triangle of ones), s = sin θ,
+/// c = cos θ: upper triangular, σ_min far below what its diagonal suggests.
+let kahan (n: int) (theta: float) : torch.Tensor =
+    let s, c = sin theta, cos theta
+    let a = Array2D.init n n (fun i j -> if j < i then 0.0 elif i = j then pown s i else -c * pown s i)
+    torch.tensor(a, dtype = torch.float64)
+
+/// The Hilbert matrix H_ij = 1/(i + j + 1) (n × n, entries rounded to float64).
+let hilbert (n: int) : torch.Tensor =
+    torch.tensor(Array2D.init n n (fun i j -> 1.0 / float (i + j + 1)), dtype = torch.float64)
+
+/// Vandermonde n × m: x_i^j at n equispaced points of [−1, 1].
+let vandermonde (n: int) (m: int) : torch.Tensor =
+    let x i = -1.0 + 2.0 * float i / float (max 1 (n - 1))
+    torch.tensor(Array2D.init n m (fun i j -> pown (x i) j), dtype = torch.float64)
+
+/// U diag(s) Vᵀ (n × m) with orthonormal U, V from a seed and singular values s (length n).
+let withSingularValues (seed: int) (m: int) (s: float[]) : torch.Tensor =
+    use scope = torch.NewDisposeScope()
+    let n = s.Length
+    let struct (u, _) = torch.linalg.qr(gaussian seed n n)
+    let struct (v, _) = torch.linalg.qr(gaussian (seed + 7919) m n)
+    let sv = torch.tensor(s, dtype = torch.float64)
+    u.mul(sv.unsqueeze(0L)).mm(v.t()).MoveToOuterDisposeScope()
+
+/// Small-integer n × m matrix (entries in [−3, 3]) whose last row is 2·row 0 − row 1, exactly in
+/// float64: rank < n, with or without the bias column (the coefficients sum to 1).
+let rankDeficientByOne (seed: int) (n: int) (m: int) : torch.Tensor =
+    let rng = System.Random seed
+    let a = Array2D.init n m (fun _ _ -> float (rng.Next(-3, 4)))
+    for j in 0 .. m - 1 do a.[n - 1, j] <- 2.0 * a.[0, j] - a.[1, j]
+    torch.tensor(a, dtype = torch.float64)

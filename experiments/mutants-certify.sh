@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Mutation testing of the σ_min certificate (issue: "the σ_min certificate's tests cannot see a
+# broken bound"). Applies each mutant below to Math.Core/Certify.fs or Math.Core/Gram.fs, one at a
+# time, rebuilds, runs the MathCore tests, and reports killed/survived with the failing tests.
+# The mutated files are restored on exit (also on Ctrl-C or failure). Not for CI: ~1 min a mutant.
+#
+#   experiments/mutants-certify.sh            # all mutants
+#   experiments/mutants-certify.sh M3 M10     # some of them
+#   FILTER="MathCore.Certify" experiments/mutants-certify.sh
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+filter="${FILTER:-MathCore}"
+backup="$(mktemp -d)"
+files=(Math.Core/Certify.fs Math.Core/Gram.fs)
+for f in "${files[@]}"; do mkdir -p "$backup/$(dirname "$f")"; cp "$f" "$backup/$f"; done
+restore() {
+    for f in "${files[@]}"; do cp "$backup/$f" "$f"; done
+    rm -rf "$backup"
+    dotnet build Properties -c Release --no-restore -v q >/dev/null 2>&1 || true
+}
+trap restore EXIT
+
+# id | file | literal text | replacement | description  (\| is a literal bar, ⏎ a line break)
+mutants=(
+"M1|Math.Core/Certify.fs|let lam = FloatingPoint.subDown lamFl e|let lam = lamFl|drop the accumulation term E"
+"M2|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.subDown c maxD|drop the Cholesky backward error γ'_{n+1}tr(Ã)"
+"M3|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.subDown c cholErr|drop the shift rounding max|D|"
+"M4|Math.Core/Certify.fs|let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (n + 1)|let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 n|γ' for n instead of n + 1 terms"
+"M5|Math.Core/Certify.fs|shifted.diagonal().sub_(scalar c) \|> ignore|shifted.diagonal().sub_(scalar 0.0) \|> ignore|apply no shift (Cholesky of fl G, c still recorded)"
+"M6|Math.Core/Certify.fs|if info.item<int> () <> 0 then attempt rest (tries + 1)|if false then attempt rest (tries + 1)|accept a failed Cholesky"
+"M7|Math.Core/Certify.fs|if info.item<int> () <> 0 then attempt rest (tries + 1)|if info.item<int> () < 0 then attempt rest (tries + 1)|accept Cholesky when info > 0 (non-positive pivot)"
+"M8|Math.Core/Certify.fs|FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale|FloatingPoint.scaleDown (FloatingPoint.down lam) scale|σ_min = λ instead of √λ"
+"M9|Math.Core/Certify.fs|let sigma = FloatingPoint.scaleDown|let sigma = 1.1 * FloatingPoint.scaleDown|σ_min bound inflated by 10 %"
+"M10|Math.Core/Gram.fs|FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 g.Columns)) g.SquaredNormSumUpper|FloatingPoint.gamma FloatingPoint.unitRoundoff64 1) g.SquaredNormSumUpper|γ_1 instead of γ_{m'} for the Gram accumulation"
+"M11|Math.Core/Certify.fs|let lam = FloatingPoint.subDown lamFl e|let lam = FloatingPoint.addUp lamFl e|wrong sign of the accumulation term (+E)"
+"M12|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.addUp (FloatingPoint.subDown c maxD) cholErr|wrong sign of the Cholesky term"
+"M13|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.subDown (FloatingPoint.addUp c maxD) cholErr|wrong sign of the shift rounding term"
+"M14|Math.Core/Certify.fs|let maxD = FloatingPoint.mulUp u (FloatingPoint.inflate u (diag \|> Array.map abs \|> Array.max))|let maxD = FloatingPoint.mulUp 0.0 (FloatingPoint.inflate u (diag \|> Array.map abs \|> Array.max))|shift rounding bound with u → 0"
+"M15|Math.Core/Certify.fs|let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale|let sigma = FloatingPoint.down (sqrt lam)|σ_min not multiplied back by 2^e"
+"M16|Math.Core/Gram.fs|SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)|SquaredNormSumUpper = gram.SquaredNormSumUpper|Σ‖φ̃_i‖² bound not scaled with the Gram"
+"M17|Math.Core/Gram.fs|then (Math.ILogB d + 1) >>> 1 else 0|then 0 else 0|no scaling (e = 0 always)"
+"M18|Math.Core/Certify.fs|let r, norm = if n2 < 0.5 * n1 then (let r3 = project r2 in r3, r3.norm().item<float> ()) else r2, n2⏎            if norm > tolerance * scale && Double.IsFinite norm|let r, norm = r2, n2⏎            if norm > 0.0 && Double.IsFinite norm|the old λ_max estimate: Krylov loop stops only on an exactly zero residual, no third Gram–Schmidt pass"
+"M21|Math.Core/Certify.fs|if norm > tolerance * scale && Double.IsFinite norm|if norm > 0.0 && Double.IsFinite norm|Krylov loop stops only on an exactly zero residual, third pass kept (equivalent: expected to survive)"
+"M19|Math.Core/Certify.fs|let x = x.div(x.abs().max())|let x = x|inverse iteration without normalising by max|x_i| first"
+"M20|Math.Core/Certify.fs|FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent|FloatingPoint.up (sqrt terms.SquaredNormSumUpper)|‖Φ̃‖_F bound not multiplied back by 2^e"
+)
+
+wanted=("$@")
+printf '| mutant | edit | result | killing tests |\n|---|---|---|---|\n'
+for entry in "${mutants[@]}"; do
+    IFS='|' read -r id file from to what <<<"$(printf '%s' "$entry" | sed 's/\\|/\x01/g')"
+    from="${from//$'\x01'/|}"; to="${to//$'\x01'/|}"
+    from="${from//⏎/$'\n'}"; to="${to//⏎/$'\n'}"   # ⏎ marks a line break inside a mutant
+    if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $id "* ]]; then continue; fi
+    for f in "${files[@]}"; do cp "$backup/$f" "$f"; done
+    count=$(FROM="$from" perl -0ne 'print scalar(() = /\Q$ENV{FROM}\E/g)' "$file")
+    if [ "$count" != "1" ]; then
+        printf '| %s | %s | NOT APPLIED (pattern found %s times) | |\n' "$id" "$what" "$count"; continue
+    fi
+    FROM="$from" TO="$to" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$file"
+    if ! dotnet build Properties -c Release --no-restore -v q >"$backup/build.log" 2>&1; then
+        printf '| %s | %s | build failed (killed by the compiler) | |\n' "$id" "$what"; continue
+    fi
+    out=$(dotnet run --project Properties -c Release --no-build -- --filter "$filter" 2>&1 | sed 's/\x1b\[[0-9;]*m//g')
+    # Test names may contain ';' and '|': join with ' ¦ ' and escape '|' for the Markdown table.
+    killers=$(printf '%s\n' "$out" | grep -oE 'ERR\] .* (failed|errored) in' | sed -E 's/^ERR\] //; s/ (failed|errored) in$//; s/\|/\\|/g' | sort -u | awk 'NR > 1 { printf " ¦ " } { printf "%s", $0 }')
+    summary=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed' | tail -1)
+    if [ -n "$killers" ]; then result="killed ($summary)"; else result="SURVIVED ($summary)"; fi
+    printf '| %s | %s | %s | %s |\n' "$id" "${what//|/\\|}" "$result" "$killers"
+done
