@@ -110,7 +110,9 @@ let private compare (name: string) (terms: int64) (u: float) (fast: torch.Tensor
     let fast64 = fast.detach().``to``(torch.float64, torch.CPU)
     let nonFinite = fast64.isfinite().logical_not().sum().item<int64> ()
     let k = int (min terms (int64 Int32.MaxValue))
-    let factor = 2.0 * (FloatingPoint.gamma u k + FloatingPoint.gamma FloatingPoint.unitRoundoff64 k)
+    // u = 0: exact comparison (integer pass). k·u ≥ 1: no γ bound exists; such sizes are not certified (fail).
+    let gammaOrInf uu = if float k * uu >= 0.5 then infinity else FloatingPoint.gamma uu k
+    let factor = if u = 0.0 then 0.0 else 2.0 * (gammaOrInf u + gammaOrInf FloatingPoint.unitRoundoff64)
     let bound = magnitude.mul(scalar factor)
     let err = fast64.sub(reference).abs()
     // Entries with a zero bound must match exactly (0/0 → ratio 0; x/0 → +∞ fails).
@@ -119,19 +121,18 @@ let private compare (name: string) (terms: int64) (u: float) (fast: torch.Tensor
         else
             let r = err.div(bound).nan_to_num(0.0, Double.PositiveInfinity, Double.PositiveInfinity)
             if r.numel () = 0L then 0.0 else r.max().item<float> ()
-    { Name = name; Terms = terms; WorstRatio = ratio; NonFinite = nonFinite; Passed = nonFinite = 0L && ratio <= 1.0 }
+    { Name = name; Terms = terms; WorstRatio = ratio; NonFinite = nonFinite
+      Passed = nonFinite = 0L && ratio <= 1.0 && Double.IsFinite factor }
 
-/// Checks `convolution` on one case at `dtype` on `device` against the float64 reference, from
-/// seeded N(0, 1) inputs drawn in `dtype` (exact in float64).
-let checkCase (convolution: Convolution) (device: torch.Device) (dtype: torch.ScalarType) (seed: uint64) (c: ConvolutionCase) : CaseCheck =
+/// One comparison pass of `convolution` against the float64 reference on inputs from `draw`;
+/// `exact`: every entry must equal the reference bit for bit (integer inputs whose partial sums are exact).
+let private checkPass (convolution: Convolution) (device: torch.Device) (dtype: torch.ScalarType) (c: ConvolutionCase)
+                      (draw: int64[] -> torch.Tensor) (drawInput: int64[] -> torch.Tensor) (exact: bool) (label: string) : QuantityCheck list =
     use scope = torch.NewDisposeScope()
-    let u = unitRoundoff dtype
+    let u = if exact then 0.0 else unitRoundoff dtype
     let oh, ow = c.OutputSize
-    if oh <= 0L || ow <= 0L then invalidArg "case" (sprintf "convolution case %s has an empty output" (c.Describe()))
-    use gen = new torch.Generator(seed, torch.CPU)
-    let draw (shape: int64[]) = torch.randn(shape, dtype = dtype, generator = gen)
     let kh, kw = c.Kernel
-    let x = draw [| c.Batch; c.InChannels; c.Height; c.Width |]
+    let x = drawInput [| c.Batch; c.InChannels; c.Height; c.Width |]
     let w = draw [| c.OutChannels; c.InChannels / c.Groups; kh; kw |]
     let b = if c.Bias then Some (draw [| c.OutChannels |]) else None
     let dy = draw [| c.Batch; c.OutChannels; oh; ow |]
@@ -158,18 +159,41 @@ let checkCase (convolution: Convolution) (device: torch.Device) (dtype: torch.Sc
     let kForward = (c.InChannels / c.Groups) * kh * kw + (if c.Bias then 1L else 0L)
     let kInput = (c.OutChannels / c.Groups) * kh * kw
     let kWeight = c.Batch * oh * ow
-    let outputCheck = compare "output" kForward u y yRef yMag
+    let name q = label + q
+    let outputCheck = compare (name "output") kForward u y yRef yMag
     let gradientChecks =
         match gradsRef, gradsMag with
         | Some (gxR, gwR, gbR), Some (gxM, gwM, gbM) ->
             y.backward([| dy.``to``(device) |])
             let biasCheck =
                 match bd, gbR, gbM with
-                | Some bd, Some gbR, Some gbM -> [ compare "∂b" kWeight u bd.grad gbR gbM ]
+                | Some bd, Some gbR, Some gbM -> [ compare (name "∂b") kWeight u bd.grad gbR gbM ]
                 | _ -> []
-            [ compare "∂x" kInput u xd.grad gxR gxM; compare "∂w" kWeight u wd.grad gwR gwM ] @ biasCheck
+            [ compare (name "∂x") kInput u xd.grad gxR gxM; compare (name "∂w") kWeight u wd.grad gwR gwM ] @ biasCheck
         | _ -> []
-    let quantities = outputCheck :: gradientChecks
+    outputCheck :: gradientChecks
+
+/// Checks `convolution` on one case at `dtype` on `device` against the float64 reference, in two passes:
+/// (1) seeded N(0, 1) inputs drawn in `dtype` (exact in float64), every entry within the γ_K bound;
+/// (2) on the CPU, small integers (x sparse: max(0, k), k uniform in −3..3, so over half the entries
+/// are 0, as after a ReLU; w, b, ∂y in −3..3): every partial sum of every output and gradient is an
+/// integer below 2²⁴ in magnitude for the shapes checked (K·27 < 2²⁴), hence exact in float32 in any
+/// summation order, so a correct kernel matches the reference bit for bit: a dropped, repeated or
+/// misplaced term fails even where it would hide inside the γ_K bound. (Not on CUDA: its algorithm
+/// choice may use transforms that are not exact on integers.)
+let checkCase (convolution: Convolution) (device: torch.Device) (dtype: torch.ScalarType) (seed: uint64) (c: ConvolutionCase) : CaseCheck =
+    let oh, ow = c.OutputSize
+    if oh <= 0L || ow <= 0L then invalidArg "case" (sprintf "convolution case %s has an empty output" (c.Describe()))
+    use gen = new torch.Generator(seed, torch.CPU)
+    let gaussian (shape: int64[]) = torch.randn(shape, dtype = dtype, generator = gen)
+    let integers (shape: int64[]) = torch.randint(-3L, 4L, shape, dtype = dtype, generator = gen)
+    let sparse (shape: int64[]) = (use k = integers shape in k.clamp_min(scalar 0.0))
+    let kh, kw = c.Kernel
+    let largestSum = 27L * max ((c.InChannels / c.Groups) * kh * kw + 1L) (max ((c.OutChannels / c.Groups) * kh * kw) (c.Batch * oh * ow))
+    let exactPass = device.``type`` = DeviceType.CPU && largestSum < (1L <<< 24)
+    let quantities =
+        checkPass convolution device dtype c gaussian gaussian false ""
+        @ (if exactPass then checkPass convolution device dtype c integers sparse true "integers " else [])
     { Case = c; Quantities = quantities; Passed = quantities |> List.forall (fun q -> q.Passed) }
 
 /// Checks every case (duplicates once) with `convolution`, under the path name `path`.
@@ -182,6 +206,20 @@ let checkWith (convolution: Convolution) (path: string) (device: torch.Device) (
 /// Checks libtorch's own convolutions (the kernels the run will use) under the path name `path`.
 let check (path: string) (device: torch.Device) (dtype: torch.ScalarType) (cases: ConvolutionCase list) : CheckReport =
     checkWith libtorchConvolution path device dtype cases
+
+/// Float64 bytes the reference of one case holds (unfolded columns N·(C/g)·k_h·k_w·L, for values,
+/// magnitudes and their gradients: about 6 such arrays).
+let referenceBytes (c: ConvolutionCase) =
+    let oh, ow = c.OutputSize
+    let kh, kw = c.Kernel
+    6L * 8L * c.Batch * (c.InChannels / c.Groups) * kh * kw * oh * ow
+
+/// The case at the largest batch ≤ its own whose reference fits `budgetBytes` (at least 1): the run's
+/// batch where affordable (kernel choice and threading may depend on the batch), smaller only for
+/// layers whose float64 reference would not fit.
+let fitBatch (budgetBytes: int64) (c: ConvolutionCase) =
+    let perSample = referenceBytes { c with Batch = 1L }
+    { c with Batch = max 1L (min c.Batch (budgetBytes / max 1L perSample)) }
 
 /// The convolution cases a model calls on `input` (its shape fixes the batch), from pre-forward hooks
 /// on every Conv2d: with `training`, the model runs in training mode with autograd (the kernels of
@@ -297,6 +335,15 @@ module private Native =
     [<DllImport("libtorch_cpu", EntryPoint = "_ZNK2at7Context17userEnabledMkldnnEv")>]
     extern [<MarshalAs(UnmanagedType.U1)>] bool userEnabledMkldnn(nativeint context)
 
+    [<DllImport("libtorch_cpu", EntryPoint = "_ZN2at7Context20setUserEnabledNNPACKEb")>]
+    extern void setUserEnabledNNPACK(nativeint context, [<MarshalAs(UnmanagedType.U1)>] bool enabled)
+
+    [<DllImport("libtorch_cpu", EntryPoint = "_ZNK2at7Context17userEnabledNNPACKEv")>]
+    extern [<MarshalAs(UnmanagedType.U1)>] bool userEnabledNNPACK(nativeint context)
+
+    [<DllImport("libc", EntryPoint = "unsetenv", SetLastError = true)>]
+    extern int unsetenv(string name)
+
     [<DllImport("libc", EntryPoint = "setenv", SetLastError = true)>]
     extern int setenv(string name, string value, int overwrite)
 
@@ -314,6 +361,17 @@ let mkldnnEnabled () =
 let setMkldnnEnabled (enabled: bool) =
     ensureTorch ()
     Native.setUserEnabledMkldnn (Native.globalContext (), enabled)
+
+/// Whether libtorch may use NNPACK convolutions (at::Context::userEnabledNNPACK). NNPACK's Winograd/FFT
+/// algorithms are not sums of products, so the γ_K argument does not cover them: the native path turns them off.
+let nnpackEnabled () =
+    ensureTorch ()
+    Native.userEnabledNNPACK (Native.globalContext ())
+
+/// Enables or disables NNPACK convolutions for the whole process, with immediate effect.
+let setNnpackEnabled (enabled: bool) =
+    ensureTorch ()
+    Native.setUserEnabledNNPACK (Native.globalContext (), enabled)
 
 /// Environment variable that marks a process started by `restartWith` (its value: the path it runs
 /// and the summary of the checks that failed before it), so the ladder continues, never loops.
@@ -342,9 +400,13 @@ let rejectedByEnvironment () : Set<string> =
 let restartWith (isa: string) (history: string) : string =
     let argv =
         IO.File.ReadAllBytes "/proc/self/cmdline"
-        |> fun bytes -> Text.Encoding.UTF8.GetString(bytes).TrimEnd('\000').Split('\000')
-    Native.setenv ("DNNL_MAX_CPU_ISA", isa, 1) |> ignore
-    Native.setenv (restartMarker, history, 1) |> ignore
+        |> fun bytes ->
+            let text = Text.Encoding.UTF8.GetString(bytes)
+            // Arguments are NUL-terminated: drop exactly the last terminator (empty arguments stay).
+            (if text.EndsWith "\000" then text.Substring(0, text.Length - 1) else text).Split('\000')
+    if Native.setenv ("DNNL_MAX_CPU_ISA", isa, 1) <> 0 || Native.setenv (restartMarker, (if String.IsNullOrEmpty history then "restarted" else history), 1) <> 0 then
+        "setenv failed"
+    else
     Console.Out.Flush()
     Console.Error.Flush()
     let rc = Native.execv ("/proc/self/exe", Array.append argv [| null |])
@@ -365,64 +427,95 @@ let environmentLine () = TorchEnvironment.describe () + " | " + describeChoice (
 /// The decision in effect: path name, account, and every report (for config.effective.json).
 let currentChoice () = current
 
+/// The restart marker as this process found it; read once and removed from the environment (both the
+/// managed copy and the C environment), so child processes (`rf` runs spawned by the tests, fetch tools)
+/// do not inherit it: they see only the DNNL_MAX_CPU_ISA cap, i.e. a user cap, and check it as such.
+let private startedByRestart =
+    lazy (
+        let marker = Environment.GetEnvironmentVariable restartMarker
+        if not (String.IsNullOrEmpty marker) then
+            Environment.SetEnvironmentVariable(restartMarker, null)
+            Native.unsetenv restartMarker |> ignore
+        marker)
+
+/// Every (device, dtype, cases) group checked so far in this process, so a path switch re-checks them all.
+let private checkedGroups = Collections.Generic.List<torch.Device * torch.ScalarType * ConvolutionCase list>()
+
 /// Chooses and puts into effect a kernel path that passes the self-check for `cases` at `dtype` on
-/// `device`, once per process (later calls check only cases not checked yet on the path in effect,
-/// and move on along the ladder if one fails). `allowRestart`: whether this process may re-execute
-/// itself with a capped oneDNN ISA (a command-line program may; a library host or a worker between
-/// jobs should not). CUDA devices: default, then TF32 off, then a refusal.
-/// Returns the selection; the caller restarts (`restartWith`) or refuses (`refusal`) as it says.
+/// `device` (later calls check only the cases not yet checked on the path in effect; a path switch
+/// re-checks every earlier case on the new path). `allowRestart`: whether this process may re-execute
+/// itself with a capped oneDNN ISA (a command-line program may; a library host or a worker between jobs
+/// should not). CPU ladder: default → oneDNN capped at AVX2 (restart) → native (mkldnn and NNPACK off) →
+/// refusal; CUDA ladder: default → TF32 off → refusal. Returns the selection; the caller restarts
+/// (`restartWith`) or refuses (`refusal`) as it says. After a refusal the switches are restored.
 let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType) (cases: ConvolutionCase list) : Selection =
     let rejected = rejectedByEnvironment ()
-    let restarted = Environment.GetEnvironmentVariable restartMarker
+    let restarted = startedByRestart.Force()
     let userCap = Environment.GetEnvironmentVariable "DNNL_MAX_CPU_ISA"
+    let cuda = device.``type`` = DeviceType.CUDA
+    let capped = not (String.IsNullOrEmpty restarted) && not (String.IsNullOrEmpty userCap)
     let paths =
         match current with
-        | Some (p, _, _) ->
-            match p with
-            | Default -> [ Default; Native ]
-            | OneDnnCapped isa -> [ OneDnnCapped isa; Native ]
-            | Native -> [ Native ]
-            | NoTf32 -> [ NoTf32 ]
-        | None when device.``type`` = DeviceType.CUDA -> [ Default; NoTf32 ]
-        | None ->
-            if not (String.IsNullOrEmpty restarted) && not (String.IsNullOrEmpty userCap) then [ OneDnnCapped userCap; Native ]
-            elif not (String.IsNullOrEmpty userCap) then [ Default; Native ]
-            else [ Default; OneDnnCapped "AVX2"; Native ]
+        | _ when cuda -> [ Default; NoTf32 ] |> List.filter (fun p -> match current with Some (NoTf32, _, _) -> p = NoTf32 | _ -> true)
+        | Some (Native, _, _) -> [ Native ]
+        | Some (OneDnnCapped isa, _, _) -> [ OneDnnCapped isa; Native ]
+        | Some (Default, _, _) when String.IsNullOrEmpty userCap -> [ Default; OneDnnCapped "AVX2"; Native ]
+        | Some _ -> [ Default; Native ]
+        | None when capped -> [ OneDnnCapped userCap; Native ]
+        | None when not (String.IsNullOrEmpty userCap) -> [ Default; Native ]
+        | None -> [ Default; OneDnnCapped "AVX2"; Native ]
     let inEffect p =
         match current, p with
         | Some (q, _, _), _ when q = p -> true
         | None, Default -> true
-        | None, OneDnnCapped _ -> not (String.IsNullOrEmpty restarted)
+        | None, OneDnnCapped isa -> capped && isa = userCap
         | _ -> false
+    let switched = Collections.Generic.List<unit -> unit>()
     let enter p =
         if inEffect p then Entered
         else
             match p with
             | Default -> Unavailable "cannot return to the default path"
-            | OneDnnCapped _ when device.``type`` <> DeviceType.CPU -> Unavailable "CPU-only switch"
+            | OneDnnCapped _ when cuda -> Unavailable "CPU-only switch"
             | OneDnnCapped _ -> if allowRestart then NeedsRestart else Unavailable "needs a restart, not allowed here"
-            | Native -> setMkldnnEnabled false; Entered
-            | NoTf32 when device.``type`` <> DeviceType.CUDA -> Unavailable "CUDA-only switch"
+            | Native when cuda -> Unavailable "CPU-only switch"
+            | Native ->
+                let mkldnn, nnpack = mkldnnEnabled (), nnpackEnabled ()
+                setMkldnnEnabled false
+                setNnpackEnabled false
+                switched.Add(fun () -> setMkldnnEnabled mkldnn; setNnpackEnabled nnpack)
+                Entered
+            | NoTf32 when not cuda -> Unavailable "CUDA-only switch"
             | NoTf32 ->
+                let cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
                 torch.backends.cudnn.allow_tf32 <- false
                 torch.backends.cuda.matmul.allow_tf32 <- false
+                switched.Add(fun () -> torch.backends.cudnn.allow_tf32 <- cudnn; torch.backends.cuda.matmul.allow_tf32 <- matmul)
                 Entered
-    // Cases that already passed on the path in effect (same dtype and device) are not checked again.
+    // Cases that already passed on the path in effect (same path, dtype and device) are not checked again.
     let passedBefore =
         match current with
-        | Some (_, reports, _) ->
-            reports |> List.filter (fun r -> r.Passed && r.DType = string dtype && r.Device = string device)
+        | Some (q, reports, _) ->
+            reports |> List.filter (fun r -> r.Passed && r.Path = q.Name && r.DType = string dtype && r.Device = string device)
             |> List.collect (fun r -> r.Cases |> List.map (fun c -> c.Case)) |> Set.ofList
         | None -> Set.empty
     let check p =
-        let todo = if inEffect p && current.IsSome then cases |> List.filter (passedBefore.Contains >> not) else cases
-        let r = check p.Name device dtype todo
+        let r =
+            if inEffect p && current.IsSome then check p.Name device dtype (cases |> List.filter (passedBefore.Contains >> not))
+            elif current.IsSome then
+                // A switch after earlier checks: the new path must pass every earlier group too.
+                let groups = [ for (d, t, cs) in checkedGroups -> check p.Name d t cs ] @ [ check p.Name device dtype cases ]
+                { List.last groups with
+                    Cases = groups |> List.collect (fun g -> g.Cases); Passed = groups |> List.forall (fun g -> g.Passed)
+                    Seconds = groups |> List.sumBy (fun g -> g.Seconds) }
+            else check p.Name device dtype cases
         if rejected.Contains (key p) then { r with Passed = false; Path = sprintf "%s (rejected by %s)" p.Name rejectVariable }
         else r
     let selection = select paths enter check
     match selection with
     | Chosen (p, reports) ->
-        let previous = match current with Some (q, rs, _) when q = p -> rs | Some (_, rs, _) -> rs | None -> []
+        checkedGroups.Add((device, dtype, cases))
+        let previous = match current with Some (_, rs, _) -> rs | None -> []
         let all = previous @ reports
         let passed = all |> List.filter (fun r -> r.Passed && r.Path = p.Name)
         let failed = all |> List.filter (fun r -> not r.Passed) |> List.map (fun r -> r.Summary)
@@ -432,5 +525,6 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
                 (String.Join(", ", passed |> List.map (fun r -> sprintf "%s %d" r.DType r.Cases.Length)))
                 (if earlier.IsEmpty then "" else "; chosen after: " + String.Join("; ", earlier))
         current <- Some (p, all, account)
-    | _ -> ()
+    | Refused _ -> for restore in switched do restore ()
+    | Restart _ -> ()
     selection

@@ -61,27 +61,31 @@ let tests =
                 Expect.equal r.Cases.Length cases.Length "every case checked"
         }
 
-        test "start-up: Main chose a path, and it is the one in effect (environment line says which)" {
+        test "start-up: Main chose a path, it is the one in effect, and the environment line names it" {
             match currentChoice () with
             | None -> failtest "Main did not run the kernel self-check"
-            | Some (path, reports, _) ->
-                Expect.isTrue (List.last reports).Passed "the chosen path passed"
+            | Some (path, _, account) ->
                 Expect.equal (mkldnnEnabled ()) (path <> Native) "mkldnn is off exactly on the native path"
-                Expect.stringContains (environmentLine ()) "convolution kernels:" "environment line"
+                Expect.equal (nnpackEnabled ()) (path <> Native) "NNPACK is off exactly on the native path"
+                Expect.stringContains (environmentLine ()) ("convolution kernels: " + path.Name) "environment line names the path"
+                Expect.stringContains account "self-check passed on" "and its account"
+                Expect.isNull (Environment.GetEnvironmentVariable restartMarker) "the restart marker is not passed on to child processes"
         }
 
-        test "the fast path (oneDNN, as libtorch picks it) vs the float64 reference on the suite's shapes: agrees, or the start-up check rejected it" {
-            // The minimal reproduction of the AVX-512 NaN: these exact shapes on the default oneDNN path.
-            // Where Main rejected the default path, the same failure must show here (never a silent pass).
+        test "oneDNN as in effect since start-up vs the float64 reference on the suite's shapes (float32): passes, or start-up rejected it" {
+            // The minimal reproduction of the AVX-512 NaN: these exact shapes on the oneDNN path this process runs
+            // (the detected ISA, or the cap a restart set). Where Main rejected it, the failure must show here too.
             let before = mkldnnEnabled ()
             try
                 setMkldnnEnabled true
-                let r = check "oneDNN (forced on)" torch.CPU torch.float32 (suiteCases ())
-                match currentChoice () with
-                | _ when not (rejectedByEnvironment ()).IsEmpty -> () // a forced rejection says nothing about oneDNN here
-                | Some (Native, reports, _) when reports |> List.exists (fun r -> not r.Passed) ->
-                    Expect.isFalse r.Passed ("Main rejected oneDNN; it still fails: " + r.Summary)
-                | _ -> Expect.isTrue r.Passed r.Summary
+                let r = check "oneDNN (as started)" torch.CPU torch.float32 (suiteCases ())
+                let rejectedHere =
+                    match currentChoice () with
+                    | Some (_, reports, _) ->
+                        reports |> List.exists (fun q -> not q.Passed && q.DType = string torch.float32 && q.Path.StartsWith "default" && not (q.Path.Contains rejectVariable))
+                    | None -> false
+                if rejectedHere then Expect.isFalse r.Passed ("Main rejected oneDNN for float32; it still fails: " + r.Summary)
+                else Expect.isTrue r.Passed r.Summary
             finally
                 setMkldnnEnabled before
         }
@@ -111,6 +115,27 @@ let tests =
                     Expect.isFalse r.Passed (sprintf "%s kernel (training %b) must fail: %s" name training r.Summary)
             let nanCheck = checkCase nanKernel torch.CPU torch.float32 1UL (case false)
             Expect.isGreaterThan (nanCheck.Quantities.Head.NonFinite) 0L "NaN counted"
+        }
+
+        test "negative controls for the gradients alone: a correct forward with a wrong ∂w, or a wrong ∂x, fails; an error below the γ bound fails the exact integer pass" {
+            // ∂w taken against x with its first row zeroed (a dropped border term), forward value unchanged.
+            let wrongWeightGradient : Convolution = fun x w b c ->
+                let xp = x.detach().clone()
+                xp.narrow(2L, 0L, 1L).zero_() |> ignore
+                (libtorchConvolution x (w.detach()) b c).add(libtorchConvolution xp w None c).sub(libtorchConvolution xp (w.detach()) None c)
+            let wrongInputGradient : Convolution = fun x w b c ->
+                let wp = w.detach().mul(scalar 1.5)
+                (libtorchConvolution (x.detach()) w b c).add(libtorchConvolution x wp None c).sub(libtorchConvolution (x.detach()) wp None c)
+            for name, kernel, quantity in [ "wrong ∂w", wrongWeightGradient, "∂w"; "wrong ∂x", wrongInputGradient, "∂x" ] do
+                let r = checkCase kernel torch.CPU torch.float32 5UL (case true)
+                Expect.isFalse r.Passed (sprintf "%s must fail: %s" name (r.Describe()))
+                Expect.isTrue (r.Quantities |> List.exists (fun q -> q.Name.EndsWith quantity && not q.Passed)) (name + ": caught on " + quantity)
+                Expect.isTrue (r.Quantities |> List.exists (fun q -> q.Name = "output" && q.Passed)) (name + ": the forward itself passes")
+            // A relative error of 1e-7 hides inside the γ_K bound of the Gaussian pass, but not in the exact integer pass.
+            let slightlyOff : Convolution = fun x w b c -> (libtorchConvolution x w b c).mul(scalar (1.0 + 1.2e-7))
+            let r = checkCase slightlyOff torch.CPU torch.float32 7UL (case false)
+            Expect.isTrue (r.Quantities |> List.exists (fun q -> q.Name = "output" && q.Passed)) ("within γ_K on Gaussian inputs: " + r.Describe())
+            Expect.isFalse r.Passed ("the exact integer pass catches it: " + r.Describe())
         }
 
         test "positive controls: the float64 reference rounded to float32, and libtorch's float64 convolution, pass" {

@@ -20,22 +20,24 @@ public sealed class KernelCheckException(string message) : InvalidOperationExcep
 /// environment line and in <c>config.effective.json</c> (section <c>Environment</c>).</summary>
 public static class KernelSelfCheck
 {
-    /// <summary>Batch sizes above this are checked at this size (the float64 reference's memory grows with the batch;
-    /// the kernels' code does not depend on it).</summary>
-    public const int MaxCheckedBatch = 16;
+    /// <summary>Memory the float64 reference of one checked case may take; a layer whose reference at the run's batch
+    /// would exceed it is checked at the largest batch that fits (<see cref="KernelCheck.fitBatch"/>).</summary>
+    public const long ReferenceBudgetBytes = 256L << 20;
 
     /// <summary>Whether this process may re-execute itself for a capped oneDNN ISA (the worker may not: it falls
     /// back in-process or refuses the job).</summary>
     public static bool AllowRestart { get; set; } = true;
 
     /// <summary>The convolution cases of the configured network: a training step at the run's batch size and an
-    /// evaluation-mode forward (evaluation, certification) at <see cref="MaxCheckedBatch"/>, both capped.</summary>
+    /// evaluation-mode forward at the certificate's row-block size (<see cref="Certification.ModelCertification.BlockRows"/>),
+    /// each layer at the largest batch whose float64 reference fits <see cref="ReferenceBudgetBytes"/>.</summary>
     public static FSharpList<KernelCheck.ConvolutionCase> CasesFor(RfOptions options)
     {
         var (channels, height, width, classes) = DatasetCatalog.ShapeOf(options.Data.Dataset);
         var architecture = RunSetup.Architecture(options.Model, channels, height, width, classes);
-        var training = Math.Min(options.Training.BatchSize, MaxCheckedBatch);
-        return Networks.convolutionCases(architecture, ListModule.OfSeq([training]), ListModule.OfSeq([MaxCheckedBatch]));
+        var cases = Networks.convolutionCases(architecture, ListModule.OfSeq([options.Training.BatchSize]),
+            ListModule.OfSeq([Certification.ModelCertification.BlockRows]));
+        return ListModule.OfSeq(cases.Select(c => KernelCheck.fitBatch(ReferenceBudgetBytes, c)).Distinct());
     }
 
     /// <summary>Runs the check for the run of <paramref name="options"/> and puts a passing path into effect; restarts the
