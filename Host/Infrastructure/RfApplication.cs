@@ -58,6 +58,8 @@ public sealed class RfApplication : IDisposable
         if (checkKernels) KernelSelfCheck.Ensure(options);
         var run = existingRunDirectory is not null ? RunDirectory.Open(existingRunDirectory)
                 : createRunDirectory ? RunDirectory.Create(options) : null;
+        if (existingRunDirectory is not null && checkKernels && run is not null)
+            run.RecordEnvironment(options); // a resume records the kernel path it runs on (the options are unchanged: ResumeGuard)
 
         var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
         {

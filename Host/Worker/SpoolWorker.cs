@@ -91,10 +91,24 @@ public sealed class WorkerLease
         Host = Environment.MachineName;
         ProcessId = Environment.ProcessId;
         StartTicks = ProcessStartTicks(ProcessId) ?? DateTime.UtcNow.Ticks;
+        Machine = MachineIdentity();
         Directory = Path.Combine(spool.Running, $"{Host}-{ProcessId}-{StartTicks}");
         System.IO.Directory.CreateDirectory(Directory);
         Beat();
     }
+
+    /// <summary>What makes "this host" provable: the kernel's boot id and this process's PID namespace. Two containers
+    /// or cloned VMs with one host name differ here, so neither reads the other's PIDs as its own.</summary>
+    public static string MachineIdentity()
+    {
+        string Read(Func<string> f) { try { return f(); } catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException) { return "?"; } }
+        var boot = Read(() => File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim());
+        var pidNamespace = Read(() => new FileInfo("/proc/self/ns/pid").LinkTarget ?? "?");
+        return $"{boot}/{pidNamespace}";
+    }
+
+    /// <summary>Boot id and PID namespace of this worker (see <see cref="MachineIdentity"/>).</summary>
+    public string Machine { get; }
 
     public string Host { get; }
     public int ProcessId { get; }
@@ -103,10 +117,17 @@ public sealed class WorkerLease
     /// <summary>This worker's folder under <c>running/</c>.</summary>
     public string Directory { get; }
 
-    /// <summary>Writes the heartbeat (atomically: temporary file, rename).</summary>
+    private long _beats;
+
+    /// <summary>Writes the heartbeat (atomically: temporary file, rename); its counter changes at every beat.</summary>
     public void Beat()
     {
-        var lease = new JsonObject { ["host"] = Host, ["pid"] = ProcessId, ["startTicks"] = StartTicks, ["heartbeatUtc"] = DateTime.UtcNow.ToString("O") };
+        if (!System.IO.Directory.Exists(Directory)) System.IO.Directory.CreateDirectory(Directory);
+        var lease = new JsonObject
+        {
+            ["host"] = Host, ["machine"] = Machine, ["pid"] = ProcessId, ["startTicks"] = StartTicks,
+            ["heartbeatUtc"] = DateTime.UtcNow.ToString("O"), ["beat"] = Interlocked.Increment(ref _beats),
+        };
         var tmp = Path.Combine(Directory, FileName + ".tmp");
         File.WriteAllText(tmp, lease.ToJsonString());
         File.Move(tmp, Path.Combine(Directory, FileName), overwrite: true);
@@ -140,20 +161,34 @@ public sealed class WorkerLease
             return age > Expiry ? (true, $"no lease, folder untouched for {age.TotalSeconds:F0} s") : (false, "no lease yet");
         }
         var host = lease["host"]?.GetValue<string>();
+        var machine = lease["machine"]?.GetValue<string>();
         var pid = lease["pid"]?.GetValue<int>() ?? -1;
         var start = lease["startTicks"]?.GetValue<long>() ?? -1;
-        if (host == Environment.MachineName)
+        if (host == Environment.MachineName && machine is not null && machine == MachineIdentity())
         {
             var now = ProcessStartTicks(pid);
             if (now is null) return (true, $"process {pid} on this host no longer exists");
             if (now != start) return (true, $"process {pid} on this host is another process now");
             return (false, $"process {pid} on this host is alive");
         }
-        var beat = DateTime.Parse(lease["heartbeatUtc"]!.GetValue<string>(), null, System.Globalization.DateTimeStyles.RoundtripKind);
-        var silence = DateTime.UtcNow - beat;
-        return silence > Expiry ? (true, $"host {host}: no heartbeat for {silence.TotalSeconds:F0} s (lease {Expiry.TotalSeconds:F0} s)")
-                                : (false, $"host {host}: heartbeat {silence.TotalSeconds:F0} s ago");
+        // Another host (or one we cannot prove is this one): the lease expires when its heartbeat has not changed for
+        // Expiry, measured on this worker's own monotonic clock (no comparison of two hosts' wall clocks).
+        var beat = lease.ToJsonString();
+        lock (Observed)
+        {
+            if (!Observed.TryGetValue(ownerDirectory, out var seen) || seen.Beat != beat)
+            {
+                Observed[ownerDirectory] = (beat, System.Diagnostics.Stopwatch.StartNew());
+                return (false, $"host {host}: heartbeat seen changing");
+            }
+            var silence = seen.Since.Elapsed;
+            return silence > Expiry ? (true, $"host {host}: heartbeat unchanged for {silence.TotalSeconds:F0} s (lease {Expiry.TotalSeconds:F0} s)")
+                                    : (false, $"host {host}: heartbeat unchanged for {silence.TotalSeconds:F0} s, within the lease");
+        }
     }
+
+    /// <summary>The last lease content seen per owner folder and since when (this worker's monotonic clock).</summary>
+    private static readonly Dictionary<string, (string Beat, System.Diagnostics.Stopwatch Since)> Observed = new();
 }
 
 /// <summary><c>rf worker --spool DIR [--once]</c> as a <see cref="BackgroundService"/>: at start-up resumes the jobs left in
@@ -191,29 +226,70 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
                 var target = Path.Combine(_lease!.Directory, Path.GetFileName(job));
                 try
                 {
-                    File.Move(job, target, overwrite: false);
+                    File.Move(job, target, overwrite: false); // the claim: one taker wins
                 }
                 catch (IOException)
                 {
                     continue; // another worker took it first
                 }
+                // The winner then moves the side files; losers never delete a folder that still holds them (below).
                 var name = Path.GetFileNameWithoutExtension(job);
-                var runFile = Path.Combine(directory, SideFile(name, ".run"));
-                foreach (var side in new[] { runFile, Path.Combine(directory, SideFile(name, ".attempts")) })
-                    if (File.Exists(side))
-                        try { File.Move(side, Path.Combine(_lease.Directory, Path.GetFileName(side)), overwrite: true); } catch (IOException) { }
+                foreach (var side in new[] { SideFile(name, ".run"), SideFile(name, ".attempts") })
+                {
+                    var from = Path.Combine(directory, side);
+                    if (File.Exists(from))
+                        try { File.Move(from, Path.Combine(_lease.Directory, side), overwrite: true); }
+                        catch (IOException e) { logger.LogWarning("worker: {Side} of {Job} not moved: {Reason}", side, name, e.Message); }
+                }
                 logger.LogInformation("worker: took over interrupted job {Job} ({Why})", Path.GetFileName(job), why);
                 taken.Add(target);
             }
-            if (directory != _spool.Running)
-                try { if (Spool.Jobs(directory).Length == 0) System.IO.Directory.Delete(directory, recursive: true); } catch (IOException) { }
+            if (directory != _spool.Running) RemoveIfOnlyLease(directory);
         }
         return taken;
     }
 
+    /// <summary>Removes an owner folder that holds nothing but its lease (never recursively: side files of a job being
+    /// taken over by another worker may still be there).</summary>
+    private static void RemoveIfOnlyLease(string directory)
+    {
+        try
+        {
+            var entries = System.IO.Directory.GetFileSystemEntries(directory).Select(Path.GetFileName).ToArray();
+            if (entries.All(e => e is WorkerLease.FileName or WorkerLease.FileName + ".tmp"))
+            {
+                foreach (var e in entries) File.Delete(Path.Combine(directory, e!));
+                System.IO.Directory.Delete(directory, recursive: false);
+            }
+        }
+        catch (IOException) { }
+    }
+
+    /// <summary>The job this worker is running (fencing: if another worker took it over, the heartbeat notices and
+    /// cancels it, and no result is written).</summary>
+    private volatile string? _current;
+    private CancellationTokenSource? _fence;
+
+    private void Heartbeat()
+    {
+        try
+        {
+            _lease?.Beat();
+            if (_current is { } job && !File.Exists(job))
+            {
+                logger.LogError("worker: {Job} was taken over by another worker (this one was presumed gone); stopping it without a result", Path.GetFileName(job));
+                _fence?.Cancel();
+            }
+        }
+        catch (Exception e)
+        {
+            logger.LogError("worker: heartbeat failed: {Reason}", e.Message);
+        }
+    }
+
     private void Loop(CancellationToken stoppingToken)
     {
-        using var heartbeat = new Timer(_ => { try { _lease?.Beat(); } catch (IOException) { } }, null, WorkerLease.HeartbeatInterval, WorkerLease.HeartbeatInterval);
+        using var heartbeat = new Timer(_ => Heartbeat(), null, WorkerLease.HeartbeatInterval, WorkerLease.HeartbeatInterval);
         try
         {
             _spool.Create();
@@ -245,15 +321,22 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
                     foreach (var job in TakeOverOrphans()) Process(job, stoppingToken);
                     continue;
                 }
+                foreach (var job in TakeOverOrphans()) Process(job, stoppingToken); // interrupted jobs are not starved
                 var claimed = Path.Combine(_lease.Directory, Path.GetFileName(next));
                 try
                 {
+                    if (!System.IO.Directory.Exists(_lease.Directory)) _lease.Beat(); // our folder was removed: re-create it
                     File.Move(next, claimed, overwrite: false); // atomic rename on one file system: one worker wins
                 }
-                catch (IOException)
+                catch (IOException e)
                 {
-                    stoppingToken.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(50)); // taken by another worker: no busy loop
-                    continue;
+                    if (File.Exists(next) && !File.Exists(claimed))
+                    {
+                        // Not a lost race: say why, and wait before trying again (no silent spin).
+                        logger.LogError("worker: cannot claim {Job}: {Reason}", Path.GetFileName(next), e.Message);
+                        stoppingToken.WaitHandle.WaitOne(settings.PollInterval);
+                    }
+                    continue; // taken by another worker
                 }
                 logger.LogInformation("worker: claimed {Job}", Path.GetFileName(claimed));
                 Process(claimed, stoppingToken);
@@ -320,6 +403,10 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             return;
         }
         File.WriteAllText(attemptsFile, attempts.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using var fence = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        _fence = fence;
+        _current = jobPath;
+        var token = fence.Token;
         try
         {
             var (command, seeds) = JobFile.WriteConfig(jobPath, configPath);
@@ -328,16 +415,22 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             if (runDirectory is null || !Directory.Exists(runDirectory))
             {
                 var options = RfOptions.Load(RfConfiguration.Build(input)); // a bad config fails here, before anything is created
+                Infrastructure.KernelSelfCheck.Ensure(options); // so the new run directory records the kernel path of this job
                 runDirectory = RunDirectory.Create(options).Path;
                 File.WriteAllText(runPathFile, runDirectory);
             }
             logger.LogInformation("worker: {Job}: {Command} in {RunDirectory}", name, command, runDirectory);
             int code = command switch
             {
-                "train" => TrainHandler.Execute(input, runDirectory, stoppingToken, showProgress: false).ExitCode,
-                "compare" => CompareHandler.Execute(input, seeds, runDirectory, stoppingToken, showProgress: false).ExitCode,
+                "train" => TrainHandler.Execute(input, runDirectory, token, showProgress: false).ExitCode,
+                "compare" => CompareHandler.Execute(input, seeds, runDirectory, token, showProgress: false).ExitCode,
                 _ => throw new ConfigurationException($"Command: unknown command '{command}' (expected train or compare)"),
             };
+            if (!File.Exists(jobPath))
+            {
+                logger.LogError("worker: {Job} belongs to another worker now; no result written by this one", name);
+                return;
+            }
             if (code == ExitCodes.Interrupted)
             {
                 logger.LogWarning("worker: {Job} interrupted; it stays in running/ and resumes at the next start", name);
@@ -352,15 +445,28 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
                 ["runDirectory"] = runDirectory,
                 ["finishedUtc"] = DateTime.UtcNow.ToString("O"),
             };
-            File.WriteAllText(Path.Combine(_spool.Done, name + ".result.json"), result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            File.WriteAllText(Path.Combine(_spool.Done, SideFile(name, ".result.json")), result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             File.Move(jobPath, Path.Combine(_spool.Done, Path.GetFileName(jobPath)), overwrite: true);
             Cleanup(configPath, runPathFile, attemptsFile);
             JobsDone++;
             logger.LogInformation("worker: {Job} done ({RunDirectory})", name, runDirectory);
         }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // Stopped (SIGTERM) or fenced before the trainer could checkpoint: the job stays where it is.
+            if (File.Exists(jobPath))
+                File.WriteAllText(attemptsFile, (attempts - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            logger.LogWarning("worker: {Job} cancelled before it finished; it stays in running/", name);
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            Fail(jobPath, name, e.Message, e, configPath, runPathFile, attemptsFile);
+            if (File.Exists(jobPath)) Fail(jobPath, name, e.Message, e, configPath, runPathFile, attemptsFile);
+            else logger.LogError("worker: {Job} failed after another worker took it over: {Reason}", name, e.Message);
+        }
+        finally
+        {
+            _current = null;
+            _fence = null;
         }
     }
 

@@ -232,6 +232,9 @@ let endToEnd =
             let mkfifo = ProcessStartInfo("/usr/bin/mkfifo", spool "inbox/fifo.json")
             use m = Process.Start mkfifo
             m.WaitForExit()
+            writeTinyMnist dir 30 10
+            let goodLong = String('g', 248)
+            File.WriteAllText(spool ("inbox/" + goodLong + ".json"), "{ \"Command\": \"train\"," + (config dir "long" 6 3 40 false).TrimStart().Substring(1))
             File.WriteAllText(spool "inbox/UPPER.JSON", "{}")
             Directory.CreateDirectory(spool "inbox/folder.json") |> ignore
             let longName = String('j', 250)
@@ -240,12 +243,12 @@ let endToEnd =
             let dead = spool (sprintf "running/%s-999999998-1" Environment.MachineName)
             Directory.CreateDirectory dead |> ignore
             File.WriteAllText(Path.Combine(dead, "lease.json"),
-                              sprintf "{\"host\":\"%s\",\"pid\":999999998,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (DateTime.UtcNow.ToString "O"))
+                              sprintf "{\"host\":\"%s\",\"machine\":\"%s\",\"pid\":999999998,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (ResearchFramework.Host.Worker.WorkerLease.MachineIdentity()) (DateTime.UtcNow.ToString "O"))
             File.WriteAllText(Path.Combine(dead, "oom.json"), "{ \"Command\": \"train\" }")
             File.WriteAllText(Path.Combine(dead, "oom.attempts"), "3")
             let clock = Stopwatch.StartNew()
             let code, out, err = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
-            Expect.isLessThan clock.Elapsed.TotalSeconds 25.0 "finishes (never hangs on the FIFO)"
+            Expect.isLessThan clock.Elapsed.TotalSeconds 40.0 "finishes (never hangs on the FIFO)"
             Expect.equal code 1 (sprintf "failed jobs → exit 1: %s %s" out err)
             Expect.isTrue (File.Exists(spool "failed/oom.json")) "the job killed 3 times is failed"
             let oomError = File.ReadAllText(spool "failed/oom.error.txt")
@@ -255,6 +258,8 @@ let endToEnd =
             Expect.equal errors.Length 1 "its error file exists (name shortened with a hash)"
             Expect.stringContains (File.ReadAllText errors.[0]) "Training:LearningRat" "and names the key"
             Expect.isTrue (File.Exists(spool "inbox/fifo.json")) "the FIFO is left alone"
+            Expect.isTrue (File.Exists(spool ("done/" + goodLong + ".json"))) "a 248-character job that succeeds is done"
+            Expect.equal (Directory.GetFiles(spool "done", "gggg*.result.json").Length) 1 "with its (shortened) result file"
             let said = out + err
             for entry, why in [ "fifo.json", "not a regular file"; "UPPER.JSON", "lower case"; "folder.json", "a folder" ] do
                 Expect.stringContains said (sprintf "inbox/%s ignored" entry) (entry + " is reported")
@@ -272,7 +277,7 @@ let endToEnd =
             let dead = spool (sprintf "running/%s-999999999-1" Environment.MachineName)
             Directory.CreateDirectory dead |> ignore
             File.WriteAllText(Path.Combine(dead, "lease.json"),
-                              sprintf "{\"host\":\"%s\",\"pid\":999999999,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (DateTime.UtcNow.ToString "O"))
+                              sprintf "{\"host\":\"%s\",\"machine\":\"%s\",\"pid\":999999999,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (ResearchFramework.Host.Worker.WorkerLease.MachineIdentity()) (DateTime.UtcNow.ToString "O"))
             File.WriteAllText(Path.Combine(dead, "orphan.json"), "{ \"Command\": \"train\"," + body)
             // ... and one of a live worker on another host (fresh heartbeat): never touched.
             let live = spool "running/other-host-42-7"

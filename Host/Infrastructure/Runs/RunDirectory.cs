@@ -97,5 +97,14 @@ public sealed class RunDirectory
         return node.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
+    /// <summary>Rewrites <c>config.effective.json</c> with the current <c>Environment</c> section (the same options;
+    /// written to a temporary file and renamed).</summary>
+    public void RecordEnvironment(RfOptions options)
+    {
+        var tmp = EffectiveConfigPath + ".tmp";
+        File.WriteAllText(tmp, EffectiveConfigJson(options));
+        File.Move(tmp, EffectiveConfigPath, overwrite: true);
+    }
+
     private string Combine(string name) => System.IO.Path.Combine(Path, name);
 }
