@@ -31,20 +31,22 @@ public static class KernelSelfCheck
     /// <summary>The convolution cases of the configured network: a training step at the run's batch size and an
     /// evaluation-mode forward at the certificate's row-block size (<see cref="Certification.ModelCertification.BlockRows"/>),
     /// each layer at the largest batch whose float64 reference fits <see cref="ReferenceBudgetBytes"/>.</summary>
-    public static FSharpList<KernelCheck.ConvolutionCase> CasesFor(RfOptions options)
+    public static FSharpList<KernelCheck.ConvolutionCase> CasesFor(RfOptions options, bool trains = true)
     {
         var (channels, height, width, classes) = DatasetCatalog.ShapeOf(options.Data.Dataset);
         var architecture = RunSetup.Architecture(options.Model, channels, height, width, classes);
-        var cases = Networks.convolutionCases(architecture, ListModule.OfSeq([options.Training.BatchSize]),
+        var cases = Networks.convolutionCases(architecture, ListModule.OfSeq(trains ? [options.Training.BatchSize] : Array.Empty<int>()),
             ListModule.OfSeq([Certification.ModelCertification.BlockRows]));
         return ListModule.OfSeq(cases.Select(c => KernelCheck.fitBatch(ReferenceBudgetBytes, c)).Distinct());
     }
 
     /// <summary>Runs the check for the run of <paramref name="options"/> and puts a passing path into effect; restarts the
     /// process when the ladder says so; throws <see cref="KernelCheckException"/> when no path passes.</summary>
-    public static void Ensure(RfOptions options)
+    /// <param name="options">The run's validated options.</param>
+    /// <param name="trains">False for work that only evaluates (<c>rf certify</c>): its training kernels are not checked.</param>
+    public static void Ensure(RfOptions options, bool trains = true)
     {
-        var cases = CasesFor(options);
+        var cases = CasesFor(options, trains);
         if (cases.IsEmpty) return; // no convolutions (MLP): nothing to check
         var device = TorchEnvironment.selectDevice(options.Training.Device);
         var dtype = RunSetup.PrecisionOf(options.Model) == Precision.Float64 ? torch.float64 : torch.float32;

@@ -43,8 +43,10 @@ public sealed class RfApplication : IDisposable
     /// <param name="existingRunDirectory">Reuse this run folder (a resume) instead of creating one.</param>
     /// <param name="checkKernels">Run the convolution kernel self-check for this configuration first
     /// (<see cref="KernelSelfCheck"/>): before any training or certification step, and before the run directory exists.</param>
+    /// <param name="evaluationOnly">The work only evaluates the network (certification): its training kernels are not checked.</param>
     public static RfApplication Start(ConfigurationInput input, bool createRunDirectory,
-        Action<IServiceCollection, RfOptions>? configureServices = null, string? existingRunDirectory = null, bool checkKernels = false)
+        Action<IServiceCollection, RfOptions>? configureServices = null, string? existingRunDirectory = null, bool checkKernels = false,
+        bool evaluationOnly = false)
     {
         var configuration = RfConfiguration.Build(input);
         var options = RfOptions.Load(configuration);
@@ -55,7 +57,7 @@ public sealed class RfApplication : IDisposable
                 throw new ConfigurationException($"--resume {existingRunDirectory}: not a run directory (no config.effective.json); give the folder rf created for the run");
             ResumeGuard.Check(stored, options);
         }
-        if (checkKernels) KernelSelfCheck.Ensure(options);
+        if (checkKernels) KernelSelfCheck.Ensure(options, trains: !evaluationOnly);
         var run = existingRunDirectory is not null ? RunDirectory.Open(existingRunDirectory)
                 : createRunDirectory ? RunDirectory.Create(options) : null;
         if (existingRunDirectory is not null && checkKernels && run is not null)

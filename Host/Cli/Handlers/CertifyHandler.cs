@@ -16,7 +16,7 @@ public sealed class CertifyHandler
     {
         if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput);
         var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
-        using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true);
+        using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true, evaluationOnly: true);
         var logger = app.Logger<CertifyHandler>();
         using var data = RunSetup.LoadData(app.Options);
         MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(app.Options, args.Subset, data.Train.Count), "rf certify");

@@ -44,15 +44,26 @@ public sealed class RunDirectory
             var path = System.IO.Path.Combine(root, suffix == 1 ? baseName : $"{baseName}-{suffix}");
             var run = new RunDirectory(path);
             Directory.CreateDirectory(path);
+            FileStream claim;
             try
             {
-                using var claim = new FileStream(run.EffectiveConfigPath, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-                using var writer = new StreamWriter(claim);
-                writer.Write(EffectiveConfigJson(options));
+                claim = new FileStream(run.EffectiveConfigPath, FileMode.CreateNew, FileAccess.Write, FileShare.None);
             }
             catch (IOException) when (File.Exists(run.EffectiveConfigPath))
             {
-                continue;
+                continue; // another process claimed this name in the same second
+            }
+            try
+            {
+                using var writer = new StreamWriter(claim);
+                writer.Write(EffectiveConfigJson(options));
+            }
+            catch
+            {
+                // A failed write (full disk) must not leave a half-written file that looks like a claimed run.
+                claim.Dispose();
+                try { File.Delete(run.EffectiveConfigPath); } catch (IOException) { }
+                throw;
             }
             Directory.CreateDirectory(run.CheckpointsPath);
             Directory.CreateDirectory(run.CertificatesPath);
