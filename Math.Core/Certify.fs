@@ -305,6 +305,27 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
     if phi.dim () <> 2L then invalidArg "phi" (sprintf "Φ must be 2-D (rows × features), got shape %A" phi.shape)
     if int phi.shape.[1] <> subject.Features then
         invalidArg "subject" (sprintf "subject says m = %d but Φ has %d columns" subject.Features phi.shape.[1])
+    let n = int phi.shape.[0]
+    let columns = subject.Features + (if subject.WithBias then 1 else 0)
+    if columns < n && n > 0 then
+        // Refuted by shape alone (rank Φ̃ ≤ m' < n), in O(n·m): no n × n Gram is formed for a tall matrix
+        // (a 30 000 × 2 file would need 7 GB for nothing). Σ‖φ̃_i‖² still bounds σ_max (Frobenius).
+        let precision = sprintf "features %s (refuted by shape; no Gram formed)" (Gram.precisionName "phi" phi)
+        let squares =
+            use scope = torch.NewDisposeScope()
+            phi.detach().``to``(torch.float64).pow(scalar 2.0).sum(1L).cpu().data<float>().ToArray()
+            |> Array.map (fun s -> if subject.WithBias then s + 1.0 else s)
+        match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
+        | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
+        | None -> ()
+        let terms =
+            { CertificateTerms.Empty with
+                AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 columns
+                SquaredNormSumUpper = Gram.squaredNormSumUpper columns squares }
+        certificate subject Verdict.Refuted
+            (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" columns n (if subject.WithBias then " + 1" else ""))
+            precision phi.device terms 0.0 nan (sigmaMaxUpper terms) clock
+    else
     use gram = Gram.ofMatrix opts.BlockColumns subject.WithBias phi
     let equal i j =
         use a = phi.[int64 i]

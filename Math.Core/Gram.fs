@@ -65,7 +65,7 @@ let private squaredNorms (gram: torch.Tensor) : float[] =
 
 /// Σ‖φ̃_i‖² bounded above in exact arithmetic: fl(‖φ̃_i‖²) has relative error ≤ γ_{m'}, and the
 /// sum over rows adds γ_{n−1}.
-let private squaredNormSumUpper (columns: int) (squares: float[]) =
+let squaredNormSumUpper (columns: int) (squares: float[]) =
     let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
     FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) squares.Length)
 

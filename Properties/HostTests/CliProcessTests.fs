@@ -85,6 +85,18 @@ let cli =
             Expect.stringContains err "not a run directory" "says why"
             Expect.isEmpty (Directory.GetFileSystemEntries(dir.File "not-a-run")) "nothing written"
         }
+        test "rf certify --matrix on a tall file (n > m + 1) refutes by shape at once, without the n × n Gram" {
+            use dir = new TempDir()
+            let rng = Random 5
+            let n = 30000
+            File.WriteAllBytes(dir.File "tall.npy", npyBytes 1uy "<f8" false [ n; 2 ] (f8Bytes (Array.init (2 * n) (fun _ -> rng.NextDouble() - 0.5))))
+            let clock = Diagnostics.Stopwatch.StartNew()
+            let code, out, err = runRf dir.Path [ "certify"; "--matrix"; "tall.npy" ]
+            Expect.equal code 1 ("Refuted → exit 1: " + out + err)
+            Expect.stringContains out "Refuted" "verdict"
+            Expect.stringContains out "refuted by shape; no Gram formed" "no Gram (a 30 000² float64 Gram would be 7.2 GB)"
+            Expect.isLessThan clock.Elapsed.TotalSeconds 20.0 "fast"
+        }
         test "rf certify --matrix refuses with exit 2 and one line: --json equal to the input, a device as input, entries whose squares overflow" {
             use dir = new TempDir()
             let rng = Random 3
