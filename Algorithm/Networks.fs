@@ -242,3 +242,39 @@ module Networks =
                 |> List.distinct
             finally
                 torch.random.set_rng_state state
+
+    /// An analytic estimate, without building the network (a width of 10⁸ must be refused, not allocated):
+    /// (parameter count, activation elements one sample keeps for the backward pass). Exact for the
+    /// parameters of the MLP and LeNet-5; for the ResNet-18 the parameters are exact up to batch-norm and
+    /// rounding, and the activations count about ten tensors of each block's output size (pre-activation
+    /// block: two BN, two activations, two convolutions, the sum) — an order-of-magnitude guard, not a profile.
+    let memoryEstimate (spec: ArchitectureSpec) : int64 * int64 =
+        let dims = spec.InputShape |> Array.map int64
+        match spec.Name.ToLowerInvariant() with
+        | "mlp" ->
+            let layers = Array.concat [ dims |> Array.reduce (*) |> Array.singleton; spec.Widths |> Array.map int64; [| int64 spec.Classes |] ]
+            let parameters = Array.pairwise layers |> Array.sumBy (fun (a, b) -> (a + 1L) * b)
+            parameters, 2L * (Array.sum layers)
+        | "lenet5" ->
+            let c, h, w = (if dims.Length = 3 then dims.[0], dims.[1], dims.[2] else 1L, dims.[0], dims.[1])
+            let ws = if isNull spec.Widths || spec.Widths.Length <> 4 then [| 6L; 16L; 120L; 84L |] else spec.Widths |> Array.map int64
+            let c1, c2, f1, f2 = ws.[0], ws.[1], ws.[2], ws.[3]
+            let flat = c2 * ((h / 2L - 4L) / 2L) * ((w / 2L - 4L) / 2L)
+            let parameters = (c * 25L + 1L) * c1 + (c1 * 25L + 1L) * c2 + (flat + 1L) * f1 + (f1 + 1L) * f2 + (f2 + 1L) * int64 spec.Classes
+            parameters, 3L * (c1 * h * w + c2 * h * w / 4L) + 2L * (flat + f1 + f2)
+        | "resnet18" ->
+            let c, h, w = (if dims.Length = 3 then dims.[0], dims.[1], dims.[2] else 1L, dims.[0], dims.[1])
+            let widths = [| 64.0; 128.0; 256.0; 512.0 |] |> Array.map (fun x -> max 1L (int64 (Math.Round(x * spec.WidthMultiplier))))
+            let mutable parameters = c * 9L * widths.[0]
+            let mutable activations = 2L * widths.[0] * h * w
+            let mutable inC = widths.[0]
+            let mutable hw = h * w
+            for s in 0 .. 3 do
+                let outC = widths.[s]
+                if s > 0 then hw <- max 1L (hw / 4L)
+                parameters <- parameters + 9L * inC * outC + 9L * outC * outC + (if inC <> outC || s > 0 then inC * outC else 0L)
+                parameters <- parameters + 2L * 9L * outC * outC
+                activations <- activations + 2L * 10L * outC * hw
+                inC <- outC
+            parameters + (widths.[3] + 1L) * int64 spec.Classes, activations
+        | other -> invalidArg "spec" (sprintf "unknown architecture '%s': expected mlp, lenet5 or resnet18" other)

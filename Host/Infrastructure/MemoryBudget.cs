@@ -1,3 +1,4 @@
+using ResearchFramework.Algorithm;
 using ResearchFramework.Host.Infrastructure.Configuration;
 
 namespace ResearchFramework.Host.Infrastructure;
@@ -43,6 +44,47 @@ public static class MemoryBudget
     {
         if (subset is > 0) return Math.Min(trainCount, subset.Value);
         return options.Recipe.CertificationSubset > 0 ? Math.Min(trainCount, options.Recipe.CertificationSubset) : trainCount;
+    }
+
+    /// <summary>Training's resident memory, estimated before the network is built (<c>Networks.memoryEstimate</c>):
+    /// parameters with gradients and up to two optimiser states (×4; ×7 with the recipe's body copies), activations at the
+    /// batch size with their gradients (×2), and the loaded data.</summary>
+    public static (long Parameters, long Activations, long Data) TrainingBytes(RfOptions options, ArchitectureSpec architecture,
+        long trainCount, long dataElements, bool recipe)
+    {
+        var (parameters, activationsPerSample) = Networks.memoryEstimate(architecture);
+        long element = architecture.Precision == Precision.Float64 ? 8 : 4;
+        long batch = Math.Min(options.Training.BatchSize, Math.Max(1, trainCount));
+        return (Saturating(parameters, element * (recipe ? 7 : 4)), Saturating(Saturating(activationsPerSample, batch), 2 * element), dataElements * 4);
+    }
+
+    private static long Saturating(long a, long b) => a != 0 && b > long.MaxValue / a ? long.MaxValue : a * b;
+
+    /// <summary>Throws <see cref="InsufficientMemoryException"/> with a breakdown when training (and the certificate at the
+    /// switch, whose matrices come on top of the resident parameters and data) would not fit.</summary>
+    public static void EnsureFits(string what, RfOptions options, ArchitectureSpec architecture, long trainCount, long dataElements,
+        bool recipe, long? certifiedRows)
+    {
+        var (parameters, activations, data) = TrainingBytes(options, architecture, trainCount, dataElements, recipe);
+        long certificate = certifiedRows is long n ? DenseCertificateBytes(n) : 0;
+        long resident = Saturating(1, parameters) + data;
+        long peak = resident + Math.Max(activations, certificate);
+        if (peak < 0) peak = long.MaxValue;
+        long available = AvailableBytes();
+        if (peak <= available) return;
+        var parts = $"parameters and optimiser state {parameters / 1e9:F2} GB, activations at batch {Math.Min(options.Training.BatchSize, trainCount)} " +
+                    $"{activations / 1e9:F2} GB, data {data / 1e9:F2} GB" +
+                    (certifiedRows is long m ? $", the certificate of n = {m} points {certificate / 1e9:F2} GB (32·n² bytes)" : "");
+        string advice;
+        if (certifiedRows is long rows && certificate >= activations && resident < available)
+        {
+            long fits = (long)Math.Floor(Math.Sqrt((available - resident) / 32.0));
+            advice = $"set Recipe:CertificationSubset (or --subset) to at most {fits}";
+        }
+        else advice = "reduce Training:BatchSize or the widths (Model:HiddenWidths, Model:WideWidth, Model:WidthMultiplier)";
+        throw new InsufficientMemoryException(
+            $"{what}: needs about {peak / 1e9:F2} GB ({parts}); {available / 1e9:F2} GB are available. " +
+            $"Refused before any training step (nothing built or trained): {advice}, or use a machine with more memory.");
     }
 
     /// <summary>Throws <see cref="InsufficientMemoryException"/> with the numbers when the certificate of

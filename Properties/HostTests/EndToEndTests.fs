@@ -133,17 +133,24 @@ let endToEnd =
         }
         test "a certificate that cannot fit is refused before any training step, with the numbers and the key that makes it fit" {
             use dir = new TempDir()
-            writeTinyMnist dir 30 10
+            writeTinyMnist dir 3000 10
             File.WriteAllText(dir.File "cfg.json", config dir "mem" 20 10 40 true)
-            // 1000 bytes available: n = 30 needs 32·30² = 28 800 bytes; n ≤ 5 would fit.
-            let code, out, err = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "train"; "--config"; "cfg.json" ]
+            // 100 MB available: training fits (well under 1 MB here), the certificate of n = 3000 (288 MB) does not; n ≈ 1760 would.
+            let code, out, err = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "100000000" ] dir.Path [ "train"; "--config"; "cfg.json" ]
             Expect.equal code 1 (sprintf "refused: %s %s" out err)
-            Expect.stringContains err "n = 30 points needs about" "names n and the estimate"
+            Expect.stringContains err "the certificate of n = 3000 points 0.29 GB" "names n and the estimate"
             Expect.stringContains err "Recipe:CertificationSubset" "the key"
-            Expect.stringContains err "at most 5" "the largest n that fits"
+            let fits = Text.RegularExpressions.Regex.Match(err, "at most (\\d+)")
+            Expect.isTrue fits.Success "the largest n that fits"
+            Expect.isTrue (abs (int fits.Groups.[1].Value - 1767) < 20) ("≈ √(10⁸/32) less the resident part: " + fits.Value)
             Expect.isEmpty (Directory.GetFiles(runDirOf dir "mem", "metrics.jsonl") |> Array.filter (fun f -> FileInfo(f).Length > 0L)) "nothing trained"
             let code2, out2, err2 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000000000" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=fits" ]
             Expect.equal code2 0 (sprintf "fits with 1 GB: %s %s" out2 err2)
+            // A network that cannot even be built (a hidden width of 10⁸: 78.5 G parameters) is refused, not allocated.
+            let code3, _, err3 = runRf dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Model:HiddenWidths:0=100000000"; "--set"; "Run:RunName=huge" ]
+            Expect.equal code3 1 ("refused: " + err3)
+            Expect.stringContains err3 "parameters and optimiser state" "the breakdown"
+            Expect.stringContains err3 "Model:HiddenWidths" "what to reduce"
         }
         test "a second SIGTERM terminates at once (exit 130) instead of waiting for the step and the checkpoint" {
             use dir = new TempDir()

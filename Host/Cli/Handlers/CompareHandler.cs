@@ -24,7 +24,8 @@ public sealed class CompareHandler
         using var app = RfApplication.Start(input, createRunDirectory: true, existingRunDirectory: resume, checkKernels: true);
         var logger = app.Logger<CompareHandler>();
         using var data = RunSetup.LoadData(app.Options);
-        MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(app.Options, null, data.Train.Count), "rf compare");
+        MemoryBudget.EnsureFits("rf compare", app.Options, RunSetup.Architecture(app.Options, data), data.Train.Count,
+            data.Train.Inputs.NumberOfElements + data.TestInputs.NumberOfElements, true, MemoryBudget.CertifiedRows(app.Options, null, data.Train.Count));
         var outcome = CompareRun.Execute(app.Options, data, app.Run!, logger, seeds, resume is not null, cancellationToken, showProgress);
         if (!outcome.Completed)
         {

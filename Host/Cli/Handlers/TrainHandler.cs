@@ -26,8 +26,8 @@ public sealed class TrainHandler
         var logger = app.Logger<TrainHandler>();
         var options = app.Options;
         using var data = RunSetup.LoadData(options);
-        if (options.Recipe.Enabled)
-            MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(options, null, data.Train.Count), "rf train");
+        MemoryBudget.EnsureFits("rf train", options, RunSetup.Architecture(options, data), data.Train.Count, data.Train.Inputs.NumberOfElements + data.TestInputs.NumberOfElements,
+            options.Recipe.Enabled, options.Recipe.Enabled ? MemoryBudget.CertifiedRows(options, null, data.Train.Count) : null);
         var summary = TrainingRun.Execute(options, data, app.Run!, app.Metrics!, logger, options.Recipe.Enabled, options.Training.Seed,
             resume is not null, cancellationToken, "train", showProgress);
         Print(summary);
