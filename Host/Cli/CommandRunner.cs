@@ -22,7 +22,8 @@ public static class CommandRunner
         {
             return Fail(command, e.Message, ExitCodes.Failure);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException
+                                      or UnauthorizedAccessException)
         {
             // Failures of the work itself (e.g. a diverged run whose features are NaN): one line, exit 1; details with RF_LOG_LEVEL=Debug.
             if (Environment.GetEnvironmentVariable("RF_LOG_LEVEL") is { } level && level.Equals("debug", StringComparison.OrdinalIgnoreCase))

@@ -13,7 +13,17 @@ public static class DatasetPreparation
     public static PreparedData Load(DataOptions options, int augmentationSeed)
     {
         var (train, test) = DatasetCatalog.Load(options.Dataset, options.DataDirectory);
+        CheckSameShape(train, test);
         return Prepare(train, test, options, augmentationSeed);
+    }
+
+    /// <summary>Training and test images must have one shape and one class count: caught at load, not after training.</summary>
+    public static void CheckSameShape(Dataset train, Dataset test)
+    {
+        if (train.Channels != test.Channels || train.Height != test.Height || train.Width != test.Width || train.ClassCount != test.ClassCount)
+            throw new InvalidDataException(
+                $"{train.Name} and {test.Name} differ: training images are {train.Channels}×{train.Height}×{train.Width} with {train.ClassCount} classes, " +
+                $"test images {test.Channels}×{test.Height}×{test.Width} with {test.ClassCount} classes; both splits must have one shape");
     }
 
     /// <summary>Train subset: stratified, chosen by <see cref="DataOptions.SplitSeed"/>; test subset: the first K;

@@ -379,7 +379,9 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         }
         catch (IOException io)
         {
-            logger.LogError("worker: {Job}: the error file could not be written ({Reason})", name, io.Message);
+            // A full disk: say so in the log, and leave no empty error file that would hide the reason.
+            logger.LogError("worker: {Job}: the error file could not be written ({Reason}); the reason was: {Failure}", name, io.Message, reason);
+            try { File.Delete(Path.Combine(_spool.Failed, SideFile(name, ".error.txt"))); } catch (IOException) { }
         }
         try { File.Move(jobPath, Path.Combine(_spool.Failed, Path.GetFileName(jobPath)), overwrite: true); }
         catch (IOException) { }

@@ -131,6 +131,18 @@ let manifest =
             let e4 = throwsT<DataManifestException> (fun () -> DatasetCatalog.Load("mnist", dir.Path) |> ignore)
             Expect.stringContains e4.Message "incomplete manifest" "{} refused with one line"
         }
+        test "training and test images of different shapes are refused at load, naming both shapes (not after training)" {
+            use dir = new TempDir()
+            let mnist = Path.Combine(dir.Path, "mnist")
+            writeMiniMnist mnist
+            let layout = IdxDatasetLayout.Mnist
+            File.WriteAllBytes(Path.Combine(mnist, layout.TestImages), idxBytes 2051 [ 10; 5; 5 ] (syntheticImages 10 5 5))
+            DatasetFetcher(NullLogger<DatasetFetcher>.Instance).Fetch("mnist", dir.Path, true) |> ignore
+            let options = ResearchFramework.Host.Infrastructure.Configuration.DataOptions(Dataset = "mnist", DataDirectory = dir.Path)
+            let e = throwsT<InvalidDataException> (fun () -> DatasetPreparation.Load(options, 0) |> ignore)
+            Expect.stringContains e.Message "1×4×4" "training shape"
+            Expect.stringContains e.Message "1×5×5" "test shape"
+        }
         test "unknown dataset names are refused with the list of known ones" {
             use dir = new TempDir()
             let e = throwsT<DataFetchException> (fun () -> DatasetFetcher(NullLogger<DatasetFetcher>.Instance).Fetch("bogus", dir.Path) |> ignore)
