@@ -12,8 +12,16 @@ public static class FileChecks
     [DllImport("libc", EntryPoint = "lstat", SetLastError = true)]
     private static extern int LStat(string path, byte[] buffer);
 
+    // glibc < 2.33 exports stat/lstat only as __xstat/__lxstat (version 1 on x86-64).
+    [DllImport("libc", EntryPoint = "__xstat", SetLastError = true)]
+    private static extern int XStat(int version, string path, byte[] buffer);
+
+    [DllImport("libc", EntryPoint = "__lxstat", SetLastError = true)]
+    private static extern int LXStat(int version, string path, byte[] buffer);
+
     /// <summary>True for a regular file (S_IFREG of stat, or of lstat when <paramref name="followLinks"/> is false;
-    /// x86-64 Linux layout, st_mode at byte 24). Elsewhere: <see cref="File.Exists(string)"/>.</summary>
+    /// x86-64 Linux layout, st_mode at byte 24; glibc before 2.33 through __xstat). Elsewhere (other OS or architecture, whose
+    /// struct layout differs): <see cref="File.Exists(string)"/>, i.e. no protection against FIFOs there.</summary>
     public static bool IsRegularFile(string path, bool followLinks = true)
     {
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) return File.Exists(path);
@@ -24,7 +32,7 @@ public static class FileChecks
         }
         catch (EntryPointNotFoundException)
         {
-            return File.Exists(path); // glibc < 2.33 exports no stat symbol
+            if ((followLinks ? XStat(1, path, buffer) : LXStat(1, path, buffer)) != 0) return false;
         }
         return (BitConverter.ToUInt32(buffer, 24) & 0xF000) == 0x8000;
     }
