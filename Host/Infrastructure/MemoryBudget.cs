@@ -32,6 +32,10 @@ public static class MemoryBudget
         {
             var max = File.ReadAllText("/sys/fs/cgroup/memory.max").Trim();
             var current = long.Parse(File.ReadAllText("/sys/fs/cgroup/memory.current").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            // memory.current counts the page cache; its inactive part is reclaimable, so it is not "in use".
+            foreach (var line in File.ReadLines("/sys/fs/cgroup/memory.stat"))
+                if (line.StartsWith("inactive_file ", StringComparison.Ordinal))
+                    current -= long.Parse(line["inactive_file ".Length..], System.Globalization.CultureInfo.InvariantCulture);
             if (max != "max") available = Math.Min(available, long.Parse(max, System.Globalization.CultureInfo.InvariantCulture) - current);
         }
         catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException) { }
