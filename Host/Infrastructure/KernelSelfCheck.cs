@@ -40,6 +40,18 @@ public static class KernelSelfCheck
         return ListModule.OfSeq(cases.Select(c => KernelCheck.fitBatch(ReferenceBudgetBytes, c)).Distinct());
     }
 
+    /// <summary><c>rf env</c>: the check on the built-in convolutional networks (LeNet-5 and ResNet-18 at k = 1/4, MNIST-sized
+    /// inputs, batch 16, training and evaluation, float32), so the environment line says which kernel path this CPU gets.</summary>
+    public static void EnsureForEnvironment()
+    {
+        var lenet = new ArchitectureSpec("lenet5", [1, 28, 28], 10, [], Activation.Tanh, 1.0, Precision.Float32, []);
+        var resnet = new ArchitectureSpec("resnet18", [1, 28, 28], 10, [], Activation.Relu, 0.25, Precision.Float32, []);
+        var batches = ListModule.OfSeq([16]);
+        var cases = ListModule.OfSeq(Networks.convolutionCases(lenet, batches, batches).Concat(Networks.convolutionCases(resnet, batches, batches))
+            .Select(c => KernelCheck.fitBatch(ReferenceBudgetBytes, c)).Distinct());
+        Apply(KernelCheck.choose(AllowRestart, torch.CPU, torch.float32, cases));
+    }
+
     /// <summary>Runs the check for the run of <paramref name="options"/> and puts a passing path into effect; restarts the
     /// process when the ladder says so; throws <see cref="KernelCheckException"/> when no path passes.</summary>
     /// <param name="options">The run's validated options.</param>
@@ -50,7 +62,11 @@ public static class KernelSelfCheck
         if (cases.IsEmpty) return; // no convolutions (MLP): nothing to check
         var device = TorchEnvironment.selectDevice(options.Training.Device);
         var dtype = RunSetup.PrecisionOf(options.Model) == Precision.Float64 ? torch.float64 : torch.float32;
-        var selection = KernelCheck.choose(AllowRestart, device, dtype, cases);
+        Apply(KernelCheck.choose(AllowRestart, device, dtype, cases));
+    }
+
+    private static void Apply(KernelCheck.Selection selection)
+    {
         switch (selection)
         {
             case KernelCheck.Selection.Chosen:

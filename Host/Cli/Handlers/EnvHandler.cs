@@ -9,6 +9,7 @@ public sealed class EnvHandler
 {
     public int Run()
     {
+        Infrastructure.KernelSelfCheck.EnsureForEnvironment(); // which convolution kernel path this CPU gets (may restart rf env once)
         Console.WriteLine(KernelCheck.environmentLine());
         Console.WriteLine($"default device: {TorchEnvironment.selectDevice("auto")}");
         Console.WriteLine($".NET {RuntimeInformation.FrameworkDescription} | {RuntimeInformation.OSDescription} | {RuntimeInformation.ProcessArchitecture} | {Environment.ProcessorCount} logical CPUs");
