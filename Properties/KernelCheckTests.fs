@@ -213,6 +213,17 @@ let hostTests =
                 Expect.stringContains err "kernel self-check" ("a fallback is announced: " + path)
         }
 
+        test "rf env checks the built-in conv nets and names the kernel path; with every path rejected it refuses (exit 1)" {
+            use dir = new HostTests.HostTestSupport.TempDir()
+            let code, out, err = HostTests.CliProcessTests.runRfWith clean dir.Path [ "env" ]
+            Expect.equal code 0 (out + err)
+            Expect.stringContains out "convolution kernels: " "the environment line names the path"
+            Expect.stringContains out "self-check passed on" "and its check"
+            let code2, _, err2 = HostTests.CliProcessTests.runRfWith (clean @ [ rejectVariable, "default,onednn-capped,native" ]) dir.Path [ "env" ]
+            Expect.equal code2 1 ("refused: " + err2)
+            Expect.stringContains err2 "refusing to start" "one clear line"
+        }
+
         test "rf train: default rejected → restarts itself with DNNL_MAX_CPU_ISA=AVX2, says so, records it" {
             use dir = new HostTests.HostTestSupport.TempDir()
             let code, out, err = HostTests.CliProcessTests.runRfWith (clean @ [ rejectVariable, "default" ]) dir.Path [ "train"; "--config"; lenetConfig dir ]
