@@ -6,6 +6,7 @@
 /// Int32.MinValue and `seed + k` (k < 65 536, the generators' derived seeds) never wraps.
 module ResearchFramework.Properties.Seeds
 
+open System
 open FsCheck
 open FsCheck.FSharp
 open Expecto
@@ -23,6 +24,17 @@ type FullRangeSeeds =
         }
         |> Arb.fromGen
 
-/// Property config with `cases` cases, seeds from the full range (`FullRangeSeeds`).
+/// `RF_CASES_SCALE` (default 1): every property runs that many times its CI case count, the same code at
+/// any scale (e.g. `RF_CASES_SCALE=100 ./build.sh test -- --filter MathCore` for a verification run far
+/// beyond CI). A malformed value fails at start-up instead of silently running the CI counts.
+let scale =
+    match Environment.GetEnvironmentVariable "RF_CASES_SCALE" with
+    | null | "" -> 1.0
+    | v ->
+        match Double.TryParse(v, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+        | true, x when x > 0.0 && Double.IsFinite x -> x
+        | _ -> failwithf "RF_CASES_SCALE=%s: expected a positive number" v
+
+/// Property config with `cases` cases (× `scale`, at least 1), seeds from the full range (`FullRangeSeeds`).
 let config (cases: int) =
-    { FsCheckConfig.defaultConfig with maxTest = cases; arbitrary = [ typeof<FullRangeSeeds> ] }
+    { FsCheckConfig.defaultConfig with maxTest = max 1 (int (Math.Round(float cases * scale))); arbitrary = [ typeof<FullRangeSeeds> ] }
