@@ -1,0 +1,71 @@
+/// Certify any model (SPEC §2–§3 for a user's own network): the expressivity condition of an arbitrary
+/// TorchSharp module at named taps, on inputs given as re-producible batches, streamed through the
+/// row-block certificate (`Certify.certifyRowBlocks`: Φ is never held whole unless it fits the cache),
+/// with progress reports a host can turn into a bar. Nothing here knows the repository's networks.
+namespace ResearchFramework.MathCore
+
+open System
+open TorchSharp
+
+/// How far a certificate has come: `Stage` is "features" (forward passes at the taps; `Total` bounds the
+/// number of batch evaluations, which re-read batches when Φ does not fit the cache) or "certified".
+type CertificationProgress = { Stage: string; Done: int; Total: int }
+
+/// The certificate of a user's model, callable from F# and C# alike (no F# function, list or option
+/// types in the signatures).
+[<AbstractClass; Sealed>]
+type ModelCertificate =
+
+    /// Certifies EC for `model` at `taps` on the inputs `batch 0 … batchCount − 1` (evaluation mode, no
+    /// gradients). Each call of `batch i` must return the same inputs (a fresh tensor or a view, on the
+    /// model's device; the certificate disposes it); every batch has the same size except possibly the
+    /// last. `withBias`: certify Φ̃ = [Φ, 1] (a readout with a bias, the default of the recipe).
+    /// `dataFingerprint` names the inputs in the certificate (e.g. `Fingerprint.ofTensors`). `cacheBytes`
+    /// bounds the memory spent keeping feature blocks instead of recomputing them.
+    static member Certify(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: seq<string>, batchCount: int,
+                          batch: Func<int, torch.Tensor>, withBias: bool, dataFingerprint: string, cacheBytes: int64,
+                          progress: Action<CertificationProgress>, options: Certify.Options) : Certificate =
+        if isNull model then nullArg "model"
+        if isNull batch then nullArg "batch"
+        if batchCount <= 0 then invalidArg "batchCount" "no input batches (n = 0)"
+        let taps = List.ofSeq taps
+        let report p = if not (isNull progress) then progress.Invoke p
+        let rowsOf i = (use x = batch.Invoke i in x.shape.[0])
+        let blockRows = rowsOf 0
+        let lastRows = if batchCount = 1 then blockRows else rowsOf (batchCount - 1)
+        if blockRows <= 0L || lastRows <= 0L || lastRows > blockRows then
+            invalidArg "batch" (sprintf "batches must be non-empty, all of %d rows except a last one of at most that many (last: %d)" blockRows lastRows)
+        let rows = int (blockRows * int64 (batchCount - 1) + lastRows)
+        let features = (use x = batch.Invoke 0 in FeatureMap.featureCount model taps x)
+        let subject =
+            { DatasetFingerprint = (if String.IsNullOrEmpty dataFingerprint then "unnamed inputs" else dataFingerprint)
+              CertificationSet = sprintf "%d inputs in %d batches" rows batchCount
+              Architecture = model.GetType().Name; Taps = Array.ofList taps
+              ParameterFingerprint = Fingerprint.ofModule model
+              Rows = rows; Features = features; WithBias = withBias }
+        let total = batchCount * (batchCount + 1) / 2
+        let mutable evaluations = 0
+        report { Stage = "features"; Done = 0; Total = total }
+        let rowBlock (i: int) =
+            use x = batch.Invoke i
+            let f = FeatureMap.features model taps x
+            evaluations <- evaluations + 1
+            report { Stage = "features"; Done = evaluations; Total = max total evaluations }
+            f
+        let certificate = Certify.certifyRowBlocks options subject cacheBytes (int blockRows) batchCount rowBlock
+        report { Stage = "certified"; Done = 1; Total = 1 }
+        certificate
+
+    /// `Certify` with the bias column, the default options, a 1 GiB feature cache and no progress.
+    static member Certify(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: seq<string>, batchCount: int,
+                          batch: Func<int, torch.Tensor>) : Certificate =
+        ModelCertificate.Certify(model, taps, batchCount, batch, true, "unnamed inputs", 1L <<< 30, null, Certify.defaults)
+
+    /// `Certify` over the row blocks of one input tensor `x` (N × …) of `batchSize` rows each.
+    static member Certify(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: seq<string>, x: torch.Tensor, batchSize: int,
+                          withBias: bool, progress: Action<CertificationProgress>) : Certificate =
+        if batchSize <= 0 then invalidArg "batchSize" "batch size must be positive"
+        let n = x.shape.[0]
+        let count = int ((n + int64 batchSize - 1L) / int64 batchSize)
+        let batch = Func<int, torch.Tensor>(fun i -> x.narrow(0L, int64 i * int64 batchSize, min (int64 batchSize) (n - int64 i * int64 batchSize)))
+        ModelCertificate.Certify(model, taps, count, batch, withBias, Fingerprint.ofTensors [ x ], 1L <<< 30, progress, Certify.defaults)

@@ -1,0 +1,54 @@
+/// Certify any model: a network defined here (not one of the repository's), certified through the public
+/// entry point, agrees with the certificate of its materialised feature matrix, and reports progress.
+module ResearchFramework.Properties.MathCoreTests.ModelCertificateTests
+
+open System
+open Expecto
+open TorchSharp
+open ResearchFramework.MathCore
+open ResearchFramework.Properties
+
+type private Net = torch.nn.Module<torch.Tensor, torch.Tensor>
+
+/// A user's own network: input 3 → 40 (tanh, the tap "hidden") → 2, float64.
+let private userNetwork (seed: int) =
+    torch.random.manual_seed (int64 seed) |> ignore
+    torch.nn.Sequential(
+        [| struct ("fc1", torch.nn.Linear(3L, 40L, true, dtype = torch.float64) :> Net)
+           struct ("hidden", torch.nn.Tanh() :> Net)
+           struct ("fc2", torch.nn.Linear(40L, 2L, true, dtype = torch.float64) :> Net) |])
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "MathCore.ModelCertificate" [
+        testPropertyWithConfig (Seeds.config 6) "any module, any batching: the same verdict and bounds as certifying its materialised Φ (in-memory route)" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(5, 16)
+            let batchSize = rng.Next(1, n + 1)
+            use model = userNetwork seed
+            use gen = new torch.Generator(uint64 (abs seed) + 1UL)
+            use x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = gen)
+            let reports = Collections.Generic.List<CertificationProgress>()
+            let c = ModelCertificate.Certify(model, [ "hidden" ], TestDevice.onDevice x, batchSize, true, Action<CertificationProgress>(reports.Add))
+            use phi = FeatureMap.featureMatrix model [ "hidden" ] n x
+            let reference = Certify.certifyMatrix Certify.defaults (Generators.subject phi true) phi
+            Expect.equal c.Verdict reference.Verdict (sprintf "n=%d batch=%d: %s | %s" n batchSize c.Reason reference.Reason)
+            Expect.equal (c.Subject.Rows, c.Subject.Features, c.Subject.WithBias) (n, 40, true) "subject"
+            Expect.equal c.Subject.Taps [| "hidden" |] "taps recorded"
+            Expect.isTrue c.IsCertified (sprintf "n = %d ≤ 15 generic tanh features of width 40: EC certified (%s)" n c.Reason)
+            Tolerance.expectClose { absolute = 0.0; relative = 1e-6 } c.SigmaMinLower reference.SigmaMinLower "σ_min bound (Gram by row blocks vs column blocks)"
+            Expect.equal reports.[0].Stage "features" "progress starts with the features"
+            Expect.equal (Seq.last reports).Stage "certified" "and ends certified"
+            let steps = reports |> Seq.filter (fun r -> r.Stage = "features") |> Seq.map (fun r -> r.Done) |> List.ofSeq
+            Expect.equal steps (List.sort steps) "progress never goes back"
+
+        test "bad input: no batches, a batch larger than the first, a tap that does not exist" {
+            use model = userNetwork 1
+            let batch = Func<int, torch.Tensor>(fun i -> torch.zeros([| (if i = 0 then 2L else 3L); 3L |], dtype = torch.float64))
+            Expect.throwsT<ArgumentException> (fun () -> ModelCertificate.Certify(model, [ "hidden" ], 0, batch) |> ignore) "no batches"
+            Expect.throwsT<ArgumentException> (fun () -> ModelCertificate.Certify(model, [ "hidden" ], 2, batch) |> ignore) "last batch larger"
+            let one = Func<int, torch.Tensor>(fun _ -> torch.zeros([| 2L; 3L |], dtype = torch.float64))
+            let e = Expect.throwsC (fun () -> ModelCertificate.Certify(model, [ "nope" ], 1, one) |> ignore) id
+            Expect.stringContains e.Message "no layer named 'nope'" "names the tap and lists the layers"
+        }
+    ]
