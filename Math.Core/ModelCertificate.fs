@@ -69,3 +69,27 @@ type ModelCertificate =
         let count = int ((n + int64 batchSize - 1L) / int64 batchSize)
         let batch = Func<int, torch.Tensor>(fun i -> x.narrow(0L, int64 i * int64 batchSize, min (int64 batchSize) (n - int64 i * int64 batchSize)))
         ModelCertificate.Certify(model, taps, count, batch, withBias, Fingerprint.ofTensors [ x ], 1L <<< 30, progress, Certify.defaults)
+
+    /// The Jacobian form (SPEC §2): a certificate that J_P = ∂ vec f(X)/∂θ_P (nc × |P|, by autograd in
+    /// evaluation mode) has full row rank nc, for the parameter block P named by `parameterNames` (a name
+    /// selects that parameter or every parameter under that module). For P = a linear readout,
+    /// J_P = I_c ⊗ Φ̃ and this is EC itself. Cost: nc backward passes and an nc × nc Gram.
+    static member CertifyJacobian(model: torch.nn.Module<torch.Tensor, torch.Tensor>, parameterNames: seq<string>, x: torch.Tensor,
+                                  options: Certify.Options) : Certificate =
+        let block = Jacobian.parameterBlock model (List.ofSeq parameterNames)
+        use j = Jacobian.autograd model block x
+        let subject =
+            { DatasetFingerprint = Fingerprint.ofTensors [ x ]
+              CertificationSet = sprintf "J_P on %d inputs (%d rows = inputs × outputs)" x.shape.[0] j.shape.[0]
+              Architecture = model.GetType().Name + " (Jacobian form)"
+              Taps = block |> List.map fst |> Array.ofList
+              ParameterFingerprint = Fingerprint.ofModule model
+              Rows = int j.shape.[0]; Features = int j.shape.[1]; WithBias = false }
+        Certify.certifyMatrix options subject j
+
+    /// The alignment of targets `y` (n × c) with the block P: ‖(I − J_P J_P⁺) vec Y‖ / ‖vec Y‖ (0: reachable by
+    /// moving P alone, to first order). A float64 least-squares estimate, not a certificate.
+    static member Alignment(model: torch.nn.Module<torch.Tensor, torch.Tensor>, parameterNames: seq<string>, x: torch.Tensor, y: torch.Tensor) : float =
+        let block = Jacobian.parameterBlock model (List.ofSeq parameterNames)
+        use j = Jacobian.autograd model block x
+        Jacobian.alignmentResidual j y

@@ -42,6 +42,19 @@ let tests =
             let steps = reports |> Seq.filter (fun r -> r.Stage = "features") |> Seq.map (fun r -> r.Done) |> List.ofSeq
             Expect.equal steps (List.sort steps) "progress never goes back"
 
+        testPropertyWithConfig (Seeds.config 4) "Jacobian form for P = the readout: J_P = I_c ⊗ Φ̃, so EC_J has the verdict of EC at the hidden tap; alignment 0 under EC" <| fun (seed: int) ->
+            let n = Random(seed).Next(3, 12)
+            use model = userNetwork seed
+            use gen = new torch.Generator(uint64 (abs seed) + 2UL)
+            use x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = gen)
+            use y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = gen)
+            let ec = ModelCertificate.Certify(model, [ "hidden" ], x, n, true, null)
+            let ecJ = ModelCertificate.CertifyJacobian(model, [ "fc2" ], x, Certify.defaults)
+            Expect.equal (ecJ.Subject.Rows, ecJ.Subject.Features) (2 * n, 2 * 41) "J_P is nc × |P|"
+            Expect.equal ecJ.Verdict ec.Verdict (sprintf "EC_J ⇔ EC: %s | %s" ecJ.Reason ec.Reason)
+            Expect.isTrue ecJ.IsCertified "certified (n ≤ 11 generic features)"
+            Expect.isLessThan (ModelCertificate.Alignment(model, [ "fc2" ], x, y)) 1e-8 "every target is reachable by the readout"
+
         test "bad input: no batches, a batch larger than the first, a tap that does not exist" {
             use model = userNetwork 1
             let batch = Func<int, torch.Tensor>(fun i -> torch.zeros([| (if i = 0 then 2L else 3L); 3L |], dtype = torch.float64))
