@@ -231,24 +231,20 @@ module Networks =
             use state = torch.random.get_rng_state ()
             try
                 use model = build spec 0L
-                let input (batch: int) =
-                    torch.zeros(Array.append [| int64 batch |] (spec.InputShape |> Array.map int64), dtype = dtypeOf spec.Precision)
-                [ for b in trainingBatches do
-                      use x = input b
-                      yield! ResearchFramework.MathCore.KernelCheck.casesOf model x true
-                  for b in evaluationBatches do
-                      use x = input b
-                      yield! ResearchFramework.MathCore.KernelCheck.casesOf model x false ]
-                |> List.distinct
+                // Shapes are found at batch 1 (a cheap forward) and then given each requested batch size.
+                use x = torch.zeros(Array.append [| 1L |] (spec.InputShape |> Array.map int64), dtype = dtypeOf spec.Precision)
+                let atBatch (training: bool) (batches: int list) =
+                    if List.isEmpty batches then []
+                    else
+                        let one = ResearchFramework.MathCore.KernelCheck.casesOf model x training
+                        [ for b in batches do for c in one -> { c with Batch = int64 b } ]
+                atBatch true trainingBatches @ atBatch false evaluationBatches |> List.distinct
             finally
                 torch.random.set_rng_state state
 
-    /// An analytic estimate, without building the network (a width of 10⁸ must be refused, not allocated):
-    /// (parameter count, activation elements one sample keeps for the backward pass). Exact for the
-    /// parameters of the MLP and LeNet-5; for the ResNet-18 the parameters are exact up to batch-norm and
-    /// rounding, and the activations count about ten tensors of each block's output size (pre-activation
-    /// block: two BN, two activations, two convolutions, the sum) — an order-of-magnitude guard, not a profile.
-    let memoryEstimate (spec: ArchitectureSpec) : int64 * int64 =
+    let private memoryEstimateChecked (spec: ArchitectureSpec) : int64 * int64 =
+        let inline (*) (a: int64) (b: int64) = Checked.(*) a b
+        let inline (+) (a: int64) (b: int64) = Checked.(+) a b
         let dims = spec.InputShape |> Array.map int64
         match spec.Name.ToLowerInvariant() with
         | "mlp" ->
@@ -264,7 +260,7 @@ module Networks =
             parameters, 3L * (c1 * h * w + c2 * h * w / 4L) + 2L * (flat + f1 + f2)
         | "resnet18" ->
             let c, h, w = (if dims.Length = 3 then dims.[0], dims.[1], dims.[2] else 1L, dims.[0], dims.[1])
-            let widths = [| 64.0; 128.0; 256.0; 512.0 |] |> Array.map (fun x -> max 1L (int64 (Math.Round(x * spec.WidthMultiplier))))
+            let widths = [| 64.0; 128.0; 256.0; 512.0 |] |> Array.map (fun x -> max 1L (int64 (Math.Round(Operators.( * ) x spec.WidthMultiplier))))
             let mutable parameters = c * 9L * widths.[0]
             let mutable activations = 2L * widths.[0] * h * w
             let mutable inC = widths.[0]
@@ -278,3 +274,13 @@ module Networks =
                 inC <- outC
             parameters + (widths.[3] + 1L) * int64 spec.Classes, activations
         | other -> invalidArg "spec" (sprintf "unknown architecture '%s': expected mlp, lenet5 or resnet18" other)
+
+    /// An analytic estimate, without building the network (a width of 10⁸ must be refused, not allocated):
+    /// (parameter count, activation elements one sample keeps for the backward pass). Exact for the
+    /// parameters of the MLP and LeNet-5; for the ResNet-18 the parameters are exact up to batch-norm and
+    /// rounding, and the activations count about ten tensors of each block's output size (pre-activation
+    /// block: two BN, two activations, two convolutions, the sum) — an order-of-magnitude guard, not a profile.
+    /// Sizes beyond 64 bits saturate at Int64.MaxValue (always refused).
+    let memoryEstimate (spec: ArchitectureSpec) : int64 * int64 =
+        try memoryEstimateChecked spec
+        with :? OverflowException -> Int64.MaxValue, Int64.MaxValue

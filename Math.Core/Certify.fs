@@ -306,6 +306,7 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
     if int phi.shape.[1] <> subject.Features then
         invalidArg "subject" (sprintf "subject says m = %d but Φ has %d columns" subject.Features phi.shape.[1])
     let n = int phi.shape.[0]
+    if subject.Rows <> n then invalidArg "subject" (sprintf "subject says n = %d but Φ has %d rows" subject.Rows n)
     let columns = subject.Features + (if subject.WithBias then 1 else 0)
     if columns < n && n > 0 then
         // Refuted by shape alone (rank Φ̃ ≤ m' < n), in O(n·m): no n × n Gram is formed for a tall matrix

@@ -176,8 +176,9 @@ let private checkPass (convolution: Convolution) (device: torch.Device) (dtype: 
 /// Checks `convolution` on one case at `dtype` on `device` against the float64 reference, in two passes:
 /// (1) seeded N(0, 1) inputs drawn in `dtype` (exact in float64), every entry within the γ_K bound;
 /// (2) on the CPU, small integers (x sparse: max(0, k), k uniform in −3..3, so over half the entries
-/// are 0, as after a ReLU; w, b, ∂y in −3..3): every partial sum of every output and gradient is an
-/// integer below 2²⁴ in magnitude for the shapes checked (K·27 < 2²⁴), hence exact in float32 in any
+/// are 0, as after a ReLU; w, b, ∂y in −3..3): every product is at most 9 in magnitude, so every partial
+/// sum of every output and gradient is an integer of magnitude ≤ 9K < 2²⁴ (checked conservatively as
+/// 27K < 2²⁴), hence exact in float32 in any
 /// summation order, so a correct kernel matches the reference bit for bit: a dropped, repeated or
 /// misplaced term fails even where it would hide inside the γ_K bound. (Not on CUDA: its algorithm
 /// choice may use transforms that are not exact on integers.)
@@ -212,7 +213,7 @@ let check (path: string) (device: torch.Device) (dtype: torch.ScalarType) (cases
 let referenceBytes (c: ConvolutionCase) =
     let oh, ow = c.OutputSize
     let kh, kw = c.Kernel
-    6L * 8L * c.Batch * (c.InChannels / c.Groups) * kh * kw * oh * ow
+    6L * 8L * c.Batch * c.InChannels * kh * kw * oh * ow // (C/g)·k_h·k_w columns for each of the g groups
 
 /// The case at the largest batch ≤ its own whose reference fits `budgetBytes` (at least 1): the run's
 /// batch where affordable (kernel choice and threading may depend on the batch), smaller only for
@@ -471,6 +472,10 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
         | None, OneDnnCapped isa -> capped && isa = userCap
         | _ -> false
     let switched = Collections.Generic.List<unit -> unit>()
+    let earlierGroups = Collections.Generic.Dictionary<string, CheckReport list>()
+    // NNPACK's Winograd/FFT convolutions are not sums of products (outside the γ_K argument and inexact on the
+    // integer pass): off on every CPU path, before the first check.
+    if not cuda && nnpackEnabled () then setNnpackEnabled false
     let enter p =
         if inEffect p then Entered
         else
@@ -480,10 +485,9 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
             | OneDnnCapped _ -> if allowRestart then NeedsRestart else Unavailable "needs a restart, not allowed here"
             | Native when cuda -> Unavailable "CPU-only switch"
             | Native ->
-                let mkldnn, nnpack = mkldnnEnabled (), nnpackEnabled ()
+                let mkldnn = mkldnnEnabled ()
                 setMkldnnEnabled false
-                setNnpackEnabled false
-                switched.Add(fun () -> setMkldnnEnabled mkldnn; setNnpackEnabled nnpack)
+                switched.Add(fun () -> setMkldnnEnabled mkldnn)
                 Entered
             | NoTf32 when not cuda -> Unavailable "CUDA-only switch"
             | NoTf32 ->
@@ -505,9 +509,9 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
             elif current.IsSome then
                 // A switch after earlier checks: the new path must pass every earlier group too.
                 let groups = [ for (d, t, cs) in checkedGroups -> check p.Name d t cs ] @ [ check p.Name device dtype cases ]
-                { List.last groups with
-                    Cases = groups |> List.collect (fun g -> g.Cases); Passed = groups |> List.forall (fun g -> g.Passed)
-                    Seconds = groups |> List.sumBy (fun g -> g.Seconds) }
+                earlierGroups.[p.Name] <- groups |> List.take (groups.Length - 1)
+                // The decision needs every group; the record keeps one report per (device, dtype) group (below).
+                { List.last groups with Passed = groups |> List.forall (fun g -> g.Passed); Seconds = groups |> List.sumBy (fun g -> g.Seconds) }
             else check p.Name device dtype cases
         if rejected.Contains (key p) then { r with Passed = false; Path = sprintf "%s (rejected by %s)" p.Name rejectVariable }
         else r
@@ -516,7 +520,8 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
     | Chosen (p, reports) ->
         checkedGroups.Add((device, dtype, cases))
         let previous = match current with Some (_, rs, _) -> rs | None -> []
-        let all = previous @ reports
+        let rechecked = match earlierGroups.TryGetValue p.Name with | true, gs -> gs | _ -> []
+        let all = previous @ rechecked @ reports
         let passed = all |> List.filter (fun r -> r.Passed && r.Path = p.Name)
         let failed = all |> List.filter (fun r -> not r.Passed) |> List.map (fun r -> r.Summary)
         let earlier = (if String.IsNullOrEmpty restarted then [] else [ restarted ]) @ failed

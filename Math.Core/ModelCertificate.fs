@@ -46,13 +46,25 @@ type ModelCertificate =
         let total = batchCount * (batchCount + 1) / 2
         let mutable evaluations = 0
         report { Stage = "features"; Done = 0; Total = total }
+        // The two most recent feature blocks are kept (clones are handed out, the caller disposes them): the
+        // duplicate-row check reads rows pair by pair and must not re-run the model for each row.
+        let recent = Collections.Generic.List<int * torch.Tensor>()
         let rowBlock (i: int) =
-            use x = batch.Invoke i
-            let f = FeatureMap.features model taps x
-            evaluations <- evaluations + 1
-            report { Stage = "features"; Done = evaluations; Total = max total evaluations }
-            f
-        let certificate = Certify.certifyRowBlocks options subject cacheBytes (int blockRows) batchCount rowBlock
+            match recent |> Seq.tryFind (fun (k, _) -> k = i) with
+            | Some (_, f) -> f.clone()
+            | None ->
+                use x = batch.Invoke i
+                let f = FeatureMap.features model taps x
+                evaluations <- evaluations + 1
+                report { Stage = "features"; Done = evaluations; Total = max total evaluations }
+                if recent.Count = 2 then
+                    (snd recent.[0]).Dispose()
+                    recent.RemoveAt 0
+                recent.Add((i, f.clone()))
+                f
+        let certificate =
+            try Certify.certifyRowBlocks options subject cacheBytes (int blockRows) batchCount rowBlock
+            finally for (_, f) in recent do f.Dispose()
         report { Stage = "certified"; Done = 1; Total = 1 }
         certificate
 
@@ -70,8 +82,9 @@ type ModelCertificate =
         let batch = Func<int, torch.Tensor>(fun i -> x.narrow(0L, int64 i * int64 batchSize, min (int64 batchSize) (n - int64 i * int64 batchSize)))
         ModelCertificate.Certify(model, taps, count, batch, withBias, Fingerprint.ofTensors [ x ], 1L <<< 30, progress, Certify.defaults)
 
-    /// The Jacobian form (SPEC §2): a certificate that J_P = ∂ vec f(X)/∂θ_P (nc × |P|, by autograd in
-    /// evaluation mode) has full row rank nc, for the parameter block P named by `parameterNames` (a name
+    /// The Jacobian form (SPEC §2): a certificate that the computed J_P = ∂ vec f(X)/∂θ_P (nc × |P|, by
+    /// autograd in evaluation mode, in the model's precision — the certificate covers that floating-point
+    /// matrix, not the exact Jacobian) has full row rank nc, for the parameter block P named by `parameterNames` (a name
     /// selects that parameter or every parameter under that module). For P = a linear readout,
     /// J_P = I_c ⊗ Φ̃ and this is EC itself. Cost: nc backward passes and an nc × nc Gram.
     static member CertifyJacobian(model: torch.nn.Module<torch.Tensor, torch.Tensor>, parameterNames: seq<string>, x: torch.Tensor,

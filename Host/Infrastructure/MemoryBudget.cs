@@ -91,6 +91,16 @@ public static class MemoryBudget
             $"Refused before any training step (nothing built or trained): {advice}, or use a machine with more memory.");
     }
 
+    /// <summary>Before anything is built (and before the kernel check builds the network to find its convolutions): the
+    /// network's parameters, optimiser state and activations at the batch size against the available memory, from the
+    /// dataset's nominal shape. The data and the certificate are checked after loading (<see cref="EnsureFits"/>).</summary>
+    public static void EnsureNetworkFits(string what, RfOptions options)
+    {
+        var (channels, height, width, classes) = Data.DatasetCatalog.ShapeOf(options.Data.Dataset);
+        var architecture = Training.RunSetup.Architecture(options.Model, channels, height, width, classes);
+        EnsureFits(what, options, architecture, options.Training.BatchSize, 0, options.Recipe.Enabled, null);
+    }
+
     /// <summary>Throws <see cref="InsufficientMemoryException"/> with the numbers when the certificate of
     /// <paramref name="rows"/> points would not fit, naming the key that makes it fit.</summary>
     public static void EnsureCertificateFits(long rows, string what)

@@ -57,11 +57,15 @@ public sealed class RfApplication : IDisposable
                 throw new ConfigurationException($"--resume {existingRunDirectory}: not a run directory (no config.effective.json); give the folder rf created for the run");
             ResumeGuard.Check(stored, options);
         }
-        if (checkKernels) KernelSelfCheck.Ensure(options, trains: !evaluationOnly);
+        if (checkKernels)
+        {
+            MemoryBudget.EnsureNetworkFits("rf", options); // a network too large to build is refused before anything builds it
+            KernelSelfCheck.Ensure(options, trains: !evaluationOnly);
+        }
         var run = existingRunDirectory is not null ? RunDirectory.Open(existingRunDirectory)
                 : createRunDirectory ? RunDirectory.Create(options) : null;
         if (existingRunDirectory is not null && checkKernels && run is not null)
-            run.RecordEnvironment(options); // a resume records the kernel path it runs on (the options are unchanged: ResumeGuard)
+            run.RecordResume(); // the options on disk stay those that ran; the resume's kernel path is appended
 
         var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
         {

@@ -23,9 +23,13 @@ public sealed class ShutdownSignal : IDisposable
     [DllImport("libc", EntryPoint = "_exit")]
     private static extern void ExitImmediately(int status);
 
+    private int _signals;
+
     private void Handle(PosixSignalContext context)
     {
-        if (_source.IsCancellationRequested)
+        // .NET runs each signal's handler on its own thread: count atomically, so two close signals cannot both
+        // take the graceful branch.
+        if (Interlocked.Increment(ref _signals) > 1)
         {
             // Second signal: terminate at once, as promised (the runtime's default would wait for shutdown handlers and a
             // busy training step). Checkpoints are written to a temporary file and renamed, so none is left half-written.
@@ -36,7 +40,14 @@ public sealed class ShutdownSignal : IDisposable
         }
         context.Cancel = true;
         Console.Error.WriteLine($"rf: {context.Signal} received: writing a checkpoint and stopping (send it again to terminate at once)");
-        _source.Cancel();
+        try
+        {
+            _source.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // the run already ended and disposed the signal
+        }
     }
 
     public void Dispose()

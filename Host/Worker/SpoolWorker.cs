@@ -92,7 +92,7 @@ public sealed class WorkerLease
         ProcessId = Environment.ProcessId;
         StartTicks = ProcessStartTicks(ProcessId) ?? DateTime.UtcNow.Ticks;
         Machine = MachineIdentity();
-        Directory = Path.Combine(spool.Running, $"{Host}-{ProcessId}-{StartTicks}");
+        Directory = Path.Combine(spool.Running, $"{Host}-{ProcessId}-{StartTicks}-{Guid.NewGuid().ToString("N")[..8]}");
         System.IO.Directory.CreateDirectory(Directory);
         Beat();
     }
@@ -154,17 +154,28 @@ public sealed class WorkerLease
         var leaseFile = Path.Combine(ownerDirectory, FileName);
         JsonNode? lease = null;
         try { lease = JsonNode.Parse(File.ReadAllText(leaseFile)); }
-        catch (Exception e) when (e is IOException or JsonException) { }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { }
         if (lease is null)
         {
             var age = DateTime.UtcNow - System.IO.Directory.GetLastWriteTimeUtc(ownerDirectory);
             return age > Expiry ? (true, $"no lease, folder untouched for {age.TotalSeconds:F0} s") : (false, "no lease yet");
         }
-        var host = lease["host"]?.GetValue<string>();
-        var machine = lease["machine"]?.GetValue<string>();
-        var pid = lease["pid"]?.GetValue<int>() ?? -1;
-        var start = lease["startTicks"]?.GetValue<long>() ?? -1;
-        if (host == Environment.MachineName && machine is not null && machine == MachineIdentity())
+        string? host, machine;
+        int pid;
+        long start;
+        try
+        {
+            host = lease["host"]?.GetValue<string>();
+            machine = lease["machine"]?.GetValue<string>();
+            pid = lease["pid"]?.GetValue<int>() ?? -1;
+            start = lease["startTicks"]?.GetValue<long>() ?? -1;
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            return (false, $"unreadable lease ({e.Message}); left alone");
+        }
+        var mine = MachineIdentity();
+        if (host == Environment.MachineName && machine is not null && machine == mine && !mine.Contains('?'))
         {
             var now = ProcessStartTicks(pid);
             if (now is null) return (true, $"process {pid} on this host no longer exists");
@@ -289,7 +300,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
 
     private void Loop(CancellationToken stoppingToken)
     {
-        using var heartbeat = new Timer(_ => Heartbeat(), null, WorkerLease.HeartbeatInterval, WorkerLease.HeartbeatInterval);
+        var heartbeat = new Timer(_ => Heartbeat(), null, WorkerLease.HeartbeatInterval, WorkerLease.HeartbeatInterval);
         try
         {
             _spool.Create();
@@ -348,7 +359,10 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         }
         finally
         {
-            // An empty owner folder (nothing interrupted) is removed; one with an interrupted job stays for the next start.
+            // Stop the heartbeat first (it would re-create the folder), then remove an owner folder with nothing
+            // interrupted in it; one with an interrupted job stays for the next start.
+            using (var stopped = new ManualResetEvent(false))
+                if (heartbeat.Dispose(stopped)) stopped.WaitOne(TimeSpan.FromSeconds(5));
             if (_lease is not null && Spool.Jobs(_lease.Directory).Length == 0)
                 try { System.IO.Directory.Delete(_lease.Directory, recursive: true); } catch (IOException) { }
             if (settings.Once || !stoppingToken.IsCancellationRequested) lifetime.StopApplication();
@@ -371,6 +385,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
 
     private void Fail(string jobPath, string name, string reason, Exception? e, params string[] cleanup)
     {
+        _current = null; // the job leaves this worker's folder: not a takeover
         JobsFailed++;
         logger.LogError("worker: {Job} failed: {Reason}", name, reason);
         try
@@ -447,8 +462,17 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
                 ["runDirectory"] = runDirectory,
                 ["finishedUtc"] = DateTime.UtcNow.ToString("O"),
             };
+            _current = null; // the job leaves this worker's folder now: the heartbeat must not read that as a takeover
+            try
+            {
+                File.Move(jobPath, Path.Combine(_spool.Done, Path.GetFileName(jobPath)), overwrite: true); // the commit: atomic
+            }
+            catch (FileNotFoundException)
+            {
+                logger.LogError("worker: {Job} was taken over just before it finished; no result written by this one", name);
+                return;
+            }
             File.WriteAllText(Path.Combine(_spool.Done, SideFile(name, ".result.json")), result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(jobPath, Path.Combine(_spool.Done, Path.GetFileName(jobPath)), overwrite: true);
             Cleanup(configPath, runPathFile, attemptsFile);
             JobsDone++;
             logger.LogInformation("worker: {Job} done ({RunDirectory})", name, runDirectory);

@@ -29,6 +29,13 @@ public sealed class DatasetFetcher(ILogger<DatasetFetcher> logger)
         var layout = source.Layout;
         var target = Path.GetFullPath(Path.Combine(dataDirectory, layout.Name));
         var manifest = DataManifest.TryRead(target);
+        if (manifest is not null && own && !manifest.Own)
+        {
+            manifest.Verify(target, layout.Files);
+            logger.LogInformation("{Dataset}: {Directory}: adopting the verified files as own data (--own); manifest rewritten", layout.Name, target);
+            WriteManifest(source, target, "the user's own data in this format (--own; not the original files)", true);
+            return FetchOutcome.AdoptedLocalFiles;
+        }
         if (manifest is not null)
         {
             manifest.Verify(target, layout.Files);

@@ -108,12 +108,36 @@ public sealed class RunDirectory
         return node.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
-    /// <summary>Rewrites <c>config.effective.json</c> with the current <c>Environment</c> section (the same options;
-    /// written to a temporary file and renamed).</summary>
-    public void RecordEnvironment(RfOptions options)
+    /// <summary>Appends this resume (time, torch line, convolution kernel path and its account) to
+    /// <c>Environment:Resumes</c> of <c>config.effective.json</c>, leaving every option as it was written (a temporary
+    /// file, renamed).</summary>
+    public void RecordResume()
     {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(EffectiveConfigPath))!.AsObject();
+        if (node[RfConfiguration.EnvironmentSection] is not System.Text.Json.Nodes.JsonObject environment)
+        {
+            environment = new System.Text.Json.Nodes.JsonObject();
+            node[RfConfiguration.EnvironmentSection] = environment;
+        }
+        if (environment["Resumes"] is not System.Text.Json.Nodes.JsonArray resumes)
+        {
+            resumes = new System.Text.Json.Nodes.JsonArray();
+            environment["Resumes"] = resumes;
+        }
+        var entry = new System.Text.Json.Nodes.JsonObject
+        {
+            ["Utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
+            ["Torch"] = MathCore.TorchEnvironment.describe(),
+        };
+        if (MathCore.KernelCheck.currentChoice() is { } option)
+        {
+            var (path, _, account) = option.Value;
+            entry["ConvolutionKernels"] = path.Name;
+            entry["KernelSelfCheck"] = account;
+        }
+        resumes.Add(entry);
         var tmp = EffectiveConfigPath + ".tmp";
-        File.WriteAllText(tmp, EffectiveConfigJson(options));
+        File.WriteAllText(tmp, node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         File.Move(tmp, EffectiveConfigPath, overwrite: true);
     }
 
