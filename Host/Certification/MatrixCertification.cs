@@ -17,8 +17,10 @@ namespace ResearchFramework.Host.Certification;
 /// With <c>withBias</c> the certified matrix is Φ̃ = [Φ, 1], as on the model path; without, the file is Φ̃ itself.</summary>
 public static class MatrixCertification
 {
-    /// <summary>Bytes of one block read from the file (column block n × b, or a run of whole rows).</summary>
-    public const long BlockBytes = 64L * 1024 * 1024;
+    /// <summary>Bytes of one block read from the file (column block n × b, or a run of whole rows): 64 MiB, or
+    /// <c>RF_MATRIX_BLOCK_BYTES</c> when set to a positive number (tests: several blocks on a small file).</summary>
+    public static long BlockBytes =>
+        long.TryParse(Environment.GetEnvironmentVariable("RF_MATRIX_BLOCK_BYTES"), out var forced) && forced > 0 ? forced : 64L * 1024 * 1024;
 
     /// <summary>Columns below which a column block is not narrowed further for memory (tiny reads are slow).</summary>
     public const int MinBlockColumns = 256;
@@ -38,17 +40,7 @@ public static class MatrixCertification
         if (subject.Columns < n)
             return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
         var options = ResearchFramework.MathCore.Certify.defaults;
-        int width = BlockColumns(n, m, options.BlockColumns);
-        var accumulator = new Gram.ColumnBlockAccumulator(n, torch.CPU);
-        var buffers = new Dictionary<int, Array>();
-        for (long c = 0; c < m; c += width)
-        {
-            int w = (int)Math.Min(width, m - c);
-            using var block = Read(reader, 0, n, c, w, buffers);
-            accumulator.Add(block);
-        }
-        if (withBias) accumulator.AddBiasColumn();
-        using var gram = accumulator.Finish();
+        using var gram = StreamGram(reader, withBias, options.BlockColumns);
         bool RowsEqual(int i, int j)
         {
             var a = new double[m];
@@ -62,6 +54,24 @@ public static class MatrixCertification
         var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
         return ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram);
+    }
+
+    /// <summary>fl(G) of the file's matrix (Φ̃ = [Φ, 1] with <paramref name="withBias"/>), accumulated over column blocks
+    /// of <see cref="BlockColumns"/> columns read from <paramref name="reader"/>: one pass over the file.</summary>
+    public static Gram.GramMatrix StreamGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns)
+    {
+        int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
+        int width = BlockColumns(n, m, preferredBlockColumns);
+        var accumulator = new Gram.ColumnBlockAccumulator(n, torch.CPU);
+        var buffers = new Dictionary<int, Array>();
+        for (long c = 0; c < m; c += width)
+        {
+            int w = (int)Math.Min(width, m - c);
+            using var block = Read(reader, 0, n, c, w, buffers);
+            accumulator.Add(block);
+        }
+        if (withBias) accumulator.AddBiasColumn();
+        return accumulator.Finish();
     }
 
     /// <summary>Columns per block for n rows and m columns: <paramref name="preferred"/> (Math.Core's in-memory block,
