@@ -54,6 +54,37 @@ public static class ModelExport
         }
     }
 
+    /// <summary>What an export writes: the tensors, the fingerprint of the run's final parameters (body and readout, as
+    /// <c>summary.json</c>'s <c>FinalParameterFingerprint</c>), the checkpoint's iteration and the architecture.</summary>
+    public sealed record Export(List<SafetensorsTensor> Tensors, string Fingerprint, int Iteration, string Architecture);
+
+    /// <summary>The parameters of <paramref name="checkpoint"/> through the trainer's own load path: a
+    /// <see cref="TwoPhaseTrainer"/> of the run's options (no checkpoint directory: nothing is written) restores it with
+    /// <c>LoadCheckpoint</c>, which checks seed, T, τ, architecture and dataset against the run; then the model's
+    /// parameters and buffers, and the readout V of a switched two-phase run as <c>readout.weight</c>/<c>readout.bias</c>
+    /// (unless V is the model's own output layer, already exported under its name).</summary>
+    public static Export FromCheckpoint(RfOptions options, PreparedTensors data, string checkpoint)
+    {
+        var architecture = RunSetup.Architecture(options, data);
+        var training = RunSetup.Training(options.Training, options.Training.Seed, null);
+        var recipe = RunSetup.Recipe(options.Recipe, options.Training, options.Recipe.Enabled);
+        using var trainer = new TwoPhaseTrainer(architecture, training, RunSetup.Option(recipe), data.Train, null);
+        trainer.LoadCheckpoint(checkpoint);
+        var tensors = Tensors(trainer.Model);
+        var readout = trainer.Readout;
+        if (readout is not null)
+        {
+            var shared = trainer.Model.named_modules().Any(m => ReferenceEquals(m.module, readout));
+            if (!shared)
+                foreach (var (name, p) in readout.named_parameters())
+                {
+                    using var cpu = p.detach().cpu().contiguous();
+                    tensors.Add(new SafetensorsTensor("readout." + name, SafetensorsDtype(cpu.dtype), cpu.shape, cpu.bytes.ToArray()));
+                }
+        }
+        return new Export(tensors, trainer.ParameterFingerprint, trainer.Iteration, Networks.describe(architecture));
+    }
+
     /// <summary>The safetensors dtype of a torch dtype.</summary>
     public static string SafetensorsDtype(torch.ScalarType type) => type switch
     {

@@ -430,6 +430,19 @@ let endToEnd =
             let first = (Seq.head entries).Name
             let code3, out3, err3 = runRf dir.Path [ "certify"; "--matrix"; "final.safetensors"; "--tensor"; first; "--bias"; "off" ]
             Expect.contains [ 0; 1 ] code3 (sprintf "certify reads the export: %s %s" out3 err3)
+            // A two-phase run: the readout V after the switch is exported too; the fingerprint is the run's final one.
+            File.WriteAllText(dir.File "cfg2.json", config dir "exp2" 10 5 40 true)
+            let codeT, outT, errT = runRf dir.Path [ "train"; "--config"; "cfg2.json" ]
+            Expect.equal codeT 0 (sprintf "two-phase train: %s %s" outT errT)
+            let run2 = runDirOf dir "exp2"
+            let fingerprint2, _, _, _, verdict2 = summary run2
+            let codeE, outE, errE = runRf dir.Path [ "export"; "--run"; run2 ]
+            Expect.equal codeE 0 (sprintf "export two-phase: %s %s" outE errE)
+            let struct (entries2, metadata2, _) = ResearchFramework.Host.Data.SafetensorsReader.ReadHeader(Path.Combine(run2, "export", "final.safetensors"))
+            Expect.equal metadata2.["fingerprint"] fingerprint2 ("body and readout: the run's final parameters (" + verdict2 + ")")
+            let names2 = entries2 |> Seq.map (fun e -> e.Name) |> List.ofSeq
+            Expect.equal (names2 |> List.filter (fun n -> not (n.StartsWith "readout."))) (parameters |> List.map fst) "the model's parameter names first"
+            if verdict2 = "Certified" then Expect.contains names2 "readout.weight" "the readout V of the switched run"
             let code4, _, err4 = runRf dir.Path [ "export"; "--run"; dir.Path ]
             Expect.equal code4 2 ("not a run: " + err4)
             Expect.stringContains err4 "not a run directory" "says why"

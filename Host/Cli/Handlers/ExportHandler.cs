@@ -1,7 +1,6 @@
 using ResearchFramework.Host.Certification;
 using ResearchFramework.Host.Data;
 using ResearchFramework.Host.Training;
-using ResearchFramework.MathCore;
 
 namespace ResearchFramework.Host.Cli.Handlers;
 
@@ -22,29 +21,23 @@ public sealed class ExportHandler
         var (checkpoint, refused) = ModelExport.LatestCheckpoint(run);
         foreach (var (path, reason) in refused)
             Console.Error.WriteLine($"rf export: warning: skipped checkpoint {path}: {reason}");
-        // The network's input shape and classes are the dataset's: loaded as training loads it.
-        int channels, height, width, classes;
+        ModelExport.Export export;
         using (var data = RunSetup.LoadData(options))
-            (channels, height, width, classes) = (data.Channels, data.Height, data.Width, data.Classes);
-        var (model, header) = ModelExport.LoadModel(options, channels, height, width, classes, checkpoint);
-        using (model)
+            export = ModelExport.FromCheckpoint(options, data, checkpoint);
+        var metadata = new Dictionary<string, string>
         {
-            var tensors = ModelExport.Tensors(model);
-            var metadata = new Dictionary<string, string>
-            {
-                ["format"] = "pt",
-                ["architecture"] = header.ArchitectureDescription,
-                ["checkpoint"] = Path.GetFileName(checkpoint),
-                ["iteration"] = header.Iteration.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["fingerprint"] = Fingerprint.ofModule(model),
-            };
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
-            SafetensorsWriter.Write(output, tensors, metadata);
-            Console.WriteLine($"exported: {output}");
-            Console.WriteLine($"  checkpoint {checkpoint} (iteration {header.Iteration}), {tensors.Count} tensors: " +
-                              string.Join(", ", tensors.Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}] {t.Dtype}")));
-            Console.WriteLine($"  fingerprint: {metadata["fingerprint"]}");
-        }
+            ["format"] = "pt",
+            ["architecture"] = export.Architecture,
+            ["checkpoint"] = Path.GetFileName(checkpoint),
+            ["iteration"] = export.Iteration.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["fingerprint"] = export.Fingerprint,
+        };
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
+        SafetensorsWriter.Write(output, export.Tensors, metadata);
+        Console.WriteLine($"exported: {output}");
+        Console.WriteLine($"  checkpoint {checkpoint} (iteration {export.Iteration}), {export.Tensors.Count} tensors: " +
+                          string.Join(", ", export.Tensors.Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}] {t.Dtype}")));
+        Console.WriteLine($"  fingerprint: {export.Fingerprint}");
         return ExitCodes.Success;
     }
 }
