@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using Microsoft.FSharp.Core;
 using ResearchFramework.Host.Data;
+using ResearchFramework.Host.Infrastructure;
 using ResearchFramework.MathCore;
 using TorchSharp;
 
@@ -39,6 +40,11 @@ public static class MatrixCertification
         using var reader = new MatrixFileReader(layout);
         if (subject.Columns < n)
             return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
+        long need = MemoryBudget.DenseCertificateBytes(n), available = MemoryBudget.AvailableBytes();
+        if (need > available)
+            throw new Infrastructure.InsufficientMemoryException(
+                $"{layout.Path}: the certificate of n = {n} rows needs about {need / 1e9:F1} GB (four n×n float64 matrices, 32·n² bytes); " +
+                $"{available / 1e9:F1} GB are available. Nothing was read: certify at most {(long)Math.Floor(Math.Sqrt(available / 32.0))} rows");
         var options = ResearchFramework.MathCore.Certify.defaults;
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
         bool RowsEqual(int i, int j)

@@ -181,6 +181,15 @@ let interop =
             let code4, _, err4 = runRf dir.Path [ "certify"; "--config"; "x.json"; "--bias"; "off" ]
             Expect.notEqual code4 0 ("--bias goes with --matrix: " + err4)
             Expect.stringContains err4 "--bias and --tensor go with --matrix" "says so"
+            // The n × n certificate must fit in memory (checked before any data is read); a tall matrix needs no Gram.
+            let code6, _, err6 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "certify"; "--matrix"; "m.npy" ]
+            Expect.equal code6 1 ("a Gram that cannot fit: " + err6)
+            Expect.stringContains err6 "32·n² bytes" "with the numbers"
+            let code7, out7, err7 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "certify"; "--matrix"; "b.npy"; "--bias"; "off" ]
+            Expect.equal code7 1 ("tall: refuted by shape, no Gram needed: " + out7 + err7)
+            Expect.stringContains out7 "refuted by shape" "no Gram"
+            let code8, _, err8 = runRf dir.Path [ "certify"; "--matrix"; "m.npy"; "--tensor"; "x" ]
+            Expect.equal code8 2 ("--tensor with a .npy: " + err8)
             // A non-finite entry is named, exit 2, found while streaming.
             let nanValues = Array.copy values
             nanValues.[5 * 10000 + 7777] <- nan
