@@ -97,7 +97,7 @@ public static class RootCommandFactory
             if (r.GetResult(common.Config) is not null && (r.GetResult(bias) is not null || r.GetResult(tensor) is not null))
                 r.AddError("--bias and --tensor go with --matrix");
             bool hasConfig = r.GetResult(common.Config) is not null, hasMatrix = r.GetResult(matrix) is not null;
-            if (hasConfig == hasMatrix) r.AddError("give exactly one of --config FILE or --matrix FILE.npy");
+            if (hasConfig == hasMatrix) r.AddError("give exactly one of --config FILE or --matrix FILE (.npy or .safetensors)");
             if (hasMatrix && (r.GetResult(checkpoint) is not null || r.GetResult(subset) is not null))
                 r.AddError("--checkpoint and --subset go with --config, not --matrix");
             if (hasConfig && r.GetResult(json) is not null)

@@ -151,16 +151,4 @@ public static class MatrixFiles
 
     /// <summary>True when <paramref name="path"/> ends in <c>.safetensors</c> (any case).</summary>
     public static bool IsSafetensors(string path) => path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
-
-    /// <summary>Reads bytes [offset, offset + count) of an open file exactly, or throws <see cref="EndOfStreamException"/>.</summary>
-    internal static void ReadExactly(SafeFileHandle handle, Span<byte> destination, long offset)
-    {
-        int done = 0;
-        while (done < destination.Length)
-        {
-            int read = RandomAccess.Read(handle, destination[done..], offset + done);
-            if (read == 0) throw new EndOfStreamException();
-            done += read;
-        }
-    }
 }

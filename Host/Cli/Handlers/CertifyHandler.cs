@@ -9,7 +9,8 @@ namespace ResearchFramework.Host.Cli.Handlers;
 
 /// <summary><c>rf certify</c>: <c>--config FILE [--checkpoint C] [--subset K]</c> certifies architecture + dataset + taps at
 /// initialisation or at a checkpoint (<see cref="ModelCertification"/>), writing the JSON into a run directory's
-/// <c>certificates/</c>; <c>--matrix FILE.npy</c> certifies a given matrix. Exit 0 Certified, 1 otherwise, 2 bad input.</summary>
+/// <c>certificates/</c>; <c>--matrix FILE</c> certifies a given matrix (<c>.npy</c> or <c>.safetensors</c>, streamed; bias
+/// column on unless <c>--bias off</c>). Exit 0 Certified, 1 otherwise, 2 bad input.</summary>
 public sealed class CertifyHandler
 {
     public int Run(CertifyArguments args)
