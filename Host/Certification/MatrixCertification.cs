@@ -35,16 +35,17 @@ public static class MatrixCertification
         if (layout.Rows > int.MaxValue || layout.Columns >= int.MaxValue)
             throw layout.Error($"shape ({layout.Rows}, {layout.Columns}): more than {int.MaxValue} rows or columns are not supported");
         int n = (int)layout.Rows, m = (int)layout.Columns;
-        var subject = new ExpressivitySubject(FileFingerprint(layout.Path), CertificationSet(layout), "matrix", [], "none", n, m, withBias);
-        var precision = layout.ItemSize == 4 ? "float32" : "float64";
-        using var reader = new MatrixFileReader(layout);
-        if (subject.Columns < n)
-            return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
+        bool tall = m + (withBias ? 1L : 0L) < n;
         long need = MemoryBudget.DenseCertificateBytes(n), available = MemoryBudget.AvailableBytes();
-        if (need > available)
+        if (!tall && need > available)
             throw new Infrastructure.InsufficientMemoryException(
                 $"{layout.Path}: the certificate of n = {n} rows needs about {need / 1e9:F1} GB (four n×n float64 matrices, 32·n² bytes); " +
                 $"{available / 1e9:F1} GB are available. Nothing was read: certify at most {(long)Math.Floor(Math.Sqrt(available / 32.0))} rows");
+        var subject = new ExpressivitySubject(FileFingerprint(layout.Path), CertificationSet(layout), "matrix", [], "none", n, m, withBias);
+        var precision = layout.ItemSize == 4 ? "float32" : "float64";
+        using var reader = new MatrixFileReader(layout);
+        if (tall)
+            return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
         var options = ResearchFramework.MathCore.Certify.defaults;
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
         bool RowsEqual(int i, int j)
