@@ -299,6 +299,38 @@ let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEq
                 (clock: Stopwatch) (gram: GramMatrix) : Certificate =
     certifyGramScaling false opts subject rowsEqual clock gram
 
+/// The certificate of a matrix refuted by its shape alone: Φ̃ has m' = m (+ 1 with the bias column)
+/// < n columns, so rank Φ̃ ≤ m' < n, with no n × n Gram formed (O(n) memory: a streamed tall file
+/// needs only its rows' squared norms). `rowSquares` are fl(‖φ_i‖²) of Φ's rows (bias excluded, it is
+/// added here exactly); they bound σ_max through Σ‖φ̃_i‖² (Frobenius). A non-finite square raises
+/// ArgumentException, as for a Gram; m' ≥ n is refused (there is nothing to refute by shape).
+let refuteByShape (subject: ExpressivitySubject) (featurePrecision: string) (device: torch.Device)
+                  (rowSquares: float[]) (clock: Stopwatch) : Certificate =
+    let n = rowSquares.Length
+    let columns = subject.Columns
+    if subject.Rows <> n then
+        invalidArg "subject" (sprintf "subject says n = %d but %d row norms were given" subject.Rows n)
+    if not (columns < n) then
+        invalidArg "subject" (sprintf "columns = %d ≥ n = %d: the shape refutes nothing" columns n)
+    let squares = rowSquares |> Array.map (fun s -> if subject.WithBias then s + 1.0 else s)
+    match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
+    | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
+    | None -> ()
+    let terms =
+        { CertificateTerms.Empty with
+            AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 columns
+            SquaredNormSumUpper = Gram.squaredNormSumUpper columns squares }
+    certificate subject Verdict.Refuted
+        (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" columns n (if subject.WithBias then " + 1" else ""))
+        (sprintf "features %s (refuted by shape; no Gram formed)" featurePrecision) device terms 0.0 nan (sigmaMaxUpper terms) clock
+
+/// `certifyGram` on a Gram the caller owns and drops afterwards: it is scaled in place (no n × n copy),
+/// so it must not be used as unscaled afterwards. For Grams accumulated from a stream (a file read in
+/// column blocks through `Gram.ColumnBlockAccumulator`).
+let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                       (clock: Stopwatch) (gram: GramMatrix) : Certificate =
+    certifyGramScaling true opts subject rowsEqual clock gram
+
 /// Certificate for an in-memory feature matrix Φ (n × m, without the bias column).
 let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Tensor) : Certificate =
     let clock = Stopwatch.StartNew()
@@ -311,21 +343,10 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
     if columns < n && n > 0 then
         // Refuted by shape alone (rank Φ̃ ≤ m' < n), in O(n·m): no n × n Gram is formed for a tall matrix
         // (a 30 000 × 2 file would need 7 GB for nothing). Σ‖φ̃_i‖² still bounds σ_max (Frobenius).
-        let precision = sprintf "features %s (refuted by shape; no Gram formed)" (Gram.precisionName "phi" phi)
         let squares =
             use scope = torch.NewDisposeScope()
             phi.detach().``to``(torch.float64).pow(scalar 2.0).sum(1L).cpu().data<float>().ToArray()
-            |> Array.map (fun s -> if subject.WithBias then s + 1.0 else s)
-        match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
-        | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
-        | None -> ()
-        let terms =
-            { CertificateTerms.Empty with
-                AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 columns
-                SquaredNormSumUpper = Gram.squaredNormSumUpper columns squares }
-        certificate subject Verdict.Refuted
-            (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" columns n (if subject.WithBias then " + 1" else ""))
-            precision phi.device terms 0.0 nan (sigmaMaxUpper terms) clock
+        refuteByShape subject (Gram.precisionName "phi" phi) phi.device squares clock
     else
     use gram = Gram.ofMatrix opts.BlockColumns subject.WithBias phi
     let equal i j =

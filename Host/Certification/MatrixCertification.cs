@@ -1,28 +1,150 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Microsoft.FSharp.Core;
 using ResearchFramework.Host.Data;
+using ResearchFramework.Host.Infrastructure;
 using ResearchFramework.MathCore;
 using TorchSharp;
 
 namespace ResearchFramework.Host.Certification;
 
-/// <summary>Certifies a feature matrix read from a <c>.npy</c> file (rows = samples) with Math.Core's
-/// float64 Gram + Rump test (SPEC §3). The bias column is not added: the file is taken as Φ̃ itself.</summary>
+/// <summary>Certifies a feature matrix read from a <c>.npy</c> or <c>.safetensors</c> file (rows = samples) with
+/// Math.Core's float64 Gram + Rump test (SPEC §3), streamed: the file is never held whole. The Gram is accumulated
+/// over column blocks (every row's entries [c, c + b), read with one positioned read per row; one pass over the file)
+/// in <see cref="Gram.ColumnBlockAccumulator"/>, with blocks of <see cref="Certify.defaults"/>' 4096 columns (then fl(G)
+/// is bit for bit the in-memory <c>Certify.certifyMatrix</c>'s) unless n × 4096 × 8 bytes exceeds
+/// <see cref="BlockBytes"/>; peak memory ≈ the n × n float64 Gram and its copies plus one block. A matrix with fewer
+/// columns (bias included) than rows is refuted by shape from its row norms, read in row blocks, without any Gram.
+/// With <c>withBias</c> the certified matrix is Φ̃ = [Φ, 1], as on the model path; without, the file is Φ̃ itself.</summary>
 public static class MatrixCertification
 {
-    public static Certificate Certify(string path, NpyMatrix matrix)
+    /// <summary>Bytes of one block read from the file (column block n × b, or a run of whole rows): 64 MiB, or
+    /// <c>RF_MATRIX_BLOCK_BYTES</c> when set to a positive number (tests: several blocks on a small file).</summary>
+    public static long BlockBytes =>
+        long.TryParse(Environment.GetEnvironmentVariable("RF_MATRIX_BLOCK_BYTES"), out var forced) && forced > 0 ? forced : 64L * 1024 * 1024;
+
+    /// <summary>Columns below which a column block is not narrowed further for memory (tiny reads are slow).</summary>
+    public const int MinBlockColumns = 256;
+
+    /// <summary>The certificate of the matrix of <paramref name="layout"/> (validated by its reader), with or without
+    /// the bias column. Throws the layout's <see cref="MatrixFormatException"/> for a non-finite entry (naming it),
+    /// <see cref="ArgumentException"/> for inputs outside the error analysis (squares that overflow, underflow).</summary>
+    public static Certificate Certify(MatrixLayout layout, bool withBias)
     {
-        using var scope = torch.NewDisposeScope();
-        var dtype = matrix.Dtype == "<f4" ? torch.float32 : torch.float64;
-        var phi = torch.tensor(matrix.Values, dtype: torch.float64).reshape(matrix.Rows, matrix.Columns).to(dtype);
-        var fingerprint = Fingerprint.ofBytes(File.ReadAllBytes(path));
-        var subject = new ExpressivitySubject(fingerprint, $"all {matrix.Rows} rows of {Path.GetFileName(path)}", "matrix",
-                                              [], "none", matrix.Rows, matrix.Columns, false);
-        return ResearchFramework.MathCore.Certify.certifyMatrix(ResearchFramework.MathCore.Certify.defaults, subject, phi);
+        var clock = Stopwatch.StartNew();
+        if (layout.Rows > int.MaxValue || layout.Columns >= int.MaxValue)
+            throw layout.Error($"shape ({layout.Rows}, {layout.Columns}): more than {int.MaxValue} rows or columns are not supported");
+        int n = (int)layout.Rows, m = (int)layout.Columns;
+        bool tall = m + (withBias ? 1L : 0L) < n;
+        long need = MemoryBudget.DenseCertificateBytes(n), available = MemoryBudget.AvailableBytes();
+        if (!tall && need > available)
+            throw new Infrastructure.InsufficientMemoryException(
+                $"{layout.Path}: the certificate of n = {n} rows needs about {need / 1e9:F1} GB (four n×n float64 matrices, 32·n² bytes); " +
+                $"{available / 1e9:F1} GB are available. Nothing was read: certify at most {(long)Math.Floor(Math.Sqrt(available / 32.0))} rows");
+        var subject = new ExpressivitySubject(FileFingerprint(layout.Path), CertificationSet(layout), "matrix", [], "none", n, m, withBias);
+        var precision = layout.ItemSize == 4 ? "float32" : "float64";
+        using var reader = new MatrixFileReader(layout);
+        if (tall)
+            return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
+        var options = ResearchFramework.MathCore.Certify.defaults;
+        using var gram = StreamGram(reader, withBias, options.BlockColumns);
+        bool RowsEqual(int i, int j)
+        {
+            var a = new double[m];
+            var b = new double[m];
+            reader.ReadBlock(i, 1, 0, m, a);
+            reader.ReadBlock(j, 1, 0, m, b);
+            for (int k = 0; k < m; k++)
+                if (a[k] != b[k]) return false;
+            return true;
+        }
+        var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
+            FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
+        return ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram);
+    }
+
+    /// <summary>fl(G) of the file's matrix (Φ̃ = [Φ, 1] with <paramref name="withBias"/>), accumulated over column blocks
+    /// of <see cref="BlockColumns"/> columns read from <paramref name="reader"/>: one pass over the file.</summary>
+    public static Gram.GramMatrix StreamGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns)
+    {
+        int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
+        int width = BlockColumns(n, m, preferredBlockColumns);
+        var accumulator = new Gram.ColumnBlockAccumulator(n, torch.CPU);
+        var buffers = new Dictionary<int, Array>();
+        for (long c = 0; c < m; c += width)
+        {
+            int w = (int)Math.Min(width, m - c);
+            using var block = Read(reader, 0, n, c, w, buffers);
+            accumulator.Add(block);
+        }
+        if (withBias) accumulator.AddBiasColumn();
+        return accumulator.Finish();
+    }
+
+    /// <summary>Columns per block for n rows and m columns: <paramref name="preferred"/> (Math.Core's in-memory block,
+    /// so the Gram matches <c>certifyMatrix</c>'s bit for bit) when n × preferred float64 entries fit
+    /// <see cref="BlockBytes"/>, else as many as fit, at least <see cref="MinBlockColumns"/>; never more than m.</summary>
+    public static int BlockColumns(int n, int m, int preferred)
+    {
+        long fit = Math.Max(MinBlockColumns, BlockBytes / (8L * n));
+        return (int)Math.Max(1, Math.Min(m, Math.Min(preferred, fit)));
+    }
+
+    /// <summary>Entries [row0, row0 + rows) × [column0, column0 + width) as a tensor of the file's dtype; the read
+    /// buffer (one per block size, reused: torch.tensor copies it) stays in <paramref name="buffers"/>.</summary>
+    private static torch.Tensor Read(MatrixFileReader reader, long row0, int rows, long column0, int width, Dictionary<int, Array> buffers)
+    {
+        int count = checked(rows * width);
+        if (reader.Layout.ItemSize == 4)
+        {
+            if (!buffers.TryGetValue(count, out var buffer)) buffers[count] = buffer = new float[count];
+            reader.ReadBlock(row0, rows, column0, width, (float[])buffer);
+            return torch.tensor((float[])buffer, [rows, width], dtype: torch.float32);
+        }
+        else
+        {
+            if (!buffers.TryGetValue(count, out var buffer)) buffers[count] = buffer = new double[count];
+            reader.ReadBlock(row0, rows, column0, width, (double[])buffer);
+            return torch.tensor((double[])buffer, [rows, width], dtype: torch.float64);
+        }
+    }
+
+    /// <summary>fl(‖φ_i‖²) of every row, computed as <c>certifyMatrix</c> does (float64 squares summed by torch along
+    /// the row), reading runs of whole rows of at most <see cref="BlockBytes"/>.</summary>
+    private static double[] RowSquares(MatrixFileReader reader)
+    {
+        var layout = reader.Layout;
+        int n = (int)layout.Rows, m = (int)layout.Columns;
+        var squares = new double[n];
+        int rowsPerBlock = (int)Math.Clamp(BlockBytes / ((long)m * 8), 1, n);
+        var buffers = new Dictionary<int, Array>();
+        for (int r = 0; r < n; r += rowsPerBlock)
+        {
+            int rows = Math.Min(rowsPerBlock, n - r);
+            using var scope = torch.NewDisposeScope();
+            var block = Read(reader, r, rows, 0, m, buffers);
+            block.to(torch.float64).pow(2.0).sum(1).data<double>().CopyTo(squares, r);
+        }
+        return squares;
+    }
+
+    private static string CertificationSet(MatrixLayout layout) =>
+        layout.Tensor is null
+            ? $"all {layout.Rows} rows of {Path.GetFileName(layout.Path)}"
+            : $"all {layout.Rows} rows of tensor \"{layout.Tensor}\" of {Path.GetFileName(layout.Path)}";
+
+    /// <summary>SHA-256 of the file's bytes, streamed (the same string as <c>Fingerprint.ofBytes</c> of the whole file).</summary>
+    public static string FileFingerprint(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 20);
+        return "sha256:" + Convert.ToHexString(SHA256.HashData(stream)).ToLowerInvariant();
     }
 
     /// <summary>One human-readable summary of a certificate.</summary>
     public static string Describe(Certificate c) =>
         $"verdict: {c.Verdict}\n" +
         $"  n = {c.Subject.Rows}, columns = {c.Subject.Columns}, {c.Precision}\n" +
+        $"  bias column: {(c.Subject.WithBias ? $"on (Φ̃ = [Φ, 1], m = {c.Subject.Features} + 1)" : $"off (Φ̃ = Φ, m = {c.Subject.Features})")}\n" +
         $"  σ_min ≥ {c.SigmaMinLower:G6} (rigorous lower bound)\n" +
         $"  σ_max ≈ {c.SigmaMaxEstimate:G6} (estimate), ≤ {c.SigmaMaxUpper:G6} (rigorous upper bound; ‖Φ̃‖_F ≤ {ResearchFramework.MathCore.Certify.frobeniusUpper(c.Terms):G6})\n" +
         $"  reason: {c.Reason}\n" +

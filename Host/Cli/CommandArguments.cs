@@ -8,8 +8,14 @@ public sealed record TrainArguments(ConfigurationInput Configuration, string? Re
 /// <summary>Parsed arguments of <c>rf compare</c>: the same configuration over <paramref name="Seeds"/> seeds.</summary>
 public sealed record CompareArguments(ConfigurationInput Configuration, int Seeds, string? Resume = null);
 
-/// <summary>Parsed arguments of <c>rf certify</c>: either a configuration (+ checkpoint, subset) or a matrix file (+ JSON output).</summary>
-public sealed record CertifyArguments(ConfigurationInput? Configuration, string? Checkpoint, int? Subset, string? MatrixFile, string? JsonOutput);
+/// <summary>Parsed arguments of <c>rf certify</c>: either a configuration (+ checkpoint, subset) or a matrix file (+ JSON
+/// output, the bias column on or off, the tensor of a <c>.safetensors</c> file).</summary>
+public sealed record CertifyArguments(ConfigurationInput? Configuration, string? Checkpoint, int? Subset, string? MatrixFile, string? JsonOutput,
+    bool Bias = true, string? Tensor = null);
+
+/// <summary>Parsed arguments of <c>rf export</c>: a run directory and the <c>.safetensors</c> file to write (default
+/// <c>RUN_DIR/export/final.safetensors</c>).</summary>
+public sealed record ExportArguments(string RunDirectory, string? Output);
 
 /// <summary>Parsed arguments of <c>rf prove fc</c>: n inputs (Gaussian in R^4 from the seed, or the first n
 /// training images of a dataset), hidden widths (the last is the wide layer), activation, certificate JSON output.</summary>

@@ -17,7 +17,7 @@ public static class CommandRunner
         {
             return Fail(command, e.Message, ExitCodes.Usage);
         }
-        catch (Exception e) when (e is DataFetchException or DataFormatException or DataManifestException or NpyFormatException
+        catch (Exception e) when (e is DataFetchException or DataFormatException or DataManifestException or MatrixFormatException
                                       or FileNotFoundException or DirectoryNotFoundException)
         {
             return Fail(command, e.Message, ExitCodes.Failure);

@@ -12,6 +12,7 @@ public static class RootCommandFactory
         root.Subcommands.Add(Train());
         root.Subcommands.Add(Compare());
         root.Subcommands.Add(Certify());
+        root.Subcommands.Add(Export());
         root.Subcommands.Add(Prove());
         root.Subcommands.Add(Worker());
         root.Subcommands.Add(Data());
@@ -21,7 +22,7 @@ public static class RootCommandFactory
         root.SetAction(_ => CommandRunner.Run("", () =>
         {
             new EnvHandler().Run();
-            Console.WriteLine("commands: main, train, compare, certify, prove, worker, data fetch, env (rf --help); running the main job");
+            Console.WriteLine("commands: main, train, compare, certify, export, prove, worker, data fetch, env (rf --help); running the main job");
             return new MainJobHandler().Run(null);
         }));
         return root;
@@ -79,17 +80,24 @@ public static class RootCommandFactory
         var common = new CommonOptions(configRequired: false);
         var checkpoint = new Option<FileInfo>("--checkpoint") { Description = "checkpoint to certify (default: the run's last)" };
         var subset = new Option<int?>("--subset") { Description = "certify on this many training samples" };
-        var matrix = new Option<FileInfo>("--matrix") { Description = "a 2-D .npy matrix (<f4 or <f8, C order) to certify directly" };
+        var matrix = new Option<FileInfo>("--matrix") { Description = "a 2-D matrix to certify directly: .npy (<f4 or <f8, C order) or .safetensors (F32 or F64); streamed" };
         var json = new Option<FileInfo>("--json") { Description = "write the certificate as JSON to this file" };
+        var bias = new Option<string>("--bias") { Description = "on: certify [Φ, 1] as the model path does (default); off: the matrix as given" };
+        bias.AcceptOnlyFromAmong("on", "off");
+        var tensor = new Option<string>("--tensor") { Description = "the tensor of a .safetensors file to certify (needed when it holds several 2-D tensors)" };
         common.AddTo(command);
         command.Options.Add(checkpoint);
         command.Options.Add(subset);
         command.Options.Add(matrix);
         command.Options.Add(json);
+        command.Options.Add(bias);
+        command.Options.Add(tensor);
         command.Validators.Add(r =>
         {
+            if (r.GetResult(common.Config) is not null && (r.GetResult(bias) is not null || r.GetResult(tensor) is not null))
+                r.AddError("--bias and --tensor go with --matrix");
             bool hasConfig = r.GetResult(common.Config) is not null, hasMatrix = r.GetResult(matrix) is not null;
-            if (hasConfig == hasMatrix) r.AddError("give exactly one of --config FILE or --matrix FILE.npy");
+            if (hasConfig == hasMatrix) r.AddError("give exactly one of --config FILE or --matrix FILE (.npy or .safetensors)");
             if (hasMatrix && (r.GetResult(checkpoint) is not null || r.GetResult(subset) is not null))
                 r.AddError("--checkpoint and --subset go with --config, not --matrix");
             if (hasConfig && r.GetResult(json) is not null)
@@ -99,7 +107,20 @@ public static class RootCommandFactory
         });
         command.SetAction(r => CommandRunner.Run("certify", () => new CertifyHandler().Run(new CertifyArguments(
             r.GetResult(common.Config) is null ? null : common.Read(r),
-            r.GetValue(checkpoint)?.FullName, r.GetValue(subset), r.GetValue(matrix)?.FullName, r.GetValue(json)?.FullName))));
+            r.GetValue(checkpoint)?.FullName, r.GetValue(subset), r.GetValue(matrix)?.FullName, r.GetValue(json)?.FullName,
+            r.GetValue(bias) != "off", r.GetValue(tensor)))));
+        return command;
+    }
+
+    private static Command Export()
+    {
+        var command = new Command("export", "write a run's final parameters (its latest verified checkpoint) as a .safetensors file");
+        var run = new Option<DirectoryInfo>("--run") { Description = "the run directory (with config.effective.json and checkpoints/)", Required = true };
+        var output = new Option<FileInfo>("--out") { Description = "the .safetensors file to write (default: RUN_DIR/export/final.safetensors)" };
+        command.Options.Add(run);
+        command.Options.Add(output);
+        command.SetAction(r => CommandRunner.Run("export", () =>
+            new ExportHandler().Run(new ExportArguments(r.GetValue(run)!.FullName, r.GetValue(output)?.FullName))));
         return command;
     }
 

@@ -7,10 +7,7 @@ namespace ResearchFramework.Host.Data;
 public sealed record NpyMatrix(double[] Values, int Rows, int Columns, string Dtype = "<f8");
 
 /// <summary>A <c>.npy</c> file is malformed or uses a feature this reader does not support.</summary>
-public sealed class NpyFormatException(string path, string problem) : Exception($"{path}: {problem}")
-{
-    public string FilePath { get; } = path;
-}
+public sealed class NpyFormatException(string path, string problem) : MatrixFormatException(path, problem);
 
 /// <summary>Reader for NumPy <c>.npy</c> files (format 1.0/2.0/3.0), 2-D, C order, dtype <c>&lt;f4</c> or <c>&lt;f8</c>.
 /// Rejects NaN and ±Inf entries.</summary>
@@ -18,23 +15,42 @@ public static class NpyReader
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
+    /// <summary>Reads the whole matrix into memory (<see cref="ReadLayout"/>, then every entry, checked finite).</summary>
     public static NpyMatrix Read(string path)
     {
+        var layout = ReadLayout(path);
+        long count = layout.Rows * layout.Columns;
+        if (count > Array.MaxLength)
+            throw new NpyFormatException(path, $"shape ({layout.Rows}, {layout.Columns}) is too large ({count} elements)");
+        var values = new double[count];
+        using (var reader = new MatrixFileReader(layout))
+            reader.ReadBlock(0, (int)layout.Rows, 0, (int)layout.Columns, values);
+        return new NpyMatrix(values, (int)layout.Rows, (int)layout.Columns, layout.Dtype);
+    }
+
+    /// <summary>Reads and checks the header only (magic, version, the dictionary by <see cref="ParseHeader"/>, dtype
+    /// <c>&lt;f4</c>/<c>&lt;f8</c>, C order, 2-D non-empty shape, element count and byte size without 64-bit overflow,
+    /// the file's size equal to header + data: no truncated and no trailing bytes). The data is not read.</summary>
+    public static MatrixLayout ReadLayout(string path)
+    {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 10 || !bytes.AsSpan(0, 6).SequenceEqual(Magic))
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+        long fileLength = stream.Length;
+        var prefix = new byte[12];
+        int prefixLength = stream.ReadAtLeast(prefix, 12, throwOnEndOfStream: false);
+        if (prefixLength < 10 || !prefix.AsSpan(0, 6).SequenceEqual(Magic))
             throw new NpyFormatException(path, "not a .npy file (missing the \\x93NUMPY magic string at byte 0)");
-        int major = bytes[6], minor = bytes[7];
+        int major = prefix[6], minor = prefix[7];
         int headerStart, headerLength;
         switch (major)
         {
             case 1:
-                headerLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(8));
+                headerLength = BinaryPrimitives.ReadUInt16LittleEndian(prefix.AsSpan(8));
                 headerStart = 10;
                 break;
             case 2 or 3:
-                if (bytes.Length < 12) throw new NpyFormatException(path, "truncated header (file ends inside the header length)");
-                long length = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8));
+                if (prefixLength < 12) throw new NpyFormatException(path, "truncated header (file ends inside the header length)");
+                long length = BinaryPrimitives.ReadUInt32LittleEndian(prefix.AsSpan(8));
                 if (length > int.MaxValue) throw new NpyFormatException(path, $"header length {length} is implausible");
                 headerLength = (int)length;
                 headerStart = 12;
@@ -42,10 +58,13 @@ public static class NpyReader
             default:
                 throw new NpyFormatException(path, $"unsupported .npy format version {major}.{minor} (supported: 1.0, 2.0, 3.0)");
         }
-        if (bytes.Length < headerStart + headerLength)
-            throw new NpyFormatException(path, $"truncated header: {headerLength} header bytes announced at offset {headerStart}, file has {bytes.Length} bytes");
+        if (fileLength < (long)headerStart + headerLength)
+            throw new NpyFormatException(path, $"truncated header: {headerLength} header bytes announced at offset {headerStart}, file has {fileLength} bytes");
+        var headerBytes = new byte[headerLength];
+        stream.Position = headerStart;
+        stream.ReadExactly(headerBytes);
         var encoding = major == 3 ? Encoding.UTF8 : Encoding.Latin1;
-        var header = encoding.GetString(bytes, headerStart, headerLength);
+        var header = encoding.GetString(headerBytes);
         var (dtype, fortran, shape) = ParseHeader(path, header);
         if (fortran)
             throw new NpyFormatException(path, "fortran_order is True; only C-order arrays are supported (save with np.ascontiguousarray)");
@@ -59,36 +78,22 @@ public static class NpyReader
             throw new NpyFormatException(path, $"shape ({string.Join(", ", shape)}) has {shape.Length} dimensions; a 2-D matrix is required");
         if (shape[0] <= 0 || shape[1] <= 0)
             throw new NpyFormatException(path, $"shape ({shape[0]}, {shape[1]}) is empty");
-        long count, expected;
+        long expected;
         try
         {
-            count = checked(shape[0] * shape[1]);
-            expected = checked(count * itemSize);
+            expected = checked(checked(shape[0] * shape[1]) * itemSize);
         }
         catch (OverflowException)
         {
             throw new NpyFormatException(path, $"shape ({shape[0]}, {shape[1]}): the element count overflows 64 bits");
         }
-        if (count > Array.MaxLength)
-            throw new NpyFormatException(path, $"shape ({shape[0]}, {shape[1]}) is too large ({count} elements)");
-        int dataStart = headerStart + headerLength;
-        long available = bytes.Length - dataStart;
+        long dataStart = headerStart + headerLength;
+        long available = fileLength - dataStart;
         if (available < expected)
             throw new NpyFormatException(path, $"truncated data: shape ({shape[0]}, {shape[1]}) of {dtype} needs {expected} bytes from offset {dataStart}, file has {available}");
         if (available > expected)
             throw new NpyFormatException(path, $"{available - expected} unexpected trailing bytes after the data (offset {dataStart + expected})");
-        var values = new double[count];
-        var data = bytes.AsSpan(dataStart);
-        for (long i = 0; i < count; i++)
-        {
-            double v = itemSize == 4
-                ? BinaryPrimitives.ReadSingleLittleEndian(data.Slice((int)(i * 4)))
-                : BinaryPrimitives.ReadDoubleLittleEndian(data.Slice((int)(i * 8)));
-            if (!double.IsFinite(v))
-                throw new NpyFormatException(path, $"entry ({i / shape[1]}, {i % shape[1]}) is {v}; the matrix must be finite");
-            values[i] = v;
-        }
-        return new NpyMatrix(values, (int)shape[0], (int)shape[1], dtype);
+        return new MatrixLayout(path, "npy", dtype, shape[0], shape[1], dataStart);
     }
 
     /// <summary>Parses the header as numpy does (<c>numpy.lib.format</c>: a Python dict literal with exactly the keys

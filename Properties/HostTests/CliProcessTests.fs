@@ -179,7 +179,7 @@ let cli =
             File.WriteAllBytes(dir.File "m.npy", npyBytes 1uy "<f8" false [ 2; 2 ] (f8Bytes [| 1.0; 0.0; 0.0; 1.0 |]))
             let code2, out2, _ = runRf dir.Path [ "certify"; "--matrix"; "m.npy" ]
             Expect.equal code2 0 "the identity is Certified"
-            Expect.stringContains out2 "n = 2, columns = 2" "read"
+            Expect.stringContains out2 "n = 2, columns = 3" "read (bias column on by default)"
             File.WriteAllBytes(dir.File "f.npy", npyBytes 1uy "<f8" true [ 2; 2 ] (f8Bytes [| 1.0; 0.0; 0.0; 1.0 |]))
             let code3, _, err3 = runRf dir.Path [ "certify"; "--matrix"; "f.npy" ]
             Expect.equal code3 2 "bad input exits 2"

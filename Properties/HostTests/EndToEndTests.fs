@@ -396,4 +396,55 @@ let endToEnd =
             Expect.equal code4 0 ("checkpoint certificate: " + out4)
             Expect.stringContains out4 "n = 12" "subset"
         }
+        test "rf export: a finished run's final parameters as .safetensors, read back bit for bit equal to the checkpoint's model; not a run: exit 2" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            File.WriteAllText(dir.File "cfg.json", config dir "exp" 10 5 40 false)
+            let code, out, err = runRf dir.Path [ "train"; "--config"; "cfg.json" ]
+            Expect.equal code 0 (sprintf "train: %s %s" out err)
+            let run = runDirOf dir "exp"
+            let fingerprint, completed, _, _, _ = summary run
+            Expect.isTrue completed "finished"
+            let code2, out2, err2 = runRf dir.Path [ "export"; "--run"; run; "--out"; "final.safetensors" ]
+            Expect.equal code2 0 (sprintf "export: %s %s" out2 err2)
+            Expect.stringContains out2 "exported:" "says where"
+            // Read back with the reader of rf certify.
+            let file = dir.File "final.safetensors"
+            let struct (entries, metadata, dataStart) = ResearchFramework.Host.Data.SafetensorsReader.ReadHeader file
+            let bytes = File.ReadAllBytes file
+            Expect.equal metadata.["fingerprint"] fingerprint "the final parameters of the run (summary.json's fingerprint)"
+            // The same network, loaded from the latest verified checkpoint the trainer's way.
+            let options = ResearchFramework.Host.Certification.ModelExport.RunOptions run
+            let struct (checkpoint, _) = ResearchFramework.Host.Certification.ModelExport.LatestCheckpoint run
+            let struct (model, header) = ResearchFramework.Host.Certification.ModelExport.LoadModel(options, 1, rows, cols, 10, checkpoint)
+            use model = model
+            Expect.equal metadata.["iteration"] (string header.Iteration) "checkpoint iteration recorded"
+            let parameters = [ for struct (name, p) in model.named_parameters () -> name, p ]
+            Expect.equal (entries |> Seq.map (fun e -> e.Name) |> List.ofSeq) (parameters |> List.map fst) "tensor names = the module's parameter names, in order"
+            for (name, p), e in Seq.zip parameters entries do
+                use cpu = p.detach().cpu().contiguous()
+                Expect.equal (List.ofArray e.Shape) (List.ofArray cpu.shape) (name + ": shape")
+                Expect.equal e.Dtype "F32" (name + ": dtype")
+                Expect.equal bytes.[int (dataStart + e.Begin) .. int (dataStart + e.End) - 1] (cpu.bytes.ToArray()) (name + ": bytes bit for bit")
+            // The first layer's weight is a 2-D tensor: certify reads it by name.
+            let first = (Seq.head entries).Name
+            let code3, out3, err3 = runRf dir.Path [ "certify"; "--matrix"; "final.safetensors"; "--tensor"; first; "--bias"; "off" ]
+            Expect.contains [ 0; 1 ] code3 (sprintf "certify reads the export: %s %s" out3 err3)
+            // A two-phase run: the readout V after the switch is exported too; the fingerprint is the run's final one.
+            File.WriteAllText(dir.File "cfg2.json", config dir "exp2" 10 5 40 true)
+            let codeT, outT, errT = runRf dir.Path [ "train"; "--config"; "cfg2.json" ]
+            Expect.equal codeT 0 (sprintf "two-phase train: %s %s" outT errT)
+            let run2 = runDirOf dir "exp2"
+            let fingerprint2, _, _, _, verdict2 = summary run2
+            let codeE, outE, errE = runRf dir.Path [ "export"; "--run"; run2 ]
+            Expect.equal codeE 0 (sprintf "export two-phase: %s %s" outE errE)
+            let struct (entries2, metadata2, _) = ResearchFramework.Host.Data.SafetensorsReader.ReadHeader(Path.Combine(run2, "export", "final.safetensors"))
+            Expect.equal metadata2.["fingerprint"] fingerprint2 ("body and readout: the run's final parameters (" + verdict2 + ")")
+            let names2 = entries2 |> Seq.map (fun e -> e.Name) |> List.ofSeq
+            Expect.equal (names2 |> List.filter (fun n -> not (n.StartsWith "readout."))) (parameters |> List.map fst) "the model's parameter names first"
+            if verdict2 = "Certified" then Expect.contains names2 "readout.weight" "the readout V of the switched run"
+            let code4, _, err4 = runRf dir.Path [ "export"; "--run"; dir.Path ]
+            Expect.equal code4 2 ("not a run: " + err4)
+            Expect.stringContains err4 "not a run directory" "says why"
+        }
     ]

@@ -240,6 +240,24 @@ let private exponentRange (phi: torch.Tensor) =
 [<Tests>]
 let tests =
     testList "MathCore.Certify" [
+        test "refuteByShape: m' < n is Refuted with the Frobenius bound of Σ(‖φ_i‖² + 1); non-finite squares and m' ≥ n are refused" {
+            let subject bias = ExpressivitySubject.OfMatrix("sha256:x", 5, 2, bias)
+            let squares = [| 1.0; 4.0; 0.0; 2.5; 9.0 |]
+            let c = Certify.refuteByShape (subject true) "float64" torch.CPU squares (System.Diagnostics.Stopwatch.StartNew())
+            Expect.equal c.Verdict Verdict.Refuted "refuted"
+            Expect.stringContains c.Reason "columns = 3 < n = 5 (the condition needs m + 1 ≥ n)" "why, with the bias column"
+            Expect.stringContains c.Precision "refuted by shape; no Gram formed" "no Gram"
+            Expect.equal c.SigmaMinLower 0.0 "no σ_min"
+            Expect.isGreaterThanOrEqual c.Terms.SquaredNormSumUpper 21.5 "Σ(‖φ_i‖² + 1) = 16.5 + 5, bounded above"
+            Expect.isLessThan c.Terms.SquaredNormSumUpper (21.5 * (1.0 + 1e-12)) "tightly"
+            Expect.isGreaterThanOrEqual c.SigmaMaxUpper (sqrt 21.5) "σ_max ≤ ‖Φ̃‖_F"
+            let off = Certify.refuteByShape (subject false) "float32" torch.CPU squares (System.Diagnostics.Stopwatch.StartNew())
+            Expect.stringContains off.Reason "columns = 2 < n = 5 (the condition needs m ≥ n)" "without the bias column"
+            Expect.isLessThan off.Terms.SquaredNormSumUpper 21.5 "no +1 per row"
+            Expect.throwsT<System.ArgumentException> (fun () -> Certify.refuteByShape (subject true) "float64" torch.CPU [| 1.0; nan; 0.0; 1.0; 1.0 |] (System.Diagnostics.Stopwatch.StartNew()) |> ignore) "NaN square"
+            let wide = ExpressivitySubject.OfMatrix("sha256:x", 3, 2, true)
+            Expect.throwsT<System.ArgumentException> (fun () -> Certify.refuteByShape wide "float64" torch.CPU [| 1.0; 1.0; 1.0 |] (System.Diagnostics.Stopwatch.StartNew()) |> ignore) "m' = 3 ≥ n = 3: nothing to refute"
+        }
         testPropertyWithConfig config "known rank k: heuristic routes give k; Certified iff k = n" <| fun (seed: int) ->
             let n, m, k = shape seed
             use phi = ofRank seed n m k

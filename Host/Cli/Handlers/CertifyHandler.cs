@@ -9,12 +9,13 @@ namespace ResearchFramework.Host.Cli.Handlers;
 
 /// <summary><c>rf certify</c>: <c>--config FILE [--checkpoint C] [--subset K]</c> certifies architecture + dataset + taps at
 /// initialisation or at a checkpoint (<see cref="ModelCertification"/>), writing the JSON into a run directory's
-/// <c>certificates/</c>; <c>--matrix FILE.npy</c> certifies a given matrix. Exit 0 Certified, 1 otherwise, 2 bad input.</summary>
+/// <c>certificates/</c>; <c>--matrix FILE</c> certifies a given matrix (<c>.npy</c> or <c>.safetensors</c>, streamed; bias
+/// column on unless <c>--bias off</c>). Exit 0 Certified, 1 otherwise, 2 bad input.</summary>
 public sealed class CertifyHandler
 {
     public int Run(CertifyArguments args)
     {
-        if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput);
+        if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput, args.Bias, args.Tensor);
         var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
         using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true, evaluationOnly: true);
         var logger = app.Logger<CertifyHandler>();
@@ -32,8 +33,10 @@ public sealed class CertifyHandler
         return certificate.Verdict == Verdict.Certified ? ExitCodes.Success : ExitCodes.Failure;
     }
 
-    /// <summary><c>rf certify --matrix FILE.npy [--json OUT]</c>: exit 0 Certified, 1 Refuted/Inconclusive, 2 bad input.</summary>
-    private static int CertifyMatrix(string file, string? jsonOutput)
+    /// <summary><c>rf certify --matrix FILE [--json OUT] [--bias on|off] [--tensor NAME]</c>: FILE is a <c>.npy</c> or
+    /// <c>.safetensors</c> matrix, streamed (<see cref="MatrixCertification"/>); exit 0 Certified, 1 Refuted/Inconclusive,
+    /// 2 bad input.</summary>
+    private static int CertifyMatrix(string file, string? jsonOutput, bool withBias, string? tensor)
     {
         int BadInput(string message)
         {
@@ -44,24 +47,20 @@ public sealed class CertifyHandler
         if (string.Equals(Path.GetFullPath(output), Path.GetFullPath(file), StringComparison.Ordinal))
             return BadInput($"--json {output} is the input file itself; it would be overwritten");
         if (File.Exists(file) && !FileChecks.IsRegularFile(file))
-            return BadInput($"{file} is not a regular file (a device, FIFO or socket): give a .npy file");
-        NpyMatrix matrix;
+            return BadInput($"{file} is not a regular file (a device, FIFO or socket): give a .npy or .safetensors file");
+        Certificate certificate;
         try
         {
-            matrix = NpyReader.Read(file);
+            var layout = MatrixFiles.Open(file, tensor);
+            certificate = MatrixCertification.Certify(layout, withBias);
         }
-        catch (Exception e) when (e is NpyFormatException or FileNotFoundException or DirectoryNotFoundException)
+        catch (Exception e) when (e is MatrixFormatException or FileNotFoundException or DirectoryNotFoundException)
         {
             return BadInput(e.Message);
         }
         catch (Exception e) when (e is UnauthorizedAccessException or IOException)
         {
             return BadInput($"{file}: cannot be read ({e.Message})");
-        }
-        Certificate certificate;
-        try
-        {
-            certificate = MatrixCertification.Certify(file, matrix);
         }
         catch (ArgumentException e)
         {
