@@ -55,6 +55,25 @@ let tests =
             Expect.isTrue ecJ.IsCertified "certified (n ≤ 11 generic features)"
             Expect.isLessThan (ModelCertificate.Alignment(model, [ "fc2" ], x, y)) 1e-8 "every target is reachable by the readout"
 
+        test "the C# example (examples/CertifyYourModel: a network of its own, certified through the public API) runs: Certified, exit 0" {
+            let baseDir = IO.DirectoryInfo AppContext.BaseDirectory
+            let rec root (d: IO.DirectoryInfo) =
+                if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
+                elif IO.File.Exists(IO.Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
+                else root d.Parent
+            let exe = IO.Path.Combine(root baseDir, "examples", "CertifyYourModel", "bin", baseDir.Parent.Name, baseDir.Name, "CertifyYourModel")
+            Expect.isTrue (IO.File.Exists exe) (exe + " is built with the solution")
+            let info = Diagnostics.ProcessStartInfo(exe, RedirectStandardOutput = true, RedirectStandardError = true)
+            use p = Diagnostics.Process.Start info
+            let out = p.StandardOutput.ReadToEndAsync()
+            let err = p.StandardError.ReadToEndAsync()
+            Expect.isTrue (p.WaitForExit 60000) "finishes"
+            Expect.equal p.ExitCode 0 (out.Result + err.Result)
+            Expect.stringContains out.Result "verdict: Certified" "certified"
+            Expect.stringContains out.Result "Jacobian form (P = output layer): Certified" "and in Jacobian form"
+            Expect.stringContains out.Result "certified: 1/1" "with progress"
+        }
+
         test "bad input: no batches, a batch larger than the first, a tap that does not exist" {
             use model = userNetwork 1
             let batch = Func<int, torch.Tensor>(fun i -> torch.zeros([| (if i = 0 then 2L else 3L); 3L |], dtype = torch.float64))
