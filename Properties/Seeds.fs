@@ -35,6 +35,23 @@ let scale =
         | true, x when x > 0.0 && Double.IsFinite x -> x
         | _ -> failwithf "RF_CASES_SCALE=%s: expected a positive number" v
 
-/// Property config with `cases` cases (× `scale`, at least 1), seeds from the full range (`FullRangeSeeds`).
+/// `RF_REPLAY_SEED=S`: every property runs exactly one case, seed S (the `Original:` value FsCheck prints for a
+/// failure), so `RF_REPLAY_SEED=S ./build.sh test -- --filter-test-case "NAME"` replays a failing case bit for bit.
+let replay =
+    match Environment.GetEnvironmentVariable "RF_REPLAY_SEED" with
+    | null | "" -> None
+    | v ->
+        match Int32.TryParse(v, Globalization.NumberStyles.Integer, Globalization.CultureInfo.InvariantCulture) with
+        | true, seed -> Some seed
+        | _ -> failwithf "RF_REPLAY_SEED=%s: expected an integer seed" v
+
+/// The one seed of a replay run.
+type ReplaySeed =
+    static member Int32() : Arbitrary<int> = Gen.constant (defaultArg replay 0) |> Arb.fromGen
+
+/// Property config with `cases` cases (× `scale`, at least 1), seeds from the full range (`FullRangeSeeds`);
+/// under `RF_REPLAY_SEED`, one case with that seed.
 let config (cases: int) =
-    { FsCheckConfig.defaultConfig with maxTest = max 1 (int (Math.Round(float cases * scale))); arbitrary = [ typeof<FullRangeSeeds> ] }
+    match replay with
+    | Some _ -> { FsCheckConfig.defaultConfig with maxTest = 1; arbitrary = [ typeof<ReplaySeed> ] }
+    | None -> { FsCheckConfig.defaultConfig with maxTest = max 1 (int (Math.Round(float cases * scale))); arbitrary = [ typeof<FullRangeSeeds> ] }
