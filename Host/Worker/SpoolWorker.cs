@@ -79,8 +79,10 @@ public sealed class WorkerLease
 {
     public const string FileName = "lease.json";
 
-    /// <summary>How often the heartbeat is written.</summary>
-    public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(10);
+    /// <summary>How often the heartbeat is written (and the fence checked): <c>RF_WORKER_HEARTBEAT_SECONDS</c>, default 10.</summary>
+    public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(
+        double.TryParse(Environment.GetEnvironmentVariable("RF_WORKER_HEARTBEAT_SECONDS"), System.Globalization.NumberStyles.Float,
+                        System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 10);
 
     /// <summary>A lease older than this (no heartbeat) may be taken over from another host.</summary>
     public static TimeSpan Expiry { get; set; } = TimeSpan.FromSeconds(
@@ -281,6 +283,12 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
     private volatile string? _current;
     private CancellationTokenSource? _fence;
 
+    /// <summary>Exit code of a worker that found its running job taken over (it stops without writing anything).</summary>
+    public const int FencedExitCode = 75;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
+    private static extern void ExitImmediately(int status);
+
     private void Heartbeat()
     {
         try
@@ -288,8 +296,15 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             _lease?.Beat();
             if (_current is { } job && !File.Exists(job))
             {
-                logger.LogError("worker: {Job} was taken over by another worker (this one was presumed gone); stopping it without a result", Path.GetFileName(job));
-                _fence?.Cancel();
+                // Fencing: another worker owns the job and resumes it from the shared run directory. A graceful stop
+                // would write an interruption checkpoint there; this process writes nothing more and exits at once.
+                logger.LogError("worker: {Job} was taken over by another worker (this one was presumed gone); exiting at once without writing anything (exit {Code})",
+                    Path.GetFileName(job), FencedExitCode);
+                Console.Error.WriteLine($"rf worker: {Path.GetFileName(job)} was taken over by another worker; exiting at once without writing anything (exit {FencedExitCode})");
+                Serilog.Log.CloseAndFlush();
+                Console.Out.Flush();
+                Console.Error.Flush();
+                ExitImmediately(FencedExitCode);
             }
         }
         catch (Exception e)

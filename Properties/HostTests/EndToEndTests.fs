@@ -232,6 +232,33 @@ let endToEnd =
             Expect.stringContains err2 "resumed from" "resumed from the checkpoint"
             Expect.stringContains err2 "took over interrupted job job.json" "the new worker took the job over from the stopped one"
         }
+        test "fencing: a worker whose running job was taken over exits at once (75) and writes nothing more into the run" {
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            let spool name = Path.Combine(dir.Path, "spool", name)
+            Directory.CreateDirectory(spool "inbox") |> ignore
+            File.WriteAllText(spool "inbox/job.json", "{ \"Command\": \"train\"," + (config dir "fenced" 400 300 40 true).TrimStart().Substring(1))
+            // Steps of 1 s and a checkpoint every 5 steps: the next regular checkpoint is ~5 s after the takeover, far beyond
+            // the fence's latency (a heartbeat, 0.5 s); a graceful stop would write one at once (the defect this guards).
+            let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "1000"; "RF_WORKER_HEARTBEAT_SECONDS", "0.5" ] dir.Path [ "worker"; "--spool"; "spool" ]
+            let running () = Directory.GetFiles(spool "running", "job.json", SearchOption.AllDirectories)
+            let checkpoints () =
+                let runs = Path.Combine(dir.Path, "runs")
+                if Directory.Exists runs then Directory.GetFiles(runs, "checkpoint-*.bin", SearchOption.AllDirectories) else [||]
+            Expect.isTrue (waitFor 30000 (fun () -> (checkpoints ()).Length > 0)) "the job runs and checkpoints"
+            // Another worker takes the job over (as a takeover does: one rename out of this worker's folder).
+            let claimed = (running ()) |> Array.exactlyOne
+            let thief = spool "running/other-host-1-1-x"
+            Directory.CreateDirectory thief |> ignore
+            File.Move(claimed, Path.Combine(thief, "job.json"))
+            let before = checkpoints () |> Array.map (fun f -> f, File.GetLastWriteTimeUtc f) |> Map.ofArray
+            Expect.isTrue (p.WaitForExit 10000) "the fenced worker exits within a few heartbeats"
+            Expect.equal p.ExitCode 75 ("exit 75: " + err.Result)
+            Expect.stringContains err.Result "taken over by another worker" "says why"
+            let after = checkpoints () |> Array.map (fun f -> f, File.GetLastWriteTimeUtc f) |> Map.ofArray
+            Expect.equal after before "no checkpoint written or rewritten after the takeover"
+            Expect.isFalse (File.Exists(spool "done/job.result.json")) "no result"
+        }
         test "poison jobs never block the queue: a FIFO named *.json is skipped, a 250-character name still gets its error file, a job killed 3 times is failed, exit 1" {
             use dir = new TempDir()
             let spool name = Path.Combine(dir.Path, "spool", name)
