@@ -533,3 +533,22 @@ let choose (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType)
     | Refused _ -> for restore in switched do restore ()
     | Restart _ -> ()
     selection
+
+/// Raised when no convolution kernel path passes its self-check (the run must not start), or when the
+/// restart the ladder asked for could not be made.
+type KernelCheckException(message: string) =
+    inherit InvalidOperationException(message)
+
+/// `choose`, then act on its answer: a chosen path returns; a restart re-executes this process (and
+/// returns only by raising, with the reason, if exec fails); a refusal raises `KernelCheckException`
+/// with `refusal`'s message. The one place that turns a selection into effects, for `rf` and the tests.
+let ensure (allowRestart: bool) (device: torch.Device) (dtype: torch.ScalarType) (cases: ConvolutionCase list) : unit =
+    match choose allowRestart device dtype cases with
+    | Chosen _ -> ()
+    | Restart (path, reports) ->
+        let isa = match path with OneDnnCapped isa -> isa | _ -> "AVX2"
+        let history = String.Join("; ", reports |> List.map (fun r -> r.Summary))
+        eprintfn "kernel self-check: %s; restarting with DNNL_MAX_CPU_ISA=%s" history isa
+        let why = restartWith isa history
+        raise (KernelCheckException(sprintf "kernel self-check: the default kernels failed and the restart with DNNL_MAX_CPU_ISA=%s failed: %s" isa why))
+    | Refused reports -> raise (KernelCheckException(refusal reports))

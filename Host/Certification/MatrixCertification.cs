@@ -36,11 +36,7 @@ public static class MatrixCertification
             throw layout.Error($"shape ({layout.Rows}, {layout.Columns}): more than {int.MaxValue} rows or columns are not supported");
         int n = (int)layout.Rows, m = (int)layout.Columns;
         bool tall = m + (withBias ? 1L : 0L) < n;
-        long need = MemoryBudget.DenseCertificateBytes(n), available = MemoryBudget.AvailableBytes();
-        if (!tall && need > available)
-            throw new Infrastructure.InsufficientMemoryException(
-                $"{layout.Path}: the certificate of n = {n} rows needs about {need / 1e9:F1} GB (four n×n float64 matrices, 32·n² bytes); " +
-                $"{available / 1e9:F1} GB are available. Nothing was read: certify at most {(long)Math.Floor(Math.Sqrt(available / 32.0))} rows");
+        if (!tall) MemoryBudget.EnsureCertificateFits(n, layout.Path, "Nothing was read: certify rows");
         var subject = new ExpressivitySubject(FileFingerprint(layout.Path), CertificationSet(layout), "matrix", [], "none", n, m, withBias);
         var precision = layout.ItemSize == 4 ? "float32" : "float64";
         using var reader = new MatrixFileReader(layout);

@@ -37,3 +37,20 @@ public static class FileChecks
         return (BitConverter.ToUInt32(buffer, 24) & 0xF000) == 0x8000;
     }
 }
+
+/// <summary>Process exits .NET does not offer: <c>_exit</c> ends the process at once, with no shutdown handlers, finalisers
+/// or flushing (callers flush what they must first). For a second Ctrl-C and for a fenced worker, where waiting for the
+/// graceful path would be wrong.</summary>
+public static class NativeProcess
+{
+    [DllImport("libc", EntryPoint = "_exit")]
+    private static extern void Exit(int status);
+
+    /// <summary>Flushes standard output and error, then ends the process with <paramref name="status"/>; never returns.</summary>
+    public static void ExitImmediately(int status)
+    {
+        Console.Out.Flush();
+        Console.Error.Flush();
+        Exit(status);
+    }
+}

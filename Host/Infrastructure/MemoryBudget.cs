@@ -71,7 +71,8 @@ public static class MemoryBudget
     {
         var (parameters, activations, data) = TrainingBytes(options, architecture, trainCount, dataElements, recipe);
         long certificate = certifiedRows is long n ? DenseCertificateBytes(n) : 0;
-        long resident = Saturating(1, parameters) + data;
+        long resident = parameters + data;
+        if (resident < 0) resident = long.MaxValue;
         long peak = resident + Math.Max(activations, certificate);
         if (peak < 0) peak = long.MaxValue;
         long available = AvailableBytes();
@@ -101,16 +102,16 @@ public static class MemoryBudget
         EnsureFits(what, options, architecture, options.Training.BatchSize, 0, options.Recipe.Enabled, null);
     }
 
-    /// <summary>Throws <see cref="InsufficientMemoryException"/> with the numbers when the certificate of
-    /// <paramref name="rows"/> points would not fit, naming the key that makes it fit.</summary>
-    public static void EnsureCertificateFits(long rows, string what)
+    /// <summary>Throws <see cref="InsufficientMemoryException"/> with the numbers when the dense certificate of
+    /// <paramref name="rows"/> points would not fit: "<paramref name="what"/>: … <paramref name="remedy"/> at most N", N the
+    /// largest n that fits.</summary>
+    public static void EnsureCertificateFits(long rows, string what, string remedy)
     {
         long need = DenseCertificateBytes(rows), available = AvailableBytes();
         if (need <= available) return;
         long fits = (long)Math.Floor(Math.Sqrt(available / 32.0));
         throw new InsufficientMemoryException(
             $"{what}: the certificate of n = {rows} points needs about {need / 1e9:F1} GB (four n×n float64 matrices, 32·n² bytes); " +
-            $"{available / 1e9:F1} GB are available. Refused before any training step (the data is loaded, nothing trained): set Recipe:CertificationSubset (or --subset) to at most {fits}, " +
-            "or use a machine with more memory.");
+            $"{available / 1e9:F1} GB are available. {remedy} at most {fits}, or use a machine with more memory.");
     }
 }

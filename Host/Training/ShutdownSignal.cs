@@ -20,9 +20,6 @@ public sealed class ShutdownSignal : IDisposable
 
     public CancellationToken Token => _source.Token;
 
-    [DllImport("libc", EntryPoint = "_exit")]
-    private static extern void ExitImmediately(int status);
-
     private int _signals;
 
     private void Handle(PosixSignalContext context)
@@ -35,8 +32,7 @@ public sealed class ShutdownSignal : IDisposable
             // busy training step). Checkpoints are written to a temporary file and renamed, so none is left half-written.
             context.Cancel = true;
             Console.Error.WriteLine($"rf: second {context.Signal}: terminating at once (the last complete checkpoint stands)");
-            Console.Error.Flush();
-            ExitImmediately(130);
+            Infrastructure.NativeProcess.ExitImmediately(130);
         }
         context.Cancel = true;
         Console.Error.WriteLine($"rf: {context.Signal} received: writing a checkpoint and stopping (send it again to terminate at once)");

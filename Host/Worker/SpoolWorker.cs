@@ -80,20 +80,22 @@ public sealed class WorkerLease
     public const string FileName = "lease.json";
 
     /// <summary>How often the heartbeat is written (and the fence checked): <c>RF_WORKER_HEARTBEAT_SECONDS</c>, default 10.</summary>
-    public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(
-        double.TryParse(Environment.GetEnvironmentVariable("RF_WORKER_HEARTBEAT_SECONDS"), System.Globalization.NumberStyles.Float,
-                        System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 10);
+    public static readonly TimeSpan HeartbeatInterval = SecondsFromEnvironment("RF_WORKER_HEARTBEAT_SECONDS", 10);
 
-    /// <summary>A lease older than this (no heartbeat) may be taken over from another host.</summary>
-    public static TimeSpan Expiry { get; set; } = TimeSpan.FromSeconds(
-        double.TryParse(Environment.GetEnvironmentVariable("RF_WORKER_LEASE_SECONDS"), out var s) && s > 0 ? s : 120);
+    /// <summary>A lease older than this (no heartbeat) may be taken over from another host: <c>RF_WORKER_LEASE_SECONDS</c>,
+    /// default 120.</summary>
+    public static TimeSpan Expiry { get; set; } = SecondsFromEnvironment("RF_WORKER_LEASE_SECONDS", 120);
+
+    private static TimeSpan SecondsFromEnvironment(string variable, double fallback) =>
+        TimeSpan.FromSeconds(double.TryParse(Environment.GetEnvironmentVariable(variable), System.Globalization.NumberStyles.Float,
+                                             System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : fallback);
 
     public WorkerLease(Spool spool)
     {
         Host = Environment.MachineName;
         ProcessId = Environment.ProcessId;
         StartTicks = ProcessStartTicks(ProcessId) ?? DateTime.UtcNow.Ticks;
-        Machine = MachineIdentity();
+        Machine = ThisMachine;
         Directory = Path.Combine(spool.Running, $"{Host}-{ProcessId}-{StartTicks}-{Guid.NewGuid().ToString("N")[..8]}");
         System.IO.Directory.CreateDirectory(Directory);
         Beat();
@@ -108,6 +110,9 @@ public sealed class WorkerLease
         var pidNamespace = Read(() => new FileInfo("/proc/self/ns/pid").LinkTarget ?? "?");
         return $"{boot}/{pidNamespace}";
     }
+
+    /// <summary><see cref="MachineIdentity"/> of this process, read once (it cannot change while the process runs).</summary>
+    public static readonly string ThisMachine = MachineIdentity();
 
     /// <summary>Boot id and PID namespace of this worker (see <see cref="MachineIdentity"/>).</summary>
     public string Machine { get; }
@@ -176,8 +181,7 @@ public sealed class WorkerLease
         {
             return (false, $"unreadable lease ({e.Message}); left alone");
         }
-        var mine = MachineIdentity();
-        if (host == Environment.MachineName && machine is not null && machine == mine && !mine.Contains('?'))
+        if (host == Environment.MachineName && machine is not null && machine == ThisMachine && !ThisMachine.Contains('?'))
         {
             var now = ProcessStartTicks(pid);
             if (now is null) return (true, $"process {pid} on this host no longer exists");
@@ -278,16 +282,12 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         catch (IOException) { }
     }
 
-    /// <summary>The job this worker is running (fencing: if another worker took it over, the heartbeat notices and
-    /// cancels it, and no result is written).</summary>
+    /// <summary>The job this worker is running (fencing: if another worker took it over, the heartbeat notices and this
+    /// process exits at once, writing nothing more).</summary>
     private volatile string? _current;
-    private CancellationTokenSource? _fence;
 
     /// <summary>Exit code of a worker that found its running job taken over (it stops without writing anything).</summary>
     public const int FencedExitCode = 75;
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
-    private static extern void ExitImmediately(int status);
 
     private void Heartbeat()
     {
@@ -302,9 +302,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
                     Path.GetFileName(job), FencedExitCode);
                 Console.Error.WriteLine($"rf worker: {Path.GetFileName(job)} was taken over by another worker; exiting at once without writing anything (exit {FencedExitCode})");
                 Serilog.Log.CloseAndFlush();
-                Console.Out.Flush();
-                Console.Error.Flush();
-                ExitImmediately(FencedExitCode);
+                Infrastructure.NativeProcess.ExitImmediately(FencedExitCode);
             }
         }
         catch (Exception e)
@@ -435,10 +433,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             return;
         }
         File.WriteAllText(attemptsFile, attempts.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        using var fence = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        _fence = fence;
         _current = jobPath;
-        var token = fence.Token;
         try
         {
             var (command, seeds) = JobFile.WriteConfig(jobPath, configPath);
@@ -454,8 +449,8 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             logger.LogInformation("worker: {Job}: {Command} in {RunDirectory}", name, command, runDirectory);
             int code = command switch
             {
-                "train" => TrainHandler.Execute(input, runDirectory, token, showProgress: false).ExitCode,
-                "compare" => CompareHandler.Execute(input, seeds, runDirectory, token, showProgress: false).ExitCode,
+                "train" => TrainHandler.Execute(input, runDirectory, stoppingToken, showProgress: false).ExitCode,
+                "compare" => CompareHandler.Execute(input, seeds, runDirectory, stoppingToken, showProgress: false).ExitCode,
                 _ => throw new ConfigurationException($"Command: unknown command '{command}' (expected train or compare)"),
             };
             if (!File.Exists(jobPath))
@@ -492,9 +487,9 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             JobsDone++;
             logger.LogInformation("worker: {Job} done ({RunDirectory})", name, runDirectory);
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            // Stopped (SIGTERM) or fenced before the trainer could checkpoint: the job stays where it is.
+            // Stopped (SIGTERM) before the trainer could checkpoint: the job stays where it is.
             if (File.Exists(jobPath))
                 File.WriteAllText(attemptsFile, (attempts - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
             logger.LogWarning("worker: {Job} cancelled before it finished; it stays in running/", name);
@@ -507,7 +502,6 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         finally
         {
             _current = null;
-            _fence = null;
         }
     }
 

@@ -20,7 +20,8 @@ public sealed class CertifyHandler
         using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true, evaluationOnly: true);
         var logger = app.Logger<CertifyHandler>();
         using var data = RunSetup.LoadData(app.Options);
-        MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(app.Options, args.Subset, data.Train.Count), "rf certify");
+        MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(app.Options, args.Subset, data.Train.Count), "rf certify",
+            "Refused before any training step (the data is loaded, nothing trained): set Recipe:CertificationSubset (or --subset) to");
         var seed = app.Options.Training.Seed;
         logger.LogInformation("certify: {What}, {Rows} training points", checkpoint is null ? $"initialisation (seed {seed})" : $"checkpoint {checkpoint}",
             args.Subset ?? data.Train.Count);

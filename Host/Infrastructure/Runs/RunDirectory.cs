@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using ResearchFramework.Host.Infrastructure.Configuration;
 
 namespace ResearchFramework.Host.Infrastructure.Runs;
@@ -65,9 +66,7 @@ public sealed class RunDirectory
                 try { File.Delete(run.EffectiveConfigPath); } catch (IOException) { }
                 throw;
             }
-            Directory.CreateDirectory(run.CheckpointsPath);
-            Directory.CreateDirectory(run.CertificatesPath);
-            Directory.CreateDirectory(run.PlotsPath);
+            run.CreateSubfolders();
             return run;
         }
     }
@@ -78,9 +77,7 @@ public sealed class RunDirectory
     {
         var run = new RunDirectory(System.IO.Path.GetFullPath(path));
         Directory.CreateDirectory(run.Path);
-        Directory.CreateDirectory(run.CheckpointsPath);
-        Directory.CreateDirectory(run.CertificatesPath);
-        Directory.CreateDirectory(run.PlotsPath);
+        run.CreateSubfolders();
         if (!File.Exists(run.EffectiveConfigPath))
             File.WriteAllText(run.EffectiveConfigPath, EffectiveConfigJson(options));
         return run;
@@ -94,51 +91,49 @@ public sealed class RunDirectory
     /// environment line and the convolution kernel path chosen by the self-check, with its account).</summary>
     public static string EffectiveConfigJson(RfOptions options)
     {
-        var node = System.Text.Json.Nodes.JsonNode.Parse(JsonSerializer.Serialize(options))!.AsObject();
-        var environment = new System.Text.Json.Nodes.JsonObject { ["Torch"] = MathCore.TorchEnvironment.describe() };
-        var choice = MathCore.KernelCheck.currentChoice();
-        if (choice is not null)
-        {
-            var (path, _, account) = choice.Value;
-            environment["ConvolutionKernels"] = path.Name;
-            environment["KernelSelfCheck"] = account;
-        }
-        else environment["ConvolutionKernels"] = "not checked (no convolutions)";
-        node[RfConfiguration.EnvironmentSection] = environment;
-        return node.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+        var node = JsonNode.Parse(JsonSerializer.Serialize(options))!.AsObject();
+        node[RfConfiguration.EnvironmentSection] = EnvironmentRecord();
+        return node.ToJsonString(Indented);
     }
 
-    /// <summary>Appends this resume (time, torch line, convolution kernel path and its account) to
-    /// <c>Environment:Resumes</c> of <c>config.effective.json</c>, leaving every option as it was written (a temporary
-    /// file, renamed).</summary>
-    public void RecordResume()
+    /// <summary>What this process runs on: the torch line and the convolution kernel path in effect, with its account.</summary>
+    private static JsonObject EnvironmentRecord()
     {
-        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(EffectiveConfigPath))!.AsObject();
-        if (node[RfConfiguration.EnvironmentSection] is not System.Text.Json.Nodes.JsonObject environment)
-        {
-            environment = new System.Text.Json.Nodes.JsonObject();
-            node[RfConfiguration.EnvironmentSection] = environment;
-        }
-        if (environment["Resumes"] is not System.Text.Json.Nodes.JsonArray resumes)
-        {
-            resumes = new System.Text.Json.Nodes.JsonArray();
-            environment["Resumes"] = resumes;
-        }
-        var entry = new System.Text.Json.Nodes.JsonObject
-        {
-            ["Utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
-            ["Torch"] = MathCore.TorchEnvironment.describe(),
-        };
+        var record = new JsonObject { ["Torch"] = MathCore.TorchEnvironment.describe() };
         if (MathCore.KernelCheck.currentChoice() is { } option)
         {
             var (path, _, account) = option.Value;
-            entry["ConvolutionKernels"] = path.Name;
-            entry["KernelSelfCheck"] = account;
+            record["ConvolutionKernels"] = path.Name;
+            record["KernelSelfCheck"] = account;
         }
+        else record["ConvolutionKernels"] = "not checked (no convolutions)";
+        return record;
+    }
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <summary>Appends this resume (time and <see cref="EnvironmentRecord"/>) to <c>Environment:Resumes</c> of
+    /// <c>config.effective.json</c>, leaving every option as it was written (a temporary file, renamed).</summary>
+    public void RecordResume()
+    {
+        var node = JsonNode.Parse(File.ReadAllText(EffectiveConfigPath))!.AsObject();
+        if (node[RfConfiguration.EnvironmentSection] is not JsonObject environment)
+            node[RfConfiguration.EnvironmentSection] = environment = new JsonObject();
+        if (environment["Resumes"] is not JsonArray resumes)
+            environment["Resumes"] = resumes = new JsonArray();
+        var entry = EnvironmentRecord();
+        entry.Insert(0, "Utc", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture));
         resumes.Add(entry);
         var tmp = EffectiveConfigPath + ".tmp";
-        File.WriteAllText(tmp, node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(tmp, node.ToJsonString(Indented));
         File.Move(tmp, EffectiveConfigPath, overwrite: true);
+    }
+
+    private void CreateSubfolders()
+    {
+        Directory.CreateDirectory(CheckpointsPath);
+        Directory.CreateDirectory(CertificatesPath);
+        Directory.CreateDirectory(PlotsPath);
     }
 
     private string Combine(string name) => System.IO.Path.Combine(Path, name);
