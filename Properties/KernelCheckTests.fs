@@ -25,19 +25,10 @@ let suiteCases () =
 /// device. Returns the environment line, or the refusal message.
 let ensureForSuite () : Result<string, string> =
     let cases = suiteCases ()
-    let rec run dtypes =
-        match dtypes with
-        | [] -> Ok (environmentLine ())
-        | dtype :: rest ->
-            match choose true (TestDevice.device ()) dtype cases with
-            | Chosen _ -> run rest
-            | Refused reports -> Error (refusal reports)
-            | Restart (path, reports) ->
-                let isa = match path with OneDnnCapped isa -> isa | _ -> "AVX2"
-                let history = String.Join("; ", reports |> List.map (fun r -> r.Summary))
-                eprintfn "kernel self-check: %s; restarting with DNNL_MAX_CPU_ISA=%s" history isa
-                Error (restartWith isa history)
-    run [ torch.float32; torch.float64 ]
+    try
+        for dtype in [ torch.float32; torch.float64 ] do ensure true (TestDevice.device ()) dtype cases
+        Ok (environmentLine ())
+    with :? KernelCheckException as e -> Error e.Message
 
 let private case training =
     { Batch = 4L; InChannels = 2L; OutChannels = 3L; Height = 9L; Width = 7L; Kernel = (3L, 3L); Stride = (1L, 2L)

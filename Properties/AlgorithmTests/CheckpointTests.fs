@@ -18,8 +18,9 @@ let tests =
             let n = 12
             let data = regression 6 n 3 2 torch.float64
             let arch = mlp 3 [| 3; 16 |] 2 Activation.Tanh Precision.Float64
-            let dir = Path.Combine(Path.GetTempPath(), sprintf "rf-ckpt-%s" (Guid.NewGuid().ToString "N"))
-            try
+            use temp = new ResearchFramework.Properties.HostTests.HostTestSupport.TempDir()
+            let dir = temp.Path
+            do
                 let cfg = { training 6 n 24 OptimizerSpec.Sgd 0.02 LossKind.Squared with CheckpointEvery = 8; CheckpointDirectory = dir }
                 let rc = { recipe 4 PhaseTwoMode.Damped with MaxTries = 3 }
                 let full = Trainer.Run(arch, cfg, rc, data, NullObserver(), CancellationToken.None)
@@ -53,7 +54,5 @@ let tests =
                 let chosen, _ = Checkpoint.latestValid dir
                 let resumed = Trainer.Resume(chosen, arch, cfgNo, rc, data, NullObserver(), CancellationToken.None)
                 Invariants.bitIdentical full resumed |> expectOk "resumed from the fallback = uninterrupted run"
-            finally
-                if Directory.Exists dir then Directory.Delete(dir, true)
         }
     ]

@@ -180,8 +180,9 @@ let phaseTests =
             let cfg = training seed 4 (tau + k + 2) opt 0.05 LossKind.Squared
             // no guard (CheckPeriod = 0): α_t stays (t − τ + 1)^(−p) whatever σ_min does
             let rc = { recipe tau PhaseTwoMode.Damped with DampingPower = p; CheckPeriod = 0 }
-            let path = Path.Combine(Path.GetTempPath(), sprintf "rf-damping-%s.bin" (Guid.NewGuid().ToString "N"))
-            try
+            use temp = new ResearchFramework.Properties.HostTests.HostTestSupport.TempDir()
+            let path = temp.File "damping.bin"
+            do
                 use damped = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
                 steepen "hidden1" 4.0 damped.Model
                 damped.RunTo(tau + k)
@@ -205,8 +206,6 @@ let phaseTests =
                     (sprintf "%O, p = %g, t − τ = %d: ‖Δω_damped − α·Δω_undamped‖ = %g (‖Δω_damped‖ = %g, ‖Δω_undamped‖ = %g, α = %g)"
                         opt.Kind p k err (norm stepD) (norm stepU) alpha)
                 Expect.isTrue (sameBits (flatReadout damped) (flatReadout undamped)) "V's step does not depend on the damping"
-            finally
-                if File.Exists path then File.Delete path
 
         test "batch norm stays in evaluation mode through Phase II (pre-activation ResNet-18, k = 1/16, with a guard check): no BN forward in training mode, running statistics unchanged from the switch" {
             let data = images 5 6 3 8 4

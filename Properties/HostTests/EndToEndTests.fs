@@ -68,6 +68,17 @@ let private sigterm (p: Process) =
     use kill = Process.Start("kill", [ "-TERM"; string p.Id ])
     kill.WaitForExit()
 
+/// Checkpoint files of the runs named `runName-*` under the test's runs/ folder (none while it does not exist).
+let private checkpointFiles (dir: TempDir) (runName: string) =
+    let runs = Path.Combine(dir.Path, "runs")
+    if not (Directory.Exists runs) then [||]
+    else Directory.GetDirectories(runs, runName + "-*") |> Array.collect (fun d -> Directory.GetFiles(d, "checkpoint-*.bin", SearchOption.AllDirectories))
+
+/// A lease file of a worker that is provably gone: this host and machine identity, a PID that does not exist.
+let private deadLease (pid: int) =
+    sprintf "{\"host\":\"%s\",\"machine\":\"%s\",\"pid\":%d,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}"
+        Environment.MachineName ResearchFramework.Host.Worker.WorkerLease.ThisMachine pid (DateTime.UtcNow.ToString "O")
+
 /// Waits until `probe` holds (polling every 20 ms) or the timeout passes.
 let private waitFor (timeoutMs: int) (probe: unit -> bool) =
     let clock = Stopwatch.StartNew()
@@ -95,13 +106,7 @@ let endToEnd =
             Expect.isTrue (metrics |> Array.exists (fun l -> l.Contains "\"sigmaMin\"" && l.Contains "\"phase\":\"2\"")) "σ_min rows in Phase II"
 
             let p, _, errCut = startRf [ "RF_TEST_STEP_DELAY_MS", "40" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=cut" ]
-            let checkpointed =
-                waitFor 20000 (fun () ->
-                    let runs = Path.Combine(dir.Path, "runs")
-                    Directory.Exists runs
-                    && Directory.GetDirectories(runs, "cut-*") |> Array.exists (fun d ->
-                        let c = Path.Combine(d, "checkpoints")
-                        Directory.Exists c && Directory.GetFiles(c, "checkpoint-*.bin").Length > 0))
+            let checkpointed = waitFor 20000 (fun () -> (checkpointFiles dir "cut").Length > 0)
             Expect.isTrue checkpointed "a checkpoint appeared"
             sigterm p
             Expect.isTrue (p.WaitForExit 20000) "stopped after SIGTERM"
@@ -206,13 +211,7 @@ let endToEnd =
             let body = (config dir "job" 60 30 40 true).TrimStart().Substring(1)
             File.WriteAllText(Path.Combine(inbox, "job.json"), "{ \"Command\": \"train\"," + body)
             let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "40" ] dir.Path [ "worker"; "--spool"; "spool" ]
-            let checkpointed =
-                waitFor 20000 (fun () ->
-                    let runs = Path.Combine(dir.Path, "runs")
-                    Directory.Exists runs
-                    && Directory.GetDirectories(runs, "job-*") |> Array.exists (fun d ->
-                        let c = Path.Combine(d, "checkpoints")
-                        Directory.Exists c && Directory.GetFiles(c, "checkpoint-*.bin").Length > 0))
+            let checkpointed = waitFor 20000 (fun () -> (checkpointFiles dir "job").Length > 0)
             Expect.isTrue checkpointed "a checkpoint appeared"
             sigterm p
             Expect.isTrue (p.WaitForExit 20000) "worker stopped after SIGTERM"
@@ -242,9 +241,7 @@ let endToEnd =
             // the fence's latency (a heartbeat, 0.5 s); a graceful stop would write one at once (the defect this guards).
             let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "1000"; "RF_WORKER_HEARTBEAT_SECONDS", "0.5" ] dir.Path [ "worker"; "--spool"; "spool" ]
             let running () = Directory.GetFiles(spool "running", "job.json", SearchOption.AllDirectories)
-            let checkpoints () =
-                let runs = Path.Combine(dir.Path, "runs")
-                if Directory.Exists runs then Directory.GetFiles(runs, "checkpoint-*.bin", SearchOption.AllDirectories) else [||]
+            let checkpoints () = checkpointFiles dir "fenced"
             Expect.isTrue (waitFor 30000 (fun () -> (checkpoints ()).Length > 0)) "the job runs and checkpoints"
             // Another worker takes the job over (as a takeover does: one rename out of this worker's folder).
             let claimed = (running ()) |> Array.exactlyOne
@@ -276,8 +273,7 @@ let endToEnd =
             // A job whose worker was killed 3 times (its attempt counter says so), left by a worker that is gone.
             let dead = spool (sprintf "running/%s-999999998-1" Environment.MachineName)
             Directory.CreateDirectory dead |> ignore
-            File.WriteAllText(Path.Combine(dead, "lease.json"),
-                              sprintf "{\"host\":\"%s\",\"machine\":\"%s\",\"pid\":999999998,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (ResearchFramework.Host.Worker.WorkerLease.MachineIdentity()) (DateTime.UtcNow.ToString "O"))
+            File.WriteAllText(Path.Combine(dead, "lease.json"), deadLease 999999998)
             File.WriteAllText(Path.Combine(dead, "oom.json"), "{ \"Command\": \"train\" }")
             File.WriteAllText(Path.Combine(dead, "oom.attempts"), "3")
             let clock = Stopwatch.StartNew()
@@ -310,8 +306,7 @@ let endToEnd =
             // An interrupted job of a worker that is provably gone (this host, a PID that does not exist) ...
             let dead = spool (sprintf "running/%s-999999999-1" Environment.MachineName)
             Directory.CreateDirectory dead |> ignore
-            File.WriteAllText(Path.Combine(dead, "lease.json"),
-                              sprintf "{\"host\":\"%s\",\"machine\":\"%s\",\"pid\":999999999,\"startTicks\":1,\"heartbeatUtc\":\"%s\"}" Environment.MachineName (ResearchFramework.Host.Worker.WorkerLease.MachineIdentity()) (DateTime.UtcNow.ToString "O"))
+            File.WriteAllText(Path.Combine(dead, "lease.json"), deadLease 999999999)
             File.WriteAllText(Path.Combine(dead, "orphan.json"), "{ \"Command\": \"train\"," + body)
             // ... and one of a live worker on another host (fresh heartbeat): never touched.
             let live = spool "running/other-host-42-7"
