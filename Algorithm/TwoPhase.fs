@@ -1,0 +1,707 @@
+/// The two-phase recipe of SPEC §4 as a composable transformation around a base first-order
+/// algorithm A, in the shape of optax's `init` / `update`: an immutable `RecipeSetup` (the model,
+/// its taps, the body's rule A, the certification set), an explicit `RecipeState` record, and pure-
+/// shaped step functions `TwoPhase.Init` / `TwoPhase.Step` that the user calls once per iteration
+/// of their own loop. Parameter groups get different rules: the body ω takes A's step damped by
+/// α_t (SPEC §4.3); the readout V (SPEC §4.2) takes its own rule, its step capped by the theorem's
+/// b/σ̄² (docs/theory.md §4). The recipe owns the switch at τ (BN → eval, V = 0, the certificate,
+/// perturbation retries), the damping, V's step rule, the rank guard and the serialisation of its
+/// own state; effects are at the edges (the observer's events, the certificates it computes).
+///
+/// A state is consumed by the call that takes it (its tensors may be disposed or reused):
+/// keep only the returned one, and `TwoPhase.Dispose` the last one.
+namespace ResearchFramework.Algorithm
+
+open System
+open System.IO
+open TorchSharp
+open ResearchFramework.MathCore
+
+/// Captures the flattened outputs of the tap layers during a forward pass, with gradients
+/// (Phase II needs ∂h/∂ω for the body's damped step), concatenated in tap order: h̃ without the 1.
+type internal TapCapture(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: string list) =
+    let resolved = FeatureMap.resolveTaps model taps
+    /// Runs `f` with forward hooks on the taps; returns f's result and h (batch × m).
+    member _.Run(f: unit -> torch.Tensor) : torch.Tensor * torch.Tensor =
+        let z, captured = FeatureMap.captureTaps resolved (fun output -> output.flatten(1L)) f
+        z, (if captured.Length = 1 then captured.[0] else torch.cat(captured, 1L))
+
+/// How the body ω takes the base algorithm's step, so that the recipe can form α_t·(A's step)
+/// (SPEC §4.3).
+type BodyRule =
+    /// A torch optimiser over the body's parameters (built-in or the user's own). The damped step
+    /// runs it with every group's η multiplied by α_t for that step: exactly α_t·(A's step) when A's
+    /// step is linear in η given its state (SGD, momentum, Nesterov, Adam, AdamW, RMSprop, Adagrad:
+    /// their buffers and moments do not depend on η).
+    | Optimizer of torch.optim.Optimizer
+    /// Any step function that applies A's step to the body in place. The damped step is formed by
+    /// interpolation, ω_{t+1} = ω_t + α_t·(A(ω_t) − ω_t), for any rule; A's own state advances as
+    /// in an undamped step.
+    | StepFunction of Action
+
+    /// The rule of a torch optimiser (see `BodyRule.Optimizer`).
+    static member Of(optimizer: torch.optim.Optimizer) =
+        if isNull optimizer then nullArg "optimizer"
+        BodyRule.Optimizer optimizer
+
+    /// The rule of a step function (see `BodyRule.StepFunction`).
+    static member Of(step: Action) =
+        if isNull step then nullArg "step"
+        BodyRule.StepFunction step
+
+/// The certification set of SPEC §3: the inputs whose Φ̃(ω) the switch and the guard certify,
+/// named in the certificate. `TrainingCount` is n of the training set (when the certification set
+/// is a subset, the σ_max bound behind V's step cap is a heuristic, and the switch says so).
+type CertificationInputs =
+    { /// The inputs, rows = points (any device; moved to the model's device in blocks).
+      Inputs: torch.Tensor
+      DatasetFingerprint: string
+      /// Words for the certificate, e.g. "all 1024 training points".
+      Description: string
+      TrainingCount: int
+      /// The first pair (i, j) of bitwise-identical inputs, as [| i; j |], or empty: then EC is
+      /// refuted for every ω (SPEC §2: h is a function of x).
+      DuplicateInputs: Lazy<int[]> }
+
+    /// The certification set of `inputs`: all `trainingCount` points when it has that many rows,
+    /// else the first rows of the training set (described so).
+    static member Create(inputs: torch.Tensor, datasetFingerprint: string, trainingCount: int) =
+        if isNull inputs then nullArg "inputs"
+        let rows = int inputs.shape.[0]
+        if rows < 1 then invalidArg "inputs" "the certification set is empty"
+        if trainingCount < rows then invalidArg "trainingCount" (sprintf "the training set (%d points) is smaller than the certification set (%d)" trainingCount rows)
+        { Inputs = inputs
+          DatasetFingerprint = (if isNull datasetFingerprint then Fingerprint.ofTensors [ inputs ] else datasetFingerprint)
+          Description = (if rows = trainingCount then sprintf "all %d training points" rows else sprintf "first %d of %d training points" rows trainingCount)
+          TrainingCount = trainingCount
+          DuplicateInputs =
+            lazy (Losses.identicalInputGroups inputs |> Array.tryFind (fun g -> g.Length > 1)
+                  |> Option.map (fun g -> [| g.[0]; g.[1] |]) |> Option.defaultValue [||]) }
+
+    member c.Rows = int c.Inputs.shape.[0]
+
+/// Everything the recipe needs that does not change during a run: the recipe's knobs, the model f
+/// with its taps (h of SPEC §1), the body ω and its rule A, where V comes from and its rule, the
+/// certification set, and the quantities behind V's step cap. Built by `TwoPhase.Setup`; adjust
+/// with `with` (F#) or the `With…` members (C#).
+type RecipeSetup =
+    { Recipe: RecipeConfig
+      Model: torch.nn.Module<torch.Tensor, torch.Tensor>
+      Taps: string[]
+      /// ω: the parameters the body rule steps (every parameter of the model except an existing readout layer).
+      Body: Modules.Parameter[]
+      BodyRule: BodyRule
+      /// V = this existing linear output layer (ReadoutChoice.OutputLayer: its taps must be the
+      /// layer's input), trained in Phase I by `OutputOptimizer`; null for a separate V.
+      OutputLayer: Modules.Linear
+      OutputOptimizer: torch.optim.Optimizer
+      /// Builds V's optimiser over V's parameters at the switch (separate V; η is set every step).
+      ReadoutOptimizer: Func<Modules.Parameter[], torch.optim.Optimizer>
+      /// True when the readout's rule takes (heavy-ball) gradient steps, so the theorem's cap applies.
+      ReadoutTakesGradientSteps: bool
+      /// Words for the readout rule in the switch's reason (e.g. "Sgd").
+      ReadoutRuleName: string
+      Classes: int
+      Precision: torch.ScalarType
+      Device: torch.Device
+      Certification: CertificationInputs
+      /// Words naming the network in certificates.
+      Architecture: string
+      Loss: LossKind
+      /// b of V's step cap b/σ̄² (the user's batch size; n for full batches).
+      BatchSize: int
+      /// Weight decay applied to V, reported (the theorem assumes none).
+      ReadoutWeightDecay: float
+      /// L* of the training set (SPEC §1) for LossGap in step records; NaN when unknown.
+      LossOptimum: float
+      /// Seeds the switch's perturbations ξ (SPEC §4.2).
+      Seed: int
+      /// Add parameter fingerprints to every step record (bit-identity checks).
+      RecordFingerprints: bool
+      Observer: IRecipeObserver }
+
+    /// The same setup reporting to `observer`.
+    member s.WithObserver(observer: IRecipeObserver) = { s with Observer = (if isNull (box observer) then NullObserver() :> IRecipeObserver else observer) }
+    /// The same setup with L* (SPEC §1) known, e.g. `Losses.optimum`.
+    member s.WithLossOptimum(lossOptimum: float) = { s with LossOptimum = lossOptimum }
+    /// The same setup with V's optimiser built by `factory` (`takesGradientSteps`: whether the theorem's cap applies).
+    member s.WithReadoutOptimizer(factory: Func<Modules.Parameter[], torch.optim.Optimizer>, takesGradientSteps: bool, name: string) =
+        { s with ReadoutOptimizer = factory; ReadoutTakesGradientSteps = takesGradientSteps; ReadoutRuleName = name }
+    /// The same setup with the perturbation seed `seed`.
+    member s.WithSeed(seed: int) = { s with Seed = seed }
+    /// The same setup with fingerprints in every step record.
+    member s.WithFingerprints(record: bool) = { s with RecordFingerprints = record }
+
+/// The recipe's state before iteration `Iteration` (SPEC §4): phase, the switch's certified
+/// σ_min(Φ̃_τ), the guard's state, V and its optimiser, and the tensors the recipe keeps (the
+/// last certified body, the body at the switch, the guard's Weyl reference Φ_ref, ω_t after the
+/// last damped step). Immutable fields; its tensors and modules are owned by the state and
+/// handed on to the state that replaces it.
+type RecipeState =
+    { /// The next iteration t to run.
+      Iteration: int
+      Phase: Phase
+      Switched: bool
+      /// The certified lower bound on σ_min(Φ̃_τ) (NaN before a certified switch).
+      SigmaTau: float
+      GuardTripped: bool
+      /// Every certificate computed at the switch, in attempt order.
+      Certificates: Certificate[]
+      LastCertifiedIteration: int
+      LastCertifiedFingerprint: string
+      /// σ̄ behind V's step cap (the last certificate's or passing guard check's upper bound on σ_max(Φ̃)).
+      ReadoutSigmaMaxUpper: float
+      ReferenceSigmaMin: float
+      ReferenceSigmaMax: float
+      /// V (null before a certified switch; the output layer itself for ReadoutChoice.OutputLayer).
+      Readout: Modules.Linear
+      ReadoutOptimizer: torch.optim.Optimizer
+      /// The guard's restore point (flat copies of the body's tensors), null before the switch.
+      LastCertifiedBody: torch.Tensor[]
+      /// The body right after the switch (for ‖ω_T − ω_τ‖), null before the switch.
+      SwitchBody: torch.Tensor[]
+      /// Φ_ref of the guard's Weyl route (null when not kept).
+      ReferenceFeatures: torch.Tensor
+      /// ω after the last damped step, flattened (null when unknown).
+      PreviousBody: torch.Tensor }
+
+/// One step's outcome: the state before the next iteration and the step's record.
+type RecipeStep = { State: RecipeState; Record: StepRecord }
+
+/// The recipe's operations (SPEC §4). Static members with delegates, callable alike from F#
+/// (lambdas convert) and C#.
+[<AbstractClass; Sealed>]
+type TwoPhase =
+
+    /// Largest Φ_ref kept for the guard's Weyl route (bigger ones: every check is a Gram certificate).
+    static member ReferenceFeatureBytes = 256L * 1024L * 1024L
+
+    /// A setup for `model` with taps `taps`, whose body is stepped by `bodyOptimizer`; V (separate,
+    /// with bias, zero at the switch) steps by plain SGD, the theorem's rule. `certification` names
+    /// the certification set; `batchSize` is b of V's step cap; `classes` the output width.
+    static member Setup(recipe: RecipeConfig, model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: string seq,
+                        bodyRule: BodyRule, certification: CertificationInputs, loss: LossKind, batchSize: int, classes: int) : RecipeSetup =
+        if isNull model then nullArg "model"
+        if isNull (box recipe) then nullArg "recipe"
+        if isNull (box certification) then nullArg "certification"
+        let tapList = if isNull taps then [] else List.ofSeq taps
+        if tapList.IsEmpty then invalidArg "taps" "name at least one tap layer (h of SPEC §1)"
+        FeatureMap.resolveTaps model tapList |> ignore
+        let first = model.parameters () |> Seq.tryHead
+        let precision, device =
+            match first with
+            | Some p -> p.dtype, p.device
+            | None -> invalidArg "model" "the model has no parameters"
+        { Recipe = recipe; Model = model; Taps = List.toArray tapList
+          Body = model.parameters () |> Seq.toArray; BodyRule = bodyRule
+          OutputLayer = null; OutputOptimizer = null
+          ReadoutOptimizer = Func<_, _>(fun ps -> torch.optim.SGD(ps, 0.01) :> torch.optim.Optimizer)
+          ReadoutTakesGradientSteps = true; ReadoutRuleName = "Sgd"
+          Classes = classes; Precision = precision; Device = device; Certification = certification
+          Architecture = model.GetType().Name; Loss = loss; BatchSize = batchSize; ReadoutWeightDecay = 0.0
+          LossOptimum = nan; Seed = 0; RecordFingerprints = false; Observer = NullObserver() }
+
+    /// The same setup with V = the model's existing output layer `layer` (ReadoutChoice.OutputLayer;
+    /// SPEC §4.2 allows it): the body is every other parameter, and `layerOptimizer` steps the layer.
+    static member WithOutputLayer(setup: RecipeSetup, layer: Modules.Linear, layerOptimizer: torch.optim.Optimizer) : RecipeSetup =
+        if isNull layer then nullArg "layer"
+        if isNull layerOptimizer then nullArg "layerOptimizer"
+        let own = layer.parameters () |> Seq.toArray
+        let body = setup.Model.parameters () |> Seq.filter (fun p -> not (own |> Array.exists (fun q -> obj.ReferenceEquals(p, q)))) |> Seq.toArray
+        { setup with OutputLayer = layer; OutputOptimizer = layerOptimizer; Body = body; Recipe = { setup.Recipe with Readout = ReadoutChoice.OutputLayer } }
+
+    /// The state before iteration 0 (Phase I; the switch runs in the step of iteration τ).
+    static member Init(setup: RecipeSetup) : RecipeState =
+        let r = setup.Recipe
+        if r.SwitchIteration < 0 then invalidArg "setup" (sprintf "switch τ = %d must be ≥ 0" r.SwitchIteration)
+        if not (r.GuardKappa > 0.0 && r.GuardKappa < 1.0) then invalidArg "setup" "guard κ must lie in (0, 1)"
+        if r.MaxTries < 0 then invalidArg "setup" "MaxTries must be ≥ 0"
+        if setup.BatchSize <= 0 then invalidArg "setup" "BatchSize must be positive"
+        if r.Readout = ReadoutChoice.OutputLayer && isNull setup.OutputLayer then
+            invalidArg "setup" "Readout = OutputLayer needs the layer (TwoPhase.WithOutputLayer)"
+        if r.Readout = ReadoutChoice.Separate && not (isNull setup.OutputLayer) then
+            invalidArg "setup" "an output layer was given as V but the recipe's Readout is Separate"
+        { Iteration = 0; Phase = Phase.PhaseOne; Switched = false; SigmaTau = nan; GuardTripped = false
+          Certificates = [||]; LastCertifiedIteration = -1; LastCertifiedFingerprint = null
+          ReadoutSigmaMaxUpper = nan; ReferenceSigmaMin = nan; ReferenceSigmaMax = nan
+          Readout = null; ReadoutOptimizer = null; LastCertifiedBody = null; SwitchBody = null
+          ReferenceFeatures = null; PreviousBody = null }
+
+    /// The state of a base run through the same step (SPEC §4: A for T iterations): it never
+    /// switches, and its steps are recorded as Phase.Base.
+    static member InitBase(setup: RecipeSetup) : RecipeState =
+        { TwoPhase.Init setup with Phase = Phase.Base; Switched = true }
+
+    // ---- internals ---------------------------------------------------------------------------
+
+    static member private DisposeAll(ts: torch.Tensor[]) = if not (isNull ts) then for t in ts do t.Dispose()
+
+    static member private Snapshot(setup: RecipeSetup) = setup.Body |> Array.map (fun p -> p.detach().clone())
+
+    static member private Restore(setup: RecipeSetup, saved: torch.Tensor[]) =
+        use _ = torch.no_grad ()
+        Array.iter2 (fun (p: Modules.Parameter) (s: torch.Tensor) -> p.copy_(s) |> ignore) setup.Body saved
+
+    /// ω as one detached vector (a copy; for ‖ω_{t+1} − ω_t‖ with one reduction).
+    static member private FlatBody(setup: RecipeSetup) =
+        use _ = torch.no_grad ()
+        torch.cat(setup.Body |> Array.map (fun p -> p.view(-1L)), 0L)
+
+    /// Fingerprint of the body parameters ω.
+    static member BodyFingerprint(setup: RecipeSetup) = Fingerprint.ofTensors (setup.Body |> Seq.cast<torch.Tensor>)
+
+    /// Fingerprint of body and readout parameters (the model's `Fingerprint.ofModule` while V is not separate).
+    static member ParameterFingerprint(setup: RecipeSetup, state: RecipeState) =
+        if isNull state.Readout || not (isNull setup.OutputLayer) then Fingerprint.ofModule setup.Model
+        else Fingerprint.ofTensors (Seq.append (setup.Body |> Seq.cast<torch.Tensor>) (state.Readout.parameters () |> Seq.cast<torch.Tensor>))
+
+    /// Refutations no perturbation of ω can repair: identical inputs, or m + 1 < n.
+    static member private StructurallyRefuted(setup: RecipeSetup, c: Certificate) =
+        c.Verdict = Verdict.Refuted && (setup.Certification.DuplicateInputs.Value.Length > 0 || c.Subject.Columns < c.Subject.Rows)
+
+    /// Φ of the certification set at the current ω (model precision, evaluation mode; caller owns it).
+    static member CertificationFeatures(setup: RecipeSetup) : torch.Tensor =
+        use xc = setup.Certification.Inputs.``to``(setup.Device)
+        (FeatureMap.featureMatrix setup.Model (List.ofArray setup.Taps) 256 xc).DetachFromDisposeScope()
+
+    /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set (SPEC §3, §6) with Math.Core's Rump test.
+    static member CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor) : Certificate =
+        let c = setup.Certification
+        let subject =
+            { DatasetFingerprint = c.DatasetFingerprint
+              CertificationSet = c.Description
+              Architecture = setup.Architecture
+              Taps = setup.Taps
+              ParameterFingerprint = Fingerprint.ofModule setup.Model
+              Rows = c.Rows
+              Features = int phi.shape.[1]
+              WithBias = true }
+        match c.DuplicateInputs.Value with
+        | [| i; j |] ->
+            // SPEC §2: h is a function of x, so identical inputs give identical rows of Φ̃ for every ω.
+            { Subject = subject; Verdict = Verdict.Refuted
+              Reason = sprintf "inputs %d and %d of the certification set are identical, so rows %d and %d of Φ̃ are equal for every ω" i j i j
+              Method = "exact (bitwise) comparison of the certification inputs (SPEC §2: EC needs distinct inputs)"
+              Precision = "inputs compared bitwise"; Device = string setup.Device; SigmaMinLower = 0.0
+              SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty
+              ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
+        | _ -> Certify.certifyMatrix Certify.defaults subject phi
+
+    /// Keeps Φ_ref (when the guard runs and it fits `ReferenceFeatureBytes`) with its certified
+    /// bounds for the guard's Weyl route; takes ownership of `phi` and of the old reference.
+    static member private KeepReference(setup: RecipeSetup, state: RecipeState, cert: Certificate, phi: torch.Tensor) : RecipeState =
+        if not (isNull state.ReferenceFeatures) then state.ReferenceFeatures.Dispose()
+        let r = setup.Recipe
+        let guardRuns = r.Mode = PhaseTwoMode.Damped && r.CheckPeriod > 0
+        let keep = guardRuns && phi.NumberOfElements * int64 phi.ElementSize <= TwoPhase.ReferenceFeatureBytes
+        if not keep then phi.Dispose()
+        { state with ReferenceFeatures = (if keep then phi else null)
+                     ReferenceSigmaMin = cert.SigmaMinLower; ReferenceSigmaMax = cert.SigmaMaxUpper }
+
+    /// Squared loss: η ≤ b/σ_max² (SPEC §4 Theorem); cross-entropy is (σ_max²/2b)-smooth in V
+    /// (diag(p) − ppᵀ ⪯ ½I), so η ≤ 2b/σ_max² (docs/theory.md, Theorem B).
+    static member private CapFactor(setup: RecipeSetup) = if setup.Loss = LossKind.CrossEntropy then 2.0 else 1.0
+
+    /// V's step cap b/σ̄² (squared loss, SPEC §4 Theorem; 2b/σ̄² for cross-entropy) from a rigorous
+    /// upper bound σ̄ on σ_max(Φ̃); ∞ when the rule is `Schedule`, V's rule takes no gradient steps,
+    /// or σ̄ is unknown.
+    static member ReadoutStepCap(setup: RecipeSetup, state: RecipeState) : float =
+        let sigmaMaxUpper = state.ReadoutSigmaMaxUpper
+        if setup.Recipe.ReadoutStep = ReadoutStepRule.Theorem && setup.ReadoutTakesGradientSteps
+           && Double.IsFinite sigmaMaxUpper && sigmaMaxUpper > 0.0 then
+            FloatingPoint.down (TwoPhase.CapFactor setup * float setup.BatchSize / FloatingPoint.mulUp sigmaMaxUpper sigmaMaxUpper)
+        else infinity
+
+    /// What the switch reports about V's step (SPEC §4 Theorem hypothesis η ≤ b/σ_max(Φ̃)²).
+    static member private ReadoutStepDescription(setup: RecipeSetup, state: RecipeState) =
+        let r = setup.Recipe
+        let decay = if setup.ReadoutWeightDecay > 0.0 then sprintf "; weight decay %g on V (the theorem assumes none)" setup.ReadoutWeightDecay else ""
+        let cap = TwoPhase.ReadoutStepCap(setup, state)
+        if r.ReadoutStep = ReadoutStepRule.Schedule then
+            "as scheduled (ReadoutStep = Schedule: the theorem's η ≤ b/σ_max(Φ̃)² is not enforced)" + decay
+        elif not setup.ReadoutTakesGradientSteps then
+            sprintf "as scheduled: %s steps are not gradient steps, the theorem's step hypothesis does not apply%s" setup.ReadoutRuleName decay
+        elif setup.Certification.Rows < setup.Certification.TrainingCount then
+            sprintf "capped at b/σ̄² = %g with σ̄ from the certification subset (σ_max of all %d training points is not bounded: a heuristic cap)%s"
+                cap setup.Certification.TrainingCount decay
+        else
+            let rule =
+                if setup.ReadoutRuleName = "Sgd" then ""
+                else sprintf "; %s steps are capped too, but the contraction is proved for plain SGD steps only" setup.ReadoutRuleName
+            let drift =
+                if r.Mode = PhaseTwoMode.Damped then "; with a damped body the cap is exact at the switch and at each guard check, and between checks follows σ̄ of the last one (docs/theory.md §4)"
+                else ""
+            sprintf "capped at %sb/σ̄² = %g (SPEC §4 Theorem; b = %d)%s%s%s" (if TwoPhase.CapFactor setup = 2.0 then "2" else "") cap setup.BatchSize rule drift decay
+
+    /// Parameters below the taps (ω): those that receive a gradient from Σ h(x) on a few inputs.
+    static member private ParametersBelowTaps(setup: RecipeSetup) : Modules.Parameter[] =
+        for p in setup.Body do p.grad <- null
+        let model = setup.Model
+        let wasTraining = model.training
+        model.eval ()
+        do
+            use scope = torch.NewDisposeScope()
+            use x = setup.Certification.Inputs.narrow(0L, 0L, int64 (min setup.Certification.Rows 4)).``to``(setup.Device)
+            let _, h = TapCapture(model, List.ofArray setup.Taps).Run(fun () -> model.call x)
+            h.sum().backward()
+        let below = setup.Body |> Array.filter (fun p -> not (isNull p.grad))
+        for p in setup.Body do p.grad <- null
+        if wasTraining then model.train ()
+        below
+
+    /// ω ← ω + ε·ξ, ξ Gaussian from a generator seeded by (seed, attempt), scaled per tensor by its
+    /// RMS (by 1 for an all-zero tensor) (SPEC §4.2).
+    static member private Perturb(setup: RecipeSetup, eps: float, attempt: int) =
+        let below = TwoPhase.ParametersBelowTaps setup
+        let seed = uint64 (int64 setup.Seed) * 0x9E3779B97F4A7C15UL + 0x51ED270B27AD4F1DUL * uint64 attempt
+        use g = new torch.Generator(seed, torch.CPU)
+        use _ = torch.no_grad ()
+        for p in below do
+            use scope = torch.NewDisposeScope()
+            let rms = p.detach().pow(scalar 2.0).mean().sqrt().ToDouble()
+            let scale = if rms > 0.0 then rms else 1.0
+            let xi = torch.randn(p.shape, dtype = p.dtype, generator = g).``to``(p.device)
+            p.add_(xi.mul(scalar (eps * scale))) |> ignore
+
+    /// A separate V: R^m → R^c with bias, zero-initialised (SPEC §4.2), and its optimiser.
+    static member private MakeReadout(setup: RecipeSetup, m: int) : Modules.Linear * torch.optim.Optimizer =
+        let v = torch.nn.Linear(int64 m, int64 setup.Classes, true, device = setup.Device, dtype = setup.Precision)
+        do
+            use _ = torch.no_grad ()
+            v.weight.zero_() |> ignore
+            v.bias.zero_() |> ignore
+        v, setup.ReadoutOptimizer.Invoke(v.parameters () |> Seq.toArray)
+
+    /// f̄(x) = f(x; θ) + V h̃(x; ω) after a certified switch with a separate V, f(x; θ) otherwise
+    /// (with gradients; no mode change).
+    static member Forward(setup: RecipeSetup, state: RecipeState, x: torch.Tensor) : torch.Tensor =
+        if isNull state.Readout || not (isNull setup.OutputLayer) then setup.Model.call x
+        else
+            let z, h = TapCapture(setup.Model, List.ofArray setup.Taps).Run(fun () -> setup.Model.call x)
+            z.add(state.Readout.call h)
+
+    /// f̄(x) with the body evaluated without autograd (Phase II with α_t = 0): only V gets gradients.
+    static member private ForwardFrozenBody(setup: RecipeSetup, state: RecipeState, x: torch.Tensor) : torch.Tensor =
+        let z, h =
+            use _ = torch.no_grad ()
+            TapCapture(setup.Model, List.ofArray setup.Taps).Run(fun () -> setup.Model.call x)
+        if not (isNull setup.OutputLayer) then setup.OutputLayer.call h   // the output layer on h again, now with V's gradient
+        else z.add(state.Readout.call h)
+
+    /// f̄(x) in evaluation mode, without gradients (the model's training flag is restored).
+    static member Predict(setup: RecipeSetup, state: RecipeState, x: torch.Tensor) : torch.Tensor =
+        let model = setup.Model
+        let wasTraining = model.training
+        model.eval ()
+        try
+            use _ = torch.no_grad ()
+            use xd = x.``to``(setup.Device)
+            TwoPhase.Forward(setup, state, xd)
+        finally
+            if wasTraining then model.train ()
+
+    static member private ChangePhase(setup: RecipeSetup, state: RecipeState, target: Phase, reason: string) : RecipeState =
+        setup.Observer.OnPhaseChange { Iteration = state.Iteration; From = state.Phase; To = target; Reason = reason; BodyFingerprint = TwoPhase.BodyFingerprint setup }
+        { state with Phase = target }
+
+    /// α_t of SPEC §4.3: 1 outside Phase II; 0 when frozen (mode or guard); (t − τ + 1)^(−p) otherwise.
+    static member Alpha(setup: RecipeSetup, state: RecipeState) : float =
+        let r = setup.Recipe
+        if state.Phase <> Phase.PhaseTwo then 1.0
+        elif state.GuardTripped || r.Mode = PhaseTwoMode.Frozen then 0.0
+        else Math.Pow(float (state.Iteration - r.SwitchIteration + 1), -r.DampingPower)
+
+    /// The switch at t = τ (SPEC §4.2): evaluation mode, Φ̃(ω_τ) certified, up to R perturbations
+    /// ω + ε·ξ while not Certified (none after a structural refutation); Certified: V is created
+    /// (zero) or the output layer becomes V, and Phase II starts; otherwise the body is restored,
+    /// training mode resumes and the run continues as the base algorithm (no guarantee claimed).
+    /// Returns the state unchanged unless t = τ and the switch has not run.
+    static member SwitchIfDue(setup: RecipeSetup, state: RecipeState) : RecipeState =
+        let r = setup.Recipe
+        if state.Switched || state.Iteration <> r.SwitchIteration then state
+        else
+            let t = state.Iteration
+            let model = setup.Model
+            model.eval ()
+            let original = TwoPhase.Snapshot setup
+            let certificates = ResizeArray<Certificate>(state.Certificates)
+            let certifyNow (attempt: int) =
+                let phi = TwoPhase.CertificationFeatures setup
+                let cert = TwoPhase.CertifyFeatures(setup, phi)
+                certificates.Add cert
+                setup.Observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
+                phi, cert
+            let mutable phi, cert = certifyNow 0
+            let mutable attempt = 0
+            while not cert.IsCertified && not (TwoPhase.StructurallyRefuted(setup, cert)) && attempt < r.MaxTries do
+                attempt <- attempt + 1
+                TwoPhase.Perturb(setup, r.PerturbationScale, attempt)
+                phi.Dispose()
+                let p, c = certifyNow attempt
+                phi <- p
+                cert <- c
+            let switched = { state with Switched = true; Certificates = certificates.ToArray() }
+            let result =
+                if cert.IsCertified then
+                    let withReference = TwoPhase.KeepReference(setup, switched, cert, phi)
+                    let readout, readoutOpt =
+                        if isNull setup.OutputLayer then TwoPhase.MakeReadout(setup, cert.Subject.Features)
+                        else setup.OutputLayer, setup.OutputOptimizer
+                    let s =
+                        { withReference with
+                            SigmaTau = cert.SigmaMinLower
+                            ReadoutSigmaMaxUpper = cert.SigmaMaxUpper
+                            Readout = readout
+                            ReadoutOptimizer = readoutOpt
+                            LastCertifiedBody = TwoPhase.Snapshot setup
+                            SwitchBody = TwoPhase.Snapshot setup
+                            LastCertifiedIteration = t
+                            LastCertifiedFingerprint = TwoPhase.BodyFingerprint setup }
+                    TwoPhase.ChangePhase(setup, s, Phase.PhaseTwo,
+                        sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g, σ_max ≤ %g; readout step %s"
+                            attempt cert.SigmaMinLower cert.SigmaMaxUpper (TwoPhase.ReadoutStepDescription(setup, s)))
+                else
+                    phi.Dispose()
+                    TwoPhase.Restore(setup, original)
+                    model.train ()
+                    TwoPhase.ChangePhase(setup, switched, Phase.BaseUncertified,
+                        sprintf "EC not certified after %d perturbation(s) (%O: %s); continuing as the base algorithm, no guarantee claimed"
+                            attempt cert.Verdict cert.Reason)
+            TwoPhase.DisposeAll original
+            result
+
+    /// The rank guard (SPEC §4.3) after step t: prove σ_min(Φ̃_{t+1}) ≥ κ·σ_min(Φ̃_τ), first by
+    /// Weyl's inequality against the last Gram-certified Φ̃_ref (σ_min(Φ̃_t) ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F,
+    /// O(nm)), else by a new Gram certificate (which becomes Φ̃_ref). Proved: the current body becomes
+    /// the last certified one and V's step cap follows the new σ_max bound. Not proved: the body is
+    /// restored to the last certified one and frozen. Returns the state and (σ_min lower, σ_max upper, route).
+    static member private Guard(setup: RecipeSetup, state: RecipeState, t: int) : RecipeState * float * float * string =
+        let threshold = setup.Recipe.GuardKappa * state.SigmaTau
+        let phi = TwoPhase.CertificationFeatures setup
+        let weyl =
+            if isNull state.ReferenceFeatures then None
+            else
+                let delta = Perturbation.frobeniusDistanceUpper phi state.ReferenceFeatures
+                let lower = Perturbation.sigmaMinLowerAfter state.ReferenceSigmaMin delta
+                if lower >= threshold then Some (lower, Perturbation.sigmaMaxUpperAfter state.ReferenceSigmaMax delta) else None
+        let accept (s: RecipeState) (upper: float) =
+            TwoPhase.DisposeAll s.LastCertifiedBody
+            { s with LastCertifiedBody = TwoPhase.Snapshot setup; LastCertifiedIteration = t + 1
+                     LastCertifiedFingerprint = TwoPhase.BodyFingerprint setup; ReadoutSigmaMaxUpper = upper }
+        match weyl with
+        | Some (lower, upper) ->
+            phi.Dispose()
+            accept state upper, lower, upper, "weyl"
+        | None ->
+            let cert = TwoPhase.CertifyFeatures(setup, phi)
+            if cert.IsCertified && cert.SigmaMinLower >= threshold then
+                let s = TwoPhase.KeepReference(setup, state, cert, phi)
+                accept s cert.SigmaMaxUpper, cert.SigmaMinLower, cert.SigmaMaxUpper, "certificate"
+            else
+                phi.Dispose()
+                TwoPhase.Restore(setup, state.LastCertifiedBody)
+                if not (isNull state.PreviousBody) then state.PreviousBody.Dispose()
+                let s = { state with GuardTripped = true; PreviousBody = null }
+                setup.Observer.OnGuardTrip
+                    { Iteration = t + 1; SigmaMinLower = cert.SigmaMinLower; Threshold = threshold; Verdict = cert.Verdict
+                      RestoredBodyFingerprint = TwoPhase.BodyFingerprint setup; LastCertifiedIteration = s.LastCertifiedIteration }
+                s, cert.SigmaMinLower, cert.SigmaMaxUpper, "certificate"
+
+    static member private SetGroupRates(opt: torch.optim.Optimizer, rate: float) =
+        for g in opt.ParamGroups do g.LearningRate <- rate
+
+    /// One iteration t → t+1 of the user's loop (switching first when t = τ). `learningRate` is
+    /// η_t of A's schedule: the body's optimiser steps with η_t (Phase I) or α_t·η_t (Phase II),
+    /// V with min(η_t, its cap). `lossOf` receives f̄ (the forward of the current phase) and returns
+    /// the loss on the user's batch; the recipe clears gradients, differentiates it, steps, runs the
+    /// guard when due and reports the step. Tensors made inside `lossOf` are disposed after the step.
+    static member Step(setup: RecipeSetup, state: RecipeState, learningRate: float,
+                       lossOf: Func<Func<torch.Tensor, torch.Tensor>, torch.Tensor>) : RecipeStep =
+        if isNull lossOf then nullArg "lossOf"
+        let state = TwoPhase.SwitchIfDue(setup, state)
+        let t = state.Iteration
+        let model = setup.Model
+        let inPhaseTwo = state.Phase = Phase.PhaseTwo
+        let alpha = TwoPhase.Alpha(setup, state)
+        // α_t·(A's step) = A's step with η_t·α_t (optimiser rule; see BodyRule). α_t = 1 outside Phase II.
+        match setup.BodyRule with
+        | BodyRule.Optimizer opt -> TwoPhase.SetGroupRates(opt, (if inPhaseTwo then learningRate * alpha else learningRate))
+        | BodyRule.StepFunction _ -> ()
+        if not (isNull setup.OutputOptimizer) then TwoPhase.SetGroupRates(setup.OutputOptimizer, learningRate)
+        let readoutLr = if isNull state.ReadoutOptimizer then nan else min learningRate (TwoPhase.ReadoutStepCap(setup, state))
+        if not (isNull state.ReadoutOptimizer) then TwoPhase.SetGroupRates(state.ReadoutOptimizer, readoutLr)
+        // the mode changes only at the switch (or after Predict restored it): setting it walks the module tree
+        if inPhaseTwo then (if model.training then model.eval ()) elif not model.training then model.train ()
+        let frozen = alpha = 0.0 && inPhaseTwo
+        let lossValue, movement, undamped, previous =
+            use scope = torch.NewDisposeScope()
+            match setup.BodyRule with
+            | BodyRule.Optimizer opt -> opt.zero_grad ()
+            | BodyRule.StepFunction _ ->
+                for p in setup.Body do
+                    if not (isNull p.grad) then p.grad.zero_() |> ignore
+            if not (isNull setup.OutputOptimizer) then setup.OutputOptimizer.zero_grad ()
+            if not (isNull state.ReadoutOptimizer) then state.ReadoutOptimizer.zero_grad ()
+            // A frozen body (α_t = 0) takes no step: its forward pass runs without autograd, which
+            // gives the same values and the same gradient of V at a third of the cost.
+            let forward =
+                if frozen then Func<torch.Tensor, torch.Tensor>(fun x -> TwoPhase.ForwardFrozenBody(setup, state, x))
+                else Func<torch.Tensor, torch.Tensor>(fun x -> TwoPhase.Forward(setup, state, x))
+            let loss = lossOf.Invoke forward
+            if isNull loss then invalidOp "lossOf returned null"
+            loss.backward ()
+            let lossValue = loss.ToDouble()
+            if not (Double.IsFinite lossValue) then
+                invalidOp (sprintf "training diverged at iteration %d: the loss is %g (lower the learning rate); no step was taken" t lossValue)
+            let bodyStep () =
+                match setup.BodyRule with
+                | BodyRule.Optimizer opt -> opt.step () |> ignore
+                | BodyRule.StepFunction f -> f.Invoke()
+            if frozen then
+                state.ReadoutOptimizer.step () |> ignore
+                lossValue, 0.0, 0.0, state.PreviousBody
+            elif not inPhaseTwo then
+                // Phase I / base: A's step as is; the body movement is only recorded in Phase II.
+                bodyStep ()
+                if not (isNull setup.OutputOptimizer) then setup.OutputOptimizer.step () |> ignore
+                lossValue, nan, nan, state.PreviousBody
+            else
+                // ω_t as one vector: kept from the previous damped step (nothing else moves the body
+                // in between; the guard's restore and a state load clear it), else copied now
+                let before = if isNull state.PreviousBody then TwoPhase.FlatBody setup else state.PreviousBody
+                bodyStep ()
+                match setup.BodyRule with
+                | BodyRule.StepFunction _ when alpha <> 1.0 ->
+                    // ω_{t+1} = ω_t + α_t·(A(ω_t) − ω_t)
+                    use _ = torch.no_grad ()
+                    let mutable offset = 0L
+                    for p in setup.Body do
+                        let count = p.NumberOfElements
+                        use b = before.narrow(0L, offset, count).view(p.shape)
+                        use stepped = p.detach().clone()
+                        p.copy_(b.add(stepped.sub(b).mul(scalar alpha))) |> ignore
+                        offset <- offset + count
+                | _ -> ()
+                state.ReadoutOptimizer.step () |> ignore
+                let after = TwoPhase.FlatBody setup
+                let moved = (use d = after.sub(before) in d.norm().ToDouble())
+                before.Dispose()
+                lossValue, moved, moved / alpha, after.DetachFromDisposeScope()
+        let stepped = { state with Iteration = t + 1; PreviousBody = previous }
+        let r = setup.Recipe
+        let next, sigmaMin, sigmaMax, guardRoute =
+            if inPhaseTwo && not stepped.GuardTripped && r.Mode = PhaseTwoMode.Damped && r.CheckPeriod > 0
+               && (t - r.SwitchIteration + 1) % r.CheckPeriod = 0 then TwoPhase.Guard(setup, stepped, t)
+            else stepped, nan, nan, null
+        let record =
+            { Iteration = t; Phase = next.Phase; Loss = lossValue; LossGap = lossValue - setup.LossOptimum; Alpha = alpha
+              BodyMovement = movement; UndampedBodyStep = undamped; SigmaMin = sigmaMin; SigmaMax = sigmaMax
+              LearningRate = learningRate; ReadoutLearningRate = readoutLr; GuardRoute = guardRoute
+              ParameterFingerprint = (if setup.RecordFingerprints then TwoPhase.ParameterFingerprint(setup, next) else null)
+              BodyFingerprint = (if setup.RecordFingerprints then TwoPhase.BodyFingerprint setup else null) }
+        setup.Observer.OnStep record
+        { State = next; Record = record }
+
+    /// ‖ω − ω_τ‖ of the current body against the body right after the switch (NaN without one).
+    static member DisplacementSinceSwitch(setup: RecipeSetup, state: RecipeState) : float =
+        if isNull state.SwitchBody then nan
+        else
+            use _ = torch.no_grad ()
+            let mutable sq = 0.0
+            for i in 0 .. setup.Body.Length - 1 do
+                use d = setup.Body.[i].detach().sub(state.SwitchBody.[i])
+                use s = d.pow(scalar 2.0).sum()
+                sq <- sq + s.ToDouble()
+            sqrt sq
+
+    /// Disposes what the state owns (V and its optimiser unless they are the model's output layer, and the kept tensors).
+    static member Dispose(setup: RecipeSetup, state: RecipeState) =
+        TwoPhase.DisposeAll state.LastCertifiedBody
+        TwoPhase.DisposeAll state.SwitchBody
+        if not (isNull state.ReferenceFeatures) then state.ReferenceFeatures.Dispose()
+        if not (isNull state.PreviousBody) then state.PreviousBody.Dispose()
+        if isNull setup.OutputLayer then
+            if not (isNull state.ReadoutOptimizer) then state.ReadoutOptimizer.Dispose()
+            if not (isNull state.Readout) then state.Readout.Dispose()
+
+    // ---- the recipe's own state on disk --------------------------------------------------------
+
+    /// Writes the state's scalars (`header`), then V and its optimiser state (when V is separate and
+    /// exists), the last certified body, the body at the switch and Φ_ref (the `Checkpoint` tensor
+    /// layout). The model and the body's optimiser are the caller's to save.
+    static member WriteState(setup: RecipeSetup, state: RecipeState, w: BinaryWriter) =
+        if not (isNull state.Readout) && isNull setup.OutputLayer then
+            state.Readout.save(w) |> ignore
+            Optimizers.saveState state.ReadoutOptimizer w
+        Checkpoint.writeTensors w state.LastCertifiedBody
+        Checkpoint.writeTensors w state.SwitchBody
+
+    /// Writes Φ_ref (after the caller's RNG state in the trainer's layout).
+    static member WriteReference(state: RecipeState, w: BinaryWriter) =
+        Checkpoint.writeTensors w (if isNull state.ReferenceFeatures then null else [| state.ReferenceFeatures |])
+
+    /// Reads what `WriteState` wrote into a state with the given scalars (`readoutFeatures` = m of a
+    /// separate V, 0 when none was saved); tensors land on the setup's device.
+    static member ReadState(setup: RecipeSetup, scalars: RecipeState, readoutFeatures: int, r: BinaryReader) : RecipeState =
+        let toDevice (ts: torch.Tensor[]) =
+            if isNull ts then null
+            else ts |> Array.map (fun t -> let d = t.``to``(setup.Device) in (if not (obj.ReferenceEquals(d, t)) then t.Dispose()); d)
+        let readout, readoutOpt =
+            if readoutFeatures > 0 then
+                let v, o = TwoPhase.MakeReadout(setup, readoutFeatures)
+                v.load(r, true) |> ignore
+                Optimizers.loadState o r
+                v, o
+            elif scalars.Phase = Phase.PhaseTwo && not (isNull setup.OutputLayer) then setup.OutputLayer, setup.OutputOptimizer
+            else null, null
+        let lastCertified = toDevice (Checkpoint.readTensors r)
+        let switchBody = toDevice (Checkpoint.readTensors r)
+        { scalars with Readout = readout; ReadoutOptimizer = readoutOpt; LastCertifiedBody = lastCertified
+                       SwitchBody = switchBody; ReferenceFeatures = null; PreviousBody = null }
+
+    /// Reads Φ_ref written by `WriteReference`.
+    static member ReadReference(setup: RecipeSetup, state: RecipeState, r: BinaryReader) : RecipeState =
+        match Checkpoint.readTensors r with
+        | null -> state
+        | ts -> { state with ReferenceFeatures = (let d = ts.[0].``to``(setup.Device) in (if not (obj.ReferenceEquals(d, ts.[0])) then ts.[0].Dispose()); d) }
+
+    /// Saves the recipe's state alone to `path`, atomically and hash-verified (`Checkpoint`): for a
+    /// user's own loop, beside their own model and optimiser checkpoint.
+    static member Save(setup: RecipeSetup, state: RecipeState, path: string) =
+        let header =
+            { FormatVersion = 2; Iteration = state.Iteration; Phase = state.Phase; Switched = state.Switched; SigmaTau = state.SigmaTau
+              GuardTripped = state.GuardTripped; LastCertifiedIteration = state.LastCertifiedIteration
+              LastCertifiedFingerprint = state.LastCertifiedFingerprint
+              ReadoutFeatures = (if isNull state.Readout || not (isNull setup.OutputLayer) then 0 else int state.Readout.weight.shape.[1])
+              Seed = setup.Seed; TotalIterations = -1; SwitchIteration = setup.Recipe.SwitchIteration
+              ArchitectureDescription = setup.Architecture; DatasetFingerprint = setup.Certification.DatasetFingerprint
+              Certificates = state.Certificates |> Array.map CertificateJson.serialize
+              ReadoutSigmaMaxUpper = state.ReadoutSigmaMaxUpper; ReferenceSigmaMin = state.ReferenceSigmaMin; ReferenceSigmaMax = state.ReferenceSigmaMax
+              Readout = int setup.Recipe.Readout }
+        Checkpoint.writeAtomically path (fun w ->
+            w.Write(Checkpoint.serializeHeader header)
+            TwoPhase.WriteState(setup, state, w)
+            TwoPhase.WriteReference(state, w))
+
+    /// The scalars of a checkpoint header as a state (tensors and V not yet read).
+    static member internal ScalarsOf(h: CheckpointHeader) : RecipeState =
+        { Iteration = h.Iteration; Phase = h.Phase; Switched = h.Switched; SigmaTau = h.SigmaTau; GuardTripped = h.GuardTripped
+          Certificates = h.Certificates |> Array.map CertificateJson.deserialize
+          LastCertifiedIteration = h.LastCertifiedIteration; LastCertifiedFingerprint = h.LastCertifiedFingerprint
+          ReadoutSigmaMaxUpper = h.ReadoutSigmaMaxUpper; ReferenceSigmaMin = h.ReferenceSigmaMin; ReferenceSigmaMax = h.ReferenceSigmaMax
+          Readout = null; ReadoutOptimizer = null; LastCertifiedBody = null; SwitchBody = null; ReferenceFeatures = null; PreviousBody = null }
+
+    /// Loads a state saved by `Save` for this setup (same switch τ, network words and certification
+    /// set; checked, with the file named on a mismatch).
+    static member Load(setup: RecipeSetup, path: string) : RecipeState =
+        let mutable result = Unchecked.defaultof<RecipeState>
+        Checkpoint.read path (fun r ->
+            let h = Checkpoint.deserializeHeader (r.ReadString())
+            if h.TotalIterations <> -1 then
+                raise (InvalidDataException(sprintf "%s is a trainer checkpoint, not a recipe state (load it with the trainer)" path))
+            if h.SwitchIteration <> setup.Recipe.SwitchIteration || h.DatasetFingerprint <> setup.Certification.DatasetFingerprint
+               || h.ArchitectureDescription <> setup.Architecture || h.Readout <> int setup.Recipe.Readout then
+                raise (InvalidDataException(sprintf "%s was saved by a different recipe (τ %d, %s, readout %O)" path h.SwitchIteration h.ArchitectureDescription (enum<ReadoutChoice> h.Readout)))
+            let s = TwoPhase.ReadState(setup, TwoPhase.ScalarsOf h, h.ReadoutFeatures, r)
+            result <- TwoPhase.ReadReference(setup, s, r))
+        result
