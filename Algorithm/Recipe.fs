@@ -124,7 +124,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     member _.Iteration = state.Iteration
     member _.Phase = state.Phase
     /// Tap layer names defining h (SPEC §1).
-    member _.Taps = taps
+    member _.Taps : string[] = setup.Taps
     /// Certificates computed at the switch, in attempt order.
     member _.Certificates = state.Certificates
     member _.Steps = steps.ToArray()

@@ -30,7 +30,7 @@ type private Frozen =
 
 let private frozenAtSwitch (trainer: TwoPhaseTrainer) (data: TrainingData) : Frozen =
     trainer.Switch()
-    use phi = FeatureMap.featureMatrix trainer.Model trainer.Taps 256 data.Inputs
+    use phi = FeatureMap.featureMatrix trainer.Model (List.ofArray trainer.Taps) 256 data.Inputs
     use phiTilde = HeuristicRank.withBiasColumn phi
     use f = trainer.Predict data.Inputs
     { Phi = HeuristicRank.toMathNet phiTilde; Outputs = HeuristicRank.toMathNet f

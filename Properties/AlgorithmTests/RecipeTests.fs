@@ -322,7 +322,7 @@ let phaseTests =
                 if accepted then cap <- FloatingPoint.down (float n / FloatingPoint.mulUp s.SigmaMax s.SigmaMax)
                 if s.GuardRoute = "weyl" then
                     weyl <- weyl + 1
-                    use phi = FeatureMap.featureMatrix trainer.Model trainer.Taps 256 data.Inputs
+                    use phi = FeatureMap.featureMatrix trainer.Model (List.ofArray trainer.Taps) 256 data.Inputs
                     use phiTilde = HeuristicRank.withBiasColumn phi
                     let sv = HeuristicRank.toMathNet phiTilde |> HeuristicRank.mathNetSingularValues
                     let slack = Tolerance.svdSlack phiTilde.shape.[0] phiTilde.shape.[1] sv.[0]
@@ -421,7 +421,7 @@ let phaseTests =
                          WidthMultiplier = 1.0 / 16.0; Precision = Precision.Float32; Taps = [||] }
             let cfg = training 5 3 4 (OptimizerSpec.SgdMomentum(0.9, false)) 0.01 LossKind.CrossEntropy
             use trainer = new TwoPhaseTrainer(arch, cfg, Some (recipe 2 PhaseTwoMode.Damped), data, NullObserver())
-            Expect.equal trainer.Taps [ "layer1"; "layer2"; "layer3"; "layer4" ] "default taps"
+            Expect.equal trainer.Taps [| "layer1"; "layer2"; "layer3"; "layer4" |] "default taps"
             trainer.RunTo 2
             use x = data.Inputs.narrow(0L, 0L, 3L)
             use before = trainer.Predict x
