@@ -69,6 +69,17 @@ type RecipeConfig =
           DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0
           ReadoutStep = ReadoutStepRule.Theorem; Readout = ReadoutChoice.Separate }
 
+    /// The same recipe switching at τ = `tau` (C#: F#'s `{ r with … }`).
+    member r.WithSwitchIteration(tau: int) = { r with SwitchIteration = tau }
+    /// The same recipe with Phase II mode `mode` and damping power p (α_t = (t − τ + 1)^(−p)).
+    member r.WithPhaseTwo(mode: PhaseTwoMode, dampingPower: float) = { r with Mode = mode; DampingPower = dampingPower }
+    /// The same recipe with guard κ checked every `checkPeriod` Phase II steps (0: never).
+    member r.WithGuard(kappa: float, checkPeriod: int) = { r with GuardKappa = kappa; CheckPeriod = checkPeriod }
+    /// The same recipe with perturbation scale ε and at most `maxTries` perturbations at the switch.
+    member r.WithPerturbation(scale: float, maxTries: int) = { r with PerturbationScale = scale; MaxTries = maxTries }
+    /// The same recipe with V's step rule `rule`.
+    member r.WithReadoutStep(rule: ReadoutStepRule) = { r with ReadoutStep = rule }
+
 /// The training set S as tensors: inputs X (n × …) and targets Y (n × c real, or n labels).
 type TrainingData(inputs: torch.Tensor, targets: torch.Tensor) =
     do

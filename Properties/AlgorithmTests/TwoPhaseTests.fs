@@ -53,6 +53,26 @@ let private runLoop (setup: RecipeSetup) (state: RecipeState) (x: torch.Tensor) 
         prints.Add(Fingerprint.ofModule setup.Model)
     s, prints.ToArray()
 
+/// The repository root (the folder of ResearchFramework.sln above the test binaries).
+let private repositoryRoot () =
+    let rec up (d: DirectoryInfo) =
+        if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
+        elif File.Exists(Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
+        else up d.Parent
+    up (DirectoryInfo AppContext.BaseDirectory)
+
+/// Runs a program to completion (at most `seconds`); returns exit code and stdout + stderr.
+let private runProgram (file: string) (args: string list) (seconds: int) =
+    let info = Diagnostics.ProcessStartInfo(file, RedirectStandardOutput = true, RedirectStandardError = true)
+    for a in args do info.ArgumentList.Add a
+    use p = Diagnostics.Process.Start info
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit(seconds * 1000)) then
+        p.Kill true
+        failtestf "%s did not finish in %d s" file seconds
+    p.ExitCode, out.Result + err.Result
+
 [<Tests>]
 let tests =
     testSequenced <| testList "Algorithm.TwoPhase" [
@@ -199,5 +219,21 @@ let tests =
                         if c.GetParameters() |> Array.exists (fun p -> fsharpy p.ParameterType) then yield sprintf "%s..ctor" t.Name ]
             // the built-in trainer's F# constructor takes `RecipeConfig option` (its C# doors are `Trainer.Run/RunBase/Resume`)
             Expect.sequenceEqual offenders [ "TwoPhaseTrainer..ctor" ] "only the trainer's F# constructor"
+        }
+        test "the examples train a network of their own with the recipe in a hand-written loop: C# (examples/TrainYourModel) and F# script (dotnet fsi examples/train-your-model.fsx)" {
+            let root = repositoryRoot ()
+            let baseDir = DirectoryInfo AppContext.BaseDirectory
+            let exe = Path.Combine(root, "examples", "TrainYourModel", "bin", baseDir.Parent.Name, baseDir.Name, "TrainYourModel")
+            Expect.isTrue (File.Exists exe) (exe + " is built with the solution")
+            let code, out = runProgram exe [] 120
+            Expect.equal code 0 out
+            for expected in [ "EC at initialisation: Certified"; "phase: PhaseOne -> PhaseTwo at t = 150"; "guarantee claimed" ] do
+                Expect.stringContains out expected "C# example"
+            // the script loads the libraries from rf's build output (Release), as the README says
+            if baseDir.Parent.Name = "Release" then
+                let code, out = runProgram "dotnet" [ "fsi"; Path.Combine(root, "examples", "train-your-model.fsx") ] 300
+                Expect.equal code 0 out
+                for expected in [ "EC at initialisation: Certified"; "switch at t = 100: PhaseTwo"; "guarantee claimed" ] do
+                    Expect.stringContains out expected "F# script"
         }
     ]
