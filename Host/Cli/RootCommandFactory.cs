@@ -114,9 +114,9 @@ public static class RootCommandFactory
 
     private static Command Export()
     {
-        var command = new Command("export", "write a run's final parameters (its latest verified checkpoint) as a .safetensors file");
+        var command = new Command("export", "write a run's final parameters (its latest verified checkpoint) as .safetensors and PyTorch .pt");
         var run = new Option<DirectoryInfo>("--run") { Description = "the run directory (with config.effective.json and checkpoints/)", Required = true };
-        var output = new Option<FileInfo>("--out") { Description = "the .safetensors file to write (default: RUN_DIR/export/final.safetensors)" };
+        var output = new Option<FileInfo>("--out") { Description = "the file to write, .safetensors or PyTorch .pt/.pth (default: both, RUN_DIR/export/final.safetensors and final.pt)" };
         command.Options.Add(run);
         command.Options.Add(output);
         command.SetAction(r => CommandRunner.Run("export", () =>

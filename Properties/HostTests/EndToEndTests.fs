@@ -418,7 +418,7 @@ let endToEnd =
             Expect.equal code4 0 ("checkpoint certificate: " + out4)
             Expect.stringContains out4 "n = 12" "subset"
         }
-        test "rf export: a finished run's final parameters as .safetensors, read back bit for bit equal to the checkpoint's model; not a run: exit 2" {
+        test "rf export: a finished run's final parameters as .safetensors and PyTorch .pt, read back bit for bit equal to the checkpoint's model; not a run: exit 2" {
             use dir = new TempDir()
             writeTinyMnist dir 30 10
             File.WriteAllText(dir.File "cfg.json", config dir "exp" 10 5 40 false)
@@ -465,6 +465,51 @@ let endToEnd =
             let names2 = entries2 |> Seq.map (fun e -> e.Name) |> List.ofSeq
             Expect.equal (names2 |> List.filter (fun n -> not (n.StartsWith "readout."))) (parameters |> List.map fst) "the model's parameter names first"
             if verdict2 = "Certified" then Expect.contains names2 "readout.weight" "the readout V of the switched run"
+            // ... and as a PyTorch state dict beside it (the default writes both): read back three ways.
+            let pt = Path.Combine(run2, "export", "final.pt")
+            Expect.stringContains outE pt "says where the .pt went"
+            let safetensorsBytes =
+                let all = File.ReadAllBytes(Path.Combine(run2, "export", "final.safetensors"))
+                let struct (_, _, start2) = ResearchFramework.Host.Data.SafetensorsReader.ReadHeader(Path.Combine(run2, "export", "final.safetensors"))
+                [ for e in entries2 -> e.Name, all.[int (start2 + e.Begin) .. int (start2 + e.End) - 1] ]
+            // (1) as a zip, without the pickler: one raw storage per tensor, in order, bytes equal; data.pkl names them
+            do
+                use zip = IO.Compression.ZipFile.OpenRead pt
+                let entry (suffix: string) = zip.Entries |> Seq.find (fun e -> e.FullName.EndsWith suffix)
+                let read (e: IO.Compression.ZipArchiveEntry) =
+                    use s = e.Open()
+                    use m = new MemoryStream()
+                    s.CopyTo m
+                    m.ToArray()
+                safetensorsBytes |> List.iteri (fun k (name, bytes) ->
+                    Expect.equal (read (entry (sprintf "/data/%d" k))) bytes (sprintf "storage %d = %s's bytes" k name))
+                let pickle = Text.Encoding.Latin1.GetString(read (entry "/data.pkl"))
+                for name, _ in safetensorsBytes do Expect.stringContains pickle name "data.pkl names every tensor"
+                Expect.stringContains pickle "_rebuild_tensor_v2" "tensors rebuilt as torch.save writes them"
+            // (2) through the unpickler: names, dtypes, shapes and bytes
+            let back = ResearchFramework.Host.Certification.PyTorchStateDict.Read pt
+            Expect.equal (set [ for struct (n, _) in back -> n ]) (set names2) "the same names (the unpickler's table has no order)"
+            let exported = dict safetensorsBytes
+            for struct (name, t) in back do
+                use t = t
+                Expect.equal (t.bytes.ToArray()) exported.[name] (name + ": bytes bit for bit")
+            // (3) with PyTorch itself where it is installed (not on CI machines): torch.load gives the same bytes
+            let pythonTorch =
+                [ "python3"; "/usr/bin/python3" ] |> List.tryPick (fun python ->
+                try
+                    let info = Diagnostics.ProcessStartInfo(python, RedirectStandardOutput = true, RedirectStandardError = true)
+                    for a in [ "-c"; "import hashlib,sys,torch; d=torch.load(sys.argv[1]); print(';'.join(k+'='+hashlib.sha256(v.contiguous().numpy().tobytes()).hexdigest() for k,v in d.items()))"; pt ] do info.ArgumentList.Add a
+                    use p = Diagnostics.Process.Start info
+                    let out = p.StandardOutput.ReadToEnd()
+                    p.WaitForExit()
+                    if p.ExitCode = 0 then Some (out.Trim()) else None
+                with _ -> None)
+            match pythonTorch with
+            | Some printed ->
+                printfn "rf export: torch.load checked the .pt"
+                let expected = safetensorsBytes |> List.map (fun (n, b) -> n + "=" + Convert.ToHexStringLower(Security.Cryptography.SHA256.HashData(b: byte[]))) |> String.concat ";"
+                Expect.equal printed expected "torch.load reads the same tensors, bit for bit"
+            | None -> ()
             let code4, _, err4 = runRf dir.Path [ "export"; "--run"; dir.Path ]
             Expect.equal code4 2 ("not a run: " + err4)
             Expect.stringContains err4 "not a run directory" "says why"
