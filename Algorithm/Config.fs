@@ -18,6 +18,10 @@ type ReadoutStepRule =
     | Theorem = 0
     /// η_V,t = η_t: A's schedule as configured.
     | Schedule = 1
+    /// The preconditioned rule of Theorem P (docs/theory.md §4): squared loss, W ← (1 − η_P)W + η_P·Φ̃ᵀ(G_τ + nλI)⁻¹Z
+    /// with the switch's factor of G_τ = Φ̃_τΦ̃_τᵀ, on all n training points every step; with a frozen body the gap
+    /// J_λ(W) − J_λ* contracts by (1 − η_P)² per step whatever the conditioning of Φ̃, and k(ε) is predicted at the switch.
+    | Preconditioned = 2
 
 /// Which parameters form the readout V of SPEC §4.2.
 type ReadoutChoice =
@@ -62,12 +66,20 @@ type RecipeConfig =
       CheckPeriod: int
       CertificationSize: int
       ReadoutStep: ReadoutStepRule
-      Readout: ReadoutChoice }
+      Readout: ReadoutChoice
+      /// η_P ∈ (0, 1] of the preconditioned rule (ReadoutStep = Preconditioned; Theorem P).
+      PreconditionedStep: float
+      /// λ ≥ 0 of the objective J_λ(W) = (1/2n)‖Φ̃W − Z‖² + (λ/2)‖W‖² the preconditioned rule minimises
+      /// (0: the squared loss itself, whose infimum is L* = 0 under EC).
+      ReadoutRidge: float
+      /// ε of the predicted steps-to-ε k(ε): J_λ − J_λ* ≤ ε·(its value at the switch) (Theorem P).
+      PredictionEpsilon: float }
 
     static member Default =
         { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
           DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0
-          ReadoutStep = ReadoutStepRule.Theorem; Readout = ReadoutChoice.Separate }
+          ReadoutStep = ReadoutStepRule.Theorem; Readout = ReadoutChoice.Separate
+          PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-6 }
 
     /// The same recipe switching at τ = `tau` (C#: F#'s `{ r with … }`).
     member r.WithSwitchIteration(tau: int) = { r with SwitchIteration = tau }
@@ -79,6 +91,9 @@ type RecipeConfig =
     member r.WithPerturbation(scale: float, maxTries: int) = { r with PerturbationScale = scale; MaxTries = maxTries }
     /// The same recipe with V's step rule `rule`.
     member r.WithReadoutStep(rule: ReadoutStepRule) = { r with ReadoutStep = rule }
+    /// The same recipe with the preconditioned rule of Theorem P: step η_P, ridge λ, prediction ε.
+    member r.WithPreconditionedReadout(step: float, ridge: float, epsilon: float) =
+        { r with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = step; ReadoutRidge = ridge; PredictionEpsilon = epsilon }
 
 /// The training set S as tensors: inputs X (n × …) and targets Y (n × c real, or n labels).
 type TrainingData(inputs: torch.Tensor, targets: torch.Tensor) =

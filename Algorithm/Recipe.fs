@@ -85,7 +85,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                      LossOptimum = Losses.optimum training.Loss data.Inputs data.Targets
                      Seed = training.Seed
                      RecordFingerprints = training.RecordFingerprints
-                     Observer = observer }
+                     Observer = observer
+                     Targets = data.Targets }
         match outputLayerReadout with
         | Some output ->
             // the body's optimiser over every parameter except the output layer's (rebuilt: per-parameter updates are independent)

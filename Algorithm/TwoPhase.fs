@@ -118,7 +118,10 @@ type RecipeSetup =
       Seed: int
       /// Add parameter fingerprints to every step record (bit-identity checks).
       RecordFingerprints: bool
-      Observer: IRecipeObserver }
+      Observer: IRecipeObserver
+      /// Y of the training set, rows aligned with the certification inputs (n × c, or n for c = 1): needed by
+      /// the preconditioned readout (ReadoutStep = Preconditioned), null otherwise.
+      Targets: torch.Tensor }
 
     /// The same setup reporting to `observer`.
     member s.WithObserver(observer: IRecipeObserver) = { s with Observer = (if isNull (box observer) then NullObserver() :> IRecipeObserver else observer) }
@@ -131,6 +134,56 @@ type RecipeSetup =
     member s.WithSeed(seed: int) = { s with Seed = seed }
     /// The same setup with fingerprints in every step record.
     member s.WithFingerprints(record: bool) = { s with RecordFingerprints = record }
+    /// The same setup with the training targets Y (the preconditioned readout needs them).
+    member s.WithTargets(targets: torch.Tensor) = { s with Targets = targets }
+
+/// The preconditioned readout of Theorem P (docs/theory.md §4) as the run carries it: the switch's
+/// Cholesky factor C of M_τ = fl(G_τ) + nλI (float64), the step η_P, the ridge λ, the prediction
+/// k(ε) made at the switch, and what has been measured since. With W the readout (weights and bias,
+/// (m+1) × c), Z_t = Y − f(X; θ_t), J_t(W) = (1/2n)‖Φ̃_tW − Z_t‖² + (λ/2)‖W‖² and Ŵ_t = Φ̃_tᵀA_t
+/// (A_t = C⁻ᵀC⁻¹Z_t), the gap g_t = √(J_t(W_t) − J_t*) lies within (d_t ± ‖r_t‖/√n)/√2, d_t = ‖W_t − Ŵ_t‖_H,
+/// r_t = Z_t − (G_t + nλI)A_t bounded rigorously. Immutable; the state replaces it after every step.
+[<AllowNullLiteral>]
+type PreconditionedReadout(factor: torch.Tensor, step: float, ridge: float, epsilon: float, predictedSteps: int,
+                           frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
+                           initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
+                           maxPerturbationRatio: float, stepsDone: int) =
+    /// Lower Cholesky factor of fl(G_τ) + nλI (n × n, float64).
+    member _.Factor = factor
+    /// η_P ∈ (0, 1].
+    member _.Step = step
+    /// λ ≥ 0.
+    member _.Ridge = ridge
+    /// ε of the prediction.
+    member _.Epsilon = epsilon
+    /// k(ε) = ⌈ln(√ε/2)/ln(1 − η_P)⌉ (1 when η_P = 1) for a frozen body; −1 when no prediction is made (damped body).
+    member _.PredictedSteps = predictedSteps
+    /// Frozen body: Φ̃_τ (n × (m+1), float64), A_τ and Z_τ, and the bound on ‖r_τ‖ (computed once); null/NaN otherwise.
+    member _.FrozenFeatures = frozenFeatures
+    member _.FrozenSolution = frozenSolution
+    member _.FrozenTargets = frozenTargets
+    member _.FrozenResidualNorm = frozenResidualNorm
+    /// Lower bound on J_τ(W_τ) − J_τ* at the first Phase II step (NaN before it).
+    member _.InitialGapLower = initialGapLower
+    /// Upper bound on J_t(W_t) − J_t* at the last step's start.
+    member _.LastGapUpper = lastGapUpper
+    /// Phase II steps after which the gap was first ≤ ε·(initial gap) (−1: not yet).
+    member _.AchievedAfter = achievedAfter
+    /// True while every step's perturbation e_t (solve residual and float rounding of W) stayed ≤ η_P·(√ε/2)·g_τ:
+    /// the hypothesis under which k(ε) is guaranteed.
+    member _.HypothesisHeld = hypothesisHeld
+    /// max_t e_t / (η_P·g_τ) so far.
+    member _.MaxPerturbationRatio = maxPerturbationRatio
+    /// Phase II steps taken with this rule.
+    member _.StepsDone = stepsDone
+    /// The same record after one more step's measurements.
+    member internal _.After(gapUpper: float, initialLower: float, achieved: int, held: bool, ratio: float) =
+        PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
+                              frozenResidualNorm, initialLower, gapUpper, achieved, held, ratio, stepsDone + 1)
+    /// Disposes the factor and the frozen body's cache.
+    member _.Dispose() =
+        for t in [ factor; frozenFeatures; frozenSolution; frozenTargets ] do
+            if not (isNull t) then t.Dispose()
 
 /// The recipe's state before iteration `Iteration` (SPEC §4): phase, the switch's certified
 /// σ_min(Φ̃_τ), the guard's state, V and its optimiser, and the tensors the recipe keeps (the
@@ -163,7 +216,9 @@ type RecipeState =
       /// Φ_ref of the guard's Weyl route (null when not kept).
       ReferenceFeatures: torch.Tensor
       /// ω after the last damped step, flattened (null when unknown).
-      PreviousBody: torch.Tensor }
+      PreviousBody: torch.Tensor
+      /// The preconditioned readout of Theorem P (ReadoutStep = Preconditioned, after a certified switch), else null.
+      Preconditioner: PreconditionedReadout }
 
 /// One step's outcome: the state before the next iteration and the step's record.
 type RecipeStep = { State: RecipeState; Record: StepRecord }
@@ -199,7 +254,7 @@ type TwoPhase =
           ReadoutTakesGradientSteps = true; ReadoutRuleName = "Sgd"
           Classes = classes; Precision = precision; Device = device; Certification = certification
           Architecture = model.GetType().Name; Loss = loss; BatchSize = batchSize; ReadoutWeightDecay = 0.0
-          LossOptimum = nan; Seed = 0; RecordFingerprints = false; Observer = NullObserver() }
+          LossOptimum = nan; Seed = 0; RecordFingerprints = false; Observer = NullObserver(); Targets = null }
 
     /// The same setup with V = the model's existing output layer `layer` (ReadoutChoice.OutputLayer;
     /// SPEC §4.2 allows it): the body is every other parameter, and `layerOptimizer` steps the layer.
@@ -221,11 +276,23 @@ type TwoPhase =
             invalidArg "setup" "Readout = OutputLayer needs the layer (TwoPhase.WithOutputLayer)"
         if r.Readout = ReadoutChoice.Separate && not (isNull setup.OutputLayer) then
             invalidArg "setup" "an output layer was given as V but the recipe's Readout is Separate"
+        if r.ReadoutStep = ReadoutStepRule.Preconditioned then
+            let refuse why = invalidArg "setup" (sprintf "ReadoutStep = Preconditioned (Theorem P, docs/theory.md §4) %s" why)
+            if setup.Loss <> LossKind.Squared then refuse "needs the squared loss (its preconditioner is the Hessian of a quadratic)"
+            if r.Readout <> ReadoutChoice.Separate then refuse "needs a separate readout V (zero at the switch)"
+            if not (r.PreconditionedStep > 0.0 && r.PreconditionedStep <= 1.0) then refuse (sprintf "needs a step η_P in (0, 1], not %g" r.PreconditionedStep)
+            if not (r.ReadoutRidge >= 0.0 && Double.IsFinite r.ReadoutRidge) then refuse (sprintf "needs a ridge λ ≥ 0, not %g" r.ReadoutRidge)
+            if not (r.PredictionEpsilon > 0.0 && r.PredictionEpsilon < 1.0) then refuse (sprintf "needs ε in (0, 1), not %g" r.PredictionEpsilon)
+            if setup.Certification.Rows <> setup.Certification.TrainingCount then
+                refuse (sprintf "steps on all n training points: the certification set must be the whole training set (it has %d of %d)" setup.Certification.Rows setup.Certification.TrainingCount)
+            if isNull setup.Targets then refuse "needs the training targets Y (RecipeSetup.WithTargets)"
+            if int setup.Targets.shape.[0] <> setup.Certification.Rows then
+                refuse (sprintf "needs one target row per training point (%d targets, %d points)" setup.Targets.shape.[0] setup.Certification.Rows)
         { Iteration = 0; Phase = Phase.PhaseOne; Switched = false; SigmaTau = nan; GuardTripped = false
           Certificates = [||]; LastCertifiedIteration = -1; LastCertifiedFingerprint = null
           ReadoutSigmaMaxUpper = nan; ReferenceSigmaMin = nan; ReferenceSigmaMax = nan
           Readout = null; ReadoutOptimizer = null; LastCertifiedBody = null; SwitchBody = null
-          ReferenceFeatures = null; PreviousBody = null }
+          ReferenceFeatures = null; PreviousBody = null; Preconditioner = null }
 
     /// The state of a base run through the same step (SPEC §4: A for T iterations): it never
     /// switches, and its steps are recorded as Phase.Base.
@@ -317,7 +384,14 @@ type TwoPhase =
         let r = setup.Recipe
         let decay = if setup.ReadoutWeightDecay > 0.0 then sprintf "; weight decay %g on V (the theorem assumes none)" setup.ReadoutWeightDecay else ""
         let cap = TwoPhase.ReadoutStepCap(setup, state)
-        if r.ReadoutStep = ReadoutStepRule.Schedule then
+        if r.ReadoutStep = ReadoutStepRule.Preconditioned then
+            let objective = if r.ReadoutRidge > 0.0 then sprintf "J_λ (λ = %g)" r.ReadoutRidge else "the squared loss (L* = 0)"
+            let prediction =
+                if r.Mode = PhaseTwoMode.Frozen then
+                    sprintf "; with the frozen body the gap to the minimum of %s falls below ε = %g of its value at τ within k(ε) = %d steps" objective r.PredictionEpsilon (TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon))
+                else "; with a damped body each step contracts the current objective's gap by (1 − η_P) up to its measured perturbation, no k(ε) is promised (the objective moves with ω)"
+            sprintf "preconditioned (Theorem P): W ← (1 − η_P)W + η_P·Φ̃ᵀ(G_τ + nλI)⁻¹Z, η_P = %g, minimising %s%s" r.PreconditionedStep objective prediction
+        elif r.ReadoutStep = ReadoutStepRule.Schedule then
             "as scheduled (ReadoutStep = Schedule: the theorem's η ≤ b/σ_max(Φ̃)² is not enforced)" + decay
         elif not setup.ReadoutTakesGradientSteps then
             sprintf "as scheduled: %s steps are not gradient steps, the theorem's step hypothesis does not apply%s" setup.ReadoutRuleName decay
@@ -411,6 +485,145 @@ type TwoPhase =
         elif state.GuardTripped || r.Mode = PhaseTwoMode.Frozen then 0.0
         else Math.Pow(float (state.Iteration - r.SwitchIteration + 1), -r.DampingPower)
 
+    /// Φ̃ = [h, 1] and F = f(X) of all n certification inputs at the current ω, as float64 CPU tensors,
+    /// without gradients, in blocks of 256 (the caller sets the mode; the caller owns both).
+    static member private FeaturesAndOutputs(setup: RecipeSetup) : torch.Tensor * torch.Tensor =
+        use _ = torch.no_grad ()
+        let x = setup.Certification.Inputs
+        let n = int x.shape.[0]
+        let capture = TapCapture(setup.Model, List.ofArray setup.Taps)
+        let hs = ResizeArray<torch.Tensor>()
+        let zs = ResizeArray<torch.Tensor>()
+        let mutable start = 0
+        while start < n do
+            let len = min 256 (n - start)
+            use scope = torch.NewDisposeScope()
+            use xb = x.narrow(0L, int64 start, int64 len).``to``(setup.Device)
+            let z, h = capture.Run(fun () -> setup.Model.call xb)
+            hs.Add(h.to_type(torch.float64).cpu().DetachFromDisposeScope())
+            zs.Add(z.to_type(torch.float64).cpu().DetachFromDisposeScope())
+            start <- start + len
+        use h = torch.cat(hs.ToArray(), 0L)
+        use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
+        let phi = torch.cat([| h; ones |], 1L)
+        let f = torch.cat(zs.ToArray(), 0L)
+        for t in Seq.append hs zs do t.Dispose()
+        phi, f
+
+    /// Y of the training set as an n × c float64 CPU matrix.
+    static member private TargetMatrix(setup: RecipeSetup) : torch.Tensor =
+        use y = setup.Targets.detach().cpu()
+        if y.dim () = 1L then y.unsqueeze(1L).to_type(torch.float64) else y.to_type(torch.float64)
+
+    /// A rigorous upper bound on ‖r‖_F, r = Z − (Φ̃Φ̃ᵀ + nλI)A (exact arithmetic on the float64 values of Φ̃,
+    /// Z, A): ‖fl(r)‖_F + ‖γ_k(|Z| + |Φ̃|(|Φ̃|ᵀ|A|) + nλ|A|)‖_F, k = n + m + 4 (two products of lengths
+    /// n and m + 1 and three additions, Higham §3.5), times (1 + γ_{nc+1}) for the norm's own rounding.
+    static member private ResidualBound(phi: torch.Tensor, z: torch.Tensor, a: torch.Tensor, ridge: float) : float =
+        use scope = torch.NewDisposeScope()
+        let n = float phi.shape.[0]
+        let k = int phi.shape.[0] + int phi.shape.[1] + 4
+        let r = z.sub(phi.mm(phi.t().mm(a))).sub(a.mul(scalar (n * ridge)))
+        let absPhi = phi.abs()
+        let bound = z.abs().add(absPhi.mm(absPhi.t().mm(a.abs()))).add(a.abs().mul(scalar (n * ridge)))
+        let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 k
+        let norm = r.norm().ToDouble() + gamma * bound.norm().ToDouble()
+        norm * (1.0 + FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int z.NumberOfElements + 1))
+
+    /// k(ε) of Theorem P: the fewest steps with (1 − η)^k ≤ √ε/2 (1 when η = 1).
+    static member PredictedSteps(step: float, epsilon: float) : int =
+        if step >= 1.0 then 1
+        else int (ceil (log (sqrt epsilon / 2.0) / log (1.0 - step)))
+
+    /// The preconditioner of Theorem P at the switch (certified Φ̃_τ, evaluation mode): the Cholesky
+    /// factor of M_τ = fl(Φ̃_τΦ̃_τᵀ) + nλI in float64; with a frozen body also Φ̃_τ, Z_τ, A_τ and the bound
+    /// on ‖r_τ‖, and the prediction k(ε).
+    static member private BuildPreconditioner(setup: RecipeSetup) : PreconditionedReadout =
+        let r = setup.Recipe
+        let phi, f = TwoPhase.FeaturesAndOutputs setup
+        use f = f
+        use y = TwoPhase.TargetMatrix setup
+        let n = int phi.shape.[0]
+        let factor =
+            use scope = torch.NewDisposeScope()
+            let m = phi.mm(phi.t()).add(torch.eye(int64 n, dtype = torch.float64).mul(scalar (float n * r.ReadoutRidge)))
+            let struct (l, info) = torch.linalg.cholesky_ex(m)
+            if info.max().ToInt32() <> 0 then
+                invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
+            l.DetachFromDisposeScope()
+        let z = y.sub(f)
+        if r.Mode = PhaseTwoMode.Frozen then
+            let a = torch.cholesky_solve(z, factor, false)
+            let rNorm = TwoPhase.ResidualBound(phi, z, a, r.ReadoutRidge)
+            PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon,
+                                  TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon),
+                                  phi, a, z, rNorm, nan, nan, -1, true, 0.0, 0)
+        else
+            phi.Dispose()
+            z.Dispose()
+            PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, -1,
+                                  null, null, null, nan, nan, nan, -1, true, 0.0, 0)
+
+    /// One preconditioned readout step of Theorem P at the current ω (before the body moves):
+    /// W ← (1 − η_P)W + η_P·Φ̃_tᵀA_t, A_t = M_τ⁻¹Z_t by two triangular solves, written into V at the
+    /// model's precision; measures the gap bounds, the step's perturbation e_t (the solve residual and
+    /// the rounding of W) and the prediction. A frozen body that met the hypothesis and missed k(ε)
+    /// is a bug: it raises.
+    static member private PreconditionedUpdate(setup: RecipeSetup, state: RecipeState) : PreconditionedReadout =
+        let p = state.Preconditioner
+        let owned = ResizeArray<torch.Tensor>()
+        try
+            use scope = torch.NewDisposeScope()
+            let phi, z, a, rNorm =
+                if not (isNull p.FrozenFeatures) then p.FrozenFeatures, p.FrozenTargets, p.FrozenSolution, p.FrozenResidualNorm
+                else
+                    let phi, f = TwoPhase.FeaturesAndOutputs setup
+                    owned.Add phi
+                    owned.Add f
+                    use y = TwoPhase.TargetMatrix setup
+                    let z = y.sub(f)
+                    let a = torch.cholesky_solve(z, p.Factor, false)
+                    phi, z, a, TwoPhase.ResidualBound(phi, z, a, p.Ridge)
+            let v = state.Readout
+            let n = float phi.shape.[0]
+            let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int phi.shape.[0] + int phi.shape.[1] + 4)
+            let w = torch.cat([| v.weight.detach().t(); v.bias.detach().unsqueeze(0L) |], 0L).to_type(torch.float64).cpu()
+            let hNorm (x: torch.Tensor) =
+                sqrt (phi.mm(x).pow(scalar 2.0).sum().ToDouble() / n + p.Ridge * x.pow(scalar 2.0).sum().ToDouble())
+            let target = phi.t().mm(a)
+            let d = hNorm (w.sub(target))
+            let sqrtN = sqrt n
+            let gapUpper = (d * (1.0 + gamma) + rNorm / sqrtN) / sqrt 2.0
+            let gapLower = max 0.0 (d * (1.0 - gamma) - rNorm / sqrtN) / sqrt 2.0
+            let initial = if Double.IsNaN p.InitialGapLower then gapLower * gapLower else p.InitialGapLower
+            let g0 = sqrt initial
+            let achieved =
+                if p.AchievedAfter >= 0 then p.AchievedAfter
+                elif gapUpper <= sqrt p.Epsilon * g0 then p.StepsDone
+                else -1
+            if p.PredictedSteps >= 0 && p.HypothesisHeld && achieved < 0 && p.StepsDone >= p.PredictedSteps then
+                invalidOp (sprintf "Theorem P: the prediction k(ε) = %d (ε = %g) was missed although its hypothesis held (gap ≤ %g after %d steps, initial ≥ %g): a bug"
+                               p.PredictedSteps p.Epsilon (gapUpper * gapUpper) p.StepsDone initial)
+            let eta = p.Step
+            let next = w.mul(scalar (1.0 - eta)).add(target.mul(scalar eta))
+            let stored = next.to_type(v.weight.dtype)
+            let delta = stored.to_type(torch.float64).sub(next)
+            let roundingOfNext = w.abs().mul(scalar (abs (1.0 - eta))).add(phi.abs().t().mm(a.abs()).mul(scalar eta)).norm().ToDouble() * gamma
+            let deltaNorm = delta.norm().ToDouble() + roundingOfNext
+            let phiNorm = phi.norm().ToDouble()
+            let perturbation = eta * rNorm / sqrt (2.0 * n) + sqrt (phiNorm * phiNorm / n + p.Ridge) * deltaNorm / sqrt 2.0
+            let ratio = if g0 > 0.0 then perturbation / (eta * g0) elif perturbation = 0.0 then 0.0 else infinity
+            let held = p.HypothesisHeld && perturbation <= eta * (sqrt p.Epsilon / 2.0) * g0
+            do
+                use _ = torch.no_grad ()
+                let m = v.weight.shape.[1]
+                use weightT = stored.narrow(0L, 0L, m).t().``to``(v.weight.device)
+                use bias = stored.[m].``to``(v.bias.device)
+                v.weight.copy_(weightT) |> ignore
+                v.bias.copy_(bias) |> ignore
+            p.After(gapUpper * gapUpper, initial, achieved, held, max p.MaxPerturbationRatio ratio)
+        finally
+            for t in owned do t.Dispose()
+
     /// The switch at t = τ (SPEC §4.2): evaluation mode, Φ̃(ω_τ) certified, up to R perturbations
     /// ω + ε·ξ while not Certified (none after a structural refutation); Certified: V is created
     /// (zero) or the output layer becomes V, and Phase II starts; otherwise the body is restored,
@@ -456,7 +669,9 @@ type TwoPhase =
                             LastCertifiedBody = TwoPhase.Snapshot setup
                             SwitchBody = TwoPhase.Snapshot setup
                             LastCertifiedIteration = t
-                            LastCertifiedFingerprint = TwoPhase.BodyFingerprint setup }
+                            LastCertifiedFingerprint = TwoPhase.BodyFingerprint setup
+                            Preconditioner =
+                                if r.ReadoutStep = ReadoutStepRule.Preconditioned then TwoPhase.BuildPreconditioner setup else null }
                     TwoPhase.ChangePhase(setup, s, Phase.PhaseTwo,
                         sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g, σ_max ≤ %g; readout step %s"
                             attempt cert.SigmaMinLower cert.SigmaMaxUpper (TwoPhase.ReadoutStepDescription(setup, s)))
@@ -528,11 +743,16 @@ type TwoPhase =
         | BodyRule.Optimizer opt -> TwoPhase.SetGroupRates(opt, (if inPhaseTwo then learningRate * alpha else learningRate))
         | BodyRule.StepFunction _ -> ()
         if not (isNull setup.OutputOptimizer) then TwoPhase.SetGroupRates(setup.OutputOptimizer, learningRate)
-        let readoutLr = if isNull state.ReadoutOptimizer then nan else min learningRate (TwoPhase.ReadoutStepCap(setup, state))
+        let preconditioned = not (isNull state.Preconditioner)
+        let readoutLr =
+            if isNull state.ReadoutOptimizer then nan
+            elif preconditioned then state.Preconditioner.Step
+            else min learningRate (TwoPhase.ReadoutStepCap(setup, state))
         if not (isNull state.ReadoutOptimizer) then TwoPhase.SetGroupRates(state.ReadoutOptimizer, readoutLr)
         // the mode changes only at the switch (or after Predict restored it): setting it walks the module tree
         if inPhaseTwo then (if model.training then model.eval ()) elif not model.training then model.train ()
         let frozen = alpha = 0.0 && inPhaseTwo
+        let mutable preconditioner = state.Preconditioner
         let lossValue, movement, undamped, previous =
             use scope = torch.NewDisposeScope()
             match setup.BodyRule with
@@ -557,8 +777,11 @@ type TwoPhase =
                 match setup.BodyRule with
                 | BodyRule.Optimizer opt -> opt.step () |> ignore
                 | BodyRule.StepFunction f -> f.Invoke()
+            let readoutStep () =
+                if preconditioned then preconditioner <- TwoPhase.PreconditionedUpdate(setup, state)
+                else state.ReadoutOptimizer.step () |> ignore
             if frozen then
-                state.ReadoutOptimizer.step () |> ignore
+                readoutStep ()
                 lossValue, 0.0, 0.0, state.PreviousBody
             elif not inPhaseTwo then
                 // Phase I / base: A's step as is; the body movement is only recorded in Phase II.
@@ -569,6 +792,8 @@ type TwoPhase =
                 // ω_t as one vector: kept from the previous damped step (nothing else moves the body
                 // in between; the guard's restore and a state load clear it), else copied now
                 let before = if isNull state.PreviousBody then TwoPhase.FlatBody setup else state.PreviousBody
+                // the preconditioned step reads Φ̃_t at ω_t: before the body moves
+                if preconditioned then readoutStep ()
                 bodyStep ()
                 match setup.BodyRule with
                 | BodyRule.StepFunction _ when alpha <> 1.0 ->
@@ -582,12 +807,12 @@ type TwoPhase =
                         p.copy_(b.add(stepped.sub(b).mul(scalar alpha))) |> ignore
                         offset <- offset + count
                 | _ -> ()
-                state.ReadoutOptimizer.step () |> ignore
+                if not preconditioned then readoutStep ()
                 let after = TwoPhase.FlatBody setup
                 let moved = (use d = after.sub(before) in d.norm().ToDouble())
                 before.Dispose()
                 lossValue, moved, moved / alpha, after.DetachFromDisposeScope()
-        let stepped = { state with Iteration = t + 1; PreviousBody = previous }
+        let stepped = { state with Iteration = t + 1; PreviousBody = previous; Preconditioner = preconditioner }
         let r = setup.Recipe
         let next, sigmaMin, sigmaMax, guardRoute =
             if inPhaseTwo && not stepped.GuardTripped && r.Mode = PhaseTwoMode.Damped && r.CheckPeriod > 0
@@ -620,6 +845,7 @@ type TwoPhase =
         TwoPhase.DisposeAll state.SwitchBody
         if not (isNull state.ReferenceFeatures) then state.ReferenceFeatures.Dispose()
         if not (isNull state.PreviousBody) then state.PreviousBody.Dispose()
+        if not (isNull state.Preconditioner) then state.Preconditioner.Dispose()
         if isNull setup.OutputLayer then
             if not (isNull state.ReadoutOptimizer) then state.ReadoutOptimizer.Dispose()
             if not (isNull state.Readout) then state.Readout.Dispose()
@@ -630,6 +856,8 @@ type TwoPhase =
     /// exists), the last certified body, the body at the switch and Φ_ref (the `Checkpoint` tensor
     /// layout). The model and the body's optimiser are the caller's to save.
     static member WriteState(setup: RecipeSetup, state: RecipeState, w: BinaryWriter) =
+        if not (isNull state.Preconditioner) then
+            raise (NotSupportedException "saving a run in the preconditioned Phase II (Theorem P) is not supported yet: run it without checkpoints, or with ReadoutStep = theorem")
         if not (isNull state.Readout) && isNull setup.OutputLayer then
             state.Readout.save(w) |> ignore
             Optimizers.saveState state.ReadoutOptimizer w
@@ -657,7 +885,7 @@ type TwoPhase =
         let lastCertified = toDevice (Checkpoint.readTensors r)
         let switchBody = toDevice (Checkpoint.readTensors r)
         { scalars with Readout = readout; ReadoutOptimizer = readoutOpt; LastCertifiedBody = lastCertified
-                       SwitchBody = switchBody; ReferenceFeatures = null; PreviousBody = null }
+                       SwitchBody = switchBody; ReferenceFeatures = null; PreviousBody = null; Preconditioner = null }
 
     /// Reads Φ_ref written by `WriteReference`.
     static member ReadReference(setup: RecipeSetup, state: RecipeState, r: BinaryReader) : RecipeState =
@@ -689,7 +917,7 @@ type TwoPhase =
           Certificates = h.Certificates |> Array.map CertificateJson.deserialize
           LastCertifiedIteration = h.LastCertifiedIteration; LastCertifiedFingerprint = h.LastCertifiedFingerprint
           ReadoutSigmaMaxUpper = h.ReadoutSigmaMaxUpper; ReferenceSigmaMin = h.ReferenceSigmaMin; ReferenceSigmaMax = h.ReferenceSigmaMax
-          Readout = null; ReadoutOptimizer = null; LastCertifiedBody = null; SwitchBody = null; ReferenceFeatures = null; PreviousBody = null }
+          Readout = null; ReadoutOptimizer = null; LastCertifiedBody = null; SwitchBody = null; ReferenceFeatures = null; PreviousBody = null; Preconditioner = null }
 
     /// Loads a state saved by `Save` for this setup (same switch τ, network words and certification
     /// set; checked, with the file named on a mismatch).

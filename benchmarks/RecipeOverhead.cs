@@ -40,7 +40,8 @@ public static class RecipeOverhead
     private static TrainingConfig Config(Case c) =>
         new(0, c.BatchSize, Schedule.Constant(0.01), c.T, OptimizerSpec.SgdMomentum(0.9, false), LossKind.Squared, "cpu", 0, null!, false);
 
-    private static RecipeConfig Recipe(Case c) => new(c.Tau, c.Mode, 1e-3, 3, 2.0, 0.5, c.K, 0, ReadoutStepRule.Theorem, c.Readout);
+    private static RecipeConfig Recipe(Case c) => new(c.Tau, c.Mode, 1e-3, 3, 2.0, 0.5, c.K, 0, ReadoutStepRule.Theorem, c.Readout,
+        RecipeConfig.Default.PreconditionedStep, RecipeConfig.Default.ReadoutRidge, RecipeConfig.Default.PredictionEpsilon);
 
     private static (Tensor X, Tensor Y) Data(Case c)
     {

@@ -14,6 +14,15 @@
 #r "Algorithm.dll"
 
 open System
+open System.IO
+open System.Runtime.InteropServices
+
+// libtorch by full path, before TorchSharp looks for it by name: a script has no .deps.json, and a system-wide
+// libtorch (e.g. Debian's python3-torch) would otherwise be found first.
+let native = Path.Combine(__SOURCE_DIRECTORY__, "../Host/bin/Release/net10.0/runtimes/linux-x64/native")
+for library in [ "libtorch_cpu.so"; "libLibTorchSharp.so" ] do
+    NativeLibrary.Load(Path.Combine(native, library)) |> ignore
+
 open TorchSharp
 open ResearchFramework.MathCore
 open ResearchFramework.Algorithm

@@ -124,9 +124,15 @@ public static class RunSetup
         var mode = r.PhaseTwoMode.Equals("frozen", StringComparison.OrdinalIgnoreCase) ? PhaseTwoMode.Frozen : PhaseTwoMode.Damped;
         if (mode == PhaseTwoMode.Damped && r.DampingPower <= 1.0)
             throw new ConfigurationException($"Recipe:DampingPower: {r.DampingPower} must exceed 1 in damped mode, so that Σ α_t is finite (SPEC §4.3)");
-        var readoutStep = r.ReadoutStep.Equals("schedule", StringComparison.OrdinalIgnoreCase) ? ReadoutStepRule.Schedule : ReadoutStepRule.Theorem;
+        var readoutStep = r.ReadoutStep.ToLowerInvariant() switch
+        {
+            "schedule" => ReadoutStepRule.Schedule,
+            "preconditioned" => ReadoutStepRule.Preconditioned,
+            _ => ReadoutStepRule.Theorem,
+        };
         var readout = r.Readout.Equals("output-layer", StringComparison.OrdinalIgnoreCase) ? ReadoutChoice.OutputLayer : ReadoutChoice.Separate;
-        return new RecipeConfig(r.SwitchIteration, mode, r.Epsilon, r.MaxTries, r.DampingPower, r.Kappa, r.CheckEvery, r.CertificationSubset, readoutStep, readout);
+        return new RecipeConfig(r.SwitchIteration, mode, r.Epsilon, r.MaxTries, r.DampingPower, r.Kappa, r.CheckEvery, r.CertificationSubset, readoutStep, readout,
+            r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon);
     }
 
     /// <summary>F# option of a recipe (None = base run) for <see cref="TwoPhaseTrainer"/>.</summary>

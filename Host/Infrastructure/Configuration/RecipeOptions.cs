@@ -37,9 +37,23 @@ public sealed class RecipeOptions : IValidatableObject
     public int CertificationSubset { get; set; }
 
     /// <summary>Readout step in phase two: "theorem" caps it at b/σ_max(Φ̃)² (SPEC §4, gradient rules only);
-    /// "schedule" uses the base schedule as is.</summary>
-    [Required, OneOf("theorem", "schedule")]
+    /// "schedule" uses the base schedule as is; "preconditioned" is Theorem P (docs/theory.md §4): squared loss, the
+    /// switch's Cholesky factor of G_τ + nλI as preconditioner, a rate independent of Φ̃'s conditioning and a predicted
+    /// number of steps to ε.</summary>
+    [Required, OneOf("theorem", "schedule", "preconditioned")]
     public string ReadoutStep { get; set; } = "theorem";
+
+    /// <summary>η_P ∈ (0, 1] of the preconditioned readout step (Theorem P).</summary>
+    [Range(1e-6, 1.0)]
+    public double PreconditionedStep { get; set; } = 0.5;
+
+    /// <summary>λ ≥ 0 of the ridge objective the preconditioned readout minimises (0: the squared loss, L* = 0).</summary>
+    [Range(0.0, 1e6)]
+    public double ReadoutRidge { get; set; }
+
+    /// <summary>ε of the predicted steps-to-ε k(ε) (Theorem P).</summary>
+    [Range(1e-15, 0.5)]
+    public double PredictionEpsilon { get; set; } = 1e-6;
 
     /// <summary>Which parameters form the readout V: "separate" (a zero-initialised linear readout on the taps) or
     /// "output-layer" (an MLP's own output layer; its taps must be the last hidden layer; SPEC §4.2).</summary>

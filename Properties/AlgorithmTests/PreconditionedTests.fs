@@ -1,0 +1,145 @@
+/// Theorem P (docs/theory.md §4): the preconditioned readout step. Oracles are independent of the code
+/// under test: MathNet's dense float64 solves of the primal normal equations (ΦᵀΦ/n + λI)W = ΦᵀZ/n, never
+/// the dual Cholesky route the recipe uses.
+module ResearchFramework.Properties.AlgorithmTests.PreconditionedTests
+
+open System
+open Expecto
+open TorchSharp
+open MathNet.Numerics.LinearAlgebra
+open ResearchFramework.MathCore
+open ResearchFramework.Algorithm
+open ResearchFramework.Properties
+
+type private Net = torch.nn.Module<torch.Tensor, torch.Tensor>
+
+/// input 3 → 40 (tanh, the tap "hidden") → 2, float64.
+let private network (seed: int) =
+    torch.random.manual_seed (int64 seed) |> ignore
+    torch.nn.Sequential(
+        [| struct ("fc1", torch.nn.Linear(3L, 40L, true, dtype = torch.float64) :> Net)
+           struct ("hidden", torch.nn.Tanh() :> Net)
+           struct ("fc2", torch.nn.Linear(40L, 2L, true, dtype = torch.float64) :> Net) |])
+
+let private matrixOf (t: torch.Tensor) : Matrix<float> =
+    use c = t.detach().cpu().to_type(torch.float64).contiguous()
+    let rows, cols = int c.shape.[0], int c.shape.[1]
+    let data = c.data<float>().ToArray()
+    Matrix<float>.Build.Dense(rows, cols, (fun i j -> data.[i * cols + j]))
+
+/// W = [weightᵀ; biasᵀ] of the readout, as a MathNet matrix.
+let private readoutW (v: Modules.Linear) =
+    let w = matrixOf (v.weight.t())
+    let b = matrixOf (v.bias.unsqueeze(0L))
+    w.Stack b
+
+type private Run =
+    { Setup: RecipeSetup
+      Phi: Matrix<float>
+      Z: Matrix<float>
+      Trajectory: Matrix<float> list
+      Final: RecipeState }
+
+/// τ = 2 Phase I steps of SGD, the certified switch, then `phaseTwo` preconditioned steps with a frozen body.
+let private run (seed: int) (n: int) (mode: PhaseTwoMode) (eta: float) (ridge: float) (epsilon: float) (phaseTwo: int) =
+    use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 5UL, torch.CPU)
+    let x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
+    let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
+    let model = network seed
+    let opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
+    let recipe = { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon) with Mode = mode; DampingPower = 2.0 }
+    let setup =
+        TwoPhase.Setup(recipe, model, [ "hidden" ], BodyRule.Of opt, CertificationInputs.Create(x, null, n), LossKind.Squared, n, 2)
+            .WithTargets(y)
+    let mutable state = TwoPhase.Init setup
+    let trajectory = ResizeArray<Matrix<float>>()
+    let mutable phi = Unchecked.defaultof<Matrix<float>>
+    let mutable z = Unchecked.defaultof<Matrix<float>>
+    while state.Iteration < 2 + phaseTwo do
+        let step = TwoPhase.Step(setup, state, 0.05, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) y)
+        state <- step.State
+        if state.Phase = Phase.PhaseTwo then
+            if isNull (box phi) then
+                // the oracle's Φ̃ and Z at the switch (the body is frozen: they stay)
+                use features = FeatureMap.featureMatrix model [ "hidden" ] n x
+                use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
+                use tilde = torch.cat([| features; ones |], 1L)
+                phi <- matrixOf tilde
+                use _ = torch.no_grad ()
+                model.eval ()
+                use f = model.call x
+                z <- matrixOf y - matrixOf f
+            trajectory.Add(readoutW state.Readout)
+    { Setup = setup; Phi = phi; Z = z; Trajectory = List.ofSeq trajectory; Final = state }
+
+/// W*_λ from the primal normal equations (ΦᵀΦ/n + λI)W = ΦᵀZ/n (λ > 0), or the minimum-norm
+/// interpolant Φᵀ(ΦΦᵀ)⁻¹Z by MathNet's SVD pseudo-inverse (λ = 0).
+let private optimum (phi: Matrix<float>) (z: Matrix<float>) (ridge: float) =
+    let n = float phi.RowCount
+    if ridge > 0.0 then
+        let h = phi.TransposeThisAndMultiply(phi) / n + Matrix<float>.Build.DenseIdentity(phi.ColumnCount) * ridge
+        h.Solve(phi.TransposeThisAndMultiply(z) / n)
+    else phi.PseudoInverse() * z
+
+/// ‖D‖_H = √((1/n)‖ΦD‖² + λ‖D‖²).
+let private hNorm (phi: Matrix<float>) (ridge: float) (d: Matrix<float>) =
+    sqrt ((phi * d).FrobeniusNorm() ** 2.0 / float phi.RowCount + ridge * d.FrobeniusNorm() ** 2.0)
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Algorithm.Preconditioned" [
+        testPropertyWithConfig (Seeds.config 4) "frozen body: ‖W_t − W*_λ‖_H contracts by exactly (1 − η_P) per step (MathNet primal oracle), and the predicted k(ε) is met" <| fun (seed: int) ->
+            let rng = Random seed
+            let eta = [| 0.3; 0.5; 0.8; 1.0 |].[rng.Next 4]
+            let ridge = [| 0.0; 1e-3; 0.1 |].[rng.Next 3]
+            let n = rng.Next(6, 20)
+            let epsilon = 1e-8
+            let k = TwoPhase.PredictedSteps(eta, epsilon)
+            let r = run seed n PhaseTwoMode.Frozen eta ridge epsilon (k + 2)
+            try
+                Expect.equal r.Final.Phase Phase.PhaseTwo "EC certified (n < 40 tanh features)"
+                let p = r.Final.Preconditioner
+                Expect.equal p.PredictedSteps k "k(ε) at the switch"
+                let wStar = optimum r.Phi r.Z ridge
+                let errors = r.Trajectory |> List.map (fun w -> hNorm r.Phi ridge (w - wStar))
+                // W_τ = 0 enters the first step; each recorded W_t is the readout after the step
+                let e0 = hNorm r.Phi ridge (wStar * -1.0)
+                for i, e in List.indexed errors do
+                    let before = if i = 0 then e0 else errors.[i - 1]
+                    Expect.isLessThanOrEqual e ((1.0 - eta) * before + 1e-9 * e0) (sprintf "step %d: ‖e_{t+1}‖_H ≤ (1 − η)‖e_t‖_H (η = %g, λ = %g)" i eta ridge)
+                    Expect.isGreaterThanOrEqual e ((1.0 - eta) * before - 1e-9 * e0) "and not faster: exactly (1 − η)"
+                Expect.isTrue p.HypothesisHeld (sprintf "float64 solve residuals are far below √ε (max ratio %g)" p.MaxPerturbationRatio)
+                Expect.isGreaterThanOrEqual p.AchievedAfter 0 "reached"
+                Expect.isLessThanOrEqual p.AchievedAfter k (sprintf "reached within k(ε) = %d steps" k)
+            finally TwoPhase.Dispose(r.Setup, r.Final)
+
+        test "damped body: no k(ε) is promised (the objective moves with ω), every step uses the rule and is measured" {
+            let r = run 3 12 PhaseTwoMode.Damped 0.5 0.0 1e-6 30
+            try
+                let p = r.Final.Preconditioner
+                Expect.equal p.PredictedSteps -1 "no prediction with a moving objective"
+                Expect.equal p.StepsDone 30 "every Phase II step used the rule"
+                Expect.isLessThan p.LastGapUpper p.InitialGapLower "the current objective's gap shrinks (not at a promised rate: the body's drift)"
+            finally TwoPhase.Dispose(r.Setup, r.Final)
+        }
+
+        test "refused where Theorem P does not apply: cross-entropy, the output layer as V, a certification subset, no targets, η_P ∉ (0, 1]" {
+            use x = torch.randn([| 8L; 3L |], dtype = torch.float64)
+            use y = torch.randn([| 8L; 2L |], dtype = torch.float64)
+            use model = network 1
+            use opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
+            let recipe = RecipeConfig.Default.WithSwitchIteration(1).WithPreconditionedReadout(0.5, 0.0, 1e-6)
+            let setup = TwoPhase.Setup(recipe, model, [ "hidden" ], BodyRule.Of opt, CertificationInputs.Create(x, null, 8), LossKind.Squared, 8, 2).WithTargets(y)
+            let refused what (s: RecipeSetup) =
+                let e = Expect.throwsC (fun () -> TwoPhase.Init s |> ignore) id
+                Expect.stringContains e.Message "Preconditioned" what
+            refused "cross-entropy" { setup with Loss = LossKind.CrossEntropy }
+            refused "subset" { setup with Certification = CertificationInputs.Create(x.narrow(0L, 0L, 4L), null, 8) }
+            refused "targets" { setup with Targets = null }
+            refused "η_P" { setup with Recipe = { setup.Recipe with PreconditionedStep = 1.5 } }
+            let layer = model.named_modules () |> Seq.pick (fun struct (name, m) -> if name = "fc2" then Some (m :?> Modules.Linear) else None)
+            use layerOpt = torch.optim.SGD(layer.parameters (), 0.05) :> torch.optim.Optimizer
+            refused "output layer" (TwoPhase.WithOutputLayer(setup, layer, layerOpt))
+            TwoPhase.Init setup |> ignore
+        }
+    ]
