@@ -36,7 +36,10 @@ type CheckpointHeader =
       ReferenceSigmaMin: float
       ReferenceSigmaMax: float
       /// The run's ReadoutChoice (0 = Separate, also for files written before the choice existed).
-      Readout: int }
+      Readout: int
+      /// Theorem P's measurements (`PreconditionedReadout.ProgressText`) when the preconditioned readout runs;
+      /// null otherwise and in files written before it (its factor is rebuilt from the body at the switch).
+      Preconditioner: string }
 
 module Checkpoint =
 

@@ -198,7 +198,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
               ArchitectureDescription = Networks.describe architecture; DatasetFingerprint = data.Fingerprint
               Certificates = s.Certificates |> Array.map CertificateJson.serialize
               ReadoutSigmaMaxUpper = s.ReadoutSigmaMaxUpper; ReferenceSigmaMin = s.ReferenceSigmaMin; ReferenceSigmaMax = s.ReferenceSigmaMax
-              Readout = (match recipe with Some rc -> int rc.Readout | None -> 0) }
+              Readout = (match recipe with Some rc -> int rc.Readout | None -> 0)
+              Preconditioner = (if isNull s.Preconditioner then null else s.Preconditioner.ProgressText) }
         Checkpoint.writeAtomically path (fun w ->
             w.Write(Checkpoint.serializeHeader header)
             model.save(w) |> ignore
@@ -239,7 +240,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             state <-
                 if h.FormatVersion >= 2 then
                     // the cap follows this run's rule from the saved σ̄ (resuming with another ReadoutStep rule applies it)
-                    TwoPhase.ReadReference(setup, loaded, r)
+                    TwoPhase.RestorePreconditioner(setup, TwoPhase.ReadReference(setup, loaded, r), h.Preconditioner)
                 else
                     // format 1 (before the step cap and the Weyl route): the cap from the switch's
                     // certificate; every later guard check is a Gram certificate.

@@ -180,6 +180,18 @@ type PreconditionedReadout(factor: torch.Tensor, step: float, ridge: float, epsi
     member internal _.After(gapUpper: float, initialLower: float, achieved: int, held: bool, ratio: float) =
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
                               frozenResidualNorm, initialLower, gapUpper, achieved, held, ratio, stepsDone + 1)
+    /// This record's measurements as text (for checkpoints): initial gap, last gap, achieved, held, ratio, steps.
+    member _.ProgressText =
+        String.Join(";", [| initialGapLower.ToString("R", Globalization.CultureInfo.InvariantCulture)
+                            lastGapUpper.ToString("R", Globalization.CultureInfo.InvariantCulture)
+                            string achievedAfter; string hypothesisHeld
+                            maxPerturbationRatio.ToString("R", Globalization.CultureInfo.InvariantCulture); string stepsDone |])
+    /// The same factor and caches with the measurements of `ProgressText`.
+    member internal _.WithProgress(text: string) =
+        let f = text.Split ';'
+        let num (s: string) = Double.Parse(s, Globalization.CultureInfo.InvariantCulture)
+        PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
+                              frozenResidualNorm, num f.[0], num f.[1], int f.[2], Boolean.Parse f.[3], num f.[4], int f.[5])
     /// Disposes the factor and the frozen body's cache.
     member _.Dispose() =
         for t in [ factor; frozenFeatures; frozenSolution; frozenTargets ] do
@@ -855,9 +867,25 @@ type TwoPhase =
     /// Writes the state's scalars (`header`), then V and its optimiser state (when V is separate and
     /// exists), the last certified body, the body at the switch and Φ_ref (the `Checkpoint` tensor
     /// layout). The model and the body's optimiser are the caller's to save.
+    /// Rebuilds the preconditioner of Theorem P after a load: the factor (and a frozen body's cache) from
+    /// the body at the switch (deterministic: the same computation as at the switch), the measurements
+    /// from `progress` (`PreconditionedReadout.ProgressText`); the body is put back.
+    static member RestorePreconditioner(setup: RecipeSetup, state: RecipeState, progress: string) : RecipeState =
+        if String.IsNullOrEmpty progress || isNull state.SwitchBody then state
+        else
+            let current = TwoPhase.Snapshot setup
+            let wasTraining = setup.Model.training
+            try
+                TwoPhase.Restore(setup, state.SwitchBody)
+                setup.Model.eval ()
+                let rebuilt = TwoPhase.BuildPreconditioner setup
+                { state with Preconditioner = rebuilt.WithProgress progress }
+            finally
+                TwoPhase.Restore(setup, current)
+                TwoPhase.DisposeAll current
+                if wasTraining then setup.Model.train ()
+
     static member WriteState(setup: RecipeSetup, state: RecipeState, w: BinaryWriter) =
-        if not (isNull state.Preconditioner) then
-            raise (NotSupportedException "saving a run in the preconditioned Phase II (Theorem P) is not supported yet: run it without checkpoints, or with ReadoutStep = theorem")
         if not (isNull state.Readout) && isNull setup.OutputLayer then
             state.Readout.save(w) |> ignore
             Optimizers.saveState state.ReadoutOptimizer w
@@ -905,7 +933,8 @@ type TwoPhase =
               ArchitectureDescription = setup.Architecture; DatasetFingerprint = setup.Certification.DatasetFingerprint
               Certificates = state.Certificates |> Array.map CertificateJson.serialize
               ReadoutSigmaMaxUpper = state.ReadoutSigmaMaxUpper; ReferenceSigmaMin = state.ReferenceSigmaMin; ReferenceSigmaMax = state.ReferenceSigmaMax
-              Readout = int setup.Recipe.Readout }
+              Readout = int setup.Recipe.Readout
+              Preconditioner = (if isNull state.Preconditioner then null else state.Preconditioner.ProgressText) }
         Checkpoint.writeAtomically path (fun w ->
             w.Write(Checkpoint.serializeHeader header)
             TwoPhase.WriteState(setup, state, w)
@@ -931,5 +960,5 @@ type TwoPhase =
                || h.ArchitectureDescription <> setup.Architecture || h.Readout <> int setup.Recipe.Readout then
                 raise (InvalidDataException(sprintf "%s was saved by a different recipe (τ %d, %s, readout %O)" path h.SwitchIteration h.ArchitectureDescription (enum<ReadoutChoice> h.Readout)))
             let s = TwoPhase.ReadState(setup, TwoPhase.ScalarsOf h, h.ReadoutFeatures, r)
-            result <- TwoPhase.ReadReference(setup, s, r))
+            result <- TwoPhase.RestorePreconditioner(setup, TwoPhase.ReadReference(setup, s, r), h.Preconditioner))
         result

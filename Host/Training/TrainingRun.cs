@@ -40,6 +40,15 @@ public sealed record RunSummary
     public string? ResumedFrom { get; init; }
     public int TrainSize { get; init; }
     public int TestSize { get; init; }
+    /// <summary>Theorem P (ReadoutStep = preconditioned): k(ε) predicted at the switch (−1: no prediction, damped body),
+    /// null when the rule was not used.</summary>
+    public int? PredictedSteps { get; init; }
+    /// <summary>Theorem P: ε of the prediction.</summary>
+    public double? PredictionEpsilon { get; init; }
+    /// <summary>Theorem P: Phase II steps after which J_λ − J_λ* ≤ ε·(its value at the switch) was shown (−1: not within T).</summary>
+    public int? AchievedAfter { get; init; }
+    /// <summary>Theorem P: whether every step's perturbation stayed within the prediction's hypothesis.</summary>
+    public bool? PredictionHypothesisHeld { get; init; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -118,6 +127,10 @@ public static class TrainingRun
             ResumedFrom = checkpoint,
             TrainSize = data.Train.Count,
             TestSize = (int)data.TestInputs.shape[0],
+            PredictedSteps = trainer.State.Preconditioner?.PredictedSteps,
+            PredictionEpsilon = trainer.State.Preconditioner?.Epsilon,
+            AchievedAfter = trainer.State.Preconditioner?.AchievedAfter,
+            PredictionHypothesisHeld = trainer.State.Preconditioner?.HypothesisHeld,
         };
         if (!result.Completed)
         {

@@ -143,3 +143,36 @@ let tests =
             TwoPhase.Init setup |> ignore
         }
     ]
+
+[<Tests>]
+let trainerTests =
+    testSequenced <| testList "Algorithm.Preconditioned.Trainer" [
+        test "the built-in trainer with Recipe ReadoutStep = Preconditioned: k(ε) met, and resuming from every checkpoint (Phase I and II) is bit for bit, measurements included" {
+            let n = 10
+            let data = Fixtures.regression 21 n 3 2 torch.float64
+            let arch = Fixtures.mlp 3 [| 4; 16 |] 2 Activation.Tanh Precision.Float64
+            let cfg = Fixtures.training 21 n 24 OptimizerSpec.Sgd 0.05 LossKind.Squared
+            let rc = { Fixtures.recipe 4 PhaseTwoMode.Frozen with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-10 }
+            let dir = IO.Path.Combine(IO.Path.GetTempPath(), sprintf "rf-precond-%s" (Guid.NewGuid().ToString "N"))
+            try
+                let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
+                use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, NullObserver())
+                let full = trainer.Run Threading.CancellationToken.None
+                Expect.isTrue full.GuaranteeClaimed "certified switch"
+                let p = trainer.State.Preconditioner
+                Expect.equal p.PredictedSteps (TwoPhase.PredictedSteps(0.7, 1e-10)) "k(ε)"
+                Expect.isTrue p.HypothesisHeld "float64"
+                Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= p.PredictedSteps) (sprintf "met: %d ≤ %d" p.AchievedAfter p.PredictedSteps)
+                let checkpoints = IO.Directory.GetFiles(dir, "checkpoint-*.bin")
+                Expect.equal checkpoints.Length 6 "checkpoints at 4, 8, …, 24"
+                for path in checkpoints do
+                    use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+                    resumed.LoadCheckpoint path
+                    let r = resumed.Run Threading.CancellationToken.None
+                    Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + IO.Path.GetFileName path)
+                    let q = resumed.State.Preconditioner
+                    Expect.equal (q.AchievedAfter, q.StepsDone, q.HypothesisHeld, q.InitialGapLower) (p.AchievedAfter, p.StepsDone, p.HypothesisHeld, p.InitialGapLower) "measurements survive"
+            finally
+                if IO.Directory.Exists dir then IO.Directory.Delete(dir, true)
+        }
+    ]
