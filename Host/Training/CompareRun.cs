@@ -67,6 +67,11 @@ public static class CompareRun
     private static string Pm((double Mean, double Std) s, string format) =>
         $"{s.Mean.ToString(format, CultureInfo.InvariantCulture)} ± {s.Std.ToString(format, CultureInfo.InvariantCulture)}";
 
+    /// <summary>"predicted / achieved" steps of Theorem P's k(ε) ("–" when the preconditioned readout did not run).</summary>
+    public static string Prediction(RunSummary r) => r.PredictedSteps is not int k ? "–"
+        : $"{(k < 0 ? "none (damped)" : k.ToString(CultureInfo.InvariantCulture))} / {(r.AchievedAfter >= 0 ? r.AchievedAfter.Value.ToString(CultureInfo.InvariantCulture) : "not within T")}" +
+          (r.PredictionHypothesisHeld == true ? "" : " (hypothesis not met)");
+
     /// <summary>Writes <c>compare.md</c>, <c>compare.csv</c> and the plots; returns the Markdown table.</summary>
     public static string WriteReport(RfOptions options, RunDirectory compare, IReadOnlyList<RunSummary> runs, ILogger logger)
     {
@@ -96,17 +101,18 @@ public static class CompareRun
 
         var perRun = new StringBuilder();
         perRun.AppendLine("\n## runs\n");
-        perRun.AppendLine("| mode | seed | final train loss | gap to L* | test error | verdict | σ_min at switch | guarantee | guard tripped | wall (s) | run |");
-        perRun.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
-        var csv = new StringBuilder("mode,seed,final_train_loss,loss_optimum,loss_gap,test_error,train_error,verdict,sigma_min_at_switch,guarantee_claimed,guard_tripped,wall_seconds,iterations,run_directory\n");
+        perRun.AppendLine("| mode | seed | final train loss | gap to L* | test error | verdict | σ_min at switch | guarantee | guard tripped | k(ε) predicted / achieved | wall (s) | run |");
+        perRun.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        var csv = new StringBuilder("mode,seed,final_train_loss,loss_optimum,loss_gap,test_error,train_error,verdict,sigma_min_at_switch,guarantee_claimed,guard_tripped,wall_seconds,iterations,run_directory,predicted_steps,achieved_after,prediction_hypothesis_held\n");
         foreach (var r in runs)
         {
             perRun.AppendLine($"| {r.Mode} | {r.Seed} | {r.FinalTrainLoss.ToString("G6", inv)} | {r.LossGap.ToString("G6", inv)} | {(100 * r.TestError).ToString("F2", inv)} % | " +
-                              $"{r.Verdict} | {r.SigmaMinAtSwitch.ToString("G4", inv)} | {r.GuaranteeClaimed} | {r.GuardTripped} | {r.WallSeconds.ToString("F1", inv)} | {Path.GetRelativePath(compare.Path, r.RunDirectory)} |");
+                              $"{r.Verdict} | {r.SigmaMinAtSwitch.ToString("G4", inv)} | {r.GuaranteeClaimed} | {r.GuardTripped} | {Prediction(r)} | {r.WallSeconds.ToString("F1", inv)} | {Path.GetRelativePath(compare.Path, r.RunDirectory)} |");
             csv.AppendLine(string.Join(",", r.Mode, r.Seed.ToString(inv), r.FinalTrainLoss.ToString("R", inv), r.LossOptimum.ToString("R", inv),
                 r.LossGap.ToString("R", inv), r.TestError.ToString("R", inv), r.TrainError.ToString("R", inv), r.Verdict,
                 r.SigmaMinAtSwitch.ToString("R", inv), r.GuaranteeClaimed, r.GuardTripped, r.WallSeconds.ToString("F3", inv),
-                r.Iterations.ToString(inv), Path.GetRelativePath(compare.Path, r.RunDirectory)));
+                r.Iterations.ToString(inv), Path.GetRelativePath(compare.Path, r.RunDirectory),
+                r.PredictedSteps?.ToString(inv) ?? "", r.AchievedAfter?.ToString(inv) ?? "", r.PredictionHypothesisHeld?.ToString() ?? ""));
         }
         File.WriteAllText(Path.Combine(compare.Path, "compare.md"), header + table + perRun);
         File.WriteAllText(Path.Combine(compare.Path, "compare.csv"), csv.ToString());
