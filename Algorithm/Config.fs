@@ -57,15 +57,25 @@ type TrainingConfig =
 /// (0 = the whole training set; otherwise the first k training points), the readout's step rule, and
 /// which parameters form the readout.
 type RecipeConfig =
-    { SwitchIteration: int
+    { /// τ: the iteration of the switch (SPEC §4.2).
+      SwitchIteration: int
+      /// Phase II body: damped (α_t = (t − τ + 1)^(−p)) or frozen.
       Mode: PhaseTwoMode
+      /// ε of the switch's perturbations ω + ε·ξ.
       PerturbationScale: float
+      /// R: at most this many perturbations at the switch.
       MaxTries: int
+      /// p of α_t = (t − τ + 1)^(−p).
       DampingPower: float
+      /// κ ∈ (0, 1): the guard proves σ_min(Φ̃_t) ≥ κ·σ_min(Φ̃_τ).
       GuardKappa: float
+      /// K: the guard checks every K Phase II steps (0: never).
       CheckPeriod: int
+      /// Certification-set size (0 = the whole training set, else its first k points).
       CertificationSize: int
+      /// V's step rule.
       ReadoutStep: ReadoutStepRule
+      /// Which parameters form V.
       Readout: ReadoutChoice
       /// η_P ∈ (0, 1] of the preconditioned rule (ReadoutStep = Preconditioned; Theorem P).
       PreconditionedStep: float
@@ -75,6 +85,7 @@ type RecipeConfig =
       /// ε of the predicted steps-to-ε k(ε): J_λ − J_λ* ≤ ε·(its value at the switch) (Theorem P).
       PredictionEpsilon: float }
 
+    /// The defaults: τ = 0, damped (p = 2), ε = 1e-3, R = 3, κ = 0.5, K = 10, all points, the theorem's step, a separate V.
     static member Default =
         { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
           DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0

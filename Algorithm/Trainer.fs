@@ -4,6 +4,7 @@ namespace ResearchFramework.Algorithm
 
 open System.Threading
 
+/// The built-in trainer's C# entry points (SPEC §4): one call runs a whole base or two-phase run.
 [<AbstractClass; Sealed>]
 type Trainer =
     /// The two-phase run: Phase I = A for τ steps, the certified switch, Phase II up to T.

@@ -55,9 +55,11 @@ type BodyRule =
 type CertificationInputs =
     { /// The inputs, rows = points (any device; moved to the model's device in blocks).
       Inputs: torch.Tensor
+      /// SHA-256 naming the dataset in certificates.
       DatasetFingerprint: string
       /// Words for the certificate, e.g. "all 1024 training points".
       Description: string
+      /// n of the training set (≥ the certification set's rows).
       TrainingCount: int
       /// The first pair (i, j) of bitwise-identical inputs, as [| i; j |], or empty: then EC is
       /// refuted for every ω (SPEC §2: h is a function of x).
@@ -78,6 +80,7 @@ type CertificationInputs =
             lazy (Losses.identicalInputGroups inputs |> Array.tryFind (fun g -> g.Length > 1)
                   |> Option.map (fun g -> [| g.[0]; g.[1] |]) |> Option.defaultValue [||]) }
 
+    /// Rows of the certification set.
     member c.Rows = int c.Inputs.shape.[0]
 
 /// Everything the recipe needs that does not change during a run: the recipe's knobs, the model f
@@ -85,15 +88,20 @@ type CertificationInputs =
 /// certification set, and the quantities behind V's step cap. Built by `TwoPhase.Setup`; adjust
 /// with `with` (F#) or the `With…` members (C#).
 type RecipeSetup =
-    { Recipe: RecipeConfig
+    { /// The recipe's knobs (SPEC §4).
+      Recipe: RecipeConfig
+      /// The network f (any module).
       Model: torch.nn.Module<torch.Tensor, torch.Tensor>
+      /// Tap layer names defining h (SPEC §1).
       Taps: string[]
       /// ω: the parameters the body rule steps (every parameter of the model except an existing readout layer).
       Body: Modules.Parameter[]
+      /// How the body takes A's step (optimiser or step function).
       BodyRule: BodyRule
       /// V = this existing linear output layer (ReadoutChoice.OutputLayer: its taps must be the
       /// layer's input), trained in Phase I by `OutputOptimizer`; null for a separate V.
       OutputLayer: Modules.Linear
+      /// The output layer's optimiser (ReadoutChoice.OutputLayer), null otherwise.
       OutputOptimizer: torch.optim.Optimizer
       /// Builds V's optimiser over V's parameters at the switch (separate V; η is set every step).
       ReadoutOptimizer: Func<Modules.Parameter[], torch.optim.Optimizer>
@@ -101,12 +109,17 @@ type RecipeSetup =
       ReadoutTakesGradientSteps: bool
       /// Words for the readout rule in the switch's reason (e.g. "Sgd").
       ReadoutRuleName: string
+      /// Output width c (V: R^m → R^c).
       Classes: int
+      /// The model's dtype (V is made in it).
       Precision: torch.ScalarType
+      /// The model's device.
       Device: torch.Device
+      /// The certification set (SPEC §3).
       Certification: CertificationInputs
       /// Words naming the network in certificates.
       Architecture: string
+      /// The loss (squared or cross-entropy) behind V's step cap.
       Loss: LossKind
       /// b of V's step cap b/σ̄² (the user's batch size; n for full batches).
       BatchSize: int
@@ -118,6 +131,7 @@ type RecipeSetup =
       Seed: int
       /// Add parameter fingerprints to every step record (bit-identity checks).
       RecordFingerprints: bool
+      /// Receives the recipe's events (switch, certificates, guard trips, steps).
       Observer: IRecipeObserver
       /// Y of the training set, rows aligned with the certification inputs (n × c, or n for c = 1): needed by
       /// the preconditioned readout (ReadoutStep = Preconditioned), null otherwise.
@@ -160,8 +174,11 @@ type PreconditionedReadout(factor: torch.Tensor, step: float, ridge: float, epsi
     member _.PredictedSteps = predictedSteps
     /// Frozen body: Φ̃_τ (n × (m+1), float64), A_τ and Z_τ, and the bound on ‖r_τ‖ (computed once); null/NaN otherwise.
     member _.FrozenFeatures = frozenFeatures
+    /// Frozen body: A_τ = M_τ⁻¹Z_τ (n × c).
     member _.FrozenSolution = frozenSolution
+    /// Frozen body: Z_τ = Y − f(X; θ_τ) (n × c).
     member _.FrozenTargets = frozenTargets
+    /// Frozen body: the rigorous upper bound on ‖r_τ‖_F.
     member _.FrozenResidualNorm = frozenResidualNorm
     /// Lower bound on J_τ(W_τ) − J_τ* at the first Phase II step (NaN before it).
     member _.InitialGapLower = initialGapLower
@@ -205,21 +222,29 @@ type PreconditionedReadout(factor: torch.Tensor, step: float, ridge: float, epsi
 type RecipeState =
     { /// The next iteration t to run.
       Iteration: int
+      /// Phase of the next iteration.
       Phase: Phase
+      /// True once the switch has run (certified or not).
       Switched: bool
       /// The certified lower bound on σ_min(Φ̃_τ) (NaN before a certified switch).
       SigmaTau: float
+      /// True once the rank guard froze the body.
       GuardTripped: bool
       /// Every certificate computed at the switch, in attempt order.
       Certificates: Certificate[]
+      /// Iteration of the last certified body (the guard's restore point).
       LastCertifiedIteration: int
+      /// Fingerprint of the last certified body.
       LastCertifiedFingerprint: string
       /// σ̄ behind V's step cap (the last certificate's or passing guard check's upper bound on σ_max(Φ̃)).
       ReadoutSigmaMaxUpper: float
+      /// Certified σ_min lower bound of the guard's reference Φ̃_ref.
       ReferenceSigmaMin: float
+      /// Rigorous σ_max upper bound of the guard's reference Φ̃_ref.
       ReferenceSigmaMax: float
       /// V (null before a certified switch; the output layer itself for ReadoutChoice.OutputLayer).
       Readout: Modules.Linear
+      /// V's optimiser (unused by the preconditioned rule).
       ReadoutOptimizer: torch.optim.Optimizer
       /// The guard's restore point (flat copies of the body's tensors), null before the switch.
       LastCertifiedBody: torch.Tensor[]
@@ -233,7 +258,11 @@ type RecipeState =
       Preconditioner: PreconditionedReadout }
 
 /// One step's outcome: the state before the next iteration and the step's record.
-type RecipeStep = { State: RecipeState; Record: StepRecord }
+type RecipeStep =
+    { /// The state before the next iteration.
+      State: RecipeState
+      /// What the step did (SPEC §4 step record).
+      Record: StepRecord }
 
 /// The recipe's operations (SPEC §4). Static members with delegates, callable alike from F#
 /// (lambdas convert) and C#.
@@ -864,9 +893,6 @@ type TwoPhase =
 
     // ---- the recipe's own state on disk --------------------------------------------------------
 
-    /// Writes the state's scalars (`header`), then V and its optimiser state (when V is separate and
-    /// exists), the last certified body, the body at the switch and Φ_ref (the `Checkpoint` tensor
-    /// layout). The model and the body's optimiser are the caller's to save.
     /// Rebuilds the preconditioner of Theorem P after a load: the factor (and a frozen body's cache) from
     /// the body at the switch (deterministic: the same computation as at the switch), the measurements
     /// from `progress` (`PreconditionedReadout.ProgressText`); the body is put back.
@@ -885,6 +911,9 @@ type TwoPhase =
                 TwoPhase.DisposeAll current
                 if wasTraining then setup.Model.train ()
 
+    /// Writes V and its optimiser state (when V is separate and exists), the last certified body and the
+    /// body at the switch (the trainer's checkpoint layout; Φ_ref follows by `WriteReference`). The model
+    /// and the body's optimiser are the caller's to save; Theorem P's factor is rebuilt on load.
     static member WriteState(setup: RecipeSetup, state: RecipeState, w: BinaryWriter) =
         if not (isNull state.Readout) && isNull setup.OutputLayer then
             state.Readout.save(w) |> ignore

@@ -220,6 +220,33 @@ let tests =
             // the built-in trainer's F# constructor takes `RecipeConfig option` (its C# doors are `Trainer.Run/RunBase/Resume`)
             Expect.sequenceEqual offenders [ "TwoPhaseTrainer..ctor" ] "only the trainer's F# constructor"
         }
+        test "C# face: every public member of the library's entry types has an XML doc comment (IntelliSense in C#)" {
+            let docs =
+                [ "Algorithm.xml"; "Math.Core.xml" ]
+                |> List.collect (fun f ->
+                    let doc = Xml.XmlDocument()
+                    doc.Load(Path.Combine(AppContext.BaseDirectory, f))
+                    [ for m in doc.SelectNodes "//member" -> (m :?> Xml.XmlElement).GetAttribute "name" ])
+                |> set
+            let documented (prefix: string) = docs |> Set.exists (fun d -> d = prefix || d.StartsWith(prefix + "(") || d.StartsWith(prefix + "``"))
+            let generated = set [ "Equals"; "GetHashCode"; "CompareTo"; "ToString"; "get_Tag"; "Tag" ]
+            let undocumented =
+                [ for t in [ typeof<TwoPhase>; typeof<BodyRule>; typeof<CertificationInputs>; typeof<RecipeSetup>; typeof<RecipeState>
+                             typeof<RecipeStep>; typeof<PreconditionedReadout>; typeof<Trainer>; typeof<ModelCertificate>; typeof<RecipeConfig> ] do
+                    let name = t.FullName.Replace('+', '.')
+                    if not (documented ("T:" + name)) then yield "T:" + name
+                    let flags = Reflection.BindingFlags.Public ||| Reflection.BindingFlags.Static ||| Reflection.BindingFlags.Instance ||| Reflection.BindingFlags.DeclaredOnly
+                    for p in t.GetProperties flags do
+                        if not (generated.Contains p.Name) && not (p.Name.StartsWith "Is") && not (documented (sprintf "P:%s.%s" name p.Name)) then
+                            yield sprintf "P:%s.%s" name p.Name
+                    for m in t.GetMethods flags do
+                        if not m.IsSpecialName && not (generated.Contains m.Name) && not (m.Name.StartsWith "New")
+                           && isNull (m.GetCustomAttributes(typeof<Runtime.CompilerServices.CompilerGeneratedAttribute>, false) |> Array.tryHead |> Option.toObj)
+                           && not (documented (sprintf "M:%s.%s" name m.Name)) then
+                            yield sprintf "M:%s.%s" name m.Name ]
+            Expect.isEmpty undocumented (sprintf "documented; missing: %s" (String.Join(", ", undocumented)))
+        }
+
         test "the examples train a network of their own with the recipe in a hand-written loop: C# (examples/TrainYourModel) and F# script (dotnet fsi examples/train-your-model.fsx)" {
             let root = repositoryRoot ()
             let baseDir = DirectoryInfo AppContext.BaseDirectory
