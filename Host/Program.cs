@@ -5,5 +5,11 @@ namespace ResearchFramework.Host;
 /// <summary>Entry point of the <c>rf</c> command.</summary>
 public static class Program
 {
-    public static int Main(string[] args) => RootCommandFactory.Create().Parse(args).Invoke();
+    /// <summary>Runs <c>rf</c> with the invariant culture (see <see cref="Infrastructure.InvariantCulture"/>): numbers are
+    /// printed and written as <c>0.139</c> under any locale.</summary>
+    public static int Main(string[] args)
+    {
+        Infrastructure.InvariantCulture.Apply();
+        return RootCommandFactory.Create().Parse(args).Invoke();
+    }
 }

@@ -1,5 +1,7 @@
 /// Test runner: Expecto with every torch-touching test sequenced, then the plain
 /// "N passed, N failed, N skipped" line that CI reads (Expecto's own summary is not recognised).
+/// Started by `dotnet test` (Microsoft.Testing.Platform), the same tests run through TestingPlatform.run instead,
+/// after the same kernel self-check.
 module ResearchFramework.Properties.Main
 
 open Expecto
@@ -14,6 +16,7 @@ let main argv =
         eprintfn "%s" message
         exit 2
     | Result.Ok line -> printfn "environment: %s" line
+    if TestingPlatform.isPlatformInvocation argv then TestingPlatform.run argv else
     let mutable counts = (0, 0, 0)
     let printer =
         let inner = TestPrinters.defaultPrinter

@@ -220,6 +220,10 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
     public int JobsDone { get; private set; }
     public int JobsFailed { get; private set; }
 
+    /// <summary>True when the worker loop itself stopped on an unexpected error (not a job's failure, which
+    /// <see cref="JobsFailed"/> counts): <c>rf worker</c> then exits non-zero too.</summary>
+    public bool StoppedByError { get; private set; }
+
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         Task.Factory.StartNew(() => Loop(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
@@ -313,6 +317,9 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
 
     private void Loop(CancellationToken stoppingToken)
     {
+        // The job thread formats invariantly even where the worker is hosted without rf's Main (which sets the default).
+        System.Globalization.CultureInfo.CurrentCulture = System.Globalization.CultureInfo.InvariantCulture;
+        System.Globalization.CultureInfo.CurrentUICulture = System.Globalization.CultureInfo.InvariantCulture;
         var heartbeat = new Timer(_ => Heartbeat(), null, WorkerLease.HeartbeatInterval, WorkerLease.HeartbeatInterval);
         try
         {
@@ -368,6 +375,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         }
         catch (Exception e)
         {
+            StoppedByError = true;
             logger.LogError(e, "worker: stopped by an unexpected error: {Reason}", e.Message);
         }
         finally
@@ -462,6 +470,12 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             {
                 logger.LogWarning("worker: {Job} interrupted; it stays in running/ and resumes at the next start", name);
                 File.WriteAllText(attemptsFile, (attempts - 1).ToString(System.Globalization.CultureInfo.InvariantCulture)); // a graceful stop is no failed attempt
+                return;
+            }
+            if (code != ExitCodes.Success)
+            {
+                // A command that ends neither done nor interrupted is a failed job (counted, in failed/, exit non-zero).
+                Fail(jobPath, name, $"{command} exited with code {code}", null, configPath, runPathFile, attemptsFile);
                 return;
             }
             var result = new JsonObject

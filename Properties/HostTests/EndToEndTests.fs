@@ -514,4 +514,48 @@ let endToEnd =
             Expect.equal code4 2 ("not a run: " + err4)
             Expect.stringContains err4 "not a run directory" "says why"
         }
+        test "a German locale prints no decimal comma (train, certify --matrix, worker and its log); worker --once exits 1 when any job failed, 0 when none did" {
+            // The test means something only where .NET honours the locale: ICU present, invariant globalization off.
+            let german = Globalization.CultureInfo.GetCultureInfo "de-DE"
+            if (1.5).ToString german <> "1,5" then
+                skiptestf "de-DE formats 1.5 as %s here (no ICU, or DOTNET_SYSTEM_GLOBALIZATION_INVARIANT): nothing to check" ((1.5).ToString german)
+            let locale = [ "LANG", "de_DE.UTF-8"; "LC_ALL", "de_DE.UTF-8"; "LC_NUMERIC", "de_DE.UTF-8"; "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", null ]
+            // A digit, a comma, a digit: 0,139; integer lists in brackets ("widths=[4,40]") are no decimals and are left out.
+            let decimalComma = Regex(@"\d,\d")
+            let noComma (what: string) (raw: string) =
+                let text = Regex.Replace(raw, @"\[[\d,\s]*\]", "[…]")
+                let m = decimalComma.Match text
+                let around = if m.Success then text.Substring(max 0 (m.Index - 60), min 120 (text.Length - max 0 (m.Index - 60))) else ""
+                Expect.isFalse m.Success (sprintf "%s: a decimal comma under de_DE: …%s…" what around)
+            use dir = new TempDir()
+            writeTinyMnist dir 30 10
+            File.WriteAllText(dir.File "cfg.json", config dir "de" 10 5 40 true)
+            let code, out, err = runRfWith locale dir.Path [ "train"; "--config"; "cfg.json" ]
+            Expect.equal code 0 (sprintf "train: %s %s" out err)
+            Expect.isMatch out @"final train loss: \d+\.\d+" "the loss printed with a decimal point"
+            noComma "rf train" (out + err)
+            let rng = Random 7
+            File.WriteAllBytes(dir.File "m.npy", npyBytes 1uy "<f8" false [ 12; 20 ] (f8Bytes (Array.init 240 (fun _ -> rng.NextDouble() - 0.5))))
+            let code2, out2, err2 = runRfWith locale dir.Path [ "certify"; "--matrix"; "m.npy" ]
+            Expect.equal code2 0 (sprintf "certify: %s %s" out2 err2)
+            Expect.isMatch out2 @"σ_min ≥ \d\.\d+" "σ_min printed with a decimal point"
+            noComma "rf certify --matrix" (out2 + err2 + File.ReadAllText(dir.File "m.certificate.json"))
+            // The worker: a good and a bad job → exit 1; then only a good job → exit 0. Its log and outputs: no comma.
+            let spool name = Path.Combine(dir.Path, "spool", name)
+            Directory.CreateDirectory(spool "inbox") |> ignore
+            File.WriteAllText(spool "inbox/good.json", "{ \"Command\": \"train\"," + (config dir "wgood" 10 5 40 true).TrimStart().Substring(1))
+            File.WriteAllText(spool "inbox/bad.json", "{ \"Command\": \"train\", \"Training\": { \"LearningRat\": 0.1 } }")
+            let code3, out3, err3 = runRfWith locale dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.equal code3 1 (sprintf "a failed job → exit 1: %s %s" out3 err3)
+            Expect.isTrue (File.Exists(spool "failed/bad.json")) "the bad job failed"
+            Expect.isTrue (File.Exists(spool "done/good.json")) "the good job is done"
+            File.WriteAllText(spool "inbox/good2.json", "{ \"Command\": \"train\"," + (config dir "wgood2" 10 5 40 false).TrimStart().Substring(1))
+            let code4, out4, err4 = runRfWith locale dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.equal code4 0 (sprintf "no job failed in this run → exit 0: %s %s" out4 err4)
+            noComma "rf worker" (out3 + err3 + out4 + err4)
+            for log in Directory.GetFiles(spool "logs") do noComma log (File.ReadAllText log)
+            for run in Directory.GetDirectories(Path.Combine(dir.Path, "runs")) do
+                for file in Directory.GetFiles(run, "*", SearchOption.AllDirectories) do
+                    if [ ".json"; ".jsonl"; ".csv"; ".md"; ".txt" ] |> List.contains (Path.GetExtension file) then noComma file (File.ReadAllText file)
+        }
     ]

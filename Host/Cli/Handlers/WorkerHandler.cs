@@ -33,6 +33,7 @@ public sealed class WorkerHandler
         var worker = host.Services.GetRequiredService<SpoolWorker>();
         host.Run(); // returns after --once finished the inbox, or after Ctrl-C / SIGTERM (host disposed)
         Console.WriteLine($"worker: {worker.JobsDone} done, {worker.JobsFailed} failed (spool {spool.Root})");
-        return worker.JobsFailed > 0 ? ExitCodes.Failure : ExitCodes.Success; // failed jobs are in failed/, with their reasons
+        // Any failed job (in failed/, with its reason) or a worker loop stopped by an error: exit 1.
+        return worker.JobsFailed > 0 || worker.StoppedByError ? ExitCodes.Failure : ExitCodes.Success;
     }
 }
