@@ -2,7 +2,7 @@
 """Regenerates the tables of docs/RESULTS.md from the run directories under runs/ (never by hand).
 
 Each table sits between `<!-- BEGIN name -->` and `<!-- END name -->` markers in docs/RESULTS.md;
-only those blocks are rewritten. Usage: experiments/report.py  (from anywhere)."""
+only those blocks are rewritten. Usage: experiments/report.py [--only BLOCK ...]  (from anywhere)."""
 import glob, json, os, re, shutil, statistics, sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,9 +83,9 @@ def demote(markdown):
     """compare.md's own headings sit below RESULTS.md's section headings."""
     return "\n".join("####" + line if line.startswith("#") else line for line in markdown.splitlines())
 
-def compare():
+def compare(spool="runs/spool", script="experiments/compare.sh", jobs="experiments/compare"):
     blocks = []
-    for result in sorted(glob.glob("runs/spool/done/*.result.json")):
+    for result in sorted(glob.glob(f"{spool}/done/*.result.json")):
         name = os.path.basename(result)[: -len(".result.json")]
         r = load(result)
         run = r.get("RunDirectory") or r.get("runDirectory")
@@ -101,7 +101,7 @@ def compare():
                     target = f"docs/results/{name}-{os.path.basename(source)}"
                     shutil.copyfile(source, target)
                     images.append(f"![{caption}]({os.path.relpath(target, 'docs')})")
-            blocks.append(f"#### `{name}`\n\nCommand: `experiments/compare.sh {name}` (job `experiments/compare/{name}.json`); run directory `{rel}`.\n\n"
+            blocks.append(f"#### `{name}`\n\nCommand: `{script} {name}` (job `{jobs}/{name}.json`); run directory `{rel}`.\n\n"
                           + demote(open(md).read().strip()) + "\n\n" + " ".join(images) + "\n")
     return "\n".join(blocks) if blocks else "_no compare job has finished yet_"
 
@@ -111,9 +111,15 @@ def rewrite(text, name, body):
         sys.exit(f"docs/RESULTS.md lacks the markers for {name}")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
+def phase_two():
+    return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two")
+
 path = "docs/RESULTS.md"
 text = open(path).read()
-for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare)]:
-    text = rewrite(text, name, make())
+# `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
+only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
+for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two)]:
+    if only is None or name in only:
+        text = rewrite(text, name, make())
 open(path, "w").write(text)
 print("docs/RESULTS.md regenerated")

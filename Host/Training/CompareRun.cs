@@ -121,7 +121,9 @@ public static class CompareRun
         {
             var curves = runs.Select(r => ($"{r.Mode} seed {r.Seed}",
                 (IReadOnlyList<MetricRow>)TrainingRun.ReadMetrics(Path.Combine(r.RunDirectory, "metrics.jsonl")))).ToList();
-            MetricPlots.LossCurvesOfRuns(curves, compare.PlotFile("loss-all-runs"), options.Recipe.SwitchIteration);
+            var predicted = runs.Select(r => r.PredictedSteps).FirstOrDefault(k => k >= 0);
+            MetricPlots.LossCurvesOfRuns(curves, compare.PlotFile("loss-all-runs"), options.Recipe.SwitchIteration,
+                predictedIteration: predicted is int k ? options.Recipe.SwitchIteration + k : null);
             var errors = Modes.Select(m => MeanStd(runs.Where(r => r.Mode == m).Select(r => 100 * r.TestError))).ToList();
             MetricPlots.BarsWithErrors(Modes, errors.Select(e => e.Mean).ToList(), errors.Select(e => e.Std).ToList(),
                 compare.PlotFile("test-error"), "test error (mean ± std over seeds)", "test error (%)");

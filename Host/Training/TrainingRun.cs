@@ -160,7 +160,7 @@ public static class TrainingRun
             ["testError"] = testError,
         }));
         summary.Save(run.Path);
-        Plot(run, metrics.Path, recipe?.SwitchIteration, logger);
+        Plot(run, metrics.Path, recipe?.SwitchIteration, logger, summary.PredictedSteps);
         logger.LogInformation("{Label}: done in {Seconds:F1} s: train loss {Loss:G6} (gap to L* {Gap:G4}), test error {TestError:P2}, verdict {Verdict}, guarantee {Guarantee}",
             label, summary.WallSeconds, trainLoss, summary.LossGap, testError, summary.Verdict, summary.GuaranteeClaimed ? "claimed" : "not claimed");
         return summary;
@@ -191,12 +191,13 @@ public static class TrainingRun
     public static List<MetricRow> ReadMetrics(string path) =>
         MetricsReader.Read(path).GroupBy(r => (r.Kind, r.Iteration)).Select(g => g.Last()).OrderBy(r => r.Iteration).ToList();
 
-    public static void Plot(RunDirectory run, string metricsPath, int? switchIteration, ILogger logger)
+    public static void Plot(RunDirectory run, string metricsPath, int? switchIteration, ILogger logger, int? predictedSteps = null)
     {
         try
         {
             var rows = ReadMetrics(metricsPath);
-            MetricPlots.LossCurves(rows, run.PlotFile("loss"), switchIteration);
+            MetricPlots.LossCurves(rows, run.PlotFile("loss"), switchIteration,
+                predictedIteration: switchIteration is int tau && predictedSteps is int k && k >= 0 ? tau + k : null);
             // σ_min over Phase II: the certified value at the switch (certificate rows), then the guard's checks.
             var atSwitch = rows.Where(r => r.Kind == "certificate" && r.Get("certified") == 1 && r.Get("sigmaMinLower") is double)
                 .Select(r => new MetricRow("train", r.Iteration, "2", new Dictionary<string, double> { ["sigmaMin"] = r.Get("sigmaMinLower")!.Value }))

@@ -12,7 +12,7 @@ public static class MetricPlots
     /// <summary>Loss against iteration, one line per phase, the switch iteration marked by a dashed vertical line.
     /// Uses rows of <paramref name="kind"/> carrying <paramref name="metric"/>.</summary>
     public static void LossCurves(IEnumerable<MetricRow> rows, string path, long? switchIteration = null,
-        string kind = "train", string metric = "loss", bool logScale = true)
+        string kind = "train", string metric = "loss", bool logScale = true, long? predictedIteration = null)
     {
         var plot = new Plot();
         var selected = rows.Where(r => r.Kind == kind && r.Get(metric) is double v && double.IsFinite(v) && (!logScale || v > 0)).ToList();
@@ -26,13 +26,14 @@ public static class MetricPlots
             line.LegendText = group.Key == "all" ? metric : $"phase {group.Key}";
         }
         MarkSwitch(plot, switchIteration);
+        MarkPrediction(plot, switchIteration, predictedIteration);
         Finish(plot, $"{metric} per phase", "iteration", logScale ? $"log10 {metric}" : metric, path);
     }
 
     /// <summary>Loss against iteration for several runs (one line each, e.g. every seed of base and two-phase runs),
     /// the switch iteration marked.</summary>
     public static void LossCurvesOfRuns(IEnumerable<(string Label, IReadOnlyList<MetricRow> Rows)> runs, string path,
-        long? switchIteration = null, string kind = "train", string metric = "loss", bool logScale = true)
+        long? switchIteration = null, string kind = "train", string metric = "loss", bool logScale = true, long? predictedIteration = null)
     {
         var plot = new Plot();
         foreach (var (label, rows) in runs)
@@ -47,6 +48,7 @@ public static class MetricPlots
             line.LegendText = label;
         }
         MarkSwitch(plot, switchIteration);
+        MarkPrediction(plot, switchIteration, predictedIteration);
         Finish(plot, $"{metric}, all runs", "iteration", logScale ? $"log10 {metric}" : metric, path);
     }
 
@@ -78,6 +80,16 @@ public static class MetricPlots
     }
 
     private static double Transform(double value, bool log) => log ? Math.Log10(value) : value;
+
+    /// <summary>Theorem P's predicted τ + k(ε), a dotted vertical line (nothing when no prediction was made).</summary>
+    private static void MarkPrediction(Plot plot, long? switchIteration, long? predictedIteration)
+    {
+        if (predictedIteration is not long p || switchIteration is not long s) return;
+        var line = plot.Add.VerticalLine(p);
+        line.LinePattern = LinePattern.Dotted;
+        line.Color = Colors.DarkGreen;
+        line.LegendText = $"predicted τ + k(ε) = {s} + {p - s}";
+    }
 
     private static void MarkSwitch(Plot plot, long? switchIteration)
     {
