@@ -113,6 +113,22 @@ let tests =
                 Expect.isLessThanOrEqual p.AchievedAfter k (sprintf "reached within k(ε) = %d steps" k)
             finally TwoPhase.Dispose(r.Setup, r.Final)
 
+        test "negative control: a prediction the rate cannot meet (k = 1 claimed for η_P = 0.1) is caught as a miss at the step it falls due" {
+            let r = run 7 10 PhaseTwoMode.Frozen 0.1 0.0 1e-8 1
+            let p = r.Final.Preconditioner
+            Expect.isGreaterThan p.PredictedSteps 1 "the honest k(ε) for η_P = 0.1 is large"
+            // the same factor and caches, claiming k = 1 (what a wrong rate analysis would promise)
+            let wrong = PreconditionedReadout(p.Factor, p.Step, p.Ridge, p.Epsilon, 1, p.FrozenFeatures, p.FrozenSolution, p.FrozenTargets,
+                                              p.FrozenResidualNorm, p.InitialGapLower, p.LastGapUpper, p.AchievedAfter, p.HypothesisHeld,
+                                              p.MaxPerturbationRatio, p.StepsDone)
+            let state = { r.Final with Preconditioner = wrong }
+            let x = r.Setup.Certification.Inputs
+            let e = Expect.throwsC (fun () ->
+                        TwoPhase.Step(r.Setup, state, 0.05, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) r.Setup.Targets) |> ignore) id
+            Expect.stringContains e.Message "was missed although its hypothesis held" "a miss is reported as the bug it is"
+            TwoPhase.Dispose(r.Setup, r.Final)
+        }
+
         test "damped body: no k(ε) is promised (the objective moves with ω), every step uses the rule and is measured" {
             let r = run 3 12 PhaseTwoMode.Damped 0.5 0.0 1e-6 30
             try
