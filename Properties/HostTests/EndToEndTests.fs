@@ -417,6 +417,13 @@ let endToEnd =
             let code4, out4, _ = runRf dir.Path [ "certify"; "--config"; "cfg.json"; "--checkpoint"; Path.Combine(cmp, "runs", "two-phase-seed1"); "--subset"; "12" ]
             Expect.equal code4 0 ("checkpoint certificate: " + out4)
             Expect.stringContains out4 "n = 12" "subset"
+            // The same certificate through the tiled engine (7-row tiles): same verdict and σ_min bound, progress on stderr.
+            let code5, out5, err5 = runRf dir.Path [ "certify"; "--config"; "cfg.json"; "--engine"; "tiled"; "--tile-size"; "7" ]
+            Expect.equal code5 0 ("tiled: Certified at init: " + out5 + err5)
+            Expect.stringContains err5 "tiles: gram 15/15" "progress: 5 tile rows, 15 Gram tiles"
+            let sigma (s: string) = float (Text.RegularExpressions.Regex.Match(s, "σ_min ≥ ([0-9.eE+-]+)").Groups.[1].Value)
+            Expect.isLessThanOrEqual (abs (sigma out5 - sigma out2)) (1e-4 * sigma out2) ("the dense engine's σ_min bound: " + out2 + out5)
+            Expect.isEmpty (Directory.GetDirectories(Path.Combine(dir.Path, "runs"), "tiles-*")) "tile files removed after the certificate is saved"
         }
         test "rf export: a finished run's final parameters as .safetensors, read back bit for bit equal to the checkpoint's model; not a run: exit 2" {
             use dir = new TempDir()
