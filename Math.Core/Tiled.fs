@@ -351,10 +351,11 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let factorReserve = triangleBytes n b
     let getGram i j = store.TryGet(gramName i j, size i, size j, factorReserve)
     // ---- the Gram, tile by tile ----
-    let gramPhase = Phase(settings, "gram", tiles * (tiles + 1) / 2, float columns * float n * float n)
+    let gramTileFlops i j = 2.0 * float (size i) * float (size j) * float columns
+    let gramPhase = Phase(settings, "gram", tiles * (tiles + 1) / 2, Seq.sum (seq { for i in 0 .. tiles - 1 do for j in 0 .. i -> gramTileFlops i j }))
     for i in 0 .. tiles - 1 do
         for j in 0 .. i do
-            let flops = 2.0 * float (size i) * float (size j) * float columns
+            let flops = gramTileFlops i j
             match getGram i j with
             | Some (t, own) ->
                 if own then t.Dispose()
@@ -399,7 +400,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     // ---- tile Cholesky (left-looking by tile column) ----
     let factorName key i k = sprintf "%s-L-%d-%d" key i k
     let factorFlops i k = 2.0 * float (size i) * float (size k) * float (offset k) + (if i = k then float (size k) ** 3.0 / 3.0 else float (size i) * float (size k) ** 2.0)
-    let totalFactorFlops = float n ** 3.0 / 3.0
+    let totalFactorFlops = Seq.sum (seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> factorFlops i k })
     let getFactor key i k = store.TryGet(factorName key i k, size i, size k, 0L)
     let withFactor key i k (f: torch.Tensor -> 'a) : 'a =
         match getFactor key i k with

@@ -173,7 +173,9 @@ let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Cer
             (sprintf "ShiftRoundingError %.17g = u·max|G_ii − c| up to rounding. %s" t.ShiftRoundingError info)
         expectAtLeast t.CholeskyBackwardError (Exact.mul (q t.CholeskyGamma) (q t.ShiftedTraceUpper)) 1e-12 "CholeskyBackwardError ≥ γ'·tr(Ã)"
         let computed = Exact.sub (Exact.sub shift (q t.ShiftRoundingError)) (q t.CholeskyBackwardError)
-        let slackAbs = Exact.mul (Exact.ofFloat 1e-12) shift
+        // A few ulps of the largest quantity in the subtractions: with a tiny shift (c ≈ 1e−18 against error terms
+        // ≈ 1e−15) the results are of the size of the terms, and 1e−12·c alone is below one ulp of them.
+        let slackAbs = Exact.mul (Exact.ofFloat 1e-12) (q (t.Shift + t.ShiftRoundingError + t.CholeskyBackwardError + t.AccumulationError))
         Expect.isTrue (Exact.le (q t.LambdaMinComputedGramLower) computed && Exact.le (Exact.sub computed slackAbs) (q t.LambdaMinComputedGramLower))
             (sprintf "LambdaMinComputedGramLower %.17g = c − max|D| − γ'tr(Ã), rounded down. %s" t.LambdaMinComputedGramLower info)
         let lower = Exact.sub (q t.LambdaMinComputedGramLower) (q t.AccumulationError)
