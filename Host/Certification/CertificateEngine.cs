@@ -26,6 +26,11 @@ public enum CertificateEngineKind
 public sealed record CertificateEngineOptions(CertificateEngineKind Kind = CertificateEngineKind.Auto, int TileSize = 2048,
     string? WorkDirectory = null, long? MemoryBudgetBytes = null)
 {
+    /// <summary>Test hook: <c>RF_TEST_TILE_DELAY_MS</c> sleeps after every finished tile, so a process test can kill a
+    /// tiled certificate reliably in the middle of a phase. Unset (the default): no delay.</summary>
+    private static readonly int TileDelayMs =
+        int.TryParse(Environment.GetEnvironmentVariable("RF_TEST_TILE_DELAY_MS"), out var ms) && ms > 0 ? ms : 0;
+
     /// <summary>Auto engine, 2048-row tiles, the default work directory and budget.</summary>
     public static CertificateEngineOptions Default { get; } = new();
 
@@ -46,6 +51,7 @@ public sealed record CertificateEngineOptions(CertificateEngineKind Kind = Certi
         double last = double.NegativeInfinity;
         void Progress(Tiled.TiledProgress p)
         {
+            if (TileDelayMs > 0) Thread.Sleep(TileDelayMs);
             bool end = p.TilesDone == p.TilesTotal;
             if (!end && clock.Elapsed.TotalSeconds - last < 2.0) return;
             last = clock.Elapsed.TotalSeconds;
