@@ -342,8 +342,8 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         let squares =
             [| for i in 0 .. tiles - 1 do
                 let r, own = rowsOf i
-                use sq = r.pow(scalar 2.0).sum(1L)
-                yield! sq.data<float>().ToArray()
+                let row = (use scope = torch.NewDisposeScope() in r.pow(scalar 2.0).sum(1L).cpu().data<float>().ToArray())
+                yield! row
                 if own then r.Dispose() |]
         Certify.refuteByShape subject (defaultArg (store.Entry "precision") "float32") torch.CPU squares clock
     else
