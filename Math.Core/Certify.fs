@@ -52,27 +52,70 @@ let defaults =
 /// bitwise equal. Sources that cannot re-read rows pass `None` (no refutation by duplicates).
 type RowEquality = (int -> int -> bool) option
 
+/// What the certificate needs of the scaled Gram fl(G_s) = 4^(−e)·fl(G), however it is held (one dense
+/// tensor, or tiles in memory and files: `Tiled`): its bookkeeping, the duplicate-row candidates, the two
+/// floating-point estimates and the two floating-point Cholesky tests. The verdict and every term are
+/// computed from these by the same code (`certifyOperator`), so dense and tiled certificates differ only
+/// in the rounding of fl G and of the factorisations, never in the bound.
+type GramOperator =
+    { Rows: int
+      /// m' (bias column included).
+      Columns: int
+      /// Upper bound on Σ‖(φ̃_s)_i‖² of the scaled matrix.
+      SquaredNormSumUpper: float
+      /// Upper bound on ‖fl(G_s) − G_s‖₂ (accumulation and scaling).
+      AccumulationErrorBound: float
+      ZeroRows: int[]
+      ScaleExponent: int
+      /// Precision named in the certificate.
+      Precision: string
+      Device: torch.Device
+      /// Method named in the certificate.
+      Method: string
+      /// Pairs (i, j), i < j, with ‖φ̃_i − φ̃_j‖² small enough to be equal rows (at most the given count).
+      DuplicateCandidates: int -> (int * int) list
+      /// λ̂_max(fl G_s) from a Krylov space of the given dimension.
+      EstimateLambdaMax: int -> float
+      /// λ̂_min(fl G_s) after the given number of inverse iterations.
+      EstimateLambdaMin: int -> float
+      /// diag(Ã) when floating-point Cholesky of Ã = fl(fl G_s − c·I) completed, None when it failed.
+      ShiftedCholesky: float -> float[] option
+      /// diag(Ã_t) when floating-point Cholesky of Ã_t = fl(t·I − fl G_s) completed, None when it failed.
+      TrialCholesky: float -> float[] option }
+
+/// The method named in dense certificates.
+let denseMethod = "float64 Gram + Rump shifted-Cholesky positive-definiteness test (SPEC §3)"
+
+
+/// Rayleigh quotient vᵀ·G·v after `iterations` steps of inverse iteration x ← L⁻ᵀL⁻¹v from a seeded
+/// random start, for G = LLᵀ given by its two triangular solves and its matrix–vector product (n × 1
+/// tensors in, n × 1 out; dense or tiled). Each iterate is divided by its largest entry before its norm
+/// is taken, so ‖x‖ neither overflows nor underflows however small λ_min is.
+let inverseIteration (iterations: int) (n: int64) (device: torch.Device) (solveLower: torch.Tensor -> torch.Tensor)
+                     (solveUpper: torch.Tensor -> torch.Tensor) (matvec: torch.Tensor -> torch.Tensor) : float =
+    use scope = torch.NewDisposeScope()
+    use gen = new torch.Generator(20210405UL, device)
+    let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = device, generator = gen)
+    v <- v.div(v.norm())
+    for _ in 1 .. iterations do
+        let y = solveLower v
+        let x = solveUpper y
+        let x = x.div(x.abs().max())
+        v <- x.div(x.norm())
+    v.t().mm(matvec v).item<float> ()
 
 /// Floating-point estimate of λ_min(fl G): Rayleigh quotient after inverse iteration with the
-/// Cholesky factor of fl(G) (never below λ_min(fl G)); eigvalsh when that Cholesky fails. Each
-/// iterate is divided by its largest entry before its norm is taken, so ‖x‖ neither overflows nor
-/// underflows however small λ_min is.
+/// Cholesky factor of fl(G) (never below λ_min(fl G)); eigvalsh when that Cholesky fails.
 let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
     let struct (l, info) = torch.linalg.cholesky_ex(g, false)
     if info.item<int> () <> 0 then
         torch.linalg.eigvalsh(g).[0].item<float> ()
     else
-        let n = g.shape.[0]
-        use gen = new torch.Generator(20210405UL, g.device)
-        let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = g.device, generator = gen)
-        v <- v.div(v.norm())
-        for _ in 1 .. iterations do
-            let y = torch.linalg.solve_triangular(l, v, upper = false)
-            let x = torch.linalg.solve_triangular(l.t(), y, upper = true)
-            let x = x.div(x.abs().max())
-            v <- x.div(x.norm())
-        v.t().mm(g.mm(v)).item<float> ()
+        inverseIteration iterations g.shape.[0] g.device
+            (fun v -> torch.linalg.solve_triangular(l, v, upper = false))
+            (fun y -> torch.linalg.solve_triangular(l.t(), y, upper = true))
+            (fun v -> g.mm(v))
 
 /// Rayleigh–Ritz estimate of λ_max(fl G) = σ_max(Φ̃)²: the largest eigenvalue of QᵀGQ for an
 /// orthonormal basis Q of the Krylov subspace of dimension ≤ min(steps, n) from a seeded random
@@ -85,22 +128,22 @@ let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
 /// up to rounding, and at least the Rayleigh quotient after k − 1 power iterations from the same
 /// start; its convergence is Chebyshev-accelerated, so it stays close to λ_max where power
 /// iteration lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector).
-let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
+/// `estimateLambdaMax` for G given by its matrix–vector product (n × 1 in, n × 1 out; dense or tiled).
+let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: torch.Tensor -> torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
-    let n = g.shape.[0]
     let k = min (int64 (max 1 steps)) n
     let tolerance = sqrt FloatingPoint.unitRoundoff64
-    use gen = new torch.Generator(20210405UL, g.device)
-    let q = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
-    let gq = torch.zeros([| n; k |], dtype = torch.float64, device = g.device)
-    let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = g.device, generator = gen)
+    use gen = new torch.Generator(20210405UL, device)
+    let q = torch.zeros([| n; k |], dtype = torch.float64, device = device)
+    let gq = torch.zeros([| n; k |], dtype = torch.float64, device = device)
+    let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = device, generator = gen)
     v <- v.div(v.norm())
     let mutable j = 0L
     let mutable grow = true
     let mutable scale = 0.0
     while grow && j < k do
         q.narrow(1L, j, 1L).copy_(v) |> ignore
-        let w = g.mm(v)
+        let w = matvec v
         gq.narrow(1L, j, 1L).copy_(w) |> ignore
         scale <- max scale (w.norm().item<float> ())
         j <- j + 1L
@@ -115,6 +158,10 @@ let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
     let basis = q.narrow(1L, 0L, j)
     let t = basis.t().mm(gq.narrow(1L, 0L, j))
     torch.linalg.eigvalsh(t.add(t.t()).mul(scalar 0.5)).max().item<float> ()
+
+/// Rayleigh–Ritz estimate of λ_max(fl G) for a Gram held in memory (`lanczosLambdaMax` with G·v).
+let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
+    lanczosLambdaMax steps g.shape.[0] g.device (fun v -> g.mm(v))
 
 /// Duplicate-row candidates read off fl(G): equal rows have ‖φ̃_i − φ̃_j‖² = G_ii + G_jj − 2G_ij = 0,
 /// and each computed entry is within E of the exact one, so candidates satisfy d_ij ≤ 8E.
@@ -141,9 +188,11 @@ let private choleskyGamma (n: int) =
 /// λ_max(fl G) ≤ t + max|D_ii| + γ'_{n+1}·tr(Ã_t), and λ_max(G) ≤ λ_max(fl G) + ‖fl G − G‖₂ (Weyl).
 /// The first success fills the LambdaMax* fields of `terms` (all sums rounded upward); trials with
 /// t ≥ Σ‖φ̃_i‖²'s bound are skipped (they cannot beat the Frobenius bound). Only success and
-/// tightness depend on λ̂_max and the factors, never soundness.
-let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
-    let n = gram.Rows
+/// tightness depend on λ̂_max and the factors, never soundness. The factorisation is the caller's:
+/// `trialCholesky t` returns diag(Ã_t) when floating-point Cholesky of Ã_t completed (any order of
+/// the inner products: LAPACK, tiles), None when it failed; the terms are the same for every route.
+let lambdaMaxTermsBy (factors: float list) (n: int) (squaredNormSumUpper: float) (accumulationErrorBound: float)
+                     (trialCholesky: float -> float[] option) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
     let u = FloatingPoint.unitRoundoff64
     let cholGamma = choleskyGamma n
     let rec attempt (factors: float list) (tries: int) =
@@ -151,13 +200,9 @@ let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: 
         | [] -> { terms with LambdaMaxTrialAttempts = tries }
         | f :: rest ->
             let t = f * lambdaMaxEstimate
-            if not (t > 0.0 && Double.IsFinite t && t < gram.SquaredNormSumUpper) then attempt rest tries
+            if not (t > 0.0 && Double.IsFinite t && t < squaredNormSumUpper) then attempt rest tries
             else
-            use scope = torch.NewDisposeScope()
-            let trial = gram.Gram.neg()
-            trial.diagonal().add_(scalar t) |> ignore
-            let struct (_, info) = torch.linalg.cholesky_ex(trial, false)
-            let diag = if info.item<int> () = 0 then trial.diagonal().cpu().data<float>().ToArray() else [||]
+            let diag = match trialCholesky t with Some d -> d | None -> [||]
             // Successful Cholesky has positive pivots, hence a positive diagonal; checked anyway.
             if diag.Length = 0 || not (diag |> Array.forall (fun d -> d > 0.0 && Double.IsFinite d)) then attempt rest (tries + 1)
             else
@@ -168,9 +213,21 @@ let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: 
                 { terms with
                     CholeskyGamma = cholGamma; LambdaMaxTrial = t; LambdaMaxTrialRoundingError = maxD
                     LambdaMaxTrialTraceUpper = traceUpper; LambdaMaxCholeskyBackwardError = cholErr
-                    LambdaMaxUpper = FloatingPoint.addUp computedGramUpper gram.AccumulationErrorBound
+                    LambdaMaxUpper = FloatingPoint.addUp computedGramUpper accumulationErrorBound
                     LambdaMaxTrialAttempts = tries + 1 }
     attempt factors 0
+
+/// Floating-point Cholesky of Ã_t = fl(t·I − fl G) held in memory (LAPACK): diag(Ã_t) when it completed.
+let private lambdaMaxTrialCholesky (gram: GramMatrix) (t: float) : float[] option =
+    use scope = torch.NewDisposeScope()
+    let trial = gram.Gram.neg()
+    trial.diagonal().add_(scalar t) |> ignore
+    let struct (_, info) = torch.linalg.cholesky_ex(trial, false)
+    if info.item<int> () = 0 then Some (trial.diagonal().cpu().data<float>().ToArray()) else None
+
+/// `lambdaMaxTermsBy` for a Gram held in memory: Ã_t = fl(t·I − fl G) factored by LAPACK.
+let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
+    lambdaMaxTermsBy factors gram.Rows gram.SquaredNormSumUpper gram.AccumulationErrorBound (lambdaMaxTrialCholesky gram) lambdaMaxEstimate terms
 
 /// Rigorous upper bound on σ_max(Φ̃): √ of the bound on Σ‖φ̃_i‖² (= ‖Φ̃‖_F ≥ σ_max), or √ of the
 /// trial's λ_max bound when one succeeded and is smaller (sqrt is correctly rounded: one ulp up).
@@ -185,13 +242,16 @@ let sigmaMaxUpper (terms: CertificateTerms) : float =
 let frobeniusUpper (terms: CertificateTerms) : float =
     FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent
 
-let private certificate (subject: ExpressivitySubject) verdict reason precision (device: torch.Device)
-                        (terms: CertificateTerms) sigmaMin sigmaMaxEst sigmaMaxUpper (clock: Stopwatch) =
+let private certificateBy (method: string) (subject: ExpressivitySubject) verdict reason precision (device: torch.Device)
+                          (terms: CertificateTerms) sigmaMin sigmaMaxEst sigmaMaxUpper (clock: Stopwatch) =
     { Subject = subject; Verdict = verdict; Reason = reason
-      Method = "float64 Gram + Rump shifted-Cholesky positive-definiteness test (SPEC §3)"
+      Method = method
       Precision = precision; Device = string device; SigmaMinLower = sigmaMin
       SigmaMaxEstimate = sigmaMaxEst; SigmaMaxUpper = sigmaMaxUpper; Terms = terms
       ElapsedSeconds = clock.Elapsed.TotalSeconds; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
+
+let private certificate subject verdict reason precision device terms sigmaMin sigmaMaxEst sigmaMaxUpper clock =
+    certificateBy denseMethod subject verdict reason precision device terms sigmaMin sigmaMaxEst sigmaMaxUpper clock
 
 /// Verified lower bound on λ_min(G) (SPEC §3, docs/theory.md §3): for each shift c in `shifts`, in
 /// order (non-positive or non-finite ones skipped: they cannot prove λ_min > 0), Ã = fl(fl G − c·I)
@@ -203,24 +263,22 @@ let private certificate (subject: ExpressivitySubject) verdict reason precision 
 /// every step rounded downward; the bound may be ≤ 0 (then nothing is proved). When no Cholesky
 /// succeeds, Shift = 0 and the λ_min fields are left as they were. ShiftAttempts counts the
 /// Cholesky factorisations tried. Only success depends on the shifts, never soundness.
-let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =
-    let n = gram.Rows
+/// `shiftedCholesky c` returns diag(Ã) when floating-point Cholesky of Ã completed (LAPACK or tiles:
+/// Demmel's bound holds for any order of the inner products, docs/theory.md §3), None when it failed.
+let lambdaMinTermsBy (shifts: float list) (n: int) (accumulationErrorBound: float)
+                     (shiftedCholesky: float -> float[] option) (terms: CertificateTerms) : CertificateTerms =
     let u = FloatingPoint.unitRoundoff64
     let cholGamma = choleskyGamma n
-    let e = gram.AccumulationErrorBound
+    let e = accumulationErrorBound
     let rec attempt (shifts: float list) (tries: int) =
         match shifts with
         | [] -> { terms with ShiftAttempts = tries; CholeskyGamma = cholGamma }
         | c :: rest ->
             if not (c > 0.0 && Double.IsFinite c) then attempt rest tries
             else
-            use scope = torch.NewDisposeScope()
-            let shifted = gram.Gram.clone()
-            shifted.diagonal().sub_(scalar c) |> ignore
-            let struct (_, info) = torch.linalg.cholesky_ex(shifted, false)
-            if info.item<int> () <> 0 then attempt rest (tries + 1)
-            else
-                let diag = shifted.diagonal().cpu().data<float>().ToArray()
+            match shiftedCholesky c with
+            | None -> attempt rest (tries + 1)
+            | Some diag ->
                 // |D_ii| ≤ u·|G_ii − c| ≤ u·|fl(G_ii − c)|/(1 − u)
                 let maxD = FloatingPoint.mulUp u (FloatingPoint.inflate u (diag |> Array.map abs |> Array.max))
                 let traceUpper = FloatingPoint.sumNonNegativeUpper (Array.sum diag) n
@@ -233,18 +291,33 @@ let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTe
                     LambdaMinComputedGramLower = lamFl; LambdaMinLower = lam; ShiftAttempts = tries + 1 }
     attempt shifts 0
 
+/// Floating-point Cholesky of Ã = fl(fl G − c·I) held in memory (LAPACK): diag(Ã) when it completed.
+let private lambdaMinShiftedCholesky (gram: GramMatrix) (c: float) : float[] option =
+    use scope = torch.NewDisposeScope()
+    let shifted = gram.Gram.clone()
+    shifted.diagonal().sub_(scalar c) |> ignore
+    let struct (_, info) = torch.linalg.cholesky_ex(shifted, false)
+    if info.item<int> () <> 0 then None
+    else Some (shifted.diagonal().cpu().data<float>().ToArray())
+
+/// `lambdaMinTermsBy` for a Gram held in memory: Ã = fl(fl G − c·I) factored by LAPACK.
+let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =
+    lambdaMinTermsBy shifts gram.Rows gram.AccumulationErrorBound (lambdaMinShiftedCholesky gram) terms
+
 /// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
 /// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
-let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
-                               (clock: Stopwatch) (gram: GramMatrix) : Certificate =
+/// The verdict and every term from a (scaled) Gram operator (SPEC §3, docs/theory.md §3): refutations
+/// by shape, zero rows and exactly confirmed duplicates; the σ_max estimate and trial; the λ_min estimate
+/// and the shifted Cholesky test. Shared by the dense (`certifyGram`) and the tiled (`Tiled`) routes.
+let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                    (clock: Stopwatch) (gram: GramOperator) : Certificate =
     let n = gram.Rows
     if subject.Rows <> n then
         invalidArg "subject" (sprintf "subject says n = %d but the Gram matrix has %d rows" subject.Rows n)
-    let precision = sprintf "features %s, Gram float64" gram.FeaturePrecision
-    let device = gram.Gram.device
-    let scaledGram, scale = Gram.scaleBy inPlace gram
-    use _ownedCopy = if inPlace then null else scaledGram.Gram
-    let gram = scaledGram
+    let precision = gram.Precision
+    let device = gram.Device
+    let scale = gram.ScaleExponent
+    let certificate = certificateBy gram.Method
     let e = gram.AccumulationErrorBound
     let baseTerms =
         { CertificateTerms.Empty with
@@ -260,15 +333,15 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
     let duplicate =
         match rowsEqual with
         | None -> None
-        | Some equal -> duplicateCandidates gram 10_000 |> List.tryFind (fun (i, j) -> equal i j)
+        | Some equal -> gram.DuplicateCandidates 10_000 |> List.tryFind (fun (i, j) -> equal i j)
     match duplicate with
     | Some (i, j) -> refute (sprintf "rows %d and %d of Φ̃ are identical (checked exactly)" i j)
     | None ->
-    let lambdaMaxEst = estimateLambdaMax opts.KrylovSteps gram.Gram
+    let lambdaMaxEst = gram.EstimateLambdaMax opts.KrylovSteps
     let sigmaMaxEst = Math.ScaleB(sqrt (max 0.0 lambdaMaxEst), scale)
-    let baseTerms = lambdaMaxTerms opts.LambdaMaxFactors gram lambdaMaxEst baseTerms
+    let baseTerms = lambdaMaxTermsBy opts.LambdaMaxFactors n gram.SquaredNormSumUpper e gram.TrialCholesky lambdaMaxEst baseTerms
     let sigmaMaxBound = sigmaMaxUpper baseTerms
-    let lambdaEst = estimateLambdaMin opts.InverseIterations gram.Gram
+    let lambdaEst = gram.EstimateLambdaMin opts.InverseIterations
     let inconclusive reason terms =
         certificate subject Verdict.Inconclusive reason precision device terms 0.0 sigmaMaxEst sigmaMaxBound clock
     let units = if scale = 0 then "G" else sprintf "G = 4^(%d)·Φ̃Φ̃ᵀ" (-scale)
@@ -276,7 +349,7 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units) { baseTerms with LambdaMinEstimate = lambdaEst }
     else
     let shifts = opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)
-    let terms = lambdaMinTerms shifts gram { baseTerms with LambdaMinEstimate = lambdaEst }
+    let terms = lambdaMinTermsBy shifts n e gram.ShiftedCholesky { baseTerms with LambdaMinEstimate = lambdaEst }
     let c, lam = terms.Shift, terms.LambdaMinLower
     if c = 0.0 then
         inconclusive (sprintf "shifted Cholesky failed for every shift tried (λ_min estimate %g, %s)" lambdaEst units) terms
@@ -288,6 +361,27 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
     else
         let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError
         inconclusive (sprintf "Cholesky of fl(G) − %.6g·I succeeded but the error terms (%.3g) exceed the shift: bound %.3g ≤ 0 (%s)" c errors lam units) terms
+
+/// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
+/// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
+let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                               (clock: Stopwatch) (gram: GramMatrix) : Certificate =
+    let n = gram.Rows
+    if subject.Rows <> n then
+        invalidArg "subject" (sprintf "subject says n = %d but the Gram matrix has %d rows" subject.Rows n)
+    let precision = sprintf "features %s, Gram float64" gram.FeaturePrecision
+    let scaledGram, scale = Gram.scaleBy inPlace gram
+    use _ownedCopy = if inPlace then null else scaledGram.Gram
+    let gram = scaledGram
+    certifyOperator opts subject rowsEqual clock
+        { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
+          AccumulationErrorBound = gram.AccumulationErrorBound; ZeroRows = gram.ZeroRows; ScaleExponent = scale
+          Precision = precision; Device = gram.Gram.device; Method = denseMethod
+          DuplicateCandidates = duplicateCandidates gram
+          EstimateLambdaMax = fun steps -> estimateLambdaMax steps gram.Gram
+          EstimateLambdaMin = fun iterations -> estimateLambdaMin iterations gram.Gram
+          ShiftedCholesky = fun c -> (lambdaMinShiftedCholesky gram c)
+          TrialCholesky = fun t -> (lambdaMaxTrialCholesky gram t) }
 
 /// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
 /// `precision` names the feature precision (the Gram is always float64). The test runs on the Gram

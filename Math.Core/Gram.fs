@@ -26,9 +26,13 @@ type GramMatrix =
       ScalingError: float }
 
     /// Upper bound on ‖fl(G) − G‖₂ = γ_{m'} · Σ‖φ̃_i‖² (+ ScalingError for a scaled Gram), rounded upward.
-    member g.AccumulationErrorBound =
-        let accumulation = FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 g.Columns)) g.SquaredNormSumUpper
-        if g.ScalingError > 0.0 then FloatingPoint.addUp accumulation g.ScalingError else accumulation
+    member g.AccumulationErrorBound = GramMatrix.ErrorBound g.Columns g.SquaredNormSumUpper g.ScalingError
+
+    /// γ_{m'}·S (+ H when H > 0), rounded upward: the accumulation bound for m' = `columns` columns, S ≥ Σ‖φ̃_i‖²
+    /// and scaling error H (shared by the dense and the tiled Gram).
+    static member ErrorBound (columns: int) (squaredNormSumUpper: float) (scalingError: float) =
+        let accumulation = FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)) squaredNormSumUpper
+        if scalingError > 0.0 then FloatingPoint.addUp accumulation scalingError else accumulation
 
     interface IDisposable with
         member g.Dispose() = g.Gram.Dispose()
@@ -43,7 +47,7 @@ let precisionName (what: string) (t: torch.Tensor) =
 /// the underflow guard. Float32 needs no scan: its smallest non-zero magnitude (1.4e-45) squares
 /// to 2e-90, far from float64 underflow. Finiteness is checked once on diag(fl G) (`checkFinite`):
 /// a NaN or ±Inf feature, or a squared norm that overflows, makes its diagonal entry non-finite.
-let private validateBlock (what: string) (block: torch.Tensor) =
+let validateBlock (what: string) (block: torch.Tensor) =
     precisionName what block |> ignore
     if block.dim () <> 2L then
         invalidArg what (sprintf "%s must be 2-D (rows × features), got shape %A" what block.shape)
@@ -80,9 +84,22 @@ let private complete (gram: torch.Tensor) (columns: int) (precision: string) : G
 /// The exponent e with 4^(−e)·max_i fl(G)_ii in [1/2, 2) (0 when that maximum is 0 or not finite):
 /// certifying 2^(−e)·Φ̃ instead of Φ̃ makes the certificate independent of the units of Φ
 /// (docs/theory.md §3, "Scaling"). Scaling Φ by 2^k (no bias column) adds exactly k.
+let scaleExponentOf (maxDiagonal: float) : int =
+    if maxDiagonal > 0.0 && Double.IsFinite maxDiagonal then (Math.ILogB maxDiagonal + 1) >>> 1 else 0
+
+/// `scaleExponentOf` max_i fl(G)_ii of the Gram held in memory.
 let scaleExponent (gram: GramMatrix) : int =
     let d = (use diag = gram.Gram.diagonal() in use top = diag.max() in top.item<float> ())
-    if d > 0.0 && Double.IsFinite d then (Math.ILogB d + 1) >>> 1 else 0
+    scaleExponentOf d
+
+/// Multiplies `t` in place by 4^(−e), as `scaleBy` does every entry of fl(G) (one factor 4^(−e), or two
+/// factors 2^(−e) when 4^(−e) is not a normal number).
+let scaleInPlace (e: int) (t: torch.Tensor) : unit =
+    if abs (2 * e) <= 1022 then t.mul_(scalar (Math.ScaleB(1.0, -2 * e))) |> ignore
+    else t.mul_(scalar (Math.ScaleB(1.0, -e))).mul_(scalar (Math.ScaleB(1.0, -e))) |> ignore
+
+/// ScalingError of a scaled n × n Gram: n·2^(−1021), rounded upward (see `scaleBy`).
+let scalingErrorBound (rows: int) : float = FloatingPoint.up (float rows * Math.ScaleB(1.0, -1021))
 
 /// The Gram of 2^(−e)·Φ̃ for e = `scaleExponent gram`, and e: every entry of fl(G) multiplied by the
 /// power of two 4^(−e) (exact, except for entries pushed below the normal range, each then off by
@@ -93,12 +110,11 @@ let scaleExponent (gram: GramMatrix) : int =
 let scaleBy (inPlace: bool) (gram: GramMatrix) : GramMatrix * int =
     let e = scaleExponent gram
     let g = if inPlace then gram.Gram else gram.Gram.clone()
-    if abs (2 * e) <= 1022 then g.mul_(scalar (Math.ScaleB(1.0, -2 * e))) |> ignore
-    else g.mul_(scalar (Math.ScaleB(1.0, -e))).mul_(scalar (Math.ScaleB(1.0, -e))) |> ignore
+    scaleInPlace e g
     { gram with
         Gram = g
         SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)
-        ScalingError = FloatingPoint.up (float gram.Rows * Math.ScaleB(1.0, -1021)) }, e
+        ScalingError = scalingErrorBound gram.Rows }, e
 
 /// `scaleBy false`: a scaled copy, which the caller disposes.
 let scaled (gram: GramMatrix) : GramMatrix * int = scaleBy false gram

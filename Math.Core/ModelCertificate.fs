@@ -25,6 +25,20 @@ type ModelCertificate =
     static member Certify(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: seq<string>, batchCount: int,
                           batch: Func<int, torch.Tensor>, withBias: bool, dataFingerprint: string, cacheBytes: int64,
                           progress: Action<CertificationProgress>, options: Certify.Options) : Certificate =
+        ModelCertificate.CertifyOn(model, taps, batchCount, batch, withBias, dataFingerprint, cacheBytes, progress, options, None)
+
+    /// `Certify` through the tiled engine (`Tiled`, docs/theory.md §3 "Tiles"): for n whose dense n × n Gram does not
+    /// fit in memory. `settings` give the tile size, the memory budget, the work directory (resumable: call again with
+    /// the same model, inputs and settings after an interruption) and the progress and log callbacks; its
+    /// RunFingerprint should name the model and inputs (the tile files carry it). `cacheBytes` bounds the feature cache.
+    static member CertifyTiled(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: seq<string>, batchCount: int,
+                               batch: Func<int, torch.Tensor>, withBias: bool, dataFingerprint: string, cacheBytes: int64,
+                               progress: Action<CertificationProgress>, options: Certify.Options, settings: Tiled.Settings) : Certificate =
+        ModelCertificate.CertifyOn(model, taps, batchCount, batch, withBias, dataFingerprint, cacheBytes, progress, options, Some settings)
+
+    static member private CertifyOn(model: torch.nn.Module<torch.Tensor, torch.Tensor>, taps: seq<string>, batchCount: int,
+                                    batch: Func<int, torch.Tensor>, withBias: bool, dataFingerprint: string, cacheBytes: int64,
+                                    progress: Action<CertificationProgress>, options: Certify.Options, tiled: Tiled.Settings option) : Certificate =
         if isNull model then nullArg "model"
         if isNull batch then nullArg "batch"
         if batchCount <= 0 then invalidArg "batchCount" "no input batches (n = 0)"
@@ -63,7 +77,18 @@ type ModelCertificate =
                 recent.Add((i, f.clone()))
                 f
         let certificate =
-            try Certify.certifyRowBlocks options subject cacheBytes (int blockRows) batchCount rowBlock
+            try
+                match tiled with
+                | None -> Certify.certifyRowBlocks options subject cacheBytes (int blockRows) batchCount rowBlock
+                | Some settings ->
+                    let equal i j =
+                        use a = rowBlock (i / int blockRows)
+                        use b = rowBlock (j / int blockRows)
+                        use ra = a.[int64 (i % int blockRows)]
+                        use rb = b.[int64 (j % int blockRows)]
+                        use same = ra.eq(rb).all()
+                        same.item<bool> ()
+                    Tiled.certifyRowBlocks options { settings with FeatureCacheBytes = cacheBytes } subject (Some equal) (int blockRows) batchCount rowBlock
             finally for (_, f) in recent do f.Dispose()
         report { Stage = "certified"; Done = 1; Total = 1 }
         certificate

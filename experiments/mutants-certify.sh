@@ -12,7 +12,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 filter="${FILTER:-MathCore}"
 backup="$(mktemp -d)"
-files=(Math.Core/Certify.fs Math.Core/Gram.fs)
+files=(Math.Core/Certify.fs Math.Core/Gram.fs Math.Core/Tiled.fs)
 for f in "${files[@]}"; do mkdir -p "$backup/$(dirname "$f")"; cp "$f" "$backup/$f"; done
 restore() {
     for f in "${files[@]}"; do cp "$backup/$f" "$f"; done
@@ -28,22 +28,31 @@ mutants=(
 "M3|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.subDown c cholErr|drop the shift rounding max|D|"
 "M4|Math.Core/Certify.fs|let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (n + 1)|let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 n|γ' for n instead of n + 1 terms"
 "M5|Math.Core/Certify.fs|shifted.diagonal().sub_(scalar c) \|> ignore|shifted.diagonal().sub_(scalar 0.0) \|> ignore|apply no shift (Cholesky of fl G, c still recorded)"
-"M6|Math.Core/Certify.fs|if info.item<int> () <> 0 then attempt rest (tries + 1)|if false then attempt rest (tries + 1)|accept a failed Cholesky"
-"M7|Math.Core/Certify.fs|if info.item<int> () <> 0 then attempt rest (tries + 1)|if info.item<int> () < 0 then attempt rest (tries + 1)|accept Cholesky when info > 0 (non-positive pivot)"
+"M6|Math.Core/Certify.fs|if info.item<int> () <> 0 then None|if false then None|accept a failed Cholesky"
+"M7|Math.Core/Certify.fs|if info.item<int> () <> 0 then None|if info.item<int> () < 0 then None|accept Cholesky when info > 0 (non-positive pivot)"
 "M8|Math.Core/Certify.fs|FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale|FloatingPoint.scaleDown (FloatingPoint.down lam) scale|σ_min = λ instead of √λ"
 "M9|Math.Core/Certify.fs|let sigma = FloatingPoint.scaleDown|let sigma = 1.1 * FloatingPoint.scaleDown|σ_min bound inflated by 10 %"
-"M10|Math.Core/Gram.fs|FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 g.Columns)) g.SquaredNormSumUpper|FloatingPoint.gamma FloatingPoint.unitRoundoff64 1) g.SquaredNormSumUpper|γ_1 instead of γ_{m'} for the Gram accumulation"
+"M10|Math.Core/Gram.fs|FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)) squaredNormSumUpper|FloatingPoint.gamma FloatingPoint.unitRoundoff64 1) squaredNormSumUpper|γ_1 instead of γ_{m'} for the Gram accumulation"
 "M11|Math.Core/Certify.fs|let lam = FloatingPoint.subDown lamFl e|let lam = FloatingPoint.addUp lamFl e|wrong sign of the accumulation term (+E)"
 "M12|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.addUp (FloatingPoint.subDown c maxD) cholErr|wrong sign of the Cholesky term"
 "M13|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.subDown (FloatingPoint.addUp c maxD) cholErr|wrong sign of the shift rounding term"
 "M14|Math.Core/Certify.fs|let maxD = FloatingPoint.mulUp u (FloatingPoint.inflate u (diag \|> Array.map abs \|> Array.max))|let maxD = FloatingPoint.mulUp 0.0 (FloatingPoint.inflate u (diag \|> Array.map abs \|> Array.max))|shift rounding bound with u → 0"
 "M15|Math.Core/Certify.fs|let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale|let sigma = FloatingPoint.down (sqrt lam)|σ_min not multiplied back by 2^e"
 "M16|Math.Core/Gram.fs|SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)|SquaredNormSumUpper = gram.SquaredNormSumUpper|Σ‖φ̃_i‖² bound not scaled with the Gram"
-"M17|Math.Core/Gram.fs|then (Math.ILogB d + 1) >>> 1 else 0|then 0 else 0|no scaling (e = 0 always)"
+"M17|Math.Core/Gram.fs|then (Math.ILogB maxDiagonal + 1) >>> 1 else 0|then 0 else 0|no scaling (e = 0 always)"
 "M18|Math.Core/Certify.fs|let r, norm = if n2 < 0.5 * n1 then (let r3 = project r2 in r3, r3.norm().item<float> ()) else r2, n2⏎            if norm > tolerance * scale && Double.IsFinite norm|let r, norm = r2, n2⏎            if norm > 0.0 && Double.IsFinite norm|the old λ_max estimate: Krylov loop stops only on an exactly zero residual, no third Gram–Schmidt pass"
 "M21|Math.Core/Certify.fs|if norm > tolerance * scale && Double.IsFinite norm|if norm > 0.0 && Double.IsFinite norm|Krylov loop stops only on an exactly zero residual, third pass kept (equivalent: expected to survive)"
 "M19|Math.Core/Certify.fs|let x = x.div(x.abs().max())|let x = x|inverse iteration without normalising by max|x_i| first"
 "M20|Math.Core/Certify.fs|FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent|FloatingPoint.up (sqrt terms.SquaredNormSumUpper)|‖Φ̃‖_F bound not multiplied back by 2^e"
+"TM1|Math.Core/Tiled.fs|if ok then Some (diagonalOf shift) else None|if ok then Some (diagonalOf shift \|> Array.map (fun _ -> 0.0)) else None|tiled: tr(Ã) reported as 0 (drops the backward error γ'_{n+1}tr(Ã) of the tiled factorisation)"
+"TM2|Math.Core/Tiled.fs|                    for j in 0 .. k - 1 do|                    for j in 0 .. k - 2 do|tiled: skip the last trailing (syrk/gemm) update of every tile"
+"TM3|Math.Core/Tiled.fs|let rj, ownJ = if j = i then ri, false else rowsOf j|let rj, ownJ = if j = i then ri, false else rowsOf (j + 1)|tiled: Gram tile G_IJ formed from the wrong row tile (offset J + 1)"
+"TM4|Math.Core/Tiled.fs|r.sub_(lij.mm(y.narrow(0L, int64 (offset j), int64 (size j))))|r.sub_(lij.mm(y.narrow(0L, int64 (offset j + 1), int64 (size j))))|tiled: forward substitution reads y one row off (wrong offset)"
+"TM5|Math.Core/Tiled.fs|let shift (t: torch.Tensor) = t.diagonal().sub_(scalar c) \|> ignore|let shift (t: torch.Tensor) = t.diagonal().sub_(scalar 0.0) \|> ignore|tiled: apply no shift (c still recorded)"
+"TM6|Math.Core/Tiled.fs|if info.item<int> () <> 0 then ok <- false|if false then ok <- false|tiled: accept a failed tile potrf"
+"TM7|Math.Core/Tiled.fs|AccumulationErrorBound = accumulationError|AccumulationErrorBound = 0.0|tiled: drop the accumulation term E"
+"TM8|Math.Core/Tiled.fs|if sha.GetHashAndReset() <> digest then Error|if false then Error|tiled: trust a tile file without its checksum"
+"TM9|Math.Core/Tiled.fs|found <> headerBytes then|false then|tiled: trust a tile file of another run (no fingerprint check)"
 )
 
 wanted=("$@")

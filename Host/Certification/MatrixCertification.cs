@@ -29,21 +29,49 @@ public static class MatrixCertification
     /// <summary>The certificate of the matrix of <paramref name="layout"/> (validated by its reader), with or without
     /// the bias column. Throws the layout's <see cref="MatrixFormatException"/> for a non-finite entry (naming it),
     /// <see cref="ArgumentException"/> for inputs outside the error analysis (squares that overflow, underflow).</summary>
-    public static Certificate Certify(MatrixLayout layout, bool withBias)
+    public static Certificate Certify(MatrixLayout layout, bool withBias) =>
+        Certify(layout, withBias, CertificateEngineOptions.Default with { Kind = CertificateEngineKind.Dense }, "", _ => { });
+
+    /// <summary>The certificate of <paramref name="layout"/>'s matrix on the engine <paramref name="engine"/> chooses
+    /// (<see cref="CertificateEngineOptions.UsesTiled"/>): dense as <see cref="Certify(MatrixLayout, bool)"/>, or tiled, row
+    /// tiles read from the file on demand, tile files in the engine's work directory or else
+    /// <paramref name="defaultWorkDirectory"/> (resumable: the same command continues from the last finished tile).
+    /// Progress and the tiled engine's log lines go to <paramref name="log"/>.</summary>
+    public static Certificate Certify(MatrixLayout layout, bool withBias, CertificateEngineOptions engine, string defaultWorkDirectory, Action<string> log)
     {
         var clock = Stopwatch.StartNew();
         if (layout.Rows > int.MaxValue || layout.Columns >= int.MaxValue)
             throw layout.Error($"shape ({layout.Rows}, {layout.Columns}): more than {int.MaxValue} rows or columns are not supported");
         int n = (int)layout.Rows, m = (int)layout.Columns;
         bool tall = m + (withBias ? 1L : 0L) < n;
-        if (!tall) MemoryBudget.EnsureCertificateFits(n, layout.Path, "Nothing was read: certify rows");
+        bool tiled = !tall && engine.UsesTiled(n);
+        if (!tall && !tiled) MemoryBudget.EnsureCertificateFits(n, layout.Path, "Nothing was read: use --engine tiled, or certify rows");
         var subject = new ExpressivitySubject(FileFingerprint(layout.Path), CertificationSet(layout), "matrix", [], "none", n, m, withBias);
         var precision = layout.ItemSize == 4 ? "float32" : "float64";
         using var reader = new MatrixFileReader(layout);
         if (tall)
             return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
         var options = ResearchFramework.MathCore.Certify.defaults;
+        if (tiled)
+        {
+            var settings = engine.Settings($"{subject.DatasetFingerprint}|{layout.Tensor}", defaultWorkDirectory, log);
+            int b = Math.Max(1, Math.Min(n, engine.TileSize));
+            var buffers = new Dictionary<int, Array>();
+            torch.Tensor RowBlock(int s)
+            {
+                long row0 = (long)s * b;
+                return Read(reader, row0, (int)Math.Min(b, n - row0), 0, m, buffers);
+            }
+            return Tiled.certifyRowBlocks(options, settings, subject, RowEquality(reader, m), b, (n + b - 1) / b,
+                FuncConvert.FromFunc<int, torch.Tensor>(RowBlock));
+        }
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
+        return ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, RowEquality(reader, m), clock, gram);
+    }
+
+    /// <summary>Exact comparison of two rows of the file (duplicate candidates are confirmed by it, never by the Gram).</summary>
+    private static FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>> RowEquality(MatrixFileReader reader, int m)
+    {
         bool RowsEqual(int i, int j)
         {
             var a = new double[m];
@@ -54,9 +82,8 @@ public static class MatrixCertification
                 if (a[k] != b[k]) return false;
             return true;
         }
-        var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
+        return FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
-        return ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram);
     }
 
     /// <summary>fl(G) of the file's matrix (Φ̃ = [Φ, 1] with <paramref name="withBias"/>), accumulated over column blocks

@@ -45,7 +45,15 @@ public static class ModelCertification
         return header;
     }
 
-    public static Certificate Certify(RfOptions options, PreparedTensors data, string? checkpoint, int? subset, int seed)
+    public static Certificate Certify(RfOptions options, PreparedTensors data, string? checkpoint, int? subset, int seed) =>
+        Certify(options, data, checkpoint, subset, seed, CertificateEngineOptions.Default with { Kind = CertificateEngineKind.Dense }, "", _ => { }).Certificate;
+
+    /// <summary>The certificate on the engine <paramref name="engine"/> chooses for the certified rows, and the tile folder
+    /// it used (null on the dense engine): <see cref="CertificateEngineOptions.WorkDirectory"/>, or else
+    /// <c><paramref name="runsDirectory"/>/tiles-&lt;hash of the subject&gt;</c>, the same for the same model, data and
+    /// subset, so the same command resumes. Progress and the engine's log lines go to <paramref name="log"/>.</summary>
+    public static (Certificate Certificate, string? WorkDirectory) Certify(RfOptions options, PreparedTensors data, string? checkpoint, int? subset,
+        int seed, CertificateEngineOptions engine, string runsDirectory, Action<string> log)
     {
         var architecture = RunSetup.Architecture(options, data);
         var device = TorchEnvironment.selectDevice(options.Training.Device);
@@ -82,7 +90,25 @@ public static class ModelCertification
             using var onDevice = slice.to(device);
             return FeatureMap.features(model, taps, onDevice);
         }
-        return ResearchFramework.MathCore.Certify.certifyRowBlocks(ResearchFramework.MathCore.Certify.defaults, subject, CacheBytes,
-            BlockRows, blockCount, FuncConvert.FromFunc<int, torch.Tensor>(RowBlock));
+        if (!engine.UsesTiled(rows))
+            return (ResearchFramework.MathCore.Certify.certifyRowBlocks(ResearchFramework.MathCore.Certify.defaults, subject, CacheBytes,
+                BlockRows, blockCount, FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)), null);
+        var key = $"{subject.DatasetFingerprint}|{subject.CertificationSet}|{subject.Architecture}|{subject.ParameterFingerprint}|{string.Join(",", subject.Taps)}";
+        var workDirectory = engine.WorkDirectory
+            ?? Path.Combine(runsDirectory, "tiles-" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)))[..16].ToLowerInvariant());
+        var settings = engine.Settings(key, workDirectory, log);
+        bool RowsEqual(int i, int j)
+        {
+            using var a = RowBlock(i / BlockRows);
+            using var b = RowBlock(j / BlockRows);
+            using var ra = a[i % BlockRows];
+            using var rb = b[j % BlockRows];
+            using var same = ra.eq(rb).all();
+            return same.item<bool>();
+        }
+        var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
+            FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
+        return (Tiled.certifyRowBlocks(ResearchFramework.MathCore.Certify.defaults, settings, subject, equal, BlockRows, blockCount,
+            FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)), engine.WorkDirectory ?? workDirectory);
     }
 }

@@ -9,9 +9,9 @@ public sealed record TrainArguments(ConfigurationInput Configuration, string? Re
 public sealed record CompareArguments(ConfigurationInput Configuration, int Seeds, string? Resume = null);
 
 /// <summary>Parsed arguments of <c>rf certify</c>: either a configuration (+ checkpoint, subset) or a matrix file (+ JSON
-/// output, the bias column on or off, the tensor of a <c>.safetensors</c> file).</summary>
+/// output, the bias column on or off, the tensor of a <c>.safetensors</c> file), and the certificate engine for both.</summary>
 public sealed record CertifyArguments(ConfigurationInput? Configuration, string? Checkpoint, int? Subset, string? MatrixFile, string? JsonOutput,
-    bool Bias = true, string? Tensor = null);
+    bool Bias = true, string? Tensor = null, ResearchFramework.Host.Certification.CertificateEngineOptions? Engine = null);
 
 /// <summary>Parsed arguments of <c>rf export</c>: a run directory and the <c>.safetensors</c> file to write (default
 /// <c>RUN_DIR/export/final.safetensors</c>).</summary>

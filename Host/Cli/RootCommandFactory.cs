@@ -1,3 +1,4 @@
+using ResearchFramework.Host.Certification;
 using System.CommandLine;
 using ResearchFramework.Host.Cli.Handlers;
 
@@ -85,7 +86,18 @@ public static class RootCommandFactory
         var bias = new Option<string>("--bias") { Description = "on: certify [Φ, 1] as the model path does (default); off: the matrix as given" };
         bias.AcceptOnlyFromAmong("on", "off");
         var tensor = new Option<string>("--tensor") { Description = "the tensor of a .safetensors file to certify (needed when it holds several 2-D tensors)" };
+        var engine = new Option<string>("--engine") { Description = "auto: the dense n×n Gram when 32·n² bytes fit in memory, else tiled (default); dense; tiled (resumable tile files)" };
+        engine.AcceptOnlyFromAmong("auto", "dense", "tiled");
+        var tileSize = new Option<int>("--tile-size") { Description = "rows of a tile of the tiled engine", DefaultValueFactory = _ => 2048 };
+        tileSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--tile-size must be at least 1"); });
+        var workDir = new Option<DirectoryInfo>("--work-dir") { Description = "tile files and manifest of the tiled engine (default: next to the JSON for --matrix, RunsDirectory/tiles-<run> for --config); run the same command again to resume" };
+        var tileMemory = new Option<double?>("--tile-memory-gb") { Description = "GB of tiles kept in memory by the tiled engine (default: 20 GiB, at most half the memory available)" };
+        tileMemory.Validators.Add(r => { if (r.GetValueOrDefault<double?>() is <= 0) r.AddError("--tile-memory-gb must be positive"); });
         common.AddTo(command);
+        command.Options.Add(engine);
+        command.Options.Add(tileSize);
+        command.Options.Add(workDir);
+        command.Options.Add(tileMemory);
         command.Options.Add(checkpoint);
         command.Options.Add(subset);
         command.Options.Add(matrix);
@@ -108,7 +120,11 @@ public static class RootCommandFactory
         command.SetAction(r => CommandRunner.Run("certify", () => new CertifyHandler().Run(new CertifyArguments(
             r.GetResult(common.Config) is null ? null : common.Read(r),
             r.GetValue(checkpoint)?.FullName, r.GetValue(subset), r.GetValue(matrix)?.FullName, r.GetValue(json)?.FullName,
-            r.GetValue(bias) != "off", r.GetValue(tensor)))));
+            r.GetValue(bias) != "off", r.GetValue(tensor),
+            new CertificateEngineOptions(
+                r.GetValue(engine) switch { "dense" => CertificateEngineKind.Dense, "tiled" => CertificateEngineKind.Tiled, _ => CertificateEngineKind.Auto },
+                r.GetValue(tileSize), r.GetValue(workDir)?.FullName,
+                r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null)))));
         return command;
     }
 

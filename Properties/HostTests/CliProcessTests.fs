@@ -141,6 +141,31 @@ let cli =
             Expect.equal code4 2 "wrong dtype exits 2"
             Expect.stringContains err4 "dtype" "names the dtype"
         }
+        test "rf certify --matrix --engine tiled (small tiles) gives the dense verdict, bounds within the error terms, progress on stderr, tiles removed" {
+            use dir = new TempDir()
+            let rng = Random 11
+            let n, m = 45, 70
+            File.WriteAllBytes(dir.File "x.npy", npyBytes 1uy "<f4" false [ n; m ] (Array.init (n * m) (fun _ -> float32 (rng.NextDouble() - 0.5)) |> Array.collect BitConverter.GetBytes))
+            let code, out, err = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "dense"; "--json"; "d.json" ]
+            Expect.equal code 0 ("dense Certified: " + out + err)
+            let code2, out2, err2 = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "tiled"; "--tile-size"; "8"; "--json"; "t.json" ]
+            Expect.equal code2 0 ("tiled Certified: " + out2 + err2)
+            Expect.stringContains out2 "verdict: Certified" "prints the verdict"
+            Expect.stringContains err2 "tiles: gram 21/21" "progress: 6 tile rows, 21 Gram tiles"
+            Expect.stringContains err2 "GFLOP/s" "rate"
+            let d = ResearchFramework.MathCore.CertificateJson.load (dir.File "d.json")
+            let t = ResearchFramework.MathCore.CertificateJson.load (dir.File "t.json")
+            Expect.stringContains t.Method "8 × 8 tiles" "the tiled engine ran"
+            Expect.equal t.Verdict d.Verdict "same verdict"
+            let errors (c: ResearchFramework.MathCore.Certificate) = c.Terms.ShiftRoundingError + c.Terms.CholeskyBackwardError + c.Terms.AccumulationError
+            let allowed = abs (t.Terms.Shift - d.Terms.Shift) + errors t + errors d
+            Expect.isLessThanOrEqual (abs (t.Terms.LambdaMinLower - d.Terms.LambdaMinLower)) allowed "λ_min bounds within the error terms"
+            Expect.isLessThanOrEqual (abs (t.SigmaMinLower - d.SigmaMinLower)) (1e-6 * d.SigmaMinLower) "σ_min bounds agree"
+            Expect.isFalse (Directory.Exists(dir.File "t.tiles")) "tile files removed after the certificate is saved"
+            let code3, _, err3 = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "fast" ]
+            Expect.notEqual code3 0 ("unknown engine: " + err3)
+            Expect.stringContains err3 "'fast' not recognized" "says so"
+        }
         test "rf prove fc: the SPEC §5 witness is Certified (exit 0); m + 1 < n is Refuted (exit 1)" {
             use dir = new TempDir()
             let code, out, err = runRf dir.Path [ "prove"; "fc"; "--n"; "60"; "--widths"; "3,3,60"; "--json"; "w.json" ]

@@ -417,6 +417,42 @@ let endToEnd =
             let code4, out4, _ = runRf dir.Path [ "certify"; "--config"; "cfg.json"; "--checkpoint"; Path.Combine(cmp, "runs", "two-phase-seed1"); "--subset"; "12" ]
             Expect.equal code4 0 ("checkpoint certificate: " + out4)
             Expect.stringContains out4 "n = 12" "subset"
+            // The same certificate through the tiled engine (7-row tiles): same verdict and σ_min bound, progress on stderr.
+            let code5, out5, err5 = runRf dir.Path [ "certify"; "--config"; "cfg.json"; "--engine"; "tiled"; "--tile-size"; "7" ]
+            Expect.equal code5 0 ("tiled: Certified at init: " + out5 + err5)
+            Expect.stringContains err5 "tiles: gram 15/15" "progress: 5 tile rows, 15 Gram tiles"
+            let sigma (s: string) = float (Text.RegularExpressions.Regex.Match(s, "σ_min ≥ ([0-9.eE+-]+)").Groups.[1].Value)
+            Expect.isLessThanOrEqual (abs (sigma out5 - sigma out2)) (1e-4 * sigma out2) ("the dense engine's σ_min bound: " + out2 + out5)
+            Expect.isEmpty (Directory.GetDirectories(Path.Combine(dir.Path, "runs"), "tiles-*")) "tile files removed after the certificate is saved"
+        }
+        test "rf certify --matrix --engine tiled killed (SIGKILL) mid-run: the same command resumes from the tile files, the dense verdict and bound" {
+            use dir = new TempDir()
+            let rng = Random 13
+            let n, m = 60, 90
+            File.WriteAllBytes(dir.File "x.npy", npyBytes 1uy "<f8" false [ n; m ] (f8Bytes (Array.init (n * m) (fun _ -> rng.NextDouble() - 0.5))))
+            let args = [ "certify"; "--matrix"; "x.npy"; "--engine"; "tiled"; "--tile-size"; "6"; "--json"; "t.json" ]
+            // 30 ms per tile (test hook): the kill lands among the Gram's 55 tiles, after more than 20 are on disk.
+            let p, _, _ = startRf [ "RF_TEST_TILE_DELAY_MS", "30" ] dir.Path args
+            let manifest = dir.File "t.tiles/manifest.txt"
+            let tilesDone () =
+                try File.ReadAllLines manifest |> Array.filter (fun l -> l.StartsWith "entry tile:") |> Array.length with _ -> 0
+            Expect.isTrue (waitFor 60000 (fun () -> tilesDone () > 20)) "tiles being written"
+            p.Kill true
+            p.WaitForExit()
+            Expect.isFalse (File.Exists(dir.File "t.json")) "killed before the certificate"
+            let code, out, err = runRf dir.Path args
+            Expect.equal code 0 ("resumed: Certified: " + out + err)
+            let readBack = Regex.Match(err, @"gram: 55 tiles \((\d+) computed, (\d+) read back\)")
+            Expect.isTrue readBack.Success ("the Gram phase reports its tiles: " + err)
+            Expect.isGreaterThan (int readBack.Groups.[2].Value) 20 ("tiles read back from the killed run's files: " + err)
+            Expect.isFalse (err.Contains "refused") ("a SIGKILL leaves no bad file (atomic renames): " + err)
+            let code2, out2, _ = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "dense"; "--json"; "d.json" ]
+            Expect.equal code2 0 ("dense: " + out2)
+            let t = ResearchFramework.MathCore.CertificateJson.load (dir.File "t.json")
+            let d = ResearchFramework.MathCore.CertificateJson.load (dir.File "d.json")
+            Expect.equal t.Verdict d.Verdict "same verdict"
+            Expect.isLessThanOrEqual (abs (t.SigmaMinLower - d.SigmaMinLower)) (1e-6 * d.SigmaMinLower) "same σ_min bound up to rounding"
+            Expect.isFalse (Directory.Exists(dir.File "t.tiles")) "tile files removed after the certificate is saved"
         }
         test "rf export: a finished run's final parameters as .safetensors and PyTorch .pt, read back bit for bit equal to the checkpoint's model; not a run: exit 2" {
             use dir = new TempDir()

@@ -181,10 +181,15 @@ let interop =
             let code4, _, err4 = runRf dir.Path [ "certify"; "--config"; "x.json"; "--bias"; "off" ]
             Expect.notEqual code4 0 ("--bias goes with --matrix: " + err4)
             Expect.stringContains err4 "--bias and --tensor go with --matrix" "says so"
-            // The n × n certificate must fit in memory (checked before any data is read); a tall matrix needs no Gram.
-            let code6, _, err6 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "certify"; "--matrix"; "m.npy" ]
+            // The dense n × n certificate must fit in memory (checked before any data is read); a tall matrix needs no
+            // Gram; --engine auto (the default) then runs the tiled engine, tiles in files beyond the memory budget.
+            let code6, _, err6 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "certify"; "--matrix"; "m.npy"; "--engine"; "dense" ]
             Expect.equal code6 1 ("a Gram that cannot fit: " + err6)
             Expect.stringContains err6 "32·n² bytes" "with the numbers"
+            let code6b, out6b, err6b = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "certify"; "--matrix"; "m.npy"; "--json"; "auto.json" ]
+            Expect.equal code6b 0 ("auto: the tiled engine certifies what the dense one cannot hold: " + out6b + err6b)
+            Expect.stringContains err6b "tiled certificate" "says which engine"
+            Expect.stringContains (CertificateJson.load (dir.File "auto.json")).Method "tiles" "recorded"
             let code7, out7, err7 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000" ] dir.Path [ "certify"; "--matrix"; "b.npy"; "--bias"; "off" ]
             Expect.equal code7 1 ("tall: refuted by shape, no Gram needed: " + out7 + err7)
             Expect.stringContains out7 "refuted by shape" "no Gram"

@@ -136,7 +136,7 @@ let private expectSigmaMaxBound (what: string) (withBias: bool) (phi: torch.Tens
 /// recorded ≥ the exact value it bounds (≤ for lower bounds), and not absurdly far from it.
 /// γ_k and γ'_{n+1} from their definitions; Σ‖φ̃_i‖² exactly; tr(Ã) = 4^(−e)Σ‖φ̃_i‖² − n·c up to
 /// the accumulation error; u·max|G_ii − c| from the exact diagonal; the bounds re-subtracted exactly.
-let private expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
+let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
     let t = c.Terms
     let n = int phi.shape.[0]
     let columns = int phi.shape.[1] + (if withBias then 1 else 0)
@@ -193,7 +193,7 @@ let private expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor)
 /// Soundness of one certificate decided in exact rationals on Φ̃ itself: a Certified σ_min bound s
 /// satisfies Φ̃Φ̃ᵀ − s²I ≻ 0, the σ_max bound S satisfies S²I − Φ̃Φ̃ᵀ ≻ 0; never Refuted at full
 /// rank, never Certified below it (rank decided exactly: Φ̃Φ̃ᵀ ≻ 0).
-let private expectSoundExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
+let expectSoundExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
     let fullRank = Exact.boundsLambdaMinBelow phi withBias Exact.zero
     let info = sprintf "%s: verdict %O (%s), σ_min ≥ %.17g, σ_max ≤ %.17g, exact full rank %b" what c.Verdict c.Reason c.SigmaMinLower c.SigmaMaxUpper fullRank
     if c.IsCertified then
@@ -209,7 +209,7 @@ let private expectSoundExact (what: string) (withBias: bool) (phi: torch.Tensor)
     Expect.isTrue (Exact.le trace (Exact.mul f f)) ("frobeniusUpper² ≥ ‖Φ̃‖_F² exactly (in Φ̃'s units). " + info)
 
 /// Small random matrices for the exact tests (n ≤ 8): Gaussian, ReLU-like, known rank, nearly singular.
-let private smallCase (seed: int) =
+let smallCase (seed: int) =
     let rng = System.Random seed
     let n = rng.Next(2, 9)
     let m = rng.Next(n, 13)

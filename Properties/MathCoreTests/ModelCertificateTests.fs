@@ -21,6 +21,23 @@ let private userNetwork (seed: int) =
 [<Tests>]
 let tests =
     testSequenced <| testList "MathCore.ModelCertificate" [
+        testPropertyWithConfig (Seeds.config 6) "any module through the tiled engine (any batching, any tile size): the verdict and bounds of its materialised Φ" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(5, 16)
+            let batchSize = rng.Next(1, n + 1)
+            let tile = rng.Next(1, n + 3)
+            use model = userNetwork seed
+            use gen = new torch.Generator(uint64 (abs seed) + 1UL)
+            use x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = gen)
+            let count = (n + batchSize - 1) / batchSize
+            let batch = Func<int, torch.Tensor>(fun i -> x.narrow(0L, int64 (i * batchSize), int64 (min batchSize (n - i * batchSize))))
+            let settings = { Tiled.defaults with TileSize = tile; RunFingerprint = "model test" }
+            let c = ModelCertificate.CertifyTiled(model, [ "hidden" ], count, batch, true, "x", 1L <<< 20, null, Certify.defaults, settings)
+            use phi = FeatureMap.featureMatrix model [ "hidden" ] n x
+            let reference = Certify.certifyMatrix Certify.defaults (Generators.subject phi true) phi
+            Expect.stringContains c.Method "tiles" "the tiled engine ran"
+            Expect.equal c.Verdict reference.Verdict (sprintf "n=%d batch=%d tile=%d: %s | %s" n batchSize tile c.Reason reference.Reason)
+            Tolerance.expectClose { absolute = 0.0; relative = 1e-6 } c.SigmaMinLower reference.SigmaMinLower "σ_min bound (tiles vs dense)"
         testPropertyWithConfig (Seeds.config 6) "any module, any batching: the same verdict and bounds as certifying its materialised Φ (in-memory route)" <| fun (seed: int) ->
             let rng = Random seed
             let n = rng.Next(5, 16)

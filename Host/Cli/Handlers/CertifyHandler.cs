@@ -15,29 +15,43 @@ public sealed class CertifyHandler
 {
     public int Run(CertifyArguments args)
     {
-        if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput, args.Bias, args.Tensor);
+        var engine = args.Engine ?? CertificateEngineOptions.Default;
+        if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput, args.Bias, args.Tensor, engine);
         var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
         using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true, evaluationOnly: true);
         var logger = app.Logger<CertifyHandler>();
         using var data = RunSetup.LoadData(app.Options);
-        MemoryBudget.EnsureCertificateFits(MemoryBudget.CertifiedRows(app.Options, args.Subset, data.Train.Count), "rf certify",
-            "Refused before any training step (the data is loaded, nothing trained): set Recipe:CertificationSubset (or --subset) to");
+        long certified = MemoryBudget.CertifiedRows(app.Options, args.Subset, data.Train.Count);
+        bool tiled = engine.UsesTiled(certified);
+        if (!tiled)
+            MemoryBudget.EnsureCertificateFits(certified, "rf certify",
+                "Refused before any training step (the data is loaded, nothing trained): use --engine tiled, or set Recipe:CertificationSubset (or --subset) to");
         var seed = app.Options.Training.Seed;
         logger.LogInformation("certify: {What}, {Rows} training points", checkpoint is null ? $"initialisation (seed {seed})" : $"checkpoint {checkpoint}",
             args.Subset ?? data.Train.Count);
-        var certificate = ModelCertification.Certify(app.Options, data, checkpoint, args.Subset, seed);
-        Console.WriteLine(MatrixCertification.Describe(certificate));
         var name = checkpoint is null ? $"init-seed{seed}" : Path.GetFileNameWithoutExtension(checkpoint);
+        // The default tile folder is shared by every `rf certify` of the same model and data (a new run directory is
+        // made per invocation), so running the same command again resumes; it is keyed by the certified subject.
+        var runs = Path.GetDirectoryName(app.Run!.Path)!;
+        void Log(string line)
+        {
+            Console.Error.WriteLine($"rf certify: {line}");
+            logger.LogInformation("{Line}", line);
+        }
+        var (certificate, workDirectory) = ModelCertification.Certify(app.Options, data, checkpoint, args.Subset, seed,
+            tiled ? engine with { Kind = CertificateEngineKind.Tiled } : engine with { Kind = CertificateEngineKind.Dense }, runs, Log);
+        Console.WriteLine(MatrixCertification.Describe(certificate));
         var output = app.Run!.CertificateFile(name);
         CertificateJson.save(output, certificate);
         Console.WriteLine($"certificate: {output}");
+        if (workDirectory is not null) CertificateEngineOptions.RemoveTiles(workDirectory);
         return certificate.Verdict == Verdict.Certified ? ExitCodes.Success : ExitCodes.Failure;
     }
 
     /// <summary><c>rf certify --matrix FILE [--json OUT] [--bias on|off] [--tensor NAME]</c>: FILE is a <c>.npy</c> or
     /// <c>.safetensors</c> matrix, streamed (<see cref="MatrixCertification"/>); exit 0 Certified, 1 Refuted/Inconclusive,
     /// 2 bad input.</summary>
-    private static int CertifyMatrix(string file, string? jsonOutput, bool withBias, string? tensor)
+    private static int CertifyMatrix(string file, string? jsonOutput, bool withBias, string? tensor, CertificateEngineOptions engine)
     {
         int BadInput(string message)
         {
@@ -49,11 +63,13 @@ public sealed class CertifyHandler
             return BadInput($"--json {output} is the input file itself; it would be overwritten");
         if (File.Exists(file) && !FileChecks.IsRegularFile(file))
             return BadInput($"{file} is not a regular file (a device, FIFO or socket): give a .npy or .safetensors file");
+        // Default tile folder of the tiled engine: next to the JSON, so the same command resumes an interrupted run.
+        var workDirectory = engine.WorkDirectory ?? Path.ChangeExtension(output, ".tiles");
         Certificate certificate;
         try
         {
             var layout = MatrixFiles.Open(file, tensor);
-            certificate = MatrixCertification.Certify(layout, withBias);
+            certificate = MatrixCertification.Certify(layout, withBias, engine, workDirectory, line => Console.Error.WriteLine($"rf certify: {line}"));
         }
         catch (Exception e) when (e is MatrixFormatException or FileNotFoundException or DirectoryNotFoundException)
         {
@@ -71,6 +87,7 @@ public sealed class CertifyHandler
         Console.WriteLine(MatrixCertification.Describe(certificate));
         CertificateJson.save(output, certificate);
         Console.WriteLine($"certificate: {output}");
+        CertificateEngineOptions.RemoveTiles(workDirectory);
         return certificate.Verdict == Verdict.Certified ? ExitCodes.Success : ExitCodes.Failure;
     }
 }

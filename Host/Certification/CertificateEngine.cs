@@ -1,0 +1,79 @@
+using System.Diagnostics;
+using ResearchFramework.Host.Infrastructure;
+using ResearchFramework.MathCore;
+
+namespace ResearchFramework.Host.Certification;
+
+/// <summary>Which certificate engine runs: the dense n × n Gram in memory (<c>Certify</c>), the tiled engine
+/// (<c>Tiled</c>: tiles in memory up to a budget and in resumable files beyond it), or the dense one when its
+/// 32·n² bytes fit the memory available and the tiled one otherwise.</summary>
+public enum CertificateEngineKind
+{
+    /// <summary>Dense when <see cref="MemoryBudget.DenseCertificateBytes"/> fits <see cref="MemoryBudget.AvailableBytes"/>, else tiled.</summary>
+    Auto,
+    /// <summary>The dense n × n float64 Gram in memory.</summary>
+    Dense,
+    /// <summary>The tiled engine.</summary>
+    Tiled,
+}
+
+/// <summary>The engine options of <c>rf certify</c> (<c>--engine</c>, <c>--tile-size</c>, <c>--work-dir</c>,
+/// <c>--tile-memory-gb</c>).</summary>
+/// <param name="Kind">Which engine (default <see cref="CertificateEngineKind.Auto"/>).</param>
+/// <param name="TileSize">Rows and columns of a tile (default 2048).</param>
+/// <param name="WorkDirectory">Folder of the tile files and manifest (null: the command's default).</param>
+/// <param name="MemoryBudgetBytes">Bytes of tiles kept in memory (null: <see cref="DefaultBudgetBytes"/>).</param>
+public sealed record CertificateEngineOptions(CertificateEngineKind Kind = CertificateEngineKind.Auto, int TileSize = 2048,
+    string? WorkDirectory = null, long? MemoryBudgetBytes = null)
+{
+    /// <summary>Test hook: <c>RF_TEST_TILE_DELAY_MS</c> sleeps after every finished tile, so a process test can kill a
+    /// tiled certificate reliably in the middle of a phase. Unset (the default): no delay.</summary>
+    private static readonly int TileDelayMs =
+        int.TryParse(Environment.GetEnvironmentVariable("RF_TEST_TILE_DELAY_MS"), out var ms) && ms > 0 ? ms : 0;
+
+    /// <summary>Auto engine, 2048-row tiles, the default work directory and budget.</summary>
+    public static CertificateEngineOptions Default { get; } = new();
+
+    /// <summary>Whether a certificate of <paramref name="rows"/> points runs on the tiled engine.</summary>
+    public bool UsesTiled(long rows) =>
+        Kind == CertificateEngineKind.Tiled
+        || (Kind == CertificateEngineKind.Auto && MemoryBudget.DenseCertificateBytes(rows) > MemoryBudget.AvailableBytes());
+
+    /// <summary>The default budget: 20 GiB (a 24 GB machine with headroom), at most half the memory available.</summary>
+    public static long DefaultBudgetBytes => Math.Min(Tiled.defaultMemoryBudgetBytes, MemoryBudget.AvailableBytes() / 2);
+
+    /// <summary>The tiled engine's settings for a run named by <paramref name="runFingerprint"/>, tiles in
+    /// <see cref="WorkDirectory"/> or else <paramref name="defaultWorkDirectory"/>; progress (throttled to one line every
+    /// two seconds and at the end of each phase) and the engine's log lines go to <paramref name="log"/>.</summary>
+    public Tiled.Settings Settings(string runFingerprint, string defaultWorkDirectory, Action<string> log)
+    {
+        var clock = Stopwatch.StartNew();
+        double last = double.NegativeInfinity;
+        void Progress(Tiled.TiledProgress p)
+        {
+            if (TileDelayMs > 0) Thread.Sleep(TileDelayMs);
+            bool end = p.TilesDone == p.TilesTotal;
+            if (!end && clock.Elapsed.TotalSeconds - last < 2.0) return;
+            last = clock.Elapsed.TotalSeconds;
+            var eta = double.IsFinite(p.EtaSeconds) ? $", ETA {TimeSpan.FromSeconds(Math.Round(p.EtaSeconds)):c}" : "";
+            var rate = double.IsFinite(p.GflopsPerSecond) ? $", {p.GflopsPerSecond:F1} GFLOP/s" : "";
+            log($"tiles: {p.Phase} {p.TilesDone}/{p.TilesTotal}{rate}{eta}");
+        }
+        return Tiled.settings(TileSize, MemoryBudgetBytes ?? DefaultBudgetBytes, WorkDirectory ?? defaultWorkDirectory, runFingerprint,
+            Progress, log, CancellationToken.None);
+    }
+
+    /// <summary>Removes the tiled engine's files (<c>*.tile</c>, <c>*.partial</c>, <c>manifest.txt</c>) from a work
+    /// directory after its certificate is saved, and the directory itself when nothing else is left in it.</summary>
+    public static void RemoveTiles(string directory)
+    {
+        if (!Directory.Exists(directory)) return;
+        foreach (var file in Directory.EnumerateFiles(directory))
+        {
+            var name = Path.GetFileName(file);
+            if (name.EndsWith(".tile", StringComparison.Ordinal) || name.EndsWith(".partial", StringComparison.Ordinal) || name == "manifest.txt")
+                File.Delete(file);
+        }
+        if (!Directory.EnumerateFileSystemEntries(directory).Any()) Directory.Delete(directory);
+    }
+}

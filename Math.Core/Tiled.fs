@@ -1,0 +1,566 @@
+/// The tiled certificate engine (docs/theory.md §3, "Tiles"): the same Rump shifted-Cholesky test as
+/// `Certify` (every term computed by `Certify.certifyOperator`, `lambdaMinTermsBy`, `lambdaMaxTermsBy`),
+/// on a Gram held as b × b tiles of its lower triangle instead of one n × n tensor, so n is bounded by
+/// disk, not memory.
+///
+/// * Gram tiles G_IJ = fl(Φ̃_I Φ̃_Jᵀ), I ≥ J, each one float64 product of two row tiles of Φ̃ (b rows each,
+///   the last one shorter) produced on demand from a row-block source; Φ is never held whole.
+/// * Tile Cholesky, left-looking by tile column (the potrf/trsm/syrk/gemm kernels of PLASMA/SLATE, the
+///   updates applied when a tile is finished rather than pushed to the trailing tiles, so that every
+///   factor tile is written once and final): for k = 0 … T−1, for i = k … T−1,
+///   A_ik ← Ã_ik − Σ_{j<k} L_ij L_kjᵀ (syrk for i = k, gemm below), then L_kk = potrf(A_kk) or
+///   L_ik = A_ik L_kk⁻ᵀ (trsm).
+/// * λ_min estimate: inverse iteration with tiled triangular solves on the factor of fl G; λ_max estimate:
+///   Lanczos with tiled matrix–vector products; the σ_max side: the tiled Cholesky of t·I − fl G.
+/// * Tiles live in memory up to `Settings.MemoryBudgetBytes`; with a work directory every finished tile is
+///   also written there (header with the run's fingerprint, SHA-256 trailer) and a manifest records which
+///   tiles, factorisations and estimates are done, so a killed run continues from its last finished tile.
+///   A tile file that is truncated, corrupted or from another run is refused (named in the log) and
+///   recomputed, never trusted.
+module ResearchFramework.MathCore.Tiled
+
+open System
+open System.Collections.Generic
+open System.Diagnostics
+open System.IO
+open System.Security.Cryptography
+open System.Text
+open System.Threading
+open TorchSharp
+open ResearchFramework.MathCore.Gram
+
+/// Progress of a tiled certificate: the phase ("gram", "cholesky …", "estimates"), tiles finished in it
+/// (read back from files included), the rate of the tiles computed in this process and the estimated
+/// seconds left in the phase (NaN before the first computed tile).
+type TiledProgress =
+    { Phase: string
+      TilesDone: int
+      TilesTotal: int
+      GflopsPerSecond: float
+      EtaSeconds: float }
+
+/// Tunables of the tiled engine; none of them affects soundness.
+type Settings =
+    { /// b: rows (and columns) of a tile; the last tile row/column has n − (T − 1)·b.
+      TileSize: int
+      /// Bytes of tiles kept in memory; beyond it tiles live only in their files.
+      MemoryBudgetBytes: int64
+      /// Folder of the tile files and the manifest (null or empty: memory only, not resumable).
+      WorkDirectory: string
+      /// What the tiles are of (matrix file's or model's fingerprint): part of every file's fingerprint.
+      RunFingerprint: string
+      /// Bytes of feature row tiles kept instead of produced again.
+      FeatureCacheBytes: int64
+      Progress: TiledProgress -> unit
+      Log: string -> unit
+      Cancel: CancellationToken }
+
+/// Default memory budget: 20 GiB of tiles (a 24 GB machine with headroom for the rest of the process).
+let defaultMemoryBudgetBytes = 20L <<< 30
+
+/// Default settings: 2048 × 2048 tiles (32 MiB each), 20 GiB of tiles in memory, no work directory.
+let defaults =
+    { TileSize = 2048; MemoryBudgetBytes = defaultMemoryBudgetBytes; WorkDirectory = null; RunFingerprint = "unnamed"
+      FeatureCacheBytes = 1L <<< 30; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
+
+/// Settings from C#: `progress` and `log` may be null.
+let settings (tileSize: int) (memoryBudgetBytes: int64) (workDirectory: string) (runFingerprint: string)
+             (progress: Action<TiledProgress>) (log: Action<string>) (cancel: CancellationToken) : Settings =
+    { defaults with
+        TileSize = tileSize; MemoryBudgetBytes = memoryBudgetBytes; WorkDirectory = workDirectory
+        RunFingerprint = runFingerprint; Cancel = cancel
+        Progress = (if isNull progress then ignore else progress.Invoke)
+        Log = (if isNull log then ignore else log.Invoke) }
+
+/// Bytes of the lower-triangle tiles of an n × n matrix in b × b tiles.
+let triangleBytes (n: int) (b: int) : int64 =
+    let t = (n + b - 1) / b
+    let size i = int64 (min b (n - i * b))
+    seq { for i in 0 .. t - 1 do for j in 0 .. i -> size i * size j * 8L } |> Seq.sum
+
+/// Bytes the tiled engine holds at most with everything in memory: the Gram's tiles and one factor's.
+let inMemoryBytes (n: int) (b: int) : int64 = 2L * triangleBytes n b
+
+let private magic = Encoding.ASCII.GetBytes "RFTILE01"
+
+/// Reads a tile file; Error names what is wrong with it.
+let private readTileFile (path: string) (header: string) (rows: int) (cols: int) : Result<float[], string> =
+    let info = FileInfo path
+    if not info.Exists then Error "missing" else
+    let headerBytes = Encoding.UTF8.GetBytes header
+    let payloadBytes = int64 rows * int64 cols * 8L
+    let expected = int64 magic.Length + 4L + int64 headerBytes.Length + payloadBytes + 32L
+    use stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 <<< 20)
+    let prefix = Array.zeroCreate<byte> (magic.Length + 4)
+    if stream.Read(prefix, 0, prefix.Length) <> prefix.Length || prefix.[0 .. magic.Length - 1] <> magic then
+        Error "not a tile file (bad magic)"
+    else
+    let headerLength = BitConverter.ToInt32(prefix, magic.Length)
+    if headerLength <> headerBytes.Length then Error "header of another run, tile or shape (fingerprint mismatch)" else
+    let found = Array.zeroCreate<byte> headerLength
+    if stream.Read(found, 0, headerLength) <> headerLength || found <> headerBytes then
+        Error "header of another run, tile or shape (fingerprint mismatch)"
+    elif info.Length <> expected then Error (sprintf "%d bytes, expected %d (truncated or extended)" info.Length expected)
+    else
+    let payload = Array.zeroCreate<byte> (int payloadBytes)
+    stream.ReadExactly(payload, 0, payload.Length)
+    let digest = Array.zeroCreate<byte> 32
+    stream.ReadExactly(digest, 0, 32)
+    use sha = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+    sha.AppendData headerBytes
+    sha.AppendData payload
+    if sha.GetHashAndReset() <> digest then Error "checksum mismatch (corrupted)"
+    else
+        let data = Array.zeroCreate<float> (rows * cols)
+        Buffer.BlockCopy(payload, 0, data, 0, payload.Length)
+        Ok data
+
+/// Writes a tile file atomically (a temporary file renamed over the target).
+let private writeTileFile (path: string) (header: string) (data: float[]) =
+    let headerBytes = Encoding.UTF8.GetBytes header
+    let payload = Array.zeroCreate<byte> (data.Length * 8)
+    Buffer.BlockCopy(data, 0, payload, 0, payload.Length)
+    use sha = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+    sha.AppendData headerBytes
+    sha.AppendData payload
+    let digest = sha.GetHashAndReset()
+    let temporary = path + ".partial"
+    do
+        use stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 <<< 20)
+        stream.Write(magic, 0, magic.Length)
+        stream.Write(BitConverter.GetBytes headerBytes.Length, 0, 4)
+        stream.Write(headerBytes, 0, headerBytes.Length)
+        stream.Write(payload, 0, payload.Length)
+        stream.Write(digest, 0, digest.Length)
+        stream.Flush true
+    File.Move(temporary, path, true)
+
+/// Tiles in memory up to a budget and (with a work directory) in files, with the manifest of what is done.
+type private TileStore(settings: Settings, runKey: string) =
+    let directory = if String.IsNullOrEmpty settings.WorkDirectory then null else settings.WorkDirectory
+    let memory = Dictionary<string, torch.Tensor>()
+    let mutable memoryBytes = 0L
+    let entries = SortedDictionary<string, string>(StringComparer.Ordinal)
+    let manifestPath = if isNull directory then null else Path.Combine(directory, "manifest.txt")
+    let manifestHead = [ "rf-tiled-manifest 1"; "run " + runKey ]
+    let digestOf (lines: string seq) =
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(String.Join("\n", lines)))).ToLowerInvariant()
+    let saveManifest () =
+        if not (isNull manifestPath) then
+            let body = manifestHead @ [ for KeyValue (k, v) in entries -> sprintf "entry %s %s" k v ]
+            let temporary = manifestPath + ".partial"
+            File.WriteAllLines(temporary, body @ [ "sha256 " + digestOf body ])
+            File.Move(temporary, manifestPath, true)
+    do
+        if not (isNull directory) then
+            Directory.CreateDirectory directory |> ignore
+            if File.Exists manifestPath then
+                let lines = File.ReadAllLines manifestPath
+                let valid =
+                    lines.Length >= 3 && List.ofArray lines.[0 .. 1] = manifestHead
+                    && lines.[lines.Length - 1] = "sha256 " + digestOf lines.[0 .. lines.Length - 2]
+                if valid then
+                    for line in lines.[2 .. lines.Length - 2] do
+                        let parts = line.Split(' ')
+                        if parts.Length = 3 && parts.[0] = "entry" then entries.[parts.[1]] <- parts.[2]
+                else
+                    settings.Log (sprintf "manifest %s refused (another run, or truncated or corrupted): starting afresh; its tiles are recomputed" manifestPath)
+
+    member _.Directory = directory
+    member _.Entry(key: string) = match entries.TryGetValue key with | true, v -> Some v | _ -> None
+    member _.SetEntry(key: string, value: string) =
+        entries.[key] <- value
+        saveManifest ()
+
+    member private _.PathOf(name: string) = Path.Combine(directory, name + ".tile")
+    member private _.Header(name: string, rows: int, cols: int) = sprintf "run=%s\ntile=%s\nrows=%d\ncols=%d\n" runKey name rows cols
+
+    member private _.Keep(name: string, t: torch.Tensor, reserve: int64) : bool =
+        let bytes = t.NumberOfElements * 8L
+        if isNull directory || memoryBytes + bytes <= settings.MemoryBudgetBytes - reserve then
+            memory.[name] <- t
+            memoryBytes <- memoryBytes + bytes
+            true
+        else false
+
+    /// The tile if it is done: from memory (not owned: false), or read back from its verified file (owned
+    /// unless kept in memory). A file that fails verification is refused (logged, forgotten) and None
+    /// returned, so the caller recomputes it.
+    member store.TryGet(name: string, rows: int, cols: int, reserve: int64) : (torch.Tensor * bool) option =
+        match memory.TryGetValue name with
+        | true, t -> Some (t, false)
+        | _ ->
+            if isNull directory || store.Entry("tile:" + name) <> Some "done" then None else
+            let path = store.PathOf name
+            let result = try readTileFile path (store.Header(name, rows, cols)) rows cols with e -> Error e.Message
+            match result with
+            | Ok data ->
+                // Copied into torch's own (64-byte aligned) storage: BLAS may round differently for another
+                // alignment, and a tile read back must give bitwise the results of the tile kept in memory.
+                let t = (use flat = torch.tensor data in use view = flat.view(int64 rows, int64 cols) in view.clone()).DetachFromDisposeScope()
+                if store.Keep(name, t, reserve) then Some (t, false) else Some (t, true)
+            | Error reason ->
+                settings.Log (sprintf "tile file %s refused: %s; recomputing it" path reason)
+                entries.Remove("tile:" + name) |> ignore
+                saveManifest ()
+                None
+
+    /// Stores a finished tile (the store takes `t`): written to its file first (with a work directory),
+    /// then kept in memory while the budget less `reserve` allows.
+    member store.Put(name: string, t: torch.Tensor, reserve: int64) =
+        // Copied into fresh row-major storage with canonical strides, exactly as a tile read back from its
+        // file: BLAS may round a product differently for another layout (a solve's column-major result, the
+        // free strides of a one-row tile), and a resumed run must be bitwise the uninterrupted one.
+        let t =
+            let c = torch.empty(t.shape, dtype = torch.float64).DetachFromDisposeScope()
+            c.copy_(t) |> ignore
+            t.Dispose()
+            c
+        if not (isNull directory) then
+            let data = t.data<float>().ToArray()
+            writeTileFile (store.PathOf name) (store.Header(name, int t.shape.[0], int t.shape.[1])) data
+            store.SetEntry("tile:" + name, "done")
+        if not (store.Keep(name, t, reserve)) then t.Dispose()
+
+    /// Forgets every tile whose name starts with `prefix` (memory, files and manifest entries).
+    member store.Drop(prefix: string) =
+        for name in [ for k in memory.Keys do if k.StartsWith(prefix, StringComparison.Ordinal) then k ] do
+            memoryBytes <- memoryBytes - memory.[name].NumberOfElements * 8L
+            memory.[name].Dispose()
+            memory.Remove name |> ignore
+        if not (isNull directory) then
+            let keys = [ for k in entries.Keys do if k.StartsWith("tile:" + prefix, StringComparison.Ordinal) then k ]
+            for k in keys do
+                entries.Remove k |> ignore
+                let path = store.PathOf(k.Substring 5)
+                if File.Exists path then File.Delete path
+            if not keys.IsEmpty then saveManifest ()
+
+    interface IDisposable with
+        member _.Dispose() =
+            for t in memory.Values do t.Dispose()
+            memory.Clear()
+
+/// Progress of one phase: tiles done, the rate of the computed ones, the ETA of the rest.
+type private Phase(settings: Settings, name: string, totalTiles: int, totalFlops: float) =
+    let clock = Stopwatch.StartNew()
+    let mutable tiles = 0
+    let mutable doneFlops = 0.0
+    let mutable computedFlops = 0.0
+    let mutable computed = 0
+    member _.Tile(flops: float, wasComputed: bool) =
+        settings.Cancel.ThrowIfCancellationRequested()
+        tiles <- tiles + 1
+        doneFlops <- doneFlops + flops
+        if wasComputed then
+            computedFlops <- computedFlops + flops
+            computed <- computed + 1
+        let rate = if computedFlops > 0.0 then computedFlops / clock.Elapsed.TotalSeconds else nan
+        settings.Progress
+            { Phase = name; TilesDone = tiles; TilesTotal = totalTiles; GflopsPerSecond = rate / 1e9
+              EtaSeconds = (if rate > 0.0 then max 0.0 (totalFlops - doneFlops) / rate else nan) }
+    member _.Finish() =
+        let rate = if computedFlops > 0.0 then computedFlops / clock.Elapsed.TotalSeconds / 1e9 else 0.0
+        settings.Log (sprintf "%s: %d tiles (%d computed, %d read back) in %.1f s, %.1f GFLOP/s"
+                          name tiles computed (tiles - computed) clock.Elapsed.TotalSeconds rate)
+
+let private bitsOf (x: float) = BitConverter.DoubleToInt64Bits(x).ToString("x16")
+let private ofBits (s: string) = BitConverter.Int64BitsToDouble(Convert.ToInt64(s, 16))
+
+/// The certificate of Φ̃ (n × m', `subject`) given as row blocks `rowBlock 0 … blockCount − 1` of
+/// `blockRows` rows each except possibly the last (each call must return the same rows; the engine
+/// disposes them), through the tiled engine. Same verdicts and bounds as `Certify.certifyRowBlocks`
+/// up to the rounding of fl G and the factorisations; `rowsEqual` confirms duplicate candidates
+/// exactly (None: no refutation by duplicates).
+let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: ExpressivitySubject) (rowsEqual: Certify.RowEquality)
+                     (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : Certificate =
+    let clock = Stopwatch.StartNew()
+    let n = subject.Rows
+    let b = settings.TileSize
+    if b <= 0 then invalidArg "settings" "the tile size must be positive"
+    if n <= 0 then invalidArg "subject" "no rows (n = 0)"
+    if blockRows <= 0 || blockCount <> (n + blockRows - 1) / blockRows then
+        invalidArg "blockCount" (sprintf "%d blocks of %d rows cannot hold n = %d rows" blockCount blockRows n)
+    let columns = subject.Columns
+    let withBias = subject.WithBias
+    if isNull settings.WorkDirectory || settings.WorkDirectory = "" then
+        let need = inMemoryBytes n b
+        if need > settings.MemoryBudgetBytes then
+            invalidArg "settings" (sprintf "the tiles of n = %d need %.1f GB, more than the memory budget of %.1f GB: give a work directory" n (float need / 1e9) (float settings.MemoryBudgetBytes / 1e9))
+    let tiles = (n + b - 1) / b
+    let size i = min b (n - i * b)
+    let offset i = i * b
+    let runKey =
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
+            sprintf "rf-tiled 1|%s|n=%d|m'=%d|bias=%b|b=%d" settings.RunFingerprint n columns withBias b))).ToLowerInvariant()
+    use store = new TileStore(settings, runKey)
+    settings.Log (sprintf "tiled certificate: n = %d, m' = %d, %d × %d tiles of %d (%d in the lower triangle), %s"
+                      n columns tiles tiles b (tiles * (tiles + 1) / 2)
+                      (if isNull store.Directory then "in memory" else sprintf "work directory %s" store.Directory))
+    // ---- feature row tiles, re-blocked from the source's row blocks ----
+    let rowCache = Dictionary<int, torch.Tensor>()
+    let mutable rowCacheBytes = 0L
+    let fetchSource (s: int) : torch.Tensor =
+        let t = rowBlock s
+        validateBlock (sprintf "feature row block %d" s) t
+        let expected = min blockRows (n - s * blockRows)
+        if t.shape.[0] <> int64 expected then
+            invalidArg "rowBlock" (sprintf "row block %d has %d rows, expected %d" s t.shape.[0] expected)
+        if t.shape.[1] <> int64 subject.Features then
+            invalidArg "rowBlock" (sprintf "row block %d has %d features, expected m = %d" s t.shape.[1] subject.Features)
+        if store.Entry "precision" = None then store.SetEntry("precision", precisionName "features" t)
+        elif t.dtype = torch.float64 && store.Entry "precision" <> Some "float64" then store.SetEntry("precision", "float64")
+        let t64 = (use scope = torch.NewDisposeScope() in t.detach().``to``(torch.float64).DetachFromDisposeScope())
+        t.Dispose()
+        t64
+    let buildRows (i: int) : torch.Tensor =
+        let r0, r1 = offset i, offset i + size i
+        let pieces =
+            [ for s in r0 / blockRows .. (r1 - 1) / blockRows do
+                use block = fetchSource s
+                let lo = max r0 (s * blockRows) - s * blockRows
+                let hi = min r1 (s * blockRows + int block.shape.[0]) - s * blockRows
+                yield (use v = block.narrow(0L, int64 lo, int64 (hi - lo)) in v.clone()) ]
+        let whole = if pieces.Length = 1 then pieces.Head else torch.cat(List.toArray pieces, 0L)
+        if pieces.Length > 1 then for p in pieces do p.Dispose()
+        whole.DetachFromDisposeScope()
+    /// Row tile i of Φ (float64) and whether the caller owns it.
+    let rowsOf (i: int) : torch.Tensor * bool =
+        match rowCache.TryGetValue i with
+        | true, t -> t, false
+        | _ ->
+            let t = buildRows i
+            let bytes = t.NumberOfElements * 8L
+            if rowCacheBytes + bytes <= settings.FeatureCacheBytes then
+                rowCache.[i] <- t
+                rowCacheBytes <- rowCacheBytes + bytes
+                t, false
+            else t, true
+    try
+    // ---- refutation by shape: no Gram ----
+    if columns < n then
+        let squares =
+            [| for i in 0 .. tiles - 1 do
+                let r, own = rowsOf i
+                let row = (use scope = torch.NewDisposeScope() in r.pow(scalar 2.0).sum(1L).cpu().data<float>().ToArray())
+                yield! row
+                if own then r.Dispose() |]
+        Certify.refuteByShape subject (defaultArg (store.Entry "precision") "float32") torch.CPU squares clock
+    else
+    let gramName i j = sprintf "G-%d-%d" i j
+    let factorReserve = triangleBytes n b
+    let getGram i j = store.TryGet(gramName i j, size i, size j, factorReserve)
+    // ---- the Gram, tile by tile ----
+    let gramTileFlops i j = 2.0 * float (size i) * float (size j) * float columns
+    let gramPhase = Phase(settings, "gram", tiles * (tiles + 1) / 2, Seq.sum (seq { for i in 0 .. tiles - 1 do for j in 0 .. i -> gramTileFlops i j }))
+    for i in 0 .. tiles - 1 do
+        for j in 0 .. i do
+            let flops = gramTileFlops i j
+            match getGram i j with
+            | Some (t, own) ->
+                if own then t.Dispose()
+                gramPhase.Tile(flops, false)
+            | None ->
+                let ri, ownI = rowsOf i
+                let rj, ownJ = if j = i then ri, false else rowsOf j
+                do
+                    use scope = torch.NewDisposeScope()
+                    let g = ri.mm(rj.t())
+                    if withBias then g.add_(scalar 1.0) |> ignore
+                    // A diagonal tile is made exactly symmetric from its lower triangle: the tiled Gram is the
+                    // symmetric matrix of its lower-triangle entries (each one inner product of length m').
+                    let g = if i = j then g.tril().add(g.tril(-1L).t()) else g
+                    store.Put(gramName i j, g, factorReserve)
+                if ownJ then rj.Dispose()
+                if ownI then ri.Dispose()
+                gramPhase.Tile(flops, true)
+    gramPhase.Finish()
+    for t in rowCache.Values do t.Dispose()
+    rowCache.Clear()
+    rowCacheBytes <- 0L
+    let withGram i j (f: torch.Tensor -> 'a) : 'a =
+        match getGram i j with
+        | Some (t, own) -> try f t finally (if own then t.Dispose())
+        | None -> failwithf "Gram tile (%d, %d) vanished after the Gram phase" i j
+    // ---- diagonal: row norms, zero rows, scale ----
+    let squares = [| for i in 0 .. tiles - 1 do yield! withGram i i (fun t -> (use d = t.diagonal().cpu() in d.data<float>().ToArray())) |]
+    match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
+    | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
+    | None -> ()
+    let e = scaleExponentOf (Array.max squares)
+    let squaredNormSumScaled = FloatingPoint.scaleUp (squaredNormSumUpper columns squares) (-2 * e)
+    let accumulationError = GramMatrix.ErrorBound columns squaredNormSumScaled (scalingErrorBound n)
+    /// The scaled tile 4^(−e)·fl(G)_IJ, owned by the caller.
+    let scaledGram i j : torch.Tensor =
+        withGram i j (fun t ->
+            let s = t.clone().DetachFromDisposeScope()
+            scaleInPlace e s
+            s)
+    let precision = sprintf "features %s, Gram float64" (defaultArg (store.Entry "precision") "float32")
+    // ---- tile Cholesky (left-looking by tile column) ----
+    let factorName key i k = sprintf "%s-L-%d-%d" key i k
+    let factorFlops i k = 2.0 * float (size i) * float (size k) * float (offset k) + (if i = k then float (size k) ** 3.0 / 3.0 else float (size i) * float (size k) ** 2.0)
+    let totalFactorFlops = Seq.sum (seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> factorFlops i k })
+    let getFactor key i k = store.TryGet(factorName key i k, size i, size k, 0L)
+    let withFactor key i k (f: torch.Tensor -> 'a) : 'a =
+        match getFactor key i k with
+        | Some (t, own) -> try f t finally (if own then t.Dispose())
+        | None -> failwithf "factor tile %s vanished" (factorName key i k)
+    /// Factorises the tiles `init i k` (Ã_ik, owned); true iff every potrf succeeded. The outcome is recorded.
+    let factorize (label: string) (key: string) (record: bool) (init: int -> int -> torch.Tensor) : bool =
+        match (if record then store.Entry("cholesky:" + key) else None) with
+        | Some outcome -> outcome = "ok"
+        | None ->
+        let phase = Phase(settings, label, tiles * (tiles + 1) / 2, totalFactorFlops)
+        let mutable ok = true
+        let mutable k = 0
+        while ok && k < tiles do
+            let mutable i = k
+            while ok && i < tiles do
+                match getFactor key i k with
+                | Some (t, own) ->
+                    if own then t.Dispose()
+                    phase.Tile(factorFlops i k, false)
+                | None ->
+                    use scope = torch.NewDisposeScope()
+                    let a = init i k
+                    for j in 0 .. k - 1 do
+                        // syrk (i = k) or gemm update from the finished tiles of the earlier tile columns
+                        withFactor key i j (fun lij ->
+                            if i = k then a.addmm_(lij, lij.t(), beta = 1.0f, alpha = -1.0f) |> ignore
+                            else withFactor key k j (fun lkj -> a.addmm_(lij, lkj.t(), beta = 1.0f, alpha = -1.0f) |> ignore))
+                    if i = k then
+                        let struct (l, info) = torch.linalg.cholesky_ex(a, false)
+                        if info.item<int> () <> 0 then ok <- false
+                        else store.Put(factorName key i k, l, 0L)
+                    else
+                        let x = withFactor key k k (fun lkk -> torch.linalg.solve_triangular(lkk.t(), a, upper = true, left = false))
+                        store.Put(factorName key i k, x, 0L)
+                    if ok then phase.Tile(factorFlops i k, true)
+                i <- i + 1
+            k <- k + 1
+        phase.Finish()
+        if record then store.SetEntry("cholesky:" + key, (if ok then "ok" else "failed"))
+        if not ok then settings.Log (sprintf "%s: not positive definite in floating point (a pivot of tile column %d failed)" label (k - 1))
+        ok
+    let diagonalOf (f: torch.Tensor -> unit) : float[] =
+        [| for i in 0 .. tiles - 1 do
+            use s = scaledGram i i
+            f s
+            yield! (use d = s.diagonal().cpu() in d.data<float>().ToArray()) |]
+    // ---- matrix–vector products and triangular solves on tiles ----
+    let matvec (v: torch.Tensor) : torch.Tensor =
+        use scope = torch.NewDisposeScope()
+        let y = torch.zeros([| int64 n; v.shape.[1] |], dtype = torch.float64)
+        for i in 0 .. tiles - 1 do
+            for j in 0 .. i do
+                use g = scaledGram i j
+                let vj = v.narrow(0L, int64 (offset j), int64 (size j))
+                y.narrow(0L, int64 (offset i), int64 (size i)).add_(g.mm(vj)) |> ignore
+                if i <> j then
+                    let vi = v.narrow(0L, int64 (offset i), int64 (size i))
+                    y.narrow(0L, int64 (offset j), int64 (size j)).add_(g.t().mm(vi)) |> ignore
+        y.MoveToOuterDisposeScope()
+    let solveLower key (v: torch.Tensor) : torch.Tensor =
+        use scope = torch.NewDisposeScope()
+        let y = torch.zeros_like(v)
+        for i in 0 .. tiles - 1 do
+            let r = v.narrow(0L, int64 (offset i), int64 (size i)).clone()
+            for j in 0 .. i - 1 do
+                withFactor key i j (fun lij -> r.sub_(lij.mm(y.narrow(0L, int64 (offset j), int64 (size j)))) |> ignore)
+            let yi = withFactor key i i (fun lii -> torch.linalg.solve_triangular(lii, r, upper = false))
+            y.narrow(0L, int64 (offset i), int64 (size i)).copy_(yi) |> ignore
+        y.MoveToOuterDisposeScope()
+    let solveUpper key (y: torch.Tensor) : torch.Tensor =
+        use scope = torch.NewDisposeScope()
+        let x = torch.zeros_like(y)
+        for i in tiles - 1 .. -1 .. 0 do
+            let r = y.narrow(0L, int64 (offset i), int64 (size i)).clone()
+            for j in i + 1 .. tiles - 1 do
+                withFactor key j i (fun lji -> r.sub_(lji.t().mm(x.narrow(0L, int64 (offset j), int64 (size j)))) |> ignore)
+            let xi = withFactor key i i (fun lii -> torch.linalg.solve_triangular(lii.t(), r, upper = true))
+            x.narrow(0L, int64 (offset i), int64 (size i)).copy_(xi) |> ignore
+        x.MoveToOuterDisposeScope()
+    let recorded (key: string) (compute: unit -> float) : float =
+        match store.Entry key with
+        | Some bits -> ofBits bits
+        | None ->
+            let value = compute ()
+            store.SetEntry(key, bitsOf value)
+            value
+    // ---- duplicate-row candidates, tile by tile (as Certify's: d_ij ≤ 8E) ----
+    let duplicateCandidates (maxCandidates: int) : (int * int) list =
+        let tol = 8.0 * accumulationError
+        use scope = torch.NewDisposeScope()
+        let d = torch.tensor(diagonalOf ignore, dtype = torch.float64)
+        let found = List<int * int>()
+        for i in 0 .. tiles - 1 do
+            for j in 0 .. i do
+                if found.Count < maxCandidates then
+                    use inner = torch.NewDisposeScope()
+                    use g = scaledGram i j
+                    let di = d.narrow(0L, int64 (offset i), int64 (size i))
+                    let dj = d.narrow(0L, int64 (offset j), int64 (size j))
+                    let mask = di.unsqueeze(1L).add(dj.unsqueeze(0L)).sub(g.mul(scalar 2.0)).le(scalar tol)
+                    let mask = if i = j then mask.tril(-1L) else mask
+                    let idx = mask.nonzero()
+                    for r in 0 .. int idx.shape.[0] - 1 do
+                        if found.Count < maxCandidates then
+                            let a = offset i + int (idx.[int64 r, 0L].item<int64> ())
+                            let c = offset j + int (idx.[int64 r, 1L].item<int64> ())
+                            found.Add((min a c, max a c))
+        List.ofSeq found
+    let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+    let estimates = Phase(settings, "estimates", 0, 0.0)
+    let operator : Certify.GramOperator =
+        { Rows = n; Columns = columns; SquaredNormSumUpper = squaredNormSumScaled; AccumulationErrorBound = accumulationError
+          ZeroRows = zeroRows; ScaleExponent = e; Precision = precision; Device = torch.CPU
+          Method = sprintf "float64 Gram in %d × %d tiles, tile Cholesky + Rump shifted-Cholesky positive-definiteness test (SPEC §3)" b b
+          DuplicateCandidates = duplicateCandidates
+          EstimateLambdaMax = fun steps ->
+            recorded "estimate:lambda-max" (fun () -> Certify.lanczosLambdaMax steps (int64 n) torch.CPU matvec)
+          EstimateLambdaMin = fun iterations ->
+            // The factor of fl G is kept (its tiles verified on every read) until the estimate is recorded.
+            let key = "flg"
+            let estimate =
+                recorded "estimate:lambda-min" (fun () ->
+                    if factorize "cholesky fl G (λ_min estimate)" key false (fun i k -> scaledGram i k) then
+                        Certify.inverseIteration iterations (int64 n) torch.CPU (solveLower key) (solveUpper key) matvec
+                    else
+                        settings.Log "λ_min estimate: Cholesky of fl G failed, estimate 0 (Inconclusive)"
+                        0.0)
+            store.Drop(key + "-")
+            estimate
+          ShiftedCholesky = fun c ->
+            let key = "shift" + bitsOf c
+            let shift (t: torch.Tensor) = t.diagonal().sub_(scalar c) |> ignore
+            let ok = factorize (sprintf "cholesky fl G − %.6g·I" c) key true (fun i k -> let a = scaledGram i k in (if i = k then shift a); a)
+            store.Drop(key + "-")
+            if ok then Some (diagonalOf shift) else None
+          TrialCholesky = fun t ->
+            let key = "trial" + bitsOf t
+            let negate (a: torch.Tensor) (diagonal: bool) =
+                a.neg_() |> ignore
+                if diagonal then a.diagonal().add_(scalar t) |> ignore
+            let ok = factorize (sprintf "cholesky %.6g·I − fl G (σ_max bound)" t) key true (fun i k -> let a = scaledGram i k in negate a (i = k); a)
+            store.Drop(key + "-")
+            if ok then Some (diagonalOf (fun a -> negate a true)) else None }
+    let certificate = Certify.certifyOperator opts subject rowsEqual clock operator
+    estimates.Finish()
+    certificate
+    finally
+        for t in rowCache.Values do t.Dispose()
+
+/// `certifyRowBlocks` for Φ held in memory (n × m, without the bias column), in row blocks of the
+/// tile size, duplicates confirmed on Φ's rows: the tiled twin of `Certify.certifyMatrix`.
+let certifyMatrix (opts: Certify.Options) (settings: Settings) (subject: ExpressivitySubject) (phi: torch.Tensor) : Certificate =
+    if phi.dim () <> 2L then invalidArg "phi" (sprintf "Φ must be 2-D (rows × features), got shape %A" phi.shape)
+    let n = int phi.shape.[0]
+    let blockRows = max 1 (min n settings.TileSize)
+    let equal i j =
+        use a = phi.[int64 i]
+        use b = phi.[int64 j]
+        use same = a.eq(b).all()
+        same.item<bool> ()
+    certifyRowBlocks opts settings subject (Some equal) blockRows ((n + blockRows - 1) / blockRows)
+        (fun s -> phi.narrow(0L, int64 (s * blockRows), int64 (min blockRows (n - s * blockRows))))

@@ -1,0 +1,246 @@
+/// The tiled certificate engine (`Tiled`, docs/theory.md §3 "Tiles"): the same verdict and bounds as the
+/// dense route within the stated error terms, sound in exact rationals for every tile size, never
+/// Certified below full rank, resumable after a kill at any tile, and never trusting a bad tile file.
+module ResearchFramework.Properties.MathCoreTests.TiledTests
+
+open System
+open System.IO
+open Expecto
+open TorchSharp
+open ResearchFramework.MathCore
+open ResearchFramework.Properties
+open ResearchFramework.Properties.MathCoreTests.Generators
+open ResearchFramework.Properties.MathCoreTests.CertifyTests
+
+/// Raised by a progress callback to simulate a kill after some tiles.
+exception Killed
+
+/// A temporary work directory, deleted afterwards.
+type private WorkDir() =
+    let path = Directory.CreateTempSubdirectory("rf-tiled-").FullName
+    member _.Path = path
+    interface IDisposable with
+        member _.Dispose() = try Directory.Delete(path, true) with _ -> ()
+
+/// Settings with tile size b, in memory (no work directory) unless one is given; the log collected.
+let private settingsWith (b: int) (workDir: string) (log: Collections.Generic.List<string>) =
+    { Tiled.defaults with
+        TileSize = b; WorkDirectory = workDir; RunFingerprint = "test"
+        Log = (fun line -> lock log (fun () -> log.Add line)) }
+
+let private tiled (opts: Certify.Options) (b: int) (withBias: bool) (phi: torch.Tensor) =
+    Tiled.certifyMatrix opts (settingsWith b null (Collections.Generic.List())) (subject phi withBias) phi
+
+/// The certificate without its clock: what must be identical between runs.
+let private essence (c: Certificate) = c.Verdict, c.Reason, c.Method, c.Precision, c.SigmaMinLower, c.SigmaMaxEstimate, c.SigmaMaxUpper, c.Terms
+
+/// The fields in which two certificates differ, with every float printed exactly (for messages).
+let private differences (a: Certificate) (b: Certificate) =
+    let fields (c: Certificate) =
+        [ "SigmaMinLower", box c.SigmaMinLower; "SigmaMaxEstimate", box c.SigmaMaxEstimate; "SigmaMaxUpper", box c.SigmaMaxUpper
+          "Reason", box c.Reason; "Verdict", box c.Verdict ]
+        @ [ for p in typeof<CertificateTerms>.GetProperties() -> p.Name, p.GetValue c.Terms ]
+    List.zip (fields a) (fields b)
+    |> List.choose (fun ((name, x), (_, y)) ->
+        if x = y then None
+        else Some (sprintf "%s: %s vs %s" name (match x with :? float as f -> f.ToString "R" | o -> string o) (match y with :? float as f -> f.ToString "R" | o -> string o)))
+    |> String.concat "; "
+
+/// Tiled and dense agree: the same verdict where the margin is not at rounding level, estimates within
+/// 1e−8 relative, and the λ_min / λ_max bounds within the two routes' stated error terms plus the
+/// shift's difference (the shift is a fraction of an estimate that rounding moves).
+let private expectAgree (what: string) (dense: Certificate) (tiledC: Certificate) (sameVerdict: bool) =
+    let info = sprintf "%s: dense %O (%s) %A; tiled %O (%s) %A" what dense.Verdict dense.Reason dense.Terms tiledC.Verdict tiledC.Reason tiledC.Terms
+    if sameVerdict then Expect.equal tiledC.Verdict dense.Verdict ("same verdict. " + info)
+    let d, t = dense.Terms, tiledC.Terms
+    Expect.equal t.ScaleExponent d.ScaleExponent ("same scale. " + info)
+    Expect.isLessThanOrEqual (abs (t.SquaredNormSumUpper - d.SquaredNormSumUpper)) (2.0 * (d.AccumulationError + 1e-300)) ("Σ‖φ̃‖² within E. " + info)
+    let close (a: float) (b: float) = abs (a - b) <= 1e-8 * max (abs a) (abs b) + 4.0 * d.AccumulationError
+    if d.LambdaMinEstimate > 0.0 && t.LambdaMinEstimate > 0.0 then
+        Expect.isTrue (close t.LambdaMinEstimate d.LambdaMinEstimate) ("λ_min estimates agree. " + info)
+    if d.LambdaMaxTrial > 0.0 && t.LambdaMaxTrial > 0.0 then
+        Expect.isTrue (close (tiledC.SigmaMaxEstimate ** 2.0) (dense.SigmaMaxEstimate ** 2.0)) ("λ_max estimates agree. " + info)
+    if dense.IsCertified && tiledC.IsCertified then
+        let errors (x: CertificateTerms) = x.ShiftRoundingError + x.CholeskyBackwardError + x.AccumulationError
+        let allowed = abs (t.Shift - d.Shift) + errors d + errors t
+        Expect.isLessThanOrEqual (abs (t.LambdaMinLower - d.LambdaMinLower)) (allowed * (1.0 + 1e-12)) ("λ_min bounds within the error terms. " + info)
+    if d.LambdaMaxUpper > 0.0 && t.LambdaMaxUpper > 0.0 then
+        let errors (x: CertificateTerms) = x.LambdaMaxTrialRoundingError + x.LambdaMaxCholeskyBackwardError + x.AccumulationError
+        let allowed = abs (t.LambdaMaxTrial - d.LambdaMaxTrial) + errors d + errors t
+        Expect.isLessThanOrEqual (abs (t.LambdaMaxUpper - d.LambdaMaxUpper)) (allowed * (1.0 + 1e-12)) ("λ_max bounds within the error terms. " + info)
+
+/// Φ, tile size and bias for a seed: known rank k ≤ n (n ≤ 40), tiles of 1 … n + 3 rows (non-divisible and
+/// n < b included).
+let private tiledCase (seed: int) =
+    let n, m, k = shape seed
+    let rng = Random(seed + 3)
+    let b = rng.Next(1, n + 4)
+    n, m, k, b, rng.Next 2 = 0
+
+/// Runs `run` until it has made `k` progress reports, then throws `Killed` from the callback.
+let private killAfter (k: int) (s: Tiled.Settings) =
+    let mutable reports = 0
+    { s with Progress = fun _ -> (reports <- reports + 1; if reports >= k then raise Killed) }
+
+let private config = Seeds.config 25
+
+[<Tests>]
+let tests =
+    testList "MathCore.Tiled" [
+        testPropertyWithConfig config "tiled = dense on known rank k ≤ n: same verdict, estimates within 1e−8, bounds within the error terms (every tile size, n < b included)" <| fun (seed: int) ->
+            let n, m, k, b, withBias = tiledCase seed
+            use phi = ofRank seed n m k
+            let dense = certify withBias phi
+            let t = tiled Certify.defaults b withBias phi
+            let what = sprintf "n=%d m=%d k=%d b=%d bias=%b" n m k b withBias
+            expectAgree what dense t true
+            if k < n && not withBias then Expect.notEqual t.Verdict Verdict.Certified ("rank < n never Certified. " + what)
+
+        testPropertyWithConfig config "tiled = dense on nearly singular Gaussian products and ReLU-like features: both sound, bounds within the error terms" <| fun (seed: int) ->
+            let n, _, _, b, withBias = tiledCase seed
+            let m = n + abs seed % 3
+            use a = gaussian seed n m
+            use w = gaussian (seed + 1) n 1
+            use wn = w.div(w.norm())
+            use p = wn.mm(wn.t())
+            let eps = 10.0 ** -(float (2 + abs seed % 7))
+            use phi = if seed % 5 = 0 then reluLike seed n m else a.sub(p.mm(a).mul(scalar (1.0 - eps)))
+            let dense = certify withBias phi
+            let t = tiled Certify.defaults b withBias phi
+            let what = sprintf "n=%d m=%d b=%d bias=%b eps=%g" n m b withBias eps
+            expectAgree what dense t false
+            if t.IsCertified then
+                Expect.isLessThanOrEqual t.SigmaMinLower (mathNetSigmaMin (if withBias then HeuristicRank.withBiasColumn phi else phi.clone()) * (1.0 + 1e-6) + 1e-12) ("sound. " + what)
+
+        testPropertyWithConfig config "tiled certificates are sound in exact rational arithmetic and every term is recomputed exactly (n ≤ 8, every tile size, adversarial options)" <| fun (seed: int) ->
+            let n, m, withBias, phi = smallCase seed
+            use phi = phi
+            let rng = Random(seed + 29)
+            let b = rng.Next(1, n + 2)
+            let opts =
+                if rng.Next 2 = 0 then Certify.defaults
+                else
+                    let fractions = [| [ 1.5 ]; [ 1.0 ]; [ 1.0 + 1e-12 ]; [ 2.0; 1.01; 1.0 ]; [ 0.999999 ]; [ 4.0; 0.5 ] |]
+                    { Certify.defaults with
+                        ShiftFractions = fractions.[rng.Next fractions.Length]
+                        InverseIterations = rng.Next(0, 3)
+                        KrylovSteps = rng.Next(1, 4)
+                        LambdaMaxFactors = [ [ 1.0 ]; [ 0.9; 0.99; 1.0 ]; [ 0.5 ] ].[rng.Next 3] }
+            let c = tiled opts b withBias phi
+            let what = sprintf "n=%d m=%d b=%d bias=%b %A" n m b withBias opts
+            expectSoundExact what withBias phi c
+            expectTermsExact what withBias phi c
+
+        testPropertyWithConfig config "exactly singular and duplicate-row matrices are never Certified; duplicates, zero rows and m' < n are Refuted" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(3, 30)
+            let m = rng.Next(n, 50)
+            let b = rng.Next(1, n + 3)
+            use base' = gaussian seed n m
+            let i, j = rng.Next n, rng.Next n
+            let j = if i = j then (i + 1) % n else j
+            base'.[int64 j].copy_(base'.[int64 i]) |> ignore
+            let c = tiled Certify.defaults b true base'
+            Expect.equal c.Verdict Verdict.Refuted (sprintf "duplicate rows %d, %d with b = %d: %s" i j b c.Reason)
+            Expect.stringContains c.Reason "identical" "named as duplicates"
+            use rankLess = rankDeficientByOne seed n m
+            let r = tiled Certify.defaults b false rankLess
+            Expect.notEqual r.Verdict Verdict.Certified (sprintf "rank n − 1, b = %d: %s" b r.Reason)
+            use zero = gaussian (seed + 1) n m
+            zero.[int64 i].zero_() |> ignore
+            let z = tiled Certify.defaults b false zero
+            Expect.equal z.Verdict Verdict.Refuted (sprintf "zero row %d: %s" i z.Reason)
+            use tall = gaussian (seed + 2) n (n / 2)
+            let s = tiled Certify.defaults b true tall
+            Expect.equal s.Verdict Verdict.Refuted "m' < n refuted by shape"
+
+        testPropertyWithConfig (Seeds.config 6) "killed after k tiles (any phase), the rerun reuses the tile files and gives the identical certificate" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(5, 40)
+            let m = n + rng.Next(0, 20)
+            let b = rng.Next(2, 12)
+            use phi = ofRank seed n m n
+            use reference = new WorkDir()
+            let log0 = Collections.Generic.List<string>()
+            let mutable reports = 0
+            let counting = { settingsWith b reference.Path log0 with Progress = fun _ -> reports <- reports + 1 }
+            let expected = Tiled.certifyMatrix Certify.defaults counting (subject phi true) phi
+            Expect.equal expected.Verdict Verdict.Certified expected.Reason
+            let k = rng.Next(1, reports)
+            use work = new WorkDir()
+            let log = Collections.Generic.List<string>()
+            let killed = killAfter k (settingsWith b work.Path log)
+            Expect.throwsT<Killed> (fun () -> Tiled.certifyMatrix Certify.defaults killed (subject phi true) phi |> ignore) (sprintf "killed after %d of %d reports" k reports)
+            let log2 = Collections.Generic.List<string>()
+            let resumed = Tiled.certifyMatrix Certify.defaults (settingsWith b work.Path log2) (subject phi true) phi
+            Expect.equal (essence resumed) (essence expected) (sprintf "identical certificate after a kill at report %d of %d: %s" k reports (differences resumed expected))
+            let readBack = log2 |> Seq.sumBy (fun l -> let i = l.IndexOf " read back" in if i < 0 then 0 else (let p = l.LastIndexOf(", ", i) in int (l.Substring(p + 2, i - p - 2))))
+            if k > 1 then Expect.isGreaterThan readBack 0 (sprintf "tiles read back from the files (log: %A)" (List.ofSeq log2))
+            Expect.isFalse (log2 |> Seq.exists (fun l -> l.Contains "refused")) (sprintf "nothing refused after a clean kill: %A" (List.ofSeq log2))
+            // A third run finds everything done: no tile computed, the same certificate.
+            let log3 = Collections.Generic.List<string>()
+            let again = Tiled.certifyMatrix Certify.defaults (settingsWith b work.Path log3) (subject phi true) phi
+            Expect.equal (essence again) (essence expected) "identical on a finished work directory"
+            Expect.isTrue (log3 |> Seq.forall (fun l -> not (l.Contains " computed,") || l.Contains "(0 computed")) (sprintf "nothing recomputed: %A" (List.ofSeq log3))
+
+        test "a corrupted, a truncated and a foreign tile file, and a foreign manifest, are refused with the file named and recomputed" {
+            let n, m, b = 23, 31, 5
+            use phi = ofRank 77 n m n
+            use other = ofRank 78 n m n
+            use work = new WorkDir()
+            use foreign = new WorkDir()
+            let run (dir: string) (matrix: torch.Tensor) fingerprint =
+                let log = Collections.Generic.List<string>()
+                let c = Tiled.certifyMatrix Certify.defaults { settingsWith b dir log with RunFingerprint = fingerprint } (subject matrix true) matrix
+                c, List.ofSeq log
+            let expected, _ = run work.Path phi "A"
+            run foreign.Path other "B" |> ignore
+            let tile name = Path.Combine(work.Path, name + ".tile")
+            // flip one payload byte, truncate another, replace a third by the same tile of another run
+            let bytes = File.ReadAllBytes(tile "G-1-0")
+            bytes.[bytes.Length / 2] <- bytes.[bytes.Length / 2] ^^^ 1uy
+            File.WriteAllBytes(tile "G-1-0", bytes)
+            let t = File.ReadAllBytes(tile "G-2-2")
+            File.WriteAllBytes(tile "G-2-2", t.[0 .. t.Length - 9])
+            File.Copy(Path.Combine(foreign.Path, "G-3-1.tile"), tile "G-3-1", true)
+            let again, log = run work.Path phi "A"
+            Expect.equal (essence again) (essence expected) "identical certificate after recomputing the refused tiles"
+            for name, why in [ "G-1-0", "checksum"; "G-2-2", "bytes, expected"; "G-3-1", "fingerprint mismatch" ] do
+                Expect.isTrue (log |> List.exists (fun l -> l.Contains(tile name) && l.Contains "refused" && l.Contains why))
+                    (sprintf "%s refused (%s), named in the log: %A" name why log)
+            let _, clean = run work.Path phi "A"
+            Expect.isFalse (clean |> List.exists (fun l -> l.Contains "refused")) (sprintf "the recomputed files verify: %A" clean)
+            // the same work directory used for another run: its manifest is refused, everything recomputed
+            let c, log = run work.Path phi "another fingerprint"
+            Expect.isTrue (log |> List.exists (fun l -> l.Contains "manifest" && l.Contains "refused")) (sprintf "foreign manifest refused: %A" log)
+            Expect.equal c.Verdict expected.Verdict "same verdict"
+        }
+
+        test "memory budget: everything in files (budget 0) gives the certificate of everything in memory; no work directory and too small a budget is refused" {
+            use phi = ofRank 5 30 45 30
+            let inMemory = tiled Certify.defaults 7 true phi
+            let inMemory2 = tiled Certify.defaults 7 true phi
+            Expect.equal (essence inMemory2) (essence inMemory) ("in memory twice, bitwise: " + differences inMemory2 inMemory)
+            use w2 = new WorkDir()
+            let big = Tiled.certifyMatrix Certify.defaults { settingsWith 7 w2.Path (Collections.Generic.List()) with MemoryBudgetBytes = 1L <<< 30 } (subject phi true) phi
+            Expect.equal (essence big) (essence inMemory) ("files and memory: " + differences big inMemory)
+            use work = new WorkDir()
+            let spilled = Tiled.certifyMatrix Certify.defaults { settingsWith 7 work.Path (Collections.Generic.List()) with MemoryBudgetBytes = 0L } (subject phi true) phi
+            Expect.equal (essence spilled) (essence inMemory) ("same certificate from files: " + differences spilled inMemory)
+            Expect.throwsT<ArgumentException> (fun () ->
+                Tiled.certifyMatrix Certify.defaults { settingsWith 7 null (Collections.Generic.List()) with MemoryBudgetBytes = 1000L } (subject phi true) phi |> ignore)
+                "refused without a work directory"
+        }
+
+        test "progress: tiles done up to the total in each phase, a rate and an ETA" {
+            use phi = ofRank 9 20 30 20
+            let reports = Collections.Generic.List<Tiled.TiledProgress>()
+            let s = { settingsWith 6 null (Collections.Generic.List()) with Progress = reports.Add }
+            Tiled.certifyMatrix Certify.defaults s (subject phi true) phi |> ignore
+            let gram = reports |> Seq.filter (fun p -> p.Phase = "gram") |> List.ofSeq
+            Expect.equal gram.Length 10 "4 tile rows: 10 Gram tiles"
+            Expect.equal (List.last gram).TilesDone 10 "all done"
+            Expect.isTrue (gram |> List.forall (fun p -> p.TilesTotal = 10 && p.GflopsPerSecond > 0.0 && p.EtaSeconds >= 0.0)) (sprintf "rates and ETAs: %A" gram)
+            Expect.isTrue (reports |> Seq.exists (fun p -> p.Phase.StartsWith "cholesky")) "factorisation phases reported"
+        }
+    ]
