@@ -1,5 +1,6 @@
 /// Test runner: Expecto with every torch-touching test sequenced, then the plain
 /// "N passed, N failed, N skipped" line that CI reads (Expecto's own summary is not recognised).
+/// `--verify …` / `--verify-replay FILE`: the verification mode behind `rf verify` (Verify/Runner.fs).
 module ResearchFramework.Properties.Main
 
 open Expecto
@@ -14,6 +15,10 @@ let main argv =
         eprintfn "%s" message
         exit 2
     | Result.Ok line -> printfn "environment: %s" line
+    match List.ofArray argv with
+    | "--verify" :: rest -> exit (Verify.Runner.main rest)
+    | [ "--verify-replay"; file ] -> exit (Verify.Runner.replayMain file)
+    | _ -> ()
     let mutable counts = (0, 0, 0)
     let printer =
         let inner = TestPrinters.defaultPrinter
