@@ -10,7 +10,8 @@ open Expecto.Impl
 let main argv =
     // Trust before the first test: the convolution kernels the suite uses pass their numerical
     // self-check, or the runner switches kernel path (and may restart itself), or refuses to run.
-    match KernelCheckTests.ensureForSuite () with
+    // A device that is not there (RF_TEST_DEVICE=cuda without CUDA) is said in one line, not a stack trace.
+    match (try KernelCheckTests.ensureForSuite () with :? System.ArgumentException as e -> Result.Error ("RF_TEST_DEVICE: " + e.Message)) with
     | Result.Error message ->
         eprintfn "%s" message
         exit 2

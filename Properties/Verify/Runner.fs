@@ -439,6 +439,17 @@ let writeSummary (runDir: string) (plan: Plan) (properties: Planned list) (recor
         p["failures"] <- JsonArray(t.Failures |> List.map (fun f -> JsonValue.Create f :> JsonNode) |> Array.ofList)
         props.Add p
     o["properties"] <- props
+    let grid = JsonArray()
+    for d in devices do
+        let mine = totals |> List.filter (fun t -> t.Device = d)
+        let g = JsonObject()
+        g["device"] <- JsonValue.Create d
+        g["properties"] <- JsonValue.Create mine.Length
+        g["passed"] <- JsonValue.Create(mine |> List.filter (fun t -> t.Status = "passed") |> List.length)
+        g["failedOrVacuous"] <- JsonValue.Create(mine |> List.filter (fun t -> t.Status = "FAILED" || t.Status = "VACUOUS") |> List.length)
+        g["cases"] <- JsonValue.Create(mine |> List.sumBy (fun t -> t.Cases))
+        grid.Add g
+    o["devices"] <- grid
     let fails = JsonArray()
     for t, f in failures do
         let x = JsonObject()
@@ -462,6 +473,12 @@ let writeSummary (runDir: string) (plan: Plan) (properties: Planned list) (recor
               (plan.SizeScale.ToString("R", inv)) (started.ToString("u", inv)) (DateTime.UtcNow.ToString("u", inv)))
     line (sprintf "- %d cases, %d failures" (totals |> List.sumBy (fun t -> t.Cases)) failures.Length)
     line (sprintf "- coverage: %s" (coverageNote devices))
+    for d in devices do
+        let mine = totals |> List.filter (fun t -> t.Device = d)
+        line (sprintf "- device %s: %d properties, %d passed, %d failed or vacuous, %d cases" d mine.Length
+                  (mine |> List.filter (fun t -> t.Status = "passed") |> List.length)
+                  (mine |> List.filter (fun t -> t.Status = "FAILED" || t.Status = "VACUOUS") |> List.length)
+                  (mine |> List.sumBy (fun t -> t.Cases)))
     line ""
     line "| property | device | status | cases (CI) | batches | non-vacuous (min) | wall s | largest shapes |"
     line "|---|---|---|---|---|---|---|---|"

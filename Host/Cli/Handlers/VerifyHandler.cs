@@ -48,7 +48,7 @@ public sealed class VerifyHandler
         }
         else
         {
-            devices = Devices(args.Devices);
+            devices = Resolve(Devices(args.Devices));
             sizeScale = args.SizeScale ?? 1.0;
         }
         var deadline = args.Time is { } time ? Stopwatch.StartNew() : null;
@@ -172,6 +172,22 @@ public sealed class VerifyHandler
         return devices.Length == 0 ? ["cpu"] : devices;
     }
 
+    /// <summary>The devices as they will run: <c>auto</c> becomes cuda or cpu (whichever <c>auto</c> picks here), duplicates
+    /// go; <c>cuda</c> without CUDA is refused before anything runs.</summary>
+    public static string[] Resolve(string[] devices) =>
+        devices.Select(d =>
+        {
+            if (d == "cpu") return d;
+            try
+            {
+                return ResearchFramework.MathCore.TorchEnvironment.selectDevice(d).type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu";
+            }
+            catch (ArgumentException e)
+            {
+                throw new ConfigurationException($"--device {d}: {e.Message.Split(" (Parameter")[0]}; the devices here: cpu", e);
+            }
+        }).Distinct().ToArray();
+
     /// <summary>A verify job of the spool worker: <c>{"Command": "verify", "Verify": {"Filters": [...], "Cases": "10x",
     /// "Time": "1h", "Batch": 5, "SizeScale": 1, "Devices": ["cpu"], "Seed": 1, "RunsDirectory": "runs"}}</c>, every key
     /// optional; read from the job's configuration part (<paramref name="configPath"/>). Returns the arguments and the
@@ -198,7 +214,7 @@ public sealed class VerifyHandler
             v[key] is JsonArray a ? a.Select(n => n!.GetValue<string>()).ToArray()
             : v[key] is null ? [] : throw new ConfigurationException($"Verify:{key}: expected an array of strings");
         var args = new VerifyArguments(Strings("Filters"), Get<string>("Cases"), Get<string>("Time"), v["Batch"] is null ? null : Get<int>("Batch"),
-            v["SizeScale"] is null ? null : Get<double>("SizeScale"), Devices(Strings("Devices")),
+            v["SizeScale"] is null ? null : Get<double>("SizeScale"), Strings("Devices"),
             v["Seed"] is null ? 1 : Get<long>("Seed"), null, null, null, null);
         return (args, Get<string>("RunsDirectory") ?? "runs");
     }
