@@ -136,7 +136,7 @@ let tests =
             let _ = p.StandardOutput.ReadToEndAsync()
             let _ = p.StandardError.ReadToEndAsync()
             let records () = try File.ReadAllLines(dir.File "cut/batches.jsonl").Length with _ -> 0
-            Expect.isTrue (waitFor 20000 (fun () -> records () >= 2)) "two batches finished"
+            Expect.isTrue (waitFor 60000 (fun () -> records () >= 2)) "two batches finished"
             p.Kill false // SIGKILL of rf alone: its runner must notice and stop by itself
             p.WaitForExit()
             Expect.isTrue (waitFor 10000 (fun () -> (processesMentioning (dir.File "cut")).Length = 0)) "no runner left behind"
@@ -146,6 +146,20 @@ let tests =
             Expect.equal code2 0 (sprintf "resumed: %s %s" out2 err2)
             Expect.stringContains out2 (sprintf "resuming: %d batches already done" before) "continues after the last finished batch"
             Expect.equal (batchIdentities (dir.File "cut")) (batchIdentities (dir.File "full")) "identical batches (seeds, cases digest, counts, shapes)"
+        }
+        test "--time alone: batches until the budget is spent, then a summary that says how to continue" {
+            use dir = new TempDir()
+            let slow = [ "RF_VERIFY_SELFTEST", "1"; "RF_VERIFY_SELFTEST_DELAY_MS", "100" ]
+            let code, out, err = runRfWith slow dir.Path [ "verify"; "--filter"; "VerifySelfTest/passes"; "--time"; "2s"; "--batch"; "5"; "--out"; "run" ]
+            Expect.equal code 0 (sprintf "exit 0: %s %s" out err)
+            Expect.stringContains out "time budget spent" "stopped by the budget"
+            let summary = json (dir.File "run/summary.json")
+            Expect.isFalse (summary["complete"].GetValue<bool>()) "no case limit: never complete"
+            Expect.isGreaterThanOrEqual (summary["totalCases"].GetValue<int>()) 10 "several batches ran"
+            Expect.stringContains (File.ReadAllText(dir.File "run/summary.md")) "rf verify --resume" "how to continue"
+            let code2, _, err2 = runRfWith slow dir.Path [ "verify"; "--resume"; dir.File "run" ]
+            Expect.equal code2 2 "a plan without a case limit needs --time again"
+            Expect.stringContains err2 "give --time" "and says so"
         }
         test "a verify job of the spool worker runs to done/ with its report" {
             use dir = new TempDir()

@@ -667,7 +667,8 @@ let main (argv: string list) =
                     | Some f -> printfn "verify: failure saved: %s (replay: rf verify --replay %s)" f (quoteSh (Path.Combine(runDir, f)))
                     | None -> ()
         round <- round + 1
-        if properties |> List.forall hasFailed then stoppedForTime <- false; round <- Int32.MaxValue
+        // Every property failed: nothing is left to run (a time-only plan would otherwise spin until its budget).
+        if properties |> List.forall hasFailed then round <- Int32.MaxValue
         if budget.IsSome && maxRounds.IsNone && outOfTime () then stoppedForTime <- true
     let totals = writeSummary runDir plan properties records true started
     let bad = totals |> List.filter (fun t -> t.Status = "FAILED" || t.Status = "VACUOUS")
