@@ -161,6 +161,38 @@ let tests =
             Expect.equal code2 2 "a plan without a case limit needs --time again"
             Expect.stringContains err2 "give --time" "and says so"
         }
+        test "refusals in one line: no runner built, another plan in --out, --resume of a non-run, --replay with plan options" {
+            use dir = new TempDir()
+            let code, _, err = runRf dir.Path [ "verify"; "--properties"; dir.File "nope/Properties.dll" ]
+            Expect.equal code 1 "a missing runner"
+            Expect.stringContains err "nope/Properties.dll does not exist" "named"
+            // rf in a checkout whose Properties is not built: a hard-linked copy of rf's folder under a bare ResearchFramework.sln.
+            let rfDir = Path.GetDirectoryName rfPath.Value
+            let copy = Path.Combine(dir.Path, "checkout", "Host", "bin", Path.GetFileName(Path.GetDirectoryName rfDir), Path.GetFileName rfDir)
+            Directory.CreateDirectory(Path.GetDirectoryName copy) |> ignore
+            use cp = Process.Start("cp", [ "-al"; rfDir; copy ])
+            cp.WaitForExit()
+            File.WriteAllText(Path.Combine(dir.Path, "checkout", "ResearchFramework.sln"), "")
+            let info = ProcessStartInfo(Path.Combine(copy, "rf"), WorkingDirectory = dir.Path, RedirectStandardOutput = true, RedirectStandardError = true)
+            for a in [ "verify"; "--filter"; "MathCore" ] do info.ArgumentList.Add a
+            info.Environment.Remove "RF_PROPERTIES_DLL" |> ignore
+            use p = Process.Start info
+            let err2 = p.StandardError.ReadToEnd()
+            p.WaitForExit()
+            Expect.equal p.ExitCode 1 "not built"
+            Expect.stringContains err2 "./build.sh setup" "says how to build it"
+            let code3, _, err3 = runRfWith selfTest dir.Path [ "verify"; "--filter"; "VerifySelfTest/passes"; "--cases"; "10"; "--out"; "run" ]
+            Expect.equal code3 0 ("first run: " + err3)
+            let code4, _, err4 = runRfWith selfTest dir.Path [ "verify"; "--filter"; "VerifySelfTest/passes"; "--cases"; "20"; "--out"; "run" ]
+            Expect.equal code4 2 "another plan in the same directory"
+            Expect.stringContains err4 "holds another plan" "says so"
+            let code5, _, err5 = runRf dir.Path [ "verify"; "--resume"; dir.Path ]
+            Expect.equal code5 2 "not a verification run"
+            Expect.stringContains err5 "not a verification run" "says so"
+            let code6, _, err6 = runRf dir.Path [ "verify"; "--replay"; "x.json"; "--cases"; "10x" ]
+            Expect.notEqual code6 0 "--replay takes no plan options (a command-line error, as for every rf command)"
+            Expect.stringContains err6 "--replay FILE takes no other option" "says so"
+        }
         test "a verify job of the spool worker runs to done/ with its report" {
             use dir = new TempDir()
             Directory.CreateDirectory(dir.File "spool/inbox") |> ignore
