@@ -193,7 +193,7 @@ let tests =
             Expect.notEqual code6 0 "--replay takes no plan options (a command-line error, as for every rf command)"
             Expect.stringContains err6 "--replay FILE takes no other option" "says so"
         }
-        test "a verify job of the spool worker runs to done/ with its report" {
+        test "a verify job of the spool worker runs to done/ with its report; after SIGTERM the next worker continues it" {
             use dir = new TempDir()
             Directory.CreateDirectory(dir.File "spool/inbox") |> ignore
             File.WriteAllText(dir.File "spool/inbox/v.json",
@@ -207,6 +207,35 @@ let tests =
             Expect.isTrue (File.Exists(Path.Combine(runDir, "summary.md"))) "report in the job's run directory"
             let jobSummary = json (Path.Combine(runDir, "summary.json"))
             Expect.equal (jobSummary["totalCases"].GetValue<int>()) 10 "10 cases"
+            // SIGTERM while a verify job runs: the job stays in running/ and the next worker continues its run directory.
+            File.WriteAllText(dir.File "spool/inbox/slow.json",
+                sprintf """{ "Command": "verify", "Verify": { "Filters": ["VerifySelfTest/passes"], "Cases": "30", "Batch": 5, "Seed": 3, "RunsDirectory": "%s" } }"""
+                    (dir.File "runs"))
+            let info = ProcessStartInfo(rfPath.Value, WorkingDirectory = dir.Path, RedirectStandardOutput = true, RedirectStandardError = true)
+            for a in [ "worker"; "--spool"; "spool" ] do info.ArgumentList.Add a
+            info.Environment["RF_VERIFY_SELFTEST"] <- "1"
+            info.Environment["RF_VERIFY_SELFTEST_DELAY_MS"] <- "100"
+            use worker = Process.Start info
+            let _ = worker.StandardOutput.ReadToEndAsync()
+            let _ = worker.StandardError.ReadToEndAsync()
+            let slowRecords () =
+                Directory.GetDirectories(dir.File "runs", "verify-slow-*")
+                |> Array.sumBy (fun d -> try File.ReadAllLines(Path.Combine(d, "batches.jsonl")).Length with _ -> 0)
+            Expect.isTrue (waitFor 60000 (fun () -> slowRecords () >= 2)) "two batches of the job finished"
+            use term = Process.Start("kill", [ "-TERM"; string worker.Id ])
+            term.WaitForExit()
+            Expect.isTrue (worker.WaitForExit 30000) "the worker stops on SIGTERM"
+            Expect.isNonEmpty (Directory.GetFiles(dir.File "spool/running", "slow.json", SearchOption.AllDirectories)) "the job stays in running/"
+            let before = slowRecords ()
+            Expect.isLessThan before 6 "stopped before the end"
+            let codeResumed, outResumed, errResumed = runRfWith selfTest dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
+            Expect.equal codeResumed 0 (sprintf "resumed worker: %s %s" outResumed errResumed)
+            let slowResult = json (dir.File "spool/done/slow.result.json")
+            let slowRun = slowResult["runDirectory"].GetValue<string>()
+            let records = Runner.readRecords (Path.Combine(slowRun, "batches.jsonl"))
+            Expect.equal (records |> List.map (fun r -> r.Batch) |> List.sort) [ 0 .. 5 ] "every batch exactly once"
+            for r in records do
+                Expect.equal (r.Seed, r.Gamma) (Runner.batchSeed 3L "VerifySelfTest/passes" r.Batch) "each batch from its own seed"
             File.WriteAllText(dir.File "spool/inbox/bad.json", """{ "Command": "verify", "Verify": { "Cases": "10", "Bogus": 1 } }""")
             let code2, _, _ = runRfWith selfTest dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
             Expect.equal code2 1 "a bad verify job fails"
