@@ -108,6 +108,10 @@ let tests =
             Expect.equal (int64 original % 5L) 0L "the failing case is a seed divisible by 5"
             Expect.equal (failure["regressionLine"].GetValue<string>()) (sprintf "seed \"VerifySelfTest/fails\" %s" original) "one line to paste"
             Expect.stringContains (failure["replay"].GetValue<string>()) "rf verify --replay" "replay command"
+            Expect.stringContains (File.ReadAllText(dir.File "run/summary.md")) (sprintf "seed \"VerifySelfTest/fails\" %s" original)
+                "summary.md shows the line as it is pasted"
+            Expect.stringContains out (sprintf "regression line for Properties/Verify/Regressions.fs: seed \"VerifySelfTest/fails\" %s" original)
+                "and so does the progress output"
             Expect.stringContains (failure["ciReplay"].GetValue<string>()) ("RF_REPLAY_SEED=" + original) "the CI runner's replay"
             Expect.isNotNull failure["case"] "FsCheck's seed and size of the failing case"
             let summary = json (dir.File "run/summary.json")

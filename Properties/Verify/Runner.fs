@@ -145,6 +145,11 @@ let readRecords (path: string) =
             else try Some (recordOfJson (JsonNode.Parse line)) with _ -> None)
         |> List.ofArray
 
+/// JSON as people read it: names with Greek letters and quotes stay as they are (a failure file's regression line is
+/// copied from it), not \uXXXX escapes.
+let private indented = JsonSerializerOptions(WriteIndented = true, Encoder = Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
+let private compact = JsonSerializerOptions(Encoder = Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
+
 let private writeAtomically (path: string) (text: string) =
     let tmp = path + ".tmp"
     File.WriteAllText(tmp, text)
@@ -352,8 +357,13 @@ let private saveFailure (runDir: string) (plan: Plan) (device: string) (p: Plann
             sprintf "%sRF_REPLAY_SEED=%d dotnet run --project Properties -c Release --no-build -- --filter-test-case %s"
                 (env |> List.map (fun e -> e + " ") |> String.concat "") s (quoteSh (lastSegment p.Property.Name)))
     | None -> ()
-    File.WriteAllText(path, o.ToJsonString(JsonSerializerOptions(WriteIndented = true)))
+    File.WriteAllText(path, o.ToJsonString(indented))
     relative
+
+/// The regression line of a failure file.
+let regressionLineOf (failureFile: string) =
+    let node = JsonNode.Parse(File.ReadAllText failureFile)
+    node["regressionLine"].GetValue<string>()
 
 /// Per-property totals of a run.
 type Totals =
@@ -459,7 +469,7 @@ let writeSummary (runDir: string) (plan: Plan) (properties: Planned list) (recor
         x["replay"] <- JsonValue.Create(sprintf "rf verify --replay %s" (quoteSh (Path.Combine(runDir, f))))
         fails.Add x
     o["failures"] <- fails
-    writeAtomically (Path.Combine(runDir, "summary.json")) (o.ToJsonString(JsonSerializerOptions(WriteIndented = true)))
+    writeAtomically (Path.Combine(runDir, "summary.json")) (o.ToJsonString(indented))
     let md = StringBuilder()
     let line (s: string) = md.Append(s).Append('\n') |> ignore
     line "# rf verify"
@@ -494,6 +504,12 @@ let writeSummary (runDir: string) (plan: Plan) (properties: Planned list) (recor
         line ""
         for t, f in failures do
             line (sprintf "- %s [%s]: `%s` — replay: `rf verify --replay %s`" t.Name t.Device f (quoteSh (Path.Combine(runDir, f))))
+            let regression = try regressionLineOf (Path.Combine(runDir, f)) with _ -> ""
+            if regression <> "" then
+                line "  regression test, one line for the list in `Properties/Verify/Regressions.fs`:"
+                line "  ```fsharp"
+                line ("  " + regression)
+                line "  ```"
     writeAtomically (Path.Combine(runDir, "summary.md")) (md.ToString())
     totals
 
@@ -585,12 +601,12 @@ let main (argv: string list) =
                 else Ok saved
             elif saved <> given then
                 Error (sprintf "%s holds another plan (%s); resume it with rf verify --resume %s, or choose another --out"
-                           runDir ((planToJson saved).ToJsonString()) runDir)
+                           runDir ((planToJson saved).ToJsonString(compact)) runDir)
             else Ok saved
         elif args.Resume then Error (sprintf "%s is not a verification run (no verify.json)" runDir)
         else
             Directory.CreateDirectory runDir |> ignore
-            writeAtomically planPath ((planToJson given).ToJsonString(JsonSerializerOptions(WriteIndented = true)))
+            writeAtomically planPath ((planToJson given).ToJsonString(indented))
             Ok given
     match planResult with
     | Error e ->
@@ -618,7 +634,7 @@ let main (argv: string list) =
             let now = DateTime.UtcNow
             let node = JsonNode.Parse(File.ReadAllText planPath)
             node["startedUtc"] <- JsonValue.Create(now.ToString("O", inv))
-            writeAtomically planPath (node.ToJsonString(JsonSerializerOptions(WriteIndented = true)))
+            writeAtomically planPath (node.ToJsonString(indented))
             now
         | n -> DateTime.Parse(n.GetValue<string>(), inv, DateTimeStyles.RoundtripKind)
     let isDone (p: Planned) b = records |> List.exists (fun r -> r.Property = p.Property.Name && r.Device = device && r.Batch = b)
@@ -654,7 +670,7 @@ let main (argv: string list) =
                           Cases = ran; NonVacuous = outcome.NonVacuous |> Option.map fst; Fraction = outcome.NonVacuous |> Option.map snd
                           WallSeconds = outcome.Seconds; Shapes = outcome.Shapes; Digest = digest outcome.Received
                           Failed = outcome.Error.IsSome; FailureFile = failureFile }
-                    File.AppendAllText(recordsPath, (recordToJson record).ToJsonString() + "\n")
+                    File.AppendAllText(recordsPath, (recordToJson record).ToJsonString(compact) + "\n")
                     records <- records @ [ record ]
                     let totals = writeSummary runDir plan properties records false started
                     printfn "verify: [%s] %s batch %d%s: %d case(s) %s in %.1f s%s — %d cases so far, %d failures, %s elapsed"
@@ -664,7 +680,10 @@ let main (argv: string list) =
                         (totals |> List.sumBy (fun t -> t.Cases)) (totals |> List.sumBy (fun t -> t.Failures.Length))
                         (clock.Elapsed.ToString(@"hh\:mm\:ss", inv))
                     match failureFile with
-                    | Some f -> printfn "verify: failure saved: %s (replay: rf verify --replay %s)" f (quoteSh (Path.Combine(runDir, f)))
+                    | Some f ->
+                        printfn "verify: failure saved: %s (replay: rf verify --replay %s)" f (quoteSh (Path.Combine(runDir, f)))
+                        let regression = regressionLineOf (Path.Combine(runDir, f))
+                        printfn "verify: regression line for Properties/Verify/Regressions.fs: %s" regression
                     | None -> ()
         round <- round + 1
         // Every property failed: nothing is left to run (a time-only plan would otherwise spin until its budget).
