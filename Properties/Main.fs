@@ -2,6 +2,7 @@
 /// "N passed, N failed, N skipped" line that CI reads (Expecto's own summary is not recognised).
 /// Started by `dotnet test` (Microsoft.Testing.Platform), the same tests run through TestingPlatform.run instead,
 /// after the same kernel self-check.
+/// `--verify …` / `--verify-replay FILE`: the verification mode behind `rf verify` (Verify/Runner.fs).
 module ResearchFramework.Properties.Main
 
 open Expecto
@@ -11,11 +12,16 @@ open Expecto.Impl
 let main argv =
     // Trust before the first test: the convolution kernels the suite uses pass their numerical
     // self-check, or the runner switches kernel path (and may restart itself), or refuses to run.
-    match KernelCheckTests.ensureForSuite () with
+    // A device that is not there (RF_TEST_DEVICE=cuda without CUDA) is said in one line, not a stack trace.
+    match (try KernelCheckTests.ensureForSuite () with :? System.ArgumentException as e -> Result.Error ("RF_TEST_DEVICE: " + e.Message)) with
     | Result.Error message ->
         eprintfn "%s" message
         exit 2
     | Result.Ok line -> printfn "environment: %s" line
+    match List.ofArray argv with
+    | "--verify" :: rest -> exit (Verify.Runner.main rest)
+    | [ "--verify-replay"; file ] -> exit (Verify.Runner.replayMain file)
+    | _ -> ()
     if TestingPlatform.isPlatformInvocation argv then TestingPlatform.run argv else
     let mutable counts = (0, 0, 0)
     let printer =

@@ -55,3 +55,50 @@ let config (cases: int) =
     match replay with
     | Some _ -> { FsCheckConfig.defaultConfig with maxTest = 1; arbitrary = [ typeof<ReplaySeed> ] }
     | None -> { FsCheckConfig.defaultConfig with maxTest = max 1 (int (Math.Round(float cases * scale))); arbitrary = [ typeof<FullRangeSeeds> ] }
+
+/// `RF_SIZE_SCALE` (default 1, at least 1): the upper bounds of the generated shapes that read it (`scaled`: the
+/// MathCore matrix shapes, the Algorithm regression problems) are multiplied by it, e.g. `RF_SIZE_SCALE=4` draws
+/// n up to 160 where CI draws up to 40. At 1 the draws are exactly the CI ones. `rf verify --size-scale` sets it.
+let sizeScale =
+    match Environment.GetEnvironmentVariable "RF_SIZE_SCALE" with
+    | null | "" -> 1.0
+    | v ->
+        match Double.TryParse(v, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+        | true, x when x >= 1.0 && Double.IsFinite x -> x
+        | _ -> failwithf "RF_SIZE_SCALE=%s: expected a number ≥ 1" v
+
+/// An exclusive upper bound of a generated dimension (as for `Random.Next`), scaled by `sizeScale`; at scale 1 exactly
+/// `bound`.
+let scaled (bound: int) = if sizeScale = 1.0 then bound else int (Math.Round(float bound * sizeScale))
+
+/// What a verification run (`rf verify`) reads back from a batch of cases, beside FsCheck's own result: the largest
+/// shapes the generators drew and the non-vacuous count of a counting property. The CI runner ignores both.
+module Observe =
+    let private maxima = Collections.Concurrent.ConcurrentDictionary<string, int>()
+    let mutable private nonVacuous : (int * float) option = None
+
+    /// True in a verification run: a counting property then reports its non-vacuous count here instead of failing a
+    /// batch on its own (the run judges the count over all its batches).
+    let mutable verifying = false
+
+    /// Records a drawn dimension (`key` = "n", "m", …); the batch reports the largest value of each key.
+    let shape (key: string) (value: int) = maxima.AddOrUpdate(key, value, fun _ old -> max old value) |> ignore
+
+    /// Records the non-vacuous count of a counting property's run and its required fraction.
+    let counted (count: int) (fraction: float) = nonVacuous <- Some (count, fraction)
+
+    /// Clears the observations before a batch.
+    let reset () =
+        maxima.Clear()
+        nonVacuous <- None
+
+    /// The largest value of each recorded key since `reset`, by key.
+    let shapes () = maxima |> Seq.map (fun kv -> kv.Key, kv.Value) |> Seq.sortBy fst |> List.ofSeq
+
+    /// The non-vacuous count (and required fraction) since `reset`, when the property counts.
+    let nonVacuousCount () = nonVacuous
+
+/// One int for every int argument of a property, set by code (a regression line, a replay): `Pinned.Value`.
+type Pinned =
+    static member val Value = 0 with get, set
+    static member Int32() : Arbitrary<int> = Gen.constant () |> Gen.map (fun () -> Pinned.Value) |> Arb.fromGen

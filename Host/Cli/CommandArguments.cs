@@ -26,3 +26,10 @@ public sealed record WorkerArguments(string SpoolDirectory, bool Once = false);
 
 /// <summary>Parsed arguments of <c>rf data fetch</c>.</summary>
 public sealed record DataFetchArguments(string Name, string? DataDirectory, ConfigurationInput Configuration, bool Own = false);
+
+/// <summary>Parsed arguments of <c>rf verify</c>: property groups or filters, the case budget (<c>Nx</c> a multiple of
+/// each property's CI count, or <c>N</c> cases), a time budget, cases per batch, the shape scale, the devices, the
+/// master seed, the run directory (<c>--out</c>, or <c>--resume</c> of an existing one), a failure file to replay and
+/// the property runner to use.</summary>
+public sealed record VerifyArguments(string[] Filters, string? Cases, string? Time, int? Batch, double? SizeScale, string[] Devices, long Seed,
+    string? Output, string? Resume, string? Replay, string? PropertiesPath);

@@ -15,6 +15,7 @@ public static class RootCommandFactory
         root.Subcommands.Add(Certify());
         root.Subcommands.Add(Export());
         root.Subcommands.Add(Prove());
+        root.Subcommands.Add(Verify());
         root.Subcommands.Add(Worker());
         root.Subcommands.Add(Data());
         root.Subcommands.Add(Env());
@@ -23,7 +24,7 @@ public static class RootCommandFactory
         root.SetAction(_ => CommandRunner.Run("", () =>
         {
             new EnvHandler().Run();
-            Console.WriteLine("commands: main, train, compare, certify, export, prove, worker, data fetch, env (rf --help); running the main job");
+            Console.WriteLine("commands: main, train, compare, certify, export, prove, verify, worker, data fetch, env (rf --help); running the main job");
             return new MainJobHandler().Run(null);
         }));
         return root;
@@ -167,6 +168,52 @@ public static class RootCommandFactory
     {
         Console.Error.WriteLine($"rf {command}: {message}");
         return ExitCodes.Usage;
+    }
+
+    private static Command Verify()
+    {
+        var command = new Command("verify",
+            "run the property suite (the CI properties, same code) as a verification job: many cases, a report, resumable, replayable failures");
+        var filter = new Option<string[]>("--filter")
+        {
+            Description = "MathCore | Algorithm | Proofs | Foundation, or a substring of a property's full name; repeatable (default: MathCore, Algorithm, Proofs)",
+            DefaultValueFactory = _ => [],
+        };
+        var cases = new Option<string>("--cases")
+        {
+            Description = "cases per property: Nx = N times its CI case count (e.g. 10x), or N cases (e.g. 500); default 1x, unlimited with --time alone",
+        };
+        var time = new Option<string>("--time") { Description = "time budget of this invocation, e.g. 90s, 30m, 8h: no batch starts after it" };
+        var batch = new Option<int?>("--batch") { Description = "cases per batch (default: the property's CI count); a resume continues after the last finished batch" };
+        var sizeScale = new Option<double?>("--size-scale") { Description = "multiply the bounds of generated shapes by this (≥ 1; RF_SIZE_SCALE)" };
+        var device = new Option<string[]>("--device")
+        {
+            Description = "cpu | cuda | auto, repeatable or comma-separated (cpu,cuda): the selection runs on each (RF_TEST_DEVICE); default cpu",
+            DefaultValueFactory = _ => [],
+        };
+        var seed = new Option<long>("--seed") { Description = "master seed: batch b of property p runs FsCheck seed f(seed, p, b)", DefaultValueFactory = _ => 1 };
+        var output = new Option<DirectoryInfo>("--out") { Description = "run directory (default runs/verify-<time>); one holding the same plan is continued" };
+        var resume = new Option<DirectoryInfo>("--resume") { Description = "continue this verification run from its last finished batch (same plan and seeds)" };
+        var replay = new Option<FileInfo>("--replay") { Description = "re-run a saved failure (failures/*.json of a run) bit for bit" };
+        var runner = new Option<FileInfo>("--properties")
+        {
+            Description = "the property runner Properties.dll (default: RF_PROPERTIES_DLL, else Properties/bin/<configuration>/net10.0 of this checkout)",
+        };
+        foreach (var option in new Option[] { filter, cases, time, batch, sizeScale, device, seed, output, resume, replay, runner }) command.Options.Add(option);
+        command.Validators.Add(r =>
+        {
+            var planOptions = new Option[] { filter, cases, batch, sizeScale, device, seed, output };
+            if (r.GetResult(replay) is not null && (r.GetResult(resume) is not null || r.GetResult(time) is not null || planOptions.Any(o => r.GetResult(o) is not null)))
+                r.AddError("--replay FILE takes no other option than --properties");
+            if (r.GetResult(resume) is not null && planOptions.Any(o => r.GetResult(o) is not null))
+                r.AddError("--resume RUN_DIR continues the run's own plan (verify.json): only --time and --properties may be given with it");
+            if (r.GetResult(batch) is not null && r.GetValue(batch) is < 1) r.AddError("--batch must be at least 1");
+            if (r.GetResult(sizeScale) is not null && r.GetValue(sizeScale) is not (>= 1.0 and <= 1000.0)) r.AddError("--size-scale must be in [1, 1000]");
+        });
+        command.SetAction(r => CommandRunner.Run("verify", () => new VerifyHandler().Run(new VerifyArguments(
+            r.GetValue(filter) ?? [], r.GetValue(cases), r.GetValue(time), r.GetValue(batch), r.GetValue(sizeScale), r.GetValue(device) ?? [],
+            r.GetValue(seed), r.GetValue(output)?.FullName, r.GetValue(resume)?.FullName, r.GetValue(replay)?.FullName, r.GetValue(runner)?.FullName))));
+        return command;
     }
 
     private static Command Worker()

@@ -210,7 +210,8 @@ public sealed class WorkerLease
 
 /// <summary><c>rf worker --spool DIR [--once]</c> as a <see cref="BackgroundService"/>: at start-up resumes the jobs left in
 /// <c>running/</c> by a graceful stop, then claims inbox jobs one at a time (atomic rename into <c>running/</c>). A job file is
-/// a full rf configuration plus <c>"Command": "train" | "compare"</c> (and, for compare, optional <c>"Seeds"</c>, default 2).
+/// a full rf configuration plus <c>"Command": "train" | "compare"</c> (and, for compare, optional <c>"Seeds"</c>, default 2), or
+/// <c>"Command": "verify"</c> with a <c>"Verify"</c> section (<see cref="VerifyHandler.FromJob"/>).
 /// Ctrl-C / SIGTERM cancels the running job, whose trainer writes a checkpoint; the job stays in <c>running/</c>.</summary>
 public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetime lifetime, ILogger<SpoolWorker> logger) : BackgroundService
 {
@@ -447,6 +448,15 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             var (command, seeds) = JobFile.WriteConfig(jobPath, configPath);
             var input = new ConfigurationInput(configPath, []);
             string? runDirectory = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
+            // A verify job is no training configuration: its "Verify" section is read on its own (a bad one fails here).
+            var verify = command == "verify" ? VerifyHandler.FromJob(configPath) : default;
+            if (command == "verify" && (runDirectory is null || !Directory.Exists(runDirectory)))
+            {
+                runDirectory = Path.GetFullPath(Path.Combine(verify.RunsDirectory,
+                    $"verify-{name}-{DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture)}"));
+                Directory.CreateDirectory(runDirectory);
+                File.WriteAllText(runPathFile, runDirectory);
+            }
             if (runDirectory is null || !Directory.Exists(runDirectory))
             {
                 var options = RfOptions.Load(RfConfiguration.Build(input)); // a bad config fails here, before anything is created
@@ -459,7 +469,9 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             {
                 "train" => TrainHandler.Execute(input, runDirectory, stoppingToken, showProgress: false).ExitCode,
                 "compare" => CompareHandler.Execute(input, seeds, runDirectory, stoppingToken, showProgress: false).ExitCode,
-                _ => throw new ConfigurationException($"Command: unknown command '{command}' (expected train or compare)"),
+                // Resumes by itself: the run directory holds the same plan, the finished batches are skipped.
+                "verify" => VerifyHandler.Execute(verify.Arguments, runDirectory, stoppingToken),
+                _ => throw new ConfigurationException($"Command: unknown command '{command}' (expected train, compare or verify)"),
             };
             if (!File.Exists(jobPath))
             {

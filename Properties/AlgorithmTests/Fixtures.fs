@@ -79,7 +79,9 @@ let recipe (tau: int) (mode: PhaseTwoMode) =
 /// A small regression problem drawn from `rng`: d ∈ [2, 5) inputs, n ∈ [8, 16) points, 2 targets, and a
 /// float64 MLP d → 8 → n + 3 → 2 (wide last layer, m ≥ n) with tanh or softplus.
 let wideRegressionProblem (rng: Random) (seed: int) =
-    let d, n = rng.Next(2, 5), rng.Next(8, 16)
+    let d, n = rng.Next(2, 5), rng.Next(8, ResearchFramework.Properties.Seeds.scaled 16)
+    ResearchFramework.Properties.Seeds.Observe.shape "n" n
+    ResearchFramework.Properties.Seeds.Observe.shape "d" d
     let data = regression seed n d 2 torch.float64
     let act = if rng.Next 2 = 0 then Activation.Tanh else Activation.Softplus
     n, data, mlp d [| 8; n + 3 |] 2 act Precision.Float64
@@ -138,8 +140,10 @@ let testPropertyCounting (config: FsCheckConfig) (fraction: float) (name: string
                 async {
                     counter.Reset()
                     do! runProperty cfg
+                    ResearchFramework.Properties.Seeds.Observe.counted counter.Count fraction
                     let minimum = minimumCases fraction cfg.maxTest
-                    if counter.Count < minimum then
+                    // A verification run judges the count over all its batches (its report), not per batch.
+                    if counter.Count < minimum && not ResearchFramework.Properties.Seeds.Observe.verifying then
                         failtestf "vacuous: the precondition held in %d of %d cases, the property needs at least %d (%g of the cases)"
                             counter.Count cfg.maxTest minimum fraction
                 }

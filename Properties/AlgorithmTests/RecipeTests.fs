@@ -444,19 +444,22 @@ let phaseTests =
 /// SPEC §4 Theorem (frozen body) and convergence; SPEC §2 Lemma 2 (perturbation); refutation.
 let certificateTests =
     testList "Readout and certificates" [
-        testPropertyWithConfig (few 6) "frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" <| fun (seed: int) ->
+        testPropertyCounting (few 6) 0.5 "frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" <| fun counter (seed: int) ->
             let rng = Random seed
             let n, data, arch = wideRegressionProblem rng seed
             let tau = rng.Next(0, 4)
             let eta = 0.01
             let r, _ = runInit (steepen "hidden1" 4.0) arch (training seed n (tau + 40) OptimizerSpec.Sgd eta LossKind.Squared) (Some (recipe tau PhaseTwoMode.Frozen)) data
             let cert = Array.last r.Certificates
-            Expect.isTrue cert.IsCertified "EC certified"
-            let bound = float n / (cert.SigmaMaxUpper * cert.SigmaMaxUpper)
-            Expect.isLessThanOrEqual eta bound "precondition η ≤ n/σ_max(Φ̃_τ)² (rigorous upper bound on σ_max)"
-            Invariants.objectiveNonIncreasing (4.0 * Tolerance.epsilon Tolerance.Float64) r.Steps |> expectOk "monotone"
-            let two = r.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
-            Expect.isLessThan (Array.last two).Loss two.[0].Loss "the readout makes progress"
+            // The theorem's precondition: EC Certified at the switch. Not every generated problem is (seed −686366638,
+            // found by rf verify at 100× CI; the recipe then claims nothing, checked elsewhere): those cases are vacuous.
+            if cert.IsCertified then
+                counter.Hit()
+                let bound = float n / (cert.SigmaMaxUpper * cert.SigmaMaxUpper)
+                Expect.isLessThanOrEqual eta bound "precondition η ≤ n/σ_max(Φ̃_τ)² (rigorous upper bound on σ_max)"
+                Invariants.objectiveNonIncreasing (4.0 * Tolerance.epsilon Tolerance.Float64) r.Steps |> expectOk "monotone"
+                let two = r.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
+                Expect.isLessThan (Array.last two).Loss two.[0].Loss "the readout makes progress"
 
         testPropertyWithConfig (few 5) "tanh/softplus: perturbation re-establishes EC after a degenerate ω (Lemma 2)" <| fun (seed: int) ->
             let rng = Random seed

@@ -179,6 +179,7 @@ let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Cer
         Expect.isTrue (Exact.le (q t.LambdaMinComputedGramLower) computed && Exact.le (Exact.sub computed slackAbs) (q t.LambdaMinComputedGramLower))
             (sprintf "LambdaMinComputedGramLower %.17g = c − max|D| − γ'tr(Ã), rounded down. %s" t.LambdaMinComputedGramLower info)
         let lower = Exact.sub (q t.LambdaMinComputedGramLower) (q t.AccumulationError)
+        let slackAbs = slackOf [ t.LambdaMinComputedGramLower; t.AccumulationError ]
         Expect.isTrue (Exact.le (q t.LambdaMinLower) lower && Exact.le (Exact.sub lower slackAbs) (q t.LambdaMinLower))
             (sprintf "LambdaMinLower %.17g = that − E, rounded down. %s" t.LambdaMinLower info)
     if c.Verdict = Verdict.Certified then

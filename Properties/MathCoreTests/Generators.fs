@@ -45,11 +45,13 @@ let reluLike (seed: int) (n: int) (m: int) : torch.Tensor =
     use shifted = g.add(scalar 0.5)
     torch.nn.functional.relu(shifted)
 
-/// Shapes (n, m, k) for a seed: 2 ≤ n ≤ 40, n ≤ m ≤ 60, 1 ≤ k ≤ n.
+/// Shapes (n, m, k) for a seed: 2 ≤ n ≤ 40, n ≤ m ≤ 60, 1 ≤ k ≤ n (bounds × `RF_SIZE_SCALE`, see `Seeds.scaled`).
 let shape (seed: int) =
     let rng = System.Random seed
-    let n = rng.Next(2, 41)
-    let m = rng.Next(n, 61)
+    let n = rng.Next(2, Seeds.scaled 41)
+    let m = rng.Next(n, Seeds.scaled 61)
+    Seeds.Observe.shape "n" n
+    Seeds.Observe.shape "m" m
     n, m, rng.Next(1, n + 1)
 
 /// Kahan's matrix K_n(θ) = diag(1, s, …, s^{n−1})·(I − c·strict upper triangle of ones), s = sin θ,
