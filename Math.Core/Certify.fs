@@ -508,7 +508,10 @@ let private certifyOrthogonal (subject: ExpressivitySubject) (phi: torch.Tensor)
     let n = subject.Rows
     let columns = subject.Columns
     use tilde = tildeOf subject.WithBias phi
-    let precision = sprintf "features %s, QR float64" (Gram.precisionName "phi" phi)
+    let precision =
+        match gramCertificate with
+        | Some g -> g.Precision + ", QR float64"
+        | None -> sprintf "features %s, QR float64" (Gram.precisionName "phi" phi)
     let finish verdict reason sigma sigmaMaxEst sigmaMaxBound terms =
         { Subject = subject; Verdict = verdict; Reason = reason; Method = orthogonalMethod; Precision = precision
           Device = string phi.device; SigmaMinLower = sigma; SigmaMaxEstimate = sigmaMaxEst; SigmaMaxUpper = sigmaMaxBound
@@ -559,6 +562,29 @@ let private certifyOrthogonal (subject: ExpressivitySubject) (phi: torch.Tensor)
             else sprintf "σ_min(Q̂)·σ_min(R̂) ≥ %.3g does not exceed the residual bound ‖E‖ ≤ %.3g" (terms.QrQSigmaMinLower * terms.QrRSigmaMinLower) terms.QrResidualUpper
         finish Verdict.Inconclusive (prefix + sprintf "orthogonal route Inconclusive: %s (%s)" why units) 0.0 sigmaMaxEst sigmaMaxBound terms
 
+/// Whether Auto mode tries the orthogonal route after `gramCertificate` (Route = Auto and the Gram route
+/// Inconclusive), and whether n × m' fits `opts.OrthogonalMaxBytes` (`orthogonalBytes`).
+let wantsOrthogonal (opts: Options) (gramCertificate: Certificate) : bool * bool =
+    let wanted = opts.Route = RouteChoice.Auto && gramCertificate.Verdict = Verdict.Inconclusive && gramCertificate.Route = CertificateRoute.Gram
+    wanted, orthogonalBytes gramCertificate.Subject.Rows gramCertificate.Subject.Columns <= opts.OrthogonalMaxBytes
+
+/// `gramCertificate` with the reason why the orthogonal route was not tried appended (Auto mode, Φ̃ too
+/// large for `opts.OrthogonalMaxBytes`, or not in memory: `why`).
+let orthogonalNotTried (gramCertificate: Certificate) (why: string) : Certificate =
+    { gramCertificate with Reason = gramCertificate.Reason + sprintf "; the orthogonal route was not tried (%s)" why }
+
+/// Auto mode after the Gram route on the same in-memory Φ (n × m, no bias column): `gramCertificate` itself
+/// unless `wantsOrthogonal`; then the orthogonal route (its certificate keeps the Gram route's terms and
+/// σ_max bounds, Route = Orthogonal), or `gramCertificate` with the reason when Φ̃ is too large.
+/// For callers that computed the Gram route themselves (a streamed file that fits in memory).
+let certifyAfterGram (opts: Options) (subject: ExpressivitySubject) (phi: torch.Tensor) (clock: Stopwatch) (gramCertificate: Certificate) : Certificate =
+    match wantsOrthogonal opts gramCertificate with
+    | false, _ -> gramCertificate
+    | true, false ->
+        orthogonalNotTried gramCertificate
+            (sprintf "it needs about %d MiB, above Options.OrthogonalMaxBytes" (orthogonalBytes subject.Rows subject.Columns >>> 20))
+    | true, true -> certifyOrthogonal subject phi (Some gramCertificate) clock
+
 /// Certificate for an in-memory feature matrix Φ (n × m, without the bias column), by `opts.Route`:
 /// Auto (the float64 Gram route, then the orthogonal route when it is Inconclusive and fits
 /// `opts.OrthogonalMaxBytes`), Gram, or Orthogonal (QR of Φ̃ᵀ only). Certificate.Route names the route
@@ -589,11 +615,7 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
             use same = a.eq(b).all()
             same.item<bool> ()
         certifyGramScaling true opts subject (Some equal) clock gram
-    if opts.Route <> RouteChoice.Auto || gramCertificate.Verdict <> Verdict.Inconclusive then gramCertificate
-    elif orthogonalBytes n columns > opts.OrthogonalMaxBytes then
-        { gramCertificate with
-            Reason = gramCertificate.Reason + sprintf "; the orthogonal route was not tried (it needs about %d MiB, above Options.OrthogonalMaxBytes)" (orthogonalBytes n columns >>> 20) }
-    else certifyOrthogonal subject phi (Some gramCertificate) clock
+    certifyAfterGram opts subject phi clock gramCertificate
 
 /// Certificate for Φ streamed as row blocks that can be produced again (e.g. forward passes of a
 /// network in evaluation mode). Every block has `blockRows` rows except possibly the last;

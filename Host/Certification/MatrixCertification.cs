@@ -56,7 +56,19 @@ public static class MatrixCertification
         }
         var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
-        return ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram);
+        var certificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram);
+        var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(options, certificate);
+        bool wanted = want.Item1, fits = want.Item2;
+        if (!wanted) return certificate;
+        if (!fits || (long)n * m > int.MaxValue)
+            return ResearchFramework.MathCore.Certify.orthogonalNotTried(certificate,
+                $"it needs the {n} × {m + (withBias ? 1 : 0)} matrix in memory, about {ResearchFramework.MathCore.Certify.orthogonalBytes(n, m + (withBias ? 1 : 0)) >> 20} MiB, above Options.OrthogonalMaxBytes");
+        // The Gram route was Inconclusive and the matrix fits: read it whole (widened to float64, exact) for the
+        // orthogonal route (docs/theory.md §3), as Certify.certifyMatrix does in Auto mode.
+        var entries = new double[(long)n * m];
+        reader.ReadBlock(0, n, 0, m, entries);
+        using var phi = torch.tensor(entries, new long[] { n, m }, torch.float64);
+        return ResearchFramework.MathCore.Certify.certifyAfterGram(options, subject, phi, clock, certificate);
     }
 
     /// <summary>fl(G) of the file's matrix (Φ̃ = [Φ, 1] with <paramref name="withBias"/>), accumulated over column blocks
