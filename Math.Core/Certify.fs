@@ -618,18 +618,31 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
     certifyAfterGram opts subject phi clock gramCertificate
 
 /// Certificate for Φ streamed as row blocks that can be produced again (e.g. forward passes of a
-/// network in evaluation mode). Every block has `blockRows` rows except possibly the last;
+/// network in evaluation mode). In Auto mode, when the Gram route is Inconclusive and Φ̃ fits
+/// `opts.OrthogonalMaxBytes`, the blocks are produced once more and joined for the orthogonal route. Every block has `blockRows` rows except possibly the last;
 /// `cacheBytes` bounds the memory spent keeping blocks instead of recomputing them.
 let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes: int64)
                      (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : Certificate =
     let clock = Stopwatch.StartNew()
-    use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockRows blockCount rowBlock
-    let row (i: int) =
-        use block = rowBlock (i / blockRows)
-        use r = block.[int64 (i % blockRows)]
-        r.clone()
-    let equal i j =
-        use a = row i
-        use b = row j
-        a.eq(b).all().item<bool> ()
-    certifyGramScaling true opts subject (Some equal) clock gram
+    let gramCertificate =
+        use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockRows blockCount rowBlock
+        let row (i: int) =
+            use block = rowBlock (i / blockRows)
+            use r = block.[int64 (i % blockRows)]
+            r.clone()
+        let equal i j =
+            use a = row i
+            use b = row j
+            a.eq(b).all().item<bool> ()
+        certifyGramScaling true opts subject (Some equal) clock gram
+    match wantsOrthogonal opts gramCertificate with
+    | true, true ->
+        // Auto mode, Gram route Inconclusive, Φ̃ small enough: the row blocks once more, whole, for the orthogonal route.
+        use phi =
+            use scope = torch.NewDisposeScope()
+            torch.cat([| for b in 0 .. blockCount - 1 -> (rowBlock b).detach().``to``(torch.float64) |], 0L).MoveToOuterDisposeScope()
+        certifyAfterGram opts subject phi clock gramCertificate
+    | true, false ->
+        orthogonalNotTried gramCertificate
+            (sprintf "it needs about %d MiB, above Options.OrthogonalMaxBytes" (orthogonalBytes subject.Rows subject.Columns >>> 20))
+    | false, _ -> gramCertificate

@@ -79,10 +79,10 @@ let timed (route: Certify.RouteChoice) (phi: torch.Tensor) =
 let x = gaussian 1 1024 16
 let w = gaussian 2 16 1100
 let features = torch.tanh(x.mm(w).div(scalar 4.0))
-// The same features with row 1023 replaced by row 0 + 1e-9·(unit direction): the Gram route is Inconclusive there.
+// The same features with row 1023 replaced by row 0 + 1e-6·(unit direction): the Gram route is Inconclusive there.
 let nearFeatures = features.clone()
 let direction = gaussian 3 1 1100
-nearFeatures.[1023L] <- features.[0L].add(direction.[0L].div(direction.norm()).mul(scalar 1e-9))
+nearFeatures.[1023L] <- features.[0L].add(direction.[0L].div(direction.norm()).mul(scalar 1e-6))
 let tg, cg = timed Certify.RouteChoice.Gram features
 let tq, cq = timed Certify.RouteChoice.Orthogonal features
 let tgn, cgn = timed Certify.RouteChoice.Gram nearFeatures
@@ -90,7 +90,7 @@ let tan, can = timed Certify.RouteChoice.Auto nearFeatures
 let lo, hi = svdRatio true features
 let lon, hin = svdRatio true nearFeatures
 printfn ""
-printfn "1024 × 1100 tanh features (+ bias = 1101 columns), threads %d; σ_min %.3g (σ_min/σ_max %.2g); with row 1023 = row 0 + 1e-9·d: σ_min %.3g (%.2g)" (torch.get_num_threads ()) lo (lo / hi) lon (lon / hin)
+printfn "1024 × 1100 tanh features (+ bias = 1101 columns), threads %d; σ_min %.3g (σ_min/σ_max %.2g); with row 1023 = row 0 + 1e-6·d: σ_min %.3g (%.2g)" (torch.get_num_threads ()) lo (lo / hi) lon (lon / hin)
 printfn "| matrix | route | verdict (route) | σ_min bound | median of 3 (s) |"
 printfn "|---|---|---|---|---|"
 printfn "| tanh features | Gram | %O (%O) | %.4g | %.3f |" cg.Verdict cg.Route cg.SigmaMinLower tg
@@ -98,3 +98,5 @@ printfn "| tanh features | Orthogonal | %O (%O) | %.4g | %.3f |" cq.Verdict cq.R
 printfn "| near-duplicate row | Gram | %O (%O) | %.4g | %.3f |" cgn.Verdict cgn.Route cgn.SigmaMinLower tgn
 printfn "| near-duplicate row | Auto | %O (%O) | %.4g | %.3f |" can.Verdict can.Route can.SigmaMinLower tan
 printfn "ratio Orthogonal/Gram (tanh features): %.2f; Auto/Gram (near-duplicate, Auto = Gram + orthogonal): %.2f" (tq / tg) (tan / tgn)
+printfn "Auto on the near-duplicate matrix: %s" can.Reason
+printfn "terms (of 2^(%d)·Φ̃): ‖E‖ ≤ %.3g, ‖F‖ ≤ %.3g, ‖X‖_F ≤ %.3g, ‖N‖ ≤ %.3g, σ_min(R̂) ≥ %.3g" (-can.Terms.ScaleExponent) can.Terms.QrResidualUpper can.Terms.QrOrthogonalityUpper can.Terms.QrInverseNormUpper can.Terms.QrInverseResidualUpper can.Terms.QrRSigmaMinLower

@@ -297,6 +297,15 @@ let tests =
             let gramOnly = certifyBy Certify.RouteChoice.Gram false near
             Expect.equal gramOnly.Verdict Verdict.Inconclusive gramOnly.Reason
             Expect.equal gramOnly.Route CertificateRoute.Gram "Gram only"
+            // Row blocks (the model path): Auto joins the blocks for the orthogonal route and agrees with certifyMatrix.
+            let inMemory = certifyBy Certify.RouteChoice.Auto true near
+            let blocks =
+                Certify.certifyRowBlocks Certify.defaults (subject near true) 0L 4 3 (fun b ->
+                    use onDevice = TestDevice.onDevice near
+                    onDevice.narrow(0L, int64 (4 * b), int64 (min 4 (11 - 4 * b))).clone())
+            Expect.equal blocks.Verdict Verdict.Certified blocks.Reason
+            Expect.equal blocks.Route CertificateRoute.Orthogonal "row blocks: the orthogonal route decided"
+            Expect.equal blocks.Terms.QrSigmaMinLower inMemory.Terms.QrSigmaMinLower "row blocks = in memory"
             let tiny = certifyWith { Certify.defaults with OrthogonalMaxBytes = 1L } false near
             Expect.equal tiny.Verdict Verdict.Inconclusive tiny.Reason
             Expect.stringContains tiny.Reason "orthogonal route was not tried" "says why"
