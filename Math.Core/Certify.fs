@@ -358,11 +358,11 @@ let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual
 // The condition number is not squared: the route decides down to σ_min/σ_max ≈ n·u·(a modest factor).
 // ---------------------------------------------------------------------------------------------
 
-/// Entries of Q̂, R̂ and X below this magnitude are set to zero before any product is formed (the
+/// Entries of Q̂, R̂ and X below this magnitude (2^(−490) ≈ 3e−148, above the 1e−150 guard of `Gram`) are set to zero before any product is formed (the
 /// bounds hold for whatever matrices are used, as long as the same ones are used throughout): so no
 /// input is subnormal (flush-to-zero / denormals-are-zero cannot change an input) and no non-zero
-/// product of two inputs underflows (≥ 2^(−1000)).
-let private tinyEntry = Math.ScaleB(1.0, -500)
+/// product of two inputs underflows (≥ 2^(−980)).
+let private tinyEntry = Math.ScaleB(1.0, -490)
 
 /// Absolute rounding term per entry of a residual fl(fl(P·Q) − C) with inner dimension k, from
 /// underflow alone: the subtraction's η and up to k partial sums flushed to zero, each < 2^(−1022),
@@ -384,6 +384,21 @@ let private frobeniusSquaredUpperOf (t: torch.Tensor) : float =
 /// Upper bound on ‖T‖_F for a computed float64 tensor T (√ of `frobeniusSquaredUpperOf`, one ulp up).
 let private frobeniusUpperOf (t: torch.Tensor) : float = FloatingPoint.up (sqrt (frobeniusSquaredUpperOf t))
 
+/// Upper bound on ‖X‖₂ for a float64 matrix X (n × n, entries 0 or ≥ 1e−150 in magnitude): √ of the verified
+/// λ_max bound of the Gram route (`lambdaMaxTerms`, shifted Cholesky of t·I − fl(XXᵀ), Krylov estimate,
+/// factors `defaults.LambdaMaxFactors`) on the Gram of X, one ulp up; +∞ when no trial succeeds or X is not finite.
+/// Tighter than ‖X‖_F by up to √n when many singular values of X are comparable.
+let private spectralUpperOf (x: torch.Tensor) : float =
+    let finite = (use f = x.isfinite().all() in f.item<bool> ())
+    if not finite then infinity
+    else
+    try
+        use gram = Gram.ofMatrix defaults.BlockColumns false x
+        let estimate = estimateLambdaMax defaults.KrylovSteps gram.Gram
+        let terms = lambdaMaxTerms defaults.LambdaMaxFactors gram estimate CertificateTerms.Empty
+        if terms.LambdaMaxUpper > 0.0 && Double.IsFinite terms.LambdaMaxUpper then FloatingPoint.up (sqrt terms.LambdaMaxUpper) else infinity
+    with :? ArgumentException -> infinity // a row's squared norm overflows: Frobenius (also +∞) decides
+
 /// γ_k/(1 − γ_k), rounded upward.
 let private gammaRatio (k: int) =
     let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 k
@@ -402,7 +417,7 @@ let private residualUpper (residual: torch.Tensor) (k: int) (absProductFrobenius
 
 /// The float64 factors of the orthogonal route for A (m' × n, m' ≥ n): Q̂, R̂ from a thin Householder QR
 /// (`torch.linalg.qr`, reduced) and X from the triangular solve R̂X = I (`solve_triangular`), each with
-/// its entries below 2^(−500) in magnitude set to zero. Any matrices would do: the bounds of
+/// its entries below 2^(−490) in magnitude set to zero. Any matrices would do: the bounds of
 /// `orthogonalTermsOf` hold for whatever Q̂, R̂, X they are given.
 let orthogonalFactors (a: torch.Tensor) : torch.Tensor * torch.Tensor * torch.Tensor =
     use scope = torch.NewDisposeScope()
@@ -429,7 +444,7 @@ let orthogonalTermsOf (a: torch.Tensor) (q: torch.Tensor) (r: torch.Tensor) (x: 
     let fUpper = residualUpper (q.t().mm(q).sub(eye)) rows (frobeniusSquaredUpperOf q)
     // N = R̂X − I, inner dimension n, |R̂||X| formed in float64.
     let nUpper = residualUpper (r.mm(x).sub(eye)) n (frobeniusUpperOf (r.abs().mm(x.abs())))
-    let xUpper = frobeniusUpperOf x
+    let xUpper = min (frobeniusUpperOf x) (spectralUpperOf x)
     let qLower = if fUpper < 1.0 then FloatingPoint.down (sqrt (FloatingPoint.subDown 1.0 fUpper)) else 0.0
     let rLower = if nUpper < 1.0 && xUpper > 0.0 && Double.IsFinite xUpper then FloatingPoint.down (FloatingPoint.subDown 1.0 nUpper / xUpper) else 0.0
     let product = FloatingPoint.down (qLower * rLower)

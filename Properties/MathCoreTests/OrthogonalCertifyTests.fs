@@ -82,7 +82,9 @@ let expectOrthogonalTermsExact (what: string) (withBias: bool) (phi: torch.Tenso
     Expect.isTrue (Exact.le fExact (sq t.QrOrthogonalityUpper)) (sprintf "‖Q̂ᵀQ̂ − I‖_F ≈ %.3g ≤ QrOrthogonalityUpper exactly. %s" (sqrt (Exact.approx fExact)) info)
     let nExact = frobeniusSquared (minusIdentity (matMul rq xq))
     Expect.isTrue (Exact.le nExact (sq t.QrInverseResidualUpper)) (sprintf "‖R̂X − I‖_F ≈ %.3g ≤ QrInverseResidualUpper exactly. %s" (sqrt (Exact.approx nExact)) info)
-    Expect.isTrue (Exact.le (frobeniusSquared xq) (sq t.QrInverseNormUpper)) ("‖X‖_F ≤ QrInverseNormUpper exactly. " + info)
+    // ‖X‖₂ < QrInverseNormUpper exactly: b²I − XᵀX ≻ 0.
+    let neg (v: Exact.Q) = Exact.sub Exact.zero v
+    Expect.isTrue (Exact.shiftedPositiveDefinite (Array2D.map neg (matMul (transpose xq) xq)) (neg (sq t.QrInverseNormUpper))) ("‖X‖₂ < QrInverseNormUpper exactly. " + info)
     // The derived bounds re-derived exactly from the recorded terms.
     let one = Exact.ofInt 1
     if t.QrQSigmaMinLower > 0.0 then
@@ -120,7 +122,8 @@ let expectOrthogonalTermsExact (what: string) (withBias: bool) (phi: torch.Tenso
     within t.QrResidualUpper eFormula "QrResidualUpper"
     within t.QrOrthogonalityUpper fFormula "QrOrthogonalityUpper"
     within t.QrInverseResidualUpper nFormula "QrInverseResidualUpper"
-    within t.QrInverseNormUpper (frobenius x) "QrInverseNormUpper"
+    // min(‖X‖_F bound, verified ‖X‖₂ bound): never above the Frobenius formula.
+    Expect.isLessThanOrEqual t.QrInverseNormUpper (frobenius x * (1.0 + 1e-12)) ("QrInverseNormUpper ≤ ‖X‖_F's bound. " + info)
     if c.Verdict = Verdict.Certified then
         Expect.isGreaterThan t.QrSigmaMinLower 0.0 ("Certified needs a positive bound. " + info)
         let s = Exact.ofFloat c.SigmaMinLower
