@@ -99,4 +99,4 @@ printfn "| near-duplicate row | Gram | %O (%O) | %.4g | %.3f |" cgn.Verdict cgn.
 printfn "| near-duplicate row | Auto | %O (%O) | %.4g | %.3f |" can.Verdict can.Route can.SigmaMinLower tan
 printfn "ratio Orthogonal/Gram (tanh features): %.2f; Auto/Gram (near-duplicate, Auto = Gram + orthogonal): %.2f" (tq / tg) (tan / tgn)
 printfn "Auto on the near-duplicate matrix: %s" can.Reason
-printfn "terms (of 2^(%d)·Φ̃): ‖E‖ ≤ %.3g, ‖F‖ ≤ %.3g, ‖X‖_F ≤ %.3g, ‖N‖ ≤ %.3g, σ_min(R̂) ≥ %.3g" (-can.Terms.ScaleExponent) can.Terms.QrResidualUpper can.Terms.QrOrthogonalityUpper can.Terms.QrInverseNormUpper can.Terms.QrInverseResidualUpper can.Terms.QrRSigmaMinLower
+printfn "terms (of 2^(%d)·Φ̃): ‖E‖ ≤ %.3g, ‖F‖ ≤ %.3g, ‖X‖₂ ≤ %.3g, ‖N‖ ≤ %.3g, σ_min(R̂) ≥ %.3g" (-can.Terms.ScaleExponent) can.Terms.QrResidualUpper can.Terms.QrOrthogonalityUpper can.Terms.QrInverseNormUpper can.Terms.QrInverseResidualUpper can.Terms.QrRSigmaMinLower
