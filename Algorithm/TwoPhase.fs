@@ -391,7 +391,7 @@ type TwoPhase =
               Reason = sprintf "inputs %d and %d of the certification set are identical, so rows %d and %d of Φ̃ are equal for every ω" i j i j
               Method = "exact (bitwise) comparison of the certification inputs (SPEC §2: EC needs distinct inputs)"
               Precision = "inputs compared bitwise"; Device = string setup.Device; SigmaMinLower = 0.0
-              SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty
+              SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty; Route = CertificateRoute.Gram
               ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
         | _ -> Certify.certifyMatrix Certify.defaults subject phi
 

@@ -14,6 +14,17 @@ type Verdict =
     /// The numbers cannot separate σ_min from 0 within the error bounds.
     | Inconclusive = 2
 
+/// Which route decided a certificate (docs/theory.md §3): the float64 Gram with Rump's shifted
+/// Cholesky test (squares the condition number), or the a-posteriori orthogonal-factorisation bound on
+/// Φ̃ itself (QR of Φ̃ᵀ, σ_min down to about n·u·σ_max). Certificates written before the orthogonal
+/// route existed read back as Gram (the default, 0).
+[<JsonConverter(typeof<JsonStringEnumConverter>)>]
+type CertificateRoute =
+    /// λ_min(G), G = Φ̃Φ̃ᵀ in float64, by shifted Cholesky (Steps 1–3 of docs/theory.md §3).
+    | Gram = 0
+    /// σ_min(Φ̃) ≥ σ_min(Q̂)·σ_min(R̂) − ‖Φ̃ᵀ − Q̂R̂‖ for a float64 QR of Φ̃ᵀ (docs/theory.md §3, "Orthogonal route").
+    | Orthogonal = 1
+
 /// What a certificate is about: EC(S, architecture, taps) at one parameter value (SPEC §2).
 /// Rows = n (size of the certification set), Features = m (columns of Φ, before the bias column).
 type ExpressivitySubject =
@@ -82,7 +93,22 @@ type CertificateTerms =
       /// term of that scaled matrix (multiply λ-terms by 4^e, σ-terms by 2^e for Φ̃'s units);
       /// SigmaMinLower, SigmaMaxEstimate and SigmaMaxUpper are already in Φ̃'s units.
       /// 0 in certificates written before scaling (their terms are Φ̃'s own).
-      ScaleExponent: int }
+      ScaleExponent: int
+      /// Orthogonal route (Route = Orthogonal, docs/theory.md §3): upper bound on ‖E‖_F, E = Φ̃_sᵀ − Q̂R̂
+      /// (Φ̃_s = 2^(−e)·Φ̃); 0 when the route did not run (and in older certificates).
+      QrResidualUpper: float
+      /// Orthogonal route: upper bound on ‖F‖_F, F = Q̂ᵀQ̂ − I.
+      QrOrthogonalityUpper: float
+      /// Orthogonal route: lower bound √(1 − ‖F‖) on σ_min(Q̂).
+      QrQSigmaMinLower: float
+      /// Orthogonal route: upper bound on ‖X‖_F for the computed inverse X ≈ R̂⁻¹.
+      QrInverseNormUpper: float
+      /// Orthogonal route: upper bound on ‖N‖_F, N = R̂X − I.
+      QrInverseResidualUpper: float
+      /// Orthogonal route: lower bound (1 − ‖N‖)/‖X‖ on σ_min(R̂).
+      QrRSigmaMinLower: float
+      /// Orthogonal route: σ_min(Q̂)·σ_min(R̂) − ‖E‖, the lower bound on σ_min(Φ̃_s) (≤ 0: nothing proved).
+      QrSigmaMinLower: float }
 
     static member Empty =
         { UnitRoundoff = FloatingPoint.unitRoundoff64; AccumulationGamma = 0.0; SquaredNormSumUpper = 0.0
@@ -91,7 +117,8 @@ type CertificateTerms =
           LambdaMinLower = 0.0; LambdaMinEstimate = nan; ShiftAttempts = 0
           LambdaMaxTrial = 0.0; LambdaMaxTrialRoundingError = 0.0; LambdaMaxTrialTraceUpper = 0.0
           LambdaMaxCholeskyBackwardError = 0.0; LambdaMaxUpper = 0.0; LambdaMaxTrialAttempts = 0
-          ScaleExponent = 0 }
+          ScaleExponent = 0; QrResidualUpper = 0.0; QrOrthogonalityUpper = 0.0; QrQSigmaMinLower = 0.0
+          QrInverseNormUpper = 0.0; QrInverseResidualUpper = 0.0; QrRSigmaMinLower = 0.0; QrSigmaMinLower = 0.0 }
 
 /// A certificate for EC (SPEC §3): what was certified, how, every error term, the verdict.
 type Certificate =
@@ -112,6 +139,9 @@ type Certificate =
       /// Not a bound on ‖Φ̃‖_F: use √ Terms.SquaredNormSumUpper for that.
       SigmaMaxUpper: float
       Terms: CertificateTerms
+      /// The route whose verdict stands (Gram when the float64 Gram test decided or for refutations;
+      /// Orthogonal when the orthogonal-factorisation bound ran last). Older JSON reads as Gram.
+      Route: CertificateRoute
       ElapsedSeconds: float
       CreatedUtc: DateTime
       FormatVersion: int }

@@ -23,6 +23,15 @@ open System.Diagnostics
 open TorchSharp
 open ResearchFramework.MathCore.Gram
 
+/// Which certificate route `certifyMatrix` runs (docs/theory.md §3).
+type RouteChoice =
+    /// The float64 Gram route; when it is Inconclusive and Φ̃ fits `OrthogonalMaxBytes`, the orthogonal route.
+    | Auto = 0
+    /// The float64 Gram route only (Rump shifted Cholesky).
+    | Gram = 1
+    /// The orthogonal-factorisation route only (QR of Φ̃ᵀ; no Gram is formed).
+    | Orthogonal = 2
+
 /// Tunables of the certificate; none of them affects soundness, only success and speed.
 type Options =
     { /// Fractions of the λ_min estimate tried as the shift c, in order.
@@ -39,14 +48,21 @@ type Options =
       /// stops the list. Each failure costs one n×n Cholesky; the bound is ≈ √f·σ_max.
       LambdaMaxFactors: float list
       /// Columns per block when streaming an in-memory Φ.
-      BlockColumns: int }
+      BlockColumns: int
+      /// Route of `certifyMatrix` (default Auto: Gram, then the orthogonal route when Gram is Inconclusive).
+      Route: RouteChoice
+      /// Largest working memory (bytes, ≈ 6·8·n·m') the orthogonal route may take in Auto mode.
+      OrthogonalMaxBytes: int64 }
 
+/// The default options: Auto route, orthogonal route up to 8 GiB of working memory.
 let defaults =
     { ShiftFractions = [ 0.75; 0.25; 1.0 / 16.0; 1.0 / 256.0 ]
       InverseIterations = 16
       KrylovSteps = 30
       LambdaMaxFactors = [ 1.0 + 1e-3; 1.01; 1.1; 1.5; 2.0 ]
-      BlockColumns = 4096 }
+      BlockColumns = 4096
+      Route = RouteChoice.Auto
+      OrthogonalMaxBytes = 8L <<< 30 }
 
 /// Exact row access used to confirm a duplicate-row candidate: true iff rows i and j of Φ̃ are
 /// bitwise equal. Sources that cannot re-read rows pass `None` (no refutation by duplicates).
@@ -247,7 +263,7 @@ let private certificateBy (method: string) (subject: ExpressivitySubject) verdic
     { Subject = subject; Verdict = verdict; Reason = reason
       Method = method
       Precision = precision; Device = string device; SigmaMinLower = sigmaMin
-      SigmaMaxEstimate = sigmaMaxEst; SigmaMaxUpper = sigmaMaxUpper; Terms = terms
+      SigmaMaxEstimate = sigmaMaxEst; SigmaMaxUpper = sigmaMaxUpper; Terms = terms; Route = CertificateRoute.Gram
       ElapsedSeconds = clock.Elapsed.TotalSeconds; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
 
 let private certificate subject verdict reason precision device terms sigmaMin sigmaMaxEst sigmaMaxUpper clock =
@@ -425,7 +441,263 @@ let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual
                        (clock: Stopwatch) (gram: GramMatrix) : Certificate =
     certifyGramScaling true opts subject rowsEqual clock gram
 
-/// Certificate for an in-memory feature matrix Φ (n × m, without the bias column).
+
+// ---------------------------------------------------------------------------------------------
+// The orthogonal route (docs/theory.md §3, "Orthogonal route"): a float64 thin QR of A = Φ̃_sᵀ
+// (m' × n, Φ̃_s = 2^(−e)·Φ̃), A ≈ Q̂R̂, and rigorous a-posteriori bounds
+//   σ_min(Φ̃_s) = σ_n(A) ≥ σ_min(Q̂)·σ_min(R̂) − ‖A − Q̂R̂‖₂                       (Weyl)
+//   σ_min(Q̂) ≥ √(1 − ‖Q̂ᵀQ̂ − I‖₂)
+//   σ_min(R̂) ≥ (1 − ‖R̂X − I‖₂)/‖X‖₂     (X ≈ R̂⁻¹; R̂⁻¹ = X(I + N)⁻¹, N = R̂X − I)
+// every 2-norm bounded by a Frobenius norm of a float64-computed residual plus its rounding bound.
+// The condition number is not squared: the route decides down to σ_min/σ_max ≈ n·u·(a modest factor).
+// ---------------------------------------------------------------------------------------------
+
+/// Entries of Q̂, R̂ and X below this magnitude (2^(−490) ≈ 3e−148, above the 1e−150 guard of `Gram`) are set to zero before any product is formed (the
+/// bounds hold for whatever matrices are used, as long as the same ones are used throughout): so no
+/// input is subnormal (flush-to-zero / denormals-are-zero cannot change an input) and no non-zero
+/// product of two inputs underflows (≥ 2^(−980)).
+let private tinyEntry = Math.ScaleB(1.0, -490)
+
+/// Absolute rounding term per entry of a residual fl(fl(P·Q) − C) with inner dimension k, from
+/// underflow alone: the subtraction's η and up to k partial sums flushed to zero, each < 2^(−1022),
+/// and as much again for fl(|P||Q|): (k + 2)·2^(−1021) covers all of them.
+let private underflowPerEntry (k: int) = FloatingPoint.mulUp (float (k + 2)) (Math.ScaleB(1.0, -1021))
+
+/// Upper bound on ‖T‖_F² for a computed float64 tensor T (any device): fl(Σ fl(t²)) bounded by
+/// (fl(Σ)/(1 − γ_{N−1}) + 2N·2^(−1022))/(1 − u) (each square one rounding, a square or partial sum
+/// flushed below 2^(−1022) at most N times each); +∞ when the sum is not finite.
+let private frobeniusSquaredUpperOf (t: torch.Tensor) : float =
+    use scope = torch.NewDisposeScope()
+    let count = int t.NumberOfElements
+    let s = t.square().sum().item<float> ()
+    if not (Double.IsFinite s) then infinity
+    else
+        let withUnderflow = FloatingPoint.addUp (FloatingPoint.sumNonNegativeUpper s count) (FloatingPoint.mulUp (float count) (Math.ScaleB(1.0, -1021)))
+        FloatingPoint.inflate FloatingPoint.unitRoundoff64 withUnderflow
+
+/// Upper bound on ‖T‖_F for a computed float64 tensor T (√ of `frobeniusSquaredUpperOf`, one ulp up).
+let private frobeniusUpperOf (t: torch.Tensor) : float = FloatingPoint.up (sqrt (frobeniusSquaredUpperOf t))
+
+/// Upper bound on ‖X‖₂ for a float64 matrix X (n × n, entries 0 or ≥ 1e−150 in magnitude): √ of the verified
+/// λ_max bound of the Gram route (`lambdaMaxTerms`, shifted Cholesky of t·I − fl(XXᵀ), Krylov estimate,
+/// factors `defaults.LambdaMaxFactors`) on the Gram of X, one ulp up; +∞ when no trial succeeds or X is not finite.
+/// Tighter than ‖X‖_F by up to √n when many singular values of X are comparable.
+let private spectralUpperOf (x: torch.Tensor) : float =
+    let finite = (use f = x.isfinite().all() in f.item<bool> ())
+    if not finite then infinity
+    else
+    try
+        use gram = Gram.ofMatrix defaults.BlockColumns false x
+        let estimate = estimateLambdaMax defaults.KrylovSteps gram.Gram
+        let terms = lambdaMaxTerms defaults.LambdaMaxFactors gram estimate CertificateTerms.Empty
+        if terms.LambdaMaxUpper > 0.0 && Double.IsFinite terms.LambdaMaxUpper then FloatingPoint.up (sqrt terms.LambdaMaxUpper) else infinity
+    with :? ArgumentException -> infinity // a row's squared norm overflows: Frobenius (also +∞) decides
+
+/// γ_k/(1 − γ_k), rounded upward.
+let private gammaRatio (k: int) =
+    let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 k
+    FloatingPoint.up (g / FloatingPoint.down (1.0 - g))
+
+/// Upper bound on ‖C − P·Q‖_F (exact) from the float64 residual R = fl(fl(P·Q) − C), with inner dimension k:
+/// |C − PQ| ≤ (|R| + 2^(−1022))/(1 − u) + γ_k|P||Q| + k·2^(−1022) and |P||Q| ≤ (fl(|P||Q|) + k·2^(−1022))/(1 − γ_k)
+/// entrywise, so ‖C − PQ‖_F ≤ ‖R‖_F/(1 − u) + γ_k/(1 − γ_k)·‖fl(|P||Q|)‖_F + (rows·cols)·(k + 2)·2^(−1021).
+/// `absProductFrobenius` is an upper bound on ‖fl(|P||Q|)‖_F (or any upper bound on ‖|P||Q|‖_F, e.g. ‖P‖_F‖Q‖_F,
+/// then without the 1/(1 − γ_k) the bound only loosens).
+let private residualUpper (residual: torch.Tensor) (k: int) (absProductFrobenius: float) : float =
+    let entries = float residual.NumberOfElements
+    let r = FloatingPoint.inflate FloatingPoint.unitRoundoff64 (frobeniusUpperOf residual)
+    let p = FloatingPoint.mulUp (gammaRatio k) absProductFrobenius
+    FloatingPoint.addUp (FloatingPoint.addUp r p) (FloatingPoint.mulUp entries (underflowPerEntry k))
+
+/// The float64 factors of the orthogonal route for A (m' × n, m' ≥ n): Q̂, R̂ from a thin Householder QR
+/// (`torch.linalg.qr`, reduced) and X from the triangular solve R̂X = I (`solve_triangular`), each with
+/// its entries below 2^(−490) in magnitude set to zero. Any matrices would do: the bounds of
+/// `orthogonalTermsOf` hold for whatever Q̂, R̂, X they are given.
+let orthogonalFactors (a: torch.Tensor) : torch.Tensor * torch.Tensor * torch.Tensor =
+    use scope = torch.NewDisposeScope()
+    let rows, n = int a.shape.[0], int a.shape.[1]
+    if rows < n then invalidArg "a" (sprintf "the orthogonal route needs m' ≥ n (got %d × %d)" rows n)
+    let clean (t: torch.Tensor) = t.masked_fill(t.abs().lt(scalar tinyEntry), scalar 0.0)
+    let struct (q0, r0) = torch.linalg.qr(a)
+    let q, r = clean q0, clean r0
+    let eye = torch.eye(int64 n, dtype = torch.float64, device = a.device)
+    let x = clean (torch.linalg.solve_triangular(r, eye, upper = true))
+    q.MoveToOuterDisposeScope(), r.MoveToOuterDisposeScope(), x.MoveToOuterDisposeScope()
+
+/// The orthogonal-route terms of A (m' × n float64, m' ≥ n, on any device; A = 2^(−e)·Φ̃ᵀ exactly) for
+/// given Q̂ (m' × n), R̂ (n × n), X (n × n) with no subnormal entries (`orthogonalFactors`): fills the Qr*
+/// fields of `terms` (docs/theory.md §3, "Orthogonal route"). QrSigmaMinLower > 0 proves
+/// σ_min(A) ≥ QrSigmaMinLower, so rank Φ̃ = n. Only success depends on Q̂, R̂, X, never soundness.
+let orthogonalTermsOf (a: torch.Tensor) (q: torch.Tensor) (r: torch.Tensor) (x: torch.Tensor) (terms: CertificateTerms) : CertificateTerms =
+    use scope = torch.NewDisposeScope()
+    let rows, n = int a.shape.[0], int a.shape.[1]
+    let eye = torch.eye(int64 n, dtype = torch.float64, device = a.device)
+    // E = A − Q̂R̂, inner dimension n, |Q̂||R̂| formed in float64.
+    let eUpper = residualUpper (a.sub(q.mm(r))) n (frobeniusUpperOf (q.abs().mm(r.abs())))
+    // F = Q̂ᵀQ̂ − I, inner dimension m', ‖|Q̂|ᵀ|Q̂|‖_F ≤ ‖Q̂‖_F² (no second product; γ/(1 − γ) ≥ γ).
+    let fUpper = residualUpper (q.t().mm(q).sub(eye)) rows (frobeniusSquaredUpperOf q)
+    // N = R̂X − I, inner dimension n, |R̂||X| formed in float64.
+    let nUpper = residualUpper (r.mm(x).sub(eye)) n (frobeniusUpperOf (r.abs().mm(x.abs())))
+    let xUpper = min (frobeniusUpperOf x) (spectralUpperOf x)
+    let qLower = if fUpper < 1.0 then FloatingPoint.down (sqrt (FloatingPoint.subDown 1.0 fUpper)) else 0.0
+    let rLower = if nUpper < 1.0 && xUpper > 0.0 && Double.IsFinite xUpper then FloatingPoint.down (FloatingPoint.subDown 1.0 nUpper / xUpper) else 0.0
+    let product = FloatingPoint.down (qLower * rLower)
+    let sigma = if Double.IsFinite eUpper then FloatingPoint.subDown product eUpper else -infinity
+    { terms with
+        QrResidualUpper = eUpper; QrOrthogonalityUpper = fUpper; QrQSigmaMinLower = qLower
+        QrInverseNormUpper = xUpper; QrInverseResidualUpper = nUpper; QrRSigmaMinLower = rLower
+        QrSigmaMinLower = sigma }
+
+/// `orthogonalTermsOf` for the factors `orthogonalFactors a`.
+let orthogonalTerms (a: torch.Tensor) (terms: CertificateTerms) : CertificateTerms =
+    let q, r, x = orthogonalFactors a
+    use q = q
+    use r = r
+    use x = x
+    orthogonalTermsOf a q r x terms
+
+/// Estimate of σ_max(A) by `steps` power iterations on AᵀA from a seeded start (≤ σ_max up to rounding;
+/// an estimate, never used in a bound).
+let private powerSigmaMax (steps: int) (a: torch.Tensor) : float =
+    use scope = torch.NewDisposeScope()
+    use gen = new torch.Generator(20210405UL, a.device)
+    let mutable v = torch.randn([| a.shape.[1]; 1L |], dtype = torch.float64, device = a.device, generator = gen)
+    v <- v.div(v.norm())
+    for _ in 1 .. steps do
+        let w = a.t().mm(a.mm(v))
+        let norm = w.norm().item<float> ()
+        if norm > 0.0 && Double.IsFinite norm then v <- w.div(scalar norm)
+    a.mm(v).norm().item<float> ()
+
+/// Φ̃ (n × m') in float64 on Φ's device, with the bias column of ones when asked.
+let private tildeOf (withBias: bool) (phi: torch.Tensor) : torch.Tensor =
+    use scope = torch.NewDisposeScope()
+    let p = phi.detach().``to``(torch.float64)
+    let t = if withBias then torch.cat([| p; torch.ones([| p.shape.[0]; 1L |], dtype = torch.float64, device = p.device) |], 1L) else p.clone()
+    t.MoveToOuterDisposeScope()
+
+/// A = 2^(−e)·Φ̃ᵀ (m' × n), or None when some entry does not scale exactly (2^(−e)·x·2^e ≠ x: it
+/// would fall below the normal range); |e| ≤ 1000.
+let private scaledTranspose (tilde: torch.Tensor) (e: int) : torch.Tensor option =
+    if abs e > 1000 then None
+    else
+    use scope = torch.NewDisposeScope()
+    let a = tilde.mul(scalar (Math.ScaleB(1.0, -e)))
+    let exact = (use back = a.mul(scalar (Math.ScaleB(1.0, e))) in use same = back.eq(tilde).all() in same.item<bool> ())
+    if exact then Some (a.t().contiguous().MoveToOuterDisposeScope()) else None
+
+/// Working memory of the orthogonal route for n × m' (A, Q̂, the E residual and |Q̂||R̂|, and slack), bytes.
+let orthogonalBytes (n: int) (columns: int) = 6L * 8L * int64 n * int64 columns + 6L * 8L * int64 n * int64 n
+
+/// Method string of orthogonal-route certificates.
+let orthogonalMethod =
+    "float64 Householder QR of Φ̃ᵀ + a-posteriori bound σ_min ≥ σ_min(Q̂)·σ_min(R̂) − ‖Φ̃ᵀ − Q̂R̂‖ (docs/theory.md §3, orthogonal route)"
+
+/// Exact duplicate rows of Φ̃ (n × m', any device): rows hashed on the CPU, candidates compared exactly
+/// (−0 = +0, as `eq` does). The first pair found, if any.
+let private duplicateRowsExact (tilde: torch.Tensor) : (int * int) option =
+    let n, m = int tilde.shape.[0], int tilde.shape.[1]
+    let data = (use c = tilde.contiguous().cpu() in c.data<float>().ToArray())
+    let row i = Array.init m (fun k -> data.[i * m + k] + 0.0)
+    let rows = Array.init n row
+    rows
+    |> Array.indexed
+    |> Array.groupBy (fun (_, r) -> r |> Array.fold (fun h v -> h * 1099511628211L ^^^ BitConverter.DoubleToInt64Bits v) 17L)
+    |> Array.tryPick (fun (_, group) ->
+        seq { for a in 0 .. group.Length - 1 do
+                for b in a + 1 .. group.Length - 1 do
+                    let (i, ri), (j, rj) = group.[a], group.[b]
+                    if ri = rj then yield (min i j, max i j) } |> Seq.tryHead)
+
+/// The orthogonal route on an in-memory Φ (n × m, m' ≥ n). `gramCertificate`: the Inconclusive Gram
+/// certificate of the same Φ (Auto mode): its terms, scale exponent and σ_max bounds are kept and the
+/// Qr* terms added; None (Route = Orthogonal): the refutations (zero rows, exact duplicates) and the
+/// Frobenius σ_max bound are computed here, without a Gram.
+let private certifyOrthogonal (subject: ExpressivitySubject) (phi: torch.Tensor) (gramCertificate: Certificate option) (clock: Stopwatch) : Certificate =
+    let n = subject.Rows
+    let columns = subject.Columns
+    use tilde = tildeOf subject.WithBias phi
+    let precision =
+        match gramCertificate with
+        | Some g -> g.Precision + ", QR float64"
+        | None -> sprintf "features %s, QR float64" (Gram.precisionName "phi" phi)
+    let finish verdict reason sigma sigmaMaxEst sigmaMaxBound terms =
+        { Subject = subject; Verdict = verdict; Reason = reason; Method = orthogonalMethod; Precision = precision
+          Device = string phi.device; SigmaMinLower = sigma; SigmaMaxEstimate = sigmaMaxEst; SigmaMaxUpper = sigmaMaxBound
+          Terms = terms; Route = CertificateRoute.Orthogonal; ElapsedSeconds = clock.Elapsed.TotalSeconds
+          CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
+    let squares = (use s = tilde.square().sum(1L).cpu() in s.data<float>().ToArray())
+    match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
+    | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
+    | None -> ()
+    let top = Array.max squares
+    let e, baseTerms, prefix, sigmaMaxEst, sigmaMaxBound, refutation =
+        match gramCertificate with
+        | Some g -> g.Terms.ScaleExponent, g.Terms, sprintf "float64 Gram route Inconclusive (%s); " g.Reason, g.SigmaMaxEstimate, g.SigmaMaxUpper, None
+        | None ->
+            let e = if top > 0.0 then (Math.ILogB top + 1) >>> 1 else 0
+            let scaledSquares = squares |> Array.map (fun s -> Math.ScaleB(s, -2 * e))
+            let terms =
+                { CertificateTerms.Empty with
+                    AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
+                    SquaredNormSumUpper = FloatingPoint.addUp (Gram.squaredNormSumUpper columns scaledSquares) (FloatingPoint.mulUp (float n) (Math.ScaleB(1.0, -1021)))
+                    ScaleExponent = e }
+            let refutation =
+                match squares |> Array.tryFindIndex (fun v -> v = 0.0) with
+                | Some i -> Some (sprintf "row %d of Φ̃ is exactly zero" i)
+                | None -> duplicateRowsExact tilde |> Option.map (fun (i, j) -> sprintf "rows %d and %d of Φ̃ are identical (checked exactly)" i j)
+            e, terms, "", nan, sigmaMaxUpper terms, refutation
+    match refutation with
+    | Some reason -> finish Verdict.Refuted reason 0.0 sigmaMaxEst sigmaMaxBound baseTerms
+    | None ->
+    match scaledTranspose tilde e with
+    | None -> finish Verdict.Inconclusive (prefix + sprintf "orthogonal route: 2^(%d)·Φ̃ is not exact in float64 (entries leave the normal range)" (-e)) 0.0 sigmaMaxEst sigmaMaxBound baseTerms
+    | Some a ->
+    use a = a
+    let terms = orthogonalTerms a baseTerms
+    let sigmaMaxEst = if Double.IsNaN sigmaMaxEst then FloatingPoint.scaleUp (powerSigmaMax 30 a) e else sigmaMaxEst
+    let units = if e = 0 then "Φ̃" else sprintf "2^(%d)·Φ̃" (-e)
+    let s = terms.QrSigmaMinLower
+    if s > 0.0 then
+        let sigma = FloatingPoint.scaleDown s e
+        finish Verdict.Certified
+            (prefix + sprintf "orthogonal route: σ_min(%s) ≥ σ_min(Q̂)·σ_min(R̂) − ‖E‖ ≥ %.6g·%.6g − %.3g = %.6g > 0, so rank Φ̃ = n = %d"
+                               units terms.QrQSigmaMinLower terms.QrRSigmaMinLower terms.QrResidualUpper s n)
+            sigma sigmaMaxEst sigmaMaxBound terms
+    else
+        let why =
+            if not (terms.QrOrthogonalityUpper < 1.0) then sprintf "‖Q̂ᵀQ̂ − I‖ bound %.3g ≥ 1" terms.QrOrthogonalityUpper
+            elif not (terms.QrInverseResidualUpper < 1.0) then sprintf "‖R̂X − I‖ bound %.3g ≥ 1 (R̂ numerically singular; ‖X‖_F ≤ %.3g)" terms.QrInverseResidualUpper terms.QrInverseNormUpper
+            else sprintf "σ_min(Q̂)·σ_min(R̂) ≥ %.3g does not exceed the residual bound ‖E‖ ≤ %.3g" (terms.QrQSigmaMinLower * terms.QrRSigmaMinLower) terms.QrResidualUpper
+        finish Verdict.Inconclusive (prefix + sprintf "orthogonal route Inconclusive: %s (%s)" why units) 0.0 sigmaMaxEst sigmaMaxBound terms
+
+/// Whether Auto mode tries the orthogonal route after `gramCertificate` (Route = Auto and the Gram route
+/// Inconclusive), and whether n × m' fits `opts.OrthogonalMaxBytes` (`orthogonalBytes`).
+let wantsOrthogonal (opts: Options) (gramCertificate: Certificate) : bool * bool =
+    let wanted = opts.Route = RouteChoice.Auto && gramCertificate.Verdict = Verdict.Inconclusive && gramCertificate.Route = CertificateRoute.Gram
+    wanted, orthogonalBytes gramCertificate.Subject.Rows gramCertificate.Subject.Columns <= opts.OrthogonalMaxBytes
+
+/// `gramCertificate` with the reason why the orthogonal route was not tried appended (Auto mode, Φ̃ too
+/// large for `opts.OrthogonalMaxBytes`, or not in memory: `why`).
+let orthogonalNotTried (gramCertificate: Certificate) (why: string) : Certificate =
+    { gramCertificate with Reason = gramCertificate.Reason + sprintf "; the orthogonal route was not tried (%s)" why }
+
+/// Auto mode after the Gram route on the same in-memory Φ (n × m, no bias column): `gramCertificate` itself
+/// unless `wantsOrthogonal`; then the orthogonal route (its certificate keeps the Gram route's terms and
+/// σ_max bounds, Route = Orthogonal), or `gramCertificate` with the reason when Φ̃ is too large.
+/// For callers that computed the Gram route themselves (a streamed file that fits in memory).
+let certifyAfterGram (opts: Options) (subject: ExpressivitySubject) (phi: torch.Tensor) (clock: Stopwatch) (gramCertificate: Certificate) : Certificate =
+    match wantsOrthogonal opts gramCertificate with
+    | false, _ -> gramCertificate
+    | true, false ->
+        orthogonalNotTried gramCertificate
+            (sprintf "it needs about %d MiB, above Options.OrthogonalMaxBytes" (orthogonalBytes subject.Rows subject.Columns >>> 20))
+    | true, true -> certifyOrthogonal subject phi (Some gramCertificate) clock
+
+/// Certificate for an in-memory feature matrix Φ (n × m, without the bias column), by `opts.Route`:
+/// Auto (the float64 Gram route, then the orthogonal route when it is Inconclusive and fits
+/// `opts.OrthogonalMaxBytes`), Gram, or Orthogonal (QR of Φ̃ᵀ only). Certificate.Route names the route
+/// whose verdict stands; in Auto mode an orthogonal-route certificate keeps the Gram route's terms.
 let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Tensor) : Certificate =
     let clock = Stopwatch.StartNew()
     if phi.dim () <> 2L then invalidArg "phi" (sprintf "Φ must be 2-D (rows × features), got shape %A" phi.shape)
@@ -442,27 +714,44 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
             phi.detach().``to``(torch.float64).pow(scalar 2.0).sum(1L).cpu().data<float>().ToArray()
         refuteByShape subject (Gram.precisionName "phi" phi) phi.device squares clock
     else
-    use gram = Gram.ofMatrix opts.BlockColumns subject.WithBias phi
-    let equal i j =
-        use a = phi.[int64 i]
-        use b = phi.[int64 j]
-        use same = a.eq(b).all()
-        same.item<bool> ()
-    certifyGramScaling true opts subject (Some equal) clock gram
+    if opts.Route = RouteChoice.Orthogonal then certifyOrthogonal subject phi None clock
+    else
+    let gramCertificate =
+        use gram = Gram.ofMatrix opts.BlockColumns subject.WithBias phi
+        let equal i j =
+            use a = phi.[int64 i]
+            use b = phi.[int64 j]
+            use same = a.eq(b).all()
+            same.item<bool> ()
+        certifyGramScaling true opts subject (Some equal) clock gram
+    certifyAfterGram opts subject phi clock gramCertificate
 
 /// Certificate for Φ streamed as row blocks that can be produced again (e.g. forward passes of a
-/// network in evaluation mode). Every block has `blockRows` rows except possibly the last;
+/// network in evaluation mode). In Auto mode, when the Gram route is Inconclusive and Φ̃ fits
+/// `opts.OrthogonalMaxBytes`, the blocks are produced once more and joined for the orthogonal route. Every block has `blockRows` rows except possibly the last;
 /// `cacheBytes` bounds the memory spent keeping blocks instead of recomputing them.
 let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes: int64)
                      (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : Certificate =
     let clock = Stopwatch.StartNew()
-    use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockRows blockCount rowBlock
-    let row (i: int) =
-        use block = rowBlock (i / blockRows)
-        use r = block.[int64 (i % blockRows)]
-        r.clone()
-    let equal i j =
-        use a = row i
-        use b = row j
-        a.eq(b).all().item<bool> ()
-    certifyGramScaling true opts subject (Some equal) clock gram
+    let gramCertificate =
+        use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockRows blockCount rowBlock
+        let row (i: int) =
+            use block = rowBlock (i / blockRows)
+            use r = block.[int64 (i % blockRows)]
+            r.clone()
+        let equal i j =
+            use a = row i
+            use b = row j
+            a.eq(b).all().item<bool> ()
+        certifyGramScaling true opts subject (Some equal) clock gram
+    match wantsOrthogonal opts gramCertificate with
+    | true, true ->
+        // Auto mode, Gram route Inconclusive, Φ̃ small enough: the row blocks once more, whole, for the orthogonal route.
+        use phi =
+            use scope = torch.NewDisposeScope()
+            torch.cat([| for b in 0 .. blockCount - 1 -> (rowBlock b).detach().``to``(torch.float64) |], 0L).MoveToOuterDisposeScope()
+        certifyAfterGram opts subject phi clock gramCertificate
+    | true, false ->
+        orthogonalNotTried gramCertificate
+            (sprintf "it needs about %d MiB, above Options.OrthogonalMaxBytes" (orthogonalBytes subject.Rows subject.Columns >>> 20))
+    | false, _ -> gramCertificate

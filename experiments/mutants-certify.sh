@@ -53,6 +53,12 @@ mutants=(
 "TM7|Math.Core/Tiled.fs|AccumulationErrorBound = accumulationError|AccumulationErrorBound = 0.0|tiled: drop the accumulation term E"
 "TM8|Math.Core/Tiled.fs|if sha.GetHashAndReset() <> digest then Error|if false then Error|tiled: trust a tile file without its checksum"
 "TM9|Math.Core/Tiled.fs|found <> headerBytes then|false then|tiled: trust a tile file of another run (no fingerprint check)"
+"M22|Math.Core/Certify.fs|then FloatingPoint.subDown product eUpper else -infinity|then product else -infinity|orthogonal route: drop the residual term ‖E‖ = ‖Φ̃ᵀ − Q̂R̂‖"
+"M23|Math.Core/Certify.fs|FloatingPoint.down (FloatingPoint.subDown 1.0 nUpper / xUpper)|FloatingPoint.down (1.0 / xUpper)|orthogonal route: drop the factor (1 − ‖N‖) of σ_min(R̂) ≥ (1 − ‖N‖)/‖X‖"
+"M24|Math.Core/Certify.fs|let p = FloatingPoint.mulUp (gammaRatio k) absProductFrobenius|let p = FloatingPoint.mulUp (gammaRatio (k - 1)) absProductFrobenius|orthogonal route: γ_{k−1} instead of γ_k in the product rounding bounds"
+"M25|Math.Core/Certify.fs|let qLower = if fUpper < 1.0 then FloatingPoint.down (sqrt (FloatingPoint.subDown 1.0 fUpper)) else 0.0|let qLower = 1.0|orthogonal route: σ_min(Q̂) taken as 1 (drop ‖Q̂ᵀQ̂ − I‖)"
+"M26|Math.Core/Certify.fs|let p = FloatingPoint.mulUp (gammaRatio k) absProductFrobenius|let p = 0.0|orthogonal route: drop the product rounding term γ_k·‖abs(P)·abs(Q)‖_F (only the computed residual)"
+"M27|Math.Core/Certify.fs|        let sigma = FloatingPoint.scaleDown s e|        let sigma = s|orthogonal route: σ_min not multiplied back by 2^e"
 )
 
 wanted=("$@")

@@ -66,7 +66,20 @@ public static class MatrixCertification
                 FuncConvert.FromFunc<int, torch.Tensor>(RowBlock));
         }
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
-        return ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, RowEquality(reader, m), clock, gram);
+        var equal = RowEquality(reader, m);
+        var certificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram);
+        var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(options, certificate);
+        bool wanted = want.Item1, fits = want.Item2;
+        if (!wanted) return certificate;
+        if (!fits || (long)n * m > int.MaxValue)
+            return ResearchFramework.MathCore.Certify.orthogonalNotTried(certificate,
+                $"it needs the {n} × {m + (withBias ? 1 : 0)} matrix in memory, about {ResearchFramework.MathCore.Certify.orthogonalBytes(n, m + (withBias ? 1 : 0)) >> 20} MiB, above Options.OrthogonalMaxBytes");
+        // The Gram route was Inconclusive and the matrix fits: read it whole (widened to float64, exact) for the
+        // orthogonal route (docs/theory.md §3), as Certify.certifyMatrix does in Auto mode.
+        var entries = new double[(long)n * m];
+        reader.ReadBlock(0, n, 0, m, entries);
+        using var phi = torch.tensor(entries, new long[] { n, m }, torch.float64);
+        return ResearchFramework.MathCore.Certify.certifyAfterGram(options, subject, phi, clock, certificate);
     }
 
     /// <summary>Exact comparison of two rows of the file (duplicate candidates are confirmed by it, never by the Gram).</summary>

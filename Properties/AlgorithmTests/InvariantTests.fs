@@ -32,7 +32,7 @@ let private result (steps: StepRecord[]) : RunResult =
 let private certificate (verdict: Verdict) : Certificate =
     { Subject = ExpressivitySubject.OfMatrix("data", 4, 5, true); Verdict = verdict; Reason = "hand-built"
       Method = "none"; Precision = "float64"; Device = "cpu"; SigmaMinLower = (if verdict = Verdict.Certified then 1.0 else 0.0)
-      SigmaMaxEstimate = 2.0; SigmaMaxUpper = 2.0; Terms = CertificateTerms.Empty; ElapsedSeconds = 0.0
+      SigmaMaxEstimate = 2.0; SigmaMaxUpper = 2.0; Terms = CertificateTerms.Empty; Route = CertificateRoute.Gram; ElapsedSeconds = 0.0
       CreatedUtc = DateTime.UnixEpoch; FormatVersion = 1 }
 
 let private set (i: int) (value: 'a) (xs: 'a[]) = let c = Array.copy xs in c.[i] <- value; c

@@ -537,14 +537,18 @@ let certificateTests =
             let guaranteed = ceil (log 1e-6 / (2.0 * log (1.0 - two.[0].ReadoutLearningRate * cert.SigmaMinLower ** 2.0 / float n)))
             Expect.isLessThan final (1e-6 * atTau)
                 (sprintf "L_T = %g, L(θ_τ) = %g after %d Phase II steps (the certified s guarantees it within %g); %s" final atTau two.Length guaranteed info)
-            // the same network, data and budget at a body where EC fails (wide layer zero: every row of
-            // Φ̃ equal) and no perturbation allowed: the run says so and claims nothing
+            // the same network, data and budget at a body where EC fails (the wide layer's weights and bias zero and the
+            // output weights zero: the features are exactly 0 and every gradient reaching them or the output weights is
+            // exactly 0, so they stay so through Phase I and every row of Φ̃ is equal at τ) and no perturbation allowed:
+            // the run says so and claims nothing. (The wide layer's weights zero alone is not enough: Phase I moves them,
+            // and at τ Φ̃ has full rank with σ_min ≈ 5.6e-7, which the orthogonal certificate route proves; the Gram route
+            // could not, and this test relied on that.)
             let zeroWide (model: torch.nn.Module<torch.Tensor, torch.Tensor>) =
                 use _ = torch.no_grad ()
                 for struct (name, p) in model.named_parameters () do
-                    if name = "hidden0.weight" then p.zero_() |> ignore
+                    if name = "hidden0.weight" || name = "hidden0.bias" || name = "output.weight" then p.zero_() |> ignore
             let u, obsU = runInit zeroWide arch cfg (Some rc) data
-            Expect.isFalse u.GuaranteeClaimed "non-certified body: no guarantee claimed"
+            Expect.isFalse u.GuaranteeClaimed (sprintf "non-certified body: no guarantee claimed (%s: %s, σ_min ≥ %g)" (string (Array.last u.Certificates).Route) (Array.last u.Certificates).Reason (Array.last u.Certificates).SigmaMinLower)
             Expect.notEqual (Array.last u.Certificates).Verdict Verdict.Certified "not certified"
             let fallback = obsU.PhaseChanges |> Seq.find (fun p -> p.Iteration = tau)
             Expect.equal fallback.To Phase.BaseUncertified "reported as the base algorithm without guarantee"

@@ -33,6 +33,7 @@ let private expectSame (what: string) (streamed: Certificate) (memory: Certifica
     Expect.equal streamed.Subject memory.Subject (what + ": subject")
     Expect.equal streamed.Verdict memory.Verdict (what + ": verdict")
     Expect.equal streamed.Precision memory.Precision (what + ": precision")
+    Expect.equal streamed.Route memory.Route (what + ": route")
     let t, u = streamed.Terms, memory.Terms
     Expect.equal t.ScaleExponent u.ScaleExponent (what + ": scale exponent")
     for name, a, b in
@@ -43,7 +44,8 @@ let private expectSame (what: string) (streamed: Certificate) (memory: Certifica
           "σ_max estimate", streamed.SigmaMaxEstimate, memory.SigmaMaxEstimate
           "shift", t.Shift, u.Shift
           "λ_min lower", t.LambdaMinLower, u.LambdaMinLower
-          "λ_max upper", t.LambdaMaxUpper, u.LambdaMaxUpper ] do
+          "λ_max upper", t.LambdaMaxUpper, u.LambdaMaxUpper
+          "orthogonal route: σ_min lower (scaled)", t.QrSigmaMinLower, u.QrSigmaMinLower ] do
         if not (Double.IsNaN a && Double.IsNaN b) then
             Expect.floatClose { absolute = 0.0; relative = 1e-12 } a b (sprintf "%s: %s (%.17g vs %.17g)" what name a b)
 
@@ -130,6 +132,17 @@ let interop =
                 Expect.equal streamed.Subject.DatasetFingerprint (Fingerprint.ofBytes (File.ReadAllBytes path)) (name + ": fingerprint of the file's bytes")
                 expectSame name streamed (inMemory streamed.Subject values f4)
                 if streamed.Subject.Columns >= rows then sameGram name (NpyReader.ReadLayout path) bias values f4
+            // The Gram route is Inconclusive (row 10 = row 0 + O(1e-9)): the streamed path reads the matrix whole for
+            // the orthogonal route (Auto mode), as certifyMatrix does, and gets its certificate.
+            let near = dir.File "near.npy"
+            let rowsBase = randomValues 5 (11 * 40)
+            let nearValues = Array.init (11 * 40) (fun k -> if k / 40 = 10 then rowsBase.[k % 40] + 1e-9 * float (k % 7 - 3) else rowsBase.[k])
+            let nearValues = writeNpy near 11 40 nearValues false
+            let nearStreamed = MatrixCertification.Certify(NpyReader.ReadLayout near, true)
+            Expect.equal nearStreamed.Verdict Verdict.Certified nearStreamed.Reason
+            Expect.equal nearStreamed.Route CertificateRoute.Orthogonal nearStreamed.Reason
+            Expect.stringContains nearStreamed.Reason "float64 Gram route Inconclusive" "says why"
+            expectSame "near-duplicate rows (orthogonal route)" nearStreamed (inMemory nearStreamed.Subject nearValues false)
             Expect.equal (MatrixCertification.BlockColumns(12, 10000, 4096)) 4096 "n × 4096 fits 64 MiB: Math.Core's block"
             Expect.equal (MatrixCertification.BlockColumns(64, 400000, 4096)) 4096 "the 200 MB file: 4096 columns"
             Expect.equal (MatrixCertification.BlockColumns(4096, 100000, 4096)) 2048 "n = 4096: 64 MiB / (8 n) columns"

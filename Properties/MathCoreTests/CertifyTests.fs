@@ -16,7 +16,7 @@ let private svdSlack (phi: torch.Tensor) (sigmaMax: float) = Tolerance.svdSlack 
 /// Exact rational arithmetic for checking σ_max bounds without rounding: every float64 is a dyadic
 /// rational, so G = ΦΦᵀ and b·I − G are exact, and b·I − G ≻ 0 (all pivots of Gaussian elimination
 /// without pivoting > 0, Sylvester) proves λ_max(G) < b for the float64 matrix Φ itself.
-module private Exact =
+module Exact =
     open System.Numerics
 
     type Q = { N: BigInteger; D: BigInteger }
@@ -184,14 +184,14 @@ let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Cer
         let slackAbs = slackOf [ t.LambdaMinComputedGramLower; t.AccumulationError ]
         Expect.isTrue (Exact.le (q t.LambdaMinLower) lower && Exact.le (Exact.sub lower slackAbs) (q t.LambdaMinLower))
             (sprintf "LambdaMinLower %.17g = that − E, rounded down. %s" t.LambdaMinLower info)
-    if c.Verdict = Verdict.Certified then
+    if c.Verdict = Verdict.Certified && c.Route = CertificateRoute.Gram then
         Expect.isTrue (t.Shift > 0.0 && t.LambdaMinLower > 0.0) ("Certified needs a shift and a positive bound. " + info)
         let s = q c.SigmaMinLower
         let lam = Exact.scale2 (q t.LambdaMinLower) (2 * e)
         Expect.isTrue (Exact.le (Exact.mul s s) lam) (sprintf "SigmaMinLower² %.17g² ≤ 4^e·LambdaMinLower exactly. %s" c.SigmaMinLower info)
         let sqrtLam = System.Math.ScaleB(sqrt t.LambdaMinLower, e)
         Expect.isGreaterThanOrEqual c.SigmaMinLower (sqrtLam * (1.0 - 1e-12)) ("SigmaMinLower ≈ 2^e·√LambdaMinLower. " + info)
-    else Expect.equal c.SigmaMinLower 0.0 ("no σ_min bound unless Certified. " + info)
+    elif c.Verdict <> Verdict.Certified then Expect.equal c.SigmaMinLower 0.0 ("no σ_min bound unless Certified. " + info)
 
 /// Soundness of one certificate decided in exact rationals on Φ̃ itself: a Certified σ_min bound s
 /// satisfies Φ̃Φ̃ᵀ − s²I ≻ 0, the σ_max bound S satisfies S²I − Φ̃Φ̃ᵀ ≻ 0; never Refuted at full
