@@ -111,6 +111,19 @@ def rewrite(text, name, body):
         sys.exit(f"docs/RESULTS.md lacks the markers for {name}")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
+def witness_softplus():
+    rows = ["| n | m (wide) | verdict | route | σ_min(Φ̃) ≥ | σ_max(Φ̃) ≤ | certificate time (s) | `rf prove` wall (s) | peak RSS (GiB) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(glob.glob("runs/witness-softplus/n*.json"), key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)))):
+        c = load(path)
+        n = c["Subject"]["Rows"]
+        stem = path[: -len(".json")]
+        wall = float(open(stem + ".wall-ms").read()) / 1000 if os.path.exists(stem + ".wall-ms") else None
+        rss = int(open(stem + ".rss").read().split()[-1]) / 2**20 if os.path.exists(stem + ".rss") else None
+        rows.append(f"| {n} | {c['Subject']['Features']} | {c['Verdict']} | {c.get('Route', 'Gram')} | {fmt(c['SigmaMinLower'], 4)} | "
+                    f"{fmt(c['SigmaMaxUpper'], 4)} | {fmt(c['ElapsedSeconds'], 3)} | {fmt(wall, 3)} | {fmt(rss, 3)} |")
+    return "\n".join(rows) if len(rows) > 2 else "_no witness has been certified yet_"
+
 def phase_two():
     return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two")
 
@@ -118,7 +131,8 @@ path = "docs/RESULTS.md"
 text = open(path).read()
 # `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
 only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
-for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two)]:
+for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
+                   ("witness-softplus", witness_softplus)]:
     if only is None or name in only:
         text = rewrite(text, name, make())
 open(path, "w").write(text)
