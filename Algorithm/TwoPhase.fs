@@ -151,6 +151,17 @@ type RecipeSetup =
     /// The same setup with the training targets Y (the preconditioned readout needs them).
     member s.WithTargets(targets: torch.Tensor) = { s with Targets = targets }
 
+/// Quantities a frozen body's steps share, computed on first use and handed from record to record (a memo of
+/// functions of the immutable Φ̃_τ and A_τ, not state): Ŵ = Φ̃_τᵀA_τ, |Φ̃_τ|ᵀ|A_τ| and ‖Φ̃_τ‖_F.
+[<AllowNullLiteral>]
+type internal FrozenProducts() =
+    member val Target : torch.Tensor = null with get, set
+    member val AbsProduct : torch.Tensor = null with get, set
+    member val FeatureNorm = nan with get, set
+    member this.Dispose() =
+        for t in [ this.Target; this.AbsProduct ] do
+            if not (isNull t) then t.Dispose()
+
 /// The preconditioned readout of Theorem P (docs/theory.md §4) as the run carries it: the switch's
 /// Cholesky factor C of M_τ = fl(G_τ) + nλI (float64), the step η_P, the ridge λ, the prediction
 /// k(ε) made at the switch, and what has been measured since. With W the readout (weights and bias,
@@ -158,10 +169,19 @@ type RecipeSetup =
 /// (A_t = C⁻ᵀC⁻¹Z_t), the gap g_t = √(J_t(W_t) − J_t*) lies within (d_t ± ‖r_t‖/√n)/√2, d_t = ‖W_t − Ŵ_t‖_H,
 /// r_t = Z_t − (G_t + nλI)A_t bounded rigorously. Immutable; the state replaces it after every step.
 [<AllowNullLiteral>]
-type PreconditionedReadout(factor: torch.Tensor, step: float, ridge: float, epsilon: float, predictedSteps: int,
-                           frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
-                           initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
-                           maxPerturbationRatio: float, stepsDone: int) =
+type PreconditionedReadout internal (factor: torch.Tensor, step: float, ridge: float, epsilon: float, predictedSteps: int,
+                                     frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
+                                     initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
+                                     maxPerturbationRatio: float, stepsDone: int, products: FrozenProducts) =
+    /// A record with the given factor, caches and measurements (see the members).
+    new(factor: torch.Tensor, step: float, ridge: float, epsilon: float, predictedSteps: int,
+        frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
+        initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
+        maxPerturbationRatio: float, stepsDone: int) =
+        PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
+                              frozenResidualNorm, initialGapLower, lastGapUpper, achievedAfter, hypothesisHeld,
+                              maxPerturbationRatio, stepsDone, FrozenProducts())
+    member internal _.Products = products
     /// Lower Cholesky factor of fl(G_τ) + nλI (n × n, float64).
     member _.Factor = factor
     /// η_P ∈ (0, 1].
@@ -196,7 +216,7 @@ type PreconditionedReadout(factor: torch.Tensor, step: float, ridge: float, epsi
     /// The same record after one more step's measurements.
     member internal _.After(gapUpper: float, initialLower: float, achieved: int, held: bool, ratio: float) =
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
-                              frozenResidualNorm, initialLower, gapUpper, achieved, held, ratio, stepsDone + 1)
+                              frozenResidualNorm, initialLower, gapUpper, achieved, held, ratio, stepsDone + 1, products)
     /// This record's measurements as text (for checkpoints): initial gap, last gap, achieved, held, ratio, steps.
     member _.ProgressText =
         String.Join(";", [| initialGapLower.ToString("R", Globalization.CultureInfo.InvariantCulture)
@@ -208,11 +228,12 @@ type PreconditionedReadout(factor: torch.Tensor, step: float, ridge: float, epsi
         let f = text.Split ';'
         let num (s: string) = Double.Parse(s, Globalization.CultureInfo.InvariantCulture)
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
-                              frozenResidualNorm, num f.[0], num f.[1], int f.[2], Boolean.Parse f.[3], num f.[4], int f.[5])
+                              frozenResidualNorm, num f.[0], num f.[1], int f.[2], Boolean.Parse f.[3], num f.[4], int f.[5], products)
     /// Disposes the factor and the frozen body's cache.
     member _.Dispose() =
         for t in [ factor; frozenFeatures; frozenSolution; frozenTargets ] do
             if not (isNull t) then t.Dispose()
+        if not (isNull products) then products.Dispose()
 
 /// The recipe's state before iteration `Iteration` (SPEC §4): phase, the switch's certified
 /// σ_min(Φ̃_τ), the guard's state, V and its optimiser, and the tensors the recipe keeps (the
@@ -630,38 +651,57 @@ type TwoPhase =
             let w = torch.cat([| v.weight.detach().t(); v.bias.detach().unsqueeze(0L) |], 0L).to_type(torch.float64).cpu()
             let hNorm (x: torch.Tensor) =
                 sqrt (phi.mm(x).pow(scalar 2.0).sum().ToDouble() / n + p.Ridge * x.pow(scalar 2.0).sum().ToDouble())
-            let target = phi.t().mm(a)
-            let d = hNorm (w.sub(target))
-            let sqrtN = sqrt n
-            let gapUpper = (d * (1.0 + gamma) + rNorm / sqrtN) / sqrt 2.0
-            let gapLower = max 0.0 (d * (1.0 - gamma) - rNorm / sqrtN) / sqrt 2.0
-            let initial = if Double.IsNaN p.InitialGapLower then gapLower * gapLower else p.InitialGapLower
-            let g0 = sqrt initial
-            let achieved =
-                if p.AchievedAfter >= 0 then p.AchievedAfter
-                elif gapUpper <= sqrt p.Epsilon * g0 then p.StepsDone
-                else -1
-            if p.PredictedSteps >= 0 && p.HypothesisHeld && achieved < 0 && p.StepsDone >= p.PredictedSteps then
-                invalidOp (sprintf "Theorem P: the prediction k(ε) = %d (ε = %g) was missed although its hypothesis held (gap ≤ %g after %d steps, initial ≥ %g): a bug"
-                               p.PredictedSteps p.Epsilon (gapUpper * gapUpper) p.StepsDone initial)
-            let eta = p.Step
-            let next = w.mul(scalar (1.0 - eta)).add(target.mul(scalar eta))
-            let stored = next.to_type(v.weight.dtype)
-            let delta = stored.to_type(torch.float64).sub(next)
-            let roundingOfNext = w.abs().mul(scalar (abs (1.0 - eta))).add(phi.abs().t().mm(a.abs()).mul(scalar eta)).norm().ToDouble() * gamma
-            let deltaNorm = delta.norm().ToDouble() + roundingOfNext
-            let phiNorm = phi.norm().ToDouble()
-            let perturbation = eta * rNorm / sqrt (2.0 * n) + sqrt (phiNorm * phiNorm / n + p.Ridge) * deltaNorm / sqrt 2.0
-            let ratio = if g0 > 0.0 then perturbation / (eta * g0) elif perturbation = 0.0 then 0.0 else infinity
-            let held = p.HypothesisHeld && perturbation <= eta * (sqrt p.Epsilon / 2.0) * g0
-            do
+            // a frozen body's Φ̃_τ and A_τ do not change: their products are computed once (the memo)
+            let frozen = not (isNull p.FrozenFeatures)
+            let memo = p.Products
+            let target, absProduct, phiNorm =
+                if frozen && not (isNull memo.Target) then memo.Target, memo.AbsProduct, memo.FeatureNorm
+                else
+                    let target = phi.t().mm(a)
+                    let absProduct = phi.abs().t().mm(a.abs())
+                    let phiNorm = phi.norm().ToDouble()
+                    if frozen then
+                        memo.Target <- target.DetachFromDisposeScope()
+                        memo.AbsProduct <- absProduct.DetachFromDisposeScope()
+                        memo.FeatureNorm <- phiNorm
+                    target, absProduct, phiNorm
+            let writeReadout (stored: torch.Tensor) =
                 use _ = torch.no_grad ()
                 let m = v.weight.shape.[1]
                 use weightT = stored.narrow(0L, 0L, m).t().``to``(v.weight.device)
                 use bias = stored.[m].``to``(v.bias.device)
                 v.weight.copy_(weightT) |> ignore
                 v.bias.copy_(bias) |> ignore
-            p.After(gapUpper * gapUpper, initial, achieved, held, max p.MaxPerturbationRatio ratio)
+            // Settled: a frozen body whose prediction was met and whose k(ε) has passed: the rule keeps stepping, the
+            // measurements (two more (n × (m+1))·((m+1) × c) products per step) stop; the record keeps their last values.
+            if frozen && p.PredictedSteps >= 0 && p.AchievedAfter >= 0 && p.StepsDone > p.PredictedSteps then
+                writeReadout (w.mul(scalar (1.0 - p.Step)).add(target.mul(scalar p.Step)).to_type(v.weight.dtype))
+                p.After(p.LastGapUpper, p.InitialGapLower, p.AchievedAfter, p.HypothesisHeld, p.MaxPerturbationRatio)
+            else
+                let d = hNorm (w.sub(target))
+                let sqrtN = sqrt n
+                let gapUpper = (d * (1.0 + gamma) + rNorm / sqrtN) / sqrt 2.0
+                let gapLower = max 0.0 (d * (1.0 - gamma) - rNorm / sqrtN) / sqrt 2.0
+                let initial = if Double.IsNaN p.InitialGapLower then gapLower * gapLower else p.InitialGapLower
+                let g0 = sqrt initial
+                let achieved =
+                    if p.AchievedAfter >= 0 then p.AchievedAfter
+                    elif gapUpper <= sqrt p.Epsilon * g0 then p.StepsDone
+                    else -1
+                if p.PredictedSteps >= 0 && p.HypothesisHeld && achieved < 0 && p.StepsDone >= p.PredictedSteps then
+                    invalidOp (sprintf "Theorem P: the prediction k(ε) = %d (ε = %g) was missed although its hypothesis held (gap ≤ %g after %d steps, initial ≥ %g): a bug"
+                                   p.PredictedSteps p.Epsilon (gapUpper * gapUpper) p.StepsDone initial)
+                let eta = p.Step
+                let next = w.mul(scalar (1.0 - eta)).add(target.mul(scalar eta))
+                let stored = next.to_type(v.weight.dtype)
+                let delta = stored.to_type(torch.float64).sub(next)
+                let roundingOfNext = w.abs().mul(scalar (abs (1.0 - eta))).add(absProduct.mul(scalar eta)).norm().ToDouble() * gamma
+                let deltaNorm = delta.norm().ToDouble() + roundingOfNext
+                let perturbation = eta * rNorm / sqrt (2.0 * n) + sqrt (phiNorm * phiNorm / n + p.Ridge) * deltaNorm / sqrt 2.0
+                let ratio = if g0 > 0.0 then perturbation / (eta * g0) elif perturbation = 0.0 then 0.0 else infinity
+                let held = p.HypothesisHeld && perturbation <= eta * (sqrt p.Epsilon / 2.0) * g0
+                writeReadout stored
+                p.After(gapUpper * gapUpper, initial, achieved, held, max p.MaxPerturbationRatio ratio)
         finally
             for t in owned do t.Dispose()
 

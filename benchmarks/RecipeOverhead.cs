@@ -18,7 +18,8 @@ namespace ResearchFramework.Benchmarks;
 public static class RecipeOverhead
 {
     private sealed record Case(string Name, ArchitectureSpec Spec, int N, int[] InputShape, int BatchSize, int T, int Tau, int K,
-        PhaseTwoMode Mode = PhaseTwoMode.Damped, ReadoutChoice Readout = ReadoutChoice.Separate);
+        PhaseTwoMode Mode = PhaseTwoMode.Damped, ReadoutChoice Readout = ReadoutChoice.Separate,
+        ReadoutStepRule Step = ReadoutStepRule.Theorem, double Ridge = 0.0);
 
     private static readonly Case[] Cases =
     [
@@ -32,6 +33,12 @@ public static class RecipeOverhead
             1024, [784], 128, 3000, 2000, 1000, PhaseTwoMode.Damped, ReadoutChoice.OutputLayer),
         new("mlp 784-16-1100-10, n=1024, B=128, long, frozen body", ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
             1024, [784], 128, 3000, 2000, 500, PhaseTwoMode.Frozen),
+        new("mlp 784-16-1100-10, n=1024, full batch (the main job), frozen body, preconditioned V (Theorem P, λ = 0.01)",
+            ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
+            1024, [784], 1024, 400, 300, 25, PhaseTwoMode.Frozen, ReadoutChoice.Separate, ReadoutStepRule.Preconditioned, 0.01),
+        new("mlp 784-16-1100-10, n=1024, B=128, long, frozen body, preconditioned V (Theorem P, λ = 0.01)",
+            ArchitectureSpec.Mlp(784, [16, 1100], 10, Activation.Tanh, Precision.Float32),
+            1024, [784], 128, 3000, 2000, 500, PhaseTwoMode.Frozen, ReadoutChoice.Separate, ReadoutStepRule.Preconditioned, 0.01),
         new("resnet18 k=1/16, 1x16x16, n=256, B=64",
             new ArchitectureSpec("resnet18", [1, 16, 16], 10, [], Activation.Relu, 1.0 / 16, Precision.Float32, []),
             256, [1, 16, 16], 64, 200, 150, 50),
@@ -40,8 +47,8 @@ public static class RecipeOverhead
     private static TrainingConfig Config(Case c) =>
         new(0, c.BatchSize, Schedule.Constant(0.01), c.T, OptimizerSpec.SgdMomentum(0.9, false), LossKind.Squared, "cpu", 0, null!, false);
 
-    private static RecipeConfig Recipe(Case c) => new(c.Tau, c.Mode, 1e-3, 3, 2.0, 0.5, c.K, 0, ReadoutStepRule.Theorem, c.Readout,
-        RecipeConfig.Default.PreconditionedStep, RecipeConfig.Default.ReadoutRidge, RecipeConfig.Default.PredictionEpsilon);
+    private static RecipeConfig Recipe(Case c) => new(c.Tau, c.Mode, 1e-3, 3, 2.0, 0.5, c.K, 0, c.Step, c.Readout,
+        RecipeConfig.Default.PreconditionedStep, c.Ridge, RecipeConfig.Default.PredictionEpsilon);
 
     private static (Tensor X, Tensor Y) Data(Case c)
     {
