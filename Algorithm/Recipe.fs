@@ -43,8 +43,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
         | Some r ->
             if r.SwitchIteration < 0 || r.SwitchIteration > training.TotalIterations then
                 invalidArg "recipe" (sprintf "switch τ = %d must lie in [0, T = %d]" r.SwitchIteration training.TotalIterations)
-            if not (r.GuardKappa > 0.0 && r.GuardKappa < 1.0) then invalidArg "recipe" "guard κ must lie in (0, 1)"
-            if r.MaxTries < 0 then invalidArg "recipe" "MaxTries must be ≥ 0"
+            TwoPhase.Validate(r, "recipe")   // before the network is built
         | None -> ()
     let observer = if isNull (box observer) then NullObserver() :> IRecipeObserver else observer
     let device = TorchEnvironment.selectDevice training.Device
@@ -188,18 +187,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
     /// Writes the full state before iteration `Iteration` to `path`, atomically (see `Checkpoint`).
     member _.SaveCheckpoint(path: string) =
         let s = state
-        let header =
-            { FormatVersion = 2; Iteration = s.Iteration; Phase = s.Phase; Switched = (recipe.IsSome && s.Switched); SigmaTau = s.SigmaTau
-              GuardTripped = s.GuardTripped; LastCertifiedIteration = s.LastCertifiedIteration
-              LastCertifiedFingerprint = s.LastCertifiedFingerprint
-              ReadoutFeatures = (if isNull s.Readout || outputLayerReadout.IsSome then 0 else int s.Readout.weight.shape.[1])
-              Seed = training.Seed; TotalIterations = training.TotalIterations
-              SwitchIteration = (match recipe with Some r -> r.SwitchIteration | None -> -1)
-              ArchitectureDescription = Networks.describe architecture; DatasetFingerprint = data.Fingerprint
-              Certificates = s.Certificates |> Array.map CertificateJson.serialize
-              ReadoutSigmaMaxUpper = s.ReadoutSigmaMaxUpper; ReferenceSigmaMin = s.ReferenceSigmaMin; ReferenceSigmaMax = s.ReferenceSigmaMax
-              Readout = (match recipe with Some rc -> int rc.Readout | None -> 0)
-              Preconditioner = (if isNull s.Preconditioner then null else s.Preconditioner.ProgressText) }
+        let header = TwoPhase.Header(setup, s, training.TotalIterations, recipe.IsSome)
         Checkpoint.writeAtomically path (fun w ->
             w.Write(Checkpoint.serializeHeader header)
             model.save(w) |> ignore

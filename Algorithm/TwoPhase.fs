@@ -285,6 +285,13 @@ type RecipeStep =
       /// What the step did (SPEC §4 step record).
       Record: StepRecord }
 
+/// One `TapCapture` per setup (the taps resolved by name once, not at every forward pass of a step); keyed by
+/// the setup instance, so a `{ s with Taps = … }` copy resolves its own.
+module internal TapCaptures =
+    let private cache = System.Runtime.CompilerServices.ConditionalWeakTable<RecipeSetup, TapCapture>()
+    let ofSetup (setup: RecipeSetup) =
+        cache.GetValue(setup, fun s -> TapCapture(s.Model, List.ofArray s.Taps))
+
 /// The recipe's operations (SPEC §4). Static members with delegates, callable alike from F#
 /// (lambdas convert) and C#.
 [<AbstractClass; Sealed>]
@@ -327,12 +334,24 @@ type TwoPhase =
         let body = setup.Model.parameters () |> Seq.filter (fun p -> not (own |> Array.exists (fun q -> obj.ReferenceEquals(p, q)))) |> Seq.toArray
         { setup with OutputLayer = layer; OutputOptimizer = layerOptimizer; Body = body; Recipe = { setup.Recipe with Readout = ReadoutChoice.OutputLayer } }
 
+    /// The recipe's own knobs are in range (τ ≥ 0, κ ∈ (0, 1), R ≥ 0; for the preconditioned rule a separate V,
+    /// η_P ∈ (0, 1], λ ≥ 0, ε ∈ (0, 1)); throws ArgumentException for `paramName` otherwise. `Init` checks it; a
+    /// caller that builds a model first (the trainer) checks it before.
+    static member Validate(r: RecipeConfig, paramName: string) =
+        if r.SwitchIteration < 0 then invalidArg paramName (sprintf "switch τ = %d must be ≥ 0" r.SwitchIteration)
+        if not (r.GuardKappa > 0.0 && r.GuardKappa < 1.0) then invalidArg paramName "guard κ must lie in (0, 1)"
+        if r.MaxTries < 0 then invalidArg paramName "MaxTries must be ≥ 0"
+        if r.ReadoutStep = ReadoutStepRule.Preconditioned then
+            let refuse why = invalidArg paramName (sprintf "ReadoutStep = Preconditioned (Theorem P, docs/theory.md §4) %s" why)
+            if r.Readout <> ReadoutChoice.Separate then refuse "needs a separate readout V (zero at the switch)"
+            if not (r.PreconditionedStep > 0.0 && r.PreconditionedStep <= 1.0) then refuse (sprintf "needs a step η_P in (0, 1], not %g" r.PreconditionedStep)
+            if not (r.ReadoutRidge >= 0.0 && Double.IsFinite r.ReadoutRidge) then refuse (sprintf "needs a ridge λ ≥ 0, not %g" r.ReadoutRidge)
+            if not (r.PredictionEpsilon > 0.0 && r.PredictionEpsilon < 1.0) then refuse (sprintf "needs ε in (0, 1), not %g" r.PredictionEpsilon)
+
     /// The state before iteration 0 (Phase I; the switch runs in the step of iteration τ).
     static member Init(setup: RecipeSetup) : RecipeState =
         let r = setup.Recipe
-        if r.SwitchIteration < 0 then invalidArg "setup" (sprintf "switch τ = %d must be ≥ 0" r.SwitchIteration)
-        if not (r.GuardKappa > 0.0 && r.GuardKappa < 1.0) then invalidArg "setup" "guard κ must lie in (0, 1)"
-        if r.MaxTries < 0 then invalidArg "setup" "MaxTries must be ≥ 0"
+        TwoPhase.Validate(r, "setup")
         if setup.BatchSize <= 0 then invalidArg "setup" "BatchSize must be positive"
         if r.Readout = ReadoutChoice.OutputLayer && isNull setup.OutputLayer then
             invalidArg "setup" "Readout = OutputLayer needs the layer (TwoPhase.WithOutputLayer)"
@@ -341,10 +360,6 @@ type TwoPhase =
         if r.ReadoutStep = ReadoutStepRule.Preconditioned then
             let refuse why = invalidArg "setup" (sprintf "ReadoutStep = Preconditioned (Theorem P, docs/theory.md §4) %s" why)
             if setup.Loss <> LossKind.Squared then refuse "needs the squared loss (its preconditioner is the Hessian of a quadratic)"
-            if r.Readout <> ReadoutChoice.Separate then refuse "needs a separate readout V (zero at the switch)"
-            if not (r.PreconditionedStep > 0.0 && r.PreconditionedStep <= 1.0) then refuse (sprintf "needs a step η_P in (0, 1], not %g" r.PreconditionedStep)
-            if not (r.ReadoutRidge >= 0.0 && Double.IsFinite r.ReadoutRidge) then refuse (sprintf "needs a ridge λ ≥ 0, not %g" r.ReadoutRidge)
-            if not (r.PredictionEpsilon > 0.0 && r.PredictionEpsilon < 1.0) then refuse (sprintf "needs ε in (0, 1), not %g" r.PredictionEpsilon)
             if setup.Certification.Rows <> setup.Certification.TrainingCount then
                 refuse (sprintf "steps on all n training points: the certification set must be the whole training set (it has %d of %d)" setup.Certification.Rows setup.Certification.TrainingCount)
             if isNull setup.Targets then refuse "needs the training targets Y (RecipeSetup.WithTargets)"
@@ -478,7 +493,7 @@ type TwoPhase =
         do
             use scope = torch.NewDisposeScope()
             use x = setup.Certification.Inputs.narrow(0L, 0L, int64 (min setup.Certification.Rows 4)).``to``(setup.Device)
-            let _, h = TapCapture(model, List.ofArray setup.Taps).Run(fun () -> model.call x)
+            let _, h = (TapCaptures.ofSetup setup).Run(fun () -> model.call x)
             h.sum().backward()
         let below = setup.Body |> Array.filter (fun p -> not (isNull p.grad))
         for p in setup.Body do p.grad <- null
@@ -513,14 +528,14 @@ type TwoPhase =
     static member Forward(setup: RecipeSetup, state: RecipeState, x: torch.Tensor) : torch.Tensor =
         if isNull state.Readout || not (isNull setup.OutputLayer) then setup.Model.call x
         else
-            let z, h = TapCapture(setup.Model, List.ofArray setup.Taps).Run(fun () -> setup.Model.call x)
+            let z, h = (TapCaptures.ofSetup setup).Run(fun () -> setup.Model.call x)
             z.add(state.Readout.call h)
 
     /// f̄(x) with the body evaluated without autograd (Phase II with α_t = 0): only V gets gradients.
     static member private ForwardFrozenBody(setup: RecipeSetup, state: RecipeState, x: torch.Tensor) : torch.Tensor =
         let z, h =
             use _ = torch.no_grad ()
-            TapCapture(setup.Model, List.ofArray setup.Taps).Run(fun () -> setup.Model.call x)
+            (TapCaptures.ofSetup setup).Run(fun () -> setup.Model.call x)
         if not (isNull setup.OutputLayer) then setup.OutputLayer.call h   // the output layer on h again, now with V's gradient
         else z.add(state.Readout.call h)
 
@@ -553,7 +568,7 @@ type TwoPhase =
         use _ = torch.no_grad ()
         let x = setup.Certification.Inputs
         let n = int x.shape.[0]
-        let capture = TapCapture(setup.Model, List.ofArray setup.Taps)
+        let capture = TapCaptures.ofSetup setup
         let hs = ResizeArray<torch.Tensor>()
         let zs = ResizeArray<torch.Tensor>()
         let mutable start = 0
@@ -990,20 +1005,26 @@ type TwoPhase =
         | null -> state
         | ts -> { state with ReferenceFeatures = (let d = ts.[0].``to``(setup.Device) in (if not (obj.ReferenceEquals(d, ts.[0])) then ts.[0].Dispose()); d) }
 
+    /// The checkpoint header of `state` (`Checkpoint`): the recipe's scalars and the setup's names.
+    /// `totalIterations` is the trainer's T (−1 for a recipe state saved alone); `isRecipe` false for a base
+    /// run (never switched, no switch iteration, readout choice 0).
+    static member internal Header(setup: RecipeSetup, state: RecipeState, totalIterations: int, isRecipe: bool) : CheckpointHeader =
+        { FormatVersion = 2; Iteration = state.Iteration; Phase = state.Phase; Switched = isRecipe && state.Switched; SigmaTau = state.SigmaTau
+          GuardTripped = state.GuardTripped; LastCertifiedIteration = state.LastCertifiedIteration
+          LastCertifiedFingerprint = state.LastCertifiedFingerprint
+          ReadoutFeatures = (if isNull state.Readout || not (isNull setup.OutputLayer) then 0 else int state.Readout.weight.shape.[1])
+          Seed = setup.Seed; TotalIterations = totalIterations
+          SwitchIteration = (if isRecipe then setup.Recipe.SwitchIteration else -1)
+          ArchitectureDescription = setup.Architecture; DatasetFingerprint = setup.Certification.DatasetFingerprint
+          Certificates = state.Certificates |> Array.map CertificateJson.serialize
+          ReadoutSigmaMaxUpper = state.ReadoutSigmaMaxUpper; ReferenceSigmaMin = state.ReferenceSigmaMin; ReferenceSigmaMax = state.ReferenceSigmaMax
+          Readout = (if isRecipe then int setup.Recipe.Readout else 0)
+          Preconditioner = (if isNull state.Preconditioner then null else state.Preconditioner.ProgressText) }
+
     /// Saves the recipe's state alone to `path`, atomically and hash-verified (`Checkpoint`): for a
     /// user's own loop, beside their own model and optimiser checkpoint.
     static member Save(setup: RecipeSetup, state: RecipeState, path: string) =
-        let header =
-            { FormatVersion = 2; Iteration = state.Iteration; Phase = state.Phase; Switched = state.Switched; SigmaTau = state.SigmaTau
-              GuardTripped = state.GuardTripped; LastCertifiedIteration = state.LastCertifiedIteration
-              LastCertifiedFingerprint = state.LastCertifiedFingerprint
-              ReadoutFeatures = (if isNull state.Readout || not (isNull setup.OutputLayer) then 0 else int state.Readout.weight.shape.[1])
-              Seed = setup.Seed; TotalIterations = -1; SwitchIteration = setup.Recipe.SwitchIteration
-              ArchitectureDescription = setup.Architecture; DatasetFingerprint = setup.Certification.DatasetFingerprint
-              Certificates = state.Certificates |> Array.map CertificateJson.serialize
-              ReadoutSigmaMaxUpper = state.ReadoutSigmaMaxUpper; ReferenceSigmaMin = state.ReferenceSigmaMin; ReferenceSigmaMax = state.ReferenceSigmaMax
-              Readout = int setup.Recipe.Readout
-              Preconditioner = (if isNull state.Preconditioner then null else state.Preconditioner.ProgressText) }
+        let header = TwoPhase.Header(setup, state, -1, true)
         Checkpoint.writeAtomically path (fun w ->
             w.Write(Checkpoint.serializeHeader header)
             TwoPhase.WriteState(setup, state, w)
