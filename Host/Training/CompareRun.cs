@@ -67,11 +67,6 @@ public static class CompareRun
     private static string Pm((double Mean, double Std) s, string format) =>
         $"{s.Mean.ToString(format, CultureInfo.InvariantCulture)} ± {s.Std.ToString(format, CultureInfo.InvariantCulture)}";
 
-    /// <summary>"predicted / achieved" steps of Theorem P's k(ε) ("–" when the preconditioned readout did not run).</summary>
-    public static string Prediction(RunSummary r) => r.PredictedSteps is not int k ? "–"
-        : $"{(k < 0 ? "none (damped)" : k.ToString(CultureInfo.InvariantCulture))} / {(r.AchievedAfter >= 0 ? r.AchievedAfter.Value.ToString(CultureInfo.InvariantCulture) : "not within T")}" +
-          (r.PredictionHypothesisHeld == true ? "" : " (hypothesis not met)");
-
     /// <summary>Writes <c>compare.md</c>, <c>compare.csv</c> and the plots; returns the Markdown table.</summary>
     public static string WriteReport(RfOptions options, RunDirectory compare, IReadOnlyList<RunSummary> runs, ILogger logger)
     {
@@ -107,7 +102,7 @@ public static class CompareRun
         foreach (var r in runs)
         {
             perRun.AppendLine($"| {r.Mode} | {r.Seed} | {r.FinalTrainLoss.ToString("G6", inv)} | {r.LossGap.ToString("G6", inv)} | {(100 * r.TestError).ToString("F2", inv)} % | " +
-                              $"{r.Verdict} | {r.SigmaMinAtSwitch.ToString("G4", inv)} | {r.GuaranteeClaimed} | {r.GuardTripped} | {Prediction(r)} | {r.WallSeconds.ToString("F1", inv)} | {Path.GetRelativePath(compare.Path, r.RunDirectory)} |");
+                              $"{r.Verdict} | {r.SigmaMinAtSwitch.ToString("G4", inv)} | {r.GuaranteeClaimed} | {r.GuardTripped} | {r.Prediction()} | {r.WallSeconds.ToString("F1", inv)} | {Path.GetRelativePath(compare.Path, r.RunDirectory)} |");
             csv.AppendLine(string.Join(",", r.Mode, r.Seed.ToString(inv), r.FinalTrainLoss.ToString("R", inv), r.LossOptimum.ToString("R", inv),
                 r.LossGap.ToString("R", inv), r.TestError.ToString("R", inv), r.TrainError.ToString("R", inv), r.Verdict,
                 r.SigmaMinAtSwitch.ToString("R", inv), r.GuaranteeClaimed, r.GuardTripped, r.WallSeconds.ToString("F3", inv),

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -49,6 +50,16 @@ public sealed record RunSummary
     public int? AchievedAfter { get; init; }
     /// <summary>Theorem P: whether every step's perturbation stayed within the prediction's hypothesis.</summary>
     public bool? PredictionHypothesisHeld { get; init; }
+
+    /// <summary>Theorem P's "predicted / achieved" steps ("–" when the preconditioned readout did not run): the cell of
+    /// <c>compare.md</c> and the end of <see cref="PredictionLine"/>.</summary>
+    public string Prediction() => PredictedSteps is not int k ? "–"
+        : $"{(k < 0 ? "none (damped)" : k.ToString(CultureInfo.InvariantCulture))} / {(AchievedAfter >= 0 ? AchievedAfter.Value.ToString(CultureInfo.InvariantCulture) : "not within T")}" +
+          (PredictionHypothesisHeld == true ? "" : " (hypothesis not met)");
+
+    /// <summary>The console line of Theorem P's prediction, null when the preconditioned readout did not run.</summary>
+    public string? PredictionLine() => PredictedSteps is null ? null
+        : $"preconditioned readout (Theorem P), k(ε = {PredictionEpsilon?.ToString("G3", CultureInfo.InvariantCulture)}) predicted / achieved: {Prediction()}";
 
     public static readonly JsonSerializerOptions Json = new()
     {

@@ -37,8 +37,7 @@ public sealed class CompareHandler
         foreach (var r in outcome.Runs.Where(r => r.Mode == "two-phase"))
         {
             Console.WriteLine($"certificate (two-phase seed {r.Seed}): {r.Verdict}, σ_min(Φ̃_τ) ≥ {r.SigmaMinAtSwitch:G4}, guarantee {(r.GuaranteeClaimed ? "claimed" : "not claimed")}");
-            if (r.PredictedSteps is not null)
-                Console.WriteLine($"  preconditioned readout (Theorem P), k(ε = {r.PredictionEpsilon:G3}) predicted / achieved: {CompareRun.Prediction(r)}");
+            if (r.PredictionLine() is string line) Console.WriteLine("  " + line);
         }
         Console.WriteLine($"compare directory: {app.Run!.Path} (compare.md, compare.csv, plots/loss-all-runs.png, plots/test-error.png)");
         return (ExitCodes.Success, app.Run!.Path, outcome);

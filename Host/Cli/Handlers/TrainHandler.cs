@@ -47,13 +47,7 @@ public sealed class TrainHandler
         Console.WriteLine($"final train loss: {s.FinalTrainLoss:G6} (L* = {s.LossOptimum:G4}, gap {s.LossGap:G6})");
         Console.WriteLine($"test error: {s.TestError:P2} ({s.TestSize} test points), train error {s.TrainError:P2} ({s.TrainSize} points)");
         Console.WriteLine($"certificate: {s.Verdict}{(double.IsFinite(s.SigmaMinAtSwitch) && s.SigmaMinAtSwitch > 0 ? $" (σ_min ≥ {s.SigmaMinAtSwitch:G4})" : "")}, guarantee {(s.GuaranteeClaimed ? "claimed" : "not claimed")}{(s.GuardTripped ? ", guard tripped" : "")}");
-        if (s.PredictedSteps is int k)
-            Console.WriteLine(k < 0
-                ? $"preconditioned readout (Theorem P): damped body, no k(ε) promised; gap ≤ ε = {s.PredictionEpsilon:G3} of the initial " +
-                  (s.AchievedAfter >= 0 ? $"after {s.AchievedAfter} steps" : "not shown within T")
-                : $"preconditioned readout (Theorem P): predicted k(ε = {s.PredictionEpsilon:G3}) = {k} steps; achieved " +
-                  (s.AchievedAfter >= 0 ? $"after {s.AchievedAfter}" : "not within T") +
-                  (s.PredictionHypothesisHeld == true ? "" : " (hypothesis not met: the per-step perturbation exceeded √ε/2 of the initial gap, no promise)"));
+        if (s.PredictionLine() is string line) Console.WriteLine(line);
         Console.WriteLine($"wall time: {s.WallSeconds:F1} s");
         Console.WriteLine($"fingerprint: {s.FinalParameterFingerprint}");
     }
