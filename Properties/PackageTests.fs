@@ -11,31 +11,18 @@ open System.Text.RegularExpressions
 open Expecto
 open ResearchFramework.Properties.HostTests.HostTestSupport
 
-/// The repository root (the folder holding ResearchFramework.sln above the test binaries) and this run's configuration.
-let private repository () =
-    let baseDir = DirectoryInfo AppContext.BaseDirectory
-    let rec root (d: DirectoryInfo) =
-        if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
-        elif File.Exists(Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
-        else root d.Parent
-    root baseDir, baseDir.Parent.Name
+/// The repository root and this run's configuration.
+let private repository () = TestSupport.repositoryRoot (), TestSupport.buildConfiguration ()
 
 /// Runs `dotnet ARGS` in a folder (MSBuild variables of a parent `dotnet run`/`dotnet test` removed, so the child
 /// resolves its own SDK); returns exit code and the combined output. Fails the test after `timeoutMs`.
 let private dotnet (workingDirectory: string) (timeoutMs: int) (args: string list) =
-    let info = ProcessStartInfo("dotnet", WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true)
-    for a in args do info.ArgumentList.Add a
-    for key in [ for k in info.Environment.Keys -> k ] do
-        if key.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase) || key = "MSBUILD_EXE_PATH" then info.Environment.Remove key |> ignore
-    info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] <- "1"
-    info.Environment["DOTNET_NOLOGO"] <- "1"
-    use p = Process.Start info
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    if not (p.WaitForExit timeoutMs) then
-        p.Kill true
-        failtestf "dotnet %s did not finish in %d s" (String.Join(" ", args)) (timeoutMs / 1000)
-    p.ExitCode, out.Result + err.Result
+    let msbuild =
+        [ for k in Environment.GetEnvironmentVariables().Keys |> Seq.cast<string> do
+            if k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase) || k = "MSBUILD_EXE_PATH" then yield k, null ]
+    let code, out, err =
+        TestSupport.runProcess "dotnet" args workingDirectory (msbuild @ [ "DOTNET_CLI_TELEMETRY_OPTOUT", "1"; "DOTNET_NOLOGO", "1" ]) timeoutMs
+    code, out + err
 
 /// The nuspec inside a .nupkg, as text.
 let private nuspec (package: string) =
@@ -110,14 +97,10 @@ let packages =
             let buildCode, buildOutput = dotnet consumer 300000 [ "build"; "-c"; "Release"; "--no-restore" ]
             Expect.equal buildCode 0 ("consumer build: " + buildOutput)
             let exe = Path.Combine(consumer, "bin", "Release", "net10.0", "Consumer")
-            let info = ProcessStartInfo(exe, WorkingDirectory = consumer, RedirectStandardOutput = true, RedirectStandardError = true)
-            use p = Process.Start info
-            let out = p.StandardOutput.ReadToEndAsync()
-            let err = p.StandardError.ReadToEndAsync()
-            Expect.isTrue (p.WaitForExit 120000) "the consumer finishes"
-            Expect.equal p.ExitCode 0 (out.Result + err.Result)
-            Expect.stringContains out.Result "verdict: Certified" "the packaged library certifies the user's network"
-            Expect.stringContains out.Result "Jacobian form (P = output layer): Certified" "and in Jacobian form"
+            let code, out, err = TestSupport.runProcess exe [] consumer [] 120000
+            Expect.equal code 0 (out + err)
+            Expect.stringContains out "verdict: Certified" "the packaged library certifies the user's network"
+            Expect.stringContains out "Jacobian form (P = output layer): Certified" "and in Jacobian form"
             printfn "packages: pack + restore + build + run of the consumer in %.1f s" clock.Elapsed.TotalSeconds
         }
     ]

@@ -31,11 +31,8 @@ let images (seed: int) (n: int) (channels: int) (size: int) (classes: int) =
 let dataDirectory () =
     match Environment.GetEnvironmentVariable "RF_DATA_DIR" with
     | null | "" ->
-        let rec up (dir: IO.DirectoryInfo) =
-            if isNull dir then failwith "ResearchFramework.sln not found above the test assembly; set RF_DATA_DIR"
-            elif IO.File.Exists(IO.Path.Combine(dir.FullName, "ResearchFramework.sln")) then IO.Path.Combine(dir.FullName, "data")
-            else up dir.Parent
-        up (IO.DirectoryInfo AppContext.BaseDirectory)
+        try IO.Path.Combine(ResearchFramework.Properties.TestSupport.repositoryRoot (), "data")
+        with e -> failwithf "%s; set RF_DATA_DIR" e.Message
     | dir -> dir
 
 /// The first n MNIST training digits (real data): X is n × 784 float64, pixels/255 centred per

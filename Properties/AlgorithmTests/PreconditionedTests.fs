@@ -11,15 +11,6 @@ open ResearchFramework.MathCore
 open ResearchFramework.Algorithm
 open ResearchFramework.Properties
 
-type private Net = torch.nn.Module<torch.Tensor, torch.Tensor>
-
-/// input 3 → 40 (tanh, the tap "hidden") → 2, float64.
-let private network (seed: int) =
-    torch.random.manual_seed (int64 seed) |> ignore
-    torch.nn.Sequential(
-        [| struct ("fc1", torch.nn.Linear(3L, 40L, true, dtype = torch.float64) :> Net)
-           struct ("hidden", torch.nn.Tanh() :> Net)
-           struct ("fc2", torch.nn.Linear(40L, 2L, true, dtype = torch.float64) :> Net) |])
 
 let private matrixOf (t: torch.Tensor) : Matrix<float> =
     use c = t.detach().cpu().to_type(torch.float64).contiguous()
@@ -45,7 +36,7 @@ let private run (seed: int) (n: int) (mode: PhaseTwoMode) (eta: float) (ridge: f
     use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 5UL, torch.CPU)
     let x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
     let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
-    let model = network seed
+    let model = TestSupport.tanhNetwork seed
     let opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
     let recipe = { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon) with Mode = mode; DampingPower = 2.0 }
     let setup =
@@ -142,7 +133,7 @@ let tests =
         test "refused where Theorem P does not apply: cross-entropy, the output layer as V, a certification subset, no targets, η_P ∉ (0, 1]" {
             use x = torch.randn([| 8L; 3L |], dtype = torch.float64)
             use y = torch.randn([| 8L; 2L |], dtype = torch.float64)
-            use model = network 1
+            use model = TestSupport.tanhNetwork 1
             use opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
             let recipe = RecipeConfig.Default.WithSwitchIteration(1).WithPreconditionedReadout(0.5, 0.0, 1e-6)
             let setup = TwoPhase.Setup(recipe, model, [ "hidden" ], BodyRule.Of opt, CertificationInputs.Create(x, null, 8), LossKind.Squared, 8, 2).WithTargets(y)

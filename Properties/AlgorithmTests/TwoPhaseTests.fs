@@ -10,15 +10,6 @@ open ResearchFramework.MathCore
 open ResearchFramework.Algorithm
 open ResearchFramework.Properties
 
-type private Net = torch.nn.Module<torch.Tensor, torch.Tensor>
-
-/// A user's own network: input 3 → 40 (tanh, the tap "hidden") → 2, float64, from a seed.
-let private userNetwork (seed: int) =
-    torch.random.manual_seed (int64 seed) |> ignore
-    torch.nn.Sequential(
-        [| struct ("fc1", torch.nn.Linear(3L, 40L, true, dtype = torch.float64) :> Net)
-           struct ("hidden", torch.nn.Tanh() :> Net)
-           struct ("fc2", torch.nn.Linear(40L, 2L, true, dtype = torch.float64) :> Net) |])
 
 /// n inputs and targets from a seed (float64).
 let private problem (seed: int) (n: int) =
@@ -36,7 +27,7 @@ let private recipeConfig tau =
     { RecipeConfig.Default with SwitchIteration = tau; DampingPower = 1.0; CheckPeriod = 2; GuardKappa = 0.5 }
 
 /// The setup of the user's network with RMSprop on the body (none of the five built-in rules).
-let private setupFor (model: Net) (x: torch.Tensor) (rule: BodyRule) (tau: int) (batch: int) =
+let private setupFor (model: torch.nn.Module<torch.Tensor, torch.Tensor>) (x: torch.Tensor) (rule: BodyRule) (tau: int) (batch: int) =
     let cert = CertificationInputs.Create(x, null, int x.shape.[0])
     TwoPhase.Setup(recipeConfig tau, model, [ "hidden" ], rule, cert, LossKind.Squared, batch, 2)
 
@@ -53,26 +44,6 @@ let private runLoop (setup: RecipeSetup) (state: RecipeState) (x: torch.Tensor) 
         prints.Add(Fingerprint.ofModule setup.Model)
     s, prints.ToArray()
 
-/// The repository root (the folder of ResearchFramework.sln above the test binaries).
-let private repositoryRoot () =
-    let rec up (d: DirectoryInfo) =
-        if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
-        elif File.Exists(Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
-        else up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
-
-/// Runs a program to completion (at most `seconds`); returns exit code and stdout + stderr.
-let private runProgram (file: string) (args: string list) (seconds: int) =
-    let info = Diagnostics.ProcessStartInfo(file, RedirectStandardOutput = true, RedirectStandardError = true)
-    for a in args do info.ArgumentList.Add a
-    use p = Diagnostics.Process.Start info
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    if not (p.WaitForExit(seconds * 1000)) then
-        p.Kill true
-        failtestf "%s did not finish in %d s" file seconds
-    p.ExitCode, out.Result + err.Result
-
 [<Tests>]
 let tests =
     testSequenced <| testList "Algorithm.TwoPhase" [
@@ -82,7 +53,7 @@ let tests =
             use xd = x
             use yd = y
             // the plain loop: RMSprop on the whole model, no recipe
-            use plain = userNetwork seed
+            use plain = TestSupport.tanhNetwork seed
             use plainOpt = (torch.optim.RMSProp(plain.parameters (), 0.01) :> torch.optim.Optimizer)
             let plainPrints =
                 [| for t in 0 .. tau - 1 do
@@ -93,7 +64,7 @@ let tests =
                          loss.backward ()
                      plainOpt.step () |> ignore
                      yield Fingerprint.ofModule plain |]
-            use model = userNetwork seed
+            use model = TestSupport.tanhNetwork seed
             use opt = (torch.optim.RMSProp(model.parameters (), 0.01) :> torch.optim.Optimizer)
             let obs = RecordingObserver()
             let setup = (setupFor model xd (BodyRule.Of opt) tau batch).WithObserver(obs)
@@ -116,7 +87,7 @@ let tests =
             let x, y = problem seed n
             use xd = x
             use yd = y
-            use model = userNetwork seed
+            use model = TestSupport.tanhNetwork seed
             let ps = model.parameters () |> Seq.toArray
             let mutable before : torch.Tensor[] = [||]
             let mutable undamped : torch.Tensor[] = [||]
@@ -150,13 +121,13 @@ let tests =
             let x, y = problem seed n
             use xd = x
             use yd = y
-            use model = userNetwork seed
+            use model = TestSupport.tanhNetwork seed
             use opt = (torch.optim.RMSProp(model.parameters (), 0.01) :> torch.optim.Optimizer)
             let setup = setupFor model xd (BodyRule.Of opt) tau batch
             let full, prints = runLoop setup (TwoPhase.Init setup) xd yd batch 0.01 T
             TwoPhase.Dispose(setup, full)
             use dir = new HostTests.HostTestSupport.TempDir()
-            use model2 = userNetwork seed
+            use model2 = TestSupport.tanhNetwork seed
             use opt2 = (torch.optim.RMSProp(model2.parameters (), 0.01) :> torch.optim.Optimizer)
             let setup2 = setupFor model2 xd (BodyRule.Of opt2) tau batch
             let half, _ = runLoop setup2 (TwoPhase.Init setup2) xd yd batch 0.01 6
@@ -168,7 +139,7 @@ let tests =
                 Optimizers.saveState opt2 w
             TwoPhase.Dispose(setup2, half)
             // a fresh process's view: new model and optimiser, states loaded from files
-            use model3 = userNetwork 999
+            use model3 = TestSupport.tanhNetwork 999
             model3.load(Path.Combine(dir.Path, "model.bin")) |> ignore
             use opt3 = (torch.optim.RMSProp(model3.parameters (), 0.01) :> torch.optim.Optimizer)
             do
@@ -188,7 +159,7 @@ let tests =
         test "bad setups are refused with the reason" {
             let x, _ = problem 1 6
             use xd = x
-            use model = userNetwork 1
+            use model = TestSupport.tanhNetwork 1
             use opt = torch.optim.SGD(model.parameters (), 0.1) :> torch.optim.Optimizer
             let setup = setupFor model xd (BodyRule.Of opt) 2 3
             Expect.throwsT<ArgumentException> (fun () -> TwoPhase.Init { setup with Recipe = { setup.Recipe with GuardKappa = 1.5 } } |> ignore) "κ ∉ (0, 1)"
@@ -248,17 +219,18 @@ let tests =
         }
 
         test "the examples train a network of their own with the recipe in a hand-written loop: C# (examples/TrainYourModel) and F# script (dotnet fsi examples/train-your-model.fsx)" {
-            let root = repositoryRoot ()
-            let baseDir = DirectoryInfo AppContext.BaseDirectory
-            let exe = Path.Combine(root, "examples", "TrainYourModel", "bin", baseDir.Parent.Name, baseDir.Name, "TrainYourModel")
+            let root = TestSupport.repositoryRoot ()
+            let exe = Path.Combine(root, "examples", "TrainYourModel", "bin", TestSupport.buildConfiguration (), TestSupport.targetFolder (), "TrainYourModel")
             Expect.isTrue (File.Exists exe) (exe + " is built with the solution")
-            let code, out = runProgram exe [] 120
+            let code, out, err = TestSupport.runProcess exe [] null [] 120000
+            let out = out + err
             Expect.equal code 0 out
             for expected in [ "EC at initialisation: Certified"; "phase: PhaseOne -> PhaseTwo at t = 150"; "guarantee claimed" ] do
                 Expect.stringContains out expected "C# example"
             // the script loads the libraries from rf's build output (Release), as the README says
-            if baseDir.Parent.Name = "Release" then
-                let code, out = runProgram "dotnet" [ "fsi"; Path.Combine(root, "examples", "train-your-model.fsx") ] 300
+            if TestSupport.buildConfiguration () = "Release" then
+                let code, out, err = TestSupport.runProcess "dotnet" [ "fsi"; Path.Combine(root, "examples", "train-your-model.fsx") ] null [] 300000
+                let out = out + err
                 Expect.equal code 0 out
                 for expected in [ "EC at initialisation: Certified"; "switch at t = 100: PhaseTwo"; "guarantee claimed" ] do
                     Expect.stringContains out expected "F# script"

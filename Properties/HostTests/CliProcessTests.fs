@@ -10,29 +10,16 @@ open ResearchFramework.Properties.HostTests.HostTestSupport
 /// Host/bin/<same configuration as this test run>/net10.0/rf, found from the repository root.
 let rfPath =
     lazy (
-        let baseDir = DirectoryInfo AppContext.BaseDirectory
-        let configuration = baseDir.Parent.Name
-        let rec root (d: DirectoryInfo) =
-            if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
-            elif File.Exists(Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
-            else root d.Parent
-        let path = Path.Combine(root baseDir, "Host", "bin", configuration, baseDir.Name, "rf")
+        let path = Path.Combine(ResearchFramework.Properties.TestSupport.repositoryRoot (), "Host", "bin",
+                                ResearchFramework.Properties.TestSupport.buildConfiguration (), ResearchFramework.Properties.TestSupport.targetFolder (), "rf")
         if not (File.Exists path) then failwithf "%s not found: build the solution first" path
         path)
 
 /// Runs rf with arguments and extra environment variables (a null value removes the variable) in a working
-/// directory; returns exit code, stdout, stderr.
+/// directory; returns exit code, stdout, stderr. The watchdog is against a hung rf, not a speed limit: a loaded 2-core
+/// machine runs `rf env` (kernel self-check) in 30–50 s.
 let runRfWith (environment: (string * string) list) (workingDirectory: string) (args: string list) =
-    let info = ProcessStartInfo(rfPath.Value, WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true)
-    for a in args do info.ArgumentList.Add a
-    for (k, v) in environment do
-        if isNull v then info.Environment.Remove k |> ignore else info.Environment[k] <- v
-    use p = Process.Start info
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    // a watchdog against a hung rf, not a speed limit: a loaded 2-core machine runs `rf env` (kernel self-check) in 30–50 s
-    if not (p.WaitForExit 180000) then p.Kill true; failtest "rf did not finish in 180 s"
-    p.ExitCode, out.Result, err.Result
+    ResearchFramework.Properties.TestSupport.runProcess rfPath.Value args workingDirectory environment 180000
 
 let runRf = runRfWith []
 

@@ -8,15 +8,6 @@ open TorchSharp
 open ResearchFramework.MathCore
 open ResearchFramework.Properties
 
-type private Net = torch.nn.Module<torch.Tensor, torch.Tensor>
-
-/// A user's own network: input 3 → 40 (tanh, the tap "hidden") → 2, float64.
-let private userNetwork (seed: int) =
-    torch.random.manual_seed (int64 seed) |> ignore
-    torch.nn.Sequential(
-        [| struct ("fc1", torch.nn.Linear(3L, 40L, true, dtype = torch.float64) :> Net)
-           struct ("hidden", torch.nn.Tanh() :> Net)
-           struct ("fc2", torch.nn.Linear(40L, 2L, true, dtype = torch.float64) :> Net) |])
 
 [<Tests>]
 let tests =
@@ -26,7 +17,7 @@ let tests =
             let n = rng.Next(5, 16)
             let batchSize = rng.Next(1, n + 1)
             let tile = rng.Next(1, n + 3)
-            use model = userNetwork seed
+            use model = TestSupport.tanhNetwork seed
             use gen = new torch.Generator(uint64 (abs seed) + 1UL)
             use x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = gen)
             let count = (n + batchSize - 1) / batchSize
@@ -42,7 +33,7 @@ let tests =
             let rng = Random seed
             let n = rng.Next(5, 16)
             let batchSize = rng.Next(1, n + 1)
-            use model = userNetwork seed
+            use model = TestSupport.tanhNetwork seed
             use gen = new torch.Generator(uint64 (abs seed) + 1UL)
             use x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = gen)
             let reports = Collections.Generic.List<CertificationProgress>()
@@ -61,7 +52,7 @@ let tests =
 
         testPropertyWithConfig (Seeds.config 4) "Jacobian form for P = the readout: J_P = I_c ⊗ Φ̃, so EC_J has the verdict of EC at the hidden tap; alignment 0 under EC" <| fun (seed: int) ->
             let n = Random(seed).Next(3, 12)
-            use model = userNetwork seed
+            use model = TestSupport.tanhNetwork seed
             use gen = new torch.Generator(uint64 (abs seed) + 2UL)
             use x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = gen)
             use y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = gen)
@@ -73,26 +64,17 @@ let tests =
             Expect.isLessThan (ModelCertificate.Alignment(model, [ "fc2" ], x, y)) 1e-8 "every target is reachable by the readout"
 
         test "the C# example (examples/CertifyYourModel: a network of its own, certified through the public API) runs: Certified, exit 0" {
-            let baseDir = IO.DirectoryInfo AppContext.BaseDirectory
-            let rec root (d: IO.DirectoryInfo) =
-                if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
-                elif IO.File.Exists(IO.Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
-                else root d.Parent
-            let exe = IO.Path.Combine(root baseDir, "examples", "CertifyYourModel", "bin", baseDir.Parent.Name, baseDir.Name, "CertifyYourModel")
+            let exe = IO.Path.Combine(TestSupport.repositoryRoot (), "examples", "CertifyYourModel", "bin", TestSupport.buildConfiguration (), TestSupport.targetFolder (), "CertifyYourModel")
             Expect.isTrue (IO.File.Exists exe) (exe + " is built with the solution")
-            let info = Diagnostics.ProcessStartInfo(exe, RedirectStandardOutput = true, RedirectStandardError = true)
-            use p = Diagnostics.Process.Start info
-            let out = p.StandardOutput.ReadToEndAsync()
-            let err = p.StandardError.ReadToEndAsync()
-            Expect.isTrue (p.WaitForExit 60000) "finishes"
-            Expect.equal p.ExitCode 0 (out.Result + err.Result)
-            Expect.stringContains out.Result "verdict: Certified" "certified"
-            Expect.stringContains out.Result "Jacobian form (P = output layer): Certified" "and in Jacobian form"
-            Expect.stringContains out.Result "certified: 1/1" "with progress"
+            let code, out, err = TestSupport.runProcess exe [] null [] 60000
+            Expect.equal code 0 (out + err)
+            Expect.stringContains out "verdict: Certified" "certified"
+            Expect.stringContains out "Jacobian form (P = output layer): Certified" "and in Jacobian form"
+            Expect.stringContains out "certified: 1/1" "with progress"
         }
 
         test "bad input: no batches, a batch larger than the first, a tap that does not exist" {
-            use model = userNetwork 1
+            use model = TestSupport.tanhNetwork 1
             let batch = Func<int, torch.Tensor>(fun i -> torch.zeros([| (if i = 0 then 2L else 3L); 3L |], dtype = torch.float64))
             Expect.throwsT<ArgumentException> (fun () -> ModelCertificate.Certify(model, [ "hidden" ], 0, batch) |> ignore) "no batches"
             Expect.throwsT<ArgumentException> (fun () -> ModelCertificate.Certify(model, [ "hidden" ], 2, batch) |> ignore) "last batch larger"

@@ -1,0 +1,49 @@
+/// What the test groups share: the repository root above the test binaries, a child process run to completion
+/// under a watchdog, and the small network of the "your own model" tests.
+module ResearchFramework.Properties.TestSupport
+
+open System
+open System.Diagnostics
+open System.IO
+open Expecto
+open TorchSharp
+
+/// The folder holding ResearchFramework.sln above the test binaries.
+let repositoryRoot () =
+    let rec up (d: DirectoryInfo) =
+        if isNull d then failwith "ResearchFramework.sln not found above the test binaries"
+        elif File.Exists(Path.Combine(d.FullName, "ResearchFramework.sln")) then d.FullName
+        else up d.Parent
+    up (DirectoryInfo AppContext.BaseDirectory)
+
+/// This test run's build configuration (Release/Debug) and target folder (net10.0): where sibling projects' outputs are.
+let buildConfiguration () = (DirectoryInfo AppContext.BaseDirectory).Parent.Name
+let targetFolder () = (DirectoryInfo AppContext.BaseDirectory).Name
+
+/// Runs `file` with `args` in `workingDirectory` (null: this process's), with environment changes (a null value
+/// removes the variable); waits at most `timeoutMs` (a watchdog against a hang, not a speed limit), then kills the
+/// process tree and fails the test naming it. Returns exit code, stdout, stderr.
+let runProcess (file: string) (args: string list) (workingDirectory: string) (environment: (string * string) list) (timeoutMs: int) =
+    let info = ProcessStartInfo(file, RedirectStandardOutput = true, RedirectStandardError = true)
+    if not (isNull workingDirectory) then info.WorkingDirectory <- workingDirectory
+    for a in args do info.ArgumentList.Add a
+    for (k, v) in environment do
+        if isNull v then info.Environment.Remove k |> ignore else info.Environment[k] <- v
+    use p = Process.Start info
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit timeoutMs) then
+        p.Kill true
+        failtestf "%s %s did not finish in %d s" (Path.GetFileName file) (String.Join(" ", args)) (timeoutMs / 1000)
+    p.ExitCode, out.Result, err.Result
+
+type private Net = torch.nn.Module<torch.Tensor, torch.Tensor>
+
+/// A user's own network, not one of the repository's: input 3 → fc1 → 40 (tanh, the tap "hidden") → fc2 → 2,
+/// float64, initialised from `seed`.
+let tanhNetwork (seed: int) =
+    torch.random.manual_seed (int64 seed) |> ignore
+    torch.nn.Sequential(
+        [| struct ("fc1", torch.nn.Linear(3L, 40L, true, dtype = torch.float64) :> Net)
+           struct ("hidden", torch.nn.Tanh() :> Net)
+           struct ("fc2", torch.nn.Linear(40L, 2L, true, dtype = torch.float64) :> Net) |])
