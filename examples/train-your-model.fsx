@@ -7,22 +7,9 @@
 // your loop around your optimiser (here Adagrad, which is none of the repository's built-in rules). Phase I is your
 // optimiser's step bit for bit; at τ the recipe certifies EC on the tap "hidden" and adds a zero readout V; in Phase II
 // the body's steps are damped by α_t and V's steps are capped by the theorem's b/σ̄² (docs/theory.md §4).
-#I __SOURCE_DIRECTORY__
-#I "../Host/bin/Release/net10.0"
-#r "TorchSharp.dll"
-#r "Math.Core.dll"
-#r "Algorithm.dll"
+#load "torch-from-build.fsx"   // TorchSharp, Math.Core and Algorithm from the build output, libtorch by full path
 
 open System
-open System.IO
-open System.Runtime.InteropServices
-
-// libtorch by full path, before TorchSharp looks for it by name: a script has no .deps.json, and a system-wide
-// libtorch (e.g. Debian's python3-torch) would otherwise be found first.
-let native = Path.Combine(__SOURCE_DIRECTORY__, "../Host/bin/Release/net10.0/runtimes/linux-x64/native")
-for library in [ "libtorch_cpu.so"; "libLibTorchSharp.so" ] do
-    NativeLibrary.Load(Path.Combine(native, library)) |> ignore
-
 open TorchSharp
 open ResearchFramework.MathCore
 open ResearchFramework.Algorithm

@@ -4,19 +4,10 @@
 //
 //   ./build.sh setup                              # or: dotnet build ResearchFramework.sln -c Release
 //   dotnet fsi experiments/orthogonal-route.fsx
-#I __SOURCE_DIRECTORY__
-#I "../Host/bin/Release/net10.0"
-#r "TorchSharp.dll"
-#r "Math.Core.dll"
+#load "../examples/torch-from-build.fsx"
 
 open System
 open System.IO
-open System.Runtime.InteropServices
-
-let native = Path.Combine(__SOURCE_DIRECTORY__, "../Host/bin/Release/net10.0/runtimes/linux-x64/native")
-for library in [ "libtorch_cpu.so"; "libLibTorchSharp.so" ] do
-    NativeLibrary.Load(Path.Combine(native, library)) |> ignore
-
 open TorchSharp
 open ResearchFramework.MathCore
 
