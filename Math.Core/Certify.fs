@@ -124,10 +124,11 @@ let inverseIteration (iterations: int) (n: int64) (device: torch.Device) (solveL
 /// Cholesky factor of fl(G) (never below λ_min(fl G)); eigvalsh when that Cholesky fails.
 let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
-    let struct (l, info) = torch.linalg.cholesky_ex(g, false)
-    if info.item<int> () <> 0 then
+    let l = g.clone()
+    if NativeBlas.potrfLower l <> 0 then
         torch.linalg.eigvalsh(g).[0].item<float> ()
     else
+        l.tril_() |> ignore
         inverseIteration iterations g.shape.[0] g.device
             (fun v -> torch.linalg.solve_triangular(l, v, upper = false))
             (fun y -> torch.linalg.solve_triangular(l.t(), y, upper = true))
@@ -238,8 +239,8 @@ let private lambdaMaxTrialCholesky (gram: GramMatrix) (t: float) : float[] optio
     use scope = torch.NewDisposeScope()
     let trial = gram.Gram.neg()
     trial.diagonal().add_(scalar t) |> ignore
-    let struct (_, info) = torch.linalg.cholesky_ex(trial, false)
-    if info.item<int> () = 0 then Some (trial.diagonal().cpu().data<float>().ToArray()) else None
+    let diagonal = trial.diagonal().cpu().data<float>().ToArray()
+    if NativeBlas.potrfLower trial = 0 then Some diagonal else None
 
 /// `lambdaMaxTermsBy` for a Gram held in memory: Ã_t = fl(t·I − fl G) factored by LAPACK.
 let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
@@ -312,9 +313,8 @@ let private lambdaMinShiftedCholesky (gram: GramMatrix) (c: float) : float[] opt
     use scope = torch.NewDisposeScope()
     let shifted = gram.Gram.clone()
     shifted.diagonal().sub_(scalar c) |> ignore
-    let struct (_, info) = torch.linalg.cholesky_ex(shifted, false)
-    if info.item<int> () <> 0 then None
-    else Some (shifted.diagonal().cpu().data<float>().ToArray())
+    let diagonal = shifted.diagonal().cpu().data<float>().ToArray()
+    if NativeBlas.potrfLower shifted <> 0 then None else Some diagonal
 
 /// `lambdaMinTermsBy` for a Gram held in memory: Ã = fl(fl G − c·I) factored by LAPACK.
 let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =

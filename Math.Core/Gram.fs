@@ -119,7 +119,9 @@ let scaleBy (inPlace: bool) (gram: GramMatrix) : GramMatrix * int =
 /// `scaleBy false`: a scaled copy, which the caller disposes.
 let scaled (gram: GramMatrix) : GramMatrix * int = scaleBy false gram
 
-/// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64.
+/// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64: each block's
+/// product on the lower triangle (`NativeBlas.syrkLower`), the upper triangle its mirror (Finish), so
+/// fl(G) is exactly symmetric and every entry one inner product of length m' (in the BLAS's order).
 type ColumnBlockAccumulator(rows: int, device: torch.Device) =
     do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
     let gram = torch.zeros([| int64 rows; int64 rows |], dtype = torch.float64, device = device)
@@ -135,7 +137,8 @@ type ColumnBlockAccumulator(rows: int, device: torch.Device) =
         if block.dtype = torch.float64 then precision <- "float64"
         use scope = torch.NewDisposeScope()
         let b = block.detach().``to``(torch.float64, device)
-        gram.addmm_(b, b.t()) |> ignore
+        // The lower triangle only (syrk: half a gemm's flops); mirrored once in Finish.
+        NativeBlas.syrkLower 1.0 b 1.0 gram
         columns <- columns + int block.shape.[1]
         blocks <- blocks + 1
 
@@ -149,6 +152,7 @@ type ColumnBlockAccumulator(rows: int, device: torch.Device) =
     /// Finishes the accumulation; the accumulator must not be used afterwards.
     member _.Finish() : GramMatrix =
         if columns = 0 then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
+        NativeBlas.mirrorLower gram
         complete gram columns precision
 
 /// Gram of an in-memory matrix Φ (n × m), streamed in column blocks of `blockColumns`.
@@ -222,12 +226,11 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockRows: int) (blockCoun
                     // Every view and alias (bj.t(), g.t(), the narrows) dies here, so a recomputed
                     // block's storage is freed when bj is disposed, not when the GC gets to it.
                     use scope = torch.NewDisposeScope()
-                    let g = bi.mm(bj.t())
-                    gram.narrow(0L, offsets.[i], sizes.[i]).narrow(1L, offsets.[j], sizes.[j]).copy_(g) |> ignore
-                    if j <> i then
-                        gram.narrow(0L, offsets.[j], sizes.[j]).narrow(1L, offsets.[i], sizes.[i]).copy_(g.t()) |> ignore
+                    let target = gram.narrow(0L, offsets.[i], sizes.[i]).narrow(1L, offsets.[j], sizes.[j])
+                    if j = i then NativeBlas.syrkLower 1.0 bi 0.0 target else NativeBlas.gemmNT 1.0 bi bj 0.0 target
                 if ownJ then bj.Dispose()
             if ownI then bi.Dispose()
+        NativeBlas.mirrorLower gram
         if withBias then gram.add_(scalar 1.0) |> ignore
         complete gram (int features + (if withBias then 1 else 0)) precision
     finally

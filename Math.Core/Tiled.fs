@@ -365,11 +365,15 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 let rj, ownJ = if j = i then ri, false else rowsOf j
                 do
                     use scope = torch.NewDisposeScope()
-                    let g = ri.mm(rj.t())
+                    let g = torch.zeros([| int64 (size i); int64 (size j) |], dtype = torch.float64)
+                    // A diagonal tile is the syrk of its row tile, made exactly symmetric from its lower
+                    // triangle: the tiled Gram is the symmetric matrix of its lower-triangle entries (each one
+                    // inner product of length m').
+                    if i = j then
+                        NativeBlas.syrkLower 1.0 ri 0.0 g
+                        NativeBlas.mirrorLower g
+                    else NativeBlas.gemmNT 1.0 ri rj 0.0 g
                     if withBias then g.add_(scalar 1.0) |> ignore
-                    // A diagonal tile is made exactly symmetric from its lower triangle: the tiled Gram is the
-                    // symmetric matrix of its lower-triangle entries (each one inner product of length m').
-                    let g = if i = j then g.tril().add(g.tril(-1L).t()) else g
                     store.Put(gramName i j, g, factorReserve)
                 if ownJ then rj.Dispose()
                 if ownI then ri.Dispose()
@@ -427,15 +431,14 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                     for j in 0 .. k - 1 do
                         // syrk (i = k) or gemm update from the finished tiles of the earlier tile columns
                         withFactor key i j (fun lij ->
-                            if i = k then a.addmm_(lij, lij.t(), beta = 1.0f, alpha = -1.0f) |> ignore
-                            else withFactor key k j (fun lkj -> a.addmm_(lij, lkj.t(), beta = 1.0f, alpha = -1.0f) |> ignore))
+                            if i = k then NativeBlas.syrkLower -1.0 lij 1.0 a
+                            else withFactor key k j (fun lkj -> NativeBlas.gemmNT -1.0 lij lkj 1.0 a))
                     if i = k then
-                        let struct (l, info) = torch.linalg.cholesky_ex(a, false)
-                        if info.item<int> () <> 0 then ok <- false
-                        else store.Put(factorName key i k, l, 0L)
+                        if NativeBlas.potrfLower a <> 0 then ok <- false
+                        else store.Put(factorName key i k, a.tril_(), 0L)
                     else
-                        let x = withFactor key k k (fun lkk -> torch.linalg.solve_triangular(lkk.t(), a, upper = true, left = false))
-                        store.Put(factorName key i k, x, 0L)
+                        withFactor key k k (fun lkk -> NativeBlas.trsmRightLowerTranspose lkk a)
+                        store.Put(factorName key i k, a, 0L)
                     if ok then phase.Tile(factorFlops i k, true)
                 i <- i + 1
             k <- k + 1
@@ -449,17 +452,25 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             f s
             yield! (use d = s.diagonal().cpu() in d.data<float>().ToArray()) |]
     // ---- matrix–vector products and triangular solves on tiles ----
+    // G_s·v = 4^(−e)·(fl(G)·v) exactly while no product or sum leaves the normal range (a power of two
+    // commutes with rounding), which holds when n·max_i fl(G)_ii < 1e300 (|(G v)_i| ≤ n·max G_ii for ‖v‖∞ ≤ 1,
+    // and the estimates' iterates are normalised): then the tiles are used as stored, not copied and scaled
+    // on every product (a Lanczos step would otherwise copy the whole Gram). Only the estimates use matvec.
+    let unscaledProducts = float n * Array.max squares < 1e300
     let matvec (v: torch.Tensor) : torch.Tensor =
         use scope = torch.NewDisposeScope()
         let y = torch.zeros([| int64 n; v.shape.[1] |], dtype = torch.float64)
+        let product i j (g: torch.Tensor) =
+            let vj = v.narrow(0L, int64 (offset j), int64 (size j))
+            y.narrow(0L, int64 (offset i), int64 (size i)).add_(g.mm(vj)) |> ignore
+            if i <> j then
+                let vi = v.narrow(0L, int64 (offset i), int64 (size i))
+                y.narrow(0L, int64 (offset j), int64 (size j)).add_(g.t().mm(vi)) |> ignore
         for i in 0 .. tiles - 1 do
             for j in 0 .. i do
-                use g = scaledGram i j
-                let vj = v.narrow(0L, int64 (offset j), int64 (size j))
-                y.narrow(0L, int64 (offset i), int64 (size i)).add_(g.mm(vj)) |> ignore
-                if i <> j then
-                    let vi = v.narrow(0L, int64 (offset i), int64 (size i))
-                    y.narrow(0L, int64 (offset j), int64 (size j)).add_(g.t().mm(vi)) |> ignore
+                if unscaledProducts then withGram i j (product i j)
+                else (use g = scaledGram i j in product i j g)
+        if unscaledProducts then scaleInPlace e y
         y.MoveToOuterDisposeScope()
     let solveLower key (v: torch.Tensor) : torch.Tensor =
         use scope = torch.NewDisposeScope()

@@ -15,6 +15,7 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>stream-certify n m seed</c> / <c>stream-bare n m seed</c>: one streamed run, for /usr/bin/time -v;
 /// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
+/// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
 /// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
 /// <item><c>recipe-overhead [k]</c>: hand loop vs base run vs two-phase run, and RSS per epoch (<see cref="RecipeOverhead"/>).</item>
 /// <item><c>recipe-steps [k]</c>: ms per step after the switch: base, damped Phase II (no guard), frozen Phase II.</item>
@@ -106,6 +107,30 @@ public static class Program
                     ratios.Sort();
                     Console.WriteLine($"RESULT pairs {n}x{m} {(streamed ? "streamed" : "memory")}: median ratio {ratios[ratios.Count / 2]:F3} " +
                                       $"(min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs)");
+                    return 0;
+                }
+            case "kernel-rates":
+                {
+                    // The machine's float64 kernel rates on the certificate's kernels (NativeBlas), n × n × k.
+                    var (n, k) = (Int(rest[0]), Int(rest[1]));
+                    Console.WriteLine($"kernels: {NativeBlas.describe()}; threads {get_num_threads()}");
+                    using var a = Matrices.InMemory(n, k, CertificateBenchmarks.Seed).to(float64);
+                    using var c = zeros(new long[] { n, n }, dtype: float64);
+                    for (var rep = 0; rep < 3; rep++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        NativeBlas.gemmNT(1.0, a, a, 0.0, c);
+                        var gemm = sw.Elapsed.TotalSeconds;
+                        sw.Restart();
+                        NativeBlas.syrkLower(1.0, a, 0.0, c);
+                        var syrk = sw.Elapsed.TotalSeconds;
+                        c.diagonal().add_(k);
+                        sw.Restart();
+                        var info = NativeBlas.potrfLower(c);
+                        var potrf = sw.Elapsed.TotalSeconds;
+                        Console.WriteLine(FormattableString.Invariant(
+                            $"RESULT kernel-rates n={n} k={k}: gemm {2.0 * n * n * k / gemm / 1e9:F1} GFLOP/s ({gemm:F3} s), syrk {1.0 * n * n * k / syrk / 1e9:F1} GFLOP/s ({syrk:F3} s), potrf {Math.Pow(n, 3) / 3 / potrf / 1e9:F1} GFLOP/s ({potrf:F3} s, info {info})"));
+                    }
                     return 0;
                 }
             case "profile":

@@ -126,14 +126,17 @@ public static class Workloads
         return Certify.certifyMatrix(Certify.defaults, subject, phi);
     }
 
-    /// <summary>Bare LA for an in-memory Φ: float64 Gram by one mm, then one Cholesky.</summary>
+    /// <summary>Bare LA for an in-memory Φ: the float64 Gram's lower triangle by one syrk, then one Cholesky, on the
+    /// kernels the certificate uses (<see cref="NativeBlas"/>: OpenBLAS when present, else libtorch).</summary>
     public static double BareInMemory(Tensor phi)
     {
         using var scope = NewDisposeScope();
+        var n = phi.shape[0];
         var p = phi.to(float64);
-        var g = p.mm(p.t());
-        var l = linalg.cholesky(g);
-        return l[l.shape[0] - 1, l.shape[0] - 1].item<double>();
+        var g = zeros(new long[] { n, n }, dtype: float64);
+        NativeBlas.syrkLower(1.0, p, 0.0, g);
+        if (NativeBlas.potrfLower(g) != 0) throw new InvalidOperationException("bare Cholesky failed");
+        return g[n - 1, n - 1].item<double>();
     }
 
     /// <summary>Certificate of a streamed n × m Φ: blocks made on the fly, never materialised (rowsEqual = None).</summary>
@@ -155,7 +158,8 @@ public static class Workloads
         return Certify.certifyGram(Certify.defaults, subject, NoRowAccess, clock, gram);
     }
 
-    /// <summary>Bare LA for the same stream: float64 Gram accumulated by addmm_ per block, then one Cholesky.</summary>
+    /// <summary>Bare LA for the same stream: the float64 Gram's lower triangle accumulated by one syrk per block, then
+    /// one Cholesky (<see cref="NativeBlas"/>, as the certificate).</summary>
     public static double BareStreamed(int n, int m, long seed)
     {
         using var scope = NewDisposeScope();
@@ -165,9 +169,9 @@ public static class Workloads
         {
             using var inner = NewDisposeScope();
             var b = Matrices.Block(n, width, seed, index++).to(float64);
-            g.addmm_(b, b.t());
+            NativeBlas.syrkLower(1.0, b, 1.0, g);
         }
-        var l = linalg.cholesky(g);
-        return l[n - 1, n - 1].item<double>();
+        if (NativeBlas.potrfLower(g) != 0) throw new InvalidOperationException("bare Cholesky failed");
+        return g[n - 1, n - 1].item<double>();
     }
 }

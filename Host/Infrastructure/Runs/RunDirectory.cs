@@ -99,7 +99,7 @@ public sealed class RunDirectory
     /// <summary>What this process runs on: the torch line and the convolution kernel path in effect, with its account.</summary>
     private static JsonObject EnvironmentRecord()
     {
-        var record = new JsonObject { ["Torch"] = MathCore.TorchEnvironment.describe() };
+        var record = new JsonObject { ["Torch"] = MathCore.TorchEnvironment.describe(), ["CertificateKernels"] = MathCore.NativeBlas.describe() };
         if (MathCore.KernelCheck.currentChoice() is { } option)
         {
             var (path, _, account) = option.Value;

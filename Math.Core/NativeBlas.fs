@@ -1,0 +1,236 @@
+/// The float64 kernels of the certificate (docs/theory.md §3, "Which BLAS"): the Gram's rank-k update
+/// (syrk), its tile products (gemm), Cholesky (potrf) and the tile Cholesky's triangular solve (trsm), on
+/// CPU float64 tensors, run by OpenBLAS when the process can load it (Debian `libopenblas0-pthread`,
+/// `libopenblas.so.0`) and by libtorch otherwise.
+///
+/// Why a second BLAS: libtorch's CPU build carries Intel MKL, which runs its slow generic code paths on
+/// non-Intel CPUs (measured on this project's AMD EPYC machine, one thread: MKL dpotrf of n = 2048 at
+/// 7.6 GFLOP/s against OpenBLAS's 57; docs/BENCHMARKS.md), and libtorch has no syrk, so the Gram cost
+/// twice the flops it needs. Soundness does not depend on the choice: every bound of the certificate
+/// (the accumulation bound γ_{m'}·Σ‖φ̃_i‖², Demmel's Cholesky backward error) holds for any order of
+/// the inner products, blocking and FMA included, i.e. for any conforming BLAS/LAPACK; only the
+/// rounding of fl G and of the factors, and so the last digits of the bounds, differ between backends.
+///
+/// Layout: tensors are row-major (rows contiguous, leading dimension = stride 0, views allowed); the
+/// symmetric kernels work on the *lower* triangle of a row-major matrix, which is the upper triangle of
+/// the same memory read column-major (how dpotrf is called: no transposed copy).
+///
+/// Choice: `RF_BLAS=openblas|torch` forces one (openblas: an error when it cannot be loaded); unset or
+/// `auto`: OpenBLAS when present. `useBackend` overrides it for the current thread / async flow (tests
+/// compare the two backends differentially).
+module ResearchFramework.MathCore.NativeBlas
+
+open System
+open System.Runtime.InteropServices
+open System.Threading
+open TorchSharp
+
+/// Which implementation runs the kernels.
+type Backend =
+    | OpenBlas = 0
+    | LibTorch = 1
+
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private CblasDsyrk = delegate of order: int * uplo: int * trans: int * n: int * k: int * alpha: float * a: nativeint * lda: int * beta: float * c: nativeint * ldc: int -> unit
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private CblasDgemm = delegate of order: int * transA: int * transB: int * m: int * n: int * k: int * alpha: float * a: nativeint * lda: int * b: nativeint * ldb: int * beta: float * c: nativeint * ldc: int -> unit
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private CblasDtrsm = delegate of order: int * side: int * uplo: int * transA: int * diag: int * m: int * n: int * alpha: float * a: nativeint * lda: int * b: nativeint * ldb: int -> unit
+/// LAPACK dpotrf_(uplo*, n*, a, lda*, info*) (Fortran calling convention: every argument by address).
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private Dpotrf = delegate of uplo: nativeint * n: nativeint * a: nativeint * lda: nativeint * info: nativeint -> unit
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private SetThreads = delegate of threads: int -> unit
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private GetText = delegate of unit -> nativeint
+
+// CBLAS enumerations (cblas.h).
+let private rowMajor, noTrans, trans, upper, lower, left, right, nonUnit = 101, 111, 112, 121, 122, 141, 142, 131
+
+type private OpenBlasLibrary =
+    { Syrk: CblasDsyrk; Gemm: CblasDgemm; Trsm: CblasDtrsm; Potrf: Dpotrf; SetThreads: SetThreads; Description: string }
+
+let private exportOf<'T> (handle: nativeint) (name: string) : 'T option =
+    let mutable address = 0n
+    if NativeLibrary.TryGetExport(handle, name, &address) then Some (Marshal.GetDelegateForFunctionPointer<'T> address) else None
+
+/// OpenBLAS, loaded once; None when the library or one of its entry points is missing.
+let private openBlas : Lazy<OpenBlasLibrary option> =
+    lazy (
+        let mutable handle = 0n
+        let names = [ "libopenblas.so.0"; "libopenblas.so"; "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"; "libopenblas.dylib"; "libopenblas.dll" ]
+        if not (names |> List.exists (fun name -> NativeLibrary.TryLoad(name, &handle))) then None
+        else
+        let get name = exportOf handle name
+        match get "cblas_dsyrk", get "cblas_dgemm", get "cblas_dtrsm", get "dpotrf_", get "openblas_set_num_threads" with
+        | Some syrk, Some gemm, Some trsm, Some potrf, Some setThreads ->
+            let text name = match exportOf<GetText> handle name with Some f -> (match Marshal.PtrToStringAnsi(f.Invoke()) with null -> "" | s -> s.Trim()) | None -> ""
+            Some { Syrk = syrk; Gemm = gemm; Trsm = trsm; Potrf = potrf; SetThreads = setThreads
+                   Description = sprintf "OpenBLAS (%s; core %s)" (text "openblas_get_config") (text "openblas_get_corename") }
+        | _ -> None)
+
+let private requested () =
+    match Environment.GetEnvironmentVariable "RF_BLAS" with
+    | null | "" -> None
+    | s ->
+        match s.Trim().ToLowerInvariant() with
+        | "auto" -> None
+        | "openblas" -> Some Backend.OpenBlas
+        | "torch" | "libtorch" -> Some Backend.LibTorch
+        | other -> invalidArg "RF_BLAS" (sprintf "RF_BLAS=%s: expected auto, openblas or torch" other)
+
+let private defaultBackend : Lazy<Backend> =
+    lazy (
+        match requested (), openBlas.Force() with
+        | Some Backend.OpenBlas, None ->
+            invalidOp "RF_BLAS=openblas but OpenBLAS cannot be loaded (libopenblas.so.0: on Debian, apt-get install libopenblas0-pthread)"
+        | Some b, _ -> b
+        | None, Some _ -> Backend.OpenBlas
+        | None, None -> Backend.LibTorch)
+
+let private overrideBackend = AsyncLocal<Nullable<Backend>>()
+
+/// Whether OpenBLAS could be loaded in this process.
+let openBlasAvailable () : bool = openBlas.Force().IsSome
+
+/// The backend the kernels use now (the thread's override, else RF_BLAS, else OpenBLAS when present).
+let current () : Backend =
+    let o = overrideBackend.Value
+    if o.HasValue then o.Value else defaultBackend.Force()
+
+/// Runs `f` with `backend` for the kernels called on this thread / async flow; OpenBLAS must be loadable.
+let useBackend (backend: Backend) (f: unit -> 'a) : 'a =
+    if backend = Backend.OpenBlas && not (openBlasAvailable ()) then invalidOp "OpenBLAS cannot be loaded (libopenblas.so.0)"
+    let previous = overrideBackend.Value
+    overrideBackend.Value <- Nullable backend
+    try f () finally overrideBackend.Value <- previous
+
+/// One line naming the backend in use (for `rf env`, logs and benchmarks).
+let describe () : string =
+    match current (), openBlas.Force() with
+    | Backend.OpenBlas, Some lib -> lib.Description
+    | _, Some _ -> "libtorch (MKL or its own BLAS; OpenBLAS present but not selected)"
+    | _ -> "libtorch (MKL or its own BLAS; OpenBLAS not found: apt-get install libopenblas0-pthread for the fast kernels)"
+
+[<DllImport("LibTorchSharp")>]
+extern nativeint private THSTensor_data(nativeint tensor)
+
+let mutable private openBlasThreads = 0
+
+/// The library when the kernels should run there for this tensor set (CPU float64 row-major operands).
+let private native (operands: torch.Tensor list) : OpenBlasLibrary option =
+    if current () <> Backend.OpenBlas then None
+    elif operands |> List.forall (fun t ->
+            t.device_type = DeviceType.CPU && t.dtype = torch.float64 && t.dim () = 2L
+            && (t.shape.[1] <= 1L || t.stride(1) = 1L) && t.stride(0) >= max 1L t.shape.[1]
+            && t.shape.[0] <= int64 Int32.MaxValue && t.shape.[1] <= int64 Int32.MaxValue && t.stride(0) <= int64 Int32.MaxValue) then
+        match openBlas.Force() with
+        | Some lib ->
+            let threads = max 1 (torch.get_num_threads ())
+            if threads <> openBlasThreads then
+                lib.SetThreads.Invoke threads
+                openBlasThreads <- threads
+            Some lib
+        | None -> None
+    else None
+
+let private pointer (t: torch.Tensor) = THSTensor_data t.Handle
+let private ld (t: torch.Tensor) = int (max 1L (t.stride 0))
+
+let private checkShape (cond: bool) (what: string) = if not cond then invalidArg "operands" what
+
+/// C ← β·C + α·A·Bᵀ (C p × q, A p × k, B q × k; C may be a view of a larger matrix).
+let gemmNT (alpha: float) (a: torch.Tensor) (b: torch.Tensor) (beta: float) (c: torch.Tensor) : unit =
+    checkShape (a.shape.[0] = c.shape.[0] && b.shape.[0] = c.shape.[1] && a.shape.[1] = b.shape.[1]) "gemmNT: shapes do not conform"
+    if c.shape.[0] = 0L || c.shape.[1] = 0L then () else
+    match native [ a; b; c ] with
+    | Some lib when a.shape.[1] > 0L ->
+        lib.Gemm.Invoke(rowMajor, noTrans, trans, int c.shape.[0], int c.shape.[1], int a.shape.[1],
+                        alpha, pointer a, ld a, pointer b, ld b, beta, pointer c, ld c)
+    | _ -> c.addmm_(a, b.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
+
+/// Rows per block of the libtorch fallback of `syrkLower`: diagonal blocks are full products, so the
+/// wasted flops are ≈ block/n of the update's.
+let private fallbackBlockRows = 256
+
+/// C ← β·C + α·A·Aᵀ on the lower triangle of C (n × n, A n × k; C may be a view); the strict upper
+/// triangle of C is unspecified afterwards (OpenBLAS leaves it, the fallback updates parts of it).
+/// n²·k flops (half a gemm's) with OpenBLAS; with libtorch ≈ n²·k·(1 + 256/n) through lower-block gemms.
+let syrkLower (alpha: float) (a: torch.Tensor) (beta: float) (c: torch.Tensor) : unit =
+    checkShape (c.shape.[0] = c.shape.[1] && a.shape.[0] = c.shape.[0]) "syrkLower: shapes do not conform"
+    let n = int c.shape.[0]
+    if n = 0 then () else
+    match native [ a; c ] with
+    | Some lib when a.shape.[1] > 0L ->
+        lib.Syrk.Invoke(rowMajor, lower, noTrans, n, int a.shape.[1], alpha, pointer a, ld a, beta, pointer c, ld c)
+    | _ ->
+        let r = fallbackBlockRows
+        if n <= 2 * r then c.addmm_(a, a.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
+        else
+            let blocks = (n + r - 1) / r
+            for i in 0 .. blocks - 1 do
+                let ri = min r (n - i * r)
+                use ai = a.narrow(0L, int64 (i * r), int64 ri)
+                for j in 0 .. i do
+                    let rj = min r (n - j * r)
+                    use aj = a.narrow(0L, int64 (j * r), int64 rj)
+                    use cij = c.narrow(0L, int64 (i * r), int64 ri).narrow(1L, int64 (j * r), int64 rj)
+                    cij.addmm_(ai, aj.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
+
+/// Copies the lower triangle of the square matrix `c` onto its strict upper triangle (C ← tril(C) +
+/// tril(C, −1)ᵀ), in blocks (no n × n temporary): the symmetric matrix of `syrkLower`'s result.
+let mirrorLower (c: torch.Tensor) : unit =
+    let n = int c.shape.[0]
+    let r = 512
+    use scope = torch.NewDisposeScope()
+    let blocks = (n + r - 1) / r
+    for i in 0 .. blocks - 1 do
+        let ri = min r (n - i * r)
+        for j in 0 .. i do
+            let rj = min r (n - j * r)
+            let lowerBlock = c.narrow(0L, int64 (i * r), int64 ri).narrow(1L, int64 (j * r), int64 rj)
+            if i = j then
+                let sym = lowerBlock.tril().add(lowerBlock.tril(-1L).t())
+                lowerBlock.copy_(sym) |> ignore
+            else
+                c.narrow(0L, int64 (j * r), int64 rj).narrow(1L, int64 (i * r), int64 ri).copy_(lowerBlock.t()) |> ignore
+
+/// In-place Cholesky of the symmetric positive-definite matrix held in the lower triangle of `a`
+/// (n × n, may be a view): on success (0) the lower triangle holds L with L·Lᵀ = a; a positive k means
+/// the leading minor of order k is not positive definite in floating point (LAPACK's info), and `a` is
+/// then partly overwritten. The strict upper triangle is unspecified afterwards.
+let potrfLower (a: torch.Tensor) : int =
+    checkShape (a.dim () = 2L && a.shape.[0] = a.shape.[1]) "potrfLower: a square matrix is needed"
+    let n = int a.shape.[0]
+    if n = 0 then 0 else
+    match native [ a ] with
+    | Some lib ->
+        // Row-major lower = column-major upper of the same memory: dpotrf('U') factors it in place as UᵀU, U = Lᵀ.
+        let args = Marshal.AllocHGlobal 16
+        try
+            Marshal.WriteByte(args, 0, byte 'U')
+            Marshal.WriteInt32(args, 4, n)
+            Marshal.WriteInt32(args, 8, ld a)
+            Marshal.WriteInt32(args, 12, 0)
+            lib.Potrf.Invoke(args, args + 4n, pointer a, args + 8n, args + 12n)
+            Marshal.ReadInt32(args, 12)
+        finally Marshal.FreeHGlobal args
+    | None ->
+        use scope = torch.NewDisposeScope()
+        let struct (l, info) = torch.linalg.cholesky_ex(a, false)
+        let code = info.item<int> ()
+        if code = 0 then a.copy_(l) |> ignore
+        code
+
+/// B ← B·L⁻ᵀ for the lower-triangular L (the tile Cholesky's trsm: L_ik = A_ik·L_kk⁻ᵀ); only L's lower
+/// triangle is read.
+let trsmRightLowerTranspose (l: torch.Tensor) (b: torch.Tensor) : unit =
+    checkShape (l.shape.[0] = l.shape.[1] && b.shape.[1] = l.shape.[0]) "trsmRightLowerTranspose: shapes do not conform"
+    if b.shape.[0] = 0L || b.shape.[1] = 0L then () else
+    match native [ l; b ] with
+    | Some lib ->
+        lib.Trsm.Invoke(rowMajor, right, lower, trans, nonUnit, int b.shape.[0], int b.shape.[1], 1.0, pointer l, ld l, pointer b, ld b)
+    | None ->
+        use scope = torch.NewDisposeScope()
+        let x = torch.linalg.solve_triangular(l.tril().t(), b, upper = true, left = false)
+        b.copy_(x) |> ignore
