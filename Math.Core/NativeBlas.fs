@@ -117,6 +117,10 @@ extern nativeint private THSTensor_data(nativeint tensor)
 
 let mutable private openBlasThreads = 0
 
+/// OpenBLAS calls are serialised: each uses every core already, and concurrent calls into a pthreads build
+/// from several threads of the process are not guaranteed safe in every OpenBLAS version.
+let private gate = obj ()
+
 /// The library when the kernels should run there for this tensor set (CPU float64 row-major operands).
 let private native (operands: torch.Tensor list) : OpenBlasLibrary option =
     if current () <> Backend.OpenBlas then None
@@ -128,7 +132,7 @@ let private native (operands: torch.Tensor list) : OpenBlasLibrary option =
         | Some lib ->
             let threads = max 1 (torch.get_num_threads ())
             if threads <> openBlasThreads then
-                lib.SetThreads.Invoke threads
+                lock gate (fun () -> lib.SetThreads.Invoke threads)
                 openBlasThreads <- threads
             Some lib
         | None -> None
@@ -145,8 +149,8 @@ let gemmNT (alpha: float) (a: torch.Tensor) (b: torch.Tensor) (beta: float) (c: 
     if c.shape.[0] = 0L || c.shape.[1] = 0L then () else
     match native [ a; b; c ] with
     | Some lib when a.shape.[1] > 0L ->
-        lib.Gemm.Invoke(rowMajor, noTrans, trans, int c.shape.[0], int c.shape.[1], int a.shape.[1],
-                        alpha, pointer a, ld a, pointer b, ld b, beta, pointer c, ld c)
+        lock gate (fun () -> lib.Gemm.Invoke(rowMajor, noTrans, trans, int c.shape.[0], int c.shape.[1], int a.shape.[1],
+                        alpha, pointer a, ld a, pointer b, ld b, beta, pointer c, ld c))
     | _ -> c.addmm_(a, b.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
 
 /// Rows per block of the libtorch fallback of `syrkLower`: diagonal blocks are full products, so the
@@ -162,7 +166,7 @@ let syrkLower (alpha: float) (a: torch.Tensor) (beta: float) (c: torch.Tensor) :
     if n = 0 then () else
     match native [ a; c ] with
     | Some lib when a.shape.[1] > 0L ->
-        lib.Syrk.Invoke(rowMajor, lower, noTrans, n, int a.shape.[1], alpha, pointer a, ld a, beta, pointer c, ld c)
+        lock gate (fun () -> lib.Syrk.Invoke(rowMajor, lower, noTrans, n, int a.shape.[1], alpha, pointer a, ld a, beta, pointer c, ld c))
     | _ ->
         let r = fallbackBlockRows
         if n <= 2 * r then c.addmm_(a, a.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
@@ -212,7 +216,7 @@ let potrfLower (a: torch.Tensor) : int =
             Marshal.WriteInt32(args, 4, n)
             Marshal.WriteInt32(args, 8, ld a)
             Marshal.WriteInt32(args, 12, 0)
-            lib.Potrf.Invoke(args, args + 4n, pointer a, args + 8n, args + 12n)
+            lock gate (fun () -> lib.Potrf.Invoke(args, args + 4n, pointer a, args + 8n, args + 12n))
             Marshal.ReadInt32(args, 12)
         finally Marshal.FreeHGlobal args
     | None ->
@@ -229,7 +233,7 @@ let trsmRightLowerTranspose (l: torch.Tensor) (b: torch.Tensor) : unit =
     if b.shape.[0] = 0L || b.shape.[1] = 0L then () else
     match native [ l; b ] with
     | Some lib ->
-        lib.Trsm.Invoke(rowMajor, right, lower, trans, nonUnit, int b.shape.[0], int b.shape.[1], 1.0, pointer l, ld l, pointer b, ld b)
+        lock gate (fun () -> lib.Trsm.Invoke(rowMajor, right, lower, trans, nonUnit, int b.shape.[0], int b.shape.[1], 1.0, pointer l, ld l, pointer b, ld b))
     | None ->
         use scope = torch.NewDisposeScope()
         let x = torch.linalg.solve_triangular(l.tril().t(), b, upper = true, left = false)

@@ -77,20 +77,55 @@ for n in $SCALING_NS; do
   rm -f "$f"; rm -rf "$DIR/work-$n"
 done
 
-say "== summary (medians)"
-/usr/bin/python3 - "$DIR/times.txt" <<'EOF' | tee -a "$LOG"
-import sys, statistics, collections
+say "== summary (medians; Markdown in $DIR/summary.md)"
+/usr/bin/python3 - "$LOG" "$DIR/times.txt" > "$DIR/summary.md" <<'EOF'
+import sys, re, statistics, collections
+log, times = open(sys.argv[1]).read(), sys.argv[2]
+out = []
+out.append("| kernels | gemm GFLOP/s | syrk GFLOP/s | potrf GFLOP/s |")
+out.append("|---|---:|---:|---:|")
+rates_by = {}
+for block in re.split(r"^kernels: ", log, flags=re.M)[1:]:
+    name = block.splitlines()[0].split(";")[0]
+    rates = re.findall(r"gemm ([\d.]+) GFLOP/s .*syrk ([\d.]+) GFLOP/s .*potrf ([\d.]+) GFLOP/s", block)
+    if rates:
+        med = [statistics.median(float(r[i]) for r in rates) for i in range(3)]
+        rates_by[name.split()[0]] = med
+        out.append(f"| {name} | {med[0]:.1f} | {med[1]:.1f} | {med[2]:.1f} |")
+out.append("")
+out.append("| Φ (n × m) | kernels | certificate / bare syrk + Cholesky, median of pairs (min–max) |")
+out.append("|---|---|---:|")
+for size, kind, med, lo, hi in re.findall(r"-- (\d+ x \d+), (\S+) kernels.*?\nRESULT pairs \S+ memory: median ratio ([\d.]+) \(min ([\d.]+), max ([\d.]+)", log, flags=re.S):
+    out.append(f"| {size} | {kind} | {med} ({lo}–{hi}) |")
+out.append("")
 rows = collections.defaultdict(list)
-for line in open(sys.argv[1]):
+for line in open(times):
     parts = line.split()
     if len(parts) < 4: continue
     label, wall, rss = " ".join(parts[:-2]), float(parts[-2]), int(parts[-1])
-    key = label.split(" #")[0]
-    rows[key].append((wall, rss))
+    rows[label.split(" #")[0]].append((wall, rss))
 med = {k: statistics.median(w for w, _ in v) for k, v in rows.items()}
+out.append("| whole process | median wall (s) | runs | peak RSS (MiB) |")
+out.append("|---|---:|---:|---:|")
 for k, v in rows.items():
-    print(f"{k}: median {med[k]:.2f} s over {len(v)}, peak RSS {max(r for _, r in v) // 1024} MiB")
+    if not k.startswith("scaling"):
+        out.append(f"| {k} | {med[k]:.2f} | {len(v)} | {max(r for _, r in v) // 1024} |")
+out.append("")
 for size in sorted({k.split()[0] for k in rows if k.endswith("rf-openblas")}):
     npy, rf, rt = med.get(f"{size} numpy-matrix_rank"), med.get(f"{size} rf-openblas"), med.get(f"{size} rf-libtorch")
-    if npy and rf: print(f"RATIO {size}: numpy matrix_rank / rf certify (OpenBLAS) = {npy / rf:.2f}; / rf certify (libtorch) = {npy / rt:.2f}")
+    if npy and rf and rt:
+        out.append(f"- **{size}**: numpy `matrix_rank` / `rf certify` = **{npy / rf:.2f}×** (OpenBLAS kernels), {npy / rt:.2f}× (libtorch kernels)")
+rate = rates_by.get("OpenBLAS", [float("nan")])[0]
+out.append("")
+out.append(f"| n | m' | wall (s) | flop model n²m' + n³ | model at the gemm rate ({rate:.1f} GFLOP/s) | fraction of the gemm rate | peak RSS (MiB) |")
+out.append("|---:|---:|---:|---:|---:|---:|---:|")
+for k, v in rows.items():
+    m = re.match(r"scaling n=(\d+) m=(\d+)", k)
+    if m:
+        n, mm = int(m.group(1)), int(m.group(2)) + 1
+        flops = n * n * mm + n ** 3
+        ideal = flops / (rate * 1e9)
+        out.append(f"| {n} | {mm} | {med[k]:.1f} | {flops:.3g} | {ideal:.1f} s | {ideal / med[k]:.2f} | {max(r for _, r in v) // 1024} |")
+print("\n".join(out))
 EOF
+cat "$DIR/summary.md" | tee -a "$LOG"
