@@ -51,6 +51,11 @@ type Settings =
       RunFingerprint: string
       /// Bytes of feature row tiles kept instead of produced again.
       FeatureCacheBytes: int64
+      /// With a work directory, and Φ larger than the feature cache: each feature row tile is produced once
+      /// and written to a checksummed file (float32 when exact), read back for the Gram's other tile products
+      /// instead of being produced again (a forward pass over its inputs); the files are removed when the
+      /// Gram is finished.
+      SpillFeatures: bool
       Progress: TiledProgress -> unit
       Log: string -> unit
       Cancel: CancellationToken }
@@ -61,7 +66,7 @@ let defaultMemoryBudgetBytes = 20L <<< 30
 /// Default settings: 2048 × 2048 tiles (32 MiB each), 20 GiB of tiles in memory, no work directory.
 let defaults =
     { TileSize = 2048; MemoryBudgetBytes = defaultMemoryBudgetBytes; WorkDirectory = null; RunFingerprint = "unnamed"
-      FeatureCacheBytes = 1L <<< 30; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
+      FeatureCacheBytes = 1L <<< 30; SpillFeatures = true; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
 
 /// Settings from C#: `progress` and `log` may be null.
 let settings (tileSize: int) (memoryBudgetBytes: int64) (workDirectory: string) (runFingerprint: string)
@@ -83,12 +88,11 @@ let inMemoryBytes (n: int) (b: int) : int64 = 2L * triangleBytes n b
 
 let private magic = Encoding.ASCII.GetBytes "RFTILE01"
 
-/// Reads a tile file; Error names what is wrong with it.
-let private readTileFile (path: string) (header: string) (rows: int) (cols: int) : Result<float[], string> =
+/// Reads a tile file whose payload is `payloadBytes` bytes; Error names what is wrong with it.
+let private readTilePayload (path: string) (header: string) (payloadBytes: int64) : Result<byte[], string> =
     let info = FileInfo path
     if not info.Exists then Error "missing" else
     let headerBytes = Encoding.UTF8.GetBytes header
-    let payloadBytes = int64 rows * int64 cols * 8L
     let expected = int64 magic.Length + 4L + int64 headerBytes.Length + payloadBytes + 32L
     use stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 <<< 20)
     let prefix = Array.zeroCreate<byte> (magic.Length + 4)
@@ -110,16 +114,19 @@ let private readTileFile (path: string) (header: string) (rows: int) (cols: int)
     sha.AppendData headerBytes
     sha.AppendData payload
     if sha.GetHashAndReset() <> digest then Error "checksum mismatch (corrupted)"
-    else
+    else Ok payload
+
+/// Reads a float64 tile file (rows × cols entries); Error names what is wrong with it.
+let private readTileFile (path: string) (header: string) (rows: int) (cols: int) : Result<float[], string> =
+    readTilePayload path header (int64 rows * int64 cols * 8L)
+    |> Result.map (fun payload ->
         let data = Array.zeroCreate<float> (rows * cols)
         Buffer.BlockCopy(payload, 0, data, 0, payload.Length)
-        Ok data
+        data)
 
 /// Writes a tile file atomically (a temporary file renamed over the target).
-let private writeTileFile (path: string) (header: string) (data: float[]) =
+let private writeTilePayload (path: string) (header: string) (payload: byte[]) =
     let headerBytes = Encoding.UTF8.GetBytes header
-    let payload = Array.zeroCreate<byte> (data.Length * 8)
-    Buffer.BlockCopy(data, 0, payload, 0, payload.Length)
     use sha = IncrementalHash.CreateHash HashAlgorithmName.SHA256
     sha.AppendData headerBytes
     sha.AppendData payload
@@ -218,9 +225,64 @@ type private TileStore(settings: Settings, runKey: string) =
             c
         if not (isNull directory) then
             let data = t.data<float>().ToArray()
-            writeTileFile (store.PathOf name) (store.Header(name, int t.shape.[0], int t.shape.[1])) data
+            let payload = Array.zeroCreate<byte> (data.Length * 8)
+            Buffer.BlockCopy(data, 0, payload, 0, payload.Length)
+            writeTilePayload (store.PathOf name) (store.Header(name, int t.shape.[0], int t.shape.[1])) payload
             store.SetEntry("tile:" + name, "done")
         if not (store.Keep(name, t, reserve)) then t.Dispose()
+
+    /// A spilled feature row tile (float64 tensor owned by the caller) if its file is listed and verifies;
+    /// a bad file is refused (logged, forgotten) and None returned, so the caller produces the rows again.
+    member store.TryGetFeature(name: string, rows: int, cols: int) : torch.Tensor option =
+        if isNull directory then None else
+        match store.Entry("tile:" + name) with
+        | Some ("f4" | "f8" as kind) ->
+            let elementBytes = if kind = "f4" then 4 else 8
+            let path = store.PathOf name
+            let header = store.Header(name, rows, cols) + sprintf "element=%d\n" elementBytes
+            match (try readTilePayload path header (int64 rows * int64 cols * int64 elementBytes) with e -> Error e.Message) with
+            | Ok payload ->
+                let t =
+                    if elementBytes = 4 then
+                        let data = Array.zeroCreate<float32> (rows * cols)
+                        Buffer.BlockCopy(payload, 0, data, 0, payload.Length)
+                        use flat = torch.tensor data
+                        use view = flat.view(int64 rows, int64 cols)
+                        view.``to``(torch.float64)
+                    else
+                        let data = Array.zeroCreate<float> (rows * cols)
+                        Buffer.BlockCopy(payload, 0, data, 0, payload.Length)
+                        use flat = torch.tensor data
+                        use view = flat.view(int64 rows, int64 cols)
+                        view.clone()
+                Some (t.DetachFromDisposeScope())
+            | Error reason ->
+                settings.Log (sprintf "feature file %s refused: %s; producing the rows again" path reason)
+                entries.Remove("tile:" + name) |> ignore
+                saveManifest ()
+                None
+        | _ -> None
+
+    /// Spills a feature row tile (float64 `t`, not taken) to its file: as float32 when every entry is a float32
+    /// value (features given in float32: exact), else as float64.
+    member store.PutFeature(name: string, t: torch.Tensor) =
+        if not (isNull directory) then
+            let rows, cols = int t.shape.[0], int t.shape.[1]
+            let narrow = (use t32 = t.``to``(torch.float32) in use back = t32.``to``(torch.float64) in use same = back.eq(t).all() in same.item<bool> ())
+            let payload =
+                if narrow then
+                    let data = (use t32 = t.``to``(torch.float32) in t32.data<float32>().ToArray())
+                    let bytes = Array.zeroCreate<byte> (data.Length * 4)
+                    Buffer.BlockCopy(data, 0, bytes, 0, bytes.Length)
+                    bytes
+                else
+                    let data = (use c = t.contiguous() in c.data<float>().ToArray())
+                    let bytes = Array.zeroCreate<byte> (data.Length * 8)
+                    Buffer.BlockCopy(data, 0, bytes, 0, bytes.Length)
+                    bytes
+            let elementBytes = if narrow then 4 else 8
+            writeTilePayload (store.PathOf name) (store.Header(name, rows, cols) + sprintf "element=%d\n" elementBytes) payload
+            store.SetEntry("tile:" + name, (if narrow then "f4" else "f8"))
 
     /// Forgets every tile whose name starts with `prefix` (memory, files and manifest entries).
     member store.Drop(prefix: string) =
@@ -324,12 +386,28 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         let whole = if pieces.Length = 1 then pieces.Head else torch.cat(List.toArray pieces, 0L)
         if pieces.Length > 1 then for p in pieces do p.Dispose()
         whole.DetachFromDisposeScope()
+    // Spill the feature row tiles when Φ (float64) exceeds the feature cache and there is a work directory:
+    // each is then produced once, not once per tile product it takes part in.
+    let spill =
+        settings.SpillFeatures && not (isNull store.Directory) && columns >= n
+        && float n * float subject.Features * 8.0 > float settings.FeatureCacheBytes
+    let mutable produced = 0
+    let mutable readBack = 0
     /// Row tile i of Φ (float64) and whether the caller owns it.
     let rowsOf (i: int) : torch.Tensor * bool =
         match rowCache.TryGetValue i with
         | true, t -> t, false
         | _ ->
-            let t = buildRows i
+            let t =
+                match (if spill then store.TryGetFeature(sprintf "F-%d" i, size i, subject.Features) else None) with
+                | Some t ->
+                    readBack <- readBack + 1
+                    t
+                | None ->
+                    let t = buildRows i
+                    produced <- produced + 1
+                    if spill then store.PutFeature(sprintf "F-%d" i, t)
+                    t
             let bytes = t.NumberOfElements * 8L
             if rowCacheBytes + bytes <= settings.FeatureCacheBytes then
                 rowCache.[i] <- t
@@ -379,6 +457,10 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 if ownI then ri.Dispose()
                 gramPhase.Tile(flops, true)
     gramPhase.Finish()
+    if produced + readBack > 0 then
+        settings.Log (sprintf "features: %d row tiles produced, %d read back from spill files%s" produced readBack
+                          (if spill then " (spill files removed)" else ""))
+    if spill then store.Drop "F-"
     for t in rowCache.Values do t.Dispose()
     rowCache.Clear()
     rowCacheBytes <- 0L

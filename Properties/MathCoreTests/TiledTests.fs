@@ -243,4 +243,50 @@ let tests =
             Expect.isTrue (gram |> List.forall (fun p -> p.TilesTotal = 10 && p.GflopsPerSecond > 0.0 && p.EtaSeconds >= 0.0)) (sprintf "rates and ETAs: %A" gram)
             Expect.isTrue (reports |> Seq.exists (fun p -> p.Phase.StartsWith "cholesky")) "factorisation phases reported"
         }
+    
+        testPropertyWithConfig (Seeds.config 4) "features larger than the cache are spilled: each row block produced once, the certificate bit for bit the unspilled one, spill files removed, a bad one refused and its rows produced again" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(10, 40)
+            let m = n + rng.Next(1, 20)
+            let b = rng.Next(2, 9)
+            use phi64 = ofRank seed n m n
+            // float32 features (spilled as float32, exact) on even seeds, float64 on odd ones
+            use phi = if seed % 2 = 0 then phi64.``to``(torch.float32) else phi64.clone()
+            let blocks = (n + b - 1) / b
+            let counts = Array.zeroCreate<int> blocks
+            let source (s: int) =
+                counts.[s] <- counts.[s] + 1
+                phi.narrow(0L, int64 (s * b), int64 (min b (n - s * b)))
+            let run (dir: string) (cacheBytes: int64) (spill: bool) (s: Tiled.Settings -> Tiled.Settings) (log: Collections.Generic.List<string>) =
+                let settings = s { settingsWith b dir log with FeatureCacheBytes = cacheBytes; SpillFeatures = spill }
+                Tiled.certifyRowBlocks Certify.defaults settings (subject phi true) None b blocks source
+            let what = sprintf "n=%d m=%d b=%d %O" n m b phi.dtype
+            let reference = run null (1L <<< 30) false id (Collections.Generic.List())
+            Array.fill counts 0 blocks 0
+            use w1 = new WorkDir()
+            let log1 = Collections.Generic.List<string>()
+            let spilled = run w1.Path 0L true id log1
+            Expect.equal (essence spilled) (essence reference) (sprintf "spilled = in memory, bitwise (%s): %s" what (differences spilled reference))
+            Expect.equal counts (Array.create blocks 1) (sprintf "each row block produced once (%s): %A" what (List.ofSeq log1))
+            Expect.isEmpty (Directory.GetFiles(w1.Path, "F-*.tile")) "spill files removed after the Gram"
+            // Negative control: the same cache without spilling produces row blocks again.
+            Array.fill counts 0 blocks 0
+            use w2 = new WorkDir()
+            let unspilled = run w2.Path 0L false id (Collections.Generic.List())
+            Expect.equal (essence unspilled) (essence reference) ("unspilled = in memory. " + what)
+            if blocks > 1 then Expect.isGreaterThan (Array.sum counts) blocks ("without spilling, rows are produced again. " + what)
+            // Killed after the first tile (F-0 spilled), F-0 corrupted: refused, named, its rows produced again.
+            use w3 = new WorkDir()
+            Expect.throwsT<Killed> (fun () -> run w3.Path 0L true (killAfter 1) (Collections.Generic.List()) |> ignore) "killed"
+            let spillFile = Path.Combine(w3.Path, "F-0.tile")
+            Expect.isTrue (File.Exists spillFile) "row tile 0 spilled before the kill"
+            let bytes = File.ReadAllBytes spillFile
+            bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 4uy
+            File.WriteAllBytes(spillFile, bytes)
+            Array.fill counts 0 blocks 0
+            let log3 = Collections.Generic.List<string>()
+            let resumed = run w3.Path 0L true id log3
+            Expect.equal (essence resumed) (essence reference) ("after a corrupted spill file, the same certificate. " + what)
+            Expect.isTrue (log3 |> Seq.exists (fun l -> l.Contains spillFile && l.Contains "refused" && l.Contains "checksum")) (sprintf "refused and named: %A" (List.ofSeq log3))
+            Expect.equal counts.[0] 1 "row block 0 produced again (once)"
     ]
