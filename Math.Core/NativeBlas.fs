@@ -138,7 +138,10 @@ let private native (operands: torch.Tensor list) : OpenBlasLibrary option =
         | None -> None
     else None
 
-let private pointer (t: torch.Tensor) = THSTensor_data t.Handle
+/// Address of element [0, 0, …] of a CPU tensor's data (its storage offset included).
+let dataPointer (t: torch.Tensor) : nativeint = THSTensor_data t.Handle
+
+let private pointer (t: torch.Tensor) = dataPointer t
 let private ld (t: torch.Tensor) = int (max 1L (t.stride 0))
 
 let private checkShape (cond: bool) (what: string) = if not cond then invalidArg "operands" what

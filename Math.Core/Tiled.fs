@@ -19,6 +19,8 @@
 ///   recomputed, never trusted.
 module ResearchFramework.MathCore.Tiled
 
+#nowarn "9" // spans over tensor storage (NativePtr) for streaming tile files
+
 open System
 open System.Collections.Generic
 open System.Diagnostics
@@ -26,6 +28,7 @@ open System.IO
 open System.Security.Cryptography
 open System.Text
 open System.Threading
+open Microsoft.FSharp.NativeInterop
 open TorchSharp
 open ResearchFramework.MathCore.Gram
 
@@ -88,8 +91,18 @@ let inMemoryBytes (n: int) (b: int) : int64 = 2L * triangleBytes n b
 
 let private magic = Encoding.ASCII.GetBytes "RFTILE01"
 
-/// Reads a tile file whose payload is `payloadBytes` bytes; Error names what is wrong with it.
-let private readTilePayload (path: string) (header: string) (payloadBytes: int64) : Result<byte[], string> =
+/// Chunk of a payload read, hashed or written at a time (tiles and spilled feature rows can exceed 2 GB).
+let private chunkBytes = 16L <<< 20
+
+/// The bytes [offset, offset + length) of the storage at `address` (a contiguous CPU tensor's data) as a span.
+let inline private spanAt (address: nativeint) (offset: int64) (length: int64) : Span<byte> =
+    Span<byte>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<byte> (address + nativeint offset)), int length)
+
+/// Reads a tile file whose payload is `payloadBytes` bytes straight into the contiguous CPU tensor `target`
+/// (whose storage holds exactly those bytes), hashing it on the way; Error names what is wrong with the file
+/// (the tensor's contents are then unspecified).
+let private readTileInto (path: string) (header: string) (target: torch.Tensor) : Result<unit, string> =
+    let payloadBytes = target.NumberOfElements * int64 (target.ElementSize)
     let info = FileInfo path
     if not info.Exists then Error "missing" else
     let headerBytes = Encoding.UTF8.GetBytes header
@@ -106,39 +119,42 @@ let private readTilePayload (path: string) (header: string) (payloadBytes: int64
         Error "header of another run, tile or shape (fingerprint mismatch)"
     elif info.Length <> expected then Error (sprintf "%d bytes, expected %d (truncated or extended)" info.Length expected)
     else
-    let payload = Array.zeroCreate<byte> (int payloadBytes)
-    stream.ReadExactly(payload, 0, payload.Length)
-    let digest = Array.zeroCreate<byte> 32
-    stream.ReadExactly(digest, 0, 32)
     use sha = IncrementalHash.CreateHash HashAlgorithmName.SHA256
     sha.AppendData headerBytes
-    sha.AppendData payload
-    if sha.GetHashAndReset() <> digest then Error "checksum mismatch (corrupted)"
-    else Ok payload
+    let address = NativeBlas.dataPointer target
+    let mutable offset = 0L
+    while offset < payloadBytes do
+        let length = min chunkBytes (payloadBytes - offset)
+        let span = spanAt address offset length
+        stream.ReadExactly span
+        sha.AppendData(Span<byte>.op_Implicit span)
+        offset <- offset + length
+    let digest = Array.zeroCreate<byte> 32
+    stream.ReadExactly(digest, 0, 32)
+    if sha.GetHashAndReset() <> digest then Error "checksum mismatch (corrupted)" else Ok ()
 
-/// Reads a float64 tile file (rows × cols entries); Error names what is wrong with it.
-let private readTileFile (path: string) (header: string) (rows: int) (cols: int) : Result<float[], string> =
-    readTilePayload path header (int64 rows * int64 cols * 8L)
-    |> Result.map (fun payload ->
-        let data = Array.zeroCreate<float> (rows * cols)
-        Buffer.BlockCopy(payload, 0, data, 0, payload.Length)
-        data)
-
-/// Writes a tile file atomically (a temporary file renamed over the target).
-let private writeTilePayload (path: string) (header: string) (payload: byte[]) =
+/// Writes the contiguous CPU tensor `source` as a tile file, atomically (a temporary file renamed over the
+/// target), streaming its storage (no managed copy).
+let private writeTileFrom (path: string) (header: string) (source: torch.Tensor) =
+    let payloadBytes = source.NumberOfElements * int64 (source.ElementSize)
+    let address = NativeBlas.dataPointer source
     let headerBytes = Encoding.UTF8.GetBytes header
     use sha = IncrementalHash.CreateHash HashAlgorithmName.SHA256
     sha.AppendData headerBytes
-    sha.AppendData payload
-    let digest = sha.GetHashAndReset()
     let temporary = path + ".partial"
     do
         use stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 <<< 20)
         stream.Write(magic, 0, magic.Length)
         stream.Write(BitConverter.GetBytes headerBytes.Length, 0, 4)
         stream.Write(headerBytes, 0, headerBytes.Length)
-        stream.Write(payload, 0, payload.Length)
-        stream.Write(digest, 0, digest.Length)
+        let mutable offset = 0L
+        while offset < payloadBytes do
+            let length = min chunkBytes (payloadBytes - offset)
+            let span = Span<byte>.op_Implicit (spanAt address offset length)
+            sha.AppendData span
+            stream.Write span
+            offset <- offset + length
+        stream.Write(sha.GetHashAndReset(), 0, 32)
         stream.Flush true
     File.Move(temporary, path, true)
 
@@ -199,14 +215,15 @@ type private TileStore(settings: Settings, runKey: string) =
         | _ ->
             if isNull directory || store.Entry("tile:" + name) <> Some "done" then None else
             let path = store.PathOf name
-            let result = try readTileFile path (store.Header(name, rows, cols)) rows cols with e -> Error e.Message
+            // Read into torch's own (64-byte aligned) storage: BLAS may round differently for another alignment,
+            // and a tile read back must give bitwise the results of the tile kept in memory.
+            let t = torch.empty([| int64 rows; int64 cols |], dtype = torch.float64).DetachFromDisposeScope()
+            let result = try readTileInto path (store.Header(name, rows, cols)) t with e -> Error e.Message
             match result with
-            | Ok data ->
-                // Copied into torch's own (64-byte aligned) storage: BLAS may round differently for another
-                // alignment, and a tile read back must give bitwise the results of the tile kept in memory.
-                let t = (use flat = torch.tensor data in use view = flat.view(int64 rows, int64 cols) in view.clone()).DetachFromDisposeScope()
+            | Ok () ->
                 if store.Keep(name, t, reserve) then Some (t, false) else Some (t, true)
             | Error reason ->
+                t.Dispose()
                 settings.Log (sprintf "tile file %s refused: %s; recomputing it" path reason)
                 entries.Remove("tile:" + name) |> ignore
                 saveManifest ()
@@ -224,10 +241,7 @@ type private TileStore(settings: Settings, runKey: string) =
             t.Dispose()
             c
         if not (isNull directory) then
-            let data = t.data<float>().ToArray()
-            let payload = Array.zeroCreate<byte> (data.Length * 8)
-            Buffer.BlockCopy(data, 0, payload, 0, payload.Length)
-            writeTilePayload (store.PathOf name) (store.Header(name, int t.shape.[0], int t.shape.[1])) payload
+            writeTileFrom (store.PathOf name) (store.Header(name, int t.shape.[0], int t.shape.[1])) t
             store.SetEntry("tile:" + name, "done")
         if not (store.Keep(name, t, reserve)) then t.Dispose()
 
@@ -237,26 +251,18 @@ type private TileStore(settings: Settings, runKey: string) =
         if isNull directory then None else
         match store.Entry("tile:" + name) with
         | Some ("f4" | "f8" as kind) ->
-            let elementBytes = if kind = "f4" then 4 else 8
+            let dtype = if kind = "f4" then torch.float32 else torch.float64
             let path = store.PathOf name
-            let header = store.Header(name, rows, cols) + sprintf "element=%d\n" elementBytes
-            match (try readTilePayload path header (int64 rows * int64 cols * int64 elementBytes) with e -> Error e.Message) with
-            | Ok payload ->
-                let t =
-                    if elementBytes = 4 then
-                        let data = Array.zeroCreate<float32> (rows * cols)
-                        Buffer.BlockCopy(payload, 0, data, 0, payload.Length)
-                        use flat = torch.tensor data
-                        use view = flat.view(int64 rows, int64 cols)
-                        view.``to``(torch.float64)
-                    else
-                        let data = Array.zeroCreate<float> (rows * cols)
-                        Buffer.BlockCopy(payload, 0, data, 0, payload.Length)
-                        use flat = torch.tensor data
-                        use view = flat.view(int64 rows, int64 cols)
-                        view.clone()
-                Some (t.DetachFromDisposeScope())
+            let header = store.Header(name, rows, cols) + sprintf "element=%d\n" (if kind = "f4" then 4 else 8)
+            let t = torch.empty([| int64 rows; int64 cols |], dtype = dtype).DetachFromDisposeScope()
+            match (try readTileInto path header t with e -> Error e.Message) with
+            | Ok () when kind = "f8" -> Some t
+            | Ok () ->
+                let wide = (use scope = torch.NewDisposeScope() in t.``to``(torch.float64).DetachFromDisposeScope())
+                t.Dispose()
+                Some wide
             | Error reason ->
+                t.Dispose()
                 settings.Log (sprintf "feature file %s refused: %s; producing the rows again" path reason)
                 entries.Remove("tile:" + name) |> ignore
                 saveManifest ()
@@ -264,24 +270,25 @@ type private TileStore(settings: Settings, runKey: string) =
         | _ -> None
 
     /// Spills a feature row tile (float64 `t`, not taken) to its file: as float32 when every entry is a float32
-    /// value (features given in float32: exact), else as float64.
+    /// value (features given in float32: exact), else as float64; checked and written in row chunks, so the
+    /// extra memory is the float32 copy.
     member store.PutFeature(name: string, t: torch.Tensor) =
         if not (isNull directory) then
+            use scope = torch.NewDisposeScope()
             let rows, cols = int t.shape.[0], int t.shape.[1]
-            let narrow = (use t32 = t.``to``(torch.float32) in use back = t32.``to``(torch.float64) in use same = back.eq(t).all() in same.item<bool> ())
-            let payload =
-                if narrow then
-                    let data = (use t32 = t.``to``(torch.float32) in t32.data<float32>().ToArray())
-                    let bytes = Array.zeroCreate<byte> (data.Length * 4)
-                    Buffer.BlockCopy(data, 0, bytes, 0, bytes.Length)
-                    bytes
-                else
-                    let data = (use c = t.contiguous() in c.data<float>().ToArray())
-                    let bytes = Array.zeroCreate<byte> (data.Length * 8)
-                    Buffer.BlockCopy(data, 0, bytes, 0, bytes.Length)
-                    bytes
+            let t = t.contiguous()
+            let t32 = t.``to``(torch.float32)
+            let chunk = max 1 (int (chunkBytes / (8L * int64 (max 1 cols))))
+            let mutable narrow = true
+            let mutable r = 0
+            while narrow && r < rows do
+                let k = min chunk (rows - r)
+                use back = t32.narrow(0L, int64 r, int64 k).``to``(torch.float64)
+                use same = back.eq(t.narrow(0L, int64 r, int64 k)).all()
+                narrow <- same.item<bool> ()
+                r <- r + k
             let elementBytes = if narrow then 4 else 8
-            writeTilePayload (store.PathOf name) (store.Header(name, rows, cols) + sprintf "element=%d\n" elementBytes) payload
+            writeTileFrom (store.PathOf name) (store.Header(name, rows, cols) + sprintf "element=%d\n" elementBytes) (if narrow then t32 else t)
             store.SetEntry("tile:" + name, (if narrow then "f4" else "f8"))
 
     /// Forgets every tile whose name starts with `prefix` (memory, files and manifest entries).
@@ -377,15 +384,16 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         t64
     let buildRows (i: int) : torch.Tensor =
         let r0, r1 = offset i, offset i + size i
-        let pieces =
-            [ for s in r0 / blockRows .. (r1 - 1) / blockRows do
-                use block = fetchSource s
-                let lo = max r0 (s * blockRows) - s * blockRows
-                let hi = min r1 (s * blockRows + int block.shape.[0]) - s * blockRows
-                yield (use v = block.narrow(0L, int64 lo, int64 (hi - lo)) in v.clone()) ]
-        let whole = if pieces.Length = 1 then pieces.Head else torch.cat(List.toArray pieces, 0L)
-        if pieces.Length > 1 then for p in pieces do p.Dispose()
-        whole.DetachFromDisposeScope()
+        // Filled block by block (no list of pieces and no concatenated copy: one row tile plus one source block).
+        let whole = torch.empty([| int64 (r1 - r0); int64 subject.Features |], dtype = torch.float64).DetachFromDisposeScope()
+        for s in r0 / blockRows .. (r1 - 1) / blockRows do
+            use block = fetchSource s
+            let lo = max r0 (s * blockRows) - s * blockRows
+            let hi = min r1 (s * blockRows + int block.shape.[0]) - s * blockRows
+            use v = block.narrow(0L, int64 lo, int64 (hi - lo))
+            use target = whole.narrow(0L, int64 (s * blockRows + lo - r0), int64 (hi - lo))
+            target.copy_(v) |> ignore
+        whole
     // Spill the feature row tiles when Φ (float64) exceeds the feature cache and there is a work directory:
     // each is then produced once, not once per tile product it takes part in.
     let spill =

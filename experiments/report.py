@@ -124,6 +124,19 @@ def witness_softplus():
                     f"{fmt(c['SigmaMaxUpper'], 4)} | {fmt(c['ElapsedSeconds'], 3)} | {fmt(wall, 3)} | {fmt(rss, 3)} |")
     return "\n".join(rows) if len(rows) > 2 else "_no witness has been certified yet_"
 
+def full_set():
+    rows = ["| case | n | m' | verdict | route | σ_min(Φ̃) ≥ | σ_max(Φ̃) ≤ | wall (s) | segments | peak RSS (GiB) | reason |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(glob.glob("runs/full-set/*.json")):
+        c = load(path)
+        stem = path[: -len(".json")]
+        wall, rss, segments = (open(stem + ".time").read().split() + [None] * 3)[:3] if os.path.exists(stem + ".time") else (None, None, None)
+        case = re.sub(r"-n\d+$", "", os.path.basename(stem))
+        rows.append(f"| {case} | {c['Subject']['Rows']} | {c['Subject']['Columns']} | {c['Verdict']} | {c.get('Route', 'Gram')} | "
+                    f"{fmt(c['SigmaMinLower'], 4)} | {fmt(c['SigmaMaxUpper'], 4)} | {fmt(float(wall) if wall else None, 4)} | "
+                    f"{segments or '–'} | {fmt(int(rss) / 2**20 if rss else None, 3)} | {c['Reason']} |")
+    return "\n".join(rows) if len(rows) > 2 else "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_"
+
 def phase_two():
     return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two")
 
@@ -132,7 +145,7 @@ text = open(path).read()
 # `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
 only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
 for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
-                   ("witness-softplus", witness_softplus)]:
+                   ("witness-softplus", witness_softplus), ("full-set", full_set)]:
     if only is None or name in only:
         text = rewrite(text, name, make())
 open(path, "w").write(text)
