@@ -69,6 +69,12 @@ type CertificateEngine =
         { Tiled.defaults with TileSize = e.TileSize; MemoryBudgetBytes = e.MemoryBudgetBytes; WorkDirectory = folder; RunFingerprint = key; Log = log },
         folder
 
+    /// What names a certified subject's tiles (data, certification set, network, parameters, taps, shape): the
+    /// run fingerprint of its tile files and the name of its tile folder.
+    static member SubjectKey(subject: ExpressivitySubject) : string =
+        sprintf "%s|%s|%s|%s|%s|n=%d|m=%d|bias=%b" subject.DatasetFingerprint subject.CertificationSet subject.Architecture
+            subject.ParameterFingerprint (String.Join(",", subject.Taps)) subject.Rows subject.Features subject.WithBias
+
     /// The certificate of an in-memory Φ (n × m, without the bias column) on the engine this choice picks for n rows:
     /// `Certify.certifyMatrix`, or `Tiled.certifyMatrix` followed (Auto route, Gram Inconclusive) by the orthogonal
     /// route exactly as the dense engine does (`Certify.certifyAfterGram`). The tiled engine's tile folder is removed
@@ -77,9 +83,7 @@ type CertificateEngine =
         if not (engine.UsesTiled subject.Rows) then Certify.certifyMatrix opts subject phi
         else
             let clock = Stopwatch.StartNew()
-            let key = sprintf "%s|%s|%s|%s|%s|n=%d|m=%d|bias=%b" subject.DatasetFingerprint subject.CertificationSet subject.Architecture
-                          subject.ParameterFingerprint (String.Join(",", subject.Taps)) subject.Rows subject.Features subject.WithBias
-            let settings, folder = engine.Settings(key, (if isNull log then ignore else log.Invoke))
+            let settings, folder = engine.Settings(CertificateEngine.SubjectKey subject, (if isNull log then ignore else log.Invoke))
             let gram = Tiled.certifyMatrix opts settings subject phi
             let certificate = Certify.certifyAfterGram opts subject phi clock gram
             if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)

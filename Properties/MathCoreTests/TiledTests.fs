@@ -49,7 +49,7 @@ let private differences (a: Certificate) (b: Certificate) =
 /// Tiled and dense agree: the same verdict where the margin is not at rounding level, estimates within
 /// 1e−8 relative, and the λ_min / λ_max bounds within the two routes' stated error terms plus the
 /// shift's difference (the shift is a fraction of an estimate that rounding moves).
-let private expectAgree (what: string) (dense: Certificate) (tiledC: Certificate) (sameVerdict: bool) =
+let expectAgree (what: string) (dense: Certificate) (tiledC: Certificate) (sameVerdict: bool) =
     let info = sprintf "%s: dense %O (%s) %A; tiled %O (%s) %A" what dense.Verdict dense.Reason dense.Terms tiledC.Verdict tiledC.Reason tiledC.Terms
     if sameVerdict then Expect.equal tiledC.Verdict dense.Verdict ("same verdict. " + info)
     let d, t = dense.Terms, tiledC.Terms
