@@ -39,11 +39,11 @@ let private residualNorm (phi: Matrix<float>) (shift: float) (z: Matrix<float>) 
 /// decay so fast that the float64 solve, not the rate, dominates; in R²⁰ the problem is well conditioned).
 let private inputDim = 20
 
-/// A user's float64 network 20 → 64 (tanh) → width (tanh, the tap "hidden") → 2, from `seed`.
-let private wideNetwork (seed: int) (width: int) =
+/// A user's float64 network d → 64 (tanh) → width (tanh, the tap "hidden") → 2, from `seed`.
+let private wideNetwork (seed: int) (d: int) (width: int) =
     torch.random.manual_seed (int64 seed) |> ignore
     torch.nn.Sequential(
-        [| struct ("fc1", torch.nn.Linear(int64 inputDim, 64L, true, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>)
+        [| struct ("fc1", torch.nn.Linear(int64 d, 64L, true, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>)
            struct ("act1", torch.nn.Tanh() :> torch.nn.Module<torch.Tensor, torch.Tensor>)
            struct ("fc2", torch.nn.Linear(64L, int64 width, true, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>)
            struct ("hidden", torch.nn.Tanh() :> torch.nn.Module<torch.Tensor, torch.Tensor>)
@@ -57,11 +57,11 @@ type private PRun =
       Final: RecipeState }
 
 /// τ = 2 SGD steps, the certified switch on `engine`, then `phaseTwo` preconditioned steps with a frozen body.
-let private preconditionedRun (engine: CertificateEngine) (seed: int) (n: int) (eta: float) (ridge: float) (epsilon: float) (phaseTwo: int) =
+let private preconditionedRun (engine: CertificateEngine) (d: int) (seed: int) (n: int) (eta: float) (ridge: float) (epsilon: float) (phaseTwo: int) =
     use g = new torch.Generator(uint64 seed + 11UL, torch.CPU)
-    let x = torch.randn([| int64 n; int64 inputDim |], dtype = torch.float64, generator = g)
+    let x = torch.randn([| int64 n; int64 d |], dtype = torch.float64, generator = g)
     let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
-    let model = wideNetwork seed (n + 20)
+    let model = wideNetwork seed d (n + 20)
     let opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
     let recipe =
         { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon).WithCertificateEngine(engine)
@@ -218,8 +218,8 @@ let recipeTests =
             let n, epsilon = 120, 1e-8
             let k = TwoPhase.PredictedSteps(eta, epsilon)
             use folder = new TempFolder()
-            let t = preconditionedRun (tiledEngine 32 folder.Path) seed n eta ridge epsilon (k + 2)
-            let d = preconditionedRun denseEngine seed n eta ridge epsilon (k + 2)
+            let t = preconditionedRun (tiledEngine 32 folder.Path) inputDim seed n eta ridge epsilon (k + 2)
+            let d = preconditionedRun denseEngine inputDim seed n eta ridge epsilon (k + 2)
             try
                 Expect.equal t.Final.Phase Phase.PhaseTwo "EC certified on tiles"
                 let p, q = t.Final.Preconditioner, d.Final.Preconditioner
@@ -256,6 +256,26 @@ let recipeTests =
                 TwoPhase.Dispose(t.Setup, t.Final)
                 TwoPhase.Dispose(d.Setup, d.Final)
             Expect.isEmpty (Directory.GetDirectories(folder.Path, "*", SearchOption.AllDirectories) |> Array.filter (fun f -> Directory.GetFiles(f).Length > 0)) "no tile file left after Dispose"
+
+        test "ill-conditioned (inputs in R³, λ = 0, b = 32, n = 120): the tiled solve's residual is far from rounding level, and (P1) holds at every step with exactly the run's own rigorous e_t" {
+            let n, eta = 120, 0.5
+            let t = preconditionedRun (tiledEngine 32 null) 3 17 n eta 0.0 1e-8 12
+            try
+                Expect.equal t.Final.Phase Phase.PhaseTwo "EC certified on tiles"
+                let p = t.Final.Preconditioner
+                let nf = float n
+                let hNorm (m: Matrix<float>) = sqrt ((t.Phi * m).FrobeniusNorm() ** 2.0 / nf)
+                let wStar = t.Phi.PseudoInverse() * t.Z
+                let e0 = hNorm (wStar * -1.0)
+                Expect.isGreaterThan (p.FrozenResidualNorm / sqrt nf) (1e-9 * e0) "the solve's residual matters here (else this test checks nothing the well-conditioned one does not)"
+                let slack = sqrt 2.0 * p.MaxPerturbationRatio * eta * sqrt p.InitialGapLower
+                let errors = t.Trajectory |> List.map (fun w -> hNorm (w - wStar))
+                for i, e in List.indexed errors do
+                    let before = if i = 0 then e0 else errors.[i - 1]
+                    Expect.isLessThanOrEqual (abs (e - (1.0 - eta) * before)) (slack + 1e-12 * e0)
+                        (sprintf "step %d: |‖E_{t+1}‖_H − (1 − η)‖E_t‖_H| = %g ≤ √2·max e_t = %g" i (abs (e - (1.0 - eta) * before)) slack)
+            finally TwoPhase.Dispose(t.Setup, t.Final)
+        }
 
         test "the built-in trainer, Theorem P on a tiled factor (b = 16, n = 40): k(ε) met, and resuming from every checkpoint (before and after the tiled switch) is bit for bit" {
             let n = 40
