@@ -277,6 +277,39 @@ let recipeTests =
             finally TwoPhase.Dispose(t.Setup, t.Final)
         }
 
+        test "negative control: a wrong solve on the tiled factor (A from G + 1.5nλI, not G + nλI) is accounted for by e_t's residual term: (P1) holds with the run's e_t, and the hypothesis is reported failed" {
+            let n, eta, ridge = 120, 0.5, 1e-3
+            let t = preconditionedRun (tiledEngine 32 null) inputDim 29 n eta ridge 1e-8 1
+            let p = t.Final.Preconditioner
+            let nf = float n
+            // the wrong A and its true residual r = Z − (G + nλI)A (MathNet), ‖r‖ given to the run as its bound
+            let wrongFactor = CholeskyFactor.Tiled(p.FrozenFeatures, 1.5 * nf * ridge, 32, Int64.MaxValue, null)
+            let aWrong = (use z = p.FrozenTargets.clone() in wrongFactor.Solve z)
+            wrongFactor.Dispose()
+            let r, _ = residualNorm t.Phi (nf * ridge) t.Z (matrixOf aWrong)
+            let injected = PreconditionedReadout(p.Factor, p.Step, p.Ridge, p.Epsilon, -1, p.FrozenFeatures, aWrong, p.FrozenTargets,
+                                                 r * (1.0 + 1e-6), nan, nan, -1, true, 0.0, 0)
+            let mutable state = { t.Final with Preconditioner = injected }
+            let x = t.Setup.Certification.Inputs
+            let readoutW (s: RecipeState) = (matrixOf (s.Readout.weight.t())).Stack(matrixOf (s.Readout.bias.unsqueeze(0L)))
+            let trajectory = ResizeArray [ readoutW state ]
+            try
+                for _ in 1 .. 6 do
+                    state <- (TwoPhase.Step(t.Setup, state, 0.05, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) t.Setup.Targets)).State
+                    trajectory.Add(readoutW state)
+                let q = state.Preconditioner
+                let hNorm (m: Matrix<float>) = sqrt ((t.Phi * m).FrobeniusNorm() ** 2.0 / nf + ridge * m.FrobeniusNorm() ** 2.0)
+                let wStar = (t.Phi.TransposeThisAndMultiply(t.Phi) / nf + Matrix<float>.Build.DenseIdentity(t.Phi.ColumnCount) * ridge).Solve(t.Phi.TransposeThisAndMultiply(t.Z) / nf)
+                let errors = trajectory |> Seq.map (fun w -> hNorm (w - wStar)) |> List.ofSeq
+                let slack = sqrt 2.0 * q.MaxPerturbationRatio * eta * sqrt q.InitialGapLower
+                let deviations = List.pairwise errors |> List.map (fun (before, e) -> abs (e - (1.0 - eta) * before))
+                Expect.isGreaterThan (List.max deviations) (1e-6 * errors.Head) "the wrong solve visibly breaks the exact (1 − η) contraction"
+                for i, dev in List.indexed deviations do
+                    Expect.isLessThanOrEqual dev (slack * (1.0 + 1e-9) + 1e-12 * errors.Head) (sprintf "step %d: deviation %g within √2·max e_t = %g" i dev slack)
+                Expect.isFalse q.HypothesisHeld "the run says its hypothesis failed"
+            finally TwoPhase.Dispose(t.Setup, state)
+        }
+
         test "the built-in trainer, Theorem P on a tiled factor (b = 16, n = 40): k(ε) met, and resuming from every checkpoint (before and after the tiled switch) is bit for bit" {
             let n = 40
             let data = Fixtures.regression 23 n 3 2 torch.float64
