@@ -18,7 +18,9 @@ public sealed class CertificateOptions
     public int TileSize { get; set; } = 2048;
 
     /// <summary>GB of tiles the tiled engine keeps in memory (beyond it: tile files). Unset: 20 GiB (a 24 GB machine with
-    /// headroom), at most half the memory available.</summary>
+    /// headroom), at most half the memory available (then absent from <c>config.effective.json</c>, which is read back as
+    /// a configuration file on resume).</summary>
     [Range(1e-6, 1e6)]
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public double? TileMemoryGB { get; set; }
 }
