@@ -83,14 +83,18 @@ type RecipeConfig =
       /// (0: the squared loss itself, whose infimum is L* = 0 under EC).
       ReadoutRidge: float
       /// ε of the predicted steps-to-ε k(ε): J_λ − J_λ* ≤ ε·(its value at the switch) (Theorem P).
-      PredictionEpsilon: float }
+      PredictionEpsilon: float
+      /// The certificate engine of the switch and the guard (docs/theory.md §3, "Tiles"): Auto (dense when 32·n² bytes
+      /// fit its memory budget, else tiled), Dense or Tiled, the tile size, the memory budget and the folder of the tile
+      /// files (a killed run's certificate resumes from them). Theorem P's factor of G_τ + nλI takes the same storage.
+      CertificateEngine: CertificateEngine }
 
     /// The defaults: τ = 0, damped (p = 2), ε = 1e-3, R = 3, κ = 0.5, K = 10, all points, the theorem's step, a separate V.
     static member Default =
         { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
           DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0
           ReadoutStep = ReadoutStepRule.Theorem; Readout = ReadoutChoice.Separate
-          PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-6 }
+          PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-6; CertificateEngine = CertificateEngine.Default }
 
     /// The same recipe switching at τ = `tau` (C#: F#'s `{ r with … }`).
     member r.WithSwitchIteration(tau: int) = { r with SwitchIteration = tau }
@@ -105,6 +109,8 @@ type RecipeConfig =
     /// The same recipe with the preconditioned rule of Theorem P: step η_P, ridge λ, prediction ε.
     member r.WithPreconditionedReadout(step: float, ridge: float, epsilon: float) =
         { r with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = step; ReadoutRidge = ridge; PredictionEpsilon = epsilon }
+    /// The same recipe certifying (switch, guard) and factoring Theorem P's M_τ on `engine` (`CertificateEngine`).
+    member r.WithCertificateEngine(engine: CertificateEngine) = { r with CertificateEngine = engine }
 
 /// The training set S as tensors: inputs X (n × …) and targets Y (n × c real, or n labels).
 type TrainingData(inputs: torch.Tensor, targets: torch.Tensor) =

@@ -150,6 +150,9 @@ type RecipeSetup =
     member s.WithFingerprints(record: bool) = { s with RecordFingerprints = record }
     /// The same setup with the training targets Y (the preconditioned readout needs them).
     member s.WithTargets(targets: torch.Tensor) = { s with Targets = targets }
+    /// The same setup certifying (switch, guard) and factoring Theorem P's M_τ on `engine` (`RecipeConfig.CertificateEngine`;
+    /// its `WorkDirectory` is where a killed run's tiles wait for the resume, e.g. a folder in the run directory).
+    member s.WithCertificateEngine(engine: CertificateEngine) = { s with Recipe = s.Recipe.WithCertificateEngine engine }
 
 /// Quantities a frozen body's steps share, computed on first use and handed from record to record (a memo of
 /// functions of the immutable Φ̃_τ and A_τ, not state): Ŵ = Φ̃_τᵀA_τ, |Φ̃_τ|ᵀ|A_τ| and ‖Φ̃_τ‖_F.
@@ -163,18 +166,19 @@ type internal FrozenProducts() =
             if not (isNull t) then t.Dispose()
 
 /// The preconditioned readout of Theorem P (docs/theory.md §4) as the run carries it: the switch's
-/// Cholesky factor C of M_τ = fl(G_τ) + nλI (float64), the step η_P, the ridge λ, the prediction
+/// Cholesky factor C of M_τ = fl(G_τ) + nλI (float64; dense, or in tiles when the switch certificate was
+/// tiled: `CholeskyFactor`, one update for both storages), the step η_P, the ridge λ, the prediction
 /// k(ε) made at the switch, and what has been measured since. With W the readout (weights and bias,
 /// (m+1) × c), Z_t = Y − f(X; θ_t), J_t(W) = (1/2n)‖Φ̃_tW − Z_t‖² + (λ/2)‖W‖² and Ŵ_t = Φ̃_tᵀA_t
 /// (A_t = C⁻ᵀC⁻¹Z_t), the gap g_t = √(J_t(W_t) − J_t*) lies within (d_t ± ‖r_t‖/√n)/√2, d_t = ‖W_t − Ŵ_t‖_H,
 /// r_t = Z_t − (G_t + nλI)A_t bounded rigorously. Immutable; the state replaces it after every step.
 [<AllowNullLiteral>]
-type PreconditionedReadout internal (factor: torch.Tensor, step: float, ridge: float, epsilon: float, predictedSteps: int,
+type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge: float, epsilon: float, predictedSteps: int,
                                      frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
                                      initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
                                      maxPerturbationRatio: float, stepsDone: int, products: FrozenProducts) =
     /// A record with the given factor, caches and measurements (see the members).
-    new(factor: torch.Tensor, step: float, ridge: float, epsilon: float, predictedSteps: int,
+    new(factor: CholeskyFactor, step: float, ridge: float, epsilon: float, predictedSteps: int,
         frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
         initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
         maxPerturbationRatio: float, stepsDone: int) =
@@ -182,7 +186,7 @@ type PreconditionedReadout internal (factor: torch.Tensor, step: float, ridge: f
                               frozenResidualNorm, initialGapLower, lastGapUpper, achievedAfter, hypothesisHeld,
                               maxPerturbationRatio, stepsDone, FrozenProducts())
     member internal _.Products = products
-    /// Lower Cholesky factor of fl(G_τ) + nλI (n × n, float64).
+    /// Lower Cholesky factor of fl(G_τ) + nλI (n × n, float64): one dense tensor or b × b tiles (`CholeskyFactor`).
     member _.Factor = factor
     /// η_P ∈ (0, 1].
     member _.Step = step
@@ -231,7 +235,8 @@ type PreconditionedReadout internal (factor: torch.Tensor, step: float, ridge: f
                               frozenResidualNorm, num f.[0], num f.[1], int f.[2], Boolean.Parse f.[3], num f.[4], int f.[5], products)
     /// Disposes the factor and the frozen body's cache.
     member _.Dispose() =
-        for t in [ factor; frozenFeatures; frozenSolution; frozenTargets ] do
+        if not (isNull factor) then factor.Dispose()
+        for t in [ frozenFeatures; frozenSolution; frozenTargets ] do
             if not (isNull t) then t.Dispose()
         if not (isNull products) then products.Dispose()
 
@@ -341,6 +346,8 @@ type TwoPhase =
         if r.SwitchIteration < 0 then invalidArg paramName (sprintf "switch τ = %d must be ≥ 0" r.SwitchIteration)
         if not (r.GuardKappa > 0.0 && r.GuardKappa < 1.0) then invalidArg paramName "guard κ must lie in (0, 1)"
         if r.MaxTries < 0 then invalidArg paramName "MaxTries must be ≥ 0"
+        if isNull (box r.CertificateEngine) then invalidArg paramName "CertificateEngine is null (CertificateEngine.Default: auto)"
+        r.CertificateEngine.Validate paramName
         if r.ReadoutStep = ReadoutStepRule.Preconditioned then
             let refuse why = invalidArg paramName (sprintf "ReadoutStep = Preconditioned (Theorem P, docs/theory.md §4) %s" why)
             if r.Readout <> ReadoutChoice.Separate then refuse "needs a separate readout V (zero at the switch)"
@@ -408,7 +415,8 @@ type TwoPhase =
         use xc = setup.Certification.Inputs.``to``(setup.Device)
         (FeatureMap.featureMatrix setup.Model (List.ofArray setup.Taps) 256 xc).DetachFromDisposeScope()
 
-    /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set (SPEC §3, §6) with Math.Core's Rump test.
+    /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set (SPEC §3, §6) with Math.Core's Rump test, on the
+    /// engine `Recipe.CertificateEngine` picks for n (dense, or tiled: resumable from its tile files).
     static member CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor) : Certificate =
         let c = setup.Certification
         let subject =
@@ -429,7 +437,7 @@ type TwoPhase =
               Precision = "inputs compared bitwise"; Device = string setup.Device; SigmaMinLower = 0.0
               SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty; Route = CertificateRoute.Gram
               ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
-        | _ -> Certify.certifyMatrix Certify.defaults subject phi
+        | _ -> CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, null)
 
     /// Keeps Φ_ref (when the guard runs and it fits `ReferenceFeatureBytes`) with its certified
     /// bounds for the guard's Weyl route; takes ownership of `phi` and of the old reference.
@@ -595,6 +603,8 @@ type TwoPhase =
     /// A rigorous upper bound on ‖r‖_F, r = Z − (Φ̃Φ̃ᵀ + nλI)A (exact arithmetic on the float64 values of Φ̃,
     /// Z, A): ‖fl(r)‖_F + ‖γ_k(|Z| + |Φ̃|(|Φ̃|ᵀ|A|) + nλ|A|)‖_F, k = n + m + 4 (two products of lengths
     /// n and m + 1 and three additions, Higham §3.5), times (1 + γ_{nc+1}) for the norm's own rounding.
+    /// It is measured on Φ̃ itself, never through the factor, so it holds for any A however computed (dense
+    /// potrs or tiled forward/back substitution, `CholeskyFactor`) and for any summation order of its products.
     static member private ResidualBound(phi: torch.Tensor, z: torch.Tensor, a: torch.Tensor, ridge: float) : float =
         use scope = torch.NewDisposeScope()
         let n = float phi.shape.[0]
@@ -612,7 +622,8 @@ type TwoPhase =
         else int (ceil (log (sqrt epsilon / 2.0) / log (1.0 - step)))
 
     /// The preconditioner of Theorem P at the switch (certified Φ̃_τ, evaluation mode): the Cholesky
-    /// factor of M_τ = fl(Φ̃_τΦ̃_τᵀ) + nλI in float64; with a frozen body also Φ̃_τ, Z_τ, A_τ and the bound
+    /// factor of M_τ = fl(Φ̃_τΦ̃_τᵀ) + nλI in float64, on the storage of the switch's certificate
+    /// (`CholeskyFactor.Of`: dense, or tiles when the certificate was tiled); with a frozen body also Φ̃_τ, Z_τ, A_τ and the bound
     /// on ‖r_τ‖, and the prediction k(ε).
     static member private BuildPreconditioner(setup: RecipeSetup) : PreconditionedReadout =
         let r = setup.Recipe
@@ -620,16 +631,13 @@ type TwoPhase =
         use f = f
         use y = TwoPhase.TargetMatrix setup
         let n = int phi.shape.[0]
-        let factor =
-            use scope = torch.NewDisposeScope()
-            let m = phi.mm(phi.t()).add(torch.eye(int64 n, dtype = torch.float64).mul(scalar (float n * r.ReadoutRidge)))
-            let struct (l, info) = torch.linalg.cholesky_ex(m)
-            if info.max().ToInt32() <> 0 then
-                invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
-            l.DetachFromDisposeScope()
+        let factor = CholeskyFactor.Of(r.CertificateEngine, phi, float n * r.ReadoutRidge)
+        if isNull factor then
+            phi.Dispose()
+            invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
         let z = y.sub(f)
         if r.Mode = PhaseTwoMode.Frozen then
-            let a = torch.cholesky_solve(z, factor, false)
+            let a = factor.Solve z
             let rNorm = TwoPhase.ResidualBound(phi, z, a, r.ReadoutRidge)
             PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon,
                                   TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon),
@@ -641,7 +649,7 @@ type TwoPhase =
                                   null, null, null, nan, nan, nan, -1, true, 0.0, 0)
 
     /// One preconditioned readout step of Theorem P at the current ω (before the body moves):
-    /// W ← (1 − η_P)W + η_P·Φ̃_tᵀA_t, A_t = M_τ⁻¹Z_t by two triangular solves, written into V at the
+    /// W ← (1 − η_P)W + η_P·Φ̃_tᵀA_t, A_t = M_τ⁻¹Z_t by two triangular solves (dense or tiled: `CholeskyFactor`), written into V at the
     /// model's precision; measures the gap bounds, the step's perturbation e_t (the solve residual and
     /// the rounding of W) and the prediction. A frozen body that met the hypothesis and missed k(ε)
     /// is a bug: it raises.
@@ -658,7 +666,7 @@ type TwoPhase =
                     owned.Add f
                     use y = TwoPhase.TargetMatrix setup
                     let z = y.sub(f)
-                    let a = torch.cholesky_solve(z, p.Factor, false)
+                    let a = p.Factor.Solve z
                     phi, z, a, TwoPhase.ResidualBound(phi, z, a, p.Ridge)
             let v = state.Readout
             let n = float phi.shape.[0]

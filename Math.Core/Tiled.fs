@@ -665,3 +665,11 @@ let certifyMatrix (opts: Certify.Options) (settings: Settings) (subject: Express
         same.item<bool> ()
     certifyRowBlocks opts settings subject (Some equal) blockRows ((n + blockRows - 1) / blockRows)
         (fun s -> phi.narrow(0L, int64 (s * blockRows), int64 (min blockRows (n - s * blockRows))))
+
+/// Writes a tile file (magic, header, float64 payload, SHA-256 trailer) atomically, as the engine's own tiles are
+/// written: for other tiled computations that spill tiles beyond a memory budget (`CholeskyFactor.Tiled`).
+let writeTile (path: string) (header: string) (data: float[]) = writeTileFile path header data
+
+/// Reads a tile file written by `writeTile` with the same header and shape; Error names what is wrong with it
+/// (missing, another run's header, truncated, corrupted).
+let readTile (path: string) (header: string) (rows: int) (cols: int) : Result<float[], string> = readTileFile path header rows cols

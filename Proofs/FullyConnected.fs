@@ -210,8 +210,8 @@ let hypothesisFailures (act: Activation) (x: float[,]) (widths: int list) : stri
 let private architectureName (act: Activation) (d: int) (widths: int list) =
     sprintf "fc %s %s (wide last layer, readout with bias)" act.Name (String.Join("-", d :: widths))
 
-/// Build the witness deterministically from the seed and certify it.
-let prove (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult =
+/// Build the witness deterministically from the seed and certify it on the engine `engine` picks (`CertificateEngine`).
+let proveOn (engine: CertificateEngine) (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult =
     let n = Array2D.length1 x
     let d = Array2D.length2 x
     if n < 1 || d < 1 then invalidArg "x" (sprintf "need at least one input of dimension ≥ 1, got %d × %d" n d)
@@ -222,7 +222,7 @@ let prove (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcRes
     let finish (net: Network) (witness: FcWitness option) =
         let phi = features net x
         let m = Array2D.length2 phi
-        let fc = certifyFeatures (subjectOf (architectureName act d widths) net x m) phi
+        let fc = certifyFeaturesOn engine (subjectOf (architectureName act d widths) net x m) phi
         { Activation = act; Inputs = n; InputDim = d; Widths = widths; Seed = seed
           HypothesisFailures = failures; Witness = witness
           Slope = (match witness with Some w -> w.Slope | None -> nan)
@@ -289,6 +289,9 @@ let prove (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcRes
                   NarrowDraws = draw; DirectionDraws = directionDraws }
             finish w.Network (Some w)
     attempt 1
+
+/// `proveOn` with `CertificateEngine.Default`.
+let prove (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult = proveOn CertificateEngine.Default act x widths seed
 
 /// Everything the checker rejects about a witness (empty: the proof's hypotheses and its
 /// inequality hold for this witness on these inputs).
@@ -360,9 +363,12 @@ let parseWidths (text: string) : int list =
 let defaultInputDim = 4
 
 /// `rf prove fc --n N --widths w1,…,m [--seed S] [--activation tanh]`: n Gaussian inputs in
-/// R^4 (seeded), the given widths (the last is the wide layer), tanh.
-let runFcWith (act: Activation) (n: int) (widths: int list) (seed: int) : FcResult =
-    prove act (randomInputs seed n defaultInputDim) widths seed
+/// R^4 (seeded), the given widths (the last is the wide layer), certified on `engine`.
+let runFcOn (engine: CertificateEngine) (act: Activation) (n: int) (widths: int list) (seed: int) : FcResult =
+    proveOn engine act (randomInputs seed n defaultInputDim) widths seed
+
+/// `runFcOn` with `CertificateEngine.Default`.
+let runFcWith (act: Activation) (n: int) (widths: int list) (seed: int) : FcResult = runFcOn CertificateEngine.Default act n widths seed
 
 /// `rf prove fc --n N --widths w1,…,m --seed S` with tanh.
 let runFc (n: int) (widths: int list) (seed: int) : FcResult = runFcWith Tanh n widths seed

@@ -160,8 +160,9 @@ type FeatureCertificate =
       /// Rigorous lower bound on σ_min of the unflushed Φ̃ (0 unless Certified).
       SigmaMinLower: float }
 
-/// Certify Φ̃ = [Φ, 1] with Math.Core's float64 Gram + Rump test.
-let certifyFeatures (subject: ExpressivitySubject) (phi: float[,]) : FeatureCertificate =
+/// Certify Φ̃ = [Φ, 1] with Math.Core's float64 Gram + Rump test on the engine `engine` picks for n rows
+/// (`CertificateEngine`: dense, or the tiled engine of docs/theory.md §3 "Tiles"; the same bounds).
+let certifyFeaturesOn (engine: CertificateEngine) (subject: ExpressivitySubject) (phi: float[,]) : FeatureCertificate =
     let n, m = Array2D.length1 phi, Array2D.length2 phi
     let mutable flushed = 0
     let data =
@@ -173,10 +174,14 @@ let certifyFeatures (subject: ExpressivitySubject) (phi: float[,]) : FeatureCert
             else v)
     use flat = torch.tensor(data, dtype = torch.float64)
     use t = flat.reshape(int64 n, int64 m)
-    let cert = Certify.certifyMatrix Certify.defaults subject t
+    let cert = CertificateEngine.Certify(engine, Certify.defaults, subject, t, null)
     let flushBound = if flushed = 0 then 0.0 else FloatingPoint.mulUp (FloatingPoint.up (sqrt (float flushed))) FloatingPoint.underflowGuard
     let lower = if cert.IsCertified then max 0.0 (FloatingPoint.subDown cert.SigmaMinLower flushBound) else 0.0
     { Certificate = cert; FlushedEntries = flushed; FlushBound = flushBound; SigmaMinLower = lower }
+
+/// `certifyFeaturesOn` with `CertificateEngine.Default` (dense up to 32·n² bytes = 20 GiB, tiled beyond).
+let certifyFeatures (subject: ExpressivitySubject) (phi: float[,]) : FeatureCertificate =
+    certifyFeaturesOn CertificateEngine.Default subject phi
 
 /// The subject of a network's feature matrix on inputs x.
 let subjectOf (architecture: string) (net: Network) (x: float[,]) (features: int) : ExpressivitySubject =

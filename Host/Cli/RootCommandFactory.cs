@@ -87,12 +87,12 @@ public static class RootCommandFactory
         var bias = new Option<string>("--bias") { Description = "on: certify [Φ, 1] as the model path does (default); off: the matrix as given" };
         bias.AcceptOnlyFromAmong("on", "off");
         var tensor = new Option<string>("--tensor") { Description = "the tensor of a .safetensors file to certify (needed when it holds several 2-D tensors)" };
-        var engine = new Option<string>("--engine") { Description = "auto: the dense n×n Gram when 32·n² bytes fit in memory, else tiled (default); dense; tiled (resumable tile files)" };
+        var engine = new Option<string>("--engine") { Description = "auto: the dense n×n Gram when 32·n² bytes fit in memory, else tiled (default; with --config: Certificate:Engine); dense; tiled (resumable tile files)" };
         engine.AcceptOnlyFromAmong("auto", "dense", "tiled");
         var tileSize = new Option<int>("--tile-size") { Description = "rows of a tile of the tiled engine", DefaultValueFactory = _ => 2048 };
         tileSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--tile-size must be at least 1"); });
         var workDir = new Option<DirectoryInfo>("--work-dir") { Description = "tile files and manifest of the tiled engine (default: next to the JSON for --matrix, RunsDirectory/tiles-<run> for --config); run the same command again to resume" };
-        var tileMemory = new Option<double?>("--tile-memory-gb") { Description = "GB of tiles kept in memory by the tiled engine (default: 20 GiB, at most half the memory available)" };
+        var tileMemory = new Option<double?>("--tile-memory-gb") { Description = "GB of tiles kept in memory by the tiled engine (default: Certificate:TileMemoryGB with --config, else 20 GiB, at most half the memory available)" };
         tileMemory.Validators.Add(r => { if (r.GetValueOrDefault<double?>() is <= 0) r.AddError("--tile-memory-gb must be positive"); });
         common.AddTo(command);
         command.Options.Add(engine);
@@ -125,7 +125,8 @@ public static class RootCommandFactory
             new CertificateEngineOptions(
                 r.GetValue(engine) switch { "dense" => CertificateEngineKind.Dense, "tiled" => CertificateEngineKind.Tiled, _ => CertificateEngineKind.Auto },
                 r.GetValue(tileSize), r.GetValue(workDir)?.FullName,
-                r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null)))));
+                r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null),
+            r.GetResult(engine) is { Implicit: false }, r.GetResult(tileSize) is { Implicit: false }))));
         return command;
     }
 
@@ -156,10 +157,18 @@ public static class RootCommandFactory
         var dataset = new Option<string>("--dataset") { Description = "use the first n training images of this dataset (default: Gaussian inputs in R^4)" };
         var dataDir = new Option<DirectoryInfo>("--data-dir") { Description = "data directory (default: data)" };
         var json = new Option<FileInfo>("--json") { Description = "write the certificate as JSON to this file" };
-        foreach (var option in new Option[] { n, widths, seed, activation, dataset, dataDir, json }) fc.Options.Add(option);
+        var engine = new Option<string>("--engine") { Description = "certificate engine: auto (the dense n×n Gram when 32·n² bytes fit in memory, else tiled; default), dense, tiled" };
+        engine.AcceptOnlyFromAmong("auto", "dense", "tiled");
+        var tileSize = new Option<int>("--tile-size") { Description = "rows of a tile of the tiled engine", DefaultValueFactory = _ => 2048 };
+        tileSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--tile-size must be at least 1"); });
+        var tileMemory = new Option<double?>("--tile-memory-gb") { Description = "GB of tiles kept in memory by the tiled engine (default: 20 GiB, at most half the memory available)" };
+        tileMemory.Validators.Add(r => { if (r.GetValueOrDefault<double?>() is <= 0) r.AddError("--tile-memory-gb must be positive"); });
+        foreach (var option in new Option[] { n, widths, seed, activation, dataset, dataDir, json, engine, tileSize, tileMemory }) fc.Options.Add(option);
         fc.SetAction(r => CommandRunner.Run("prove fc", () => new ProveHandler().RunFc(new ProveFcArguments(
             r.GetValue(n), r.GetValue(widths)!, r.GetValue(seed), r.GetValue(activation)!, r.GetValue(dataset),
-            r.GetValue(dataDir)?.FullName ?? "data", r.GetValue(json)?.FullName))));
+            r.GetValue(dataDir)?.FullName ?? "data", r.GetValue(json)?.FullName,
+            new CertificateEngineOptions(Certification.CertificateEngineConfiguration.KindOf(r.GetValue(engine) ?? "auto"), r.GetValue(tileSize), null,
+                r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null)))));
         command.Subcommands.Add(fc);
         return command;
     }

@@ -50,6 +50,14 @@ public static class MemoryBudget
         return options.Recipe.CertificationSubset > 0 ? Math.Min(trainCount, options.Recipe.CertificationSubset) : trainCount;
     }
 
+    /// <summary>The rows of a run's certificate when it runs on the dense engine (<c>Certificate:Engine</c> dense, or auto
+    /// and 32·n² bytes fit), else null: the tiled engine holds at most its tile budget and spills the rest to files.</summary>
+    public static long? DenseCertifiedRows(RfOptions options, long trainCount)
+    {
+        long rows = CertifiedRows(options, null, trainCount);
+        return Certification.CertificateEngineConfiguration.Options(options.Certificate).UsesTiled(rows) ? null : rows;
+    }
+
     /// <summary>Training's resident memory, estimated before the network is built (<c>Networks.memoryEstimate</c>):
     /// parameters with gradients and up to two optimiser states (×4; ×7 with the recipe's body copies), activations at the
     /// batch size with their gradients (×2), and the loaded data.</summary>
@@ -84,7 +92,7 @@ public static class MemoryBudget
         if (certifiedRows is long rows && certificate >= activations && resident < available)
         {
             long fits = (long)Math.Floor(Math.Sqrt((available - resident) / 32.0));
-            advice = $"set Recipe:CertificationSubset (or --subset) to at most {fits}";
+            advice = $"set Certificate:Engine=tiled (tiles in memory up to Certificate:TileMemoryGB, files beyond), or Recipe:CertificationSubset (or --subset) to at most {fits}";
         }
         else advice = "reduce Training:BatchSize or the widths (Model:HiddenWidths, Model:WideWidth, Model:WidthMultiplier)";
         throw new InsufficientMemoryException(

@@ -113,8 +113,10 @@ public static class RunSetup
             checkpointDirectory is null ? 0 : t.CheckpointEvery, checkpointDirectory!, recordFingerprints);
     }
 
-    /// <summary>The recipe's knobs; null when <c>Recipe:Enabled</c> is false (a base run).</summary>
-    public static RecipeConfig? Recipe(RecipeOptions r, TrainingOptions t, bool enabled)
+    /// <summary>The recipe's knobs; null when <c>Recipe:Enabled</c> is false (a base run). <paramref name="engine"/>: the
+    /// certificate engine of the switch, guard and Theorem P's factor (null: <see cref="ResearchFramework.MathCore.CertificateEngine.Default"/>;
+    /// runs pass <see cref="Certification.CertificateEngineConfiguration.ForRun"/>).</summary>
+    public static RecipeConfig? Recipe(RecipeOptions r, TrainingOptions t, bool enabled, ResearchFramework.MathCore.CertificateEngine? engine = null)
     {
         if (!enabled) return null;
         if (r.SwitchIteration > t.TotalIterations)
@@ -132,7 +134,7 @@ public static class RunSetup
         };
         var readout = r.Readout.Equals("output-layer", StringComparison.OrdinalIgnoreCase) ? ReadoutChoice.OutputLayer : ReadoutChoice.Separate;
         return new RecipeConfig(r.SwitchIteration, mode, r.Epsilon, r.MaxTries, r.DampingPower, r.Kappa, r.CheckEvery, r.CertificationSubset, readoutStep, readout,
-            r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon);
+            r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, engine ?? ResearchFramework.MathCore.CertificateEngine.Default);
     }
 
     /// <summary>F# option of a recipe (None = base run) for <see cref="TwoPhaseTrainer"/>.</summary>

@@ -89,7 +89,11 @@ public static class TrainingRun
         var clock = Stopwatch.StartNew();
         var architecture = RunSetup.Architecture(options, data);
         var training = RunSetup.Training(options.Training, seed, run.CheckpointsPath);
-        var recipe = RunSetup.Recipe(options.Recipe, options.Training, recipeEnabled);
+        // The switch's and the guard's certificates (and Theorem P's factor) on the engine of Certificate:Engine, tile
+        // files in the run directory's tiles/: a killed run's certificate resumes from them.
+        var engine = Certification.CertificateEngineConfiguration.ForRun(options.Certificate,
+            Infrastructure.MemoryBudget.CertifiedRows(options, null, data.Train.Count), Path.Combine(run.Path, "tiles"));
+        var recipe = RunSetup.Recipe(options.Recipe, options.Training, recipeEnabled, engine);
         var previous = resume ? RunSummary.TryLoad(run.Path) : null;
         string? checkpoint = null;
         if (resume)

@@ -140,8 +140,8 @@ let endToEnd =
             use dir = new TempDir()
             writeTinyMnist dir 3000 10
             File.WriteAllText(dir.File "cfg.json", config dir "mem" 20 10 40 true)
-            // 100 MB available: training fits (well under 1 MB here), the certificate of n = 3000 (288 MB) does not; n ≈ 1760 would.
-            let code, out, err = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "100000000" ] dir.Path [ "train"; "--config"; "cfg.json" ]
+            // 100 MB available: training fits (well under 1 MB here), the dense certificate of n = 3000 (288 MB) does not; n ≈ 1760 would.
+            let code, out, err = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "100000000" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Certificate:Engine=dense" ]
             Expect.equal code 1 (sprintf "refused: %s %s" out err)
             Expect.stringContains err "the certificate of n = 3000 points 0.29 GB" "names n and the estimate"
             Expect.stringContains err "Recipe:CertificationSubset" "the key"
@@ -149,8 +149,17 @@ let endToEnd =
             Expect.isTrue fits.Success "the largest n that fits"
             Expect.isTrue (abs (int fits.Groups.[1].Value - 1767) < 20) ("≈ √(10⁸/32) less the resident part: " + fits.Value)
             Expect.isEmpty (Directory.GetFiles(runDirOf dir "mem", "metrics.jsonl") |> Array.filter (fun f -> FileInfo(f).Length > 0L)) "nothing trained"
+            Expect.stringContains err "Certificate:Engine=tiled" "the other way out"
             let code2, out2, err2 = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "1000000000" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=fits" ]
             Expect.equal code2 0 (sprintf "fits with 1 GB: %s %s" out2 err2)
+            // Certificate:Engine = auto (the default) with 100 MB: not refused, the switch certifies on tiles (files in the run's tiles/)
+            let code2b, out2b, err2b = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "100000000" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=tiled" ]
+            Expect.equal code2b 0 (sprintf "auto → tiled with 100 MB: %s %s" out2b err2b)
+            // (m + 1 = 41 < n: refuted by shape, on the tiled engine without a Gram; the tiled switch itself: Algorithm.TiledEngine)
+            Expect.isNonEmpty (Directory.GetFiles(Path.Combine(runDirOf dir "tiled", "certificates"), "switch-*.json")) "the switch's certificate"
+            let tiles = Path.Combine(runDirOf dir "tiled", "tiles")
+            if Directory.Exists tiles then
+                Expect.isEmpty (Directory.GetFiles(tiles, "*.tile", SearchOption.AllDirectories)) "no tile file left once certified"
             // A network that cannot even be built (a hidden width of 10⁸: 78.5 G parameters) is refused, not allocated.
             let code3, _, err3 = runRf dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Model:HiddenWidths:0=100000000"; "--set"; "Run:RunName=huge" ]
             Expect.equal code3 1 ("refused: " + err3)

@@ -56,6 +56,27 @@ let configuration =
                 File.WriteAllText(dir.File "shipped.json", node.ToJsonString())
                 RfOptions.Load(RfConfiguration.Build(ConfigurationInput(dir.File "shipped.json", [||]))) |> ignore
         }
+        test "section Certificate: Engine, TileSize, TileMemoryGB validated naming the key; mapped onto the trainer's engine (auto by rf certify's rule, tiles in the run directory) and under rf certify's flags" {
+            let message overrides = (throwsT<ConfigurationException> (fun () -> load overrides |> ignore)).Message
+            for key, value in [ "Certificate:Engine", "fast"; "Certificate:TileSize", "0"; "Certificate:TileMemoryGB", "-1"; "Certificate:TileMemoryGB", "0" ] do
+                let m = message [ sprintf "%s=%s" key value ]
+                Expect.stringContains m key (sprintf "%s=%s names the key: %s" key value m)
+                Expect.isFalse (m.Trim().Contains "\n\n") "one error"
+            Expect.stringContains (message [ "Certificate:Engin=tiled" ]) "unknown key 'Certificate:Engin'" "a misspelt key"
+            let o = load [ "Certificate:Engine=tiled"; "Certificate:TileSize=64"; "Certificate:TileMemoryGB=0.5" ]
+            let e = ResearchFramework.Host.Certification.CertificateEngineConfiguration.ForRun(o.Certificate, 100L, "/runs/r/tiles")
+            Expect.equal (e.Kind, e.TileSize, e.MemoryBudgetBytes, e.WorkDirectory)
+                         (ResearchFramework.MathCore.EngineKind.Tiled, 64, 500000000L, "/runs/r/tiles") "tiled, b, budget, tiles in the run directory"
+            let recipe = ResearchFramework.Host.Training.RunSetup.Recipe(o.Recipe, o.Training, true, e)
+            Expect.equal recipe.CertificateEngine e "the recipe carries it"
+            let d = ResearchFramework.Host.Certification.CertificateEngineConfiguration.ForRun((load [ "Certificate:Engine=dense" ]).Certificate, 100L, "x")
+            Expect.equal d.Kind ResearchFramework.MathCore.EngineKind.Dense "dense"
+            let a = ResearchFramework.Host.Certification.CertificateEngineConfiguration.ForRun((load []).Certificate, 100L, "x")
+            Expect.equal a.Kind ResearchFramework.MathCore.EngineKind.Dense "auto, 32·100² bytes fit: dense"
+            let cli = ResearchFramework.Host.Certification.CertificateEngineOptions(ResearchFramework.Host.Certification.CertificateEngineKind.Dense, 16, null, System.Nullable())
+            let merged = ResearchFramework.Host.Certification.CertificateEngineConfiguration.Merge(o.Certificate, cli, false, true)
+            Expect.equal (merged.Kind, merged.TileSize, merged.MemoryBudgetBytes) (ResearchFramework.Host.Certification.CertificateEngineKind.Tiled, 16, System.Nullable 500000000L) "the configuration's kind and budget, the flag's tile size"
+        }
         test "a --config file layers under --set" {
             use dir = new TempDir()
             File.WriteAllText(dir.File "c.json", """{ "Training": { "BatchSize": 32, "Seed": 5 } }""")

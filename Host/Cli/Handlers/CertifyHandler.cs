@@ -20,6 +20,8 @@ public sealed class CertifyHandler
         var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
         using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true, evaluationOnly: true);
         var logger = app.Logger<CertifyHandler>();
+        // Certificate:Engine, TileSize and TileMemoryGB of the configuration, under the flags given on the command line
+        engine = CertificateEngineConfiguration.Merge(app.Options.Certificate, engine, args.EngineGiven, args.TileSizeGiven);
         using var data = RunSetup.LoadData(app.Options);
         long certified = MemoryBudget.CertifiedRows(app.Options, args.Subset, data.Train.Count);
         bool tiled = engine.UsesTiled(certified);

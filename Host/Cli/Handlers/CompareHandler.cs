@@ -25,7 +25,7 @@ public sealed class CompareHandler
         var logger = app.Logger<CompareHandler>();
         using var data = RunSetup.LoadData(app.Options);
         MemoryBudget.EnsureFits("rf compare", app.Options, RunSetup.Architecture(app.Options, data), data.Train.Count,
-            data.Train.Inputs.NumberOfElements + data.TestInputs.NumberOfElements, true, MemoryBudget.CertifiedRows(app.Options, null, data.Train.Count));
+            data.Train.Inputs.NumberOfElements + data.TestInputs.NumberOfElements, true, MemoryBudget.DenseCertifiedRows(app.Options, data.Train.Count));
         var outcome = CompareRun.Execute(app.Options, data, app.Run!, logger, seeds, resume is not null, cancellationToken, showProgress);
         if (!outcome.Completed)
         {

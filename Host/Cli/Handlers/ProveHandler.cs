@@ -1,3 +1,4 @@
+using ResearchFramework.Host.Certification;
 using ResearchFramework.Host.Data;
 using ResearchFramework.MathCore;
 using ResearchFramework.Proofs;
@@ -31,9 +32,13 @@ public sealed class ProveHandler
             var other => throw new ArgumentException($"--activation '{other}': the theorem needs an analytic activation (tanh, sigmoid, softplus)"),
         };
         var widths = FullyConnected.parseWidths(args.Widths);
+        // The engine rule of rf certify (auto: dense when 32·n² bytes fit the memory available), tiles in memory.
+        var options = args.Engine ?? CertificateEngineOptions.Default;
+        var engine = new CertificateEngine(options.UsesTiled(args.N) ? EngineKind.Tiled : EngineKind.Dense, options.TileSize,
+            options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, null);
         var result = args.Dataset is { } name
-            ? FullyConnected.prove(activation, DatasetInputs(name, args.DataDirectory, args.N), widths, args.Seed)
-            : FullyConnected.runFcWith(activation, args.N, widths, args.Seed);
+            ? FullyConnected.proveOn(engine, activation, DatasetInputs(name, args.DataDirectory, args.N), widths, args.Seed)
+            : FullyConnected.runFcOn(engine, activation, args.N, widths, args.Seed);
         if (args.Dataset is { } dataset) Console.WriteLine($"inputs: the first {args.N} training images of {dataset}, pixels in [0, 1]");
         Console.Write(FullyConnected.report(result));
         if (args.JsonOutput is { } json)

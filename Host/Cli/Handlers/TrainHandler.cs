@@ -27,7 +27,7 @@ public sealed class TrainHandler
         var options = app.Options;
         using var data = RunSetup.LoadData(options);
         MemoryBudget.EnsureFits("rf train", options, RunSetup.Architecture(options, data), data.Train.Count, data.Train.Inputs.NumberOfElements + data.TestInputs.NumberOfElements,
-            options.Recipe.Enabled, options.Recipe.Enabled ? MemoryBudget.CertifiedRows(options, null, data.Train.Count) : null);
+            options.Recipe.Enabled, options.Recipe.Enabled ? MemoryBudget.DenseCertifiedRows(options, data.Train.Count) : null);
         var summary = TrainingRun.Execute(options, data, app.Run!, app.Metrics!, logger, options.Recipe.Enabled, options.Training.Seed,
             resume is not null, cancellationToken, "train", showProgress);
         Print(summary);

@@ -12,7 +12,8 @@ public static class ResumeGuard
 {
     /// <summary>Keys a resume may change: they do not affect the parameters' trajectory.</summary>
     public static readonly string[] MayChange =
-        ["Data:DataDirectory", "Run:RunsDirectory", "Run:RunName", "Training:LogEvery", "Training:CheckpointEvery"];
+        ["Data:DataDirectory", "Run:RunsDirectory", "Run:RunName", "Training:LogEvery", "Training:CheckpointEvery",
+         "Certificate:TileMemoryGB"]; // tiles in memory or in files: bitwise the same certificate
 
     /// <summary>Throws <see cref="ConfigurationException"/> naming every key whose value differs between the run's
     /// stored options (<paramref name="storedEffectiveConfig"/>) and <paramref name="requested"/>.</summary>

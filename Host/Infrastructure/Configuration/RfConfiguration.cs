@@ -11,7 +11,7 @@ public static class RfConfiguration
     /// <summary>Top-level sections a config file or override may use. <c>Environment</c> is written by <c>rf</c> into
     /// <c>config.effective.json</c> (libtorch, the convolution kernel path and its self-check) and ignored when read.</summary>
     public static readonly string[] KnownSections =
-        [DataOptions.Section, ModelOptions.Section, TrainingOptions.Section, RecipeOptions.Section, RunOptions.Section, EnvironmentSection];
+        [DataOptions.Section, ModelOptions.Section, TrainingOptions.Section, RecipeOptions.Section, RunOptions.Section, CertificateOptions.Section, EnvironmentSection];
 
     /// <summary>The record-only section of <c>config.effective.json</c>: never bound to options.</summary>
     public const string EnvironmentSection = "Environment";
@@ -79,7 +79,7 @@ public static class RfConfiguration
     {
         [DataOptions.Section] = typeof(DataOptions), [ModelOptions.Section] = typeof(ModelOptions),
         [TrainingOptions.Section] = typeof(TrainingOptions), [RecipeOptions.Section] = typeof(RecipeOptions),
-        [RunOptions.Section] = typeof(RunOptions),
+        [RunOptions.Section] = typeof(RunOptions), [CertificateOptions.Section] = typeof(CertificateOptions),
     };
 
     private static System.Reflection.PropertyInfo? PropertyOf(string section, string key) =>

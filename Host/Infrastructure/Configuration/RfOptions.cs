@@ -7,6 +7,9 @@ namespace ResearchFramework.Host.Infrastructure.Configuration;
 /// <summary>All bound and validated options of one invocation (what <c>config.effective.json</c> records).</summary>
 public sealed record RfOptions(DataOptions Data, ModelOptions Model, TrainingOptions Training, RecipeOptions Recipe, RunOptions Run)
 {
+    /// <summary>Section <c>Certificate</c>: the certificate engine (defaults when absent).</summary>
+    public CertificateOptions Certificate { get; init; } = new();
+
     /// <summary>Binds and validates every section, failing on the first bad section with a
     /// <see cref="ConfigurationException"/> that names the keys.</summary>
     public static RfOptions Load(IConfiguration configuration)
@@ -16,6 +19,7 @@ public sealed record RfOptions(DataOptions Data, ModelOptions Model, TrainingOpt
         CheckUnknownKeys(configuration, TrainingOptions.Section, typeof(TrainingOptions));
         CheckUnknownKeys(configuration, RecipeOptions.Section, typeof(RecipeOptions));
         CheckUnknownKeys(configuration, RunOptions.Section, typeof(RunOptions));
+        CheckUnknownKeys(configuration, CertificateOptions.Section, typeof(CertificateOptions));
         var services = new ServiceCollection();
         services.AddRfOptions(configuration);
         using var provider = services.BuildServiceProvider();
@@ -66,12 +70,14 @@ public static class OptionsRegistration
         Add<TrainingOptions>(services, configuration, TrainingOptions.Section);
         Add<RecipeOptions>(services, configuration, RecipeOptions.Section);
         Add<RunOptions>(services, configuration, RunOptions.Section);
+        Add<CertificateOptions>(services, configuration, CertificateOptions.Section);
         services.AddSingleton<IOptions<RfOptions>>(sp => Options.Create(new RfOptions(
             sp.GetRequiredService<IOptions<DataOptions>>().Value,
             sp.GetRequiredService<IOptions<ModelOptions>>().Value,
             sp.GetRequiredService<IOptions<TrainingOptions>>().Value,
             sp.GetRequiredService<IOptions<RecipeOptions>>().Value,
-            sp.GetRequiredService<IOptions<RunOptions>>().Value)));
+            sp.GetRequiredService<IOptions<RunOptions>>().Value)
+        { Certificate = sp.GetRequiredService<IOptions<CertificateOptions>>().Value }));
         return services;
     }
 

@@ -1,0 +1,253 @@
+namespace ResearchFramework.MathCore
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Security.Cryptography
+open System.Text
+open TorchSharp
+
+/// Which certificate engine makes a certificate of n rows (docs/theory.md §3, "Tiles").
+type EngineKind =
+    /// Dense when the dense engine's 32·n² bytes fit the memory budget, else tiled.
+    | Auto = 0
+    /// The dense n × n float64 Gram in memory (`Certify`).
+    | Dense = 1
+    /// The tiled engine (`Tiled`): b × b tiles in memory up to the budget, in files beyond it.
+    | Tiled = 2
+
+/// The one engine choice of every certificate made in process (the trainer's switch and guard, `rf prove fc`;
+/// `rf certify` maps its own options onto the same rule): the kind, the tile size b, the memory budget (tiles kept
+/// in memory by the tiled engine; the bytes the dense engine may use under Auto) and the work directory of the
+/// tile files (null: tiles in memory only, not resumable). None of it affects soundness: both engines compute the
+/// same bounds of SPEC §3 (docs/theory.md §3); they agree up to the rounding of fl G and the factorisations.
+type CertificateEngine =
+    { /// Auto, Dense or Tiled.
+      Kind: EngineKind
+      /// b: rows and columns of a tile (≥ 1).
+      TileSize: int
+      /// Bytes the certificate may hold in memory (> 0): the tiled engine's tiles; under Auto, dense iff 32·n² fits.
+      MemoryBudgetBytes: int64
+      /// Folder of the tile files (one subfolder per certified subject, removed once its certificate is made), or null.
+      WorkDirectory: string }
+
+    /// Auto, 2048-row tiles, `Tiled.defaultMemoryBudgetBytes` (20 GiB: a 24 GB machine with headroom), no work directory.
+    static member Default =
+        { Kind = EngineKind.Auto; TileSize = 2048; MemoryBudgetBytes = Tiled.defaultMemoryBudgetBytes; WorkDirectory = null }
+
+    /// Peak bytes of the dense certificate of n rows: four n × n float64 matrices (fl G, its shifted copy, their factors).
+    static member DenseBytes(rows: int64) : int64 = 32L * rows * rows
+
+    /// Whether a certificate of `rows` points runs on the tiled engine: Tiled, or Auto and 32·n² > `availableBytes`.
+    member e.UsesTiled(rows: int, availableBytes: int64) : bool =
+        e.Kind = EngineKind.Tiled || (e.Kind = EngineKind.Auto && CertificateEngine.DenseBytes(int64 rows) > availableBytes)
+
+    /// Whether a certificate of `rows` points runs on the tiled engine, Auto measured against `MemoryBudgetBytes`.
+    member e.UsesTiled(rows: int) : bool = e.UsesTiled(rows, e.MemoryBudgetBytes)
+
+    /// Throws ArgumentException for `paramName` naming the bad value (kind, tile size, budget).
+    member e.Validate(paramName: string) =
+        if not (Enum.IsDefined(typeof<EngineKind>, e.Kind)) then invalidArg paramName (sprintf "certificate engine %d is not auto, dense or tiled" (int e.Kind))
+        if e.TileSize < 1 then invalidArg paramName (sprintf "certificate tile size %d must be at least 1" e.TileSize)
+        if e.MemoryBudgetBytes <= 0L then invalidArg paramName (sprintf "certificate memory budget %d bytes must be positive" e.MemoryBudgetBytes)
+
+    /// The same choice with engine `kind`.
+    member e.WithKind(kind: EngineKind) = { e with Kind = kind }
+    /// The same choice with tiles of `tileSize` rows and `memoryBudgetBytes` bytes of tiles in memory.
+    member e.WithTiles(tileSize: int, memoryBudgetBytes: int64) = { e with TileSize = tileSize; MemoryBudgetBytes = memoryBudgetBytes }
+    /// The same choice with tile files under `directory` (null: memory only).
+    member e.WithWorkDirectory(directory: string) = { e with WorkDirectory = directory }
+
+    /// The tiled engine's settings for a subject named by `key`: tile files in `WorkDirectory/certificate-<hash of key>`
+    /// (null without a work directory), so the same subject resumes from its own tiles.
+    member e.Settings(key: string, log: string -> unit) : Tiled.Settings * string =
+        let folder =
+            if String.IsNullOrEmpty e.WorkDirectory then null
+            else
+                let hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes key)).Substring(0, 16).ToLowerInvariant()
+                Path.Combine(e.WorkDirectory, "certificate-" + hash)
+        { Tiled.defaults with TileSize = e.TileSize; MemoryBudgetBytes = e.MemoryBudgetBytes; WorkDirectory = folder; RunFingerprint = key; Log = log },
+        folder
+
+    /// What names a certified subject's tiles (data, certification set, network, parameters, taps, shape): the
+    /// run fingerprint of its tile files and the name of its tile folder.
+    static member SubjectKey(subject: ExpressivitySubject) : string =
+        sprintf "%s|%s|%s|%s|%s|n=%d|m=%d|bias=%b" subject.DatasetFingerprint subject.CertificationSet subject.Architecture
+            subject.ParameterFingerprint (String.Join(",", subject.Taps)) subject.Rows subject.Features subject.WithBias
+
+    /// The certificate of an in-memory Φ (n × m, without the bias column) on the engine this choice picks for n rows:
+    /// `Certify.certifyMatrix`, or `Tiled.certifyMatrix` followed (Auto route, Gram Inconclusive) by the orthogonal
+    /// route exactly as the dense engine does (`Certify.certifyAfterGram`). The tiled engine's tile folder is removed
+    /// once the certificate is made; a killed run leaves it, and the same subject resumes from its tiles.
+    static member Certify(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, phi: torch.Tensor, log: Action<string>) : Certificate =
+        if not (engine.UsesTiled subject.Rows) then Certify.certifyMatrix opts subject phi
+        else
+            let clock = Stopwatch.StartNew()
+            let settings, folder = engine.Settings(CertificateEngine.SubjectKey subject, (if isNull log then ignore else log.Invoke))
+            let gram = Tiled.certifyMatrix opts settings subject phi
+            let certificate = Certify.certifyAfterGram opts subject phi clock gram
+            if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
+            certificate
+
+/// The lower Cholesky factor C of a symmetric positive definite M = fl(Φ̃Φ̃ᵀ) + s·I (n × n, float64; Theorem P's
+/// M_τ = fl(G_τ) + nλI, docs/theory.md §4), and M⁻¹Z by forward substitution with C then back substitution with Cᵀ
+/// (Z: n × c, the c classes as right-hand sides). One interface, two storages: one dense tensor (`Dense`), or b × b
+/// tiles of the lower triangle (`Tiled`), in memory up to a budget and in tile files beyond it. What is proved about
+/// a solve does not depend on the storage: its residual Z − MA is measured on Φ̃ itself (docs/theory.md §4).
+[<AbstractClass; AllowNullLiteral>]
+type CholeskyFactor() =
+    /// n.
+    abstract Rows: int
+    /// True for the tiled storage.
+    abstract IsTiled: bool
+    /// A = M⁻¹Z (n × c float64 CPU; `z` n × c float64 CPU), owned by the caller.
+    abstract Solve: z: torch.Tensor -> torch.Tensor
+    /// Frees the factor (tensors, tile files).
+    abstract Dispose: unit -> unit
+    interface IDisposable with
+        member f.Dispose() = f.Dispose()
+
+    /// M = fl(Φ̃Φ̃ᵀ) + shift·I as one n × n tensor and its LAPACK Cholesky factor; null when the float64 Cholesky fails.
+    static member Dense(phi: torch.Tensor, shift: float) : CholeskyFactor =
+        let n = phi.shape.[0]
+        let factor =
+            use scope = torch.NewDisposeScope()
+            let m = phi.mm(phi.t()).add(torch.eye(n, dtype = torch.float64).mul(scalar shift))
+            let struct (l, info) = torch.linalg.cholesky_ex(m)
+            if info.max().ToInt32() <> 0 then null else l.DetachFromDisposeScope()
+        if isNull factor then null else new DenseCholesky(factor) :> CholeskyFactor
+
+    /// M = fl(Φ̃Φ̃ᵀ) + shift·I in b × b tiles (M_IK = fl(Φ̃_I Φ̃_Kᵀ), + shift·I on the diagonal tiles) and its tile
+    /// Cholesky, left-looking by tile column as `Tiled`'s (potrf on the diagonal tile, trsm below it, syrk/gemm updates
+    /// from the finished tiles of earlier columns); factor tiles are kept in memory up to `memoryBudgetBytes` and written
+    /// to `directory` beyond it (null: all in memory). Null when a diagonal tile's float64 Cholesky fails.
+    static member Tiled(phi: torch.Tensor, shift: float, tileSize: int, memoryBudgetBytes: int64, directory: string) : CholeskyFactor =
+        if tileSize < 1 then invalidArg "tileSize" (sprintf "the tile size %d must be at least 1" tileSize)
+        let factor = new TiledCholesky(int phi.shape.[0], tileSize, memoryBudgetBytes, directory)
+        if factor.Factorize(phi, shift) then factor :> CholeskyFactor
+        else
+            factor.Dispose()
+            null
+
+    /// The factor on the storage `engine` picks for n rows (`CertificateEngine.UsesTiled`: the storage of the
+    /// certificate of the same Φ̃); a tiled factor spills to `WorkDirectory/cholesky` beyond the memory budget.
+    static member Of(engine: CertificateEngine, phi: torch.Tensor, shift: float) : CholeskyFactor =
+        if engine.UsesTiled(int phi.shape.[0]) then
+            let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
+            CholeskyFactor.Tiled(phi, shift, engine.TileSize, engine.MemoryBudgetBytes, directory)
+        else CholeskyFactor.Dense(phi, shift)
+
+/// One n × n lower factor in memory: M⁻¹Z by LAPACK's potrs.
+and [<AllowNullLiteral>] DenseCholesky(factor: torch.Tensor) =
+    inherit CholeskyFactor()
+    /// The lower factor C (n × n float64).
+    member _.Factor = factor
+    override _.Rows = int factor.shape.[0]
+    override _.IsTiled = false
+    override _.Solve(z) = torch.cholesky_solve(z, factor, false)
+    override _.Dispose() = factor.Dispose()
+
+/// The lower factor in b × b tiles L_ik (i ≥ k), in memory up to a budget and in tile files (`Tiled.writeTile`) beyond it.
+and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory: string) =
+    inherit CholeskyFactor()
+    let tiles = (n + b - 1) / b
+    let size i = min b (n - i * b)
+    let offset i = i * b
+    let memory = Collections.Generic.Dictionary<struct (int * int), torch.Tensor>()
+    let mutable memoryBytes = 0L
+    let mutable disposed = false
+    let folder =
+        if String.IsNullOrEmpty directory then null
+        else Path.Combine(directory, "factor-" + Guid.NewGuid().ToString("N").Substring(0, 12))
+    let pathOf i k = Path.Combine(folder, sprintf "L-%d-%d.tile" i k)
+    let header i k = sprintf "rf-cholesky-factor\nfolder=%s\ntile=%d,%d\nrows=%d\ncols=%d\n" folder i k (size i) (size k)
+    /// Stores L_ik (takes `t`): in memory while the budget allows (always without a folder), else in its file.
+    let put i k (t: torch.Tensor) =
+        // row-major, canonical strides: the same bits whether the tile is used from memory or read back from its file
+        let c = torch.empty(t.shape, dtype = torch.float64).DetachFromDisposeScope()
+        c.copy_(t) |> ignore
+        t.Dispose()
+        let bytes = c.NumberOfElements * 8L
+        if isNull folder || memoryBytes + bytes <= budget then
+            memory.[struct (i, k)] <- c
+            memoryBytes <- memoryBytes + bytes
+        else
+            Directory.CreateDirectory folder |> ignore
+            Tiled.writeTile (pathOf i k) (header i k) (c.data<float>().ToArray())
+            c.Dispose()
+    /// Runs `f` on L_ik (from memory, or read back and verified from its file).
+    let withTile i k (f: torch.Tensor -> 'a) : 'a =
+        match memory.TryGetValue(struct (i, k)) with
+        | true, t -> f t
+        | _ ->
+            match Tiled.readTile (pathOf i k) (header i k) (size i) (size k) with
+            | Ok data ->
+                use flat = torch.tensor(data, dtype = torch.float64)
+                use t = flat.view(int64 (size i), int64 (size k)).clone()
+                f t
+            | Error why -> invalidOp (sprintf "Theorem P's factor tile %s refused: %s" (pathOf i k) why)
+    /// b: rows of a tile.
+    member _.TileSize = b
+    /// T: tile rows.
+    member _.TileCount = tiles
+    /// Bytes of factor tiles held in memory.
+    member _.MemoryBytes = memoryBytes
+    /// Tiles in files (beyond the budget).
+    member _.TilesInFiles = tiles * (tiles + 1) / 2 - memory.Count
+    /// L_ik as a copy (i ≥ k), for tests.
+    member _.Tile(i: int, k: int) : torch.Tensor = withTile i k (fun t -> t.clone())
+    /// Factorises M = fl(Φ̃Φ̃ᵀ) + shift·I tile by tile; false when a diagonal tile is not positive definite in float64.
+    member internal _.Factorize(phi: torch.Tensor, shift: float) : bool =
+        let rowsOf i = phi.narrow(0L, int64 (offset i), int64 (size i))
+        let mutable ok = true
+        let mutable k = 0
+        while ok && k < tiles do
+            let mutable i = k
+            while ok && i < tiles do
+                use scope = torch.NewDisposeScope()
+                let a = rowsOf(i).mm(rowsOf(k).t())
+                if i = k then a.diagonal().add_(scalar shift) |> ignore
+                for j in 0 .. k - 1 do
+                    // syrk (i = k) or gemm update from the finished tiles of the earlier tile columns
+                    withTile i j (fun lij ->
+                        if i = k then a.addmm_(lij, lij.t(), beta = 1.0f, alpha = -1.0f) |> ignore
+                        else withTile k j (fun lkj -> a.addmm_(lij, lkj.t(), beta = 1.0f, alpha = -1.0f) |> ignore))
+                if i = k then
+                    let struct (l, info) = torch.linalg.cholesky_ex(a, false)
+                    if info.item<int> () <> 0 then ok <- false
+                    else put i k (l.DetachFromDisposeScope())
+                else
+                    let x = withTile k k (fun lkk -> torch.linalg.solve_triangular(lkk.t(), a, upper = true, left = false))
+                    put i k (x.DetachFromDisposeScope())
+                i <- i + 1
+            k <- k + 1
+        ok
+    override _.Rows = n
+    override _.IsTiled = true
+    /// Forward substitution C y = z (y_i = L_ii⁻¹(z_i − Σ_{j<i} L_ij y_j)), then back substitution Cᵀx = y
+    /// (x_i = L_iiᵀ⁻¹(y_i − Σ_{j>i} L_jiᵀ x_j)), tile row by tile row, all classes at once.
+    override _.Solve(z) =
+        if disposed then invalidOp "the tiled Cholesky factor was disposed"
+        use scope = torch.NewDisposeScope()
+        let block (v: torch.Tensor) i = v.narrow(0L, int64 (offset i), int64 (size i))
+        let y = torch.zeros_like(z)
+        for i in 0 .. tiles - 1 do
+            let r = (block z i).clone()
+            for j in 0 .. i - 1 do
+                withTile i j (fun lij -> r.sub_(lij.mm(block y j)) |> ignore)
+            let yi = withTile i i (fun lii -> torch.linalg.solve_triangular(lii, r, upper = false))
+            (block y i).copy_(yi) |> ignore
+        let x = torch.zeros_like(z)
+        for i in tiles - 1 .. -1 .. 0 do
+            let r = (block y i).clone()
+            for j in i + 1 .. tiles - 1 do
+                withTile j i (fun lji -> r.sub_(lji.t().mm(block x j)) |> ignore)
+            let xi = withTile i i (fun lii -> torch.linalg.solve_triangular(lii.t(), r, upper = true))
+            (block x i).copy_(xi) |> ignore
+        x.MoveToOuterDisposeScope()
+    override _.Dispose() =
+        if not disposed then
+            disposed <- true
+            for t in memory.Values do t.Dispose()
+            memory.Clear()
+            if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)

@@ -1,0 +1,340 @@
+/// The tiled engine everywhere a certificate is made (issue #12: the trainer's switch and guard, `rf prove fc`,
+/// `rf certify --config` through the `Certificate` keys) and Theorem P with a tiled factor of G_τ + nλI (issue #13,
+/// docs/theory.md §4). Oracles: MathNet's dense float64 products and solves (never the tile code), the dense engine
+/// within the stated error terms (`TiledTests.expectAgree`), and error bounds from the run's own certified quantities.
+module ResearchFramework.Properties.AlgorithmTests.TiledEverywhereTests
+
+open System
+open System.IO
+open Expecto
+open TorchSharp
+open MathNet.Numerics.LinearAlgebra
+open ResearchFramework.MathCore
+open ResearchFramework.Algorithm
+open ResearchFramework.Properties
+
+let private tiledEngine (b: int) (directory: string) =
+    { CertificateEngine.Default with Kind = EngineKind.Tiled; TileSize = b; WorkDirectory = directory }
+let private denseEngine = { CertificateEngine.Default with Kind = EngineKind.Dense }
+
+let private matrixOf (t: torch.Tensor) : Matrix<float> =
+    use c = t.detach().cpu().to_type(torch.float64).contiguous()
+    let rows, cols = int c.shape.[0], int c.shape.[1]
+    let data = c.data<float>().ToArray()
+    Matrix<float>.Build.Dense(rows, cols, (fun i j -> data.[i * cols + j]))
+
+/// A temporary folder, deleted afterwards.
+type private TempFolder() =
+    let path = Directory.CreateTempSubdirectory("rf-tiledall-").FullName
+    member _.Path = path
+    interface IDisposable with
+        member _.Dispose() = try Directory.Delete(path, true) with _ -> ()
+
+/// ‖Z − MA‖_F in MathNet float64, M = ΦΦᵀ + sI formed by MathNet (independent of the factor's code).
+let private residualNorm (phi: Matrix<float>) (shift: float) (z: Matrix<float>) (a: Matrix<float>) =
+    let m = phi.TransposeAndMultiply(phi) + Matrix<float>.Build.DenseIdentity(phi.RowCount) * shift
+    (z - m * a).FrobeniusNorm(), m
+
+/// Input dimension of the Theorem P runs: 20 (smooth features of n = 120 points in R³ have a Gram whose eigenvalues
+/// decay so fast that the float64 solve, not the rate, dominates; in R²⁰ the problem is well conditioned).
+let private inputDim = 20
+
+/// A user's float64 network d → 64 (tanh) → width (tanh, the tap "hidden") → 2, from `seed`.
+let private wideNetwork (seed: int) (d: int) (width: int) =
+    torch.random.manual_seed (int64 seed) |> ignore
+    torch.nn.Sequential(
+        [| struct ("fc1", torch.nn.Linear(int64 d, 64L, true, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>)
+           struct ("act1", torch.nn.Tanh() :> torch.nn.Module<torch.Tensor, torch.Tensor>)
+           struct ("fc2", torch.nn.Linear(64L, int64 width, true, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>)
+           struct ("hidden", torch.nn.Tanh() :> torch.nn.Module<torch.Tensor, torch.Tensor>)
+           struct ("fc3", torch.nn.Linear(int64 width, 2L, true, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>) |])
+
+type private PRun =
+    { Setup: RecipeSetup
+      Phi: Matrix<float>
+      Z: Matrix<float>
+      Trajectory: Matrix<float> list
+      Final: RecipeState }
+
+/// τ = 2 SGD steps, the certified switch on `engine`, then `phaseTwo` preconditioned steps with a frozen body.
+let private preconditionedRun (engine: CertificateEngine) (d: int) (seed: int) (n: int) (eta: float) (ridge: float) (epsilon: float) (phaseTwo: int) =
+    use g = new torch.Generator(uint64 seed + 11UL, torch.CPU)
+    let x = torch.randn([| int64 n; int64 d |], dtype = torch.float64, generator = g)
+    let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
+    let model = wideNetwork seed d (n + 20)
+    let opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
+    let recipe =
+        { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon).WithCertificateEngine(engine)
+            with Mode = PhaseTwoMode.Frozen }
+    let setup =
+        TwoPhase.Setup(recipe, model, [ "hidden" ], BodyRule.Of opt, CertificationInputs.Create(x, null, n), LossKind.Squared, n, 2).WithTargets(y)
+    let mutable state = TwoPhase.Init setup
+    let trajectory = ResizeArray<Matrix<float>>()
+    let mutable phi = Unchecked.defaultof<Matrix<float>>
+    let mutable z = Unchecked.defaultof<Matrix<float>>
+    while state.Iteration < 2 + phaseTwo do
+        let step = TwoPhase.Step(setup, state, 0.05, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) y)
+        state <- step.State
+        if state.Phase = Phase.PhaseTwo then
+            if isNull (box phi) then
+                use features = FeatureMap.featureMatrix model [ "hidden" ] n x
+                use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
+                use tilde = torch.cat([| features; ones |], 1L)
+                phi <- matrixOf tilde
+                use _ = torch.no_grad ()
+                model.eval ()
+                use f = model.call x
+                z <- matrixOf y - matrixOf f
+            let v = state.Readout
+            trajectory.Add((matrixOf (v.weight.t())).Stack(matrixOf (v.bias.unsqueeze(0L))))
+    { Setup = setup; Phi = phi; Z = z; Trajectory = List.ofSeq trajectory; Final = state }
+
+[<Tests>]
+let factorTests =
+    testList "MathCore.CholeskyFactor" [
+        testPropertyWithConfig (Seeds.config 4) "tiled factor of ΦΦᵀ + sI (tiles 16–64, n = 100–200): a backward-stable solve (MathNet residual), within ‖M⁻¹‖(‖r_t‖ + ‖r_d‖) of the dense one; spilled to files: bitwise the in-memory tiles' solve; files removed" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(100, 201)
+            let b = [| 16; 24; 32; 64 |].[rng.Next 4]
+            let shift = if rng.Next 2 = 0 then 0.0 else float n * 1e-3
+            use g = new torch.Generator(uint64 seed + 3UL, torch.CPU)
+            use phiT = torch.randn([| int64 n; int64 (n + rng.Next(5, 40)) |], dtype = torch.float64, generator = g)
+            use zT = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
+            use dense = CholeskyFactor.Dense(phiT, shift)
+            use tiled = CholeskyFactor.Tiled(phiT, shift, b, Int64.MaxValue, null)
+            Expect.isFalse dense.IsTiled "dense storage"
+            Expect.isTrue tiled.IsTiled "tiled storage"
+            use aD = dense.Solve zT
+            use aT = tiled.Solve zT
+            let phi, z, ad, at = matrixOf phiT, matrixOf zT, matrixOf aD, matrixOf aT
+            let rT, m = residualNorm phi shift z at
+            let rD, _ = residualNorm phi shift z ad
+            // Cholesky solve backward error: (M + ΔM)A = Z, |ΔM| ≤ γ_{3n+1}|C||Cᵀ|, ‖|C||Cᵀ|‖_F ≤ n‖M‖_F (Higham Thm 10.4)
+            let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (3 * n + 1)
+            let allowed (a: Matrix<float>) = gamma * float n * m.FrobeniusNorm() * a.FrobeniusNorm()
+            Expect.isLessThanOrEqual rT (allowed at) (sprintf "tiled residual %g (n = %d, b = %d)" rT n b)
+            Expect.isLessThanOrEqual rD (allowed ad) (sprintf "dense residual %g" rD)
+            let lambdaMin = m.Evd(Symmetricity.Symmetric).EigenValues |> Seq.map (fun c -> c.Real) |> Seq.min
+            Expect.isGreaterThan lambdaMin 0.0 "M positive definite (the oracle's eigenvalues)"
+            Expect.isLessThanOrEqual ((at - ad).FrobeniusNorm()) ((rT + rD) / lambdaMin * (1.0 + 1e-6)) "‖A_t − A_d‖ ≤ ‖M⁻¹‖(‖r_t‖ + ‖r_d‖)"
+            use folder = new TempFolder()
+            let spilled = CholeskyFactor.Tiled(phiT, shift, b, 2L * int64 b * int64 b * 8L, folder.Path) :?> TiledCholesky
+            try
+                Expect.isGreaterThan spilled.TilesInFiles 0 "tiles beyond the budget live in files"
+                use aS = spilled.Solve zT
+                Expect.isTrue (use same = aS.eq(aT).all() in same.item<bool> ()) "the tiles read back from their files give bitwise the in-memory solve"
+            finally spilled.Dispose()
+            Expect.isEmpty (Directory.GetFileSystemEntries folder.Path |> Array.collect (fun d -> if Directory.Exists d then Directory.GetFiles d else [| d |])) "its files removed on Dispose"
+
+        test "not positive definite in float64: null, for both storages; a bad tile size is refused naming it" {
+            use phi = torch.ones([| 40L; 50L |], dtype = torch.float64)
+            Expect.isNull (CholeskyFactor.Dense(phi, 0.0)) "rank 1: the dense Cholesky fails"
+            Expect.isNull (CholeskyFactor.Tiled(phi, 0.0, 16, Int64.MaxValue, null)) "and the tiled one"
+            let e = Expect.throwsC (fun () -> CholeskyFactor.Tiled(phi, 1.0, 0, Int64.MaxValue, null) |> ignore) id
+            Expect.stringContains e.Message "tile size" "names the key"
+        }
+    ]
+
+[<Tests>]
+let engineTests =
+    testSequenced <| testList "MathCore.CertificateEngine" [
+        test "the choice: Dense never tiles, Tiled always, Auto tiles exactly when 32·n² exceeds the budget; bad settings are refused naming them" {
+            Expect.isFalse (denseEngine.UsesTiled 100000) "dense"
+            Expect.isTrue ((tiledEngine 16 null).UsesTiled 2) "tiled"
+            let auto = { CertificateEngine.Default with MemoryBudgetBytes = 32L * 100L * 100L }
+            Expect.isFalse (auto.UsesTiled 100) "32·100² fits"
+            Expect.isTrue (auto.UsesTiled 101) "32·101² does not"
+            for bad, key in [ { CertificateEngine.Default with TileSize = 0 }, "tile size"
+                              { CertificateEngine.Default with MemoryBudgetBytes = 0L }, "memory budget"
+                              { CertificateEngine.Default with Kind = enum<EngineKind> 7 }, "engine" ] do
+                let e = Expect.throwsC (fun () -> bad.Validate "recipe") id
+                Expect.stringContains e.Message key ("names " + key)
+                let recipe = RecipeConfig.Default.WithCertificateEngine bad
+                let e2 = Expect.throwsC (fun () -> TwoPhase.Validate(recipe, "recipe")) id
+                Expect.stringContains e2.Message key ("the recipe refuses it: " + key)
+        }
+
+        test "CertificateEngine.Certify on the tiled engine (b = 16, n = 120): the dense verdict and bounds within the error terms; a run killed after 20 tiles resumes from its tile files, bitwise the uninterrupted certificate; the tile folder removed" {
+            use g = new torch.Generator(5UL, torch.CPU)
+            use phi = torch.randn([| 120L; 150L |], dtype = torch.float64, generator = g)
+            let subject = MathCoreTests.Generators.subject phi true
+            let dense = CertificateEngine.Certify(denseEngine, Certify.defaults, subject, phi, null)
+            let fresh = CertificateEngine.Certify(tiledEngine 16 null, Certify.defaults, subject, phi, null)
+            Expect.equal dense.Verdict Verdict.Certified "Gaussian 120 × 150: certified"
+            Expect.stringContains fresh.Method "tiles" "the tiled engine ran"
+            MathCoreTests.TiledTests.expectAgree "engine" dense fresh true
+            use folder = new TempFolder()
+            let engine = tiledEngine 16 folder.Path
+            let settings, tileFolder = engine.Settings(CertificateEngine.SubjectKey subject, ignore)
+            let killed = { settings with Progress = fun p -> if p.TilesDone >= 20 && p.Phase = "gram" then raise (OperationCanceledException "killed") }
+            Expect.throwsT<OperationCanceledException> (fun () -> Tiled.certifyMatrix Certify.defaults killed subject phi |> ignore) "killed mid-Gram"
+            Expect.isTrue (File.Exists(Path.Combine(tileFolder, "manifest.txt"))) "the killed run's tiles wait in the work directory"
+            let log = Collections.Generic.List<string>()
+            let resumed = CertificateEngine.Certify(engine, Certify.defaults, subject, phi, Action<string>(fun l -> log.Add l))
+            let gramLine = log |> Seq.tryFind (fun l -> l.StartsWith "gram:")
+            Expect.isSome gramLine (sprintf "the Gram phase reports: %A" log)
+            let m = Text.RegularExpressions.Regex.Match(gramLine.Value, @"\((\d+) computed, (\d+) read back\)")
+            Expect.isGreaterThanOrEqual (int m.Groups.[2].Value) 20 ("tiles read back: " + gramLine.Value)
+            Expect.equal (resumed.Verdict, resumed.SigmaMinLower, resumed.SigmaMaxUpper, resumed.Terms)
+                         (fresh.Verdict, fresh.SigmaMinLower, fresh.SigmaMaxUpper, fresh.Terms) "bitwise the uninterrupted tiled certificate"
+            Expect.isFalse (Directory.Exists tileFolder) "tile folder removed once the certificate is made"
+        }
+
+        test "rf prove fc's certificate on the tiled engine (b = 16, n = 100): the dense verdict and bounds within the error terms" {
+            let dense = ResearchFramework.Proofs.FullyConnected.runFcOn denseEngine ResearchFramework.Proofs.Network.Tanh 100 [ 3; 3; 120 ] 1
+            let tiled = ResearchFramework.Proofs.FullyConnected.runFcOn (tiledEngine 16 null) ResearchFramework.Proofs.Network.Tanh 100 [ 3; 3; 120 ] 1
+            Expect.equal (ResearchFramework.Proofs.FullyConnected.exitCode tiled) (ResearchFramework.Proofs.FullyConnected.exitCode dense) "same exit code"
+            Expect.equal tiled.Certificate.Verdict Verdict.Certified "the witness is certified on tiles"
+            Expect.stringContains tiled.Certificate.Method "tiles" "the tiled engine ran"
+            MathCoreTests.TiledTests.expectAgree "prove fc" dense.Certificate tiled.Certificate true
+        }
+    ]
+
+[<Tests>]
+let recipeTests =
+    testSequenced <| testList "Algorithm.TiledEngine" [
+        test "the trainer's switch on the tiled engine (b = 16, n = 100): Phase I bitwise the dense run's, the dense verdict and bounds within the error terms, no tile folder left" {
+            let n = 100
+            let data = Fixtures.regression 31 n inputDim 2 torch.float64
+            let arch = Fixtures.mlp inputDim [| 64; n + 30 |] 2 Activation.Tanh Precision.Float64
+            let cfg = Fixtures.training 31 n 5 OptimizerSpec.Sgd 0.05 LossKind.Squared
+            use folder = new TempFolder()
+            let runOn engine = Fixtures.run arch cfg (Some ((Fixtures.recipe 3 PhaseTwoMode.Damped).WithCertificateEngine engine)) data
+            let (rd, _), (rt, _) = runOn denseEngine, runOn (tiledEngine 16 folder.Path)
+            Expect.isTrue (rd.GuaranteeClaimed && rt.GuaranteeClaimed) "both certified at τ"
+            for i in 0 .. 2 do
+                Expect.equal rt.Steps.[i].ParameterFingerprint rd.Steps.[i].ParameterFingerprint (sprintf "Phase I step %d bitwise" i)
+            let d, t = Array.last rd.Certificates, Array.last rt.Certificates
+            Expect.stringContains t.Method "tiles" "the switch ran on tiles"
+            Expect.isFalse (d.Method.Contains "tiles") "the dense run did not"
+            MathCoreTests.TiledTests.expectAgree "switch" d t true
+            Expect.isEmpty (Directory.GetDirectories(folder.Path, "certificate-*")) "the switch's tile folder removed once certified"
+        }
+
+        testPropertyWithConfig (Seeds.config 2) "Theorem P on a tiled factor (b = 32, n = 120): contracts by exactly (1 − η_P) per step (MathNet primal oracle), meets k(ε), and stays within σ̄·(‖r_t‖ + ‖r_d‖)/(σ_τ² + nλ) of the dense factor's trajectory" <| fun (seed: int) ->
+            let rng = Random seed
+            let eta = [| 0.5; 0.8 |].[rng.Next 2]
+            let ridge = [| 0.0; 1e-3 |].[rng.Next 2]
+            let n, epsilon = 120, 1e-8
+            let k = TwoPhase.PredictedSteps(eta, epsilon)
+            use folder = new TempFolder()
+            let t = preconditionedRun (tiledEngine 32 folder.Path) inputDim seed n eta ridge epsilon (k + 2)
+            let d = preconditionedRun denseEngine inputDim seed n eta ridge epsilon (k + 2)
+            try
+                Expect.equal t.Final.Phase Phase.PhaseTwo "EC certified on tiles"
+                let p, q = t.Final.Preconditioner, d.Final.Preconditioner
+                Expect.isTrue p.Factor.IsTiled "the factor of G_τ + nλI is tiled, as the switch's certificate"
+                Expect.isFalse q.Factor.IsTiled "the dense run's is dense"
+                // P1 against the primal normal equations (MathNet), as for the dense factor
+                let nf = float n
+                let hNorm (m: Matrix<float>) = sqrt ((t.Phi * m).FrobeniusNorm() ** 2.0 / nf + ridge * m.FrobeniusNorm() ** 2.0)
+                let wStar =
+                    if ridge > 0.0 then
+                        (t.Phi.TransposeThisAndMultiply(t.Phi) / nf + Matrix<float>.Build.DenseIdentity(t.Phi.ColumnCount) * ridge).Solve(t.Phi.TransposeThisAndMultiply(t.Z) / nf)
+                    else t.Phi.PseudoInverse() * t.Z
+                let e0 = hNorm (wStar * -1.0)
+                let errors = t.Trajectory |> List.map (fun w -> hNorm (w - wStar))
+                // (P1) in H-norm: |‖E_{t+1}‖_H − (1 − η)‖E_t‖_H| ≤ √2·e_t, e_t ≤ the run's max ratio·η·g_τ (rigorous);
+                // 1e-9·e0 for the oracle's own float64 W*
+                let slack = sqrt 2.0 * p.MaxPerturbationRatio * eta * sqrt p.InitialGapLower + 1e-9 * e0
+                for i, e in List.indexed errors do
+                    let before = if i = 0 then e0 else errors.[i - 1]
+                    Expect.isLessThanOrEqual e ((1.0 - eta) * before + slack) (sprintf "step %d: ‖e_{t+1}‖_H ≤ (1 − η)‖e_t‖_H (η = %g, λ = %g)" i eta ridge)
+                    Expect.isGreaterThanOrEqual e ((1.0 - eta) * before - slack) "and not faster: exactly (1 − η)"
+                Expect.isTrue p.HypothesisHeld (sprintf "(P1)'s perturbation stays below its threshold (max ratio %g)" p.MaxPerturbationRatio)
+                Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= k) (sprintf "k(ε) = %d met (%d)" k p.AchievedAfter)
+                Expect.equal p.PredictedSteps q.PredictedSteps "the same prediction"
+                // dense vs tiled: ΔA ≤ (‖r_t‖ + ‖r_d‖)/λ_min(M), λ_min(M) ≥ σ_τ² + nλ; ΔW_t ≤ σ̄·ΔA (a convex combination of Φ̃ᵀΔA)
+                let sigmaMin = min t.Final.SigmaTau d.Final.SigmaTau
+                let sigmaMax = max t.Final.ReadoutSigmaMaxUpper d.Final.ReadoutSigmaMaxUpper
+                let wScale = d.Trajectory |> List.map (fun w -> w.FrobeniusNorm()) |> List.max
+                let tol = sigmaMax * (p.FrozenResidualNorm + q.FrozenResidualNorm) / (sigmaMin * sigmaMin + nf * ridge) + 1e-12 * wScale
+                List.zip t.Trajectory d.Trajectory
+                |> List.iteri (fun i (wt, wd) ->
+                    Expect.isLessThanOrEqual ((wt - wd).FrobeniusNorm()) tol (sprintf "step %d: tiled vs dense W within %g" i tol))
+            finally
+                TwoPhase.Dispose(t.Setup, t.Final)
+                TwoPhase.Dispose(d.Setup, d.Final)
+            Expect.isEmpty (Directory.GetDirectories(folder.Path, "*", SearchOption.AllDirectories) |> Array.filter (fun f -> Directory.GetFiles(f).Length > 0)) "no tile file left after Dispose"
+
+        test "ill-conditioned (inputs in R³, λ = 0, b = 32, n = 120): the tiled solve's residual is far from rounding level, and (P1) holds at every step with exactly the run's own rigorous e_t" {
+            let n, eta = 120, 0.5
+            let t = preconditionedRun (tiledEngine 32 null) 3 17 n eta 0.0 1e-8 12
+            try
+                Expect.equal t.Final.Phase Phase.PhaseTwo "EC certified on tiles"
+                let p = t.Final.Preconditioner
+                let nf = float n
+                let hNorm (m: Matrix<float>) = sqrt ((t.Phi * m).FrobeniusNorm() ** 2.0 / nf)
+                let wStar = t.Phi.PseudoInverse() * t.Z
+                let e0 = hNorm (wStar * -1.0)
+                Expect.isGreaterThan (p.FrozenResidualNorm / sqrt nf) (1e-9 * e0) "the solve's residual matters here (else this test checks nothing the well-conditioned one does not)"
+                let slack = sqrt 2.0 * p.MaxPerturbationRatio * eta * sqrt p.InitialGapLower
+                let errors = t.Trajectory |> List.map (fun w -> hNorm (w - wStar))
+                for i, e in List.indexed errors do
+                    let before = if i = 0 then e0 else errors.[i - 1]
+                    Expect.isLessThanOrEqual (abs (e - (1.0 - eta) * before)) (slack + 1e-12 * e0)
+                        (sprintf "step %d: |‖E_{t+1}‖_H − (1 − η)‖E_t‖_H| = %g ≤ √2·max e_t = %g" i (abs (e - (1.0 - eta) * before)) slack)
+            finally TwoPhase.Dispose(t.Setup, t.Final)
+        }
+
+        test "negative control: a wrong solve on the tiled factor (A from G + 1.5nλI, not G + nλI) is accounted for by e_t's residual term: (P1) holds with the run's e_t, and the hypothesis is reported failed" {
+            let n, eta, ridge = 120, 0.5, 1e-3
+            let t = preconditionedRun (tiledEngine 32 null) inputDim 29 n eta ridge 1e-8 1
+            let p = t.Final.Preconditioner
+            let nf = float n
+            // the wrong A and its true residual r = Z − (G + nλI)A (MathNet), ‖r‖ given to the run as its bound
+            let wrongFactor = CholeskyFactor.Tiled(p.FrozenFeatures, 1.5 * nf * ridge, 32, Int64.MaxValue, null)
+            let aWrong = (use z = p.FrozenTargets.clone() in wrongFactor.Solve z)
+            wrongFactor.Dispose()
+            let r, _ = residualNorm t.Phi (nf * ridge) t.Z (matrixOf aWrong)
+            let injected = PreconditionedReadout(p.Factor, p.Step, p.Ridge, p.Epsilon, -1, p.FrozenFeatures, aWrong, p.FrozenTargets,
+                                                 r * (1.0 + 1e-6), nan, nan, -1, true, 0.0, 0)
+            let mutable state = { t.Final with Preconditioner = injected }
+            let x = t.Setup.Certification.Inputs
+            let readoutW (s: RecipeState) = (matrixOf (s.Readout.weight.t())).Stack(matrixOf (s.Readout.bias.unsqueeze(0L)))
+            let trajectory = ResizeArray [ readoutW state ]
+            try
+                for _ in 1 .. 6 do
+                    state <- (TwoPhase.Step(t.Setup, state, 0.05, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) t.Setup.Targets)).State
+                    trajectory.Add(readoutW state)
+                let q = state.Preconditioner
+                let hNorm (m: Matrix<float>) = sqrt ((t.Phi * m).FrobeniusNorm() ** 2.0 / nf + ridge * m.FrobeniusNorm() ** 2.0)
+                let wStar = (t.Phi.TransposeThisAndMultiply(t.Phi) / nf + Matrix<float>.Build.DenseIdentity(t.Phi.ColumnCount) * ridge).Solve(t.Phi.TransposeThisAndMultiply(t.Z) / nf)
+                let errors = trajectory |> Seq.map (fun w -> hNorm (w - wStar)) |> List.ofSeq
+                let slack = sqrt 2.0 * q.MaxPerturbationRatio * eta * sqrt q.InitialGapLower
+                let deviations = List.pairwise errors |> List.map (fun (before, e) -> abs (e - (1.0 - eta) * before))
+                Expect.isGreaterThan (List.max deviations) (1e-6 * errors.Head) "the wrong solve visibly breaks the exact (1 − η) contraction"
+                for i, dev in List.indexed deviations do
+                    Expect.isLessThanOrEqual dev (slack * (1.0 + 1e-9) + 1e-12 * errors.Head) (sprintf "step %d: deviation %g within √2·max e_t = %g" i dev slack)
+                Expect.isFalse q.HypothesisHeld "the run says its hypothesis failed"
+            finally TwoPhase.Dispose(t.Setup, state)
+        }
+
+        test "the built-in trainer, Theorem P on a tiled factor (b = 16, n = 40): k(ε) met, and resuming from every checkpoint (before and after the tiled switch) is bit for bit" {
+            let n = 40
+            let data = Fixtures.regression 23 n 3 2 torch.float64
+            let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float64
+            let cfg = Fixtures.training 23 n 16 OptimizerSpec.Sgd 0.05 LossKind.Squared
+            use folder = new TempFolder()
+            let rc = { (Fixtures.recipe 4 PhaseTwoMode.Frozen).WithCertificateEngine(tiledEngine 16 (Path.Combine(folder.Path, "tiles")))
+                         with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-10 }
+            let dir = Path.Combine(folder.Path, "checkpoints")
+            let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
+            use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, NullObserver())
+            let full = trainer.Run Threading.CancellationToken.None
+            Expect.isTrue full.GuaranteeClaimed "certified switch"
+            Expect.stringContains (Array.last full.Certificates).Method "tiles" "on tiles"
+            let p = trainer.State.Preconditioner
+            Expect.isTrue p.Factor.IsTiled "tiled factor"
+            Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= p.PredictedSteps) (sprintf "met: %d ≤ %d" p.AchievedAfter p.PredictedSteps)
+            let checkpoints = Directory.GetFiles(dir, "checkpoint-*.bin")
+            Expect.equal checkpoints.Length 4 "checkpoints at 4 (the switch's iteration), 8, 12, 16"
+            for path in checkpoints do
+                use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+                resumed.LoadCheckpoint path
+                let r = resumed.Run Threading.CancellationToken.None
+                Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + Path.GetFileName path)
+                Expect.isTrue resumed.State.Preconditioner.Factor.IsTiled "the rebuilt factor is tiled"
+                Expect.equal resumed.State.Preconditioner.AchievedAfter p.AchievedAfter "measurements survive"
+        }
+    ]
