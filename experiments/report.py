@@ -30,10 +30,7 @@ def ec_fc():
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     cases = sorted({re.sub(r"^(init|phase1|witness)-", "", os.path.basename(d).rsplit("-", 2)[0])
                     for d in glob.glob("runs/ec-fc/*-*-*") if os.path.isdir(d)})
-    def key(c):
-        m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)-m(\d+)", c)
-        return (m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), -int(m.group(5))) if m else (c,)
-    for case in sorted(cases, key=key):
+    for case in sorted(cases, key=case_key):
         m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)-m(\d+)", case)
         if not m:
             continue
@@ -52,10 +49,65 @@ def ec_fc():
             phase1_text = ("run failed: " + failure[-1].split("error:", 1)[-1].strip()[:90]) if failure else "run failed (no certificate)"
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             dataset, n, act, narrow, wide,
-            ci["Verdict"] if ci else "–", fmt(ci["SigmaMinLower"]) if ci and ci["Verdict"] == "Certified" else "–",
-            phase1_text, fmt(cp["SigmaMinLower"]) if cp and cp["Verdict"] == "Certified" else "–",
-            cw["Verdict"] if cw else "–", fmt(cw["SigmaMinLower"]) if cw and cw["Verdict"] == "Certified" else "–"))
+            verdict_route(ci), fmt(ci["SigmaMinLower"]) if ci and ci["Verdict"] == "Certified" else "–",
+            verdict_route(cp) if cp else phase1_text, fmt(cp["SigmaMinLower"]) if cp and cp["Verdict"] == "Certified" else "–",
+            verdict_route(cw), fmt(cw["SigmaMinLower"]) if cw and cw["Verdict"] == "Certified" else "–"))
     return "\n".join(rows)
+
+def verdict_route(c):
+    """The verdict and the route whose verdict stands (certificates before issue #15 have no Route: Gram);
+    a refutation is exact on either route and carries no mark."""
+    if not c:
+        return "–"
+    return c["Verdict"] if c["Verdict"] == "Refuted" else f"{c['Verdict']} ({c.get('Route', 'Gram')})"
+
+def case_key(c):
+    m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)(?:-m(\d+))?$", c)
+    return (m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), -int(m.group(5) or 0)) if m else (c,)
+
+STAGES = {"init": "init", "phase1": "switch", "witness": "witness (m = n−1)", "init64": "init, float64 network"}
+
+def ec_fc_certificates():
+    """(case, stage, certificate) for every certificate of runs/ec-fc (init, switch, witness) and of
+    runs/ec-fc-float64 (init with the network in float64, experiments/ec-fc-float64.sh); the latest run of each."""
+    out = []
+    for run in sorted(glob.glob("runs/ec-fc/init-*-*") + glob.glob("runs/ec-fc/phase1-*-*") + glob.glob("runs/ec-fc-float64/init64-*-*")):
+        if not os.path.isdir(run):
+            continue
+        stage, case = os.path.basename(run).split("-", 1)
+        case = case.rsplit("-", 2)[0]
+        if latest(f"{os.path.dirname(run)}/{stage}-{case}-*") != run:
+            continue
+        c = certificate_of(run)
+        if c:
+            out.append((case, stage, c))
+    for path in sorted(glob.glob("runs/ec-fc/witness-*.json")):
+        out.append((os.path.basename(path)[len("witness-"):-len(".json")], "witness", load(path)))
+    return sorted(out, key=lambda t: (case_key(t[0]), list(STAGES).index(t[1])))
+
+U64 = 2.0 ** -53
+
+def ec_fc_margins():
+    """Every ec-fc certificate the float64 Gram route could not decide, and every float64-network certificate:
+    σ_min/σ_max against both routes' reach. Certified: the ratio of the two rigorous bounds. Otherwise an estimate,
+    σ_min ≈ 2^e/‖X‖₂ with X = fl(R̂⁻¹) of the orthogonal route (a numerically singular R̂ gives ‖X‖ ≈ 1/(u·‖R̂‖): the
+    estimate is then only an upper-bound-like noise level). √(n·u): where the Gram route stops (it squares the
+    condition number); n·u: the backward error of any float64 factorisation, the orthogonal route's floor."""
+    rows = ["| case | stage | verdict (route) | σ_min ≥ | σ_max ≤ | σ_min/σ_max ≥ (certified) | σ_min/σ_max ≈ (estimate 2^e/‖X‖₂/σ_max) | √(n·u) | n·u | ‖E‖ ≤ (of 2^(−e)·Φ̃) | ‖R̂X − I‖ ≤ |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case, stage, c in ec_fc_certificates():
+        if stage != "init64" and c.get("Route", "Gram") == "Gram" and c["Verdict"] != "Inconclusive":
+            continue
+        n, t = c["Subject"]["Rows"], c["Terms"]
+        certified = c["Verdict"] == "Certified"
+        ratio = c["SigmaMinLower"] / c["SigmaMaxUpper"] if certified else None
+        x = t.get("QrInverseNormUpper", 0)
+        tried = x != 0 or t.get("QrInverseResidualUpper", 0) != 0
+        estimate = (2.0 ** t["ScaleExponent"] / x / c["SigmaMaxUpper"]) if tried and x > 0 and not certified else None
+        rows.append(f"| {case} | {STAGES[stage]} | {verdict_route(c)} | {fmt(c['SigmaMinLower']) if certified else '–'} | "
+                    f"{fmt(c['SigmaMaxUpper'])} | {fmt(ratio, 2)} | {fmt(estimate, 2)} | {fmt((n * U64) ** 0.5, 2)} | {fmt(n * U64, 2)} | "
+                    f"{fmt(t.get('QrResidualUpper')) if tried else '–'} | {fmt(t.get('QrInverseResidualUpper')) if tried else '–'} |")
+    return "\n".join(rows) if len(rows) > 2 else "_every ec-fc certificate was decided by the Gram route_"
 
 def ec_resnet():
     rows = ["| dataset | k | n | taps | features m | verdict | σ_min ≥ | σ_max ≤ | certificate time (s) | process wall (s) | peak RSS (MiB) |",
@@ -131,7 +183,7 @@ path = "docs/RESULTS.md"
 text = open(path).read()
 # `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
 only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
-for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
+for name, make in [("ec-fc", ec_fc), ("ec-fc-margins", ec_fc_margins), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
                    ("witness-softplus", witness_softplus)]:
     if only is None or name in only:
         text = rewrite(text, name, make())
