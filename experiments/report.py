@@ -109,6 +109,63 @@ def ec_fc_margins():
                     f"{fmt(t.get('QrResidualUpper')) if tried else '–'} | {fmt(t.get('QrInverseResidualUpper')) if tried else '–'} |")
     return "\n".join(rows) if len(rows) > 2 else "_every ec-fc certificate was decided by the Gram route_"
 
+def ec_fc_summary():
+    """Verdicts per stage and deciding route over the latest ec-fc (and ec-fc-float64) certificates; a Phase I run
+    that left no certificate counts as failed."""
+    rows = ["| stage | runs | Certified (Gram route) | Certified (orthogonal route) | Inconclusive | Refuted | run failed (no certificate) |",
+            "|---|---|---|---|---|---|---|"]
+    certificates = ec_fc_certificates()
+    failed = {"phase1": 0}
+    for run in glob.glob("runs/ec-fc/phase1-*-*"):
+        case = os.path.basename(run).split("-", 1)[1].rsplit("-", 2)[0]
+        if os.path.isdir(run) and latest(f"runs/ec-fc/phase1-{case}-*") == run and not certificate_of(run):
+            failed["phase1"] += 1
+    for stage, name in STAGES.items():
+        cs = [c for _, s, c in certificates if s == stage]
+        count = lambda v, r=None: sum(1 for c in cs if c["Verdict"] == v and (r is None or c.get("Route", "Gram") == r))
+        total = len(cs) + failed.get(stage, 0)
+        if total:
+            rows.append(f"| {name} | {total} | {count('Certified', 'Gram')} | {count('Certified', 'Orthogonal')} | "
+                        f"{count('Inconclusive')} | {count('Refuted')} | {failed.get(stage, 0)} |")
+    return "\n".join(rows)
+
+def ec_fc_phase1_failures():
+    """Phase I runs of ec-fc that ended Refuted at the switch or left no certificate: the loss trajectory
+    (metrics.jsonl) and, when refuted, the certificate's exact reason and how much of Σ‖φ̃_i‖² the bias column
+    (exactly n) accounts for."""
+    rows = ["| case | switch verdict (exact reason) | loss at step 0 | largest loss (step) | last logged loss (step) | Σ‖φ̃_i‖² ≤ (bias column: n) | σ_max(Φ̃) ≤ (σ_max at init ≤) |",
+            "|---|---|---|---|---|---|---|"]
+    for run in sorted(glob.glob("runs/ec-fc/phase1-*-*"), key=lambda r: case_key(os.path.basename(r).split("-", 1)[1].rsplit("-", 2)[0])):
+        case = os.path.basename(run).split("-", 1)[1].rsplit("-", 2)[0]
+        if not os.path.isdir(run) or latest(f"runs/ec-fc/phase1-{case}-*") != run:
+            continue
+        c = certificate_of(run)
+        if c and c["Verdict"] != "Refuted":
+            continue
+        losses = []
+        if os.path.exists(os.path.join(run, "metrics.jsonl")):
+            for line in open(os.path.join(run, "metrics.jsonl")):
+                r = json.loads(line)
+                if "loss" in r and "iteration" in r:
+                    losses.append((r["iteration"], r["loss"]))
+        if not losses:
+            continue
+        top = max(losses, key=lambda t: t[1] if t[1] == t[1] else float("inf"))
+        init = latest(f"runs/ec-fc/init-{case}-*")
+        ci = certificate_of(init) if init else None
+        if c:
+            verdict = f"Refuted ({c['Reason']})"
+            t = c["Terms"]
+            norms = f"{fmt(t['SquaredNormSumUpper'] * 4.0 ** t['ScaleExponent'], 4)} ({c['Subject']['Rows']})"
+            smax = f"{fmt(c['SigmaMaxUpper'])} ({fmt(ci['SigmaMaxUpper']) if ci else '–'})"
+        else:
+            err = f"runs/ec-fc/phase1-{case}.stderr"
+            failure = [l for l in open(err) if "error" in l] if os.path.exists(err) else []
+            verdict = "no certificate: " + (failure[-1].split("error:", 1)[-1].strip() if failure else "run failed")
+            norms, smax = "–", f"– ({fmt(ci['SigmaMaxUpper']) if ci else '–'})"
+        rows.append(f"| {case} | {verdict} | {fmt(losses[0][1])} | {fmt(top[1])} ({top[0]}) | {fmt(losses[-1][1])} ({losses[-1][0]}) | {norms} | {smax} |")
+    return "\n".join(rows) if len(rows) > 2 else "_every Phase I run reached a certificate that is not Refuted_"
+
 def ec_resnet():
     rows = ["| dataset | k | n | taps | features m | verdict | σ_min ≥ | σ_max ≤ | certificate time (s) | process wall (s) | peak RSS (MiB) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -183,7 +240,7 @@ path = "docs/RESULTS.md"
 text = open(path).read()
 # `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
 only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
-for name, make in [("ec-fc", ec_fc), ("ec-fc-margins", ec_fc_margins), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
+for name, make in [("ec-fc", ec_fc), ("ec-fc-margins", ec_fc_margins), ("ec-fc-summary", ec_fc_summary), ("ec-fc-phase1-failures", ec_fc_phase1_failures), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
                    ("witness-softplus", witness_softplus)]:
     if only is None or name in only:
         text = rewrite(text, name, make())
