@@ -133,7 +133,7 @@ def ec_fc_phase1_failures():
     """Phase I runs of ec-fc that ended Refuted at the switch or left no certificate: the loss trajectory
     (metrics.jsonl) and, when refuted, the certificate's exact reason and how much of Σ‖φ̃_i‖² the bias column
     (exactly n) accounts for."""
-    rows = ["| case | switch verdict (exact reason) | loss at step 0 | largest loss (step) | last logged loss (step) | Σ‖φ̃_i‖² ≤ (bias column: n) | σ_max(Φ̃) ≤ (σ_max at init ≤) |",
+    rows = ["| case | switch verdict (exact reason) | loss at step 0 | largest logged loss (step) | last logged loss (step) | Σ‖φ̃_i‖² ≤ (bias column: n) | σ_max(Φ̃) ≤ (σ_max at init ≤) |",
             "|---|---|---|---|---|---|---|"]
     for run in sorted(glob.glob("runs/ec-fc/phase1-*-*"), key=lambda r: case_key(os.path.basename(r).split("-", 1)[1].rsplit("-", 2)[0])):
         case = os.path.basename(run).split("-", 1)[1].rsplit("-", 2)[0]
