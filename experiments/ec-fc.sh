@@ -8,7 +8,9 @@
 #     inputs (`rf prove fc --dataset`), certified;
 #   - the negative side: m = n/2 (so m + 1 < n) is Refuted.
 # Resumable: a finished case leaves runs/ec-fc/<case>.done and is skipped.
-# Usage: experiments/ec-fc.sh [RF]   (RF defaults to Host/bin/Release/net10.0/rf); then experiments/report.py
+# Usage: [ONLY=REGEX] experiments/ec-fc.sh [RF]   (RF defaults to Host/bin/Release/net10.0/rf); then experiments/report.py
+#   ONLY (an extended regex on the case name, e.g. 'n(256|1024)-|-w2-|softplus') runs only the matching cases, so the
+#   cases that matter can go first on a slow machine; the rest run on a later call (resumable).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RF=${1:-Host/bin/Release/net10.0/rf}
@@ -22,6 +24,7 @@ for dataset in mnist fashion-mnist; do
           [ "$wide" != "$((2 * n))" ] && [ "$act" != tanh ] && continue   # the negative side once per (dataset, n, width)
           case_name="$dataset-n$n-$act-w$narrow-m$wide"
           [ -f "runs/ec-fc/$case_name.done" ] && continue
+          [ -n "${ONLY:-}" ] && ! grep -Eq -- "$ONLY" <<<"$case_name" && continue
           common=(--config experiments/configs/ec-fc.json --set "Data:Dataset=$dataset" --set "Data:TrainSubset=$n"
                   --set "Model:Activation=$act" --set "Model:HiddenWidths:0=$narrow" --set "Model:WideWidth=$wide")
           echo "== $case_name"

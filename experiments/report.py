@@ -30,10 +30,7 @@ def ec_fc():
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     cases = sorted({re.sub(r"^(init|phase1|witness)-", "", os.path.basename(d).rsplit("-", 2)[0])
                     for d in glob.glob("runs/ec-fc/*-*-*") if os.path.isdir(d)})
-    def key(c):
-        m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)-m(\d+)", c)
-        return (m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), -int(m.group(5))) if m else (c,)
-    for case in sorted(cases, key=key):
+    for case in sorted(cases, key=case_key):
         m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)-m(\d+)", case)
         if not m:
             continue
@@ -52,10 +49,122 @@ def ec_fc():
             phase1_text = ("run failed: " + failure[-1].split("error:", 1)[-1].strip()[:90]) if failure else "run failed (no certificate)"
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             dataset, n, act, narrow, wide,
-            ci["Verdict"] if ci else "–", fmt(ci["SigmaMinLower"]) if ci and ci["Verdict"] == "Certified" else "–",
-            phase1_text, fmt(cp["SigmaMinLower"]) if cp and cp["Verdict"] == "Certified" else "–",
-            cw["Verdict"] if cw else "–", fmt(cw["SigmaMinLower"]) if cw and cw["Verdict"] == "Certified" else "–"))
+            verdict_route(ci), fmt(ci["SigmaMinLower"]) if ci and ci["Verdict"] == "Certified" else "–",
+            verdict_route(cp) if cp else phase1_text, fmt(cp["SigmaMinLower"]) if cp and cp["Verdict"] == "Certified" else "–",
+            verdict_route(cw), fmt(cw["SigmaMinLower"]) if cw and cw["Verdict"] == "Certified" else "–"))
     return "\n".join(rows)
+
+def verdict_route(c):
+    """The verdict and the route whose verdict stands (certificates before issue #15 have no Route: Gram);
+    a refutation is exact on either route and carries no mark."""
+    if not c:
+        return "–"
+    return c["Verdict"] if c["Verdict"] == "Refuted" else f"{c['Verdict']} ({c.get('Route', 'Gram')})"
+
+def case_key(c):
+    m = re.match(r"(.+)-n(\d+)-(\w+)-w(\d+)(?:-m(\d+))?$", c)
+    return (m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), -int(m.group(5) or 0)) if m else (c,)
+
+STAGES = {"init": "init", "phase1": "switch", "witness": "witness (m = n−1)", "init64": "init, float64 network"}
+
+def ec_fc_certificates():
+    """(case, stage, certificate) for every certificate of runs/ec-fc (init, switch, witness) and of
+    runs/ec-fc-float64 (init with the network in float64, experiments/ec-fc-float64.sh); the latest run of each."""
+    out = []
+    for run in sorted(glob.glob("runs/ec-fc/init-*-*") + glob.glob("runs/ec-fc/phase1-*-*") + glob.glob("runs/ec-fc-float64/init64-*-*")):
+        if not os.path.isdir(run):
+            continue
+        stage, case = os.path.basename(run).split("-", 1)
+        case = case.rsplit("-", 2)[0]
+        if latest(f"{os.path.dirname(run)}/{stage}-{case}-*") != run:
+            continue
+        c = certificate_of(run)
+        if c:
+            out.append((case, stage, c))
+    for path in sorted(glob.glob("runs/ec-fc/witness-*.json")):
+        out.append((os.path.basename(path)[len("witness-"):-len(".json")], "witness", load(path)))
+    return sorted(out, key=lambda t: (case_key(t[0]), list(STAGES).index(t[1])))
+
+U64 = 2.0 ** -53
+
+def ec_fc_margins():
+    """Every ec-fc certificate the float64 Gram route could not decide, and every float64-network certificate:
+    σ_min/σ_max against both routes' reach. Certified: the ratio of the two rigorous bounds. Otherwise an estimate,
+    σ_min ≈ 2^e/‖X‖₂ with X = fl(R̂⁻¹) of the orthogonal route (a numerically singular R̂ gives ‖X‖ ≈ 1/(u·‖R̂‖): the
+    estimate is then only an upper-bound-like noise level). √(n·u): where the Gram route stops (it squares the
+    condition number); n·u: the backward error of any float64 factorisation, the orthogonal route's floor."""
+    rows = ["| case | stage | verdict (route) | σ_min ≥ | σ_max ≤ | σ_min/σ_max ≥ (certified) | σ_min/σ_max ≈ (estimate 2^e/‖X‖₂/σ_max) | √(n·u) | n·u | ‖E‖ ≤ (of 2^(−e)·Φ̃) | ‖R̂X − I‖ ≤ |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case, stage, c in ec_fc_certificates():
+        if stage != "init64" and c.get("Route", "Gram") == "Gram" and c["Verdict"] != "Inconclusive":
+            continue
+        n, t = c["Subject"]["Rows"], c["Terms"]
+        certified = c["Verdict"] == "Certified"
+        ratio = c["SigmaMinLower"] / c["SigmaMaxUpper"] if certified else None
+        x = t.get("QrInverseNormUpper", 0)
+        tried = x != 0 or t.get("QrInverseResidualUpper", 0) != 0
+        estimate = (2.0 ** t["ScaleExponent"] / x / c["SigmaMaxUpper"]) if tried and x > 0 and not certified else None
+        rows.append(f"| {case} | {STAGES[stage]} | {verdict_route(c)} | {fmt(c['SigmaMinLower']) if certified else '–'} | "
+                    f"{fmt(c['SigmaMaxUpper'])} | {fmt(ratio, 2)} | {fmt(estimate, 2)} | {fmt((n * U64) ** 0.5, 2)} | {fmt(n * U64, 2)} | "
+                    f"{fmt(t.get('QrResidualUpper')) if tried else '–'} | {fmt(t.get('QrInverseResidualUpper')) if tried else '–'} |")
+    return "\n".join(rows) if len(rows) > 2 else "_every ec-fc certificate was decided by the Gram route_"
+
+def ec_fc_summary():
+    """Verdicts per stage and deciding route over the latest ec-fc (and ec-fc-float64) certificates; a Phase I run
+    that left no certificate counts as failed."""
+    rows = ["| stage | runs | Certified (Gram route) | Certified (orthogonal route) | Inconclusive | Refuted | run failed (no certificate) |",
+            "|---|---|---|---|---|---|---|"]
+    certificates = ec_fc_certificates()
+    failed = {"phase1": 0}
+    for run in glob.glob("runs/ec-fc/phase1-*-*"):
+        case = os.path.basename(run).split("-", 1)[1].rsplit("-", 2)[0]
+        if os.path.isdir(run) and latest(f"runs/ec-fc/phase1-{case}-*") == run and not certificate_of(run):
+            failed["phase1"] += 1
+    for stage, name in STAGES.items():
+        cs = [c for _, s, c in certificates if s == stage]
+        count = lambda v, r=None: sum(1 for c in cs if c["Verdict"] == v and (r is None or c.get("Route", "Gram") == r))
+        total = len(cs) + failed.get(stage, 0)
+        if total:
+            rows.append(f"| {name} | {total} | {count('Certified', 'Gram')} | {count('Certified', 'Orthogonal')} | "
+                        f"{count('Inconclusive')} | {count('Refuted')} | {failed.get(stage, 0)} |")
+    return "\n".join(rows)
+
+def ec_fc_phase1_failures():
+    """Phase I runs of ec-fc that ended Refuted at the switch or left no certificate: the loss trajectory
+    (metrics.jsonl) and, when refuted, the certificate's exact reason and how much of Σ‖φ̃_i‖² the bias column
+    (exactly n) accounts for."""
+    rows = ["| case | switch verdict (exact reason) | loss at step 0 | largest logged loss (step) | last logged loss (step) | Σ‖φ̃_i‖² ≤ (bias column: n) | σ_max(Φ̃) ≤ (σ_max at init ≤) |",
+            "|---|---|---|---|---|---|---|"]
+    for run in sorted(glob.glob("runs/ec-fc/phase1-*-*"), key=lambda r: case_key(os.path.basename(r).split("-", 1)[1].rsplit("-", 2)[0])):
+        case = os.path.basename(run).split("-", 1)[1].rsplit("-", 2)[0]
+        if not os.path.isdir(run) or latest(f"runs/ec-fc/phase1-{case}-*") != run:
+            continue
+        c = certificate_of(run)
+        if c and c["Verdict"] != "Refuted":
+            continue
+        losses = []
+        if os.path.exists(os.path.join(run, "metrics.jsonl")):
+            for line in open(os.path.join(run, "metrics.jsonl")):
+                r = json.loads(line)
+                if "loss" in r and "iteration" in r:
+                    losses.append((r["iteration"], r["loss"]))
+        if not losses:
+            continue
+        top = max(losses, key=lambda t: t[1] if t[1] == t[1] else float("inf"))
+        init = latest(f"runs/ec-fc/init-{case}-*")
+        ci = certificate_of(init) if init else None
+        if c:
+            verdict = f"Refuted ({c['Reason']})"
+            t = c["Terms"]
+            norms = f"{fmt(t['SquaredNormSumUpper'] * 4.0 ** t['ScaleExponent'], 4)} ({c['Subject']['Rows']})"
+            smax = f"{fmt(c['SigmaMaxUpper'])} ({fmt(ci['SigmaMaxUpper']) if ci else '–'})"
+        else:
+            err = f"runs/ec-fc/phase1-{case}.stderr"
+            failure = [l for l in open(err) if "error" in l] if os.path.exists(err) else []
+            verdict = "no certificate: " + (failure[-1].split("error:", 1)[-1].strip() if failure else "run failed")
+            norms, smax = "–", f"– ({fmt(ci['SigmaMaxUpper']) if ci else '–'})"
+        rows.append(f"| {case} | {verdict} | {fmt(losses[0][1])} | {fmt(top[1])} ({top[0]}) | {fmt(losses[-1][1])} ({losses[-1][0]}) | {norms} | {smax} |")
+    return "\n".join(rows) if len(rows) > 2 else "_every Phase I run reached a certificate that is not Refuted_"
 
 def ec_resnet():
     rows = ["| dataset | k | n | taps | features m | verdict | σ_min ≥ | σ_max ≤ | certificate time (s) | process wall (s) | peak RSS (MiB) |",
@@ -144,7 +253,7 @@ path = "docs/RESULTS.md"
 text = open(path).read()
 # `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
 only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
-for name, make in [("ec-fc", ec_fc), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
+for name, make in [("ec-fc", ec_fc), ("ec-fc-margins", ec_fc_margins), ("ec-fc-summary", ec_fc_summary), ("ec-fc-phase1-failures", ec_fc_phase1_failures), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
                    ("witness-softplus", witness_softplus), ("full-set", full_set)]:
     if only is None or name in only:
         text = rewrite(text, name, make())
