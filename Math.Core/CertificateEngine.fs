@@ -112,9 +112,12 @@ type CholeskyFactor() =
         let n = phi.shape.[0]
         let factor =
             use scope = torch.NewDisposeScope()
-            let m = phi.mm(phi.t()).add(torch.eye(n, dtype = torch.float64).mul(scalar shift))
-            let struct (l, info) = torch.linalg.cholesky_ex(m)
-            if info.max().ToInt32() <> 0 then null else l.DetachFromDisposeScope()
+            let phi = phi.``to``(torch.float64)
+            let m = torch.zeros([| n; n |], dtype = torch.float64)
+            NativeBlas.syrkLower 1.0 phi 0.0 m
+            m.diagonal().add_(scalar shift) |> ignore
+            // potrf reads and writes the lower triangle only; the strict upper is zeroed for cholesky_solve's sake
+            if NativeBlas.potrfLower m <> 0 then null else m.tril_().DetachFromDisposeScope()
         if isNull factor then null else new DenseCholesky(factor) :> CholeskyFactor
 
     /// M = fl(Φ̃Φ̃ᵀ) + shift·I in b × b tiles (M_IK = fl(Φ̃_I Φ̃_Kᵀ), + shift·I on the diagonal tiles) and its tile
@@ -173,7 +176,7 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
             memoryBytes <- memoryBytes + bytes
         else
             Directory.CreateDirectory folder |> ignore
-            Tiled.writeTile (pathOf i k) (header i k) (c.data<float>().ToArray())
+            Tiled.writeTile (pathOf i k) (header i k) c
             c.Dispose()
     /// Runs `f` on L_ik (from memory, or read back and verified from its file).
     let withTile i k (f: torch.Tensor -> 'a) : 'a =
@@ -181,9 +184,8 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
         | true, t -> f t
         | _ ->
             match Tiled.readTile (pathOf i k) (header i k) (size i) (size k) with
-            | Ok data ->
-                use flat = torch.tensor(data, dtype = torch.float64)
-                use t = flat.view(int64 (size i), int64 (size k)).clone()
+            | Ok t ->
+                use t = t
                 f t
             | Error why -> invalidOp (sprintf "Theorem P's factor tile %s refused: %s" (pathOf i k) why)
     /// b: rows of a tile.
@@ -198,6 +200,8 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
     member _.Tile(i: int, k: int) : torch.Tensor = withTile i k (fun t -> t.clone())
     /// Factorises M = fl(Φ̃Φ̃ᵀ) + shift·I tile by tile; false when a diagonal tile is not positive definite in float64.
     member internal _.Factorize(phi: torch.Tensor, shift: float) : bool =
+        use converted = if phi.dtype = torch.float64 then null else phi.``to``(torch.float64)
+        let phi = if isNull converted then phi else converted
         let rowsOf i = phi.narrow(0L, int64 (offset i), int64 (size i))
         let mutable ok = true
         let mutable k = 0
@@ -205,20 +209,14 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
             let mutable i = k
             while ok && i < tiles do
                 use scope = torch.NewDisposeScope()
-                let a = rowsOf(i).mm(rowsOf(k).t())
-                if i = k then a.diagonal().add_(scalar shift) |> ignore
-                for j in 0 .. k - 1 do
-                    // syrk (i = k) or gemm update from the finished tiles of the earlier tile columns
-                    withTile i j (fun lij ->
-                        if i = k then a.addmm_(lij, lij.t(), beta = 1.0f, alpha = -1.0f) |> ignore
-                        else withTile k j (fun lkj -> a.addmm_(lij, lkj.t(), beta = 1.0f, alpha = -1.0f) |> ignore))
+                let a = torch.zeros([| int64 (size i); int64 (size k) |], dtype = torch.float64)
                 if i = k then
-                    let struct (l, info) = torch.linalg.cholesky_ex(a, false)
-                    if info.item<int> () <> 0 then ok <- false
-                    else put i k (l.DetachFromDisposeScope())
-                else
-                    let x = withTile k k (fun lkk -> torch.linalg.solve_triangular(lkk.t(), a, upper = true, left = false))
-                    put i k (x.DetachFromDisposeScope())
+                    NativeBlas.syrkLower 1.0 (rowsOf i) 0.0 a
+                    NativeBlas.mirrorLower a
+                    a.diagonal().add_(scalar shift) |> ignore
+                else NativeBlas.gemmNT 1.0 (rowsOf i) (rowsOf k) 0.0 a
+                if Tiled.choleskyTile (fun i j f -> withTile i j f) i k a then put i k (a.DetachFromDisposeScope())
+                else ok <- false
                 i <- i + 1
             k <- k + 1
         ok
@@ -228,23 +226,9 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
     /// (x_i = L_iiᵀ⁻¹(y_i − Σ_{j>i} L_jiᵀ x_j)), tile row by tile row, all classes at once.
     override _.Solve(z) =
         if disposed then invalidOp "the tiled Cholesky factor was disposed"
-        use scope = torch.NewDisposeScope()
-        let block (v: torch.Tensor) i = v.narrow(0L, int64 (offset i), int64 (size i))
-        let y = torch.zeros_like(z)
-        for i in 0 .. tiles - 1 do
-            let r = (block z i).clone()
-            for j in 0 .. i - 1 do
-                withTile i j (fun lij -> r.sub_(lij.mm(block y j)) |> ignore)
-            let yi = withTile i i (fun lii -> torch.linalg.solve_triangular(lii, r, upper = false))
-            (block y i).copy_(yi) |> ignore
-        let x = torch.zeros_like(z)
-        for i in tiles - 1 .. -1 .. 0 do
-            let r = (block y i).clone()
-            for j in i + 1 .. tiles - 1 do
-                withTile j i (fun lji -> r.sub_(lji.t().mm(block x j)) |> ignore)
-            let xi = withTile i i (fun lii -> torch.linalg.solve_triangular(lii.t(), r, upper = true))
-            (block x i).copy_(xi) |> ignore
-        x.MoveToOuterDisposeScope()
+        let withFactor i j (f: torch.Tensor -> unit) = withTile i j f
+        use y = Tiled.solveLowerTiles tiles size offset withFactor z
+        Tiled.solveUpperTiles tiles size offset withFactor y
     override _.Dispose() =
         if not disposed then
             disposed <- true

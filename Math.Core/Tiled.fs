@@ -336,6 +336,52 @@ type private Phase(settings: Settings, name: string, totalTiles: int, totalFlops
 let private bitsOf (x: float) = BitConverter.DoubleToInt64Bits(x).ToString("x16")
 let private ofBits (s: string) = BitConverter.Int64BitsToDouble(Convert.ToInt64(s, 16))
 
+/// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"):
+/// A_ik ← Ã_ik − Σ_{j<k} L_ij·L_kjᵀ (syrk for i = k, gemm below), then L_kk = potrf(A_kk) (strict upper
+/// triangle zeroed) or L_ik = A_ik·L_kk⁻ᵀ (trsm), in place in `a` (which holds Ã_ik). `withFactor i j f` runs
+/// f on the finished L_ij. False when the diagonal tile's pivot fails (not positive definite in floating
+/// point). Shared by the certificate's factorisations and Theorem P's factor (`CertificateEngine.TiledCholesky`).
+let choleskyTile (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i: int) (k: int) (a: torch.Tensor) : bool =
+    for j in 0 .. k - 1 do
+        withFactor i j (fun lij ->
+            if i = k then NativeBlas.syrkLower -1.0 lij 1.0 a
+            else withFactor k j (fun lkj -> NativeBlas.gemmNT -1.0 lij lkj 1.0 a))
+    if i = k then
+        if NativeBlas.potrfLower a <> 0 then false
+        else
+            a.tril_() |> ignore
+            true
+    else
+        withFactor k k (fun lkk -> NativeBlas.trsmRightLowerTranspose lkk a)
+        true
+
+/// Forward substitution L·y = v on a tile factor (T tile rows of `size i` rows at `offset i`):
+/// y_i = L_ii⁻¹(v_i − Σ_{j<i} L_ij·y_j), all columns of v at once.
+let solveLowerTiles (tiles: int) (size: int -> int) (offset: int -> int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit)
+                    (v: torch.Tensor) : torch.Tensor =
+    use scope = torch.NewDisposeScope()
+    let block (t: torch.Tensor) i = t.narrow(0L, int64 (offset i), int64 (size i))
+    let y = torch.zeros_like(v)
+    for i in 0 .. tiles - 1 do
+        let r = (block v i).clone()
+        for j in 0 .. i - 1 do
+            withFactor i j (fun lij -> r.sub_(lij.mm(block y j)) |> ignore)
+        withFactor i i (fun lii -> (block y i).copy_(torch.linalg.solve_triangular(lii, r, upper = false)) |> ignore)
+    y.MoveToOuterDisposeScope()
+
+/// Back substitution Lᵀ·x = y on a tile factor: x_i = L_iiᵀ⁻¹(y_i − Σ_{j>i} L_jiᵀ·x_j), all columns at once.
+let solveUpperTiles (tiles: int) (size: int -> int) (offset: int -> int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit)
+                    (y: torch.Tensor) : torch.Tensor =
+    use scope = torch.NewDisposeScope()
+    let block (t: torch.Tensor) i = t.narrow(0L, int64 (offset i), int64 (size i))
+    let x = torch.zeros_like(y)
+    for i in tiles - 1 .. -1 .. 0 do
+        let r = (block y i).clone()
+        for j in i + 1 .. tiles - 1 do
+            withFactor j i (fun lji -> r.sub_(lji.t().mm(block x j)) |> ignore)
+        withFactor i i (fun lii -> (block x i).copy_(torch.linalg.solve_triangular(lii.t(), r, upper = true)) |> ignore)
+    x.MoveToOuterDisposeScope()
+
 /// The certificate of Φ̃ (n × m', `subject`) given as row blocks `rowBlock 0 … blockCount − 1` of
 /// `blockRows` rows each except possibly the last (each call must return the same rows; the engine
 /// disposes them), through the tiled engine. Same verdicts and bounds as `Certify.certifyRowBlocks`
@@ -518,17 +564,8 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 | None ->
                     use scope = torch.NewDisposeScope()
                     let a = init i k
-                    for j in 0 .. k - 1 do
-                        // syrk (i = k) or gemm update from the finished tiles of the earlier tile columns
-                        withFactor key i j (fun lij ->
-                            if i = k then NativeBlas.syrkLower -1.0 lij 1.0 a
-                            else withFactor key k j (fun lkj -> NativeBlas.gemmNT -1.0 lij lkj 1.0 a))
-                    if i = k then
-                        if NativeBlas.potrfLower a <> 0 then ok <- false
-                        else store.Put(factorName key i k, a.tril_(), 0L)
-                    else
-                        withFactor key k k (fun lkk -> NativeBlas.trsmRightLowerTranspose lkk a)
-                        store.Put(factorName key i k, a, 0L)
+                    if choleskyTile (fun i j f -> withFactor key i j f) i k a then store.Put(factorName key i k, a, 0L)
+                    else ok <- false
                     if ok then phase.Tile(factorFlops i k, true)
                 i <- i + 1
             k <- k + 1
@@ -562,26 +599,8 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 else (use g = scaledGram i j in product i j g)
         if unscaledProducts then scaleInPlace e y
         y.MoveToOuterDisposeScope()
-    let solveLower key (v: torch.Tensor) : torch.Tensor =
-        use scope = torch.NewDisposeScope()
-        let y = torch.zeros_like(v)
-        for i in 0 .. tiles - 1 do
-            let r = v.narrow(0L, int64 (offset i), int64 (size i)).clone()
-            for j in 0 .. i - 1 do
-                withFactor key i j (fun lij -> r.sub_(lij.mm(y.narrow(0L, int64 (offset j), int64 (size j)))) |> ignore)
-            let yi = withFactor key i i (fun lii -> torch.linalg.solve_triangular(lii, r, upper = false))
-            y.narrow(0L, int64 (offset i), int64 (size i)).copy_(yi) |> ignore
-        y.MoveToOuterDisposeScope()
-    let solveUpper key (y: torch.Tensor) : torch.Tensor =
-        use scope = torch.NewDisposeScope()
-        let x = torch.zeros_like(y)
-        for i in tiles - 1 .. -1 .. 0 do
-            let r = y.narrow(0L, int64 (offset i), int64 (size i)).clone()
-            for j in i + 1 .. tiles - 1 do
-                withFactor key j i (fun lji -> r.sub_(lji.t().mm(x.narrow(0L, int64 (offset j), int64 (size j)))) |> ignore)
-            let xi = withFactor key i i (fun lii -> torch.linalg.solve_triangular(lii.t(), r, upper = true))
-            x.narrow(0L, int64 (offset i), int64 (size i)).copy_(xi) |> ignore
-        x.MoveToOuterDisposeScope()
+    let solveLower key (v: torch.Tensor) = solveLowerTiles tiles size offset (fun i j f -> withFactor key i j f) v
+    let solveUpper key (y: torch.Tensor) = solveUpperTiles tiles size offset (fun i j f -> withFactor key i j f) y
     let recorded (key: string) (compute: unit -> float) : float =
         match store.Entry key with
         | Some bits -> ofBits bits
@@ -666,10 +685,17 @@ let certifyMatrix (opts: Certify.Options) (settings: Settings) (subject: Express
     certifyRowBlocks opts settings subject (Some equal) blockRows ((n + blockRows - 1) / blockRows)
         (fun s -> phi.narrow(0L, int64 (s * blockRows), int64 (min blockRows (n - s * blockRows))))
 
-/// Writes a tile file (magic, header, float64 payload, SHA-256 trailer) atomically, as the engine's own tiles are
-/// written: for other tiled computations that spill tiles beyond a memory budget (`CholeskyFactor.Tiled`).
-let writeTile (path: string) (header: string) (data: float[]) = writeTileFile path header data
+/// Writes a contiguous CPU tensor as a tile file (magic, header, payload, SHA-256 trailer) atomically, as the
+/// engine's own tiles are written: for other tiled computations that spill tiles beyond a memory budget
+/// (`CholeskyFactor.Tiled`).
+let writeTile (path: string) (header: string) (t: torch.Tensor) = writeTileFrom path header t
 
-/// Reads a tile file written by `writeTile` with the same header and shape; Error names what is wrong with it
-/// (missing, another run's header, truncated, corrupted).
-let readTile (path: string) (header: string) (rows: int) (cols: int) : Result<float[], string> = readTileFile path header rows cols
+/// Reads a float64 tile file written by `writeTile` with the same header and shape into a new tensor; Error
+/// names what is wrong with it (missing, another run's header, truncated, corrupted).
+let readTile (path: string) (header: string) (rows: int) (cols: int) : Result<torch.Tensor, string> =
+    let t = torch.empty([| int64 rows; int64 cols |], dtype = torch.float64)
+    match (try readTileInto path header t with e -> Error e.Message) with
+    | Ok () -> Ok t
+    | Error why ->
+        t.Dispose()
+        Error why
