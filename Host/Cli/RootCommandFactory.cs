@@ -163,11 +163,12 @@ public static class RootCommandFactory
         tileSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--tile-size must be at least 1"); });
         var tileMemory = new Option<double?>("--tile-memory-gb") { Description = "GB of tiles kept in memory by the tiled engine (default: 20 GiB, at most half the memory available)" };
         tileMemory.Validators.Add(r => { if (r.GetValueOrDefault<double?>() is <= 0) r.AddError("--tile-memory-gb must be positive"); });
-        foreach (var option in new Option[] { n, widths, seed, activation, dataset, dataDir, json, engine, tileSize, tileMemory }) fc.Options.Add(option);
+        var workDir = new Option<DirectoryInfo>("--work-dir") { Description = "tile files and manifest of the tiled engine (default: tiles in memory); run the same command again to resume" };
+        foreach (var option in new Option[] { n, widths, seed, activation, dataset, dataDir, json, engine, tileSize, tileMemory, workDir }) fc.Options.Add(option);
         fc.SetAction(r => CommandRunner.Run("prove fc", () => new ProveHandler().RunFc(new ProveFcArguments(
             r.GetValue(n), r.GetValue(widths)!, r.GetValue(seed), r.GetValue(activation)!, r.GetValue(dataset),
             r.GetValue(dataDir)?.FullName ?? "data", r.GetValue(json)?.FullName,
-            new CertificateEngineOptions(Certification.CertificateEngineConfiguration.KindOf(r.GetValue(engine) ?? "auto"), r.GetValue(tileSize), null,
+            new CertificateEngineOptions(Certification.CertificateEngineConfiguration.KindOf(r.GetValue(engine) ?? "auto"), r.GetValue(tileSize), r.GetValue(workDir)?.FullName,
                 r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null)))));
         command.Subcommands.Add(fc);
         return command;

@@ -32,10 +32,11 @@ public sealed class ProveHandler
             var other => throw new ArgumentException($"--activation '{other}': the theorem needs an analytic activation (tanh, sigmoid, softplus)"),
         };
         var widths = FullyConnected.parseWidths(args.Widths);
-        // The engine rule of rf certify (auto: dense when 32·n² bytes fit the memory available), tiles in memory.
+        // The engine rule of rf certify (auto: dense when 32·n² bytes fit the memory available); tiles in memory, or in
+        // --work-dir (resumable: the same command continues from the last finished tile).
         var options = args.Engine ?? CertificateEngineOptions.Default;
         var engine = new CertificateEngine(options.UsesTiled(args.N) ? EngineKind.Tiled : EngineKind.Dense, options.TileSize,
-            options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, null);
+            options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, options.WorkDirectory);
         var result = args.Dataset is { } name
             ? FullyConnected.proveOn(engine, activation, DatasetInputs(name, args.DataDirectory, args.N), widths, args.Seed)
             : FullyConnected.runFcOn(engine, activation, args.N, widths, args.Seed);
