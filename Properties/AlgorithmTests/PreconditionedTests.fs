@@ -12,33 +12,30 @@ open ResearchFramework.Algorithm
 open ResearchFramework.Properties
 
 
-let private matrixOf (t: torch.Tensor) : Matrix<float> =
+let matrixOf (t: torch.Tensor) : Matrix<float> =
     use c = t.detach().cpu().to_type(torch.float64).contiguous()
     let rows, cols = int c.shape.[0], int c.shape.[1]
     let data = c.data<float>().ToArray()
     Matrix<float>.Build.Dense(rows, cols, (fun i j -> data.[i * cols + j]))
 
 /// W = [weightᵀ; biasᵀ] of the readout, as a MathNet matrix.
-let private readoutW (v: Modules.Linear) =
+let readoutW (v: Modules.Linear) =
     let w = matrixOf (v.weight.t())
     let b = matrixOf (v.bias.unsqueeze(0L))
     w.Stack b
 
-type private Run =
+/// A frozen-body preconditioned run: its setup, the oracle's Φ̃ and Z at the switch, V after every Phase II step.
+type PreconditionedRun =
     { Setup: RecipeSetup
       Phi: Matrix<float>
       Z: Matrix<float>
       Trajectory: Matrix<float> list
       Final: RecipeState }
 
-/// τ = 2 Phase I steps of SGD, the certified switch, then `phaseTwo` preconditioned steps with a frozen body.
-let private run (seed: int) (n: int) (mode: PhaseTwoMode) (eta: float) (ridge: float) (epsilon: float) (phaseTwo: int) =
-    use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 5UL, torch.CPU)
-    let x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
-    let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
-    let model = TestSupport.tanhNetwork seed
+/// τ = 2 SGD steps of `model` on (x, y), the certified switch, then `phaseTwo` Phase II steps of `recipe`; Φ̃ and Z
+/// read at the switch (the body is frozen: they stay) for the MathNet oracle.
+let preconditionedRunOf (recipe: RecipeConfig) (model: torch.nn.Module<torch.Tensor, torch.Tensor>) (x: torch.Tensor) (y: torch.Tensor) (n: int) (phaseTwo: int) =
     let opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
-    let recipe = { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon) with Mode = mode; DampingPower = 2.0 }
     let setup =
         TwoPhase.Setup(recipe, model, [ "hidden" ], BodyRule.Of opt, CertificationInputs.Create(x, null, n), LossKind.Squared, n, 2)
             .WithTargets(y)
@@ -51,7 +48,6 @@ let private run (seed: int) (n: int) (mode: PhaseTwoMode) (eta: float) (ridge: f
         state <- step.State
         if state.Phase = Phase.PhaseTwo then
             if isNull (box phi) then
-                // the oracle's Φ̃ and Z at the switch (the body is frozen: they stay)
                 use features = FeatureMap.featureMatrix model [ "hidden" ] n x
                 use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
                 use tilde = torch.cat([| features; ones |], 1L)
@@ -62,6 +58,15 @@ let private run (seed: int) (n: int) (mode: PhaseTwoMode) (eta: float) (ridge: f
                 z <- matrixOf y - matrixOf f
             trajectory.Add(readoutW state.Readout)
     { Setup = setup; Phi = phi; Z = z; Trajectory = List.ofSeq trajectory; Final = state }
+
+/// τ = 2 Phase I steps of SGD, the certified switch, then `phaseTwo` preconditioned steps with a frozen body.
+let private run (seed: int) (n: int) (mode: PhaseTwoMode) (eta: float) (ridge: float) (epsilon: float) (phaseTwo: int) =
+    use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 5UL, torch.CPU)
+    let x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
+    let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
+    let model = TestSupport.tanhNetwork seed
+    let recipe = { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon) with Mode = mode; DampingPower = 2.0 }
+    preconditionedRunOf recipe model x y n phaseTwo
 
 /// W*_λ from the primal normal equations (ΦᵀΦ/n + λI)W = ΦᵀZ/n (λ > 0), or the minimum-norm
 /// interpolant Φᵀ(ΦΦᵀ)⁻¹Z by MathNet's SVD pseudo-inverse (λ = 0).

@@ -17,11 +17,7 @@ let private tiledEngine (b: int) (directory: string) =
     { CertificateEngine.Default with Kind = EngineKind.Tiled; TileSize = b; WorkDirectory = directory }
 let private denseEngine = { CertificateEngine.Default with Kind = EngineKind.Dense }
 
-let private matrixOf (t: torch.Tensor) : Matrix<float> =
-    use c = t.detach().cpu().to_type(torch.float64).contiguous()
-    let rows, cols = int c.shape.[0], int c.shape.[1]
-    let data = c.data<float>().ToArray()
-    Matrix<float>.Build.Dense(rows, cols, (fun i j -> data.[i * cols + j]))
+let private matrixOf = PreconditionedTests.matrixOf
 
 /// A temporary folder, deleted afterwards.
 type private TempFolder() =
@@ -49,12 +45,6 @@ let private wideNetwork (seed: int) (d: int) (width: int) =
            struct ("hidden", torch.nn.Tanh() :> torch.nn.Module<torch.Tensor, torch.Tensor>)
            struct ("fc3", torch.nn.Linear(int64 width, 2L, true, dtype = torch.float64) :> torch.nn.Module<torch.Tensor, torch.Tensor>) |])
 
-type private PRun =
-    { Setup: RecipeSetup
-      Phi: Matrix<float>
-      Z: Matrix<float>
-      Trajectory: Matrix<float> list
-      Final: RecipeState }
 
 /// τ = 2 SGD steps, the certified switch on `engine`, then `phaseTwo` preconditioned steps with a frozen body.
 let private preconditionedRun (engine: CertificateEngine) (d: int) (seed: int) (n: int) (eta: float) (ridge: float) (epsilon: float) (phaseTwo: int) =
@@ -62,69 +52,55 @@ let private preconditionedRun (engine: CertificateEngine) (d: int) (seed: int) (
     let x = torch.randn([| int64 n; int64 d |], dtype = torch.float64, generator = g)
     let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
     let model = wideNetwork seed d (n + 20)
-    let opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
     let recipe =
         { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon).WithCertificateEngine(engine)
             with Mode = PhaseTwoMode.Frozen }
-    let setup =
-        TwoPhase.Setup(recipe, model, [ "hidden" ], BodyRule.Of opt, CertificationInputs.Create(x, null, n), LossKind.Squared, n, 2).WithTargets(y)
-    let mutable state = TwoPhase.Init setup
-    let trajectory = ResizeArray<Matrix<float>>()
-    let mutable phi = Unchecked.defaultof<Matrix<float>>
-    let mutable z = Unchecked.defaultof<Matrix<float>>
-    while state.Iteration < 2 + phaseTwo do
-        let step = TwoPhase.Step(setup, state, 0.05, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) y)
-        state <- step.State
-        if state.Phase = Phase.PhaseTwo then
-            if isNull (box phi) then
-                use features = FeatureMap.featureMatrix model [ "hidden" ] n x
-                use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
-                use tilde = torch.cat([| features; ones |], 1L)
-                phi <- matrixOf tilde
-                use _ = torch.no_grad ()
-                model.eval ()
-                use f = model.call x
-                z <- matrixOf y - matrixOf f
-            let v = state.Readout
-            trajectory.Add((matrixOf (v.weight.t())).Stack(matrixOf (v.bias.unsqueeze(0L))))
-    { Setup = setup; Phi = phi; Z = z; Trajectory = List.ofSeq trajectory; Final = state }
+    PreconditionedTests.preconditionedRunOf recipe model x y n phaseTwo
+
+/// One case of the tiled-factor property (below), from its seed.
+let private tiledFactorCase (seed: int) =
+    let rng = Random seed
+    let n = rng.Next(100, 201)
+    let b = [| 16; 24; 32; 64 |].[rng.Next 4]
+    let shift = if rng.Next 2 = 0 then 0.0 else float n * 1e-3
+    use g = new torch.Generator(uint64 seed + 3UL, torch.CPU)
+    use phiT = torch.randn([| int64 n; int64 (n + rng.Next(5, 40)) |], dtype = torch.float64, generator = g)
+    use zT = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
+    use dense = CholeskyFactor.Dense(phiT, shift)
+    use tiled = CholeskyFactor.Tiled(phiT, shift, b, Int64.MaxValue, null)
+    Expect.isFalse dense.IsTiled "dense storage"
+    Expect.isTrue tiled.IsTiled "tiled storage"
+    use aD = dense.Solve zT
+    use aT = tiled.Solve zT
+    let phi, z, ad, at = matrixOf phiT, matrixOf zT, matrixOf aD, matrixOf aT
+    let rT, m = residualNorm phi shift z at
+    let rD, _ = residualNorm phi shift z ad
+    // Cholesky solve backward error: (M + ΔM)A = Z, |ΔM| ≤ γ_{3n+1}|C||Cᵀ|, ‖|C||Cᵀ|‖_F ≤ n‖M‖_F (Higham Thm 10.4)
+    let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (3 * n + 1)
+    let allowed (a: Matrix<float>) = gamma * float n * m.FrobeniusNorm() * a.FrobeniusNorm()
+    Expect.isLessThanOrEqual rT (allowed at) (sprintf "tiled residual %g (n = %d, b = %d)" rT n b)
+    Expect.isLessThanOrEqual rD (allowed ad) (sprintf "dense residual %g" rD)
+    let lambdaMin = m.Evd(Symmetricity.Symmetric).EigenValues |> Seq.map (fun c -> c.Real) |> Seq.min
+    Expect.isGreaterThan lambdaMin 0.0 "M positive definite (the oracle's eigenvalues)"
+    Expect.isLessThanOrEqual ((at - ad).FrobeniusNorm()) ((rT + rD) / lambdaMin * (1.0 + 1e-6)) "‖A_t − A_d‖ ≤ ‖M⁻¹‖(‖r_t‖ + ‖r_d‖)"
+    use folder = new TempFolder()
+    // one full tile of budget: tile (0, 0) fills it, every other tile (n > b) goes to its file
+    let spilled = CholeskyFactor.Tiled(phiT, shift, b, int64 b * int64 b * 8L, folder.Path) :?> TiledCholesky
+    try
+        Expect.isGreaterThan spilled.TilesInFiles 0 "tiles beyond the budget live in files"
+        use aS = spilled.Solve zT
+        Expect.isTrue (use same = aS.eq(aT).all() in same.item<bool> ()) "the tiles read back from their files give bitwise the in-memory solve"
+    finally spilled.Dispose()
+    Expect.isEmpty (Directory.GetFileSystemEntries folder.Path |> Array.collect (fun d -> if Directory.Exists d then Directory.GetFiles d else [| d |])) "its files removed on Dispose"
 
 [<Tests>]
 let factorTests =
     testList "MathCore.CholeskyFactor" [
-        testPropertyWithConfig (Seeds.config 4) "tiled factor of ΦΦᵀ + sI (tiles 16–64, n = 100–200): a backward-stable solve (MathNet residual), within ‖M⁻¹‖(‖r_t‖ + ‖r_d‖) of the dense one; spilled to files: bitwise the in-memory tiles' solve; files removed" <| fun (seed: int) ->
-            let rng = Random seed
-            let n = rng.Next(100, 201)
-            let b = [| 16; 24; 32; 64 |].[rng.Next 4]
-            let shift = if rng.Next 2 = 0 then 0.0 else float n * 1e-3
-            use g = new torch.Generator(uint64 seed + 3UL, torch.CPU)
-            use phiT = torch.randn([| int64 n; int64 (n + rng.Next(5, 40)) |], dtype = torch.float64, generator = g)
-            use zT = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
-            use dense = CholeskyFactor.Dense(phiT, shift)
-            use tiled = CholeskyFactor.Tiled(phiT, shift, b, Int64.MaxValue, null)
-            Expect.isFalse dense.IsTiled "dense storage"
-            Expect.isTrue tiled.IsTiled "tiled storage"
-            use aD = dense.Solve zT
-            use aT = tiled.Solve zT
-            let phi, z, ad, at = matrixOf phiT, matrixOf zT, matrixOf aD, matrixOf aT
-            let rT, m = residualNorm phi shift z at
-            let rD, _ = residualNorm phi shift z ad
-            // Cholesky solve backward error: (M + ΔM)A = Z, |ΔM| ≤ γ_{3n+1}|C||Cᵀ|, ‖|C||Cᵀ|‖_F ≤ n‖M‖_F (Higham Thm 10.4)
-            let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (3 * n + 1)
-            let allowed (a: Matrix<float>) = gamma * float n * m.FrobeniusNorm() * a.FrobeniusNorm()
-            Expect.isLessThanOrEqual rT (allowed at) (sprintf "tiled residual %g (n = %d, b = %d)" rT n b)
-            Expect.isLessThanOrEqual rD (allowed ad) (sprintf "dense residual %g" rD)
-            let lambdaMin = m.Evd(Symmetricity.Symmetric).EigenValues |> Seq.map (fun c -> c.Real) |> Seq.min
-            Expect.isGreaterThan lambdaMin 0.0 "M positive definite (the oracle's eigenvalues)"
-            Expect.isLessThanOrEqual ((at - ad).FrobeniusNorm()) ((rT + rD) / lambdaMin * (1.0 + 1e-6)) "‖A_t − A_d‖ ≤ ‖M⁻¹‖(‖r_t‖ + ‖r_d‖)"
-            use folder = new TempFolder()
-            let spilled = CholeskyFactor.Tiled(phiT, shift, b, 2L * int64 b * int64 b * 8L, folder.Path) :?> TiledCholesky
-            try
-                Expect.isGreaterThan spilled.TilesInFiles 0 "tiles beyond the budget live in files"
-                use aS = spilled.Solve zT
-                Expect.isTrue (use same = aS.eq(aT).all() in same.item<bool> ()) "the tiles read back from their files give bitwise the in-memory solve"
-            finally spilled.Dispose()
-            Expect.isEmpty (Directory.GetFileSystemEntries folder.Path |> Array.collect (fun d -> if Directory.Exists d then Directory.GetFiles d else [| d |])) "its files removed on Dispose"
+        testPropertyWithConfig (Seeds.config 4) "tiled factor of ΦΦᵀ + sI (tiles 16–64, n = 100–200): a backward-stable solve (MathNet residual), within ‖M⁻¹‖(‖r_t‖ + ‖r_d‖) of the dense one; spilled to files: bitwise the in-memory tiles' solve; files removed" <| fun (seed: int) -> tiledFactorCase seed
+
+        // n = 101 ≤ 2b (b = 64): a budget of two full tiles held all three tiles, and nothing was spilled (the test's own
+        // budget was wrong, not the factor).
+        test "regression: seed 435963069, every tile in a budget of two full tiles" { tiledFactorCase 435963069 }
 
         test "not positive definite in float64: null, for both storages; a bad tile size is refused naming it" {
             use phi = torch.ones([| 40L; 50L |], dtype = torch.float64)
@@ -291,7 +267,7 @@ let recipeTests =
                                                  r * (1.0 + 1e-6), nan, nan, -1, true, 0.0, 0)
             let mutable state = { t.Final with Preconditioner = injected }
             let x = t.Setup.Certification.Inputs
-            let readoutW (s: RecipeState) = (matrixOf (s.Readout.weight.t())).Stack(matrixOf (s.Readout.bias.unsqueeze(0L)))
+            let readoutW (s: RecipeState) = PreconditionedTests.readoutW s.Readout
             let trajectory = ResizeArray [ readoutW state ]
             try
                 for _ in 1 .. 6 do
