@@ -152,6 +152,12 @@ let tests =
             Expect.equal distributed.Verdict Verdict.Refuted "Refuted"
             Expect.stringContains distributed.Reason "rows 13 and 97" "names the rows"
         }
+        test "tall (60 × 40, m + 1 < n): Refuted by shape without a Gram, as the dense engine, 2 ranks" {
+            use phi = gaussian 8 60 40
+            let _, distributed = runCase "tall" false 2 [ "--block"; "16" ] phi
+            Expect.equal distributed.Verdict Verdict.Refuted "Refuted"
+            Expect.stringContains distributed.Reason "columns = 41 < n = 60" "by shape"
+        }
         test "bad input: a grid that does not match the ranks exits 2 on every rank, saying so once" {
             requireEngine ()
             use dir = new TempDir()
