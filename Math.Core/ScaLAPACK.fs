@@ -418,11 +418,14 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
             log (sprintf "scalapack: λ_max estimate (Lanczos, pdsymv) %.1f s" clock.Elapsed.TotalSeconds)
             estimate
           EstimateLambdaMin = fun iterations ->
+            let clock = Stopwatch.StartNew()
             let estimate =
                 if factorize "fl G (λ_min estimate)" (fun _ _ g -> g) then
                     Certify.inverseIteration iterations (int64 n) torch.CPU (solve "N") (solve "T") matvec
                 else 0.0 // as the tiled engine: no eigvalsh fallback on a distributed matrix (Inconclusive)
-            agreeFloat grid estimate
+            let estimate = agreeFloat grid estimate
+            log (sprintf "scalapack: λ_min estimate (pdpotrf of fl G, inverse iteration with pdtrtrs) %.1f s" clock.Elapsed.TotalSeconds)
+            estimate
           ShiftedCholesky = fun c ->
             if factorize (sprintf "fl G − %.6g·I" c) (fun i j g -> if i = j then g - c else g) then
                 Some (broadcast grid (scaledDiagonal |> Array.map (fun g -> g - c)))

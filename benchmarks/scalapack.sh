@@ -16,13 +16,14 @@ run() { # label, command...; prints "label seconds verdict sigma_min"
   local label=$1; shift
   local t0 t1
   t0=$(date +%s.%N)
-  "$@" >"$dir/out.txt" 2>"$dir/err.txt" || true
+  "$@" >"$dir/out.txt" 2>"$dir/err-$label.txt" || true
   t1=$(date +%s.%N)
   local verdict sigma
   verdict=$(grep -m1 'verdict:' "$dir/out.txt" | sed 's/.*verdict: //')
   sigma=$(grep -m1 'σ_min ≥' "$dir/out.txt" | sed 's/.*σ_min ≥ \([^ ]*\).*/\1/')
   echo "$label $(echo "$t1 - $t0" | bc -l) ${verdict:-?} ${sigma:-?}"
 }
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 results=()
 results+=("$(run dense "$rf" certify --matrix "$file" --engine dense --json "$dir/dense.json")")
 for p in 1 2 4; do
@@ -31,9 +32,14 @@ for p in 1 2 4; do
     -x OPENBLAS_NUM_THREADS "$rf" certify --matrix "$file" --engine scalapack --block "$block" --json "$dir/s$p.json")")
 done
 dense=$(echo "${results[0]}" | awk '{print $2}')
+echo "load average before: $load0"
 echo "| engine | wall s | ratio to dense | verdict | σ_min ≥ |"
 echo "|---|---|---|---|---|"
 for r in "${results[@]}"; do
   set -- $r
   printf '| %s | %.1f | %.2f | %s | %s |\n' "$1" "$2" "$(echo "$2 / $dense" | bc -l)" "$3" "$4"
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+for p in 1 2 4; do # rank 0's phase times
+  echo "P = $p: $(grep -h 'rf certify: scalapack: \(Gram\|pdpotrf\|λ_max\|λ_min\)' "$dir/err-scalapack-P$p.txt" | sed 's/rf certify: scalapack: //' | paste -sd ';' -)"
 done
