@@ -144,7 +144,8 @@ let private maxAll (grid: Grid) (values: float[]) : float[] =
 let private agreeFloat (grid: Grid) (x: float) = (broadcast grid [| x |]).[0]
 
 /// Runs `f` on every rank; if it throws on some rank, every rank throws ArgumentException with the message of the
-/// lowest failing rank (so no rank is left waiting in a collective and all report the same one-line error).
+/// lowest failing rank (so no rank is left waiting in a collective and all report the same one-line error). `f` must
+/// not itself call a collective operation (a rank that failed early would leave the others waiting inside it).
 let collectively (grid: Grid) (f: unit -> 'a) : 'a =
     let result = try Ok (f ()) with e -> Error e
     let index = grid.MyRow * grid.Columns + grid.MyColumn
@@ -294,11 +295,12 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
     let panelLocalColumns = max nb (int (min (int64 Int32.MaxValue) (settings.PanelBytes / (8L * int64 (max 1 localRows)))) / nb * nb)
     let panelWidth = panelLocalColumns * grid.Columns
     let gramClock = Stopwatch.StartNew()
-    collectively grid (fun () ->
-        let mutable c0 = 0
-        while c0 < m do
-            let w = min panelWidth (m - c0)
-            use panel = new Local(grid, n, w, nb)
+    let mutable c0 = 0
+    while c0 < m do
+        let w = min panelWidth (m - c0)
+        use panel = new Local(grid, n, w, nb)
+        // Reading (and its checks) is the only step that can fail on some ranks only: agreed before the collective pdsyrk.
+        collectively grid (fun () ->
             let mutable lr = 0
             for (row0, rows) in rowBlocks do
                 let buffer = Array.zeroCreate<float> (rows * w)
@@ -308,12 +310,12 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
                     let gc = panel.GlobalColumn lc
                     let target = panel.Span lc
                     for k in 0 .. rows - 1 do target.[lr + k] <- buffer.[k * w + gc]
-                lr <- lr + rows
-            let mutable nn, k, one, i1 = n, w, 1.0, 1
-            let mutable beta = 1.0
-            let mutable ia, ja, ic, jc = i1, i1, i1, i1
-            Native.pdsyrk_("L", "N", &nn, &k, &one, panel.Address, &ia, &ja, panel.Descriptor, &beta, gram.Address, &ic, &jc, gram.Descriptor, 1n, 1n)
-            c0 <- c0 + w)
+                lr <- lr + rows)
+        let mutable nn, k, one, i1 = n, w, 1.0, 1
+        let mutable beta = 1.0
+        let mutable ia, ja, ic, jc = i1, i1, i1, i1
+        Native.pdsyrk_("L", "N", &nn, &k, &one, panel.Address, &ia, &ja, panel.Descriptor, &beta, gram.Address, &ic, &jc, gram.Descriptor, 1n, 1n)
+        c0 <- c0 + w
     if withBias then
         // The bias column's product 1·1 added to every entry (exact: a sum of the same m' products).
         for lc in 0 .. gram.Columns - 1 do

@@ -33,13 +33,19 @@ let private requireEngine () =
     | None -> ()
     | Some why when Environment.GetEnvironmentVariable "RF_REQUIRE_SCALAPACK" = "1" ->
         failtestf "RF_REQUIRE_SCALAPACK=1 but %s (.ci/install-scalapack.sh installs it)" why
-    | Some why -> skiptestf "ScaLAPACK engine not testable here: %s (.ci/run installs it and then requires these tests)" why
+    | Some why ->
+        // Printed as well as recorded: Expecto's summary counts skipped tests without their reasons.
+        let reason = sprintf "ScaLAPACK engine not testable here: %s (.ci/run installs it and then requires these tests)" why
+        eprintfn "MathCore.ScaLAPACK: skipped: %s" reason
+        skiptest reason
 
 /// `mpirun -np ranks rf certify --matrix file --engine scalapack …` in `dir`, one BLAS thread per rank.
-let private mpirun (dir: string) (ranks: int) (args: string list) =
+let private mpirunWithin (timeoutMs: int) (dir: string) (ranks: int) (args: string list) =
     ResearchFramework.Properties.TestSupport.runProcess "mpirun"
         ([ "--allow-run-as-root"; "--oversubscribe"; "-np"; string ranks; "-x"; "OPENBLAS_NUM_THREADS=1"; CliProcessTests.rfPath.Value; "certify" ] @ args)
-        dir [ "OPENBLAS_NUM_THREADS", "1" ] 300000
+        dir [ "OPENBLAS_NUM_THREADS", "1" ] timeoutMs
+
+let private mpirun = mpirunWithin 300000
 
 /// The per-rank lines "rank r of P: verdict V, σ_min ≥ a, σ_max ≤ b" of stderr: (r, P, V, a, b).
 let private rankLines (stderr: string) =
@@ -171,6 +177,18 @@ let tests =
             let code2, _, err2 = CliProcessTests.runRf dir.Path [ "certify"; "--config"; "c.json"; "--engine"; "scalapack" ]
             Expect.notEqual code2 0 ("refused: " + err2)
             Expect.stringContains err2 "--engine scalapack goes with --matrix" "says so"
+        }
+        test "bad input seen by one rank only (an entry below the underflow guard in a row only rank 1 reads): every rank exits 2, the row named, no rank left waiting" {
+            requireEngine ()
+            use dir = new TempDir()
+            use phi = gaussian 4 40 60
+            phi.[20L, 7L].fill_(scalar 1e-200) |> ignore
+            writeNpy (dir.File "x.npy") false phi |> ignore
+            // 2 × 1 grid, NB = 16: rank 0 reads rows 0–15 and 32–39, rank 1 rows 16–31. The watchdog (90 s) fails the
+            // test if the ranks deadlock (rank 1 stopping while rank 0 waits in pdsyrk).
+            let code, _, err = mpirunWithin 90000 dir.Path 2 [ "--matrix"; "x.npy"; "--engine"; "scalapack"; "--grid"; "2x1"; "--block"; "16" ]
+            Expect.equal code 2 ("exit 2: " + err)
+            Expect.stringContains err "feature row 20 has non-zero entries below 1e-150" "names the row"
         }
         test "bad input: a grid that does not match the ranks exits 2 on every rank, saying so once" {
             requireEngine ()
