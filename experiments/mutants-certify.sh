@@ -60,7 +60,7 @@ mutants=(
 "M25|Math.Core/Certify.fs|let qLower = if fUpper < 1.0 then FloatingPoint.down (sqrt (FloatingPoint.subDown 1.0 fUpper)) else 0.0|let qLower = 1.0|orthogonal route: σ_min(Q̂) taken as 1 (drop ‖Q̂ᵀQ̂ − I‖)"
 "M26|Math.Core/Certify.fs|let p = FloatingPoint.mulUp (gammaRatio k) absProductFrobenius|let p = 0.0|orthogonal route: drop the product rounding term γ_k·‖abs(P)·abs(Q)‖_F (only the computed residual)"
 "M27|Math.Core/Certify.fs|        let sigma = FloatingPoint.scaleDown s e|        let sigma = s|orthogonal route: σ_min not multiplied back by 2^e"
-"SM1|Math.Core/ScaLAPACK.fs|if factorize (sprintf "%.6g·I − fl G (σ_max bound)" t)|if false && factorize (sprintf "%.6g·I − fl G (σ_max bound)" t)|scalapack: skip the σ_max trial (Frobenius bound only)"
+"SM1|Math.Core/ScaLAPACK.fs|Some (broadcast grid (scaledDiagonal \|> Array.map (fun g -> t - g)))|None|scalapack: the σ_max trial's outcome dropped (Frobenius bound only)"
 "SM2|Math.Core/ScaLAPACK.fs|Some (broadcast grid (scaledDiagonal \|> Array.map (fun g -> g - c)))|Some (broadcast grid (scaledDiagonal \|> Array.map (fun g -> 0.0 * (g - c))))|scalapack: tr(Ã) reported as 0 (drops Demmel's backward error γ'_{n+1}tr(Ã))"
 "SM3|Math.Core/ScaLAPACK.fs|for k in 0 .. s.Length - 1 do s.[k] <- s.[k] + 1.0|for k in 0 .. s.Length - 1 do s.[k] <- s.[k] + 0.0|scalapack: the bias column's 1 not added to fl G"
 "SM4|Math.Core/ScaLAPACK.fs|let failed = (maxAll grid [\| (if info <> 0 then 1.0 else 0.0) \|]).[0] > 0.0|let failed = false|scalapack: accept a failed pdpotrf"
