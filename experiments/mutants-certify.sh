@@ -2,6 +2,7 @@
 # Mutation testing of the σ_min certificate (issue: "the σ_min certificate's tests cannot see a
 # broken bound"). Applies each mutant below to Math.Core/Certify.fs or Math.Core/Gram.fs, one at a
 # time, rebuilds, runs the MathCore tests, and reports killed/survived with the failing tests.
+# SM* mutants edit Math.Core/ScaLAPACK.fs: run them with FILTER="MathCore.ScaLAPACK" (mpirun, ~3 min a mutant).
 # The mutated files are restored on exit (also on Ctrl-C or failure). Not for CI: ~1 min a mutant.
 #
 #   experiments/mutants-certify.sh            # all mutants
@@ -12,7 +13,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 filter="${FILTER:-MathCore}"
 backup="$(mktemp -d)"
-files=(Math.Core/Certify.fs Math.Core/Gram.fs Math.Core/Tiled.fs)
+files=(Math.Core/Certify.fs Math.Core/Gram.fs Math.Core/Tiled.fs Math.Core/ScaLAPACK.fs)
 for f in "${files[@]}"; do mkdir -p "$backup/$(dirname "$f")"; cp "$f" "$backup/$f"; done
 restore() {
     for f in "${files[@]}"; do cp "$backup/$f" "$f"; done
@@ -59,6 +60,12 @@ mutants=(
 "M25|Math.Core/Certify.fs|let qLower = if fUpper < 1.0 then FloatingPoint.down (sqrt (FloatingPoint.subDown 1.0 fUpper)) else 0.0|let qLower = 1.0|orthogonal route: σ_min(Q̂) taken as 1 (drop ‖Q̂ᵀQ̂ − I‖)"
 "M26|Math.Core/Certify.fs|let p = FloatingPoint.mulUp (gammaRatio k) absProductFrobenius|let p = 0.0|orthogonal route: drop the product rounding term γ_k·‖abs(P)·abs(Q)‖_F (only the computed residual)"
 "M27|Math.Core/Certify.fs|        let sigma = FloatingPoint.scaleDown s e|        let sigma = s|orthogonal route: σ_min not multiplied back by 2^e"
+"SM1|Math.Core/ScaLAPACK.fs|Some (broadcast grid (scaledDiagonal \|> Array.map (fun g -> t - g)))|None|scalapack: the σ_max trial's outcome dropped (Frobenius bound only)"
+"SM2|Math.Core/ScaLAPACK.fs|Some (broadcast grid (scaledDiagonal \|> Array.map (fun g -> g - c)))|Some (broadcast grid (scaledDiagonal \|> Array.map (fun g -> 0.0 * (g - c))))|scalapack: tr(Ã) reported as 0 (drops Demmel's backward error γ'_{n+1}tr(Ã))"
+"SM3|Math.Core/ScaLAPACK.fs|for k in 0 .. s.Length - 1 do s.[k] <- s.[k] + 1.0|for k in 0 .. s.Length - 1 do s.[k] <- s.[k] + 0.0|scalapack: the bias column's 1 not added to fl G"
+"SM4|Math.Core/ScaLAPACK.fs|let failed = (maxAll grid [\| (if info <> 0 then 1.0 else 0.0) \|]).[0] > 0.0|let failed = false|scalapack: accept a failed pdpotrf"
+"SM5|Math.Core/ScaLAPACK.fs|for k in 0 .. s.Length - 1 do s.[k] <- scaleEntry s.[k]|for k in 0 .. s.Length - 1 do s.[k] <- s.[k]|scalapack: local blocks of fl G not scaled by 4^(−e) (diagonal and terms scaled)"
+"SM6|Math.Core/ScaLAPACK.fs|collectively grid (fun () ->⏎            let mutable lr = 0|(fun (f: unit -> unit) -> f ()) (fun () ->⏎            let mutable lr = 0|scalapack: a rank's read failure not agreed before pdsyrk (the other ranks wait in it)"
 )
 
 wanted=("$@")

@@ -15,16 +15,21 @@ public enum CertificateEngineKind
     Dense,
     /// <summary>The tiled engine.</summary>
     Tiled,
+    /// <summary>The Gram distributed over MPI ranks on a BLACS grid, factored by ScaLAPACK (<c>mpirun -np P rf certify
+    /// --matrix FILE --engine scalapack</c>; <see cref="ScaLAPACKCertification"/>).</summary>
+    ScaLAPACK,
 }
 
 /// <summary>The engine options of <c>rf certify</c> (<c>--engine</c>, <c>--tile-size</c>, <c>--work-dir</c>,
-/// <c>--tile-memory-gb</c>).</summary>
+/// <c>--tile-memory-gb</c>, <c>--grid</c>, <c>--block</c>).</summary>
 /// <param name="Kind">Which engine (default <see cref="CertificateEngineKind.Auto"/>).</param>
 /// <param name="TileSize">Rows and columns of a tile (default 2048).</param>
 /// <param name="WorkDirectory">Folder of the tile files and manifest (null: the command's default).</param>
 /// <param name="MemoryBudgetBytes">Bytes of tiles kept in memory (null: <see cref="DefaultBudgetBytes"/>).</param>
+/// <param name="Grid">BLACS grid "PxQ" of the ScaLAPACK engine (null: the most square one for the ranks started).</param>
+/// <param name="BlockSize">NB of the ScaLAPACK engine's block-cyclic distribution (default 256).</param>
 public sealed record CertificateEngineOptions(CertificateEngineKind Kind = CertificateEngineKind.Auto, int TileSize = 2048,
-    string? WorkDirectory = null, long? MemoryBudgetBytes = null)
+    string? WorkDirectory = null, long? MemoryBudgetBytes = null, string? Grid = null, int BlockSize = 256)
 {
     /// <summary>Test hook: <c>RF_TEST_TILE_DELAY_MS</c> sleeps after every finished tile, so a process test can kill a
     /// tiled certificate reliably in the middle of a phase. Unset (the default): no delay.</summary>

@@ -83,7 +83,7 @@ public static class MatrixCertification
     }
 
     /// <summary>Exact comparison of two rows of the file (duplicate candidates are confirmed by it, never by the Gram).</summary>
-    private static FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>> RowEquality(MatrixFileReader reader, int m)
+    internal static FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>> RowEquality(MatrixFileReader reader, int m)
     {
         bool RowsEqual(int i, int j)
         {
@@ -164,7 +164,7 @@ public static class MatrixCertification
         return squares;
     }
 
-    private static string CertificationSet(MatrixLayout layout) =>
+    internal static string CertificationSet(MatrixLayout layout) =>
         layout.Tensor is null
             ? $"all {layout.Rows} rows of {Path.GetFileName(layout.Path)}"
             : $"all {layout.Rows} rows of tensor \"{layout.Tensor}\" of {Path.GetFileName(layout.Path)}";

@@ -87,8 +87,11 @@ public static class RootCommandFactory
         var bias = new Option<string>("--bias") { Description = "on: certify [Φ, 1] as the model path does (default); off: the matrix as given" };
         bias.AcceptOnlyFromAmong("on", "off");
         var tensor = new Option<string>("--tensor") { Description = "the tensor of a .safetensors file to certify (needed when it holds several 2-D tensors)" };
-        var engine = new Option<string>("--engine") { Description = "auto: the dense n×n Gram when 32·n² bytes fit in memory, else tiled (default; with --config: Certificate:Engine); dense; tiled (resumable tile files)" };
-        engine.AcceptOnlyFromAmong("auto", "dense", "tiled");
+        var engine = new Option<string>("--engine") { Description = "auto: the dense n×n Gram when 32·n² bytes fit in memory, else tiled (default; with --config: Certificate:Engine); dense; tiled (resumable tile files); scalapack (--matrix only, under mpirun -np P: the Gram distributed over P ranks)" };
+        engine.AcceptOnlyFromAmong("auto", "dense", "tiled", "scalapack");
+        var grid = new Option<string>("--grid") { Description = "BLACS process grid PxQ of --engine scalapack (P·Q = the ranks mpirun started; default: the most square)" };
+        var block = new Option<int>("--block") { Description = "block size NB of --engine scalapack's block-cyclic distribution", DefaultValueFactory = _ => 256 };
+        block.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--block must be at least 1"); });
         var tileSize = new Option<int>("--tile-size") { Description = "rows of a tile of the tiled engine", DefaultValueFactory = _ => 2048 };
         tileSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--tile-size must be at least 1"); });
         var workDir = new Option<DirectoryInfo>("--work-dir") { Description = "tile files and manifest of the tiled engine (default: next to the JSON for --matrix, RunsDirectory/tiles-<run> for --config); run the same command again to resume" };
@@ -99,6 +102,8 @@ public static class RootCommandFactory
         command.Options.Add(tileSize);
         command.Options.Add(workDir);
         command.Options.Add(tileMemory);
+        command.Options.Add(grid);
+        command.Options.Add(block);
         command.Options.Add(checkpoint);
         command.Options.Add(subset);
         command.Options.Add(matrix);
@@ -117,15 +122,24 @@ public static class RootCommandFactory
                 r.AddError("--json goes with --matrix");
             if (r.GetResult(subset) is not null && r.GetValue(subset) is < 1)
                 r.AddError("--subset must be at least 1");
+            bool scalapack = r.GetValue(engine) == "scalapack";
+            if (scalapack && hasConfig) r.AddError("--engine scalapack goes with --matrix (the model path is not distributed)");
+            if (!scalapack && (r.GetResult(grid) is not null || r.GetResult(block) is not null))
+                r.AddError("--grid and --block go with --engine scalapack");
         });
         command.SetAction(r => CommandRunner.Run("certify", () => new CertifyHandler().Run(new CertifyArguments(
             r.GetResult(common.Config) is null ? null : common.Read(r),
             r.GetValue(checkpoint)?.FullName, r.GetValue(subset), r.GetValue(matrix)?.FullName, r.GetValue(json)?.FullName,
             r.GetValue(bias) != "off", r.GetValue(tensor),
             new CertificateEngineOptions(
-                r.GetValue(engine) switch { "dense" => CertificateEngineKind.Dense, "tiled" => CertificateEngineKind.Tiled, _ => CertificateEngineKind.Auto },
+                r.GetValue(engine) switch
+                {
+                    "dense" => CertificateEngineKind.Dense, "tiled" => CertificateEngineKind.Tiled,
+                    "scalapack" => CertificateEngineKind.ScaLAPACK, _ => CertificateEngineKind.Auto,
+                },
                 r.GetValue(tileSize), r.GetValue(workDir)?.FullName,
-                r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null),
+                r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null,
+                r.GetValue(grid), r.GetValue(block)),
             r.GetResult(engine) is { Implicit: false }, r.GetResult(tileSize) is { Implicit: false }))));
         return command;
     }

@@ -65,6 +65,8 @@ public sealed class CertifyHandler
             return BadInput($"--json {output} is the input file itself; it would be overwritten");
         if (File.Exists(file) && !FileChecks.IsRegularFile(file))
             return BadInput($"{file} is not a regular file (a device, FIFO or socket): give a .npy or .safetensors file");
+        if (engine.Kind == CertificateEngineKind.ScaLAPACK)
+            return ScaLAPACKCertification.Run(file, output, withBias, tensor, engine);
         // Default tile folder of the tiled engine: next to the JSON, so the same command resumes an interrupted run.
         var workDirectory = engine.WorkDirectory ?? Path.ChangeExtension(output, ".tiles");
         Certificate certificate;
