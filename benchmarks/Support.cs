@@ -80,7 +80,13 @@ public static class Npy
         fs.Write(new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0 });
         fs.Write(BitConverter.GetBytes((ushort)header.Length));
         fs.Write(System.Text.Encoding.ASCII.GetBytes(header));
-        WriteAll(fs, c.bytes);
+        // in row chunks: a tensor's byte span is limited to 2 GB
+        long rowsPerChunk = Math.Max(1, (1L << 28) / Math.Max(1, c.shape[1] * 4));
+        for (long r = 0; r < c.shape[0]; r += rowsPerChunk)
+        {
+            using var chunk = c.narrow(0, r, Math.Min(rowsPerChunk, c.shape[0] - r)).clone();
+            WriteAll(fs, chunk.bytes);
+        }
     }
 
     /// <summary>Reads a float32 .npy straight into a torch tensor (no managed copy of the data).</summary>

@@ -9,7 +9,7 @@
 #   4. scaling: `rf certify --matrix --engine tiled` at n = SCALING_NS (m = 2n), time against the flop model
 #      n²m' (syrk Gram) + n³ (three n³/3 Choleskys) at the measured gemm rate.
 # Needs Debian python3-numpy + libopenblas0-pthread (SKIP_APT=1 to not install them) and a Release build.
-# Usage: experiments/bench-speed.sh   (variables: NPY_SIZES="2048x8192 4096x16384", REPEATS=3, SCALING_NS="4096 8192 16384",
+# Usage: experiments/bench-speed.sh   (variables: NPY_SIZES="2048x8192 4096x16384", REPEATS=3, SCALING_NS="4096 8192 12288",
 #        BENCH_DIR=/tmp/rf-bench-speed). Output: BENCH_DIR/log.txt and a summary at its end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ BENCH="dotnet $ROOT/benchmarks/bin/Release/net10.0/Benchmarks.dll"
 DIR=${BENCH_DIR:-/tmp/rf-bench-speed}
 NPY_SIZES=${NPY_SIZES:-"2048x8192 4096x16384"}
 REPEATS=${REPEATS:-3}
-SCALING_NS=${SCALING_NS:-"4096 8192 16384"}
+SCALING_NS=${SCALING_NS:-"4096 8192 12288"}
 mkdir -p "$DIR"
 LOG=$DIR/log.txt
 : > "$LOG"
@@ -47,9 +47,9 @@ done
 
 timed() { # label, command...: appends "label wall_s rss_kib" to $DIR/times.txt
   local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$DIR/time.tmp" "$@" > "$DIR/out.tmp" 2>&1
+  /usr/bin/time -f "TIME %e %M" -o "$DIR/time.tmp" "$@" > "$DIR/out.tmp" 2>&1
   local rc=$?
-  read -r wall rss < "$DIR/time.tmp"
+  read -r _ wall rss < <(grep '^TIME ' "$DIR/time.tmp")
   say "$label: ${wall} s, peak RSS $((rss / 1024)) MiB, rc $rc, $(grep -E '^verdict|^[0-9]+$' "$DIR/out.tmp" | head -1)"
   echo "$label $wall $rss" >> "$DIR/times.txt"
 }
