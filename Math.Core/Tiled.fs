@@ -206,6 +206,12 @@ type private TileStore(settings: Settings, runKey: string) =
             true
         else false
 
+    /// Forgets a file that failed verification (the manifest no longer lists it), saying why in the log.
+    member private _.Refuse(name: string, why: string) =
+        settings.Log why
+        entries.Remove("tile:" + name) |> ignore
+        saveManifest ()
+
     /// The tile if it is done: from memory (not owned: false), or read back from its verified file (owned
     /// unless kept in memory). A file that fails verification is refused (logged, forgotten) and None
     /// returned, so the caller recomputes it.
@@ -224,9 +230,7 @@ type private TileStore(settings: Settings, runKey: string) =
                 if store.Keep(name, t, reserve) then Some (t, false) else Some (t, true)
             | Error reason ->
                 t.Dispose()
-                settings.Log (sprintf "tile file %s refused: %s; recomputing it" path reason)
-                entries.Remove("tile:" + name) |> ignore
-                saveManifest ()
+                store.Refuse(name, sprintf "tile file %s refused: %s; recomputing it" path reason)
                 None
 
     /// Stores a finished tile (the store takes `t`): written to its file first (with a work directory),
@@ -263,9 +267,7 @@ type private TileStore(settings: Settings, runKey: string) =
                 Some wide
             | Error reason ->
                 t.Dispose()
-                settings.Log (sprintf "feature file %s refused: %s; producing the rows again" path reason)
-                entries.Remove("tile:" + name) |> ignore
-                saveManifest ()
+                store.Refuse(name, sprintf "feature file %s refused: %s; producing the rows again" path reason)
                 None
         | _ -> None
 
