@@ -63,6 +63,9 @@ type Settings =
       Log: string -> unit
       Cancel: CancellationToken }
 
+    /// These settings with feature spilling on or off (C#: a record copy with one field changed).
+    member s.WithSpillFeatures(spill: bool) = { s with SpillFeatures = spill }
+
 /// Default memory budget: 20 GiB of tiles (a 24 GB machine with headroom for the rest of the process).
 let defaultMemoryBudgetBytes = 20L <<< 30
 

@@ -54,7 +54,8 @@ public static class MatrixCertification
         var options = ResearchFramework.MathCore.Certify.defaults;
         if (tiled)
         {
-            var settings = engine.Settings($"{subject.DatasetFingerprint}|{layout.Tensor}", defaultWorkDirectory, log);
+            // The row tiles come from the file itself: reading them again is cheaper than spilling a copy.
+            var settings = engine.Settings($"{subject.DatasetFingerprint}|{layout.Tensor}", defaultWorkDirectory, log).WithSpillFeatures(false);
             int b = Math.Max(1, Math.Min(n, engine.TileSize));
             var buffers = new Dictionary<int, Array>();
             torch.Tensor RowBlock(int s)
