@@ -234,13 +234,18 @@ let lambdaMaxTermsBy (factors: float list) (n: int) (squaredNormSumUpper: float)
                     LambdaMaxTrialAttempts = tries + 1 }
     attempt factors 0
 
+/// diag(a) when floating-point Cholesky of the matrix `a` (overwritten by its factor) completes, None when it
+/// fails: the diagonal is read before the factorisation, as Demmel's term needs the factored matrix's trace.
+let private choleskyDiagonal (a: torch.Tensor) : float[] option =
+    let diagonal = a.diagonal().cpu().data<float>().ToArray()
+    if NativeBlas.potrfLower a = 0 then Some diagonal else None
+
 /// Floating-point Cholesky of Ã_t = fl(t·I − fl G) held in memory (LAPACK): diag(Ã_t) when it completed.
 let private lambdaMaxTrialCholesky (gram: GramMatrix) (t: float) : float[] option =
     use scope = torch.NewDisposeScope()
     let trial = gram.Gram.neg()
     trial.diagonal().add_(scalar t) |> ignore
-    let diagonal = trial.diagonal().cpu().data<float>().ToArray()
-    if NativeBlas.potrfLower trial = 0 then Some diagonal else None
+    choleskyDiagonal trial
 
 /// `lambdaMaxTermsBy` for a Gram held in memory: Ã_t = fl(t·I − fl G) factored by LAPACK.
 let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
@@ -313,8 +318,7 @@ let private lambdaMinShiftedCholesky (gram: GramMatrix) (c: float) : float[] opt
     use scope = torch.NewDisposeScope()
     let shifted = gram.Gram.clone()
     shifted.diagonal().sub_(scalar c) |> ignore
-    let diagonal = shifted.diagonal().cpu().data<float>().ToArray()
-    if NativeBlas.potrfLower shifted <> 0 then None else Some diagonal
+    choleskyDiagonal shifted
 
 /// `lambdaMinTermsBy` for a Gram held in memory: Ã = fl(fl G − c·I) factored by LAPACK.
 let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =
