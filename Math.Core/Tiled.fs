@@ -487,34 +487,66 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let gramName i j = sprintf "G-%d-%d" i j
     let factorReserve = triangleBytes n b
     let getGram i j = store.TryGet(gramName i j, size i, size j, factorReserve)
+    /// Whether tile (i, j) is done: in memory, or its file verifies (a bad file is refused and the tile recomputed).
+    let getGramDone i j =
+        match getGram i j with
+        | Some (t, own) ->
+            if own then t.Dispose()
+            true
+        | None -> false
     // ---- the Gram, tile by tile ----
     let gramTileFlops i j = 2.0 * float (size i) * float (size j) * float columns
     let gramPhase = Phase(settings, "gram", tiles * (tiles + 1) / 2, Seq.sum (seq { for i in 0 .. tiles - 1 do for j in 0 .. i -> gramTileFlops i j }))
-    for i in 0 .. tiles - 1 do
-        for j in 0 .. i do
-            let flops = gramTileFlops i j
-            match getGram i j with
-            | Some (t, own) ->
+    // Panels of row tiles: the rows I of a panel are held while every row tile J ≤ max I streams past them once, so
+    // a row tile that is not in the feature cache (a spilled one is read back from its file, hashed and widened to
+    // float64) is fetched once per panel instead of once per tile product: Σ over panels of (first row of the panel)
+    // fetches instead of T(T + 1)/2. The panel takes the memory the tile budget leaves during this phase (Gram tiles
+    // are kept in memory only up to the budget less the factor's reserve) less one streamed row tile. The order
+    // of the tile products does not change any tile: each is one product of two row tiles.
+    let rowTileBytes = int64 b * int64 subject.Features * 8L
+    // (without a work directory every Gram tile stays in memory)
+    let gramMemoryCap = if isNull store.Directory then factorReserve else min factorReserve (max 0L (settings.MemoryBudgetBytes - factorReserve))
+    let panelRows =
+        let budget = max settings.FeatureCacheBytes (settings.MemoryBudgetBytes - gramMemoryCap - rowTileBytes)
+        int (max 1L (min (int64 tiles) (budget / max 1L rowTileBytes)))
+    let missing i j = (getGramDone i j |> not)
+    for p in 0 .. panelRows .. tiles - 1 do
+        let panel = [ p .. min tiles (p + panelRows) - 1 ]
+        let held = Dictionary<int, torch.Tensor * bool>()
+        let rowsHeld i =
+            match held.TryGetValue i with
+            | true, (t, _) -> t
+            | _ ->
+                let t, own = rowsOf i
+                held.[i] <- (t, own)
+                t
+        try
+            for j in 0 .. List.last panel do
+                let needing = panel |> List.filter (fun i -> i >= j && missing i j)
+                if not needing.IsEmpty then
+                    // the streamed row tile J (held if it belongs to the panel)
+                    let rj, ownJ = if j >= p then rowsHeld j, false else rowsOf j
+                    try
+                        for i in needing do
+                            let ri = rowsHeld i
+                            use scope = torch.NewDisposeScope()
+                            let g = torch.zeros([| int64 (size i); int64 (size j) |], dtype = torch.float64)
+                            // A diagonal tile is the syrk of its row tile, made exactly symmetric from its lower
+                            // triangle: the tiled Gram is the symmetric matrix of its lower-triangle entries (each one
+                            // inner product of length m').
+                            if i = j then
+                                NativeBlas.syrkLower 1.0 ri 0.0 g
+                                NativeBlas.mirrorLower g
+                            else NativeBlas.gemmNT 1.0 ri rj 0.0 g
+                            if withBias then g.add_(scalar 1.0) |> ignore
+                            store.Put(gramName i j, g, factorReserve)
+                            gramPhase.Tile(gramTileFlops i j, true)
+                    finally if ownJ then rj.Dispose()
+                for i in panel do
+                    if i >= j && not (List.contains i needing) then gramPhase.Tile(gramTileFlops i j, false)
+        finally
+            for KeyValue (_, (t, own)) in held do
                 if own then t.Dispose()
-                gramPhase.Tile(flops, false)
-            | None ->
-                let ri, ownI = rowsOf i
-                let rj, ownJ = if j = i then ri, false else rowsOf j
-                do
-                    use scope = torch.NewDisposeScope()
-                    let g = torch.zeros([| int64 (size i); int64 (size j) |], dtype = torch.float64)
-                    // A diagonal tile is the syrk of its row tile, made exactly symmetric from its lower
-                    // triangle: the tiled Gram is the symmetric matrix of its lower-triangle entries (each one
-                    // inner product of length m').
-                    if i = j then
-                        NativeBlas.syrkLower 1.0 ri 0.0 g
-                        NativeBlas.mirrorLower g
-                    else NativeBlas.gemmNT 1.0 ri rj 0.0 g
-                    if withBias then g.add_(scalar 1.0) |> ignore
-                    store.Put(gramName i j, g, factorReserve)
-                if ownJ then rj.Dispose()
-                if ownI then ri.Dispose()
-                gramPhase.Tile(flops, true)
     gramPhase.Finish()
     if produced + readBack > 0 then
         settings.Log (sprintf "features: %d row tiles produced, %d read back from spill files%s" produced readBack

@@ -269,10 +269,27 @@ let tests =
             Expect.equal (essence spilled) (essence reference) (sprintf "spilled = in memory, bitwise (%s): %s" what (differences spilled reference))
             Expect.equal counts (Array.create blocks 1) (sprintf "each row block produced once (%s): %A" what (List.ofSeq log1))
             Expect.isEmpty (Directory.GetFiles(w1.Path, "F-*.tile")) "spill files removed after the Gram"
-            // Negative control: the same cache without spilling produces row blocks again.
+            let rowTileBytes = int64 b * int64 m * 8L
+            let onePanelRow (s: Tiled.Settings) = { s with MemoryBudgetBytes = 2L * rowTileBytes - 1L }
+            let readBack (log: Collections.Generic.List<string>) =
+                log |> Seq.tryPick (fun l ->
+                    let m = Text.RegularExpressions.Regex.Match(l, @"features: (\d+) row tiles produced, (\d+) read back")
+                    if m.Success then Some (int m.Groups.[1].Value, int m.Groups.[2].Value) else None)
+            // The default budget holds every row tile in one panel: nothing is read back.
+            Expect.equal (readBack log1) (Some (blocks, 0)) (sprintf "one panel: produced once, none read back (%s): %A" what (List.ofSeq log1))
+            // A budget of one row tile (panels of one row): row tile J is read back once for each later row I > J,
+            // T(T − 1)/2 in all (a fetch per tile product, as before the panels, is T(T − 1)).
+            Array.fill counts 0 blocks 0
+            use w4 = new WorkDir()
+            let log4 = Collections.Generic.List<string>()
+            let narrow = run w4.Path 0L true onePanelRow log4
+            Expect.equal (essence narrow) (essence reference) (sprintf "panels of one row = in memory, bitwise (%s)" what)
+            Expect.equal counts (Array.create blocks 1) (sprintf "panels of one row: each row block produced once (%s)" what)
+            Expect.equal (readBack log4) (Some (blocks, blocks * (blocks - 1) / 2)) (sprintf "panels of one row: T(T − 1)/2 read back (%s): %A" what (List.ofSeq log4))
+            // Negative control: the same cache without spilling, in panels of one row, produces row blocks again.
             Array.fill counts 0 blocks 0
             use w2 = new WorkDir()
-            let unspilled = run w2.Path 0L false id (Collections.Generic.List())
+            let unspilled = run w2.Path 0L false onePanelRow (Collections.Generic.List())
             Expect.equal (essence unspilled) (essence reference) ("unspilled = in memory. " + what)
             if blocks > 1 then Expect.isGreaterThan (Array.sum counts) blocks ("without spilling, rows are produced again. " + what)
             // Killed after the first tile (F-0 spilled), F-0 corrupted: refused, named, its rows produced again.
