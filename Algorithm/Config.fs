@@ -84,6 +84,10 @@ type RecipeConfig =
       ReadoutRidge: float
       /// ε of the predicted steps-to-ε k(ε): J_λ − J_λ* ≤ ε·(its value at the switch) (Theorem P).
       PredictionEpsilon: float
+      /// δ ∈ (0, 1) of Theorem PD (damped body, λ = 0, docs/theory.md §4): the preconditioned step's drift ratio
+      /// Δ_t = ‖R̂_t − G_tA_t‖/‖R̂_t‖ may reach δ; beyond it the run refactors G at the current body. The predicted
+      /// rate is 1 − η_P(1 − δ) per step.
+      RefactorThreshold: float
       /// The certificate engine of the switch and the guard (docs/theory.md §3, "Tiles"): Auto (dense when 32·n² bytes
       /// fit its memory budget, else tiled), Dense or Tiled, the tile size, the memory budget and the folder of the tile
       /// files (a killed run's certificate resumes from them). Theorem P's factor of G_τ + nλI takes the same storage.
@@ -94,7 +98,7 @@ type RecipeConfig =
         { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
           DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0
           ReadoutStep = ReadoutStepRule.Theorem; Readout = ReadoutChoice.Separate
-          PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-6; CertificateEngine = CertificateEngine.Default }
+          PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-6; RefactorThreshold = 0.5; CertificateEngine = CertificateEngine.Default }
 
     /// The same recipe switching at τ = `tau` (C#: F#'s `{ r with … }`).
     member r.WithSwitchIteration(tau: int) = { r with SwitchIteration = tau }
@@ -109,6 +113,8 @@ type RecipeConfig =
     /// The same recipe with the preconditioned rule of Theorem P: step η_P, ridge λ, prediction ε.
     member r.WithPreconditionedReadout(step: float, ridge: float, epsilon: float) =
         { r with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = step; ReadoutRidge = ridge; PredictionEpsilon = epsilon }
+    /// The same recipe with Theorem PD's refactor threshold δ ∈ (0, 1) (damped body, λ = 0).
+    member r.WithRefactorThreshold(threshold: float) = { r with RefactorThreshold = threshold }
     /// The same recipe certifying (switch, guard) and factoring Theorem P's M_τ on `engine` (`CertificateEngine`).
     member r.WithCertificateEngine(engine: CertificateEngine) = { r with CertificateEngine = engine }
 

@@ -228,7 +228,7 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             state <-
                 if h.FormatVersion >= 2 then
                     // the cap follows this run's rule from the saved σ̄ (resuming with another ReadoutStep rule applies it)
-                    TwoPhase.RestorePreconditioner(setup, TwoPhase.ReadReference(setup, loaded, r), h.Preconditioner)
+                    TwoPhase.RestorePreconditioner(setup, TwoPhase.ReadReference(setup, loaded, r), h.Preconditioner, r)
                 else
                     // format 1 (before the step cap and the Weyl route): the cap from the switch's
                     // certificate; every later guard check is a Gram certificate.

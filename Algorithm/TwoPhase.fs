@@ -165,6 +165,43 @@ type internal FrozenProducts() =
         for t in [ this.Target; this.AbsProduct ] do
             if not (isNull t) then t.Dispose()
 
+/// Theorem PD's state (damped body, λ = 0: the step on the residual R_t = Y − f̄(X; θ_t); docs/theory.md §4): the
+/// refactor threshold δ, where the factor comes from (the switch, or the body of the last refactor σ, kept for
+/// checkpoints), the refactors so far, the largest drift ratio Δ_t seen, and what the next step needs to bound the
+/// body's perturbation e_t: fl(R'_t) = fl(Z_t − Φ̃_tW_{t+1}) (n × c float64), its rounding bound, and the part of e_t
+/// known at step t, (1 + q)ε_t + ‖Φ̃_t‖_F‖δ_t‖. Immutable.
+[<AllowNullLiteral>]
+type DampedReadoutTrack(threshold: float, factorIteration: int, factorBody: torch.Tensor[], refactors: int, maxDrift: float,
+                        carried: torch.Tensor, carriedError: float, pending: float, accumulated: float) =
+    /// δ ∈ (0, 1).
+    member _.Threshold = threshold
+    /// The iteration whose body the factor was computed at (τ, or the last refactor's).
+    member _.FactorIteration = factorIteration
+    /// The body at the last refactor (null: the factor is the switch's).
+    member _.FactorBody = factorBody
+    /// Refactors so far.
+    member _.Refactors = refactors
+    /// max_t Δ_t (after any refactor of that step).
+    member _.MaxDrift = maxDrift
+    /// fl(R'_{t−1}) of the previous step (null before the first).
+    member _.Carried = carried
+    /// Rounding bound ε'_{t−1} of `Carried`.
+    member _.CarriedError = carriedError
+    /// (1 + q)ε_{t−1} + ‖Φ̃_{t−1}‖_F‖δ_{t−1}‖.
+    member _.Pending = pending
+    /// E_k = Σ_{j<k} q^{k−1−j}e_{τ+j} (E_{k+1} = qE_k + e_{τ+k}) through the last e known (k = steps done − 1).
+    member _.Accumulated = accumulated
+    /// The scalars as text (checkpoints): δ, factor iteration, refactors, max drift, carried error, pending, whether a
+    /// carried residual and a factor body follow.
+    member _.Text =
+        let r (x: float) = x.ToString("R", Globalization.CultureInfo.InvariantCulture)
+        String.Join(";", [| r threshold; string factorIteration; string refactors; r maxDrift; r carriedError; r pending
+                            string (not (isNull carried)); string (not (isNull factorBody)); r accumulated |])
+    /// Disposes the carried residual and the factor body.
+    member _.Dispose() =
+        if not (isNull carried) then carried.Dispose()
+        if not (isNull factorBody) then for t in factorBody do t.Dispose()
+
 /// The preconditioned readout of Theorem P (docs/theory.md §4) as the run carries it: the switch's
 /// Cholesky factor C of M_τ = fl(G_τ) + nλI (float64; dense, or in tiles when the switch certificate was
 /// tiled: `CholeskyFactor`, one update for both storages), the step η_P, the ridge λ, the prediction
@@ -176,7 +213,7 @@ type internal FrozenProducts() =
 type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge: float, epsilon: float, predictedSteps: int,
                                      frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
                                      initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
-                                     maxPerturbationRatio: float, stepsDone: int, products: FrozenProducts) =
+                                     maxPerturbationRatio: float, stepsDone: int, products: FrozenProducts, damped: DampedReadoutTrack) =
     /// A record with the given factor, caches and measurements (see the members).
     new(factor: CholeskyFactor, step: float, ridge: float, epsilon: float, predictedSteps: int,
         frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
@@ -184,8 +221,10 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
         maxPerturbationRatio: float, stepsDone: int) =
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
                               frozenResidualNorm, initialGapLower, lastGapUpper, achievedAfter, hypothesisHeld,
-                              maxPerturbationRatio, stepsDone, FrozenProducts())
+                              maxPerturbationRatio, stepsDone, FrozenProducts(), null)
     member internal _.Products = products
+    /// Theorem PD's state when the body is damped and λ = 0 (the step on the residual), else null.
+    member _.Damped = damped
     /// Lower Cholesky factor of fl(G_τ) + nλI (n × n, float64): one dense tensor or b × b tiles (`CholeskyFactor`).
     member _.Factor = factor
     /// η_P ∈ (0, 1].
@@ -213,32 +252,47 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
     /// True while every step's perturbation e_t (solve residual and float rounding of W) stayed ≤ η_P·(√ε/2)·g_τ:
     /// the hypothesis under which k(ε) is guaranteed.
     member _.HypothesisHeld = hypothesisHeld
-    /// max_t e_t / (η_P·g_τ) so far.
+    /// max_t e_t / (η_P·g_τ) so far; for Theorem PD (damped body, λ = 0) max over k ≥ k_δ(ε) of E_k/((√ε/2)‖R_τ‖),
+    /// ≤ 1 while the hypothesis holds.
     member _.MaxPerturbationRatio = maxPerturbationRatio
     /// Phase II steps taken with this rule.
     member _.StepsDone = stepsDone
     /// The same record after one more step's measurements.
     member internal _.After(gapUpper: float, initialLower: float, achieved: int, held: bool, ratio: float) =
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
-                              frozenResidualNorm, initialLower, gapUpper, achieved, held, ratio, stepsDone + 1, products)
+                              frozenResidualNorm, initialLower, gapUpper, achieved, held, ratio, stepsDone + 1, products, damped)
+    /// Theorem PD: the same record after one more step, with the (possibly new) factor and damped state.
+    member internal _.AfterDamped(newFactor: CholeskyFactor, track: DampedReadoutTrack, gapUpper: float, initialLower: float,
+                                  achieved: int, held: bool, ratio: float) =
+        PreconditionedReadout(newFactor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
+                              frozenResidualNorm, initialLower, gapUpper, achieved, held, ratio, stepsDone + 1, products, track)
     /// This record's measurements as text (for checkpoints): initial gap, last gap, achieved, held, ratio, steps.
     member _.ProgressText =
-        String.Join(";", [| initialGapLower.ToString("R", Globalization.CultureInfo.InvariantCulture)
-                            lastGapUpper.ToString("R", Globalization.CultureInfo.InvariantCulture)
-                            string achievedAfter; string hypothesisHeld
-                            maxPerturbationRatio.ToString("R", Globalization.CultureInfo.InvariantCulture); string stepsDone |])
-    /// The same factor and caches with the measurements of `ProgressText`.
+        String.Join(";", [| yield initialGapLower.ToString("R", Globalization.CultureInfo.InvariantCulture)
+                            yield lastGapUpper.ToString("R", Globalization.CultureInfo.InvariantCulture)
+                            yield string achievedAfter; yield string hypothesisHeld
+                            yield maxPerturbationRatio.ToString("R", Globalization.CultureInfo.InvariantCulture); yield string stepsDone
+                            if not (isNull damped) then yield damped.Text |])
+    /// The same factor and caches with the measurements of `ProgressText` (fields 0–5; Theorem PD's scalars, when
+    /// present, are read by the caller with its tensors: `WithDamped`).
     member internal _.WithProgress(text: string) =
         let f = text.Split ';'
         let num (s: string) = Double.Parse(s, Globalization.CultureInfo.InvariantCulture)
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
-                              frozenResidualNorm, num f.[0], num f.[1], int f.[2], Boolean.Parse f.[3], num f.[4], int f.[5], products)
+                              frozenResidualNorm, num f.[0], num f.[1], int f.[2], Boolean.Parse f.[3], num f.[4], int f.[5], products, damped)
+    /// The same record with Theorem PD's state `track` (the old one is disposed unless it is `track`).
+    member internal _.WithDamped(track: DampedReadoutTrack) =
+        if not (isNull damped) && not (obj.ReferenceEquals(damped, track)) then damped.Dispose()
+        PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
+                              frozenResidualNorm, initialGapLower, lastGapUpper, achievedAfter, hypothesisHeld, maxPerturbationRatio,
+                              stepsDone, products, track)
     /// Disposes the factor and the frozen body's cache.
     member _.Dispose() =
         if not (isNull factor) then factor.Dispose()
         for t in [ frozenFeatures; frozenSolution; frozenTargets ] do
             if not (isNull t) then t.Dispose()
         if not (isNull products) then products.Dispose()
+        if not (isNull damped) then damped.Dispose()
 
 /// The recipe's state before iteration `Iteration` (SPEC §4): phase, the switch's certified
 /// σ_min(Φ̃_τ), the guard's state, V and its optimiser, and the tensors the recipe keeps (the
@@ -354,6 +408,7 @@ type TwoPhase =
             if not (r.PreconditionedStep > 0.0 && r.PreconditionedStep <= 1.0) then refuse (sprintf "needs a step η_P in (0, 1], not %g" r.PreconditionedStep)
             if not (r.ReadoutRidge >= 0.0 && Double.IsFinite r.ReadoutRidge) then refuse (sprintf "needs a ridge λ ≥ 0, not %g" r.ReadoutRidge)
             if not (r.PredictionEpsilon > 0.0 && r.PredictionEpsilon < 1.0) then refuse (sprintf "needs ε in (0, 1), not %g" r.PredictionEpsilon)
+            if not (r.RefactorThreshold > 0.0 && r.RefactorThreshold < 1.0) then refuse (sprintf "needs a refactor threshold δ in (0, 1), not %g" r.RefactorThreshold)
 
     /// The state before iteration 0 (Phase I; the switch runs in the step of iteration τ).
     static member Init(setup: RecipeSetup) : RecipeState =
@@ -471,10 +526,15 @@ type TwoPhase =
         let cap = TwoPhase.ReadoutStepCap(setup, state)
         if r.ReadoutStep = ReadoutStepRule.Preconditioned then
             let objective = if r.ReadoutRidge > 0.0 then sprintf "J_λ (λ = %g)" r.ReadoutRidge else "the squared loss (L* = 0)"
+            if r.Mode = PhaseTwoMode.Damped && r.ReadoutRidge = 0.0 then
+                let delta = r.RefactorThreshold
+                sprintf "preconditioned on the residual (Theorem PD, damped body): W ← W + η_P·Φ̃_tᵀG_σ⁻¹R_t, η_P = %g, G refactored when the drift ratio exceeds δ = %g; while the body's perturbation of the outputs stays within its budget, the training loss falls below ε = %g of L(θ_τ) (L* = 0) within k_δ(ε) = %d steps (rate 1 − η_P(1 − δ))"
+                    r.PreconditionedStep delta r.PredictionEpsilon (TwoPhase.PredictedSteps(r.PreconditionedStep * (1.0 - delta), r.PredictionEpsilon))
+            else
             let prediction =
                 if r.Mode = PhaseTwoMode.Frozen then
                     sprintf "; with the frozen body the gap to the minimum of %s falls below ε = %g of its value at τ within k(ε) = %d steps" objective r.PredictionEpsilon (TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon))
-                else "; with a damped body each step contracts the current objective's gap by (1 − η_P) up to its measured perturbation, no k(ε) is promised (the objective moves with ω)"
+                else "; with a damped body and λ > 0 each step contracts the current objective's gap by (1 − η_P) up to its measured perturbation, no k(ε) is promised (the objective moves with ω; Theorem PD needs λ = 0)"
             sprintf "preconditioned (Theorem P): W ← (1 − η_P)W + η_P·Φ̃ᵀ(G_τ + nλI)⁻¹Z, η_P = %g, minimising %s%s" r.PreconditionedStep objective prediction
         elif r.ReadoutStep = ReadoutStepRule.Schedule then
             "as scheduled (ReadoutStep = Schedule: the theorem's η ≤ b/σ_max(Φ̃)² is not enforced)" + decay
@@ -642,11 +702,122 @@ type TwoPhase =
             PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon,
                                   TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon),
                                   phi, a, z, rNorm, nan, nan, -1, true, 0.0, 0)
+        elif r.ReadoutRidge = 0.0 then
+            // Theorem PD: the damped body's step on the residual, with the prediction k_δ(ε) for the rate 1 − η_P(1 − δ)
+            phi.Dispose()
+            z.Dispose()
+            let delta = r.RefactorThreshold
+            PreconditionedReadout(factor, r.PreconditionedStep, 0.0, r.PredictionEpsilon,
+                                  TwoPhase.PredictedSteps(r.PreconditionedStep * (1.0 - delta), r.PredictionEpsilon),
+                                  null, null, null, nan, nan, nan, -1, true, 0.0, 0, FrozenProducts(),
+                                  DampedReadoutTrack(delta, r.SwitchIteration, null, 0, 0.0, null, nan, 0.0, 0.0))
         else
             phi.Dispose()
             z.Dispose()
             PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, -1,
                                   null, null, null, nan, nan, nan, -1, true, 0.0, 0)
+
+    /// Theorem PD's step (damped body, λ = 0; docs/theory.md §4) at the current ω, before the body moves: the residual
+    /// R̂_t = fl(Y − F_t − Φ̃_tW_t) of all n points, e_{t−1} from the previous step's fl(R'_{t−1}), A_t = C⁻ᵀC⁻¹R̂_t with
+    /// its drift ratio Δ_t (a refactor at ω_t when Δ_t > δ), W_{t+1} = W_t + η_PΦ̃_tᵀA_t written into V, and fl(R'_t)
+    /// kept for the next step. Gaps are of the training loss L = ‖R‖²/(2n) (L* = 0 under EC). A run whose
+    /// hypotheses held and that misses k_δ(ε) raises: a bug.
+    static member private DampedPreconditionedUpdate(setup: RecipeSetup, state: RecipeState) : PreconditionedReadout =
+        let p = state.Preconditioner
+        let track = p.Damped
+        let u = FloatingPoint.unitRoundoff64
+        let gamma k = FloatingPoint.gamma u k
+        let phi, f = TwoPhase.FeaturesAndOutputs setup
+        try
+            use scope = torch.NewDisposeScope()
+            use y = TwoPhase.TargetMatrix setup
+            let v = state.Readout
+            let n = int phi.shape.[0]
+            let m1 = int phi.shape.[1]
+            let nf = float n
+            let normGamma = gamma (n * int y.shape.[1] + 2)   // a norm's own rounding and that of one subtraction before it
+            let w = torch.cat([| v.weight.detach().t(); v.bias.detach().unsqueeze(0L) |], 0L).to_type(torch.float64).cpu()
+            let absPhi = phi.abs()
+            let baseAbs = y.abs().add(f.abs())
+            // fl(Y − F − Φ̃W) and ε ≥ ‖its error‖: one product of length m + 1 and two subtractions (Higham §3.5)
+            let residual (weights: torch.Tensor) =
+                let r = y.sub(f).sub(phi.mm(weights))
+                let err = gamma (m1 + 3) * baseAbs.add(absPhi.mm(weights.abs())).norm().ToDouble() * (1.0 + normGamma)
+                r, err
+            let rHat, eps = residual w
+            let rNorm = rHat.norm().ToDouble()
+            let rUpper = rNorm * (1.0 + normGamma) + eps
+            let rLower = max 0.0 (rNorm * (1.0 - normGamma) - eps)
+            let lossUpper = rUpper * rUpper / (2.0 * nf)
+            let initial = if Double.IsNaN p.InitialGapLower then rLower * rLower / (2.0 * nf) else p.InitialGapLower
+            let r0 = sqrt (2.0 * nf * initial)   // ‖R_τ‖ ≥ r0
+            let delta = track.Threshold
+            let eta = p.Step
+            let q = 1.0 - eta * (1.0 - delta)
+            let budget = (sqrt p.Epsilon / 2.0) * r0
+            // e_{t−1} = (1 + q)ε_{t−1} + ‖Φ̃‖‖δ_{t−1}‖ + ‖D_{t−1}‖, ‖D_{t−1}‖ ≤ ‖fl(R'_{t−1}) − fl(R_t)‖ + ε'_{t−1} + ε_t
+            let previousE =
+                if isNull track.Carried then 0.0
+                else
+                    use d = track.Carried.sub(rHat)
+                    track.Pending + d.norm().ToDouble() * (1.0 + normGamma) + track.CarriedError + eps
+            // E_k = qE_{k−1} + e_{τ+k−1} (k = steps done): the body's perturbations, each damped by the steps since
+            let accumulated = q * track.Accumulated + previousE
+            let due = p.PredictedSteps >= 0 && p.StepsDone >= p.PredictedSteps
+            let ratio = if not due then 0.0 elif budget > 0.0 then accumulated / budget elif accumulated = 0.0 then 0.0 else infinity
+            let heldBefore = p.HypothesisHeld && (not due || accumulated <= budget)
+            let achieved =
+                if p.AchievedAfter >= 0 then p.AchievedAfter
+                elif rUpper <= sqrt p.Epsilon * r0 then p.StepsDone
+                else -1
+            if p.PredictedSteps >= 0 && heldBefore && achieved < 0 && p.StepsDone >= p.PredictedSteps then
+                invalidOp (sprintf "Theorem PD: the prediction k_δ(ε) = %d (ε = %g, δ = %g) was missed although its hypotheses held (loss ≤ %g after %d steps, initial ≥ %g): a bug"
+                               p.PredictedSteps p.Epsilon delta lossUpper p.StepsDone initial)
+            // A_t and its drift ratio Δ_t = ‖R̂_t − G_tA_t‖/‖R̂_t‖ (rigorous upper bound, on Φ̃_t itself)
+            let drift (factor: CholeskyFactor) =
+                let a = factor.Solve rHat
+                let rho = TwoPhase.ResidualBound(phi, rHat, a, 0.0)
+                let ratio = if rNorm = 0.0 then (if rho = 0.0 then 0.0 else infinity) else rho / (rNorm * (1.0 - normGamma))
+                a, ratio
+            let a0, d0 = drift p.Factor
+            let factor, a, driftRatio, track' =
+                if d0 <= delta then p.Factor, a0, d0, track
+                else
+                    match CholeskyFactor.Of(setup.Recipe.CertificateEngine, phi, 0.0) with
+                    | null -> p.Factor, a0, d0, track
+                    | fresh ->
+                        let a1, d1 = drift fresh
+                        p.Factor.Dispose()
+                        if not (isNull track.FactorBody) then for t in track.FactorBody do t.Dispose()
+                        let body = TwoPhase.Snapshot setup |> Array.map (fun t -> t.DetachFromDisposeScope())
+                        fresh, a1, d1,
+                        DampedReadoutTrack(delta, state.Iteration, body, track.Refactors + 1, track.MaxDrift, track.Carried,
+                                           track.CarriedError, track.Pending, track.Accumulated)
+            let held = heldBefore && driftRatio <= delta
+            let next = w.add(phi.t().mm(a).mul(scalar eta))
+            let stored = next.to_type(v.weight.dtype)
+            let stored64 = stored.to_type(torch.float64)
+            let deltaNorm =
+                stored64.sub(next).norm().ToDouble()
+                + gamma (n + m1 + 4) * w.abs().add(absPhi.t().mm(a.abs()).mul(scalar eta)).norm().ToDouble()
+            let phiNorm = phi.norm().ToDouble() * (1.0 + gamma (n * m1 + 1))
+            let pending = (1.0 + q) * eps + phiNorm * deltaNorm
+            let carried, carriedError = residual stored64
+            do
+                use _ = torch.no_grad ()
+                let m = v.weight.shape.[1]
+                use weightT = stored.narrow(0L, 0L, m).t().``to``(v.weight.device)
+                use bias = stored.[m].``to``(v.bias.device)
+                v.weight.copy_(weightT) |> ignore
+                v.bias.copy_(bias) |> ignore
+            if not (isNull track'.Carried) then track'.Carried.Dispose()
+            let next' =
+                DampedReadoutTrack(delta, track'.FactorIteration, track'.FactorBody, track'.Refactors, max track'.MaxDrift driftRatio,
+                                   carried.DetachFromDisposeScope(), carriedError, pending, accumulated)
+            p.AfterDamped(factor, next', lossUpper, initial, achieved, held, max p.MaxPerturbationRatio ratio)
+        finally
+            phi.Dispose()
+            f.Dispose()
 
     /// One preconditioned readout step of Theorem P at the current ω (before the body moves):
     /// W ← (1 − η_P)W + η_P·Φ̃_tᵀA_t, A_t = M_τ⁻¹Z_t by two triangular solves (dense or tiled: `CholeskyFactor`), written into V at the
@@ -882,7 +1053,10 @@ type TwoPhase =
                 | BodyRule.Optimizer opt -> opt.step () |> ignore
                 | BodyRule.StepFunction f -> f.Invoke()
             let readoutStep () =
-                if preconditioned then preconditioner <- TwoPhase.PreconditionedUpdate(setup, state)
+                if preconditioned then
+                    preconditioner <-
+                        if isNull state.Preconditioner.Damped then TwoPhase.PreconditionedUpdate(setup, state)
+                        else TwoPhase.DampedPreconditionedUpdate(setup, state)
                 else state.ReadoutOptimizer.step () |> ignore
             if frozen then
                 readoutStep ()
@@ -957,18 +1131,31 @@ type TwoPhase =
     // ---- the recipe's own state on disk --------------------------------------------------------
 
     /// Rebuilds the preconditioner of Theorem P after a load: the factor (and a frozen body's cache) from
-    /// the body at the switch (deterministic: the same computation as at the switch), the measurements
-    /// from `progress` (`PreconditionedReadout.ProgressText`); the body is put back.
-    static member RestorePreconditioner(setup: RecipeSetup, state: RecipeState, progress: string) : RecipeState =
+    /// the body at the switch, or for Theorem PD after a refactor from the body of the last refactor (deterministic:
+    /// the same computation as then), the measurements from `progress` (`PreconditionedReadout.ProgressText`) and
+    /// Theorem PD's tensors from `r` (written by `WriteReference` after Φ_ref); the body is put back.
+    static member RestorePreconditioner(setup: RecipeSetup, state: RecipeState, progress: string, r: BinaryReader) : RecipeState =
         if String.IsNullOrEmpty progress || isNull state.SwitchBody then state
         else
+            let f = progress.Split ';'
+            let num (s: string) = Double.Parse(s, Globalization.CultureInfo.InvariantCulture)
+            // Theorem PD's fields (6–13) and tensors: the carried fl(R'_{t−1}) and the factor's body, when present
+            let track =
+                if f.Length <= 6 then null
+                else
+                    let carried = if Boolean.Parse f.[12] then (match Checkpoint.readTensors r with | null -> null | ts -> ts.[0]) else null
+                    let body =
+                        if Boolean.Parse f.[13] then
+                            Checkpoint.readTensors r |> Array.map (fun t -> let d = t.``to``(setup.Device) in (if not (obj.ReferenceEquals(d, t)) then t.Dispose()); d)
+                        else null
+                    DampedReadoutTrack(num f.[6], int f.[7], body, int f.[8], num f.[9], carried, num f.[10], num f.[11], num f.[14])
             let current = TwoPhase.Snapshot setup
             let wasTraining = setup.Model.training
             try
-                TwoPhase.Restore(setup, state.SwitchBody)
+                TwoPhase.Restore(setup, (if not (isNull track) && not (isNull track.FactorBody) then track.FactorBody else state.SwitchBody))
                 setup.Model.eval ()
-                let rebuilt = TwoPhase.BuildPreconditioner setup
-                { state with Preconditioner = rebuilt.WithProgress progress }
+                let rebuilt = (TwoPhase.BuildPreconditioner setup).WithProgress progress
+                { state with Preconditioner = (if isNull track then rebuilt else rebuilt.WithDamped track) }
             finally
                 TwoPhase.Restore(setup, current)
                 TwoPhase.DisposeAll current
@@ -987,6 +1174,11 @@ type TwoPhase =
     /// Writes Φ_ref (after the caller's RNG state in the trainer's layout).
     static member WriteReference(state: RecipeState, w: BinaryWriter) =
         Checkpoint.writeTensors w (if isNull state.ReferenceFeatures then null else [| state.ReferenceFeatures |])
+        // Theorem PD's tensors (their presence is in the header's progress text, `DampedReadoutTrack.Text`)
+        let track = if isNull state.Preconditioner then null else state.Preconditioner.Damped
+        if not (isNull track) then
+            if not (isNull track.Carried) then Checkpoint.writeTensors w [| track.Carried |]
+            if not (isNull track.FactorBody) then Checkpoint.writeTensors w track.FactorBody
 
     /// Reads what `WriteState` wrote into a state with the given scalars (`readoutFeatures` = m of a
     /// separate V, 0 when none was saved); tensors land on the setup's device.
@@ -1058,5 +1250,5 @@ type TwoPhase =
                || h.ArchitectureDescription <> setup.Architecture || h.Readout <> int setup.Recipe.Readout then
                 raise (InvalidDataException(sprintf "%s was saved by a different recipe (τ %d, %s, readout %O)" path h.SwitchIteration h.ArchitectureDescription (enum<ReadoutChoice> h.Readout)))
             let s = TwoPhase.ReadState(setup, TwoPhase.ScalarsOf h, h.ReadoutFeatures, r)
-            result <- TwoPhase.RestorePreconditioner(setup, TwoPhase.ReadReference(setup, s, r), h.Preconditioner))
+            result <- TwoPhase.RestorePreconditioner(setup, TwoPhase.ReadReference(setup, s, r), h.Preconditioner, r))
         result

@@ -41,7 +41,8 @@ public sealed record RunSummary
     public string? ResumedFrom { get; init; }
     public int TrainSize { get; init; }
     public int TestSize { get; init; }
-    /// <summary>Theorem P (ReadoutStep = preconditioned): k(ε) predicted at the switch (−1: no prediction, damped body),
+    /// <summary>Theorem P (ReadoutStep = preconditioned): k(ε) predicted at the switch (Theorem PD's k_δ(ε) for a damped
+    /// body with λ = 0; −1: no prediction, damped body with λ > 0),
     /// null when the rule was not used.</summary>
     public int? PredictedSteps { get; init; }
     /// <summary>Theorem P: ε of the prediction.</summary>
@@ -50,16 +51,21 @@ public sealed record RunSummary
     public int? AchievedAfter { get; init; }
     /// <summary>Theorem P: whether every step's perturbation stayed within the prediction's hypothesis.</summary>
     public bool? PredictionHypothesisHeld { get; init; }
+    /// <summary>Theorem PD (damped body, λ = 0): refactors of the Gram during Phase II; null otherwise.</summary>
+    public int? Refactors { get; init; }
+    /// <summary>Theorem PD: the largest drift ratio Δ_t = ‖R̂_t − G_tA_t‖/‖R̂_t‖ seen (after refactors); null otherwise.</summary>
+    public double? MaxDriftRatio { get; init; }
 
     /// <summary>Theorem P's "predicted / achieved" steps ("–" when the preconditioned readout did not run): the cell of
     /// <c>compare.md</c> and the end of <see cref="PredictionLine"/>.</summary>
     public string Prediction() => PredictedSteps is not int k ? "–"
-        : $"{(k < 0 ? "none (damped)" : k.ToString(CultureInfo.InvariantCulture))} / {(AchievedAfter >= 0 ? AchievedAfter.Value.ToString(CultureInfo.InvariantCulture) : "not within T")}" +
+        : $"{(k < 0 ? "none (damped, λ > 0)" : k.ToString(CultureInfo.InvariantCulture))} / {(AchievedAfter >= 0 ? AchievedAfter.Value.ToString(CultureInfo.InvariantCulture) : "not within T")}" +
           (PredictionHypothesisHeld == true ? "" : " (hypothesis not met)");
 
     /// <summary>The console line of Theorem P's prediction, null when the preconditioned readout did not run.</summary>
     public string? PredictionLine() => PredictedSteps is null ? null
-        : $"preconditioned readout (Theorem P), k(ε = {PredictionEpsilon?.ToString("G3", CultureInfo.InvariantCulture)}) predicted / achieved: {Prediction()}";
+        : $"preconditioned readout ({(Refactors is null ? "Theorem P" : "Theorem PD")}), k(ε = {PredictionEpsilon?.ToString("G3", CultureInfo.InvariantCulture)}) predicted / achieved: {Prediction()}" +
+          (Refactors is int k ? $"; {k} refactor(s), largest drift ratio {MaxDriftRatio?.ToString("G3", CultureInfo.InvariantCulture)}" : "");
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -146,6 +152,8 @@ public static class TrainingRun
             PredictionEpsilon = trainer.State.Preconditioner?.Epsilon,
             AchievedAfter = trainer.State.Preconditioner?.AchievedAfter,
             PredictionHypothesisHeld = trainer.State.Preconditioner?.HypothesisHeld,
+            Refactors = trainer.State.Preconditioner?.Damped?.Refactors,
+            MaxDriftRatio = trainer.State.Preconditioner?.Damped?.MaxDrift,
         };
         if (!result.Completed)
         {

@@ -68,6 +68,53 @@ let private run (seed: int) (n: int) (mode: PhaseTwoMode) (eta: float) (ridge: f
     let recipe = { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, ridge, epsilon) with Mode = mode; DampingPower = 2.0 }
     preconditionedRunOf recipe model x y n phaseTwo
 
+/// How the body moves in a Theorem PD run: SGD on the loss with rate η (damped by α_t), or a random jump of relative
+/// size `scale` per step (damped by α_t: a body the theorem's hypothesis must reject).
+type DampedBody =
+    | SgdSteps of float
+    | RandomJumps of float
+
+/// A damped preconditioned run with λ = 0 (Theorem PD): τ = 2 SGD steps, the switch, `phaseTwo` Phase II steps. The
+/// oracle: ‖R_τ‖ and ‖R_{τ+k}‖ of f̄ on all n points after each step, from independent forward passes (TwoPhase.Predict)
+/// and MathNet norms.
+type DampedRun = { Setup: RecipeSetup; Final: RecipeState; ResidualAtSwitch: float; Residuals: float list }
+
+let dampedRun (seed: int) (n: int) (eta: float) (delta: float) (epsilon: float) (phaseTwo: int) (body: DampedBody) (dampingPower: float) =
+    use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 5UL, torch.CPU)
+    let x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
+    let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
+    let model = TestSupport.tanhNetwork seed
+    let recipe =
+        { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, 0.0, epsilon).WithRefactorThreshold(delta) with
+            Mode = PhaseTwoMode.Damped; DampingPower = dampingPower; CheckPeriod = 0 }
+    let opt = torch.optim.SGD(model.parameters (), (match body with SgdSteps lr -> lr | RandomJumps _ -> 0.05)) :> torch.optim.Optimizer
+    let jumps = new torch.Generator(uint64 seed + 99UL, torch.CPU)
+    let rule =
+        match body with
+        | SgdSteps _ -> BodyRule.Of opt
+        | RandomJumps scale ->
+            BodyRule.StepFunction(Action(fun () ->
+                use _ = torch.no_grad ()
+                for p in model.parameters () do
+                    use noise = torch.randn(p.shape, dtype = p.dtype, generator = jumps)
+                    p.add_(noise.mul(scalar (scale * (p.norm().ToDouble() / sqrt (float p.NumberOfElements))))) |> ignore))
+    let setup =
+        TwoPhase.Setup(recipe, model, [ "hidden" ], rule, CertificationInputs.Create(x, null, n), LossKind.Squared, n, 2).WithTargets(y)
+    let residualNorm (state: RecipeState) =
+        use out = TwoPhase.Predict(setup, state, x)
+        (matrixOf y - matrixOf out).FrobeniusNorm()
+    let mutable state = TwoPhase.Init setup
+    let mutable atSwitch = nan
+    let residuals = ResizeArray<float>()
+    while state.Iteration < 2 + phaseTwo do
+        if state.Iteration = 2 then atSwitch <- residualNorm state
+        // Phase I at η = 0.05; in Phase II the body's η_t (damped by α_t) is the body rule's
+        let rate = if state.Iteration < 2 then 0.05 else (match body with SgdSteps lr -> lr | RandomJumps _ -> 0.05)
+        let step = TwoPhase.Step(setup, state, rate, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) y)
+        state <- step.State
+        if state.Phase = Phase.PhaseTwo then residuals.Add(residualNorm state)
+    { Setup = setup; Final = state; ResidualAtSwitch = atSwitch; Residuals = List.ofSeq residuals }
+
 /// W*_λ from the primal normal equations (ΦᵀΦ/n + λI)W = ΦᵀZ/n (λ > 0), or the minimum-norm
 /// interpolant Φᵀ(ΦΦᵀ)⁻¹Z by MathNet's SVD pseudo-inverse (λ = 0).
 let private optimum (phi: Matrix<float>) (z: Matrix<float>) (ridge: float) =
@@ -125,14 +172,69 @@ let tests =
             TwoPhase.Dispose(r.Setup, r.Final)
         }
 
-        test "damped body: no k(ε) is promised (the objective moves with ω), every step uses the rule and is measured" {
-            let r = run 3 12 PhaseTwoMode.Damped 0.5 0.0 1e-6 30
+        test "damped body with a ridge λ > 0: no k(ε) is promised (J_λ moves with ω), every step uses the rule and is measured" {
+            let r = run 3 12 PhaseTwoMode.Damped 0.5 1e-3 1e-6 30
             try
                 let p = r.Final.Preconditioner
+                Expect.isNull p.Damped "the Z-form rule (Theorem PD needs λ = 0)"
                 Expect.equal p.PredictedSteps -1 "no prediction with a moving objective"
                 Expect.equal p.StepsDone 30 "every Phase II step used the rule"
                 Expect.isLessThan p.LastGapUpper p.InitialGapLower "the current objective's gap shrinks (not at a promised rate: the body's drift)"
             finally TwoPhase.Dispose(r.Setup, r.Final)
+        }
+
+        Fixtures.testPropertyCounting (Seeds.config 4) 0.5 "Theorem PD, damped body (λ = 0): whenever the run says its hypotheses held, the training loss obeys ‖R_{τ+k}‖ ≤ (q^k + √ε/2)‖R_τ‖ at every step (independent forward passes, MathNet norms) and reaches ε·L(θ_τ) within k_δ(ε); the hypotheses held in at least half the cases" <| fun counter (seed: int) ->
+            let rng = Random seed
+            let eta = [| 0.3; 0.5; 0.8 |].[rng.Next 3]
+            let delta = [| 0.25; 0.5 |].[rng.Next 2]
+            let n = rng.Next(6, 20)
+            let epsilon = 1e-4
+            let k = TwoPhase.PredictedSteps(eta * (1.0 - delta), epsilon)
+            let d = dampedRun seed n eta delta epsilon (k + 3) (DampedBody.SgdSteps 0.002) 2.0
+            try
+                let p = d.Final.Preconditioner
+                Expect.equal d.Final.Phase Phase.PhaseTwo "EC certified (n < 40 tanh features)"
+                Expect.isNotNull p.Damped "Theorem PD's rule"
+                Expect.equal p.PredictedSteps k "k_δ(ε) at the switch"
+                let q = 1.0 - eta * (1.0 - delta)
+                let what = sprintf "η_P = %g, δ = %g, n = %d, held %b, max E/budget %g, max Δ %g, refactors %d" eta delta n p.HypothesisHeld p.MaxPerturbationRatio p.Damped.MaxDrift p.Damped.Refactors
+                if p.HypothesisHeld then
+                    counter.Hit()
+                    for i, rk in List.indexed d.Residuals do
+                        let bound = (q ** float (i + 1) + sqrt epsilon / 2.0) * d.ResidualAtSwitch
+                        Expect.isLessThanOrEqual rk (bound * (1.0 + 1e-12)) (sprintf "step %d: ‖R‖ = %g ≤ (q^k + √ε/2)‖R_τ‖ = %g (%s)" (i + 1) rk bound what)
+                    Expect.isGreaterThanOrEqual p.AchievedAfter 0 ("reached: " + what)
+                    Expect.isLessThanOrEqual p.AchievedAfter k (sprintf "within k_δ(ε) = %d (%s)" k what)
+                    let kth = d.Residuals.[k - 1]
+                    Expect.isLessThanOrEqual (kth * kth) (epsilon * d.ResidualAtSwitch * d.ResidualAtSwitch) ("L(θ_{τ+k}) ≤ ε·L(θ_τ) by the oracle: " + what)
+                Expect.isLessThanOrEqual p.Damped.MaxDrift (if p.HypothesisHeld then delta else infinity) "Δ_t ≤ δ whenever held"
+            finally TwoPhase.Dispose(d.Setup, d.Final)
+
+        test "Theorem PD refactors: a small δ with a moving body refactors G at the steps where the drift ratio exceeds δ, keeps Δ_t ≤ δ, and still meets k_δ(ε)" {
+            let eta, delta, epsilon = 0.5, 1e-6, 1e-4
+            let k = TwoPhase.PredictedSteps(eta * (1.0 - delta), epsilon)
+            let d = dampedRun 11 14 eta delta epsilon (k + 2) (DampedBody.SgdSteps 0.002) 2.0
+            try
+                let p = d.Final.Preconditioner
+                let what = sprintf "held %b, max E/budget %g, max Δ %g, refactors %d" p.HypothesisHeld p.MaxPerturbationRatio p.Damped.MaxDrift p.Damped.Refactors
+                Expect.isGreaterThanOrEqual p.Damped.Refactors 1 ("the body's drift needed a refactor: " + what)
+                Expect.isLessThanOrEqual p.Damped.MaxDrift delta ("Δ_t ≤ δ after each refactor: " + what)
+                Expect.isTrue p.HypothesisHeld what
+                Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= k) (sprintf "met within k_δ(ε) = %d: %d (%s)" k p.AchievedAfter what)
+            finally TwoPhase.Dispose(d.Setup, d.Final)
+        }
+
+        test "negative control for Theorem PD: a body that jumps at random (not a descent step) breaks the rate; the run says the hypothesis failed instead of promising, and the oracle confirms the prediction was not met" {
+            let eta, delta, epsilon = 0.5, 0.5, 1e-4
+            let k = TwoPhase.PredictedSteps(eta * (1.0 - delta), epsilon)
+            let d = dampedRun 5 12 eta delta epsilon (k + 2) (DampedBody.RandomJumps 1.0) 1.1
+            try
+                let p = d.Final.Preconditioner
+                let what = sprintf "held %b, max E/budget %g, max Δ %g, refactors %d, residuals %A" p.HypothesisHeld p.MaxPerturbationRatio p.Damped.MaxDrift p.Damped.Refactors d.Residuals
+                Expect.isGreaterThan d.Residuals.[k - 1] (sqrt epsilon * d.ResidualAtSwitch) ("non-vacuous: the loss is not at ε·L(θ_τ) after k_δ(ε) steps: " + what)
+                Expect.isFalse p.HypothesisHeld ("the body's perturbation e_t exceeded its budget and the run says so: " + what)
+                Expect.isGreaterThan p.MaxPerturbationRatio 1.0 ("E_k above its budget (√ε/2)‖R_τ‖: " + what)
+            finally TwoPhase.Dispose(d.Setup, d.Final)
         }
 
         test "refused where Theorem P does not apply: cross-entropy, the output layer as V, a certification subset, no targets, η_P ∉ (0, 1]" {
@@ -184,6 +286,38 @@ let trainerTests =
                     Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + IO.Path.GetFileName path)
                     let q = resumed.State.Preconditioner
                     Expect.equal (q.AchievedAfter, q.StepsDone, q.HypothesisHeld, q.InitialGapLower) (p.AchievedAfter, p.StepsDone, p.HypothesisHeld, p.InitialGapLower) "measurements survive"
+            finally
+                if IO.Directory.Exists dir then IO.Directory.Delete(dir, true)
+        }
+
+        test "Theorem PD in the built-in trainer (damped body, λ = 0, δ small enough to refactor): resuming from every checkpoint, before and after refactors, is bit for bit, the damped state included" {
+            let n = 10
+            let data = Fixtures.regression 23 n 3 2 torch.float64
+            let arch = Fixtures.mlp 3 [| 4; 16 |] 2 Activation.Tanh Precision.Float64
+            let cfg = Fixtures.training 23 n 24 OptimizerSpec.Sgd 0.05 LossKind.Squared
+            let rc = { Fixtures.recipe 4 PhaseTwoMode.Damped with
+                         ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-4
+                         RefactorThreshold = 1e-6; DampingPower = 2.0 }
+            let dir = IO.Path.Combine(IO.Path.GetTempPath(), sprintf "rf-precond-pd-%s" (Guid.NewGuid().ToString "N"))
+            try
+                let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
+                use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, NullObserver())
+                let full = trainer.Run Threading.CancellationToken.None
+                Expect.isTrue full.GuaranteeClaimed "certified switch"
+                let p = trainer.State.Preconditioner
+                Expect.isNotNull p.Damped "Theorem PD"
+                Expect.equal p.PredictedSteps (TwoPhase.PredictedSteps(0.5 * (1.0 - 1e-6), 1e-4)) "k_δ(ε)"
+                Expect.isGreaterThanOrEqual p.Damped.Refactors 2 "refactored more than once (non-vacuous for the resume)"
+                for path in IO.Directory.GetFiles(dir, "checkpoint-*.bin") do
+                    use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+                    resumed.LoadCheckpoint path
+                    let r = resumed.Run Threading.CancellationToken.None
+                    Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + IO.Path.GetFileName path)
+                    let q = resumed.State.Preconditioner
+                    Expect.equal (q.AchievedAfter, q.StepsDone, q.HypothesisHeld, q.InitialGapLower, q.MaxPerturbationRatio)
+                                 (p.AchievedAfter, p.StepsDone, p.HypothesisHeld, p.InitialGapLower, p.MaxPerturbationRatio) "measurements survive"
+                    Expect.equal (q.Damped.Refactors, q.Damped.FactorIteration, q.Damped.MaxDrift, q.Damped.Pending)
+                                 (p.Damped.Refactors, p.Damped.FactorIteration, p.Damped.MaxDrift, p.Damped.Pending) "Theorem PD's state survives"
             finally
                 if IO.Directory.Exists dir then IO.Directory.Delete(dir, true)
         }

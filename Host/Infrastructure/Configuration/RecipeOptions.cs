@@ -55,6 +55,11 @@ public sealed class RecipeOptions : IValidatableObject
     [Range(1e-15, 0.5)]
     public double PredictionEpsilon { get; set; } = 1e-6;
 
+    /// <summary>δ ∈ (0, 1) of Theorem PD (damped body, λ = 0; docs/theory.md §4): when the preconditioned step's drift
+    /// ratio exceeds it, the run refactors the Gram at the current body; the predicted rate is 1 − η_P(1 − δ).</summary>
+    [Range(1e-3, 0.999)]
+    public double RefactorThreshold { get; set; } = 0.5;
+
     /// <summary>Which parameters form the readout V: "separate" (a zero-initialised linear readout on the taps) or
     /// "output-layer" (an MLP's own output layer; its taps must be the last hidden layer; SPEC §4.2).</summary>
     [Required, OneOf("separate", "output-layer")]
