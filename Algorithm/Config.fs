@@ -88,6 +88,11 @@ type RecipeConfig =
       /// Δ_t = ‖R̂_t − G_tA_t‖/‖R̂_t‖ may reach δ; beyond it the run refactors G at the current body. The predicted
       /// rate is 1 − η_P(1 − δ) per step.
       RefactorThreshold: float
+      /// Theorem PD: shorten the damped body's step (halving, at most 30 times, else no body step) until its perturbation
+      /// of the outputs e_t fits the uniform budget η_P(1 − δ)(√ε/2)‖R_τ‖, so that the prediction's hypothesis holds by
+      /// construction (α_t is only ever made smaller: Σα_t stays finite). Off: the body steps as A does, and a failed
+      /// hypothesis is reported.
+      LimitBodyStep: bool
       /// The certificate engine of the switch and the guard (docs/theory.md §3, "Tiles"): Auto (dense when 32·n² bytes
       /// fit its memory budget, else tiled), Dense or Tiled, the tile size, the memory budget and the folder of the tile
       /// files (a killed run's certificate resumes from them). Theorem P's factor of G_τ + nλI takes the same storage.
@@ -98,7 +103,7 @@ type RecipeConfig =
         { SwitchIteration = 0; Mode = PhaseTwoMode.Damped; PerturbationScale = 1e-3; MaxTries = 3
           DampingPower = 2.0; GuardKappa = 0.5; CheckPeriod = 10; CertificationSize = 0
           ReadoutStep = ReadoutStepRule.Theorem; Readout = ReadoutChoice.Separate
-          PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-6; RefactorThreshold = 0.5; CertificateEngine = CertificateEngine.Default }
+          PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-6; RefactorThreshold = 0.5; LimitBodyStep = true; CertificateEngine = CertificateEngine.Default }
 
     /// The same recipe switching at τ = `tau` (C#: F#'s `{ r with … }`).
     member r.WithSwitchIteration(tau: int) = { r with SwitchIteration = tau }
@@ -115,6 +120,8 @@ type RecipeConfig =
         { r with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = step; ReadoutRidge = ridge; PredictionEpsilon = epsilon }
     /// The same recipe with Theorem PD's refactor threshold δ ∈ (0, 1) (damped body, λ = 0).
     member r.WithRefactorThreshold(threshold: float) = { r with RefactorThreshold = threshold }
+    /// The same recipe with Theorem PD's body-step limit on or off.
+    member r.WithLimitBodyStep(limit: bool) = { r with LimitBodyStep = limit }
     /// The same recipe certifying (switch, guard) and factoring Theorem P's M_τ on `engine` (`CertificateEngine`).
     member r.WithCertificateEngine(engine: CertificateEngine) = { r with CertificateEngine = engine }
 

@@ -717,6 +717,74 @@ type TwoPhase =
             PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, -1,
                                   null, null, null, nan, nan, nan, -1, true, 0.0, 0)
 
+    /// Theorem PD: fl(R) = fl(Y − F − Φ̃W) of all n points and ε ≥ ‖R − fl(R)‖_F (one product of length m + 1 and two
+    /// subtractions, Higham §3.5; times 1 + γ for the norm's own rounding). One computation for the step and the body limit,
+    /// so that a body that did not move gives bitwise the same fl(R).
+    static member private DampedResidual(phi: torch.Tensor, f: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) : torch.Tensor * float =
+        let u = FloatingPoint.unitRoundoff64
+        let r = y.sub(f).sub(phi.mm(weights))
+        let normGamma = FloatingPoint.gamma u (int y.NumberOfElements + 2)
+        use absPhi = phi.abs()
+        use prod = absPhi.mm(weights.abs())
+        use bound = y.abs().add(f.abs()).add(prod)
+        let err = FloatingPoint.gamma u (int phi.shape.[1] + 3) * bound.norm().ToDouble() * (1.0 + normGamma)
+        r, err
+
+    /// W = [weightᵀ; biasᵀ] of V as an (m+1) × c float64 CPU matrix.
+    static member private Readout64(state: RecipeState) : torch.Tensor =
+        let v = state.Readout
+        torch.cat([| v.weight.detach().t(); v.bias.detach().unsqueeze(0L) |], 0L).to_type(torch.float64).cpu()
+
+    /// Sets ω = before + β·(stepped − before) (flat vectors).
+    static member private SetBodyBetween(setup: RecipeSetup, before: torch.Tensor, stepped: torch.Tensor, beta: float) =
+        use _ = torch.no_grad ()
+        let mutable offset = 0L
+        for p in setup.Body do
+            let count = p.NumberOfElements
+            use b = before.narrow(0L, offset, count).view(p.shape)
+            use s = stepped.narrow(0L, offset, count).view(p.shape)
+            use d = s.sub(b)
+            use v = b.add(d.mul(scalar beta))
+            p.copy_(v) |> ignore
+            offset <- offset + count
+
+    /// Theorem PD's body limit (`RecipeConfig.LimitBodyStep`), after the readout step and the damped body step: the
+    /// body's perturbation e_t = pending + ‖D_t‖ (as the next step will measure it) must fit the uniform budget
+    /// η_P(1 − δ)(√ε/2)‖R_τ‖ (then E_k ≤ (√ε/2)‖R_τ‖ at every k); else the body's step is halved, ω_{t+1} = ω_t + β·(step),
+    /// up to 30 times, and dropped (β = 0: D_t = 0) if it still does not fit. Returns β.
+    static member private LimitBodyStep(setup: RecipeSetup, state: RecipeState, p: PreconditionedReadout, before: torch.Tensor) : float =
+        let track = if isNull p then null else p.Damped
+        if isNull track || isNull track.Carried || not setup.Recipe.LimitBodyStep || Double.IsNaN p.InitialGapLower then 1.0
+        else
+            use scope = torch.NewDisposeScope()
+            use y = TwoPhase.TargetMatrix setup
+            let n = float y.shape.[0]
+            let w = TwoPhase.Readout64 state
+            let r0 = sqrt (2.0 * n * p.InitialGapLower)
+            let budget = p.Step * (1.0 - track.Threshold) * (sqrt p.Epsilon / 2.0) * r0
+            let normGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int y.NumberOfElements + 2)
+            let perturbation () =
+                let phi, f = TwoPhase.FeaturesAndOutputs setup
+                use phi = phi
+                use f = f
+                let r, eps = TwoPhase.DampedResidual(phi, f, y, w)
+                use r = r
+                use d = track.Carried.sub(r)
+                track.Pending + d.norm().ToDouble() * (1.0 + normGamma) + track.CarriedError + eps
+            let stepped = TwoPhase.FlatBody setup
+            let mutable beta = 1.0
+            let mutable e = perturbation ()
+            let mutable halvings = 0
+            while e > budget && halvings < 30 do
+                beta <- beta / 2.0
+                halvings <- halvings + 1
+                TwoPhase.SetBodyBetween(setup, before, stepped, beta)
+                e <- perturbation ()
+            if e > budget then
+                beta <- 0.0
+                TwoPhase.SetBodyBetween(setup, before, stepped, 0.0)
+            beta
+
     /// Theorem PD's step (damped body, λ = 0; docs/theory.md §4) at the current ω, before the body moves: the residual
     /// R̂_t = fl(Y − F_t − Φ̃_tW_t) of all n points, e_{t−1} from the previous step's fl(R'_{t−1}), A_t = C⁻ᵀC⁻¹R̂_t with
     /// its drift ratio Δ_t (a refactor at ω_t when Δ_t > δ), W_{t+1} = W_t + η_PΦ̃_tᵀA_t written into V, and fl(R'_t)
@@ -736,14 +804,9 @@ type TwoPhase =
             let m1 = int phi.shape.[1]
             let nf = float n
             let normGamma = gamma (n * int y.shape.[1] + 2)   // a norm's own rounding and that of one subtraction before it
-            let w = torch.cat([| v.weight.detach().t(); v.bias.detach().unsqueeze(0L) |], 0L).to_type(torch.float64).cpu()
+            let w = TwoPhase.Readout64 state
             let absPhi = phi.abs()
-            let baseAbs = y.abs().add(f.abs())
-            // fl(Y − F − Φ̃W) and ε ≥ ‖its error‖: one product of length m + 1 and two subtractions (Higham §3.5)
-            let residual (weights: torch.Tensor) =
-                let r = y.sub(f).sub(phi.mm(weights))
-                let err = gamma (m1 + 3) * baseAbs.add(absPhi.mm(weights.abs())).norm().ToDouble() * (1.0 + normGamma)
-                r, err
+            let residual (weights: torch.Tensor) = TwoPhase.DampedResidual(phi, f, y, weights)
             let rHat, eps = residual w
             let rNorm = rHat.norm().ToDouble()
             let rUpper = rNorm * (1.0 + normGamma) + eps
@@ -1086,10 +1149,12 @@ type TwoPhase =
                         offset <- offset + count
                 | _ -> ()
                 if not preconditioned then readoutStep ()
+                // Theorem PD: the body's step shortened until its perturbation fits the prediction's budget
+                let scale = if preconditioned then TwoPhase.LimitBodyStep(setup, state, preconditioner, before) else 1.0
                 let after = TwoPhase.FlatBody setup
                 let moved = (use d = after.sub(before) in d.norm().ToDouble())
                 before.Dispose()
-                lossValue, moved, moved / alpha, after.DetachFromDisposeScope()
+                lossValue, moved, (if scale > 0.0 then moved / (alpha * scale) else nan), after.DetachFromDisposeScope()
         let stepped = { state with Iteration = t + 1; PreviousBody = previous; Preconditioner = preconditioner }
         let r = setup.Recipe
         let next, sigmaMin, sigmaMax, guardRoute =

@@ -48,7 +48,7 @@ public static class RecipeOverhead
         new(0, c.BatchSize, Schedule.Constant(0.01), c.T, OptimizerSpec.SgdMomentum(0.9, false), LossKind.Squared, "cpu", 0, null!, false);
 
     private static RecipeConfig Recipe(Case c) => new(c.Tau, c.Mode, 1e-3, 3, 2.0, 0.5, c.K, 0, c.Step, c.Readout,
-        RecipeConfig.Default.PreconditionedStep, c.Ridge, RecipeConfig.Default.PredictionEpsilon, RecipeConfig.Default.RefactorThreshold,
+        RecipeConfig.Default.PreconditionedStep, c.Ridge, RecipeConfig.Default.PredictionEpsilon, RecipeConfig.Default.RefactorThreshold, RecipeConfig.Default.LimitBodyStep,
         RecipeConfig.Default.CertificateEngine);
 
     private static (Tensor X, Tensor Y) Data(Case c)

@@ -134,7 +134,7 @@ public static class RunSetup
         };
         var readout = r.Readout.Equals("output-layer", StringComparison.OrdinalIgnoreCase) ? ReadoutChoice.OutputLayer : ReadoutChoice.Separate;
         return new RecipeConfig(r.SwitchIteration, mode, r.Epsilon, r.MaxTries, r.DampingPower, r.Kappa, r.CheckEvery, r.CertificationSubset, readoutStep, readout,
-            r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, r.RefactorThreshold, engine ?? ResearchFramework.MathCore.CertificateEngine.Default);
+            r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, r.RefactorThreshold, r.LimitBodyStep, engine ?? ResearchFramework.MathCore.CertificateEngine.Default);
     }
 
     /// <summary>F# option of a recipe (None = base run) for <see cref="TwoPhaseTrainer"/>.</summary>

@@ -79,13 +79,13 @@ type DampedBody =
 /// and MathNet norms.
 type DampedRun = { Setup: RecipeSetup; Final: RecipeState; ResidualAtSwitch: float; Residuals: float list }
 
-let dampedRun (seed: int) (n: int) (eta: float) (delta: float) (epsilon: float) (phaseTwo: int) (body: DampedBody) (dampingPower: float) =
+let dampedRun (seed: int) (n: int) (eta: float) (delta: float) (epsilon: float) (phaseTwo: int) (body: DampedBody) (dampingPower: float) (limit: bool) =
     use g = new torch.Generator(uint64 (seed &&& 0x7fffffff) + 5UL, torch.CPU)
     let x = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
     let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
     let model = TestSupport.tanhNetwork seed
     let recipe =
-        { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, 0.0, epsilon).WithRefactorThreshold(delta) with
+        { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, 0.0, epsilon).WithRefactorThreshold(delta).WithLimitBodyStep(limit) with
             Mode = PhaseTwoMode.Damped; DampingPower = dampingPower; CheckPeriod = 0 }
     let opt = torch.optim.SGD(model.parameters (), (match body with SgdSteps lr -> lr | RandomJumps _ -> 0.05)) :> torch.optim.Optimizer
     let jumps = new torch.Generator(uint64 seed + 99UL, torch.CPU)
@@ -190,7 +190,7 @@ let tests =
             let n = rng.Next(6, 20)
             let epsilon = 1e-4
             let k = TwoPhase.PredictedSteps(eta * (1.0 - delta), epsilon)
-            let d = dampedRun seed n eta delta epsilon (k + 3) (DampedBody.SgdSteps 0.002) 2.0
+            let d = dampedRun seed n eta delta epsilon (k + 3) (DampedBody.SgdSteps 0.002) 2.0 false
             try
                 let p = d.Final.Preconditioner
                 Expect.equal d.Final.Phase Phase.PhaseTwo "EC certified (n < 40 tanh features)"
@@ -213,7 +213,7 @@ let tests =
         test "Theorem PD refactors: a small δ with a moving body refactors G at the steps where the drift ratio exceeds δ, keeps Δ_t ≤ δ, and still meets k_δ(ε)" {
             let eta, delta, epsilon = 0.5, 1e-6, 1e-4
             let k = TwoPhase.PredictedSteps(eta * (1.0 - delta), epsilon)
-            let d = dampedRun 11 14 eta delta epsilon (k + 2) (DampedBody.SgdSteps 0.002) 2.0
+            let d = dampedRun 11 14 eta delta epsilon (k + 2) (DampedBody.SgdSteps 0.002) 2.0 false
             try
                 let p = d.Final.Preconditioner
                 let what = sprintf "held %b, max E/budget %g, max Δ %g, refactors %d" p.HypothesisHeld p.MaxPerturbationRatio p.Damped.MaxDrift p.Damped.Refactors
@@ -224,10 +224,26 @@ let tests =
             finally TwoPhase.Dispose(d.Setup, d.Final)
         }
 
-        test "negative control for Theorem PD: a body that jumps at random (not a descent step) breaks the rate; the run says the hypothesis failed instead of promising, and the oracle confirms the prediction was not met" {
+        test "Theorem PD's body limit: the same randomly jumping body, its steps shortened until their perturbation fits the budget: the hypothesis holds by construction, k_δ(ε) is met by the oracle, and the body still moved" {
             let eta, delta, epsilon = 0.5, 0.5, 1e-4
             let k = TwoPhase.PredictedSteps(eta * (1.0 - delta), epsilon)
-            let d = dampedRun 5 12 eta delta epsilon (k + 2) (DampedBody.RandomJumps 1.0) 1.1
+            let d = dampedRun 5 12 eta delta epsilon (k + 2) (DampedBody.RandomJumps 1.0) 1.1 true
+            try
+                let p = d.Final.Preconditioner
+                let what = sprintf "held %b, max E/budget %g, max Δ %g, refactors %d, residuals %A" p.HypothesisHeld p.MaxPerturbationRatio p.Damped.MaxDrift p.Damped.Refactors d.Residuals
+                Expect.isTrue p.HypothesisHeld what
+                Expect.isLessThanOrEqual p.MaxPerturbationRatio 1.0 what
+                Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= k) (sprintf "met within k_δ(ε) = %d: %d (%s)" k p.AchievedAfter what)
+                let kth = d.Residuals.[k - 1]
+                Expect.isLessThanOrEqual (kth * kth) (epsilon * d.ResidualAtSwitch * d.ResidualAtSwitch) ("L(θ_{τ+k}) ≤ ε·L(θ_τ) by the oracle: " + what)
+                Expect.isGreaterThan (TwoPhase.DisplacementSinceSwitch(d.Setup, d.Final)) 0.0 "the body moved (shortened, not frozen)"
+            finally TwoPhase.Dispose(d.Setup, d.Final)
+        }
+
+        test "negative control for Theorem PD (body limit off): a body that jumps at random (not a descent step) breaks the rate; the run says the hypothesis failed instead of promising, and the oracle confirms the prediction was not met" {
+            let eta, delta, epsilon = 0.5, 0.5, 1e-4
+            let k = TwoPhase.PredictedSteps(eta * (1.0 - delta), epsilon)
+            let d = dampedRun 5 12 eta delta epsilon (k + 2) (DampedBody.RandomJumps 1.0) 1.1 false
             try
                 let p = d.Final.Preconditioner
                 let what = sprintf "held %b, max E/budget %g, max Δ %g, refactors %d, residuals %A" p.HypothesisHeld p.MaxPerturbationRatio p.Damped.MaxDrift p.Damped.Refactors d.Residuals

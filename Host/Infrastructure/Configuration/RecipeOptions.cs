@@ -60,6 +60,10 @@ public sealed class RecipeOptions : IValidatableObject
     [Range(1e-3, 0.999)]
     public double RefactorThreshold { get; set; } = 0.5;
 
+    /// <summary>Theorem PD: shorten the damped body's step until its perturbation of the outputs fits the prediction's
+    /// budget (true, default), or let the body step as the base algorithm does and report a failed hypothesis.</summary>
+    public bool LimitBodyStep { get; set; } = true;
+
     /// <summary>Which parameters form the readout V: "separate" (a zero-initialised linear readout on the taps) or
     /// "output-layer" (an MLP's own output layer; its taps must be the last hidden layer; SPEC §4.2).</summary>
     [Required, OneOf("separate", "output-layer")]
