@@ -172,7 +172,7 @@ type internal FrozenProducts() =
 /// known at step t, (1 + q)ε_t + ‖Φ̃_t‖_F‖δ_t‖. Immutable.
 [<AllowNullLiteral>]
 type DampedReadoutTrack(threshold: float, factorIteration: int, factorBody: torch.Tensor[], refactors: int, maxDrift: float,
-                        carried: torch.Tensor, carriedError: float, pending: float, accumulated: float) =
+                        carried: torch.Tensor, carriedError: float, pending: float, accumulated: float, switchUpper: float) =
     /// δ ∈ (0, 1).
     member _.Threshold = threshold
     /// The iteration whose body the factor was computed at (τ, or the last refactor's).
@@ -191,12 +191,15 @@ type DampedReadoutTrack(threshold: float, factorIteration: int, factorBody: torc
     member _.Pending = pending
     /// E_k = Σ_{j<k} q^{k−1−j}e_{τ+j} (E_{k+1} = qE_k + e_{τ+k}) through the last e known (k = steps done − 1).
     member _.Accumulated = accumulated
+    /// Upper bound on ‖R_τ‖ (NaN before the first Phase II step): a miss is reported as a bug only when the lower
+    /// bound on ‖R_{τ+k}‖ exceeds √ε times it (a sure miss, not one within measurement slack).
+    member _.SwitchUpper = switchUpper
     /// The scalars as text (checkpoints): δ, factor iteration, refactors, max drift, carried error, pending, whether a
     /// carried residual and a factor body follow.
     member _.Text =
         let r (x: float) = x.ToString("R", Globalization.CultureInfo.InvariantCulture)
         String.Join(";", [| r threshold; string factorIteration; string refactors; r maxDrift; r carriedError; r pending
-                            string (not (isNull carried)); string (not (isNull factorBody)); r accumulated |])
+                            string (not (isNull carried)); string (not (isNull factorBody)); r accumulated; r switchUpper |])
     /// Disposes the carried residual and the factor body.
     member _.Dispose() =
         if not (isNull carried) then carried.Dispose()
@@ -250,7 +253,8 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
     /// Phase II steps after which the gap was first ≤ ε·(initial gap) (−1: not yet).
     member _.AchievedAfter = achievedAfter
     /// True while every step's perturbation e_t (solve residual and float rounding of W) stayed ≤ η_P·(√ε/2)·g_τ:
-    /// the hypothesis under which k(ε) is guaranteed.
+    /// the hypothesis under which k(ε) is guaranteed (Theorem PD: Δ_t ≤ δ at every step and E_k ≤ (√ε/2)‖R_τ‖ at
+    /// every k ≥ k_δ(ε)).
     member _.HypothesisHeld = hypothesisHeld
     /// max_t e_t / (η_P·g_τ) so far; for Theorem PD (damped body, λ = 0) max over k ≥ k_δ(ε) of E_k/((√ε/2)‖R_τ‖),
     /// ≤ 1 while the hypothesis holds.
@@ -280,6 +284,11 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
         let num (s: string) = Double.Parse(s, Globalization.CultureInfo.InvariantCulture)
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
                               frozenResidualNorm, num f.[0], num f.[1], int f.[2], Boolean.Parse f.[3], num f.[4], int f.[5], products, damped)
+    /// The same record with its hypothesis marked as failed (no prediction kept).
+    member internal _.WithHypothesisFailed() =
+        PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
+                              frozenResidualNorm, initialGapLower, lastGapUpper, achievedAfter, false, maxPerturbationRatio,
+                              stepsDone, products, damped)
     /// The same record with Theorem PD's state `track` (the old one is disposed unless it is `track`).
     member internal _.WithDamped(track: DampedReadoutTrack) =
         if not (isNull damped) && not (obj.ReferenceEquals(damped, track)) then damped.Dispose()
@@ -710,7 +719,7 @@ type TwoPhase =
             PreconditionedReadout(factor, r.PreconditionedStep, 0.0, r.PredictionEpsilon,
                                   TwoPhase.PredictedSteps(r.PreconditionedStep * (1.0 - delta), r.PredictionEpsilon),
                                   null, null, null, nan, nan, nan, -1, true, 0.0, 0, FrozenProducts(),
-                                  DampedReadoutTrack(delta, r.SwitchIteration, null, 0, 0.0, null, nan, 0.0, 0.0))
+                                  DampedReadoutTrack(delta, r.SwitchIteration, null, 0, 0.0, null, nan, 0.0, 0.0, nan))
         else
             phi.Dispose()
             z.Dispose()
@@ -729,6 +738,11 @@ type TwoPhase =
         use bound = y.abs().add(f.abs()).add(prod)
         let err = FloatingPoint.gamma u (int phi.shape.[1] + 3) * bound.norm().ToDouble() * (1.0 + normGamma)
         r, err
+
+    /// Theorem PD: a lower bound on ‖R_τ‖ from the recorded lower bound L_τ ≥ `initialGapLower` = r²/(2n), made safe
+    /// against the rounding of r² and of the square root (× (1 − 4u)).
+    static member private SwitchResidualLower(n: float, initialGapLower: float) =
+        sqrt (2.0 * n * initialGapLower) * (1.0 - 4.0 * FloatingPoint.unitRoundoff64)
 
     /// W = [weightᵀ; biasᵀ] of V as an (m+1) × c float64 CPU matrix.
     static member private Readout64(state: RecipeState) : torch.Tensor =
@@ -760,7 +774,7 @@ type TwoPhase =
             use y = TwoPhase.TargetMatrix setup
             let n = float y.shape.[0]
             let w = TwoPhase.Readout64 state
-            let r0 = sqrt (2.0 * n * p.InitialGapLower)
+            let r0 = TwoPhase.SwitchResidualLower(n, p.InitialGapLower)
             let budget = p.Step * (1.0 - track.Threshold) * (sqrt p.Epsilon / 2.0) * r0
             let normGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int y.NumberOfElements + 2)
             let perturbation () =
@@ -771,16 +785,22 @@ type TwoPhase =
                 use r = r
                 use d = track.Carried.sub(r)
                 track.Pending + d.norm().ToDouble() * (1.0 + normGamma) + track.CarriedError + eps
+            // With no body step (β = 0) the next residual is fl(R'_t) bitwise: e_t = pending + 2ε'_t, which no shortening
+            // can lower. When that floor exceeds the budget (the readout's own rounding, e.g. a float32 W of large norm),
+            // the body keeps its step and the failed hypothesis is reported.
+            if track.Pending + 2.0 * track.CarriedError > budget then 1.0
+            else
             let stepped = TwoPhase.FlatBody setup
             let mutable beta = 1.0
             let mutable e = perturbation ()
             let mutable halvings = 0
-            while e > budget && halvings < 30 do
+            // (a NaN perturbation is not within the budget)
+            while not (e <= budget) && halvings < 30 do
                 beta <- beta / 2.0
                 halvings <- halvings + 1
                 TwoPhase.SetBodyBetween(setup, before, stepped, beta)
                 e <- perturbation ()
-            if e > budget then
+            if not (e <= budget) then
                 beta <- 0.0
                 TwoPhase.SetBodyBetween(setup, before, stepped, 0.0)
             beta
@@ -813,7 +833,8 @@ type TwoPhase =
             let rLower = max 0.0 (rNorm * (1.0 - normGamma) - eps)
             let lossUpper = rUpper * rUpper / (2.0 * nf)
             let initial = if Double.IsNaN p.InitialGapLower then rLower * rLower / (2.0 * nf) else p.InitialGapLower
-            let r0 = sqrt (2.0 * nf * initial)   // ‖R_τ‖ ≥ r0
+            let r0 = TwoPhase.SwitchResidualLower(nf, initial)   // ‖R_τ‖ ≥ r0
+            let switchUpper = if Double.IsNaN track.SwitchUpper then rUpper else track.SwitchUpper   // ‖R_τ‖ ≤ switchUpper
             let delta = track.Threshold
             let eta = p.Step
             let q = 1.0 - eta * (1.0 - delta)
@@ -833,7 +854,8 @@ type TwoPhase =
                 if p.AchievedAfter >= 0 then p.AchievedAfter
                 elif rUpper <= sqrt p.Epsilon * r0 then p.StepsDone
                 else -1
-            if p.PredictedSteps >= 0 && heldBefore && achieved < 0 && p.StepsDone >= p.PredictedSteps then
+            // a sure miss: ‖R_{τ+k}‖ ≥ rLower > √ε·switchUpper ≥ √ε‖R_τ‖ (not one within the bounds' slack)
+            if p.PredictedSteps >= 0 && heldBefore && achieved < 0 && p.StepsDone >= p.PredictedSteps && rLower > sqrt p.Epsilon * switchUpper then
                 invalidOp (sprintf "Theorem PD: the prediction k_δ(ε) = %d (ε = %g, δ = %g) was missed although its hypotheses held (loss ≤ %g after %d steps, initial ≥ %g): a bug"
                                p.PredictedSteps p.Epsilon delta lossUpper p.StepsDone initial)
             // A_t and its drift ratio Δ_t = ‖R̂_t − G_tA_t‖/‖R̂_t‖ (rigorous upper bound, on Φ̃_t itself)
@@ -855,7 +877,7 @@ type TwoPhase =
                         let body = TwoPhase.Snapshot setup |> Array.map (fun t -> t.DetachFromDisposeScope())
                         fresh, a1, d1,
                         DampedReadoutTrack(delta, state.Iteration, body, track.Refactors + 1, track.MaxDrift, track.Carried,
-                                           track.CarriedError, track.Pending, track.Accumulated)
+                                           track.CarriedError, track.Pending, track.Accumulated, track.SwitchUpper)
             let held = heldBefore && driftRatio <= delta
             let next = w.add(phi.t().mm(a).mul(scalar eta))
             let stored = next.to_type(v.weight.dtype)
@@ -876,7 +898,7 @@ type TwoPhase =
             if not (isNull track'.Carried) then track'.Carried.Dispose()
             let next' =
                 DampedReadoutTrack(delta, track'.FactorIteration, track'.FactorBody, track'.Refactors, max track'.MaxDrift driftRatio,
-                                   carried.DetachFromDisposeScope(), carriedError, pending, accumulated)
+                                   carried.DetachFromDisposeScope(), carriedError, pending, accumulated, switchUpper)
             p.AfterDamped(factor, next', lossUpper, initial, achieved, held, max p.MaxPerturbationRatio ratio)
         finally
             phi.Dispose()
@@ -1204,7 +1226,7 @@ type TwoPhase =
         else
             let f = progress.Split ';'
             let num (s: string) = Double.Parse(s, Globalization.CultureInfo.InvariantCulture)
-            // Theorem PD's fields (6–13) and tensors: the carried fl(R'_{t−1}) and the factor's body, when present
+            // Theorem PD's fields (6–15) and tensors: the carried fl(R'_{t−1}) and the factor's body, when present
             let track =
                 if f.Length <= 6 then null
                 else
@@ -1213,14 +1235,33 @@ type TwoPhase =
                         if Boolean.Parse f.[13] then
                             Checkpoint.readTensors r |> Array.map (fun t -> let d = t.``to``(setup.Device) in (if not (obj.ReferenceEquals(d, t)) then t.Dispose()); d)
                         else null
-                    DampedReadoutTrack(num f.[6], int f.[7], body, int f.[8], num f.[9], carried, num f.[10], num f.[11], num f.[14])
+                    DampedReadoutTrack(num f.[6], int f.[7], body, int f.[8], num f.[9], carried, num f.[10], num f.[11], num f.[14], num f.[15])
+            let rc = setup.Recipe
+            let isPD = rc.Mode = PhaseTwoMode.Damped && rc.ReadoutStep = ReadoutStepRule.Preconditioned && rc.ReadoutRidge = 0.0
+            let refuse why =
+                if not (isNull track) then track.Dispose()
+                raise (InvalidDataException(sprintf "the checkpoint's preconditioned readout %s" why))
+            if not (isNull track) && not isPD then
+                refuse "was written by Theorem PD (damped body, λ = 0); this run's recipe is not (frozen body or λ > 0): resume with the recipe that wrote it"
+            if not (isNull track) && track.Threshold <> rc.RefactorThreshold then
+                refuse (sprintf "was written with RefactorThreshold δ = %g, this run has δ = %g: resume with the same δ" track.Threshold rc.RefactorThreshold)
             let current = TwoPhase.Snapshot setup
             let wasTraining = setup.Model.training
             try
-                TwoPhase.Restore(setup, (if not (isNull track) && not (isNull track.FactorBody) then track.FactorBody else state.SwitchBody))
-                setup.Model.eval ()
-                let rebuilt = (TwoPhase.BuildPreconditioner setup).WithProgress progress
-                { state with Preconditioner = (if isNull track then rebuilt else rebuilt.WithDamped track) }
+                try
+                    TwoPhase.Restore(setup, (if not (isNull track) && not (isNull track.FactorBody) then track.FactorBody else state.SwitchBody))
+                    setup.Model.eval ()
+                    let rebuilt = (TwoPhase.BuildPreconditioner setup).WithProgress progress
+                    let restored =
+                        if not (isNull track) then rebuilt.WithDamped track
+                        // a Theorem P record (before Theorem PD) resumed by a PD run: the earlier steps' perturbations are
+                        // unknown, so no prediction is kept
+                        elif not (isNull rebuilt.Damped) then rebuilt.WithHypothesisFailed()
+                        else rebuilt
+                    { state with Preconditioner = restored }
+                with _ ->
+                    if not (isNull track) then track.Dispose()
+                    reraise ()
             finally
                 TwoPhase.Restore(setup, current)
                 TwoPhase.DisposeAll current

@@ -57,7 +57,7 @@ public sealed class RecipeOptions : IValidatableObject
 
     /// <summary>δ ∈ (0, 1) of Theorem PD (damped body, λ = 0; docs/theory.md §4): when the preconditioned step's drift
     /// ratio exceeds it, the run refactors the Gram at the current body; the predicted rate is 1 − η_P(1 − δ).</summary>
-    [Range(1e-3, 0.999)]
+    [Range(1e-12, 0.999999999)]
     public double RefactorThreshold { get; set; } = 0.5;
 
     /// <summary>Theorem PD: shorten the damped body's step until its perturbation of the outputs fits the prediction's
