@@ -169,7 +169,9 @@ type internal FrozenProducts() =
 /// refactor threshold δ, where the factor comes from (the switch, or the body of the last refactor σ, kept for
 /// checkpoints), the refactors so far, the largest drift ratio Δ_t seen, and what the next step needs to bound the
 /// body's perturbation e_t: fl(R'_t) = fl(Z_t − Φ̃_tW_{t+1}) (n × c float64), its rounding bound, and the part of e_t
-/// known at step t, (1 + q)ε_t + ‖Φ̃_t‖_F‖δ_t‖. Immutable.
+/// known at step t, (1 + q)ε_t + ‖Φ̃_t‖_F‖δ_t‖. Its fields do not change, but the step that replaces it disposes its
+/// carried residual (and, on a refactor, the factor and the factor's body): a state handed to `TwoPhase.Step` must not
+/// be used (saved, stepped, disposed) afterwards — use the state the step returns.
 [<AllowNullLiteral>]
 type DampedReadoutTrack(threshold: float, factorIteration: int, factorBody: torch.Tensor[], refactors: int, maxDrift: float,
                         carried: torch.Tensor, carriedError: float, pending: float, accumulated: float, switchUpper: float) =
@@ -688,7 +690,11 @@ type TwoPhase =
     /// k(ε) of Theorem P: the fewest steps with (1 − η)^k ≤ √ε/2 (1 when η = 1).
     static member PredictedSteps(step: float, epsilon: float) : int =
         if step >= 1.0 then 1
-        else int (ceil (log (sqrt epsilon / 2.0) / log (1.0 - step)))
+        else
+            // the logarithms' rounding could leave (1 − η)^k just above √ε/2: step on until it is not
+            let mutable k = max 1 (int (ceil (log (sqrt epsilon / 2.0) / log (1.0 - step))))
+            while Math.Pow(1.0 - step, float k) > sqrt epsilon / 2.0 do k <- k + 1
+            k
 
     /// The preconditioner of Theorem P at the switch (certified Φ̃_τ, evaluation mode): the Cholesky
     /// factor of M_τ = fl(Φ̃_τΦ̃_τᵀ) + nλI in float64, on the storage of the switch's certificate
