@@ -83,11 +83,44 @@ type CertificateEngine =
         if not (engine.UsesTiled subject.Rows) then Certify.certifyMatrix opts subject phi
         else
             let clock = Stopwatch.StartNew()
-            let settings, folder = engine.Settings(CertificateEngine.SubjectKey subject, (if isNull log then ignore else log.Invoke))
-            let gram = Tiled.certifyMatrix opts settings subject phi
-            let certificate = Certify.certifyAfterGram opts subject phi clock gram
-            if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
-            certificate
+            CertificateEngine.OnTiles(engine, subject, log, fun settings ->
+                let gram = Tiled.certifyMatrix opts settings subject phi
+                Certify.certifyAfterGram opts subject phi clock gram)
+
+    /// The certificate of Φ (n × m, without the bias column) given as row blocks `rowBlock 0 … blockCount − 1` of
+    /// `blockRows` rows each except possibly the last (every call returns the same rows; the engine disposes them), on
+    /// the tiled engine whatever `Kind` says: Φ is never held whole, only row tiles up to the memory budget and tile
+    /// files beyond it (docs/theory.md §3, "Tiles"). `Tiled.certifyRowBlocks` with this choice's tiles and work
+    /// directory (resumable, the tile folder removed once the certificate is made, as `Certify`), then in Auto route
+    /// with the Gram route Inconclusive the orthogonal route on the blocks joined, only when Φ̃ fits
+    /// `opts.OrthogonalMaxBytes` (`Certify.certifyAfterGram`). For the same rows the certificate is bitwise the one
+    /// `Certify` makes of the joined Φ on the tiled engine: the row tiles are the same whatever `blockRows` is.
+    /// `rowsEqual` confirms duplicate candidates exactly (None: no refutation by duplicates). The feature row tiles
+    /// kept instead of produced again count against the memory budget: at most a quarter of it (and the engine's
+    /// default cache); beyond it, with a work directory, row tiles are spilled to files (`Tiled.Settings.SpillFeatures`).
+    static member CertifyRowBlocks(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, rowsEqual: Certify.RowEquality,
+                                   blockRows: int, blockCount: int, rowBlock: int -> torch.Tensor, log: Action<string>) : Certificate =
+        let clock = Stopwatch.StartNew()
+        CertificateEngine.OnTiles(engine, subject, log, fun settings ->
+            let settings = { settings with FeatureCacheBytes = min settings.FeatureCacheBytes (engine.MemoryBudgetBytes / 4L) }
+            let gram = Tiled.certifyRowBlocks opts settings subject rowsEqual blockRows blockCount rowBlock
+            match Certify.wantsOrthogonal opts gram with
+            | true, true ->
+                use phi =
+                    use scope = torch.NewDisposeScope()
+                    torch.cat([| for s in 0 .. blockCount - 1 -> (rowBlock s).``to``(torch.float64) |], 0L).MoveToOuterDisposeScope()
+                Certify.certifyAfterGram opts subject phi clock gram
+            // no orthogonal route: Φ is not read (the Gram certificate, with the reason when Φ̃ is too large)
+            | _ -> Certify.certifyAfterGram opts subject null clock gram)
+
+    /// The tiled engine's certificate of `subject` by `certifyOnTiles` (given the settings of the subject's tile
+    /// folder, `Settings`), the tile folder removed once the certificate is made (a killed run leaves it).
+    static member private OnTiles(engine: CertificateEngine, subject: ExpressivitySubject, log: Action<string>,
+                                  certifyOnTiles: Tiled.Settings -> Certificate) : Certificate =
+        let settings, folder = engine.Settings(CertificateEngine.SubjectKey subject, (if isNull log then ignore else log.Invoke))
+        let certificate = certifyOnTiles settings
+        if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
+        certificate
 
 /// The lower Cholesky factor C of a symmetric positive definite M = fl(Φ̃Φ̃ᵀ) + s·I (n × n, float64; Theorem P's
 /// M_τ = fl(G_τ) + nλI, docs/theory.md §4), and M⁻¹Z by forward substitution with C then back substitution with Cᵀ

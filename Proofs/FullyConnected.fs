@@ -74,12 +74,13 @@ type FcResult =
       Inequality: Inequality option
       /// The network whose Φ̃ was certified (the witness, or a random one when hypotheses fail).
       Network: Network
-      /// Φ̃ = [Φ, 1] in input order.
+      /// Φ̃ = [Φ, 1] in input order; null when Φ was streamed (`streamsFeatures`: the tiled engine, Φ never held
+      /// whole, docs/theory.md §4 "Theorem FC"): recompute rows with `featureRows Network x` if needed.
       PhiTilde: float[,]
       Certificate: Certificate
       /// Math.Core's bound corrected for flushed entries.
       CertifiedSigmaMinLower: float
-      FlushedEntries: int }
+      FlushedEntries: int64 }
 
 /// θ (threshold position between consecutive sorted z).
 let thresholdPosition (act: Activation) =
@@ -145,19 +146,41 @@ let private normalised (act: Activation) (slope: float) (phi: float) =
     | Softplus -> phi / slope
     | _ -> phi
 
+/// ‖N − T‖_F of a witness measured on Φ given in row blocks (any order, each row once): `Add(r0, block)` takes rows
+/// r0 … of Φ (input order) and keeps each row's Σ_j (N_ij − T_ij)² over the n − 1 threshold columns; `Value` sums them
+/// in sorted order (z ascending) and takes the root. The sum does not depend on how Φ was cut into blocks, so the
+/// streamed witness (Φ never whole) measures bitwise what `measuredError` measures on the whole Φ.
+type MeasuredError(w: FcWitness) =
+    let n = w.SortedZ.Length
+    // the sorted position r of input i: Order[r] = i
+    let position = Array.zeroCreate<int> n
+    do w.Order |> Array.iteri (fun r i -> position.[i] <- r)
+    let rowSquares = Array.create n nan
+    /// Rows r0 … r0 + rows − 1 of Φ (input order).
+    member _.Add(r0: int, block: float[,]) =
+        for k in 0 .. Array2D.length1 block - 1 do
+            let i = r0 + k
+            let r = position.[i]
+            let mutable s = 0.0
+            for j in 0 .. n - 2 do
+                let e = normalised w.Activation w.Slope block.[k, j] - limitEntry w.Activation w.SortedZ.[r] w.Thresholds.[j]
+                s <- s + e * e
+            rowSquares.[i] <- s
+    /// ‖N − T‖_F (NaN while a row is missing).
+    member _.Value =
+        let mutable s = 0.0
+        for r in 0 .. n - 1 do
+            s <- s + rowSquares.[w.Order.[r]]
+        sqrt s
+
 /// ‖N − T‖_F measured on Φ (features, input order) of the witness.
 let measuredError (w: FcWitness) (phi: float[,]) =
-    let n = w.SortedZ.Length
-    let mutable s = 0.0
-    for r in 0 .. n - 1 do
-        let i = w.Order.[r]
-        for j in 0 .. n - 2 do
-            let e = normalised w.Activation w.Slope phi.[i, j] - limitEntry w.Activation w.SortedZ.[r] w.Thresholds.[j]
-            s <- s + e * e
-    sqrt s
+    let e = MeasuredError w
+    e.Add(0, phi)
+    e.Value
 
-/// The inequality for a witness and its Φ.
-let inequalityOf (w: FcWitness) (phi: float[,]) : Inequality =
+/// The inequality for a witness whose ‖N − T‖_F measured `measured`.
+let inequalityMeasured (w: FcWitness) (measured: float) : Inequality =
     let n = w.SortedZ.Length
     let aEff = effectiveSlope w.Activation w.Slope
     let beta = limitSigmaMinLower w.Activation w.ThresholdPosition w.MinGap
@@ -165,12 +188,15 @@ let inequalityOf (w: FcWitness) (phi: float[,]) : Inequality =
     let mNorm = normalisationNorm w.Activation n w.Slope
     { ErrorBound = lhs
       LimitSigmaMinLower = beta
-      MeasuredError = measuredError w phi
+      MeasuredError = measured
       NormalisationNorm = mNorm
       EffectiveSlope = aEff
       SufficientEffectiveSlope = sufficientEffectiveSlope w.Activation n w.ThresholdPosition w.MinGap
       TheoremSigmaMinLower = (beta - lhs) / mNorm
       Holds = lhs <= beta / 2.0 }
+
+/// The inequality for a witness and its Φ.
+let inequalityOf (w: FcWitness) (phi: float[,]) : Inequality = inequalityMeasured w (measuredError w phi)
 
 /// z = h·u.
 let project (h: float[,]) (u: float[]) : float[] =
@@ -210,8 +236,21 @@ let hypothesisFailures (act: Activation) (x: float[,]) (widths: int list) : stri
 let private architectureName (act: Activation) (d: int) (widths: int list) =
     sprintf "fc %s %s (wide last layer, readout with bias)" act.Name (String.Join("-", d :: widths))
 
-/// Build the witness deterministically from the seed and certify it on the engine `engine` picks (`CertificateEngine`).
-let proveOn (engine: CertificateEngine) (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult =
+/// Bytes the whole-matrix route holds for Φ (n × m) besides the engine: Φ, its flushed copy, the tensor handed to
+/// the engine and Φ̃ kept in the result, four float64 n × m matrices.
+let wholeFeatureBytes (n: int) (m: int) : int64 = 4L * 8L * int64 n * int64 m
+
+/// Whether the witness's Φ is streamed in row blocks to the tiled engine (`certifyFeatureRowsOn`) instead of being
+/// built whole: the engine is tiled for n rows once the whole route's Φ is counted against its memory budget
+/// (`CertificateEngine.UsesTiled(n, budget − wholeFeatureBytes n m)`: Tiled always, Dense never, Auto when the dense
+/// Gram's 32·n² and Φ's four copies together exceed the budget; n = 60,000 needs ≈ 115 GB + 115 GB whole).
+let streamsFeatures (engine: CertificateEngine) (n: int) (m: int) : bool =
+    engine.UsesTiled(n, engine.MemoryBudgetBytes - wholeFeatureBytes n m)
+
+/// Build the witness deterministically from the seed and certify it on the engine `engine` picks (`CertificateEngine`):
+/// Φ whole for the dense engine, streamed in row blocks for the tiled one (`streamsFeatures`; PhiTilde is then null).
+/// `log` (may be null) receives the tiled engine's phase lines on the streamed route.
+let proveOnLogged (engine: CertificateEngine) (log: Action<string>) (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult =
     let n = Array2D.length1 x
     let d = Array2D.length2 x
     if n < 1 || d < 1 then invalidArg "x" (sprintf "need at least one input of dimension ≥ 1, got %d × %d" n d)
@@ -220,14 +259,22 @@ let proveOn (engine: CertificateEngine) (act: Activation) (x: float[,]) (widths:
     let failures = hypothesisFailures act x widths
     let g = Gaussian seed
     let finish (net: Network) (witness: FcWitness option) =
-        let phi = features net x
-        let m = Array2D.length2 phi
-        let fc = certifyFeaturesOn engine (subjectOf (architectureName act d widths) net x m) phi
+        let m = List.last widths
+        let subject = subjectOf (architectureName act d widths) net x m
+        let fc, inequality, phiTilde =
+            if streamsFeatures engine n m then
+                // Φ in row blocks, never whole: the certificate on tiles, ‖N − T‖_F and the flushes block by block
+                let measured = witness |> Option.map MeasuredError
+                let fc = certifyFeatureRowsOn engine log subject (featureRows net x) (fun r0 block -> measured |> Option.iter (fun e -> e.Add(r0, block)))
+                fc, Option.map2 (fun w (e: MeasuredError) -> inequalityMeasured w e.Value) witness measured, null
+            else
+                let phi = features net x
+                certifyFeaturesOn engine subject phi, witness |> Option.map (fun w -> inequalityOf w phi), withBias phi
         { Activation = act; Inputs = n; InputDim = d; Widths = widths; Seed = seed
           HypothesisFailures = failures; Witness = witness
           Slope = (match witness with Some w -> w.Slope | None -> nan)
-          Inequality = witness |> Option.map (fun w -> inequalityOf w phi)
-          Network = net; PhiTilde = withBias phi; Certificate = fc.Certificate
+          Inequality = inequality
+          Network = net; PhiTilde = phiTilde; Certificate = fc.Certificate
           CertifiedSigmaMinLower = fc.SigmaMinLower; FlushedEntries = fc.FlushedEntries }
     let narrowWidths = if widths.IsEmpty then [] else List.take (widths.Length - 1) widths
     let drawNarrow () =
@@ -289,6 +336,10 @@ let proveOn (engine: CertificateEngine) (act: Activation) (x: float[,]) (widths:
                   NarrowDraws = draw; DirectionDraws = directionDraws }
             finish w.Network (Some w)
     attempt 1
+
+/// `proveOnLogged` without a log.
+let proveOn (engine: CertificateEngine) (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult =
+    proveOnLogged engine null act x widths seed
 
 /// `proveOn` with `CertificateEngine.Default`.
 let prove (act: Activation) (x: float[,]) (widths: int list) (seed: int) : FcResult = proveOn CertificateEngine.Default act x widths seed
@@ -364,8 +415,13 @@ let defaultInputDim = 4
 
 /// `rf prove fc --n N --widths w1,…,m [--seed S] [--activation tanh]`: n Gaussian inputs in
 /// R^4 (seeded), the given widths (the last is the wide layer), certified on `engine`.
+/// The tiled engine's phase lines go to `log` (may be null).
+let runFcOnLogged (engine: CertificateEngine) (log: Action<string>) (act: Activation) (n: int) (widths: int list) (seed: int) : FcResult =
+    proveOnLogged engine log act (randomInputs seed n defaultInputDim) widths seed
+
+/// `runFcOnLogged` without a log.
 let runFcOn (engine: CertificateEngine) (act: Activation) (n: int) (widths: int list) (seed: int) : FcResult =
-    proveOn engine act (randomInputs seed n defaultInputDim) widths seed
+    runFcOnLogged engine null act n widths seed
 
 /// `runFcOn` with `CertificateEngine.Default`.
 let runFcWith (act: Activation) (n: int) (widths: int list) (seed: int) : FcResult = runFcOn CertificateEngine.Default act n widths seed
@@ -391,7 +447,8 @@ let report (r: FcResult) : string =
     | _ -> ()
     let c = r.Certificate
     line (sprintf "  certificate: %O; σ_min(Φ̃) ≥ %.6g; σ_max ≤ %.6g; %s" c.Verdict r.CertifiedSigmaMinLower c.SigmaMaxUpper c.Reason)
-    if r.FlushedEntries > 0 then line (sprintf "  (%d entries below 1e-150 flushed to 0 before the Gram test; bound corrected)" r.FlushedEntries)
+    if isNull r.PhiTilde then line "  (Φ̃ streamed in row blocks to the tiled engine, never held whole)"
+    if r.FlushedEntries > 0L then line (sprintf "  (%d entries below 1e-150 flushed to 0 before the Gram test; bound corrected)" r.FlushedEntries)
     line (sprintf "  time %.3f s" c.ElapsedSeconds)
     sb.ToString()
 

@@ -79,6 +79,11 @@ let hiddenStates (net: Network) (x: float[,]) : float[,] list =
 let features (net: Network) (x: float[,]) : float[,] =
     net.Layers |> List.fold (fun h l -> layerForward net.Activation l h) x
 
+/// Rows r0 … r1 − 1 of Φ = `features net x`: the same layers applied to those inputs alone. A layer's output row
+/// depends only on its own input row (`preActivation` sums in a fixed order), so the block is bitwise rows
+/// r0 … r1 − 1 of `features net x` (SPEC §5's witness streamed, docs/theory.md §4 "Theorem FC").
+let featureRows (net: Network) (x: float[,]) (r0: int) (r1: int) : float[,] = features net x.[r0 .. r1 - 1, *]
+
 /// Φ̃ = [Φ, 1].
 let withBias (phi: float[,]) : float[,] =
     let n, m = Array2D.length1 phi, Array2D.length2 phi
@@ -153,31 +158,90 @@ let dataFingerprint (x: float[,]) : string = fingerprintOf [ flatten x ]
 /// Frobenius norm (k entries), hence (Weyl) σ_min(Φ̃) ≥ SigmaMinLower − √k·1e-150.
 type FeatureCertificate =
     { Certificate: Certificate
-      /// Entries set to 0 because 0 < |φ| < 1e-150.
-      FlushedEntries: int
+      /// Entries set to 0 because 0 < |φ| < 1e-150 (int64: up to n·m, 3.6e9 for the witness at n = 60,000).
+      FlushedEntries: int64
       /// √k · 1e-150, rounded up.
       FlushBound: float
       /// Rigorous lower bound on σ_min of the unflushed Φ̃ (0 unless Certified).
       SigmaMinLower: float }
 
+/// Whether an entry is flushed to 0 before the certificate: 0 < |φ| < `FloatingPoint.underflowGuard` (1e-150).
+let private isFlushed (v: float) = v <> 0.0 && abs v < FloatingPoint.underflowGuard
+
+/// Φ's entries in row-major order with the flushed ones (`isFlushed`) set to 0, and how many were.
+let private flushUnderflow (phi: float[,]) : float[] * int64 =
+    let m = Array2D.length2 phi
+    let mutable flushed = 0L
+    let data =
+        Array.init phi.Length (fun k ->
+            let v = phi.[k / m, k % m]
+            if isFlushed v then
+                flushed <- flushed + 1L
+                0.0
+            else v)
+    data, flushed
+
+/// `cert` with the flush correction for `flushed` entries: FlushBound = √k·1e-150 rounded up, subtracted (rounded
+/// down) from a Certified σ_min bound (Weyl).
+let private correctedForFlush (cert: Certificate) (flushed: int64) : FeatureCertificate =
+    let flushBound = if flushed = 0L then 0.0 else FloatingPoint.mulUp (FloatingPoint.up (sqrt (float flushed))) FloatingPoint.underflowGuard
+    let lower = if cert.IsCertified then max 0.0 (FloatingPoint.subDown cert.SigmaMinLower flushBound) else 0.0
+    { Certificate = cert; FlushedEntries = flushed; FlushBound = flushBound; SigmaMinLower = lower }
+
 /// Certify Φ̃ = [Φ, 1] with Math.Core's float64 Gram + Rump test on the engine `engine` picks for n rows
 /// (`CertificateEngine`: dense, or the tiled engine of docs/theory.md §3 "Tiles"; the same bounds).
 let certifyFeaturesOn (engine: CertificateEngine) (subject: ExpressivitySubject) (phi: float[,]) : FeatureCertificate =
     let n, m = Array2D.length1 phi, Array2D.length2 phi
-    let mutable flushed = 0
-    let data =
-        Array.init (n * m) (fun k ->
-            let v = phi.[k / m, k % m]
-            if v <> 0.0 && abs v < FloatingPoint.underflowGuard then
-                flushed <- flushed + 1
-                0.0
-            else v)
+    let data, flushed = flushUnderflow phi
     use flat = torch.tensor(data, dtype = torch.float64)
     use t = flat.reshape(int64 n, int64 m)
-    let cert = CertificateEngine.Certify(engine, Certify.defaults, subject, t, null)
-    let flushBound = if flushed = 0 then 0.0 else FloatingPoint.mulUp (FloatingPoint.up (sqrt (float flushed))) FloatingPoint.underflowGuard
-    let lower = if cert.IsCertified then max 0.0 (FloatingPoint.subDown cert.SigmaMinLower flushBound) else 0.0
-    { Certificate = cert; FlushedEntries = flushed; FlushBound = flushBound; SigmaMinLower = lower }
+    correctedForFlush (CertificateEngine.Certify(engine, Certify.defaults, subject, t, null)) flushed
+
+/// Bytes of Φ's rows produced at a time by `certifyFeatureRowsOn` (a block is held about three times: the rows,
+/// their flushed copy, the tensor handed to the tiled engine).
+let featureBlockBytes = 64L <<< 20
+
+/// Rows of a feature block of `certifyFeatureRowsOn` for m features and b-row tiles: the largest divisor of b whose
+/// rows of m float64 fit `featureBlockBytes` (at least 1), so that no block straddles two row tiles (each row tile
+/// is produced from whole blocks, none twice).
+let featureBlockRows (tileSize: int) (m: int) : int =
+    let cap = int (max 1L (min (int64 tileSize) (featureBlockBytes / (8L * int64 (max 1 m)))))
+    let mutable rows = cap
+    while tileSize % rows <> 0 do rows <- rows - 1
+    rows
+
+/// The certificate of `certifyFeaturesOn` with Φ streamed (SPEC §5's witness at n = 60,000, docs/theory.md §4
+/// "Theorem FC"): `rows r0 r1` produces rows r0 … r1 − 1 of Φ (n × m as `subject` says, without the bias column;
+/// every call the same rows), in blocks of `featureBlockRows` rows, each flushed entry by entry as
+/// `certifyFeaturesOn` flushes, and certified on the tiled engine (`CertificateEngine.CertifyRowBlocks`: row tiles up
+/// to the memory budget, tile files beyond it, resumable from the work directory). FlushedEntries are counted in one
+/// pass over the blocks before the certificate (a resumed certificate may read its tiles back instead of producing
+/// the rows); that pass also hands every block, unflushed, to `observe r0 block` (the witness's ‖N − T‖_F). For the
+/// same Φ the certificate, the flush count and the bound are bitwise those of `certifyFeaturesOn` on a tiled engine
+/// of the same tiles; Φ is never held whole. `log` (may be null) receives the tiled engine's phase lines.
+let certifyFeatureRowsOn (engine: CertificateEngine) (log: Action<string>) (subject: ExpressivitySubject) (rows: int -> int -> float[,])
+                         (observe: int -> float[,] -> unit) : FeatureCertificate =
+    let n, m = subject.Rows, subject.Features
+    let blockRows = featureBlockRows engine.TileSize m
+    let blockCount = (n + blockRows - 1) / blockRows
+    let rowsOfBlock s = s * blockRows, min n ((s + 1) * blockRows)
+    let mutable flushed = 0L
+    for s in 0 .. blockCount - 1 do
+        let r0, r1 = rowsOfBlock s
+        let block = rows r0 r1
+        observe r0 block
+        for i in 0 .. r1 - r0 - 1 do
+            for j in 0 .. m - 1 do
+                if isFlushed block.[i, j] then flushed <- flushed + 1L
+    let flushedRows r0 r1 = fst (flushUnderflow (rows r0 r1))
+    let rowBlock s =
+        let r0, r1 = rowsOfBlock s
+        use flat = torch.tensor(flushedRows r0 r1, dtype = torch.float64)
+        flat.reshape(int64 (r1 - r0), int64 m)
+    // duplicate candidates confirmed on the flushed rows, as `certifyFeaturesOn`'s tensor rows are compared
+    let equal i j = flushedRows i (i + 1) = flushedRows j (j + 1)
+    let cert = CertificateEngine.CertifyRowBlocks(engine, Certify.defaults, subject, Some equal, blockRows, blockCount, rowBlock, log)
+    correctedForFlush cert flushed
 
 /// `certifyFeaturesOn` with `CertificateEngine.Default` (dense up to 32·n² bytes = 20 GiB, tiled beyond).
 let certifyFeatures (subject: ExpressivitySubject) (phi: float[,]) : FeatureCertificate =

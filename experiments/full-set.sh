@@ -3,8 +3,9 @@
 #   resnet-mnist    ResNet-18 (k = 1) stage taps at initialisation (evaluation mode) on all 60,000 MNIST training images
 #   resnet-fashion  the same on all 60,000 Fashion-MNIST training images
 #   witness         the SPEC §5 witness (tanh, narrow layers 3, 3, one wide layer m = n − 1; Gaussian inputs in R^4, seed 1);
-#                   not in the default list: Proofs builds the witness's Φ̃ whole in managed memory (n × n float64, about four
-#                   copies), so n = 60,000 needs ≈ 115 GB; on a 24 GB machine it reaches n ≈ 25,000 (N=24576 ... witness)
+#                   not in the default list (hours at n = 60,000): on the tiled engine Proofs streams the witness's Φ in
+#                   row blocks of ≤ 64 MiB (docs/theory.md §4 "Theorem FC"), so memory is the tile budget plus a few
+#                   row tiles (2048 × 60,000 float64 = 0.98 GB each), not n² doubles: n = 60,000 fits 24 GB
 # Each case runs `rf certify` / `rf prove fc` with `--engine tiled --work-dir runs/full-set/<case>-n<N>/tiles`: tiles,
 # spilled feature row tiles and the manifest live there, so a killed run (any moment: Ctrl-C, SIGKILL, a reboot)
 # continues from its last finished tile when this script is run again. A finished case leaves

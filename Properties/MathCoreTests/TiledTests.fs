@@ -16,7 +16,7 @@ open ResearchFramework.Properties.MathCoreTests.CertifyTests
 exception Killed
 
 /// A temporary work directory, deleted afterwards.
-type private WorkDir() =
+type WorkDir() =
     let path = Directory.CreateTempSubdirectory("rf-tiled-").FullName
     member _.Path = path
     interface IDisposable with
@@ -32,10 +32,10 @@ let private tiled (opts: Certify.Options) (b: int) (withBias: bool) (phi: torch.
     Tiled.certifyMatrix opts (settingsWith b null (Collections.Generic.List())) (subject phi withBias) phi
 
 /// The certificate without its clock: what must be identical between runs.
-let private essence (c: Certificate) = c.Verdict, c.Reason, c.Method, c.Precision, c.SigmaMinLower, c.SigmaMaxEstimate, c.SigmaMaxUpper, c.Terms
+let essence (c: Certificate) = c.Verdict, c.Reason, c.Method, c.Precision, c.SigmaMinLower, c.SigmaMaxEstimate, c.SigmaMaxUpper, c.Terms
 
 /// The fields in which two certificates differ, with every float printed exactly (for messages).
-let private differences (a: Certificate) (b: Certificate) =
+let differences (a: Certificate) (b: Certificate) =
     let fields (c: Certificate) =
         [ "SigmaMinLower", box c.SigmaMinLower; "SigmaMaxEstimate", box c.SigmaMaxEstimate; "SigmaMaxUpper", box c.SigmaMaxUpper
           "Reason", box c.Reason; "Verdict", box c.Verdict ]

@@ -173,3 +173,135 @@ let tests =
             Expect.equal r.Certificate.Verdict Verdict.Refuted r.Certificate.Reason
         }
     ]
+
+/// The tiled engine with b-row tiles, a memory budget of four tiles (Gram and factor tiles go to files, the feature
+/// cache of `CertificateEngine.CertifyRowBlocks` is one tile: feature row tiles spill too) and a work directory.
+let private spillingEngine (b: int) (directory: string) =
+    { CertificateEngine.Default with Kind = EngineKind.Tiled; TileSize = b; MemoryBudgetBytes = int64 (4 * b * b * 8); WorkDirectory = directory }
+
+let private denseEngine = { CertificateEngine.Default with Kind = EngineKind.Dense }
+
+/// Bitwise equality of two float matrices (0.0 and −0.0 differ, NaN equals itself).
+let private bitwiseEqual (a: float[,]) (b: float[,]) =
+    Array2D.length1 a = Array2D.length1 b && Array2D.length2 a = Array2D.length2 b
+    && Seq.forall (fun (i, j) -> System.BitConverter.DoubleToInt64Bits a.[i, j] = System.BitConverter.DoubleToInt64Bits b.[i, j])
+           (seq { for i in 0 .. Array2D.length1 a - 1 do for j in 0 .. Array2D.length2 a - 1 -> i, j })
+
+/// The count in a tiled log line "… N read back from spill files" / "(N computed, M read back)".
+let private logCount (pattern: string) (log: seq<string>) =
+    log |> Seq.tryPick (fun l -> let m = System.Text.RegularExpressions.Regex.Match(l, pattern) in if m.Success then Some (int m.Groups.[1].Value) else None)
+
+/// A streamed instance: activation, n ∈ [30, 200] (softplus ≤ 40), inputs, narrow widths and m ≥ n − 1, tile size b
+/// ∈ [12, 40].
+let private streamedInstance (seed: int) =
+    let rng = System.Random seed
+    let act = [| Tanh; Sigmoid; Softplus |].[rng.Next 3]
+    let n = if act = Softplus then rng.Next(30, 41) else rng.Next(30, 201)
+    let d = rng.Next(1, 5)
+    let widths = List.init (rng.Next(1, 3)) (fun _ -> rng.Next(1, 5)) @ [ n - 1 + rng.Next(0, 4) ]
+    // b ≥ 12: at most 17 tile rows. Many tiny tiles make ~10⁵ torch calls with implicitly created Scalars (`add_(t)`
+    // is `add_(t, 1)`), and TorchSharp 0.107 may finalize such a Scalar during its native call (a GC from another
+    // thread): a rare use-after-free ("toDouble … Expected false to be true") seen on the whole route too.
+    act, randomInputs seed n d, widths, rng.Next(12, 41)
+
+[<Tests>]
+let streamedTests =
+    testSequenced <| testList "Proofs.FC.Streamed" [
+        testPropertyWithConfig config "featureRows: every row block is bitwise those rows of features net x; ‖N − T‖_F from blocks in any cut and order is bitwise measuredError of the whole Φ" <| fun (seed: int) ->
+            let act, x, widths, s = instance seed
+            let r = prove act x widths s
+            let w = Option.get r.Witness
+            let n = Array2D.length1 x
+            let phi = features r.Network x
+            let rng = System.Random(seed + 1)
+            let cuts = 0 :: (List.init (rng.Next(0, 6)) (fun _ -> rng.Next(1, n)) |> List.distinct |> List.sort) @ [ n ]
+            let blocks = cuts |> List.pairwise
+            for r0, r1 in blocks do
+                Expect.isTrue (bitwiseEqual (featureRows r.Network x r0 r1) phi.[r0 .. r1 - 1, *]) (sprintf "rows %d … %d of n = %d" r0 (r1 - 1) n)
+            let e = MeasuredError w
+            for r0, r1 in blocks |> List.sortBy (fun _ -> rng.Next()) do
+                e.Add(r0, featureRows r.Network x r0 r1)
+            Expect.equal (System.BitConverter.DoubleToInt64Bits e.Value) (System.BitConverter.DoubleToInt64Bits (measuredError w phi))
+                (sprintf "‖N − T‖_F over %d blocks: %g vs %g" blocks.Length e.Value (measuredError w phi))
+            Expect.equal (inequalityMeasured w e.Value) (inequalityOf w phi) "the inequality"
+
+        test "featureBlockRows: the largest divisor of b whose rows fit featureBlockBytes" {
+            Expect.equal (featureBlockRows 2048 59999) 128 "n = 60,000: 64 MiB / 480 kB = 139 rows → 128 (divides 2048)"
+            Expect.equal (featureBlockRows 16 200) 16 "small m: a whole tile"
+            Expect.equal (featureBlockRows 7 (1 <<< 22)) 1 "rows of 32 MiB: two do not fit, one row"
+            for b in [ 1; 6; 7; 12; 2048 ] do
+                for m in [ 1; 1000; 100000; 10000000 ] do
+                    let rows = featureBlockRows b m
+                    Expect.isTrue (rows >= 1 && b % rows = 0) (sprintf "b = %d, m = %d: %d rows divide b" b m rows)
+                    Expect.isTrue (rows = 1 || int64 rows * int64 m * 8L <= featureBlockBytes) (sprintf "b = %d, m = %d: %d rows fit" b m rows)
+        }
+
+        testPropertyWithConfig (Seeds.config 6) "streamed witness on the tiled engine (small tiles, tiles and feature rows spilled): certificate bitwise the tiled certificate of the whole Φ̃, inequality and flush count those of the whole-matrix route, PhiTilde null" <| fun (seed: int) ->
+            let act, x, widths, b = streamedInstance seed
+            let n = Array2D.length1 x
+            let what = sprintf "%s n = %d widths %A b = %d" act.Name n widths b
+            let whole = proveOn denseEngine act x widths seed
+            use work = new MathCoreTests.TiledTests.WorkDir()
+            let engine = spillingEngine b work.Path
+            Expect.isTrue (streamsFeatures engine n (List.last widths)) "the tiled engine streams"
+            Expect.isFalse (streamsFeatures denseEngine n (List.last widths)) "the dense engine does not"
+            let log = System.Collections.Generic.List<string>()
+            let streamed = proveOnLogged engine (System.Action<string>(fun l -> log.Add l)) act x widths seed
+            Expect.isNull streamed.PhiTilde (what + ": no Φ̃ kept on the streamed route")
+            Expect.isNotNull whole.PhiTilde (what + ": Φ̃ kept on the whole route")
+            Expect.equal (parameterFingerprint streamed.Network) (parameterFingerprint whole.Network) (what + ": the same witness")
+            Expect.equal streamed.Inequality whole.Inequality (what + ": the inequality of the whole Φ")
+            Expect.equal streamed.FlushedEntries whole.FlushedEntries (what + ": flushed entries counted across blocks")
+            // (the Gram route on tiles; Auto falls back to the orthogonal route on the joined blocks when it is Inconclusive)
+            if streamed.Certificate.Route = CertificateRoute.Gram then Expect.stringContains streamed.Certificate.Method "tiles" (what + ": the tiled engine ran")
+            if n > b then
+                Expect.isGreaterThan (defaultArg (logCount @"(\d+) read back from spill files" log) 0) 0 (sprintf "%s: feature rows spilled and read back: %A" what (List.ofSeq log))
+            Expect.isEmpty (System.IO.Directory.GetFileSystemEntries work.Path) (what + ": tile folder removed")
+            let tiledWhole = certifyFeaturesOn engine streamed.Certificate.Subject (features streamed.Network x)
+            Expect.equal (MathCoreTests.TiledTests.essence streamed.Certificate) (MathCoreTests.TiledTests.essence tiledWhole.Certificate)
+                (sprintf "%s: %s" what (MathCoreTests.TiledTests.differences streamed.Certificate tiledWhole.Certificate))
+            Expect.equal streamed.CertifiedSigmaMinLower tiledWhole.SigmaMinLower (what + ": the flush-corrected bound")
+            Expect.equal streamed.FlushedEntries tiledWhole.FlushedEntries (what + ": the flush count of the tiled whole route")
+            if mustCertify whole then Expect.equal streamed.Certificate.Verdict Verdict.Certified (sprintf "%s: %s" what streamed.Certificate.Reason)
+
+        test "sigmoid witness n = 150 streamed (b = 16): the entries below 1e-150 are flushed and counted across blocks as on the whole Φ" {
+            let x = randomInputs 8 150 3
+            let whole = proveOn denseEngine Sigmoid x [ 3; 149 ] 8
+            use work = new MathCoreTests.TiledTests.WorkDir()
+            let streamed = proveOn (spillingEngine 16 work.Path) Sigmoid x [ 3; 149 ] 8
+            Expect.isGreaterThan whole.FlushedEntries 0L "saturated sigmoids below 1e-150"
+            Expect.equal streamed.FlushedEntries whole.FlushedEntries "the same count"
+            Expect.equal streamed.Certificate.Verdict Verdict.Certified streamed.Certificate.Reason
+            Expect.isLessThanOrEqual streamed.CertifiedSigmaMinLower (svdSigmaMin whole.PhiTilde + svdSlack whole.PhiTilde) "sound vs the SVD of the whole Φ̃"
+            Expect.stringContains (report streamed) "streamed" "the report says Φ̃ was streamed"
+        }
+
+        test "a killed streamed certificate resumes from its work directory: the rerun reads the tiles back and gives the identical certificate" {
+            let x = randomInputs 12 90 4
+            let r = prove Tanh x [ 3; 3; 89 ] 12
+            let rows = featureRows r.Network x
+            let subject = r.Certificate.Subject
+            use reference = new MathCoreTests.TiledTests.WorkDir()
+            let expected = certifyFeatureRowsOn (spillingEngine 8 reference.Path) null subject rows (fun _ _ -> ())
+            Expect.equal expected.Certificate.Verdict Verdict.Certified expected.Certificate.Reason
+            use work = new MathCoreTests.TiledTests.WorkDir()
+            let engine = spillingEngine 8 work.Path
+            // the flush pass produces each of the 12 blocks once; the kill comes at the 7th row tile of the Gram
+            let mutable calls = 0
+            let killing r0 r1 =
+                calls <- calls + 1
+                if calls > 12 + 6 then raise (System.OperationCanceledException "killed")
+                rows r0 r1
+            Expect.throwsT<System.OperationCanceledException> (fun () -> certifyFeatureRowsOn engine null subject killing (fun _ _ -> ()) |> ignore) "killed mid-Gram"
+            Expect.isNonEmpty (System.IO.Directory.GetDirectories work.Path) "the killed run's tiles wait in the work directory"
+            let log = System.Collections.Generic.List<string>()
+            let resumed = certifyFeatureRowsOn engine (System.Action<string>(fun l -> log.Add l)) subject rows (fun _ _ -> ())
+            Expect.isGreaterThan (defaultArg (logCount @"^gram:.*\(\d+ computed, (\d+) read back\)" log) 0) 0
+                (sprintf "Gram tiles read back: %A" (List.ofSeq log))
+            Expect.equal (MathCoreTests.TiledTests.essence resumed.Certificate) (MathCoreTests.TiledTests.essence expected.Certificate)
+                (MathCoreTests.TiledTests.differences resumed.Certificate expected.Certificate)
+            Expect.equal resumed.FlushedEntries expected.FlushedEntries "flush count"
+            Expect.isEmpty (System.IO.Directory.GetFileSystemEntries work.Path) "tile folder removed once the certificate is made"
+        }
+    ]
+

@@ -37,9 +37,11 @@ public sealed class ProveHandler
         var options = args.Engine ?? CertificateEngineOptions.Default;
         var engine = new CertificateEngine(options.UsesTiled(args.N) ? EngineKind.Tiled : EngineKind.Dense, options.TileSize,
             options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, options.WorkDirectory);
+        // On the tiled engine Φ is streamed in row blocks (never whole); its phase lines go to stderr.
+        var log = new Action<string>(line => Console.Error.WriteLine($"rf prove fc: {line}"));
         var result = args.Dataset is { } name
-            ? FullyConnected.proveOn(engine, activation, DatasetInputs(name, args.DataDirectory, args.N), widths, args.Seed)
-            : FullyConnected.runFcOn(engine, activation, args.N, widths, args.Seed);
+            ? FullyConnected.proveOnLogged(engine, log, activation, DatasetInputs(name, args.DataDirectory, args.N), widths, args.Seed)
+            : FullyConnected.runFcOnLogged(engine, log, activation, args.N, widths, args.Seed);
         if (args.Dataset is { } dataset) Console.WriteLine($"inputs: the first {args.N} training images of {dataset}, pixels in [0, 1]");
         Console.Write(FullyConnected.report(result));
         if (args.JsonOutput is { } json)
