@@ -277,58 +277,54 @@ let tests =
         }
     ]
 
+/// The built-in trainer on a 10-point regression (MLP 3-4-16-2, tanh, float64, SGD 0.05, T = 24, τ = 4) with recipe
+/// `rc` and a checkpoint every 4 iterations in a temporary folder (removed afterwards); `check` gets the trainer, its
+/// result, the checkpoint files and a function making a fresh trainer of the same run (without checkpoints) for a recipe.
+let private checkpointedRun (seed: int) (rc: RecipeConfig) check =
+    let n = 10
+    let data = Fixtures.regression seed n 3 2 torch.float64
+    let arch = Fixtures.mlp 3 [| 4; 16 |] 2 Activation.Tanh Precision.Float64
+    let cfg = Fixtures.training seed n 24 OptimizerSpec.Sgd 0.05 LossKind.Squared
+    let dir = IO.Path.Combine(IO.Path.GetTempPath(), sprintf "rf-precond-%s" (Guid.NewGuid().ToString "N"))
+    try
+        use trainer = new TwoPhaseTrainer(arch, { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }, Some rc, data, NullObserver())
+        let full = trainer.Run Threading.CancellationToken.None
+        Expect.isTrue full.GuaranteeClaimed "certified switch"
+        check trainer full (IO.Directory.GetFiles(dir, "checkpoint-*.bin")) (fun (recipe: RecipeConfig) -> new TwoPhaseTrainer(arch, cfg, Some recipe, data, NullObserver()))
+    finally
+        if IO.Directory.Exists dir then IO.Directory.Delete(dir, true)
+
 [<Tests>]
 let trainerTests =
     testSequenced <| testList "Algorithm.Preconditioned.Trainer" [
         test "the built-in trainer with Recipe ReadoutStep = Preconditioned: k(ε) met, and resuming from every checkpoint (Phase I and II) is bit for bit, measurements included" {
-            let n = 10
-            let data = Fixtures.regression 21 n 3 2 torch.float64
-            let arch = Fixtures.mlp 3 [| 4; 16 |] 2 Activation.Tanh Precision.Float64
-            let cfg = Fixtures.training 21 n 24 OptimizerSpec.Sgd 0.05 LossKind.Squared
             let rc = { Fixtures.recipe 4 PhaseTwoMode.Frozen with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-10 }
-            let dir = IO.Path.Combine(IO.Path.GetTempPath(), sprintf "rf-precond-%s" (Guid.NewGuid().ToString "N"))
-            try
-                let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
-                use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, NullObserver())
-                let full = trainer.Run Threading.CancellationToken.None
-                Expect.isTrue full.GuaranteeClaimed "certified switch"
+            checkpointedRun 21 rc (fun trainer full checkpoints fresh ->
                 let p = trainer.State.Preconditioner
                 Expect.equal p.PredictedSteps (TwoPhase.PredictedSteps(0.7, 1e-10)) "k(ε)"
                 Expect.isTrue p.HypothesisHeld "float64"
                 Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= p.PredictedSteps) (sprintf "met: %d ≤ %d" p.AchievedAfter p.PredictedSteps)
-                let checkpoints = IO.Directory.GetFiles(dir, "checkpoint-*.bin")
                 Expect.equal checkpoints.Length 6 "checkpoints at 4, 8, …, 24"
                 for path in checkpoints do
-                    use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+                    use resumed : TwoPhaseTrainer = fresh rc
                     resumed.LoadCheckpoint path
                     let r = resumed.Run Threading.CancellationToken.None
                     Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + IO.Path.GetFileName path)
                     let q = resumed.State.Preconditioner
-                    Expect.equal (q.AchievedAfter, q.StepsDone, q.HypothesisHeld, q.InitialGapLower) (p.AchievedAfter, p.StepsDone, p.HypothesisHeld, p.InitialGapLower) "measurements survive"
-            finally
-                if IO.Directory.Exists dir then IO.Directory.Delete(dir, true)
+                    Expect.equal (q.AchievedAfter, q.StepsDone, q.HypothesisHeld, q.InitialGapLower) (p.AchievedAfter, p.StepsDone, p.HypothesisHeld, p.InitialGapLower) "measurements survive")
         }
 
         test "Theorem PD in the built-in trainer (damped body, λ = 0, δ small enough to refactor): resuming from every checkpoint, before and after refactors, is bit for bit, the damped state included" {
-            let n = 10
-            let data = Fixtures.regression 23 n 3 2 torch.float64
-            let arch = Fixtures.mlp 3 [| 4; 16 |] 2 Activation.Tanh Precision.Float64
-            let cfg = Fixtures.training 23 n 24 OptimizerSpec.Sgd 0.05 LossKind.Squared
             let rc = { Fixtures.recipe 4 PhaseTwoMode.Damped with
                          ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-4
                          RefactorThreshold = 1e-6; DampingPower = 2.0 }
-            let dir = IO.Path.Combine(IO.Path.GetTempPath(), sprintf "rf-precond-pd-%s" (Guid.NewGuid().ToString "N"))
-            try
-                let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
-                use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, NullObserver())
-                let full = trainer.Run Threading.CancellationToken.None
-                Expect.isTrue full.GuaranteeClaimed "certified switch"
+            checkpointedRun 23 rc (fun trainer full checkpoints fresh ->
                 let p = trainer.State.Preconditioner
                 Expect.isNotNull p.Damped "Theorem PD"
                 Expect.equal p.PredictedSteps (TwoPhase.PredictedSteps(0.5 * (1.0 - 1e-6), 1e-4)) "k_δ(ε)"
                 Expect.isGreaterThanOrEqual p.Damped.Refactors 2 "refactored more than once (non-vacuous for the resume)"
-                for path in IO.Directory.GetFiles(dir, "checkpoint-*.bin") do
-                    use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+                for path in checkpoints do
+                    use resumed : TwoPhaseTrainer = fresh rc
                     resumed.LoadCheckpoint path
                     let r = resumed.Run Threading.CancellationToken.None
                     Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + IO.Path.GetFileName path)
@@ -338,12 +334,10 @@ let trainerTests =
                     Expect.equal (q.Damped.Refactors, q.Damped.FactorIteration, q.Damped.MaxDrift, q.Damped.Pending)
                                  (p.Damped.Refactors, p.Damped.FactorIteration, p.Damped.MaxDrift, p.Damped.Pending) "Theorem PD's state survives"
                 // a Phase II checkpoint of Theorem PD is refused by a run with another δ or a frozen body, naming why
-                let last = IO.Directory.GetFiles(dir, "checkpoint-*.bin") |> Array.max
+                let last = checkpoints |> Array.max
                 for other, why in [ { rc with RefactorThreshold = 0.25 }, "RefactorThreshold"; { rc with Mode = PhaseTwoMode.Frozen }, "Theorem PD" ] do
-                    use wrong = new TwoPhaseTrainer(arch, cfg, Some other, data, NullObserver())
+                    use wrong : TwoPhaseTrainer = fresh other
                     let e = Expect.throwsC (fun () -> wrong.LoadCheckpoint last) id
-                    Expect.stringContains e.Message why (sprintf "refused: %s" e.Message)
-            finally
-                if IO.Directory.Exists dir then IO.Directory.Delete(dir, true)
+                    Expect.stringContains e.Message why (sprintf "refused: %s" e.Message))
         }
     ]
