@@ -973,7 +973,12 @@ type TwoPhase =
                     if p.AchievedAfter >= 0 then p.AchievedAfter
                     elif gapUpper <= sqrt p.Epsilon * g0 then p.StepsDone
                     else -1
-                if p.PredictedSteps >= 0 && p.HypothesisHeld && achieved < 0 && p.StepsDone >= p.PredictedSteps then
+                // A sure miss only: the lower bound on g_t above √ε times an upper bound on g_τ. With a frozen body ‖r‖ is
+                // the constant ‖r_τ‖ bound, and g_τ ≥ g0 = (d_τ(1 − γ) − ‖r‖/√n)/√2 gives d_τ ≤ (√2·g0 + ‖r‖/√n)/(1 − γ),
+                // so g_τ ≤ (d_τ(1 + γ) + ‖r‖/√n)/√2 from the recorded g0 alone (no extra state, the same after a resume).
+                let g0Upper = (((sqrt 2.0 * g0 + rNorm / sqrtN) / (1.0 - gamma)) * (1.0 + gamma) + rNorm / sqrtN) / sqrt 2.0
+                if p.PredictedSteps >= 0 && p.HypothesisHeld && achieved < 0 && p.StepsDone >= p.PredictedSteps
+                   && gapLower > sqrt p.Epsilon * g0Upper then
                     invalidOp (sprintf "Theorem P: the prediction k(ε) = %d (ε = %g) was missed although its hypothesis held (gap ≤ %g after %d steps, initial ≥ %g): a bug"
                                    p.PredictedSteps p.Epsilon (gapUpper * gapUpper) p.StepsDone initial)
                 let eta = p.Step
