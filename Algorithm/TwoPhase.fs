@@ -755,6 +755,23 @@ type TwoPhase =
         let v = state.Readout
         torch.cat([| v.weight.detach().t(); v.bias.detach().unsqueeze(0L) |], 0L).to_type(torch.float64).cpu()
 
+    /// Writes W = [weightᵀ; biasᵀ] ((m+1) × c, already at the model's precision) into V.
+    static member private WriteReadout(v: Modules.Linear, stored: torch.Tensor) =
+        use _ = torch.no_grad ()
+        let m = v.weight.shape.[1]
+        use weightT = stored.narrow(0L, 0L, m).t().``to``(v.weight.device)
+        use bias = stored.[m].``to``(v.bias.device)
+        v.weight.copy_(weightT) |> ignore
+        v.bias.copy_(bias) |> ignore
+
+    /// Theorem PD's e_{t−1} = pending + ‖D_{t−1}‖ with ‖D_{t−1}‖ ≤ ‖fl(R'_{t−1}) − fl(R_t)‖(1 + γ_{nc+2}) + ε'_{t−1} + ε_t,
+    /// for fl(R_t) = `r` with bound `eps` (`DampedResidual`). One function for the step and the body limit, so the budget
+    /// the limit enforces is bitwise the perturbation the next step measures.
+    static member private BodyPerturbation(track: DampedReadoutTrack, r: torch.Tensor, eps: float) : float =
+        let normGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int r.NumberOfElements + 2)
+        use d = track.Carried.sub(r)
+        track.Pending + d.norm().ToDouble() * (1.0 + normGamma) + track.CarriedError + eps
+
     /// Sets ω = before + β·(stepped − before) (flat vectors).
     static member private SetBodyBetween(setup: RecipeSetup, before: torch.Tensor, stepped: torch.Tensor, beta: float) =
         use _ = torch.no_grad ()
@@ -782,15 +799,13 @@ type TwoPhase =
             let w = TwoPhase.Readout64 state
             let r0 = TwoPhase.SwitchResidualLower(n, p.InitialGapLower)
             let budget = p.Step * (1.0 - track.Threshold) * (sqrt p.Epsilon / 2.0) * r0
-            let normGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int y.NumberOfElements + 2)
             let perturbation () =
                 let phi, f = TwoPhase.FeaturesAndOutputs setup
                 use phi = phi
                 use f = f
                 let r, eps = TwoPhase.DampedResidual(phi, f, y, w)
                 use r = r
-                use d = track.Carried.sub(r)
-                track.Pending + d.norm().ToDouble() * (1.0 + normGamma) + track.CarriedError + eps
+                TwoPhase.BodyPerturbation(track, r, eps)
             // With no body step (β = 0) the next residual is fl(R'_t) bitwise: e_t = pending + 2ε'_t, which no shortening
             // can lower. When that floor exceeds the budget (the readout's own rounding, e.g. a float32 W of large norm),
             // the body keeps its step and the failed hypothesis is reported.
@@ -847,10 +862,7 @@ type TwoPhase =
             let budget = (sqrt p.Epsilon / 2.0) * r0
             // e_{t−1} = (1 + q)ε_{t−1} + ‖Φ̃‖‖δ_{t−1}‖ + ‖D_{t−1}‖, ‖D_{t−1}‖ ≤ ‖fl(R'_{t−1}) − fl(R_t)‖ + ε'_{t−1} + ε_t
             let previousE =
-                if isNull track.Carried then 0.0
-                else
-                    use d = track.Carried.sub(rHat)
-                    track.Pending + d.norm().ToDouble() * (1.0 + normGamma) + track.CarriedError + eps
+                if isNull track.Carried then 0.0 else TwoPhase.BodyPerturbation(track, rHat, eps)
             // E_k = qE_{k−1} + e_{τ+k−1} (k = steps done): the body's perturbations, each damped by the steps since
             let accumulated = q * track.Accumulated + previousE
             let due = p.PredictedSteps >= 0 && p.StepsDone >= p.PredictedSteps
@@ -894,13 +906,7 @@ type TwoPhase =
             let phiNorm = phi.norm().ToDouble() * (1.0 + gamma (n * m1 + 1))
             let pending = (1.0 + q) * eps + phiNorm * deltaNorm
             let carried, carriedError = residual stored64
-            do
-                use _ = torch.no_grad ()
-                let m = v.weight.shape.[1]
-                use weightT = stored.narrow(0L, 0L, m).t().``to``(v.weight.device)
-                use bias = stored.[m].``to``(v.bias.device)
-                v.weight.copy_(weightT) |> ignore
-                v.bias.copy_(bias) |> ignore
+            TwoPhase.WriteReadout(v, stored)
             if not (isNull track'.Carried) then track'.Carried.Dispose()
             let next' =
                 DampedReadoutTrack(delta, track'.FactorIteration, track'.FactorBody, track'.Refactors, max track'.MaxDrift driftRatio,
@@ -933,7 +939,7 @@ type TwoPhase =
             let v = state.Readout
             let n = float phi.shape.[0]
             let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int phi.shape.[0] + int phi.shape.[1] + 4)
-            let w = torch.cat([| v.weight.detach().t(); v.bias.detach().unsqueeze(0L) |], 0L).to_type(torch.float64).cpu()
+            let w = TwoPhase.Readout64 state
             let hNorm (x: torch.Tensor) =
                 sqrt (phi.mm(x).pow(scalar 2.0).sum().ToDouble() / n + p.Ridge * x.pow(scalar 2.0).sum().ToDouble())
             // a frozen body's Φ̃_τ and A_τ do not change: their products are computed once (the memo)
@@ -950,13 +956,7 @@ type TwoPhase =
                         memo.AbsProduct <- absProduct.DetachFromDisposeScope()
                         memo.FeatureNorm <- phiNorm
                     target, absProduct, phiNorm
-            let writeReadout (stored: torch.Tensor) =
-                use _ = torch.no_grad ()
-                let m = v.weight.shape.[1]
-                use weightT = stored.narrow(0L, 0L, m).t().``to``(v.weight.device)
-                use bias = stored.[m].``to``(v.bias.device)
-                v.weight.copy_(weightT) |> ignore
-                v.bias.copy_(bias) |> ignore
+            let writeReadout (stored: torch.Tensor) = TwoPhase.WriteReadout(v, stored)
             // Settled: a frozen body whose prediction was met and whose k(ε) has passed: the rule keeps stepping, the
             // measurements (two more (n × (m+1))·((m+1) × c) products per step) stop; the record keeps their last values.
             if frozen && p.PredictedSteps >= 0 && p.AchievedAfter >= 0 && p.StepsDone > p.PredictedSteps then
@@ -1172,14 +1172,8 @@ type TwoPhase =
                 match setup.BodyRule with
                 | BodyRule.StepFunction _ when alpha <> 1.0 ->
                     // ω_{t+1} = ω_t + α_t·(A(ω_t) − ω_t)
-                    use _ = torch.no_grad ()
-                    let mutable offset = 0L
-                    for p in setup.Body do
-                        let count = p.NumberOfElements
-                        use b = before.narrow(0L, offset, count).view(p.shape)
-                        use stepped = p.detach().clone()
-                        p.copy_(b.add(stepped.sub(b).mul(scalar alpha))) |> ignore
-                        offset <- offset + count
+                    use stepped = TwoPhase.FlatBody setup
+                    TwoPhase.SetBodyBetween(setup, before, stepped, alpha)
                 | _ -> ()
                 if not preconditioned then readoutStep ()
                 // Theorem PD: the body's step shortened until its perturbation fits the prediction's budget

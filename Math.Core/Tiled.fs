@@ -500,7 +500,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     // Panels of row tiles: the rows I of a panel are held while every row tile J ≤ max I streams past them once, so
     // a row tile that is not in the feature cache (a spilled one is read back from its file, hashed and widened to
     // float64) is fetched once per panel instead of once per tile product: Σ over panels of (first row of the panel)
-    // fetches instead of T(T + 1)/2. The panel takes the memory the tile budget leaves during this phase (Gram tiles
+    // fetches instead of up to T(T − 1). The panel takes the memory the tile budget leaves during this phase (Gram tiles
     // are kept in memory only up to the budget less the factor's reserve) less one streamed row tile. The order
     // of the tile products does not change any tile: each is one product of two row tiles.
     let rowTileBytes = int64 b * int64 subject.Features * 8L
@@ -509,7 +509,6 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let panelRows =
         let budget = max settings.FeatureCacheBytes (settings.MemoryBudgetBytes - gramMemoryCap - rowTileBytes)
         int (max 1L (min (int64 tiles) (budget / max 1L rowTileBytes)))
-    let missing i j = (getGramDone i j |> not)
     for p in 0 .. panelRows .. tiles - 1 do
         let panel = [ p .. min tiles (p + panelRows) - 1 ]
         let held = Dictionary<int, torch.Tensor * bool>()
@@ -522,7 +521,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 t
         try
             for j in 0 .. List.last panel do
-                let needing = panel |> List.filter (fun i -> i >= j && missing i j)
+                let needing = panel |> List.filter (fun i -> i >= j && not (getGramDone i j))
                 if not needing.IsEmpty then
                     // the streamed row tile J (held if it belongs to the panel)
                     let rj, ownJ = if j >= p then rowsHeld j, false else rowsOf j
