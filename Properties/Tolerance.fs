@@ -26,6 +26,16 @@ let finiteDifference =
     | Float32 -> { absolute = 1e-3; relative = 1e-2 }
     | Float64 -> { absolute = 1e-7; relative = 1e-6 }
 
+/// Tolerance for a loss trajectory of T ≲ 20 small steps (η ≤ 0.01) computed in a precision against the float64 CPU
+/// run from the same rounded start (`DifferentialTests`): each step's loss carries a forward error of a few units in
+/// the last place of the precision and the parameters drift apart by η times the gradients' rounding per step, so a
+/// float32 run stays within 10⁻⁴ relative of float64 on these well-scaled problems; float64 on another device within
+/// 10⁻¹⁰ (reduction order only).
+let trajectory =
+    function
+    | Float32 -> { absolute = 1e-6; relative = 1e-4 }
+    | Float64 -> { absolute = 1e-13; relative = 1e-10 }
+
 /// Machine epsilon of a precision.
 let epsilon =
     function
@@ -53,3 +63,8 @@ let expectClose (acc: Accuracy) (actual: float) (expected: float) (what: string)
 let expectAllClose (acc: Accuracy) (actual: float[]) (expected: float[]) (what: string) =
     Expect.equal actual.Length expected.Length (what + ": lengths")
     Array.iteri2 (fun i a e -> expectClose acc a e (sprintf "%s[%d]" what i)) actual expected
+
+/// Relative slack for comparing two recorded losses computed in a precision, whose longest inner product has k terms:
+/// (k + 4)·ε (the inner products' γ_k, the residual's subtraction, the square, the mean), the policy for invariants
+/// such as "the objective never increases" when the loss itself is computed in that precision.
+let lossRounding (p: Precision) (k: int) = float (k + 4) * epsilon p

@@ -200,7 +200,7 @@ public static class RootCommandFactory
             "run the property suite (the CI properties, same code) as a verification job: many cases, a report, resumable, replayable failures");
         var filter = new Option<string[]>("--filter")
         {
-            Description = "MathCore | Algorithm | Proofs | Foundation, or a substring of a property's full name; repeatable (default: MathCore, Algorithm, Proofs)",
+            Description = "MathCore | Algorithm | Proofs | Differential | Foundation, or a substring of a property's full name; repeatable (default: MathCore, Algorithm, Proofs, Differential)",
             DefaultValueFactory = _ => [],
         };
         var cases = new Option<string>("--cases")

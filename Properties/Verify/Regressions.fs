@@ -68,4 +68,7 @@ let tests =
         // in ReadoutTheoremTests ("regression (rf verify …").
         // The same run, batch 33: not Certified at the switch; the property now counts such cases as vacuous.
         seed "Algorithm/Readout and certificates/frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" -686366638
+        // rf verify --filter Differential --cases 100x --seed 20261202, batch 65: η = 0.01 above n/σ_max(Φ̃_τ)² (a precondition
+        // of the theorem, not the trainer's invariant); such cases are now vacuous.
+        seed "Differential/float32/float32 on the test device: frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases beyond the float32 loss rounding" -258334564
     ]

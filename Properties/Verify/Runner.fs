@@ -47,6 +47,7 @@ let groups =
     [ "MathCore", [ "MathCore" ]
       "Algorithm", [ "Algorithm"; "ReadoutTheorem" ]
       "Proofs", [ "Proofs" ]
+      "Differential", [ "Differential" ]
       "Foundation", [ "Foundation" ] ]
 
 /// Whether a property's full name is selected by the filters.
@@ -408,7 +409,7 @@ let private shapesText (shapes: (string * int) list) =
 
 /// What the run covers beyond the property list (stated in the summary).
 let private coverageNote (devices: string list) =
-    sprintf "Devices run: %s (RF_TEST_DEVICE: the certificate and Algorithm properties compute on that device against the same CPU/MathNet/exact oracles). Precisions: as each property states — the certificate properties certify float64 matrices and, in \"float32 features certify the float32 matrix exactly as float64 input\", float32 ones; the trainer invariants run at the precision of their architecture (float64 MLPs, float32 LeNet-5/ResNet); there is no separate dtype axis. Host/unit tests that are not FsCheck properties do not run in verify mode."
+    sprintf "Devices run: %s (RF_TEST_DEVICE: the certificate and Algorithm properties compute on that device against the same CPU/MathNet/exact oracles). Precisions: as each property states — the certificate properties certify float64 matrices and, in \"float32 features certify the float32 matrix exactly as float64 input\", float32 ones; the trainer invariants run at the precision of their architecture (float64 MLPs, float32 LeNet-5/ResNet); the dtype axis is the Differential group (Properties/DifferentialTests.fs): its properties come once per precision (Differential/float32/…, Differential/float64/…) and compare the certificate and the trainer in that precision on the device with the float64 CPU reference on the same rounded inputs. Host/unit tests that are not FsCheck properties do not run in verify mode."
         (String.concat ", " devices)
 
 /// Writes `summary.json` and `summary.md` from the plan and the records so far; returns the totals.
@@ -589,7 +590,7 @@ let main (argv: string list) =
         2
     | Ok cases, time ->
     let given =
-        { MasterSeed = args.Seed; Filters = (if args.Filters.IsEmpty then [ "MathCore"; "Algorithm"; "Proofs" ] else args.Filters)
+        { MasterSeed = args.Seed; Filters = (if args.Filters.IsEmpty then [ "MathCore"; "Algorithm"; "Proofs"; "Differential" ] else args.Filters)
           Cases = cases; Batch = args.Batch; SizeScale = Seeds.sizeScale
           Devices = (if args.Devices.IsEmpty then [ TestDevice.preference ] else args.Devices) }
     let planResult =
