@@ -75,6 +75,12 @@ type IRecipeObserver =
     abstract OnGuardTrip: GuardTrip -> unit
     abstract OnCheckpoint: CheckpointWritten -> unit
 
+/// Optional beside `IRecipeObserver`: an observer that also implements it receives the progress lines of the long
+/// computations inside the recipe, as they happen: the tiled certificate engine's "tiles: gram k/K, GFLOP/s, ETA" and
+/// its phase lines at the switch and at the guard's checks (a certificate at n = 60,000 takes hours).
+type IProgressObserver =
+    abstract OnProgress: string -> unit
+
 /// An observer that ignores everything.
 type NullObserver() =
     interface IRecipeObserver with

@@ -503,7 +503,12 @@ type TwoPhase =
               Precision = "inputs compared bitwise"; Device = string setup.Device; SigmaMinLower = 0.0
               SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty; Route = CertificateRoute.Gram
               ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
-        | _ -> CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, null)
+        | _ ->
+            let progress =
+                match box setup.Observer with
+                | :? IProgressObserver as p -> Action<string>(fun line -> p.OnProgress line)
+                | _ -> null
+            CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, progress)
 
     /// Keeps Φ_ref (when the guard runs and it fits `ReferenceFeatureBytes`) with its certified
     /// bounds for the guard's Weyl route; takes ownership of `phi` and of the old reference.

@@ -59,14 +59,15 @@ type CertificateEngine =
     member e.WithWorkDirectory(directory: string) = { e with WorkDirectory = directory }
 
     /// The tiled engine's settings for a subject named by `key`: tile files in `WorkDirectory/certificate-<hash of key>`
-    /// (null without a work directory), so the same subject resumes from its own tiles.
+    /// (null without a work directory), so the same subject resumes from its own tiles; log lines and tile progress
+    /// (`Tiled.describeProgress`, at most one line per 10 s and each phase's last tile) go to `log`.
     member e.Settings(key: string, log: string -> unit) : Tiled.Settings * string =
         let folder =
             if String.IsNullOrEmpty e.WorkDirectory then null
             else
                 let hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes key)).Substring(0, 16).ToLowerInvariant()
                 Path.Combine(e.WorkDirectory, "certificate-" + hash)
-        { Tiled.defaults with TileSize = e.TileSize; MemoryBudgetBytes = e.MemoryBudgetBytes; WorkDirectory = folder; RunFingerprint = key; Log = log },
+        { Tiled.defaults with TileSize = e.TileSize; MemoryBudgetBytes = e.MemoryBudgetBytes; WorkDirectory = folder; RunFingerprint = key; Log = log; Progress = Tiled.throttledProgress 10.0 log },
         folder
 
     /// What names a certified subject's tiles (data, certification set, network, parameters, taps, shape): the

@@ -42,6 +42,23 @@ type TiledProgress =
       GflopsPerSecond: float
       EtaSeconds: float }
 
+/// One progress line: "tiles: <phase> k/K, r GFLOP/s, ETA h:mm:ss" (rate and ETA once known).
+let describeProgress (p: TiledProgress) : string =
+    let rate = if Double.IsFinite p.GflopsPerSecond then sprintf ", %.1f GFLOP/s" p.GflopsPerSecond else ""
+    let eta = if Double.IsFinite p.EtaSeconds then sprintf ", ETA %s" (TimeSpan.FromSeconds(Math.Round p.EtaSeconds).ToString("c")) else ""
+    sprintf "tiles: %s %d/%d%s%s" p.Phase p.TilesDone p.TilesTotal rate eta
+
+/// A progress callback that writes `describeProgress` lines to `log`: a phase's last tile always, others at most one
+/// every `seconds`.
+let throttledProgress (seconds: float) (log: string -> unit) : TiledProgress -> unit =
+    let clock = Diagnostics.Stopwatch.StartNew()
+    let last = ref Double.NegativeInfinity
+    fun p ->
+        let now = clock.Elapsed.TotalSeconds
+        if p.TilesDone = p.TilesTotal || now - last.Value >= seconds then
+            last.Value <- now
+            log (describeProgress p)
+
 /// Tunables of the tiled engine; none of them affects soundness.
 type Settings =
     { /// b: rows (and columns) of a tile; the last tile row/column has n − (T − 1)·b.

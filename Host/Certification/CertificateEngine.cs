@@ -60,9 +60,7 @@ public sealed record CertificateEngineOptions(CertificateEngineKind Kind = Certi
             bool end = p.TilesDone == p.TilesTotal;
             if (!end && clock.Elapsed.TotalSeconds - last < 2.0) return;
             last = clock.Elapsed.TotalSeconds;
-            var eta = double.IsFinite(p.EtaSeconds) ? $", ETA {TimeSpan.FromSeconds(Math.Round(p.EtaSeconds)):c}" : "";
-            var rate = double.IsFinite(p.GflopsPerSecond) ? $", {p.GflopsPerSecond:F1} GFLOP/s" : "";
-            log($"tiles: {p.Phase} {p.TilesDone}/{p.TilesTotal}{rate}{eta}");
+            log(Tiled.describeProgress(p));
         }
         return Tiled.settings(TileSize, MemoryBudgetBytes ?? DefaultBudgetBytes, WorkDirectory ?? defaultWorkDirectory, runFingerprint,
             Progress, log, CancellationToken.None);

@@ -10,8 +10,11 @@ namespace ResearchFramework.Host.Training;
 /// α_t, body movement, σ_min/σ_max when checked, lr), phase changes / certificates / guard trips logged and recorded
 /// (each certificate's JSON into the run's <c>certificates/</c>), checkpoints logged, progress with rate and ETA.</summary>
 public sealed class RunObserver(MetricsWriter metrics, RunDirectory run, ILogger logger, ProgressReporter? progress, int logEvery,
-    string label) : IRecipeObserver
+    string label) : IRecipeObserver, IProgressObserver
 {
+    /// <summary>The tiled engine's progress at the switch and the guard's checks (tiles done, GFLOP/s, ETA), logged.</summary>
+    public void OnProgress(string line) => logger.LogInformation("{Label}: {Line}", label, line);
+
     /// <summary>Test hook: <c>RF_TEST_STEP_DELAY_MS</c> sleeps after every step, so a process test can signal a run reliably
     /// between its first checkpoint and its end. Unset (the default): no delay.</summary>
     private static readonly int StepDelayMs =

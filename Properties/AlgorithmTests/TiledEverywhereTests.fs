@@ -93,6 +93,14 @@ let private tiledFactorCase (seed: int) =
     finally spilled.Dispose()
     Expect.isEmpty (Directory.GetFileSystemEntries folder.Path |> Array.collect (fun d -> if Directory.Exists d then Directory.GetFiles d else [| d |])) "its files removed on Dispose"
 
+/// A recording observer that also keeps the progress lines of the recipe's long computations.
+type private ProgressRecorder() =
+    inherit RecordingObserver()
+    let lines = ResizeArray<string>()
+    member _.Lines = lines
+    interface IProgressObserver with
+        member _.OnProgress line = lines.Add line
+
 [<Tests>]
 let factorTests =
     testList "MathCore.CholeskyFactor" [
@@ -185,6 +193,11 @@ let recipeTests =
             Expect.isFalse (d.Method.Contains "tiles") "the dense run did not"
             MathCoreTests.TiledTests.expectAgree "switch" d t true
             Expect.isEmpty (Directory.GetDirectories(folder.Path, "certificate-*")) "the switch's tile folder removed once certified"
+            // An observer that also implements IProgressObserver hears the tiled engine's progress at the switch.
+            let progress = ProgressRecorder()
+            use trainer = new TwoPhaseTrainer(arch, cfg, Some ((Fixtures.recipe 3 PhaseTwoMode.Damped).WithCertificateEngine(tiledEngine 16 folder.Path)), data, progress)
+            trainer.Run System.Threading.CancellationToken.None |> ignore
+            Expect.exists progress.Lines (fun l -> l.Contains "tiles: gram") (sprintf "the switch's tile progress reached the observer (%d lines: %A)" progress.Lines.Count (List.ofSeq progress.Lines))
         }
 
         testPropertyWithConfig (Seeds.config 2) "Theorem P on a tiled factor (b = 32, n = 120): contracts by exactly (1 − η_P) per step (MathNet primal oracle), meets k(ε), and stays within σ̄·(‖r_t‖ + ‖r_d‖)/(σ_τ² + nλ) of the dense factor's trajectory" <| fun (seed: int) ->
