@@ -2,7 +2,8 @@
 """Regenerates the tables of docs/RESULTS.md from the run directories under runs/ (never by hand).
 
 Each table sits between `<!-- BEGIN name -->` and `<!-- END name -->` markers in docs/RESULTS.md;
-only those blocks are rewritten. Usage: experiments/report.py [--only BLOCK ...]  (from anywhere)."""
+only those blocks are rewritten. In the compare blocks (compare, phase-two) only the sections of jobs whose runs are on
+this machine are regenerated; the others keep their text. Usage: experiments/report.py [--only BLOCK ...]  (from anywhere)."""
 import glob, json, os, re, shutil, statistics, sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -192,8 +193,15 @@ def demote(markdown):
     """compare.md's own headings sit below RESULTS.md's section headings."""
     return "\n".join("####" + line if line.startswith("#") else line for line in markdown.splitlines())
 
-def compare(spool="runs/spool", script="experiments/compare.sh", jobs="experiments/compare"):
-    blocks = []
+def sections(body):
+    """The per-job sections of a compare block, by job name (each starts with its "#### `name`" heading)."""
+    return {m.group(1): part.strip() + "\n" for part in re.split(r"(?m)^(?=#### `)", body)
+            for m in [re.match(r"#### `([^`]+)`", part)] if m}
+
+def compare(spool="runs/spool", script="experiments/compare.sh", jobs="experiments/compare", block="compare"):
+    """The block's job sections: regenerated for every job whose run is on this machine; a job whose run is not keeps
+    the section already in docs/RESULTS.md (generated where it ran), so regenerating on another machine loses nothing."""
+    blocks = {}
     for result in sorted(glob.glob(f"{spool}/done/*.result.json")):
         name = os.path.basename(result)[: -len(".result.json")]
         r = load(result)
@@ -210,9 +218,12 @@ def compare(spool="runs/spool", script="experiments/compare.sh", jobs="experimen
                     target = f"docs/results/{name}-{os.path.basename(source)}"
                     shutil.copyfile(source, target)
                     images.append(f"![{caption}]({os.path.relpath(target, 'docs')})")
-            blocks.append(f"#### `{name}`\n\nCommand: `{script} {name}` (job `{jobs}/{name}.json`); run directory `{rel}`.\n\n"
-                          + demote(open(md).read().strip()) + "\n\n" + " ".join(images) + "\n")
-    return "\n".join(blocks) if blocks else "_no compare job has finished yet_"
+            blocks[name] = (f"#### `{name}`\n\nCommand: `{script} {name}` (job `{jobs}/{name}.json`); run directory `{rel}`.\n\n"
+                            + demote(open(md).read().strip()) + "\n\n" + " ".join(images) + "\n")
+    current = re.search(rf"<!-- BEGIN {block} -->\n(.*?)<!-- END {block} -->", text, re.S)
+    kept = sections(current.group(1)) if current else {}
+    merged = {**kept, **blocks}
+    return "\n".join(merged[k] for k in sorted(merged)) if merged else "_no compare job has finished yet_"
 
 def rewrite(text, name, body):
     pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
@@ -247,7 +258,7 @@ def full_set():
     return "\n".join(rows) if len(rows) > 2 else "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_"
 
 def phase_two():
-    return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two")
+    return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two", "phase-two")
 
 path = "docs/RESULTS.md"
 text = open(path).read()
