@@ -15,7 +15,9 @@ mkdir -p "$spool/inbox"
 jobs=("$@")
 [ ${#jobs[@]} -eq 0 ] && jobs=($(ls experiments/$set/*.json | xargs -n1 basename | sed 's/\.json$//'))
 for name in "${jobs[@]}"; do
-  if [ -e "$spool/done/$name.json" ] || [ -e "$spool/running/$name.json" ] || [ -e "$spool/inbox/$name.json" ]; then continue; fi
+  # running jobs sit in running/<owner>/ (the worker's lease folder); an interrupted one is resumed from there, never queued again
+  if [ -e "$spool/done/$name.json" ] || compgen -G "$spool/running/*/$name.json" >/dev/null || [ -e "$spool/running/$name.json" ] \
+     || [ -e "$spool/inbox/$name.json" ]; then continue; fi
   rm -f "$spool/failed/$name.json" "$spool/failed/$name.error.txt"
   cp "experiments/$set/$name.json" "$spool/inbox/$name.json"
 done
