@@ -147,7 +147,7 @@ module Networks =
             let pre = act1.call (bn1.call x)
             let skip = match shortcut with Some s -> s.call pre | None -> x
             let out = conv2.call (act2.call (bn2.call (conv1.call pre)))
-            out.add(skip)
+            out.add(skip, ResearchFramework.MathCore.TorchConversions.one)
 
     /// Pre-activation ResNet-18 with a CIFAR stem (3×3 conv, stride 1, no max-pool) and batch norm:
     /// stem → layer1..layer4 (two blocks each, widths 64k·(1,2,4,8), strides 1,2,2,2) → bn → act →

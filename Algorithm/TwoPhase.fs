@@ -746,7 +746,7 @@ type TwoPhase =
         let normGamma = FloatingPoint.gamma u (int y.NumberOfElements + 2)
         use absPhi = phi.abs()
         use prod = absPhi.mm(weights.abs())
-        use bound = y.abs().add(f.abs()).add(prod)
+        use bound = y.abs().add(f.abs(), one).add(prod, one)
         let err = FloatingPoint.gamma u (int phi.shape.[1] + 3) * bound.norm().ToDouble() * (1.0 + normGamma)
         r, err
 

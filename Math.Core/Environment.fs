@@ -24,5 +24,21 @@ module TorchEnvironment =
 /// Small conversions F# needs around TorchSharp's overloads (float vs Tensor arguments).
 [<AutoOpen>]
 module TorchConversions =
-    /// A float64 as a TorchSharp Scalar (selects the Scalar overload of add/sub/mul/div/gt…).
-    let inline scalar (x: float) : Scalar = Scalar.op_Implicit x
+    /// The last Scalars made by `scalar`, kept reachable (a ring of 4096).
+    let private kept : Scalar[] = Array.zeroCreate 4096
+    let private made = ref -1L
+
+    /// A float64 as a TorchSharp Scalar (selects the Scalar overload of add/sub/mul/div/gt…), kept reachable until
+    /// 4096 later ones have been made. TorchSharp 0.107 hands a Scalar's native handle to libtorch without keeping the
+    /// Scalar alive (no GC.KeepAlive): an argument made inline (`t.mul(scalar 2.0)`) is unreachable during the native
+    /// call, and a GC on any thread may run its finalizer, which frees the native Scalar the call is reading (a
+    /// use-after-free, seen as "toDouble … Expected false to be true" in tiled certificates). Held here, it is freed
+    /// only long after the call that used it has returned, whatever the caller's GC settings (library users included).
+    let scalar (x: float) : Scalar =
+        let s = Scalar.op_Implicit x
+        kept.[int (System.Threading.Interlocked.Increment(&made.contents) &&& 4095L)] <- s
+        s
+
+    /// The Scalar 1, alive for the whole process: the alpha to pass explicitly to `add`/`add_` of a Tensor, whose
+    /// one-argument overloads make an implicit Scalar 1 that nothing keeps alive (see `scalar`).
+    let one : Scalar = Scalar.op_Implicit 1.0

@@ -42,7 +42,7 @@ type TiledProgress =
       GflopsPerSecond: float
       EtaSeconds: float }
 
-/// One progress line: "tiles: <phase> k/K, r GFLOP/s, ETA h:mm:ss" (rate and ETA once known).
+/// One progress line: "tiles: <phase> k/K, r GFLOP/s, ETA [d.]hh:mm:ss" (rate and ETA once known; TimeSpan's "c" format).
 let describeProgress (p: TiledProgress) : string =
     let rate = if Double.IsFinite p.GflopsPerSecond then sprintf ", %.1f GFLOP/s" p.GflopsPerSecond else ""
     let eta = if Double.IsFinite p.EtaSeconds then sprintf ", ETA %s" (TimeSpan.FromSeconds(Math.Round p.EtaSeconds).ToString("c")) else ""
@@ -642,10 +642,10 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         let y = torch.zeros([| int64 n; v.shape.[1] |], dtype = torch.float64)
         let product i j (g: torch.Tensor) =
             let vj = v.narrow(0L, int64 (offset j), int64 (size j))
-            y.narrow(0L, int64 (offset i), int64 (size i)).add_(g.mm(vj)) |> ignore
+            y.narrow(0L, int64 (offset i), int64 (size i)).add_(g.mm(vj), one) |> ignore
             if i <> j then
                 let vi = v.narrow(0L, int64 (offset i), int64 (size i))
-                y.narrow(0L, int64 (offset j), int64 (size j)).add_(g.t().mm(vi)) |> ignore
+                y.narrow(0L, int64 (offset j), int64 (size j)).add_(g.t().mm(vi), one) |> ignore
         for i in 0 .. tiles - 1 do
             for j in 0 .. i do
                 if unscaledProducts then withGram i j (product i j)

@@ -180,7 +180,7 @@ let readoutGradientDescent (phiTilde: float[,]) (targets: float[,]) (sigmaMinLow
                 let norm = sqrt (dir |> Seq.cast<float> |> Seq.sumBy (fun a -> a * a))
                 use delta = toTensor (dir |> Array2D.map (fun a -> a * bodyStep / norm))
                 use step = delta.mul(scalar alpha)
-                phi.add(step)
+                phi.add(step, one)
         v.Dispose()
         phi.Dispose()
         v <- vNext

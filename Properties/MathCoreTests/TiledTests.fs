@@ -87,6 +87,17 @@ let private config = Seeds.config 25
 [<Tests>]
 let tests =
     testList "MathCore.Tiled" [
+        test "a progress line: phase, tiles, rate and ETA once known (invariant culture, TimeSpan's c format); throttled lines keep each phase's last tile" {
+            let line = Tiled.describeProgress { Phase = "gram"; TilesDone = 3; TilesTotal = 10; GflopsPerSecond = 12.345; EtaSeconds = 93725.4 }
+            Expect.equal line "tiles: gram 3/10, 12.3 GFLOP/s, ETA 1.02:02:05" "known rate and ETA"
+            let early = Tiled.describeProgress { Phase = "cholesky"; TilesDone = 0; TilesTotal = 6; GflopsPerSecond = nan; EtaSeconds = nan }
+            Expect.equal early "tiles: cholesky 0/6" "no rate or ETA before the first computed tile"
+            let lines = ResizeArray<string>()
+            let progress = Tiled.throttledProgress 3600.0 lines.Add
+            for k in 1 .. 5 do progress { Phase = "gram"; TilesDone = k; TilesTotal = 5; GflopsPerSecond = 1.0; EtaSeconds = 1.0 }
+            Expect.equal (List.ofSeq lines) [ "tiles: gram 1/5, 1.0 GFLOP/s, ETA 00:00:01"; "tiles: gram 5/5, 1.0 GFLOP/s, ETA 00:00:01" ]
+                "the first line, then nothing for an hour but the phase's last tile"
+        }
         testPropertyWithConfig config "tiled = dense on known rank k ≤ n: same verdict, estimates within 1e−8, bounds within the error terms (every tile size, n < b included)" <| fun (seed: int) ->
             let n, m, k, b, withBias = tiledCase seed
             use phi = ofRank seed n m k
