@@ -483,6 +483,13 @@ type TwoPhase =
 
     /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set (SPEC §3, §6) with Math.Core's Rump test, on the
     /// engine `Recipe.CertificateEngine` picks for n (dense, or tiled: resumable from its tile files).
+    /// The observer's progress callback (`IProgressObserver`), or null: long computations (tiled certificates and
+    /// factors) report their tiles to it.
+    static member ProgressLog(setup: RecipeSetup) : Action<string> =
+        match box setup.Observer with
+        | :? IProgressObserver as p -> Action<string>(fun line -> p.OnProgress line)
+        | _ -> null
+
     static member CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor) : Certificate =
         let c = setup.Certification
         let subject =
@@ -504,11 +511,7 @@ type TwoPhase =
               SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty; Route = CertificateRoute.Gram
               ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
         | _ ->
-            let progress =
-                match box setup.Observer with
-                | :? IProgressObserver as p -> Action<string>(fun line -> p.OnProgress line)
-                | _ -> null
-            CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, progress)
+            CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, TwoPhase.ProgressLog setup)
 
     /// Keeps Φ_ref (when the guard runs and it fits `ReferenceFeatureBytes`) with its certified
     /// bounds for the guard's Weyl route; takes ownership of `phi` and of the old reference.
@@ -711,7 +714,7 @@ type TwoPhase =
         use f = f
         use y = TwoPhase.TargetMatrix setup
         let n = int phi.shape.[0]
-        let factor = CholeskyFactor.Of(r.CertificateEngine, phi, float n * r.ReadoutRidge)
+        let factor = CholeskyFactor.Of(r.CertificateEngine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
         if isNull factor then
             phi.Dispose()
             invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
@@ -891,7 +894,7 @@ type TwoPhase =
             let factor, a, driftRatio, track' =
                 if d0 <= delta then p.Factor, a0, d0, track
                 else
-                    match CholeskyFactor.Of(setup.Recipe.CertificateEngine, phi, 0.0) with
+                    match CholeskyFactor.Of(setup.Recipe.CertificateEngine, phi, 0.0, TwoPhase.ProgressLog setup) with
                     | null -> p.Factor, a0, d0, track
                     | fresh ->
                         let a1, d1 = drift fresh

@@ -159,9 +159,15 @@ type CholeskyFactor() =
     /// from the finished tiles of earlier columns); factor tiles are kept in memory up to `memoryBudgetBytes` and written
     /// to `directory` beyond it (null: all in memory). Null when a diagonal tile's float64 Cholesky fails.
     static member Tiled(phi: torch.Tensor, shift: float, tileSize: int, memoryBudgetBytes: int64, directory: string) : CholeskyFactor =
+        CholeskyFactor.Tiled(phi, shift, tileSize, memoryBudgetBytes, directory, null)
+
+    /// `Tiled`, with progress lines (`Tiled.describeProgress`, phase "factor": tiles done, GFLOP/s, ETA; at most one per
+    /// 10 s and the last tile) to `log` (may be null).
+    static member Tiled(phi: torch.Tensor, shift: float, tileSize: int, memoryBudgetBytes: int64, directory: string, log: Action<string>) : CholeskyFactor =
         if tileSize < 1 then invalidArg "tileSize" (sprintf "the tile size %d must be at least 1" tileSize)
         let factor = new TiledCholesky(int phi.shape.[0], tileSize, memoryBudgetBytes, directory)
-        if factor.Factorize(phi, shift) then factor :> CholeskyFactor
+        let progress = if isNull log then ignore else Tiled.throttledProgress 10.0 log.Invoke
+        if factor.Factorize(phi, shift, progress) then factor :> CholeskyFactor
         else
             factor.Dispose()
             null
@@ -169,9 +175,13 @@ type CholeskyFactor() =
     /// The factor on the storage `engine` picks for n rows (`CertificateEngine.UsesTiled`: the storage of the
     /// certificate of the same Φ̃); a tiled factor spills to `WorkDirectory/cholesky` beyond the memory budget.
     static member Of(engine: CertificateEngine, phi: torch.Tensor, shift: float) : CholeskyFactor =
+        CholeskyFactor.Of(engine, phi, shift, null)
+
+    /// `Of`, a tiled factor's progress lines to `log` (may be null).
+    static member Of(engine: CertificateEngine, phi: torch.Tensor, shift: float, log: Action<string>) : CholeskyFactor =
         if engine.UsesTiled(int phi.shape.[0]) then
             let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
-            CholeskyFactor.Tiled(phi, shift, engine.TileSize, engine.MemoryBudgetBytes, directory)
+            CholeskyFactor.Tiled(phi, shift, engine.TileSize, engine.MemoryBudgetBytes, directory, log)
         else CholeskyFactor.Dense(phi, shift)
 
 /// One n × n lower factor in memory: M⁻¹Z by LAPACK's potrs.
@@ -233,10 +243,20 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
     /// L_ik as a copy (i ≥ k), for tests.
     member _.Tile(i: int, k: int) : torch.Tensor = withTile i k (fun t -> t.clone())
     /// Factorises M = fl(Φ̃Φ̃ᵀ) + shift·I tile by tile; false when a diagonal tile is not positive definite in float64.
-    member internal _.Factorize(phi: torch.Tensor, shift: float) : bool =
+    member internal _.Factorize(phi: torch.Tensor, shift: float, progress: Tiled.TiledProgress -> unit) : bool =
         use converted = if phi.dtype = torch.float64 then null else phi.``to``(torch.float64)
         let phi = if isNull converted then phi else converted
         let rowsOf i = phi.narrow(0L, int64 (offset i), int64 (size i))
+        // Flops of tile (i, k): its product over the m' columns (2·b_i·b_k·m', half for a diagonal syrk) and the
+        // left-looking updates from the k earlier tile columns (2·b_i·b_k·b each), for the rate and the ETA.
+        let columns = float phi.shape.[1]
+        let flopsOf i k =
+            let bi, bk = float (size i), float (size k)
+            (if i = k then 1.0 else 2.0) * bi * bk * columns + 2.0 * bi * bk * float (k * b)
+        let total = tiles * (tiles + 1) / 2
+        let totalFlops = seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> flopsOf i k } |> Seq.sum
+        let clock = Diagnostics.Stopwatch.StartNew()
+        let mutable doneTiles, doneFlops = 0, 0.0
         let mutable ok = true
         let mutable k = 0
         while ok && k < tiles do
@@ -251,6 +271,12 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
                 else NativeBlas.gemmNT 1.0 (rowsOf i) (rowsOf k) 0.0 a
                 if Tiled.choleskyTile (fun i j f -> withTile i j f) i k a then put i k (a.DetachFromDisposeScope())
                 else ok <- false
+                doneTiles <- doneTiles + 1
+                doneFlops <- doneFlops + flopsOf i k
+                let seconds = clock.Elapsed.TotalSeconds
+                let rate = if seconds > 0.0 then doneFlops / seconds else nan
+                progress { Phase = "factor"; TilesDone = doneTiles; TilesTotal = total; GflopsPerSecond = rate / 1e9
+                           EtaSeconds = (totalFlops - doneFlops) / rate }
                 i <- i + 1
             k <- k + 1
         ok

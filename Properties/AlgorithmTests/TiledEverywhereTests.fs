@@ -299,7 +299,7 @@ let recipeTests =
             finally TwoPhase.Dispose(t.Setup, state)
         }
 
-        test "the built-in trainer, Theorem P on a tiled factor (b = 16, n = 40): k(ε) met, and resuming from every checkpoint (before and after the tiled switch) is bit for bit" {
+        test "the built-in trainer, Theorem P on a tiled factor (b = 16, n = 40): k(ε) met, the switch's and the factor's tile progress reach the observer, and resuming from every checkpoint (before and after the tiled switch) is bit for bit" {
             let n = 40
             let data = Fixtures.regression 23 n 3 2 torch.float64
             let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float64
@@ -309,9 +309,12 @@ let recipeTests =
                          with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-10 }
             let dir = Path.Combine(folder.Path, "checkpoints")
             let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
-            use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, NullObserver())
+            let progress = ProgressRecorder()
+            use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, progress)
             let full = trainer.Run Threading.CancellationToken.None
             Expect.isTrue full.GuaranteeClaimed "certified switch"
+            for phase in [ "tiles: gram"; "tiles: factor" ] do
+                Expect.exists progress.Lines (fun l -> l.StartsWith phase) (sprintf "%s… reached the observer (%A)" phase (List.ofSeq progress.Lines))
             Expect.stringContains (Array.last full.Certificates).Method "tiles" "on tiles"
             let p = trainer.State.Preconditioner
             Expect.isTrue p.Factor.IsTiled "tiled factor"
