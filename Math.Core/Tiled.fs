@@ -685,20 +685,33 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         List.ofSeq found
     let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
     let estimates = Phase(settings, "estimates", 0, 0.0)
+    // Progress of the estimates, one count per pass over the tiles (a product or a pair of triangular solves): at
+    // n = 60,000 each pass reads every tile, some from files, and the 30 + 16 of them take minutes.
+    let passes (phase: string) (total: int) : unit -> unit =
+        let clock = Stopwatch.StartNew()
+        let count = ref 0
+        fun () ->
+            count.Value <- count.Value + 1
+            let seconds = clock.Elapsed.TotalSeconds
+            settings.Progress { Phase = phase; TilesDone = min count.Value total; TilesTotal = total; GflopsPerSecond = nan
+                                EtaSeconds = seconds / float count.Value * float (max 0 (total - count.Value)) }
     let operator : Certify.GramOperator =
         { Rows = n; Columns = columns; SquaredNormSumUpper = squaredNormSumScaled; AccumulationErrorBound = accumulationError
           ZeroRows = zeroRows; ScaleExponent = e; Precision = precision; Device = torch.CPU
           Method = sprintf "float64 Gram in %d × %d tiles, tile Cholesky + Rump shifted-Cholesky positive-definiteness test (SPEC §3)" b b
           DuplicateCandidates = duplicateCandidates
           EstimateLambdaMax = fun steps ->
-            recorded "estimate:lambda-max" (fun () -> Certify.lanczosLambdaMax steps (int64 n) torch.CPU matvec)
+            recorded "estimate:lambda-max" (fun () ->
+                let tick = passes "λ_max estimate, Lanczos products" (min steps n)
+                Certify.lanczosLambdaMax steps (int64 n) torch.CPU (fun v -> let y = matvec v in tick (); y))
           EstimateLambdaMin = fun iterations ->
             // The factor of fl G is kept (its tiles verified on every read) until the estimate is recorded.
             let key = "flg"
             let estimate =
                 recorded "estimate:lambda-min" (fun () ->
                     if factorize "cholesky fl G (λ_min estimate)" key false (fun i k -> scaledGram i k) then
-                        Certify.inverseIteration iterations (int64 n) torch.CPU (solveLower key) (solveUpper key) matvec
+                        let tick = passes "λ_min estimate, inverse iterations" iterations
+                        Certify.inverseIteration iterations (int64 n) torch.CPU (solveLower key) (fun y -> let x = solveUpper key y in tick (); x) matvec
                     else
                         settings.Log "λ_min estimate: Cholesky of fl G failed, estimate 0 (Inconclusive)"
                         0.0)

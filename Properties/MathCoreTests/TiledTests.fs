@@ -253,6 +253,11 @@ let tests =
             Expect.equal (List.last gram).TilesDone 10 "all done"
             Expect.isTrue (gram |> List.forall (fun p -> p.TilesTotal = 10 && p.GflopsPerSecond > 0.0 && p.EtaSeconds >= 0.0)) (sprintf "rates and ETAs: %A" gram)
             Expect.isTrue (reports |> Seq.exists (fun p -> p.Phase.StartsWith "cholesky")) "factorisation phases reported"
+            let lanczos = reports |> Seq.filter (fun p -> p.Phase = "λ_max estimate, Lanczos products") |> List.ofSeq
+            Expect.isNonEmpty lanczos "the Lanczos products are reported"
+            Expect.isTrue (lanczos |> List.forall (fun p -> p.TilesTotal = 20 && p.TilesDone <= 20 && p.EtaSeconds >= 0.0)) (sprintf "min(30 steps, n = 20): %A" lanczos)
+            let inverse = reports |> Seq.filter (fun p -> p.Phase = "λ_min estimate, inverse iterations") |> List.ofSeq
+            Expect.equal (inverse |> List.map (fun p -> p.TilesDone)) [ 1 .. Certify.defaults.InverseIterations ] "one report per inverse iteration"
         }
     
         testPropertyWithConfig (Seeds.config 4) "features larger than the cache are spilled: each row block produced once, the certificate bit for bit the unspilled one, spill files removed, a bad one refused and its rows produced again" <| fun (seed: int) ->
