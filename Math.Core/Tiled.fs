@@ -313,6 +313,15 @@ type private TileStore(settings: Settings, runKey: string) =
             writeTileFrom (store.PathOf name) (store.Header(name, rows, cols) + sprintf "element=%d\n" elementBytes) (if narrow then t32 else t)
             store.SetEntry("tile:" + name, (if narrow then "f4" else "f8"))
 
+    /// Frees the in-memory copies of the tiles whose name starts with `prefix` and that have their file (with a work
+    /// directory every finished tile has one): they are read back from their verified files when used again.
+    member _.Evict(prefix: string) =
+        if not (isNull directory) then
+            for name in [ for k in memory.Keys do if k.StartsWith(prefix, StringComparison.Ordinal) then k ] do
+                memoryBytes <- memoryBytes - memory.[name].NumberOfElements * 8L
+                memory.[name].Dispose()
+                memory.Remove name |> ignore
+
     /// Forgets every tile whose name starts with `prefix` (memory, files and manifest entries).
     member store.Drop(prefix: string) =
         for name in [ for k in memory.Keys do if k.StartsWith(prefix, StringComparison.Ordinal) then k ] do
@@ -503,7 +512,12 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     else
     let gramName i j = sprintf "G-%d-%d" i j
     let factorReserve = triangleBytes n b
-    let getGram i j = store.TryGet(gramName i j, size i, size j, factorReserve)
+    // Gram tiles are kept in memory only up to the budget less one factor's triangle while a factor may be built; the
+    // passes before the first factorisation (duplicate scan, the 30 Lanczos products) need no factor, so they keep
+    // Gram tiles up to the whole budget, and the first factorisation evicts them (`gramResidency`): at n = 60,000 with
+    // a budget above the 14.9 GB triangle the Lanczos products then read memory, not 15 GB of tile files each.
+    let gramReserve = ref factorReserve
+    let getGram i j = store.TryGet(gramName i j, size i, size j, gramReserve.Value)
     /// Whether tile (i, j) is done: in memory, or its file verifies (a bad file is refused and the tile recomputed).
     let getGramDone i j =
         match getGram i j with
@@ -564,6 +578,12 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             for KeyValue (_, (t, own)) in held do
                 if own then t.Dispose()
     gramPhase.Finish()
+    gramReserve.Value <- 0L
+    /// Before a factorisation: the Gram tiles beyond the budget less a factor's triangle leave memory.
+    let gramResidency () =
+        if gramReserve.Value = 0L then
+            store.Evict "G-"
+            gramReserve.Value <- factorReserve
     if produced + readBack > 0 then
         settings.Log (sprintf "features: %d row tiles produced, %d read back from spill files%s" produced readBack
                           (if spill then " (spill files removed)" else ""))
@@ -604,6 +624,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         match (if record then store.Entry("cholesky:" + key) else None) with
         | Some outcome -> outcome = "ok"
         | None ->
+        gramResidency ()
         let phase = Phase(settings, label, tiles * (tiles + 1) / 2, totalFactorFlops)
         let mutable ok = true
         let mutable k = 0
