@@ -14,15 +14,17 @@
 # Disk: up to ≈ 4·n² bytes of Gram tiles + 4·n² of one factor beyond the memory budget, plus n·m·4 bytes of spilled
 # features while the Gram is formed (n = 60,000, ResNet-18 k = 1: ≈ 23 GB of features, ≈ 29 GB of tiles at most).
 # Usage: experiments/full-set.sh [case ...]      (default: resnet-mnist resnet-fashion; N=60000, TILE=2048,
-#        TILE_MEMORY_GB=12: tiles beyond it go to files; a ResNet feature row tile of 2048 × 96,000 float64 is 1.5 GB and
-#        two are held at a time, plus the network: keep the budget ≈ machine memory − 10 GB)
+#        TILE_MEMORY_GB=16: the engine's whole budget, tiles beyond it go to files: while the Gram is formed, Gram tiles,
+#        a panel of feature row tiles (2048 × 96,000 float64 = 1.5 GB each for the ResNet) and one streamed row tile;
+#        before the first factorisation the Gram tiles (14.9 GB at n = 60,000); then one factor's triangle (14.9 GB).
+#        The process adds ≈ 2.5 GB (network, libtorch): keep the budget ≈ machine memory − 8 GB)
 # Then: experiments/report.py --only full-set   (docs/RESULTS.md)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RF=${RF:-Host/bin/Release/net10.0/rf}
 N=${N:-60000}
 TILE=${TILE:-2048}
-MEM=${TILE_MEMORY_GB:-12}
+MEM=${TILE_MEMORY_GB:-16}
 out=runs/full-set
 mkdir -p "$out"
 cases=("$@")
