@@ -441,28 +441,39 @@ let phaseTests =
         }
     ]
 
+/// SPEC §4 Theorem with a frozen body (d_t = 0), in precision p on the test device: a wide regression problem
+/// (`wideRegressionProblem`, its data and network in p), full batch, squared loss, switch at τ < 4, 40 readout steps.
+/// Precondition: EC Certified at the switch (not every generated problem is, seed −686366638: those cases are vacuous;
+/// the recipe then claims nothing, checked elsewhere). The theorem's step condition η ≤ n/σ_max(Φ̃_τ)² is the
+/// trainer's to keep (V's rate is min(η, n/σ̄²), `ReadoutStepCap`): checked on every Phase II step (rf verify found a
+/// version asserting the configured η = 0.01 ≤ n/σ̄² = 0.00976 instead, seed −258334564 in float32, a condition of the
+/// test, not of the trainer). Then the objective never increases beyond p's loss rounding and the readout progresses.
+/// Shared by this group (float64) and the differential grid (`Differential/<p>/…`).
+let frozenReadoutCase (p: Tolerance.Precision) (counter: NonVacuous) (seed: int) =
+    use scope = torch.NewDisposeScope()
+    let rng = Random seed
+    let n, data64, arch64 = wideRegressionProblem rng seed
+    let dtype, precision = match p with Tolerance.Float32 -> torch.float32, Precision.Float32 | Tolerance.Float64 -> torch.float64, Precision.Float64
+    let data = TrainingData(data64.Inputs.``to``(dtype), data64.Targets.``to``(dtype))
+    let arch = { arch64 with Precision = precision }
+    let tau = rng.Next(0, 4)
+    let eta = 0.01
+    let r, _ = runInit (steepen "hidden1" 4.0) arch (training seed n (tau + 40) OptimizerSpec.Sgd eta LossKind.Squared) (Some (recipe tau PhaseTwoMode.Frozen)) data
+    let cert = Array.last r.Certificates
+    if cert.IsCertified then
+        counter.Hit()
+        let bound = float n / (cert.SigmaMaxUpper * cert.SigmaMaxUpper)
+        let two = r.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
+        for s in two do
+            Expect.isLessThanOrEqual s.ReadoutLearningRate bound (sprintf "step %d: V's rate ≤ n/σ̄(Φ̃_τ)² (the theorem's η condition)" s.Iteration)
+        // the loss's longest sums: V's inner products (m' = n + 4 terms) and the n·c = 2n squared residuals
+        Invariants.objectiveNonIncreasing (Tolerance.lossRounding p (max (n + 4) (2 * n))) r.Steps |> expectOk (sprintf "monotone (%A)" p)
+        Expect.isLessThan (Array.last two).Loss two.[0].Loss "the readout makes progress"
+
 /// SPEC §4 Theorem (frozen body) and convergence; SPEC §2 Lemma 2 (perturbation); refutation.
 let certificateTests =
     testList "Readout and certificates" [
-        testPropertyCounting (few 6) 0.5 "frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" <| fun counter (seed: int) ->
-            let rng = Random seed
-            let n, data, arch = wideRegressionProblem rng seed
-            let tau = rng.Next(0, 4)
-            let eta = 0.01
-            let r, _ = runInit (steepen "hidden1" 4.0) arch (training seed n (tau + 40) OptimizerSpec.Sgd eta LossKind.Squared) (Some (recipe tau PhaseTwoMode.Frozen)) data
-            let cert = Array.last r.Certificates
-            // The theorem's precondition: EC Certified at the switch. Not every generated problem is (seed −686366638,
-            // found by rf verify at 100× CI; the recipe then claims nothing, checked elsewhere): those cases are vacuous.
-            if cert.IsCertified then
-                counter.Hit()
-                // The theorem's step condition is the trainer's to keep: V's rate is min(η, n/σ̄²) (ReadoutStepCap), σ̄ the
-                // certificate's rigorous bound, whatever η the configuration gives.
-                let bound = float n / (cert.SigmaMaxUpper * cert.SigmaMaxUpper)
-                let two = r.Steps |> Array.filter (fun s -> s.Phase = Phase.PhaseTwo)
-                for s in two do
-                    Expect.isLessThanOrEqual s.ReadoutLearningRate bound (sprintf "step %d: V's rate ≤ n/σ̄(Φ̃_τ)² (the theorem's η condition)" s.Iteration)
-                Invariants.objectiveNonIncreasing (4.0 * Tolerance.epsilon Tolerance.Float64) r.Steps |> expectOk "monotone"
-                Expect.isLessThan (Array.last two).Loss two.[0].Loss "the readout makes progress"
+        testPropertyCounting (few 6) 0.5 "frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" (frozenReadoutCase Tolerance.Float64)
 
         testPropertyWithConfig (few 5) "tanh/softplus: perturbation re-establishes EC after a degenerate ω (Lemma 2)" <| fun (seed: int) ->
             let rng = Random seed
