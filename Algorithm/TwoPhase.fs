@@ -481,8 +481,6 @@ type TwoPhase =
         use xc = setup.Certification.Inputs.``to``(setup.Device)
         (FeatureMap.featureMatrix setup.Model (List.ofArray setup.Taps) 256 xc).DetachFromDisposeScope()
 
-    /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set (SPEC §3, §6) with Math.Core's Rump test, on the
-    /// engine `Recipe.CertificateEngine` picks for n (dense, or tiled: resumable from its tile files).
     /// The observer's progress callback (`IProgressObserver`), or null: long computations (tiled certificates and
     /// factors) report their tiles to it.
     static member ProgressLog(setup: RecipeSetup) : Action<string> =
@@ -490,6 +488,9 @@ type TwoPhase =
         | :? IProgressObserver as p -> Action<string>(fun line -> p.OnProgress line)
         | _ -> null
 
+    /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set (SPEC §3, §6) with Math.Core's Rump test, on the
+    /// engine `Recipe.CertificateEngine` picks for n (dense, or tiled: resumable from its tile files); a tiled
+    /// certificate's progress goes to the observer (`ProgressLog`).
     static member CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor) : Certificate =
         let c = setup.Certification
         let subject =
