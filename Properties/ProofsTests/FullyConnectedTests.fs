@@ -255,7 +255,11 @@ let streamedTests =
             // (the Gram route on tiles; Auto falls back to the orthogonal route on the joined blocks when it is Inconclusive)
             if streamed.Certificate.Route = CertificateRoute.Gram then Expect.stringContains streamed.Certificate.Method "tiles" (what + ": the tiled engine ran")
             if n > b then
-                Expect.isGreaterThan (defaultArg (logCount @"(\d+) read back from spill files" log) 0) 0 (sprintf "%s: feature rows spilled and read back: %A" what (List.ofSeq log))
+                // Each row tile is produced once and spilled to a file; whether one is read back depends on the Gram's
+                // panels (a panel that holds every row tile reads none back: n = 35, b = 34, seed −17911584), which the
+                // MathCore.Tiled spill property covers. Here: produced once each, spilled, the spill files removed.
+                Expect.equal (logCount @"features: (\d+) row tiles produced" log) (Some ((n + b - 1) / b)) (sprintf "%s: each row tile produced once: %A" what (List.ofSeq log))
+                Expect.exists log (fun l -> l.Contains "(spill files removed)") (sprintf "%s: feature rows spilled: %A" what (List.ofSeq log))
             Expect.isEmpty (System.IO.Directory.GetFileSystemEntries work.Path) (what + ": tile folder removed")
             let tiledWhole = certifyFeaturesOn engine streamed.Certificate.Subject (features streamed.Network x)
             Expect.equal (MathCoreTests.TiledTests.essence streamed.Certificate) (MathCoreTests.TiledTests.essence tiledWhole.Certificate)

@@ -70,5 +70,8 @@ let tests =
         seed "Algorithm/Readout and certificates/frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases" -686366638
         // rf verify --filter Differential --cases 100x --seed 20261202, batch 65: η = 0.01 above n/σ_max(Φ̃_τ)² (a precondition
         // of the theorem, not the trainer's invariant); such cases are now vacuous.
+        // The clean-clone CI of 2026-12-02 17:04 (random FsCheck seeds): a panel that holds every row tile reads none back;
+        // the property now asserts each row tile produced once and spilled, not a read-back.
+        seed "Proofs.FC.Streamed/streamed witness on the tiled engine (small tiles, tiles and feature rows spilled): certificate bitwise the tiled certificate of the whole Φ̃, inequality and flush count those of the whole-matrix route, PhiTilde null" -17911584
         seed "Differential/float32/float32 on the test device: frozen body, squared loss, full batch, η ≤ n/σ_max(Φ̃)²: the objective never increases beyond the float32 loss rounding" -258334564
     ]
