@@ -14,17 +14,21 @@
 # Disk: up to ≈ 4·n² bytes of Gram tiles + 4·n² of one factor beyond the memory budget, plus n·m·4 bytes of spilled
 # features while the Gram is formed (n = 60,000, ResNet-18 k = 1: ≈ 23 GB of features, ≈ 29 GB of tiles at most).
 # Usage: experiments/full-set.sh [case ...]      (default: resnet-mnist resnet-fashion; N=60000, TILE=2048,
-#        TILE_MEMORY_GB=16: the engine's whole budget, tiles beyond it go to files: while the Gram is formed, Gram tiles,
+#        TILE_MEMORY_GB=14: the engine's whole budget, tiles beyond it go to files: while the Gram is formed, Gram tiles,
 #        a panel of feature row tiles (2048 × 96,000 float64 = 1.5 GB each for the ResNet) and one streamed row tile;
 #        before the first factorisation the Gram tiles (14.9 GB at n = 60,000); then one factor's triangle (14.9 GB).
-#        The process adds ≈ 2.5 GB (network, libtorch): keep the budget ≈ machine memory − 8 GB)
+#        The process adds ≈ 2.5 GB (network, libtorch) and transient tiles: keep the budget ≈ machine memory − 10 GB)
 # Then: experiments/report.py --only full-set   (docs/RESULTS.md)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RF=${RF:-Host/bin/Release/net10.0/rf}
 N=${N:-60000}
 TILE=${TILE:-2048}
-MEM=${TILE_MEMORY_GB:-16}
+MEM=${TILE_MEMORY_GB:-14}
+# Tiles (32 MiB) are allocated and freed by the thousand: with glibc's dynamic mmap threshold, freed tiles stay in its
+# arenas instead of going back to the system, and the n = 60,000 run reached 24 GB of anonymous memory with a 16 GB tile
+# budget (OOM-killed, 2026-12-02 17:38 UTC). A fixed threshold sends every allocation of 4 MiB or more through mmap.
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-4194304}
 out=runs/full-set
 mkdir -p "$out"
 cases=("$@")
