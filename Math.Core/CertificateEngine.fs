@@ -253,10 +253,8 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
         let flopsOf i k =
             let bi, bk = float (size i), float (size k)
             (if i = k then 1.0 else 2.0) * bi * bk * columns + 2.0 * bi * bk * float (k * b)
-        let total = tiles * (tiles + 1) / 2
         let totalFlops = seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> flopsOf i k } |> Seq.sum
-        let clock = Diagnostics.Stopwatch.StartNew()
-        let mutable doneTiles, doneFlops = 0, 0.0
+        let phase = Tiled.Phase({ Tiled.defaults with Progress = progress }, "factor", tiles * (tiles + 1) / 2, totalFlops)
         let mutable ok = true
         let mutable k = 0
         while ok && k < tiles do
@@ -271,12 +269,7 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
                 else NativeBlas.gemmNT 1.0 (rowsOf i) (rowsOf k) 0.0 a
                 if Tiled.choleskyTile (fun i j f -> withTile i j f) i k a then put i k (a.DetachFromDisposeScope())
                 else ok <- false
-                doneTiles <- doneTiles + 1
-                doneFlops <- doneFlops + flopsOf i k
-                let seconds = clock.Elapsed.TotalSeconds
-                let rate = if seconds > 0.0 then doneFlops / seconds else nan
-                progress { Phase = "factor"; TilesDone = doneTiles; TilesTotal = total; GflopsPerSecond = rate / 1e9
-                           EtaSeconds = (totalFlops - doneFlops) / rate }
+                phase.Tile(flopsOf i k, true)
                 i <- i + 1
             k <- k + 1
         ok

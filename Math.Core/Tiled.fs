@@ -313,21 +313,21 @@ type private TileStore(settings: Settings, runKey: string) =
             writeTileFrom (store.PathOf name) (store.Header(name, rows, cols) + sprintf "element=%d\n" elementBytes) (if narrow then t32 else t)
             store.SetEntry("tile:" + name, (if narrow then "f4" else "f8"))
 
-    /// Frees the in-memory copies of the tiles whose name starts with `prefix` and that have their file (with a work
-    /// directory every finished tile has one): they are read back from their verified files when used again.
-    member _.Evict(prefix: string) =
-        if not (isNull directory) then
-            for name in [ for k in memory.Keys do if k.StartsWith(prefix, StringComparison.Ordinal) then k ] do
-                memoryBytes <- memoryBytes - memory.[name].NumberOfElements * 8L
-                memory.[name].Dispose()
-                memory.Remove name |> ignore
-
-    /// Forgets every tile whose name starts with `prefix` (memory, files and manifest entries).
-    member store.Drop(prefix: string) =
+    /// Frees the in-memory copies of the tiles whose name starts with `prefix`.
+    member private _.FreeInMemory(prefix: string) =
         for name in [ for k in memory.Keys do if k.StartsWith(prefix, StringComparison.Ordinal) then k ] do
             memoryBytes <- memoryBytes - memory.[name].NumberOfElements * 8L
             memory.[name].Dispose()
             memory.Remove name |> ignore
+
+    /// Frees the in-memory copies of the tiles whose name starts with `prefix` and that have their file (with a work
+    /// directory every finished tile has one): they are read back from their verified files when used again.
+    member store.Evict(prefix: string) =
+        if not (isNull directory) then store.FreeInMemory prefix
+
+    /// Forgets every tile whose name starts with `prefix` (memory, files and manifest entries).
+    member store.Drop(prefix: string) =
+        store.FreeInMemory prefix
         if not (isNull directory) then
             let keys = [ for k in entries.Keys do if k.StartsWith("tile:" + prefix, StringComparison.Ordinal) then k ]
             for k in keys do
@@ -342,7 +342,9 @@ type private TileStore(settings: Settings, runKey: string) =
             memory.Clear()
 
 /// Progress of one phase: tiles done, the rate of the computed ones, the ETA of the rest.
-type private Phase(settings: Settings, name: string, totalTiles: int, totalFlops: float) =
+/// A phase of tile work: progress (tiles done, the rate of the computed tiles, a flop-weighted ETA) on every tile and
+/// a summary log line at the end. Also Theorem P's tiled factor's (`CertificateEngine.TiledCholesky`).
+type internal Phase(settings: Settings, name: string, totalTiles: int, totalFlops: float) =
     let clock = Stopwatch.StartNew()
     let mutable tiles = 0
     let mutable doneFlops = 0.0

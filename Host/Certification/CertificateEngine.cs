@@ -52,15 +52,11 @@ public sealed record CertificateEngineOptions(CertificateEngineKind Kind = Certi
     /// two seconds and at the end of each phase) and the engine's log lines go to <paramref name="log"/>.</summary>
     public Tiled.Settings Settings(string runFingerprint, string defaultWorkDirectory, Action<string> log)
     {
-        var clock = Stopwatch.StartNew();
-        double last = double.NegativeInfinity;
+        var throttled = Tiled.throttledProgress(2.0, Microsoft.FSharp.Core.FuncConvert.FromAction(log));
         void Progress(Tiled.TiledProgress p)
         {
             if (TileDelayMs > 0) Thread.Sleep(TileDelayMs);
-            bool end = p.TilesDone == p.TilesTotal;
-            if (!end && clock.Elapsed.TotalSeconds - last < 2.0) return;
-            last = clock.Elapsed.TotalSeconds;
-            log(Tiled.describeProgress(p));
+            throttled.Invoke(p);
         }
         return Tiled.settings(TileSize, MemoryBudgetBytes ?? DefaultBudgetBytes, WorkDirectory ?? defaultWorkDirectory, runFingerprint,
             Progress, log, CancellationToken.None);
