@@ -241,6 +241,10 @@ let source (rows: int) (features: int) (precision: string) (read: Action<int, in
 let settings (blockSize: int) (log: Action<string>) : Settings =
     { defaults with BlockSize = blockSize; Log = (if isNull log then ignore else log.Invoke) }
 
+/// Settings from C#: NB, the bytes of one rank's column panel of Φ (≤ 0: the default 64 MiB) and a log (may be null).
+let settingsWithPanel (blockSize: int) (panelBytes: int64) (log: Action<string>) : Settings =
+    { settings blockSize log with PanelBytes = (if panelBytes > 0L then panelBytes else defaults.PanelBytes) }
+
 /// `collectively` from C#.
 let Collectively<'a> (grid: Grid, f: Func<'a>) : 'a = collectively grid (fun () -> f.Invoke())
 

@@ -55,60 +55,127 @@ public static class ModelCertification
     public static (Certificate Certificate, string? WorkDirectory) Certify(RfOptions options, PreparedTensors data, string? checkpoint, int? subset,
         int seed, CertificateEngineOptions engine, string runsDirectory, Action<string> log)
     {
-        var architecture = RunSetup.Architecture(options, data);
-        var device = TorchEnvironment.selectDevice(options.Training.Device);
-        using var model = Networks.build(architecture, seed);
-        if (checkpoint is not null)
-        {
-            var header = LoadModelState(model, checkpoint);
-            if (header.ArchitectureDescription != Networks.describe(architecture))
-                throw new InvalidDataException($"checkpoint {checkpoint} is of '{header.ArchitectureDescription}', the configuration gives '{Networks.describe(architecture)}'");
-        }
-        model.to(device);
-        model.eval();
-        var taps = Networks.taps(architecture);
-        int n = data.Train.Count;
-        int rows = subset ?? (options.Recipe.CertificationSubset > 0 ? options.Recipe.CertificationSubset : n);
-        rows = Math.Clamp(rows, 1, n);
-        var x = data.Train.Inputs;
-        int features;
-        using (var first = x.narrow(0, 0, 1).to(device))
-        using (var h = FeatureMap.features(model, taps, first))
-            features = (int)h.shape[1];
-        var subject = new ExpressivitySubject(
-            data.Train.Fingerprint,
-            rows == n ? $"all {n} training points" : $"first {rows} of {n} training points",
-            Networks.describe(architecture),
-            [.. taps],
-            Fingerprint.ofModule(model),
-            rows, features, true);
+        using var features = new ModelFeatures(options, data, checkpoint, subset, seed);
+        var subject = features.Subject;
+        int rows = subject.Rows;
         int blockCount = (rows + BlockRows - 1) / BlockRows;
-        torch.Tensor RowBlock(int i)
-        {
-            long start = (long)i * BlockRows, length = Math.Min(BlockRows, rows - start);
-            using var slice = x.narrow(0, start, length);
-            using var onDevice = slice.to(device);
-            return FeatureMap.features(model, taps, onDevice);
-        }
+        torch.Tensor RowBlock(int i) => features.Rows((long)i * BlockRows, Math.Min(BlockRows, rows - (long)i * BlockRows));
         if (!engine.UsesTiled(rows))
             return (ResearchFramework.MathCore.Certify.certifyRowBlocks(ResearchFramework.MathCore.Certify.defaults, subject, CacheBytes,
                 BlockRows, blockCount, FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)), null);
-        var key = $"{subject.DatasetFingerprint}|{subject.CertificationSet}|{subject.Architecture}|{subject.ParameterFingerprint}|{string.Join(",", subject.Taps)}";
-        var workDirectory = engine.WorkDirectory
-            ?? Path.Combine(runsDirectory, "tiles-" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)))[..16].ToLowerInvariant());
+        var key = SubjectKey(subject);
+        var workDirectory = engine.WorkDirectory ?? Path.Combine(runsDirectory, "tiles-" + ShortHash(key));
         var settings = engine.Settings(key, workDirectory, log);
-        bool RowsEqual(int i, int j)
-        {
-            using var a = RowBlock(i / BlockRows);
-            using var b = RowBlock(j / BlockRows);
-            using var ra = a[i % BlockRows];
-            using var rb = b[j % BlockRows];
-            using var same = ra.eq(rb).all();
-            return same.item<bool>();
-        }
+        bool RowsEqual(int i, int j) => features.RowsEqual(i, j);
         var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
         return (Tiled.certifyRowBlocks(ResearchFramework.MathCore.Certify.defaults, settings, subject, equal, BlockRows, blockCount,
             FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)), engine.WorkDirectory ?? workDirectory);
     }
+
+    /// <summary>One line naming the certified subject (dataset, set, architecture, parameters, taps): the tiled engine's
+    /// run fingerprint and the key of the default work folders.</summary>
+    internal static string SubjectKey(ExpressivitySubject subject) =>
+        $"{subject.DatasetFingerprint}|{subject.CertificationSet}|{subject.Architecture}|{subject.ParameterFingerprint}|{string.Join(",", subject.Taps)}";
+
+    internal static string ShortHash(string key) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)))[..16].ToLowerInvariant();
+}
+
+/// <summary>The feature matrix Φ of a configuration's model (at initialisation, seeded, or at a checkpoint's body) on the
+/// first <see cref="ExpressivitySubject.Rows"/> training points: the model in evaluation mode, the subject it certifies,
+/// and its rows computed on demand (<c>FeatureMap.features</c> at the configured taps, in batches of at most
+/// <see cref="ModelCertification.BlockRows"/> inputs; a row's features do not depend on the batch it is computed in,
+/// the model being in evaluation mode).</summary>
+public sealed class ModelFeatures : IDisposable
+{
+    private readonly torch.nn.Module<torch.Tensor, torch.Tensor> model;
+    private readonly torch.Device device;
+    private readonly Microsoft.FSharp.Collections.FSharpList<string> taps;
+    private readonly torch.Tensor inputs;
+
+    public ModelFeatures(RfOptions options, PreparedTensors data, string? checkpoint, int? subset, int seed)
+    {
+        var architecture = RunSetup.Architecture(options, data);
+        device = TorchEnvironment.selectDevice(options.Training.Device);
+        model = Networks.build(architecture, seed);
+        try
+        {
+            if (checkpoint is not null)
+            {
+                var header = ModelCertification.LoadModelState(model, checkpoint);
+                if (header.ArchitectureDescription != Networks.describe(architecture))
+                    throw new InvalidDataException($"checkpoint {checkpoint} is of '{header.ArchitectureDescription}', the configuration gives '{Networks.describe(architecture)}'");
+            }
+            model.to(device);
+            model.eval();
+            taps = Networks.taps(architecture);
+            int n = data.Train.Count;
+            int rows = subset ?? (options.Recipe.CertificationSubset > 0 ? options.Recipe.CertificationSubset : n);
+            rows = Math.Clamp(rows, 1, n);
+            inputs = data.Train.Inputs;
+            int features;
+            torch.ScalarType dtype;
+            using (var first = inputs.narrow(0, 0, 1).to(device))
+            using (var h = FeatureMap.features(model, taps, first))
+            {
+                features = (int)h.shape[1];
+                dtype = h.dtype;
+            }
+            FeatureType = dtype;
+            Subject = new ExpressivitySubject(
+                data.Train.Fingerprint,
+                rows == n ? $"all {n} training points" : $"first {rows} of {n} training points",
+                Networks.describe(architecture),
+                [.. taps],
+                Fingerprint.ofModule(model),
+                rows, features, true);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>What is certified: Φ̃ = [Φ, 1] of the model at its taps on the certified rows.</summary>
+    public ExpressivitySubject Subject { get; }
+
+    /// <summary>The features' dtype (the model's precision).</summary>
+    public torch.ScalarType FeatureType { get; }
+
+    /// <summary>Rows [<paramref name="start"/>, start + <paramref name="length"/>) of Φ (length × m, on the model's device;
+    /// the caller disposes it). Every row is computed in its own batch of the fixed partition into
+    /// <see cref="ModelCertification.BlockRows"/>-row blocks, whoever asks, so that a row has the same bits in every
+    /// engine and in the duplicate check (kernels may round differently for other batch shapes).</summary>
+    public torch.Tensor Rows(long start, long length)
+    {
+        const int b = ModelCertification.BlockRows;
+        long first = start / b, last = (start + length - 1) / b;
+        using var scope = torch.NewDisposeScope();
+        var parts = new List<torch.Tensor>();
+        for (long block = first; block <= last; block++)
+            parts.Add(Batch(block * b, Math.Min(b, Subject.Rows - block * b)));
+        var all = parts.Count == 1 ? parts[0] : torch.cat(parts, 0);
+        return all.narrow(0, start - first * b, length).clone().MoveToOuterDisposeScope();
+    }
+
+    private torch.Tensor Batch(long start, long length)
+    {
+        using var slice = inputs.narrow(0, start, length);
+        using var onDevice = slice.to(device);
+        return FeatureMap.features(model, taps, onDevice);
+    }
+
+    /// <summary>Whether rows <paramref name="i"/> and <paramref name="j"/> of Φ are equal entry for entry (a duplicate
+    /// candidate of the certificate, confirmed on the features themselves).</summary>
+    public bool RowsEqual(int i, int j)
+    {
+        using var a = Rows(i, 1);
+        using var b = Rows(j, 1);
+        using var same = a.eq(b).all();
+        return same.item<bool>();
+    }
+
+    public void Dispose() => model.Dispose();
 }

@@ -1,6 +1,10 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
 using ResearchFramework.Host.Cli;
 using ResearchFramework.Host.Data;
 using ResearchFramework.MathCore;
+using ResearchFramework.Host.Infrastructure;
+using ResearchFramework.Host.Training;
 using TorchSharp;
 
 namespace ResearchFramework.Host.Certification;
@@ -87,5 +91,190 @@ public static class ScaLAPACKCertification
             Console.WriteLine($"certificate: {output}");
         }
         return certificate.Verdict == Verdict.Certified ? ExitCodes.Success : ExitCodes.Failure;
+    }
+
+    /// <summary>The MPI rank of this process from the launcher's environment (Open MPI, PMIx, MPICH/Hydra, Slurm), read
+    /// before MPI is initialised (the kernel self-check may re-execute the process first); 0 when none is set.</summary>
+    public static int RankFromEnvironment()
+    {
+        foreach (var name in new[] { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID" })
+            if (int.TryParse(Environment.GetEnvironmentVariable(name), out var r) && r >= 0) return r;
+        return 0;
+    }
+
+    /// <summary><c>mpirun -np P rf certify --config FILE [--checkpoint C] [--subset K] --engine scalapack [--grid PxQ]
+    /// [--block NB]</c>: every rank builds the same model (same seed or checkpoint) and loads the same data, computes the
+    /// features of its own block-cyclic rows only (forward passes in evaluation mode, <see cref="ModelFeatures"/>), and
+    /// takes part in the distributed Gram and factorisations (<see cref="ScaLAPACK.certify"/>). A rank's rows are computed
+    /// once: when Φ is read in more than one column panel, they are kept in a rank-local file (the features' own dtype)
+    /// under <c>--work-dir</c> (default <c>RUNS/scalapack-&lt;hash of the subject&gt;</c>), deleted when the rank ends.
+    /// Rank 0 makes the run directory, prints the certificate and writes its JSON; every rank prints its line
+    /// <c>rank r of P: verdict …</c>. Exit 0 Certified, 1 otherwise, 2 bad input, on every rank.</summary>
+    public static int RunModel(CertifyArguments args, CertificateEngineOptions engine)
+    {
+        if (ScaLAPACK.available().IsError)
+        {
+            Console.Error.WriteLine($"rf certify: bad input: {ScaLAPACK.available().ErrorValue}");
+            return ExitCodes.Usage;
+        }
+        bool root = RankFromEnvironment() == 0;
+        var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
+        // The kernel self-check (which may re-execute this process) runs before MPI is initialised.
+        using var app = RfApplication.Start(args.Configuration!, createRunDirectory: root, checkKernels: true, evaluationOnly: true);
+        var (rank, size) = ScaLAPACK.processInfo();
+        var shape = ScaLAPACK.gridShape(size, engine.Grid ?? "");
+        if (shape.IsError)
+        {
+            if (rank == 0) Console.Error.WriteLine($"rf certify: bad input: {shape.ErrorValue}");
+            ScaLAPACK.finish();
+            return ExitCodes.Usage;
+        }
+        var grid = ScaLAPACK.openGrid(shape.ResultValue.Item1, shape.ResultValue.Item2);
+        int code;
+        try
+        {
+            code = CertifyModel(app, args, checkpoint, engine, grid);
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"rf certify: rank {rank} of {size}: {e.GetType().Name}: {e.Message}");
+            ScaLAPACK.abort(grid, 1);
+            return ExitCodes.Failure;
+        }
+        ScaLAPACK.closeGrid(grid);
+        ScaLAPACK.finish();
+        return code;
+    }
+
+    /// <summary>Test hook: <c>RF_TEST_SCALAPACK_PANEL_BYTES</c> sets the bytes of a rank's column panel of Φ (default 64 MiB),
+    /// so a process test can make a small Φ be read in several panels (the rank feature files then in use).</summary>
+    private static readonly long PanelBytesHook =
+        long.TryParse(Environment.GetEnvironmentVariable("RF_TEST_SCALAPACK_PANEL_BYTES"), out var b) && b > 0 ? b : 0;
+
+    private static int CertifyModel(RfApplication app, CertifyArguments args, string? checkpoint, CertificateEngineOptions engine, ScaLAPACK.Grid grid)
+    {
+        bool root = grid.IsRoot;
+        void Log(string line)
+        {
+            if (!root) return;
+            Console.Error.WriteLine($"rf certify: {line}");
+            app.Logger<RfApplication>().LogInformation("{Line}", line);
+        }
+        var seed = app.Options.Training.Seed;
+        Certificate certificate;
+        try
+        {
+            using var data = ScaLAPACK.Collectively(grid, () => RunSetup.LoadData(app.Options));
+            using var features = ScaLAPACK.Collectively(grid, () => new ModelFeatures(app.Options, data, checkpoint, args.Subset, seed));
+            var subject = features.Subject;
+            Log($"certify: {(checkpoint is null ? $"initialisation (seed {seed})" : $"checkpoint {checkpoint}")}, {subject.Rows} training points, m = {subject.Features}, on {grid.Size} ranks");
+            var directory = engine.WorkDirectory
+                ?? Path.Combine(app.Options.Run.RunsDirectory, "scalapack-" + ModelCertification.ShortHash(ModelCertification.SubjectKey(subject)));
+            using var cache = new RankFeatureCache(features, Path.Combine(directory, $"features-rank{grid.Rank}-of-{grid.Size}.bin"));
+            var precision = features.FeatureType == torch.ScalarType.Float64 ? "float64" : "float32";
+            var source = ScaLAPACK.source(subject.Rows, subject.Features, precision, cache.Read);
+            var settings = ScaLAPACK.settingsWithPanel(engine.BlockSize, PanelBytesHook, Log);
+            var equal = Microsoft.FSharp.Core.FSharpOption<Microsoft.FSharp.Core.FSharpFunc<int, Microsoft.FSharp.Core.FSharpFunc<int, bool>>>.Some(
+                Microsoft.FSharp.Core.FuncConvert.FromFunc<int, Microsoft.FSharp.Core.FSharpFunc<int, bool>>(i =>
+                    Microsoft.FSharp.Core.FuncConvert.FromFunc<int, bool>(j => features.RowsEqual(i, j))));
+            certificate = ScaLAPACK.certify(ResearchFramework.MathCore.Certify.defaults, settings, grid, subject, equal, source);
+            Log($"rank 0's rows: {cache.Computed} row blocks computed once, {cache.ReadBack} reads from its feature file");
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException)
+        {
+            // Raised on every rank alike (`ScaLAPACK.collectively`, or the same configuration seen the same way by every rank).
+            if (root) Console.Error.WriteLine($"rf certify: bad input: {e.Message}");
+            return ExitCodes.Usage;
+        }
+        Console.Error.WriteLine(
+            $"rf certify: rank {grid.Rank} of {grid.Size}: verdict {certificate.Verdict}, σ_min ≥ {certificate.SigmaMinLower:R}, σ_max ≤ {certificate.SigmaMaxUpper:R}");
+        if (root)
+        {
+            Console.WriteLine(MatrixCertification.Describe(certificate));
+            var name = checkpoint is null ? $"init-seed{seed}" : Path.GetFileNameWithoutExtension(checkpoint);
+            var output = app.Run!.CertificateFile(name);
+            CertificateJson.save(output, certificate);
+            Console.WriteLine($"certificate: {output}");
+        }
+        return certificate.Verdict == Verdict.Certified ? ExitCodes.Success : ExitCodes.Failure;
+    }
+}
+
+/// <summary>One rank's rows of a model's Φ for the ScaLAPACK engine, which reads Φ by (row block, column panel): a row
+/// block is computed by forward passes the first time it is asked for; when the request covers only some columns (Φ read
+/// in more than one panel) the whole rows are kept in a rank-local file in the features' dtype, and later panels read
+/// them from there, so each row is computed once. The file is deleted when the cache is disposed.</summary>
+internal sealed class RankFeatureCache : IDisposable
+{
+    private readonly ModelFeatures features;
+    private readonly string path;
+    private readonly int columns;
+    private readonly int itemSize;
+    private readonly Dictionary<int, (long Offset, int Rows)> index = [];
+    private FileStream? file;
+    private long end;
+
+    /// <summary>Row blocks computed (forward passes) and row blocks read back from the file, so far.</summary>
+    public int Computed { get; private set; }
+    public int ReadBack { get; private set; }
+
+    public RankFeatureCache(ModelFeatures features, string path)
+    {
+        this.features = features;
+        this.path = path;
+        columns = features.Subject.Features;
+        itemSize = features.FeatureType == torch.ScalarType.Float64 ? 8 : 4;
+    }
+
+    /// <summary>Entries [row0, row0 + rows) × [col0, col0 + width) of Φ, widened to float64, row-major into
+    /// <paramref name="destination"/>.</summary>
+    public void Read(int row0, int rows, int col0, int width, double[] destination)
+    {
+        var block = new byte[checked(rows * columns * itemSize)];
+        if (index.TryGetValue(row0, out var at))
+        {
+            if (at.Rows != rows) throw new InvalidOperationException($"row block {row0} was cached with {at.Rows} rows, asked for {rows}");
+            if (RandomAccess.Read(file!.SafeFileHandle, block, at.Offset) != block.Length)
+                throw new IOException($"{path}: row block {row0} could not be read back whole");
+            ReadBack++;
+        }
+        else
+        {
+            Computed++;
+            using (var t = features.Rows(row0, rows))
+            using (var cpu = t.cpu().contiguous())
+            {
+                if (itemSize == 8) MemoryMarshal.AsBytes(cpu.data<double>().ToArray().AsSpan()).CopyTo(block);
+                else MemoryMarshal.AsBytes(cpu.data<float>().ToArray().AsSpan()).CopyTo(block);
+            }
+            if (width < columns)
+            {
+                if (file is null)
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                    file = new FileStream(path, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
+                }
+                RandomAccess.Write(file.SafeFileHandle, block, end);
+                index[row0] = (end, rows);
+                end += block.LongLength;
+            }
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            var target = destination.AsSpan(r * width, width);
+            if (itemSize == 8)
+                MemoryMarshal.Cast<byte, double>(block.AsSpan()).Slice(r * columns + col0, width).CopyTo(target);
+            else
+            {
+                var from = MemoryMarshal.Cast<byte, float>(block.AsSpan()).Slice(r * columns + col0, width);
+                for (int c = 0; c < width; c++) target[c] = from[c];
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        file?.Dispose();
+        try { Directory.Delete(Path.GetDirectoryName(path)!); } catch (IOException) { } // other ranks' files may remain
     }
 }

@@ -87,7 +87,7 @@ public static class RootCommandFactory
         var bias = new Option<string>("--bias") { Description = "on: certify [Φ, 1] as the model path does (default); off: the matrix as given" };
         bias.AcceptOnlyFromAmong("on", "off");
         var tensor = new Option<string>("--tensor") { Description = "the tensor of a .safetensors file to certify (needed when it holds several 2-D tensors)" };
-        var engine = new Option<string>("--engine") { Description = "auto: the dense n×n Gram when 32·n² bytes fit in memory, else tiled (default; with --config: Certificate:Engine); dense; tiled (resumable tile files); scalapack (--matrix only, under mpirun -np P: the Gram distributed over P ranks)" };
+        var engine = new Option<string>("--engine") { Description = "auto: the dense n×n Gram when 32·n² bytes fit in memory, else tiled (default; with --config: Certificate:Engine); dense; tiled (resumable tile files); scalapack (under mpirun -np P: the Gram distributed over P ranks; with --config each rank computes the features of its own rows)" };
         engine.AcceptOnlyFromAmong("auto", "dense", "tiled", "scalapack");
         var grid = new Option<string>("--grid") { Description = "BLACS process grid PxQ of --engine scalapack (P·Q = the ranks mpirun started; default: the most square)" };
         var block = new Option<int>("--block") { Description = "block size NB of --engine scalapack's block-cyclic distribution", DefaultValueFactory = _ => 256 };
@@ -123,7 +123,6 @@ public static class RootCommandFactory
             if (r.GetResult(subset) is not null && r.GetValue(subset) is < 1)
                 r.AddError("--subset must be at least 1");
             bool scalapack = r.GetValue(engine) == "scalapack";
-            if (scalapack && hasConfig) r.AddError("--engine scalapack goes with --matrix (the model path is not distributed)");
             if (!scalapack && (r.GetResult(grid) is not null || r.GetResult(block) is not null))
                 r.AddError("--grid and --block go with --engine scalapack");
         });

@@ -23,6 +23,42 @@ let runRfWith (environment: (string * string) list) (workingDirectory: string) (
 
 let runRf = runRfWith []
 
+/// Height and width of the tiny test images.
+let tinyImageRows, tinyImageCols = 6, 6
+
+/// Writes an MNIST-layout dataset (n distinct random 6×6 images, labels i % 10) into dir/data/mnist and runs
+/// `rf data fetch mnist` there to verify it and write the manifest.
+let writeTinyMnist (dir: TempDir) (nTrain: int) (nTest: int) =
+    let target = Path.Combine(dir.Path, "data", "mnist")
+    Directory.CreateDirectory target |> ignore
+    let rng = Random 11
+    let images n = Array.init (n * tinyImageRows * tinyImageCols) (fun _ -> byte (rng.Next 256))
+    File.WriteAllBytes(Path.Combine(target, "train-images-idx3-ubyte"), idxBytes 0x803 [ nTrain; tinyImageRows; tinyImageCols ] (images nTrain))
+    File.WriteAllBytes(Path.Combine(target, "train-labels-idx1-ubyte"), idxBytes 0x801 [ nTrain ] (syntheticLabels nTrain))
+    File.WriteAllBytes(Path.Combine(target, "t10k-images-idx3-ubyte"), idxBytes 0x803 [ nTest; tinyImageRows; tinyImageCols ] (images nTest))
+    File.WriteAllBytes(Path.Combine(target, "t10k-labels-idx1-ubyte"), idxBytes 0x801 [ nTest ] (syntheticLabels nTest))
+    // Not the original MNIST: without --own it is refused (pinned hashes), with --own adopted as the user's own data.
+    let refused, _, why = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data" ]
+    Expect.equal refused 1 ("synthetic files are not the original MNIST: " + why)
+    Expect.stringContains why "is not the original mnist file" "says why"
+    let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data"; "--own" ]
+    Expect.equal code 0 ("tiny MNIST adopted as own data: " + err)
+
+/// A config for the tiny data: MLP [4, wide], tanh, squared loss, full batch, two-phase unless `recipe` is false.
+let tinyConfig (dir: TempDir) (name: string) (total: int) (switchAt: int) (wide: int) (recipe: bool) =
+    sprintf """{
+  "Data": { "Dataset": "mnist", "DataDirectory": "%s", "TrainSubset": 0, "TestSubset": 0 },
+  "Model": { "Architecture": "mlp", "HiddenWidths": [4], "WideWidth": %d, "Activation": "tanh" },
+  "Training": { "Optimizer": "sgd", "LearningRate": 0.01, "BatchSize": 1000, "TotalIterations": %d, "Seed": 1,
+                "Loss": "squared", "Device": "cpu", "CheckpointEvery": 5, "LogEvery": 10 },
+  "Recipe": { "Enabled": %b, "SwitchIteration": %d, "DampingPower": 2.0, "Kappa": 0.5, "CheckEvery": 5, "MaxTries": 2 },
+  "Run": { "RunsDirectory": "%s", "RunName": "%s" }
+}"""
+        (Path.Combine(dir.Path, "data").Replace("\\", "/")) wide total recipe switchAt (Path.Combine(dir.Path, "runs").Replace("\\", "/")) name
+
+let runDirOf (dir: TempDir) (name: string) =
+    Directory.GetDirectories(Path.Combine(dir.Path, "runs"), name + "-*") |> Array.exactlyOne
+
 [<Tests>]
 let cli =
     testList "Host.Cli" [

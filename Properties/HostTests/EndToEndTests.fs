@@ -12,40 +12,7 @@ open Expecto
 open ResearchFramework.Properties.HostTests.HostTestSupport
 open ResearchFramework.Properties.HostTests.CliProcessTests
 
-let private rows, cols = 6, 6
-
-/// Writes an MNIST-layout dataset (n distinct random 6×6 images, labels i % 10) into dir/data/mnist and runs
-/// `rf data fetch mnist` there to verify it and write the manifest.
-let private writeTinyMnist (dir: TempDir) (nTrain: int) (nTest: int) =
-    let target = Path.Combine(dir.Path, "data", "mnist")
-    Directory.CreateDirectory target |> ignore
-    let rng = Random 11
-    let images n = Array.init (n * rows * cols) (fun _ -> byte (rng.Next 256))
-    File.WriteAllBytes(Path.Combine(target, "train-images-idx3-ubyte"), idxBytes 0x803 [ nTrain; rows; cols ] (images nTrain))
-    File.WriteAllBytes(Path.Combine(target, "train-labels-idx1-ubyte"), idxBytes 0x801 [ nTrain ] (syntheticLabels nTrain))
-    File.WriteAllBytes(Path.Combine(target, "t10k-images-idx3-ubyte"), idxBytes 0x803 [ nTest; rows; cols ] (images nTest))
-    File.WriteAllBytes(Path.Combine(target, "t10k-labels-idx1-ubyte"), idxBytes 0x801 [ nTest ] (syntheticLabels nTest))
-    // Not the original MNIST: without --own it is refused (pinned hashes), with --own adopted as the user's own data.
-    let refused, _, why = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data" ]
-    Expect.equal refused 1 ("synthetic files are not the original MNIST: " + why)
-    Expect.stringContains why "is not the original mnist file" "says why"
-    let code, _, err = runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data"; "--own" ]
-    Expect.equal code 0 ("tiny MNIST adopted as own data: " + err)
-
-/// A config for the tiny data: MLP [4, wide], tanh, squared loss, full batch, two-phase unless `recipe` is false.
-let private config (dir: TempDir) (name: string) (total: int) (switchAt: int) (wide: int) (recipe: bool) =
-    sprintf """{
-  "Data": { "Dataset": "mnist", "DataDirectory": "%s", "TrainSubset": 0, "TestSubset": 0 },
-  "Model": { "Architecture": "mlp", "HiddenWidths": [4], "WideWidth": %d, "Activation": "tanh" },
-  "Training": { "Optimizer": "sgd", "LearningRate": 0.01, "BatchSize": 1000, "TotalIterations": %d, "Seed": 1,
-                "Loss": "squared", "Device": "cpu", "CheckpointEvery": 5, "LogEvery": 10 },
-  "Recipe": { "Enabled": %b, "SwitchIteration": %d, "DampingPower": 2.0, "Kappa": 0.5, "CheckEvery": 5, "MaxTries": 2 },
-  "Run": { "RunsDirectory": "%s", "RunName": "%s" }
-}"""
-        (Path.Combine(dir.Path, "data").Replace("\\", "/")) wide total recipe switchAt (Path.Combine(dir.Path, "runs").Replace("\\", "/")) name
-
-let private runDirOf (dir: TempDir) (name: string) =
-    Directory.GetDirectories(Path.Combine(dir.Path, "runs"), name + "-*") |> Array.exactlyOne
+let private rows, cols = tinyImageRows, tinyImageCols
 
 let private summary (runDir: string) =
     use doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(runDir, "summary.json")))
@@ -91,7 +58,7 @@ let endToEnd =
         test "train, SIGTERM after the first checkpoint, resume: the same final parameters as an uninterrupted run" {
             use dir = new TempDir()
             writeTinyMnist dir 40 20
-            File.WriteAllText(dir.File "cfg.json", config dir "run" 60 30 48 true)
+            File.WriteAllText(dir.File "cfg.json", tinyConfig dir "run" 60 30 48 true)
             let code, out, err = runRf dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Run:RunName=full" ]
             Expect.equal code 0 (sprintf "uninterrupted run: %s %s" out err)
             let full = runDirOf dir "full"
@@ -139,7 +106,7 @@ let endToEnd =
         test "a certificate that cannot fit is refused before any training step, with the numbers and the key that makes it fit" {
             use dir = new TempDir()
             writeTinyMnist dir 3000 10
-            File.WriteAllText(dir.File "cfg.json", config dir "mem" 20 10 40 true)
+            File.WriteAllText(dir.File "cfg.json", tinyConfig dir "mem" 20 10 40 true)
             // 100 MB available: training fits (well under 1 MB here), the dense certificate of n = 3000 (288 MB) does not; n ≈ 1760 would.
             let code, out, err = runRfWith [ "RF_MEMORY_AVAILABLE_BYTES", "100000000" ] dir.Path [ "train"; "--config"; "cfg.json"; "--set"; "Certificate:Engine=dense" ]
             Expect.equal code 1 (sprintf "refused: %s %s" out err)
@@ -169,7 +136,7 @@ let endToEnd =
         test "a second SIGTERM terminates at once (exit 130) instead of waiting for the step and the checkpoint" {
             use dir = new TempDir()
             writeTinyMnist dir 30 10
-            File.WriteAllText(dir.File "cfg.json", config dir "twice" 400 300 40 true)
+            File.WriteAllText(dir.File "cfg.json", tinyConfig dir "twice" 400 300 40 true)
             // Each step takes 3 s: the first signal's graceful stop has to wait for the step in progress.
             let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "3000" ] dir.Path [ "train"; "--config"; "cfg.json" ]
             let training = waitFor 20000 (fun () -> Directory.Exists(Path.Combine(dir.Path, "runs")) && Directory.GetDirectories(Path.Combine(dir.Path, "runs"), "twice-*").Length > 0)
@@ -192,10 +159,10 @@ let endToEnd =
             writeTinyMnist dir 30 10
             let inbox = Path.Combine(dir.Path, "spool", "inbox")
             Directory.CreateDirectory inbox |> ignore
-            let good = (config dir "job" 20 10 40 true).TrimStart().Substring(1)
+            let good = (tinyConfig dir "job" 20 10 40 true).TrimStart().Substring(1)
             File.WriteAllText(Path.Combine(inbox, "a-good.json"), "{ \"Command\": \"train\"," + good)
             File.WriteAllText(Path.Combine(inbox, "b-bad.json"), "{ \"Command\": \"train\", \"Training\": { \"LearningRat\": 0.1 } }")
-            let cmp = (config dir "cjob" 10 5 40 false).TrimStart().Substring(1)
+            let cmp = (tinyConfig dir "cjob" 10 5 40 false).TrimStart().Substring(1)
             File.WriteAllText(Path.Combine(inbox, "c-compare.json"), "{ \"Command\": \"compare\", \"Seeds\": 1," + cmp)
             let code, out, err = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
             Expect.equal code 1 (sprintf "a failed job → exit 1: %s %s" out err)
@@ -217,7 +184,7 @@ let endToEnd =
             writeTinyMnist dir 30 10
             let inbox = Path.Combine(dir.Path, "spool", "inbox")
             Directory.CreateDirectory inbox |> ignore
-            let body = (config dir "job" 60 30 40 true).TrimStart().Substring(1)
+            let body = (tinyConfig dir "job" 60 30 40 true).TrimStart().Substring(1)
             File.WriteAllText(Path.Combine(inbox, "job.json"), "{ \"Command\": \"train\"," + body)
             let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "40" ] dir.Path [ "worker"; "--spool"; "spool" ]
             let checkpointed = waitFor 20000 (fun () -> (checkpointFiles dir "job").Length > 0)
@@ -245,7 +212,7 @@ let endToEnd =
             writeTinyMnist dir 30 10
             let spool name = Path.Combine(dir.Path, "spool", name)
             Directory.CreateDirectory(spool "inbox") |> ignore
-            File.WriteAllText(spool "inbox/job.json", "{ \"Command\": \"train\"," + (config dir "fenced" 400 300 40 true).TrimStart().Substring(1))
+            File.WriteAllText(spool "inbox/job.json", "{ \"Command\": \"train\"," + (tinyConfig dir "fenced" 400 300 40 true).TrimStart().Substring(1))
             // Steps of 1 s and a checkpoint every 5 steps: the next regular checkpoint is ~5 s after the takeover, far beyond
             // the fence's latency (a heartbeat, 0.5 s); a graceful stop would write one at once (the defect this guards).
             let p, _, err = startRf [ "RF_TEST_STEP_DELAY_MS", "1000"; "RF_WORKER_HEARTBEAT_SECONDS", "0.5" ] dir.Path [ "worker"; "--spool"; "spool" ]
@@ -274,7 +241,7 @@ let endToEnd =
             m.WaitForExit()
             writeTinyMnist dir 30 10
             let goodLong = String('g', 248)
-            File.WriteAllText(spool ("inbox/" + goodLong + ".json"), "{ \"Command\": \"train\"," + (config dir "long" 6 3 40 false).TrimStart().Substring(1))
+            File.WriteAllText(spool ("inbox/" + goodLong + ".json"), "{ \"Command\": \"train\"," + (tinyConfig dir "long" 6 3 40 false).TrimStart().Substring(1))
             File.WriteAllText(spool "inbox/UPPER.JSON", "{}")
             Directory.CreateDirectory(spool "inbox/folder.json") |> ignore
             let longName = String('j', 250)
@@ -309,7 +276,7 @@ let endToEnd =
             writeTinyMnist dir 30 10
             let spool name = Path.Combine(dir.Path, "spool", name)
             Directory.CreateDirectory(spool "inbox") |> ignore
-            let body = (config dir "job" 12 6 40 false).TrimStart().Substring(1)
+            let body = (tinyConfig dir "job" 12 6 40 false).TrimStart().Substring(1)
             for k in 1 .. 6 do
                 File.WriteAllText(spool (sprintf "inbox/job%d.json" k), "{ \"Command\": \"train\"," + body)
             // An interrupted job of a worker that is provably gone (this host, a PID that does not exist) ...
@@ -408,7 +375,7 @@ let endToEnd =
         test "compare (1 seed) writes the table and plots; certify --config exits 0 Certified / 1 when too narrow" {
             use dir = new TempDir()
             writeTinyMnist dir 30 10
-            File.WriteAllText(dir.File "cfg.json", config dir "cmp" 20 10 40 false)
+            File.WriteAllText(dir.File "cfg.json", tinyConfig dir "cmp" 20 10 40 false)
             let code, out, err = runRf dir.Path [ "compare"; "--config"; "cfg.json"; "--seeds"; "1" ]
             Expect.equal code 0 (sprintf "compare: %s %s" out err)
             Expect.stringContains out "| two-phase | 1 |" "table printed"
@@ -466,7 +433,7 @@ let endToEnd =
         test "rf export: a finished run's final parameters as .safetensors and PyTorch .pt, read back bit for bit equal to the checkpoint's model; not a run: exit 2" {
             use dir = new TempDir()
             writeTinyMnist dir 30 10
-            File.WriteAllText(dir.File "cfg.json", config dir "exp" 10 5 40 false)
+            File.WriteAllText(dir.File "cfg.json", tinyConfig dir "exp" 10 5 40 false)
             let code, out, err = runRf dir.Path [ "train"; "--config"; "cfg.json" ]
             Expect.equal code 0 (sprintf "train: %s %s" out err)
             let run = runDirOf dir "exp"
@@ -498,7 +465,7 @@ let endToEnd =
             let code3, out3, err3 = runRf dir.Path [ "certify"; "--matrix"; "final.safetensors"; "--tensor"; first; "--bias"; "off" ]
             Expect.contains [ 0; 1 ] code3 (sprintf "certify reads the export: %s %s" out3 err3)
             // A two-phase run: the readout V after the switch is exported too; the fingerprint is the run's final one.
-            File.WriteAllText(dir.File "cfg2.json", config dir "exp2" 10 5 40 true)
+            File.WriteAllText(dir.File "cfg2.json", tinyConfig dir "exp2" 10 5 40 true)
             let codeT, outT, errT = runRf dir.Path [ "train"; "--config"; "cfg2.json" ]
             Expect.equal codeT 0 (sprintf "two-phase train: %s %s" outT errT)
             let run2 = runDirOf dir "exp2"
@@ -574,7 +541,7 @@ let endToEnd =
                 Expect.isFalse m.Success (sprintf "%s: a decimal comma under de_DE: …%s…" what around)
             use dir = new TempDir()
             writeTinyMnist dir 30 10
-            File.WriteAllText(dir.File "cfg.json", config dir "de" 10 5 40 true)
+            File.WriteAllText(dir.File "cfg.json", tinyConfig dir "de" 10 5 40 true)
             let code, out, err = runRfWith locale dir.Path [ "train"; "--config"; "cfg.json" ]
             Expect.equal code 0 (sprintf "train: %s %s" out err)
             Expect.isMatch out @"final train loss: \d+\.\d+" "the loss printed with a decimal point"
@@ -588,13 +555,13 @@ let endToEnd =
             // The worker: a good and a bad job → exit 1; then only a good job → exit 0. Its log and outputs: no comma.
             let spool name = Path.Combine(dir.Path, "spool", name)
             Directory.CreateDirectory(spool "inbox") |> ignore
-            File.WriteAllText(spool "inbox/good.json", "{ \"Command\": \"train\"," + (config dir "wgood" 10 5 40 true).TrimStart().Substring(1))
+            File.WriteAllText(spool "inbox/good.json", "{ \"Command\": \"train\"," + (tinyConfig dir "wgood" 10 5 40 true).TrimStart().Substring(1))
             File.WriteAllText(spool "inbox/bad.json", "{ \"Command\": \"train\", \"Training\": { \"LearningRat\": 0.1 } }")
             let code3, out3, err3 = runRfWith locale dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
             Expect.equal code3 1 (sprintf "a failed job → exit 1: %s %s" out3 err3)
             Expect.isTrue (File.Exists(spool "failed/bad.json")) "the bad job failed"
             Expect.isTrue (File.Exists(spool "done/good.json")) "the good job is done"
-            File.WriteAllText(spool "inbox/good2.json", "{ \"Command\": \"train\"," + (config dir "wgood2" 10 5 40 false).TrimStart().Substring(1))
+            File.WriteAllText(spool "inbox/good2.json", "{ \"Command\": \"train\"," + (tinyConfig dir "wgood2" 10 5 40 false).TrimStart().Substring(1))
             let code4, out4, err4 = runRfWith locale dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
             Expect.equal code4 0 (sprintf "no job failed in this run → exit 0: %s %s" out4 err4)
             noComma "rf worker" (out3 + err3 + out4 + err4)

@@ -17,6 +17,7 @@ public sealed class CertifyHandler
     {
         var engine = args.Engine ?? CertificateEngineOptions.Default;
         if (args.MatrixFile is { } file) return CertifyMatrix(file, args.JsonOutput, args.Bias, args.Tensor, engine);
+        if (engine.Kind == CertificateEngineKind.ScaLAPACK) return ScaLAPACKCertification.RunModel(args, engine);
         var checkpoint = args.Checkpoint is null ? null : ModelCertification.ResolveCheckpoint(args.Checkpoint);
         using var app = RfApplication.Start(args.Configuration!, createRunDirectory: true, checkKernels: true, evaluationOnly: true);
         var logger = app.Logger<CertifyHandler>();
