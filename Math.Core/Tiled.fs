@@ -685,7 +685,10 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             store.SetEntry(key, bitsOf value)
             value
     // ---- duplicate-row candidates, tile by tile (as Certify's: d_ij ≤ 8E) ----
-    let duplicateCandidates (maxCandidates: int) : (int * int) list =
+    // The scan reads every Gram tile (minutes at n = 60,000, from files): its result is recorded in the manifest
+    // ("i-j" pairs, or "none") like the estimates, so a resumed run does not scan again. A candidate is only a
+    // candidate: the refutation still confirms each one on Φ's rows.
+    let scanDuplicates (maxCandidates: int) : (int * int) list =
         let tol = 8.0 * accumulationError
         use scope = torch.NewDisposeScope()
         let d = torch.tensor(diagonalOf ignore, dtype = torch.float64)
@@ -706,6 +709,23 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                             let c = offset j + int (idx.[int64 r, 1L].item<int64> ())
                             found.Add((min a c, max a c))
         List.ofSeq found
+    let duplicateCandidates (maxCandidates: int) : (int * int) list =
+        let key = sprintf "scan:duplicates-%d" maxCandidates
+        let parse (text: string) =
+            if text = "none" then []
+            else [ for pair in text.Split ',' -> match pair.Split '-' with
+                                                  | [| a; c |] -> int a, int c
+                                                  | _ -> invalidOp (sprintf "manifest entry %s: %s is not a pair i-j" key pair) ]
+        match store.Entry key with
+        | Some text ->
+            let found = parse text
+            settings.Log (sprintf "duplicate scan: %d candidate(s), as recorded in the manifest (no tile read)" found.Length)
+            found
+        | None ->
+            let found = scanDuplicates maxCandidates
+            store.SetEntry(key, (if found.IsEmpty then "none" else String.Join(",", found |> List.map (fun (a, c) -> sprintf "%d-%d" a c))))
+            settings.Log (sprintf "duplicate scan: %d candidate(s), recorded" found.Length)
+            found
     let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
     let estimates = Phase(settings, "estimates", 0, 0.0)
     // Progress of the estimates, one count per pass over the tiles (a product or a pair of triangular solves): at

@@ -154,6 +154,14 @@ let tests =
             let c = tiled Certify.defaults b true base'
             Expect.equal c.Verdict Verdict.Refuted (sprintf "duplicate rows %d, %d with b = %d: %s" i j b c.Reason)
             Expect.stringContains c.Reason "identical" "named as duplicates"
+            // In a work directory the scan's candidates are recorded; a second run takes them from the manifest.
+            use work = new WorkDir()
+            let first = Tiled.certifyMatrix Certify.defaults (settingsWith b work.Path (Collections.Generic.List())) (subject base' true) base'
+            let log = Collections.Generic.List<string>()
+            let again = Tiled.certifyMatrix Certify.defaults (settingsWith b work.Path log) (subject base' true) base'
+            Expect.equal (again.Verdict, again.Reason, again.SigmaMaxUpper) (first.Verdict, first.Reason, first.SigmaMaxUpper) "the same certificate from the recorded scan"
+            Expect.equal again.Reason c.Reason "the same refutation as without files"
+            Expect.isTrue (log |> Seq.exists (fun l -> l.Contains "candidate(s), as recorded in the manifest")) (sprintf "scan taken from the manifest: %A" (List.ofSeq log))
             use rankLess = rankDeficientByOne seed n m
             let r = tiled Certify.defaults b false rankLess
             Expect.notEqual r.Verdict Verdict.Certified (sprintf "rank n − 1, b = %d: %s" b r.Reason)
@@ -193,6 +201,7 @@ let tests =
             let again = Tiled.certifyMatrix Certify.defaults (settingsWith b work.Path log3) (subject phi true) phi
             Expect.equal (essence again) (essence expected) "identical on a finished work directory"
             Expect.isTrue (log3 |> Seq.forall (fun l -> not (l.Contains " computed,") || l.Contains "(0 computed")) (sprintf "nothing recomputed: %A" (List.ofSeq log3))
+            Expect.isTrue (log3 |> Seq.exists (fun l -> l.Contains "duplicate scan: 0 candidate(s), as recorded in the manifest")) (sprintf "the duplicate scan not repeated: %A" (List.ofSeq log3))
 
         test "a corrupted, a truncated and a foreign tile file, and a foreign manifest, are refused with the file named and recomputed" {
             let n, m, b = 23, 31, 5
