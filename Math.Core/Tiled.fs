@@ -711,14 +711,19 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         List.ofSeq found
     let duplicateCandidates (maxCandidates: int) : (int * int) list =
         let key = sprintf "scan:duplicates-%d" maxCandidates
-        let parse (text: string) =
-            if text = "none" then []
-            else [ for pair in text.Split ',' -> match pair.Split '-' with
-                                                  | [| a; c |] -> int a, int c
-                                                  | _ -> invalidOp (sprintf "manifest entry %s: %s is not a pair i-j" key pair) ]
-        match store.Entry key with
-        | Some text ->
-            let found = parse text
+        let parse (text: string) : (int * int) list option =
+            if text = "none" then Some []
+            else
+                let pairs = [ for pair in text.Split ',' -> match pair.Split '-' with
+                                                            | [| a; c |] -> (match Int32.TryParse a, Int32.TryParse c with
+                                                                             | (true, i), (true, j) when 0 <= i && i < j && j < n -> Some (i, j)
+                                                                             | _ -> None)
+                                                            | _ -> None ]
+                if pairs |> List.forall Option.isSome then Some (List.choose id pairs) else None
+        match store.Entry key |> Option.bind (fun text -> match parse text with
+                                                          | Some found -> Some found
+                                                          | None -> settings.Log (sprintf "manifest entry %s unreadable: scanning again" key); None) with
+        | Some found ->
             settings.Log (sprintf "duplicate scan: %d candidate(s), as recorded in the manifest (no tile read)" found.Length)
             found
         | None ->

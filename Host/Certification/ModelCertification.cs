@@ -85,8 +85,9 @@ public static class ModelCertification
 /// <summary>The feature matrix Φ of a configuration's model (at initialisation, seeded, or at a checkpoint's body) on the
 /// first <see cref="ExpressivitySubject.Rows"/> training points: the model in evaluation mode, the subject it certifies,
 /// and its rows computed on demand (<c>FeatureMap.features</c> at the configured taps, in batches of at most
-/// <see cref="ModelCertification.BlockRows"/> inputs; a row's features do not depend on the batch it is computed in,
-/// the model being in evaluation mode).</summary>
+/// <see cref="ModelCertification.BlockRows"/> inputs of a fixed partition; the model is in evaluation mode, so a row's
+/// features do not depend mathematically on the other inputs of its batch, though two forward passes need not give the
+/// same float32 bits).</summary>
 public sealed class ModelFeatures : IDisposable
 {
     private readonly torch.nn.Module<torch.Tensor, torch.Tensor> model;

@@ -94,10 +94,11 @@ public static class ScaLAPACKCertification
     }
 
     /// <summary>The MPI rank of this process from the launcher's environment (Open MPI, PMIx, MPICH/Hydra, Slurm), read
-    /// before MPI is initialised (the kernel self-check may re-execute the process first); 0 when none is set.</summary>
+    /// before MPI is initialised (the kernel self-check may re-execute the process first); 0 when none is set. Checked
+    /// against MPI's own rank once MPI has started (<see cref="RunModel"/>).</summary>
     public static int RankFromEnvironment()
     {
-        foreach (var name in new[] { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID" })
+        foreach (var name in new[] { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID" })
             if (int.TryParse(Environment.GetEnvironmentVariable(name), out var r) && r >= 0) return r;
         return 0;
     }
@@ -106,8 +107,10 @@ public static class ScaLAPACKCertification
     /// [--block NB]</c>: every rank builds the same model (same seed or checkpoint) and loads the same data, computes the
     /// features of its own block-cyclic rows only (forward passes in evaluation mode, <see cref="ModelFeatures"/>), and
     /// takes part in the distributed Gram and factorisations (<see cref="ScaLAPACK.certify"/>). A rank's rows are computed
-    /// once: when Φ is read in more than one column panel, they are kept in a rank-local file (the features' own dtype)
-    /// under <c>--work-dir</c> (default <c>RUNS/scalapack-&lt;hash of the subject&gt;</c>), deleted when the rank ends.
+    /// once per rank: when Φ is read in more than one column panel, they are kept in a rank-local file (the features' own
+    /// dtype) under <c>--work-dir</c> (default <c>$TMPDIR/rf-scalapack-&lt;hash of the subject&gt;</c>, node-local scratch),
+    /// deleted when the rank ends. The P_c ranks of one process row own the same rows (each uses its own columns of
+    /// them), so each computes them: a P × 1 grid (<c>--grid Px1</c>) computes every row once in all.
     /// Rank 0 makes the run directory, prints the certificate and writes its JSON; every rank prints its line
     /// <c>rank r of P: verdict …</c>. Exit 0 Certified, 1 otherwise, 2 bad input, on every rank.</summary>
     public static int RunModel(CertifyArguments args, CertificateEngineOptions engine)
@@ -133,7 +136,23 @@ public static class ScaLAPACKCertification
         int code;
         try
         {
+            // The run directory was made (or not) from the launcher's environment: every rank checks it against MPI.
+            ScaLAPACK.Collectively(grid, () =>
+            {
+                if (root != (rank == 0))
+                    throw new ArgumentException($"rank {rank}: the launcher's environment gave rank {RankFromEnvironment()} before MPI started " +
+                        "(read from OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK, MV2_COMM_WORLD_RANK, SLURM_PROCID): set one of them for every rank");
+                return 0;
+            });
             code = CertifyModel(app, args, checkpoint, engine, grid);
+        }
+        catch (ArgumentException e)
+        {
+            // Raised on every rank alike by `Collectively`.
+            if (rank == 0) Console.Error.WriteLine($"rf certify: bad input: {e.Message}");
+            ScaLAPACK.closeGrid(grid);
+            ScaLAPACK.finish();
+            return ExitCodes.Usage;
         }
         catch (Exception e)
         {
@@ -168,8 +187,12 @@ public static class ScaLAPACKCertification
             using var features = ScaLAPACK.Collectively(grid, () => new ModelFeatures(app.Options, data, checkpoint, args.Subset, seed));
             var subject = features.Subject;
             Log($"certify: {(checkpoint is null ? $"initialisation (seed {seed})" : $"checkpoint {checkpoint}")}, {subject.Rows} training points, m = {subject.Features}, on {grid.Size} ranks");
+            // Node-local scratch by default (TMPDIR): every rank writes its own file, and a shared runs folder would
+            // carry P of them.
             var directory = engine.WorkDirectory
-                ?? Path.Combine(app.Options.Run.RunsDirectory, "scalapack-" + ModelCertification.ShortHash(ModelCertification.SubjectKey(subject)));
+                ?? Path.Combine(Path.GetTempPath(), "rf-scalapack-" + ModelCertification.ShortHash(ModelCertification.SubjectKey(subject)));
+            if ((long)engine.BlockSize * subject.Features * (features.FeatureType == torch.ScalarType.Float64 ? 8 : 4) > int.MaxValue)
+                throw new ArgumentException($"--block {engine.BlockSize}: a block of {engine.BlockSize} rows of m = {subject.Features} features exceeds 2 GB; use a smaller --block");
             using var cache = new RankFeatureCache(features, Path.Combine(directory, $"features-rank{grid.Rank}-of-{grid.Size}.bin"));
             var precision = features.FeatureType == torch.ScalarType.Float64 ? "float64" : "float32";
             var source = ScaLAPACK.source(subject.Rows, subject.Features, precision, cache.Read);
@@ -213,6 +236,7 @@ internal sealed class RankFeatureCache : IDisposable
     private readonly Dictionary<int, (long Offset, int Rows)> index = [];
     private FileStream? file;
     private long end;
+    private bool createdDirectory;
 
     /// <summary>Row blocks computed (forward passes) and row blocks read back from the file, so far.</summary>
     public int Computed { get; private set; }
@@ -251,7 +275,9 @@ internal sealed class RankFeatureCache : IDisposable
             {
                 if (file is null)
                 {
-                    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                    var folder = Path.GetDirectoryName(path)!;
+                    createdDirectory = !Directory.Exists(folder);
+                    Directory.CreateDirectory(folder);
                     file = new FileStream(path, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
                 }
                 RandomAccess.Write(file.SafeFileHandle, block, end);
@@ -275,6 +301,9 @@ internal sealed class RankFeatureCache : IDisposable
     public void Dispose()
     {
         file?.Dispose();
-        try { Directory.Delete(Path.GetDirectoryName(path)!); } catch (IOException) { } // other ranks' files may remain
+        // The folder goes only if this cache made it and it is empty (other ranks' files may remain); nothing here may
+        // fail the certificate that has been computed.
+        if (createdDirectory)
+            try { Directory.Delete(Path.GetDirectoryName(path)!); } catch (Exception) { }
     }
 }

@@ -224,11 +224,33 @@ let tests =
                 err
             check "2 × 2, NB = 8" 4 [] [ "--block"; "8" ] |> ignore
             // 2 × 1 grid, NB = 8: a rank holds ≤ 16 rows, so 1 KiB panels are 8 columns wide: 5 panels of Φ (m = 40).
-            let err = check "2 × 1, 5 panels" 2 [ "RF_TEST_SCALAPACK_PANEL_BYTES", "1024" ] [ "--grid"; "2x1"; "--block"; "8" ]
+            let err = check "2 × 1, 5 panels" 2 [ "RF_TEST_SCALAPACK_PANEL_BYTES", "1024" ] [ "--grid"; "2x1"; "--block"; "8"; "--work-dir"; "rank-files" ]
             Expect.stringContains err "on 2 ranks" "the model path logged"
             // rank 0 holds rows 0–7, 16–23 (2 blocks): computed once each, read back for each of the 4 later panels
             Expect.stringContains err "rank 0's rows: 2 row blocks computed once, 8 reads from its feature file" "rows computed once, then read back"
-            Expect.isEmpty (Directory.GetFileSystemEntries(Path.Combine(dir.Path, "runs"), "scalapack-*")) "the rank feature files are removed"
+            Expect.isFalse (Directory.Exists(dir.File "rank-files")) "the rank feature files and their folder are removed"
+        }
+        test "--config with a training image duplicated across ranks (rows 3 and 12 on a 2 × 1 grid, NB = 8): Refuted, the rows named, on every rank" {
+            requireEngine ()
+            use dir = new TempDir()
+            CliProcessTests.writeTinyMnist dir 30 10
+            // Image 12 := image 3 (rank 0 owns rows 0–7 and 16–23, rank 1 rows 8–15 and 24–29), adopted again as own data.
+            let images = Path.Combine(dir.Path, "data", "mnist", "train-images-idx3-ubyte")
+            let bytes = File.ReadAllBytes images
+            let size = CliProcessTests.tinyImageRows * CliProcessTests.tinyImageCols
+            Array.blit bytes (16 + 3 * size) bytes (16 + 12 * size) size
+            File.WriteAllBytes(images, bytes)
+            File.Delete(Path.Combine(dir.Path, "data", "mnist", "manifest.json"))
+            let adopted, _, why = CliProcessTests.runRf dir.Path [ "data"; "fetch"; "mnist"; "--data-dir"; "data"; "--own" ]
+            Expect.equal adopted 0 ("the edited data adopted: " + why)
+            File.WriteAllText(dir.File "cfg.json", CliProcessTests.tinyConfig dir "d" 20 10 40 false)
+            let code, out, err = mpirunWith [ "RF_TEST_SCALAPACK_PANEL_BYTES", "1024" ] 300000 dir.Path 2
+                                     [ "--config"; "cfg.json"; "--engine"; "scalapack"; "--grid"; "2x1"; "--block"; "8" ]
+            Expect.equal code 1 (sprintf "Refuted, exit 1. stdout: %s stderr: %s" out err)
+            let c = CertificateJson.load (Path.Combine(CliProcessTests.runDirOf dir "d", "certificates", "init-seed1.json"))
+            Expect.equal c.Verdict Verdict.Refuted c.Reason
+            Expect.stringContains c.Reason "rows 3 and 12" "the duplicated rows named"
+            expectRanksAgree "duplicate" 2 err c
         }
         test "bad input seen by one rank only (an entry below the underflow guard in a row only rank 1 reads): every rank exits 2, the row named, no rank left waiting" {
             requireEngine ()
