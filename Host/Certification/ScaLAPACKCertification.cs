@@ -193,7 +193,10 @@ public static class ScaLAPACKCertification
                 ?? Path.Combine(Path.GetTempPath(), "rf-scalapack-" + ModelCertification.ShortHash(ModelCertification.SubjectKey(subject)));
             if ((long)engine.BlockSize * subject.Features * (features.FeatureType == torch.ScalarType.Float64 ? 8 : 4) > int.MaxValue)
                 throw new ArgumentException($"--block {engine.BlockSize}: a block of {engine.BlockSize} rows of m = {subject.Features} features exceeds 2 GB; use a smaller --block");
-            using var cache = new RankFeatureCache(features, Path.Combine(directory, $"features-rank{grid.Rank}-of-{grid.Size}.bin"));
+            // Whether the folder was there before this run, seen by every rank before any rank makes it (`Collectively`
+            // returns only when every rank has looked): a folder the run made is removed by the last rank to finish.
+            var folderExisted = ScaLAPACK.Collectively(grid, () => Directory.Exists(directory));
+            using var cache = new RankFeatureCache(features, Path.Combine(directory, $"features-rank{grid.Rank}-of-{grid.Size}.bin"), removeFolder: !folderExisted);
             var precision = features.FeatureType == torch.ScalarType.Float64 ? "float64" : "float32";
             var source = ScaLAPACK.source(subject.Rows, subject.Features, precision, cache.Read);
             var settings = ScaLAPACK.settingsWithPanel(engine.BlockSize, PanelBytesHook, Log);
@@ -236,14 +239,15 @@ internal sealed class RankFeatureCache : IDisposable
     private readonly Dictionary<int, (long Offset, int Rows)> index = [];
     private FileStream? file;
     private long end;
-    private bool createdDirectory;
+    private readonly bool removeFolder;
 
     /// <summary>Row blocks computed (forward passes) and row blocks read back from the file, so far.</summary>
     public int Computed { get; private set; }
     public int ReadBack { get; private set; }
 
-    public RankFeatureCache(ModelFeatures features, string path)
+    public RankFeatureCache(ModelFeatures features, string path, bool removeFolder)
     {
+        this.removeFolder = removeFolder;
         this.features = features;
         this.path = path;
         columns = features.Subject.Features;
@@ -275,9 +279,7 @@ internal sealed class RankFeatureCache : IDisposable
             {
                 if (file is null)
                 {
-                    var folder = Path.GetDirectoryName(path)!;
-                    createdDirectory = !Directory.Exists(folder);
-                    Directory.CreateDirectory(folder);
+                    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
                     file = new FileStream(path, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
                 }
                 RandomAccess.Write(file.SafeFileHandle, block, end);
@@ -301,9 +303,9 @@ internal sealed class RankFeatureCache : IDisposable
     public void Dispose()
     {
         file?.Dispose();
-        // The folder goes only if this cache made it and it is empty (other ranks' files may remain); nothing here may
-        // fail the certificate that has been computed.
-        if (createdDirectory)
+        // The folder goes only if the run made it, once empty: every rank tries, the last one to finish succeeds (other
+        // ranks' files may still be there before). Nothing here may fail the certificate that has been computed.
+        if (removeFolder)
             try { Directory.Delete(Path.GetDirectoryName(path)!); } catch (Exception) { }
     }
 }
