@@ -402,7 +402,9 @@ let solveLowerTiles (tiles: int) (size: int -> int) (offset: int -> int) (withFa
         withFactor i i (fun lii -> (block y i).copy_(torch.linalg.solve_triangular(lii, r, upper = false)) |> ignore)
     y.MoveToOuterDisposeScope()
 
-/// Back substitution Lᵀ·x = y on a tile factor: x_i = L_iiᵀ⁻¹(y_i − Σ_{j>i} L_jiᵀ·x_j), all columns at once.
+/// Back substitution Lᵀ·x = y on a tile factor: x_i = L_iiᵀ⁻¹(y_i − Σ_{j>i} L_jiᵀ·x_j), all columns at once. The
+/// transposed views are disposed inside `withFactor`, so a factor tile read from its file is freed when used (a view
+/// left in this scope kept every such tile alive until the solve ended: the n = 60,000 run's OOM, 2026-12-03).
 let solveUpperTiles (tiles: int) (size: int -> int) (offset: int -> int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit)
                     (y: torch.Tensor) : torch.Tensor =
     use scope = torch.NewDisposeScope()
@@ -411,9 +413,26 @@ let solveUpperTiles (tiles: int) (size: int -> int) (offset: int -> int) (withFa
     for i in tiles - 1 .. -1 .. 0 do
         let r = (block y i).clone()
         for j in i + 1 .. tiles - 1 do
-            withFactor j i (fun lji -> r.sub_(lji.t().mm(block x j)) |> ignore)
-        withFactor i i (fun lii -> (block x i).copy_(torch.linalg.solve_triangular(lii.t(), r, upper = true)) |> ignore)
+            withFactor j i (fun lji -> (use ljiT = lji.t() in r.sub_(ljiT.mm(block x j))) |> ignore)
+        withFactor i i (fun lii -> (use liiT = lii.t() in (block x i).copy_(torch.linalg.solve_triangular(liiT, r, upper = true))) |> ignore)
     x.MoveToOuterDisposeScope()
+
+/// y = A·v for the symmetric matrix A given by the tiles of its lower triangle (`withTile i j f` runs f on A_ij,
+/// i ≥ j; T tile rows of `size i` rows at `offset i`): y_i += A_ij·v_j and, below the diagonal, y_j += A_ijᵀ·v_i, all
+/// columns of v at once. Every view of a tile (its transpose) is disposed inside `withTile`, as in the solves: a tile
+/// read from its file is freed when `withTile` returns, not when the whole product ends (a view kept in this scope
+/// would hold every tile read back, 14.9 GB at n = 60,000).
+let symmetricMatvecTiles (tiles: int) (size: int -> int) (offset: int -> int) (withTile: int -> int -> (torch.Tensor -> unit) -> unit)
+                         (v: torch.Tensor) : torch.Tensor =
+    use scope = torch.NewDisposeScope()
+    let block (t: torch.Tensor) i = t.narrow(0L, int64 (offset i), int64 (size i))
+    let y = torch.zeros([| v.shape.[0]; v.shape.[1] |], dtype = torch.float64)
+    for i in 0 .. tiles - 1 do
+        for j in 0 .. i do
+            withTile i j (fun g ->
+                (block y i).add_(g.mm(block v j)) |> ignore
+                if i <> j then (use gT = g.t() in (block y j).add_(gT.mm(block v i))) |> ignore)
+    y.MoveToOuterDisposeScope()
 
 /// The certificate of Φ̃ (n × m', `subject`) given as row blocks `rowBlock 0 … blockCount − 1` of
 /// `blockRows` rows each except possibly the last (each call must return the same rows; the engine
@@ -661,20 +680,11 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     // on every product (a Lanczos step would otherwise copy the whole Gram). Only the estimates use matvec.
     let unscaledProducts = float n * Array.max squares < 1e300
     let matvec (v: torch.Tensor) : torch.Tensor =
-        use scope = torch.NewDisposeScope()
-        let y = torch.zeros([| int64 n; v.shape.[1] |], dtype = torch.float64)
-        let product i j (g: torch.Tensor) =
-            let vj = v.narrow(0L, int64 (offset j), int64 (size j))
-            y.narrow(0L, int64 (offset i), int64 (size i)).add_(g.mm(vj), one) |> ignore
-            if i <> j then
-                let vi = v.narrow(0L, int64 (offset i), int64 (size i))
-                y.narrow(0L, int64 (offset j), int64 (size j)).add_(g.t().mm(vi), one) |> ignore
-        for i in 0 .. tiles - 1 do
-            for j in 0 .. i do
-                if unscaledProducts then withGram i j (product i j)
-                else (use g = scaledGram i j in product i j g)
-        if unscaledProducts then scaleInPlace e y
-        y.MoveToOuterDisposeScope()
+        if unscaledProducts then
+            let y = symmetricMatvecTiles tiles size offset (fun i j f -> withGram i j f) v
+            scaleInPlace e y
+            y
+        else symmetricMatvecTiles tiles size offset (fun i j f -> use g = scaledGram i j in f g) v
     let solveLower key (v: torch.Tensor) = solveLowerTiles tiles size offset (fun i j f -> withFactor key i j f) v
     let solveUpper key (y: torch.Tensor) = solveUpperTiles tiles size offset (fun i j f -> withFactor key i j f) y
     let recorded (key: string) (compute: unit -> float) : float =
@@ -739,6 +749,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         let clock = Stopwatch.StartNew()
         let count = ref 0
         fun () ->
+            settings.Cancel.ThrowIfCancellationRequested()
             count.Value <- count.Value + 1
             let seconds = clock.Elapsed.TotalSeconds
             settings.Progress { Phase = phase; TilesDone = min count.Value total; TilesTotal = total; GflopsPerSecond = nan
@@ -767,7 +778,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             estimate
           ShiftedCholesky = fun c ->
             let key = "shift" + bitsOf c
-            let shift (t: torch.Tensor) = t.diagonal().sub_(scalar c) |> ignore
+            let shift (t: torch.Tensor) = (use d = t.diagonal() in d.sub_(scalar c)) |> ignore
             let ok = factorize (sprintf "cholesky fl G − %.6g·I" c) key true (fun i k -> let a = scaledGram i k in (if i = k then shift a); a)
             store.Drop(key + "-")
             if ok then Some (diagonalOf shift) else None
@@ -775,7 +786,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             let key = "trial" + bitsOf t
             let negate (a: torch.Tensor) (diagonal: bool) =
                 a.neg_() |> ignore
-                if diagonal then a.diagonal().add_(scalar t) |> ignore
+                if diagonal then (use d = a.diagonal() in d.add_(scalar t)) |> ignore
             let ok = factorize (sprintf "cholesky %.6g·I − fl G (σ_max bound)" t) key true (fun i k -> let a = scaledGram i k in negate a (i = k); a)
             store.Drop(key + "-")
             if ok then Some (diagonalOf (fun a -> negate a true)) else None }

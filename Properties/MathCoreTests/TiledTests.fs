@@ -84,9 +84,52 @@ let private killAfter (k: int) (s: Tiled.Settings) =
 
 let private config = Seeds.config 25
 
+/// Runs `f` on tile (i, j) of `a` (rows and columns `offset`…, `size`) held in a tensor over a fresh managed array
+/// (`torch.from_array`: the tensor's storage pins the array until the storage is freed), disposes the tensor, and returns
+/// whether the array is still pinned after a full collection: true iff something (a view left in a dispose scope) still
+/// holds the storage, as a view of a tile read back from its file would hold 32 MiB at n = 60,000.
+let private tileHeldAfterUse (a: float[,]) (offset: int -> int) (size: int -> int) (i: int) (j: int) (f: torch.Tensor -> unit) : bool =
+    let weak =
+        let tile = Array2D.init (size i) (size j) (fun r c -> a.[offset i + r, offset j + c])
+        let t = torch.from_array tile
+        f t
+        t.Dispose()
+        WeakReference tile
+    GC.Collect()
+    GC.WaitForPendingFinalizers()
+    GC.Collect()
+    weak.IsAlive
+
 [<Tests>]
 let tests =
     testList "MathCore.Tiled" [
+        test "tile solves and the symmetric product release each tile when it has been used (no view outlives it), and are right" {
+            let n, b = 21, 8
+            let tiles = (n + b - 1) / b
+            let size i = min b (n - i * b)
+            let offset i = i * b
+            let rng = Random 7
+            let m = Array2D.init n (n + 3) (fun _ _ -> rng.NextDouble() - 0.5)
+            use mt = torch.tensor(m, dtype = torch.float64)
+            use g = mt.mm(mt.t()).add(torch.eye(int64 n, dtype = torch.float64))
+            use l = torch.linalg.cholesky g
+            let gArr = Array2D.init n n (fun r c -> g.[int64 r, int64 c].item<float> ())
+            let lArr = Array2D.init n n (fun r c -> l.[int64 r, int64 c].item<float> ())
+            use v = torch.tensor(Array2D.init n 2 (fun _ _ -> rng.NextDouble() - 0.5), dtype = torch.float64)
+            let held = ResizeArray<string>()
+            let withTile (name: string) (arr: float[,]) i j (f: torch.Tensor -> unit) =
+                if tileHeldAfterUse arr offset size i j f then held.Add(sprintf "%s(%d, %d)" name i j)
+            use y = Tiled.solveLowerTiles tiles size offset (withTile "solveLower L" lArr) v
+            use x = Tiled.solveUpperTiles tiles size offset (withTile "solveUpper L" lArr) y
+            use gv = Tiled.symmetricMatvecTiles tiles size offset (withTile "matvec G" gArr) v
+            Expect.equal (List.ofSeq held) [] "tiles still held by a view after their use"
+            use ly = l.mm(y)
+            use ltx = l.t().mm(x)
+            use dense = g.mm(v)
+            Expect.isLessThan (ly.sub(v).abs().max().item<float> ()) 1e-12 "L·y = v"
+            Expect.isLessThan (ltx.sub(y).abs().max().item<float> ()) 1e-12 "Lᵀ·x = y"
+            Expect.isLessThan (gv.sub(dense).abs().max().item<float> ()) 1e-12 "tiled G·v = dense G·v"
+        }
         test "a progress line: phase, tiles, rate and ETA once known (invariant culture, TimeSpan's c format); throttled lines keep each phase's last tile" {
             let line = Tiled.describeProgress { Phase = "gram"; TilesDone = 3; TilesTotal = 10; GflopsPerSecond = 12.345; EtaSeconds = 93725.4 }
             Expect.equal line "tiles: gram 3/10, 12.3 GFLOP/s, ETA 1.02:02:05" "known rate and ETA"
