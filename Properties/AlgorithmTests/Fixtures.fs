@@ -110,40 +110,7 @@ let steepen (layer: string) (slope: float) (model: torch.nn.Module<torch.Tensor,
 /// Property config: few cases, every one replayable from the printed seed.
 let few n = ResearchFramework.Properties.Seeds.config (match Environment.GetEnvironmentVariable "ALGO_CASES" with null | "" -> n | v -> int v)
 
-/// Counts the cases of a property whose guarded expectations actually ran (the case met the
-/// precondition), so that a property whose precondition fails in every case cannot pass silently.
-type NonVacuous() =
-    let mutable count = 0
-    /// Cases counted so far in this run of the property.
-    member _.Count = count
-    /// Marks the current case as non-vacuous: its guarded expectations ran.
-    member _.Hit() = count <- count + 1
-    member internal _.Reset() = count <- 0
-
-/// The minimum number of non-vacuous cases among `cases`: ⌈fraction·cases⌉, at least 1.
-let minimumCases (fraction: float) (cases: int) = max 1 (int (ceil (fraction * float cases)))
-
-/// `testPropertyWithConfig` for a property whose expectations are guarded by a precondition: the
-/// property calls `counter.Hit()` in each case where the guarded expectations ran, and after FsCheck
-/// passes every case the test fails unless at least `minimumCases fraction maxTest` cases did (a
-/// failing case reports its own failure and seed first; the count is checked only after a pass).
-let testPropertyCounting (config: FsCheckConfig) (fraction: float) (name: string) (property: NonVacuous -> int -> unit) : Test =
-    let counter = NonVacuous()
-    let rec wrap (t: Test) =
-        match t with
-        | TestLabel (label, inner, focus) -> TestLabel (label, wrap inner, focus)
-        | TestCase (AsyncFsCheck (testConfig, stressConfig, runProperty), focus) ->
-            let counted (cfg: FsCheckConfig) =
-                async {
-                    counter.Reset()
-                    do! runProperty cfg
-                    ResearchFramework.Properties.Seeds.Observe.counted counter.Count fraction
-                    let minimum = minimumCases fraction cfg.maxTest
-                    // A verification run judges the count over all its batches (its report), not per batch.
-                    if counter.Count < minimum && not ResearchFramework.Properties.Seeds.Observe.verifying then
-                        failtestf "vacuous: the precondition held in %d of %d cases, the property needs at least %d (%g of the cases)"
-                            counter.Count cfg.maxTest minimum fraction
-                }
-            TestCase (AsyncFsCheck (testConfig, stressConfig, counted), focus)
-        | other -> failwithf "testPropertyCounting: expected an FsCheck property, got %A" other
-    wrap (testPropertyWithConfig config name (fun (seed: int) -> property counter seed))
+/// The counting properties' machinery lives in `TestSupport` (MathCore properties count too); named here as before.
+type NonVacuous = ResearchFramework.Properties.TestSupport.NonVacuous
+let minimumCases = ResearchFramework.Properties.TestSupport.minimumCases
+let testPropertyCounting = ResearchFramework.Properties.TestSupport.testPropertyCounting

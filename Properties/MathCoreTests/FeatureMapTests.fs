@@ -7,6 +7,7 @@ open TorchSharp
 open ResearchFramework.MathCore
 open ResearchFramework.Properties
 open ResearchFramework.Properties.MathCoreTests.Generators
+open ResearchFramework.Properties.TestSupport
 
 let private mlp (seed: int) (d: int) (h: int) (wide: int) : torch.nn.Module<torch.Tensor, torch.Tensor> =
     torch.random.manual_seed(int64 seed) |> ignore
@@ -79,7 +80,12 @@ let tests =
                 (fun e -> Expect.stringContains e.Message "no taps" "says taps are empty")
         }
 
-        testPropertyWithConfig config "streamed row-block certificate = in-memory certificate" <| fun (seed: int) ->
+        // Usefulness (bound ≥ σ_min/2) is promised only where the certificate's a-priori error scale is small against
+        // λ_min = σ_min²: the accumulation and Cholesky terms are ≈ (m' + n + 1)·u·Σ‖φ̃_i‖² together (docs/theory.md §3),
+        // and with them below λ_min/16 the first shift (0.75·λ̂_min) leaves a bound ≥ (0.75 − 1/16)·λ_min. Network
+        // features can be nearly singular (the 100× verification run drew n = m = 19 with σ_min = 8.1e−7 and
+        // Σ‖φ̃‖² = 20.8: error terms 56 % of λ_min, bound 0.43·σ_min, sound). Soundness is checked in every case.
+        testPropertyCounting config 0.5 "streamed row-block certificate = in-memory certificate" <| fun counter (seed: int) ->
             let rng = System.Random seed
             let n = rng.Next(2, 25)
             use model = mlp seed 3 3 (n + rng.Next(0, 10))
@@ -95,11 +101,20 @@ let tests =
                     FeatureMap.features model [ "act2" ] xb)
             Expect.equal streamed.Verdict inMemory.Verdict (sprintf "verdicts: %s / %s" streamed.Reason inMemory.Reason)
             if inMemory.IsCertified then
-                // Both bounds are sound and useful for the same Φ̃ (their Gram matrices differ by rounding only).
-                let sigmaMin = mathNetSigmaMin (HeuristicRank.withBiasColumn phi)
+                // Both bounds are sound for the same Φ̃ (their Gram matrices differ by rounding only).
+                use phiTilde = HeuristicRank.withBiasColumn phi
+                let sigmaMin = mathNetSigmaMin phiTilde
+                let squaredNormSum = phiTilde.to_type(torch.float64).pow(scalar 2.0).sum().item<float> ()
+                let errorScale = float (phiTilde.shape.[1] + int64 n + 1L) * FloatingPoint.unitRoundoff64 * squaredNormSum
+                let wellResolved = sigmaMin * sigmaMin >= 16.0 * errorScale
+                if wellResolved then counter.Hit()
                 for c in [ streamed; inMemory ] do
                     Expect.isLessThanOrEqual c.SigmaMinLower (sigmaMin * (1.0 + 1e-9)) "sound"
-                    Expect.isGreaterThanOrEqual c.SigmaMinLower (0.5 * sigmaMin) "useful"
+                    if wellResolved then
+                        Expect.isGreaterThanOrEqual c.SigmaMinLower (0.5 * sigmaMin)
+                            (sprintf "useful: n = %d, m' = %d, σ_min %g, bound %g, shift %g (attempt %d), λ̂_min %g, errors: shift %g Cholesky %g accumulation %g, Σ‖φ̃‖² %g"
+                                n phiTilde.shape.[1] sigmaMin c.SigmaMinLower c.Terms.Shift c.Terms.ShiftAttempts c.Terms.LambdaMinEstimate
+                                c.Terms.ShiftRoundingError c.Terms.CholeskyBackwardError c.Terms.AccumulationError c.Terms.SquaredNormSumUpper)
 
         test "duplicate inputs are Refuted through the network" {
             use model = mlp 2 3 3 20
