@@ -154,7 +154,7 @@ let gemmNT (alpha: float) (a: torch.Tensor) (b: torch.Tensor) (beta: float) (c: 
     | Some lib when a.shape.[1] > 0L ->
         lock gate (fun () -> lib.Gemm.Invoke(rowMajor, noTrans, trans, int c.shape.[0], int c.shape.[1], int a.shape.[1],
                         alpha, pointer a, ld a, pointer b, ld b, beta, pointer c, ld c))
-    | _ -> c.addmm_(a, b.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
+    | _ -> (use bT = b.t() in c.addmm_(a, bT, beta = float32 beta, alpha = float32 alpha)) |> ignore   // the view dies here: it would keep b's storage
 
 /// Rows per block of the libtorch fallback of `syrkLower`: diagonal blocks are full products, so the
 /// wasted flops are ≈ block/n of the update's.
@@ -172,7 +172,7 @@ let syrkLower (alpha: float) (a: torch.Tensor) (beta: float) (c: torch.Tensor) :
         lock gate (fun () -> lib.Syrk.Invoke(rowMajor, lower, noTrans, n, int a.shape.[1], alpha, pointer a, ld a, beta, pointer c, ld c))
     | _ ->
         let r = fallbackBlockRows
-        if n <= 2 * r then c.addmm_(a, a.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
+        if n <= 2 * r then (use aT = a.t() in c.addmm_(a, aT, beta = float32 beta, alpha = float32 alpha)) |> ignore
         else
             let blocks = (n + r - 1) / r
             for i in 0 .. blocks - 1 do
