@@ -63,12 +63,18 @@ public static class MatrixCertification
                 long row0 = (long)s * b;
                 return Read(reader, row0, (int)Math.Min(b, n - row0), 0, m, buffers);
             }
-            return Tiled.certifyRowBlocks(options, settings, subject, RowEquality(reader, m), b, (n + b - 1) / b,
-                FuncConvert.FromFunc<int, torch.Tensor>(RowBlock));
+            // Then, as on the dense engine, the orthogonal route when the Gram route is Inconclusive and the matrix fits.
+            return AfterGram(Tiled.certifyRowBlocks(options, settings, subject, RowEquality(reader, m), b, (n + b - 1) / b,
+                FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)));
         }
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
         var equal = RowEquality(reader, m);
-        var certificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram);
+        return AfterGram(ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram));
+
+        // Auto route after the Gram route (either engine): the certificate itself, or the orthogonal route on the matrix
+        // read whole when the Gram route was Inconclusive and it fits, or the reason why it was not tried.
+        Certificate AfterGram(Certificate certificate)
+        {
         var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(options, certificate);
         bool wanted = want.Item1, fits = want.Item2;
         if (!wanted) return certificate;
@@ -81,6 +87,7 @@ public static class MatrixCertification
         reader.ReadBlock(0, n, 0, m, entries);
         using var phi = torch.tensor(entries, new long[] { n, m }, torch.float64);
         return ResearchFramework.MathCore.Certify.certifyAfterGram(options, subject, phi, clock, certificate);
+        }
     }
 
     /// <summary>Exact comparison of two rows of the file (duplicate candidates are confirmed by it, never by the Gram).</summary>

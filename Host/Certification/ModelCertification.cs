@@ -69,8 +69,21 @@ public static class ModelCertification
         bool RowsEqual(int i, int j) => features.RowsEqual(i, j);
         var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
-        return (Tiled.certifyRowBlocks(ResearchFramework.MathCore.Certify.defaults, settings, subject, equal, BlockRows, blockCount,
-            FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)), engine.WorkDirectory ?? workDirectory);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var certifyOptions = ResearchFramework.MathCore.Certify.defaults;
+        var gram = Tiled.certifyRowBlocks(certifyOptions, settings, subject, equal, BlockRows, blockCount,
+            FuncConvert.FromFunc<int, torch.Tensor>(RowBlock));
+        // Auto route, as the dense model path (Certify.certifyRowBlocks): when the Gram route is Inconclusive and Φ̃ fits
+        // Options.OrthogonalMaxBytes, the row blocks once more, joined, for the orthogonal route; when it does not fit, the
+        // reason says so (certifyAfterGram with no Φ).
+        var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(certifyOptions, gram);
+        if (want.Item1 && want.Item2)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var phi = torch.cat(Enumerable.Range(0, blockCount).Select(b => RowBlock(b).to(torch.float64)).ToArray(), 0L);
+            return (ResearchFramework.MathCore.Certify.certifyAfterGram(certifyOptions, subject, phi, clock, gram), engine.WorkDirectory ?? workDirectory);
+        }
+        return (ResearchFramework.MathCore.Certify.certifyAfterGram(certifyOptions, subject, null, clock, gram), engine.WorkDirectory ?? workDirectory);
     }
 
     /// <summary>One line naming the certified subject (dataset, set, architecture, parameters, taps): the tiled engine's

@@ -143,6 +143,13 @@ let interop =
             Expect.equal nearStreamed.Route CertificateRoute.Orthogonal nearStreamed.Reason
             Expect.stringContains nearStreamed.Reason "float64 Gram route Inconclusive" "says why"
             expectSame "near-duplicate rows (orthogonal route)" nearStreamed (inMemory nearStreamed.Subject nearValues false)
+            // The tiled engine too (row tiles of 4, tile files in the folder): the orthogonal route after its Gram route, the
+            // same certificate (it used to stop at the tiled Gram route's Inconclusive).
+            let tiledEngine = CertificateEngineOptions(CertificateEngineKind.Tiled, 4, dir.File "near-tiles", System.Nullable 100000000L, null, 256)
+            let nearTiled = MatrixCertification.Certify(NpyReader.ReadLayout near, true, tiledEngine, dir.File "unused", fun _ -> ())
+            Expect.equal nearTiled.Verdict Verdict.Certified nearTiled.Reason
+            Expect.equal nearTiled.Route CertificateRoute.Orthogonal nearTiled.Reason
+            Expect.equal nearTiled.SigmaMinLower nearStreamed.SigmaMinLower "the orthogonal route's bound, whichever engine ran the Gram route"
             Expect.equal (MatrixCertification.BlockColumns(12, 10000, 4096)) 4096 "n × 4096 fits 64 MiB: Math.Core's block"
             Expect.equal (MatrixCertification.BlockColumns(64, 400000, 4096)) 4096 "the 200 MB file: 4096 columns"
             Expect.equal (MatrixCertification.BlockColumns(4096, 100000, 4096)) 2048 "n = 4096: 64 MiB / (8 n) columns"
