@@ -237,7 +237,7 @@ let lambdaMaxTermsBy (factors: float list) (n: int) (squaredNormSumUpper: float)
 /// diag(a) when floating-point Cholesky of the matrix `a` (overwritten by its factor) completes, None when it
 /// fails: the diagonal is read before the factorisation, as Demmel's term needs the factored matrix's trace.
 let private choleskyDiagonal (a: torch.Tensor) : float[] option =
-    let diagonal = a.diagonal().cpu().data<float>().ToArray()
+    let diagonal = diagonalValues a
     if NativeBlas.potrfLower a = 0 then Some diagonal else None
 
 /// Floating-point Cholesky of Ã_t = fl(t·I − fl G) held in memory (LAPACK): diag(Ã_t) when it completed.

@@ -58,10 +58,18 @@ let validateBlock (what: string) (block: torch.Tensor) =
         if tiny.item<bool> () then
             invalidArg what (sprintf "%s has non-zero entries below %g in magnitude: rescale the features (the error analysis assumes no underflow)" what FloatingPoint.underflowGuard)
 
+/// The diagonal of a square tensor as a float64 array. The diagonal view and its CPU wrapper (`cpu()` returns a new
+/// wrapper even on the CPU) are both disposed here: an undisposed view keeps the whole matrix's storage alive (a 32 MiB
+/// tile read back from its file, until a garbage collection or the caller's dispose scope ends).
+let diagonalValues (t: torch.Tensor) : float[] =
+    use view = t.diagonal()
+    use d = view.cpu()
+    d.data<float>().ToArray()
+
 /// The row squared norms ‖φ̃_i‖² = fl(G)_ii (each an inner product of length m', with the same
 /// γ_{m'} bound as every entry), after checking they are all finite.
 let private squaredNorms (gram: torch.Tensor) : float[] =
-    let squares = (use d = gram.diagonal().cpu() in d.data<float>().ToArray())
+    let squares = diagonalValues gram
     match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
     | Some i ->
         invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)

@@ -182,7 +182,8 @@ let syrkLower (alpha: float) (a: torch.Tensor) (beta: float) (c: torch.Tensor) :
                     let rj = min r (n - j * r)
                     use aj = a.narrow(0L, int64 (j * r), int64 rj)
                     use cij = c.narrow(0L, int64 (i * r), int64 ri).narrow(1L, int64 (j * r), int64 rj)
-                    cij.addmm_(ai, aj.t(), beta = float32 beta, alpha = float32 alpha) |> ignore
+                    use ajT = aj.t()
+                    cij.addmm_(ai, ajT, beta = float32 beta, alpha = float32 alpha) |> ignore
 
 /// Copies the lower triangle of the square matrix `c` onto its strict upper triangle (C ← tril(C) +
 /// tril(C, −1)ᵀ), in blocks (no n × n temporary): the symmetric matrix of `syrkLower`'s result.

@@ -617,7 +617,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         | Some (t, own) -> try f t finally (if own then t.Dispose())
         | None -> failwithf "Gram tile (%d, %d) vanished after the Gram phase" i j
     // ---- diagonal: row norms, zero rows, scale ----
-    let squares = [| for i in 0 .. tiles - 1 do yield! withGram i i (fun t -> (use d = t.diagonal().cpu() in d.data<float>().ToArray())) |]
+    let squares = [| for i in 0 .. tiles - 1 do yield! withGram i i diagonalValues |]
     match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
     | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
     | None -> ()
@@ -672,7 +672,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         [| for i in 0 .. tiles - 1 do
             use s = scaledGram i i
             f s
-            yield! (use d = s.diagonal().cpu() in d.data<float>().ToArray()) |]
+            yield! diagonalValues s |]
     // ---- matrix–vector products and triangular solves on tiles ----
     // G_s·v = 4^(−e)·(fl(G)·v) exactly while no product or sum leaves the normal range (a power of two
     // commutes with rounding), which holds when n·max_i fl(G)_ii < 1e300 (|(G v)_i| ≤ n·max G_ii for ‖v‖∞ ≤ 1,
