@@ -77,8 +77,10 @@ let testPropertyCounting (config: FsCheckConfig) (fraction: float) (name: string
                     do! runProperty cfg
                     ResearchFramework.Properties.Seeds.Observe.counted counter.Count fraction
                     let minimum = minimumCases fraction cfg.maxTest
-                    // A verification run judges the count over all its batches (its report), not per batch.
-                    if counter.Count < minimum && not ResearchFramework.Properties.Seeds.Observe.verifying then
+                    // A verification run judges the count over all its batches (its report), not per batch; a replay
+                    // (RF_REPLAY_SEED: one saved case) has no count to judge.
+                    if counter.Count < minimum && not ResearchFramework.Properties.Seeds.Observe.verifying
+                       && ResearchFramework.Properties.Seeds.replay.IsNone then
                         failtestf "vacuous: the precondition held in %d of %d cases, the property needs at least %d (%g of the cases)"
                             counter.Count cfg.maxTest minimum fraction
                 }

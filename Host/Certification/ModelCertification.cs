@@ -79,8 +79,13 @@ public static class ModelCertification
         var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(certifyOptions, gram);
         if (want.Item1 && want.Item2)
         {
-            using var scope = torch.NewDisposeScope();
-            using var phi = torch.cat(Enumerable.Range(0, blockCount).Select(b => RowBlock(b).to(torch.float64)).ToArray(), 0L);
+            // The blocks and their float64 copies die with the inner scope; only the joined Φ lives through the QR.
+            torch.Tensor Joined()
+            {
+                using var scope = torch.NewDisposeScope();
+                return torch.cat(Enumerable.Range(0, blockCount).Select(b => RowBlock(b).to(torch.float64)).ToArray(), 0L).MoveToOuterDisposeScope();
+            }
+            using var phi = Joined();
             return (ResearchFramework.MathCore.Certify.certifyAfterGram(certifyOptions, subject, phi, clock, gram), engine.WorkDirectory ?? workDirectory);
         }
         return (ResearchFramework.MathCore.Certify.certifyAfterGram(certifyOptions, subject, null, clock, gram), engine.WorkDirectory ?? workDirectory);

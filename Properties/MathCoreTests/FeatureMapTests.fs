@@ -82,9 +82,12 @@ let tests =
 
         // Usefulness (bound ≥ σ_min/2) is promised only where the certificate's a-priori error scale is small against
         // λ_min = σ_min²: the accumulation and Cholesky terms are ≈ (m' + n + 1)·u·Σ‖φ̃_i‖² together (docs/theory.md §3),
-        // and with them below λ_min/16 the first shift (0.75·λ̂_min) leaves a bound ≥ (0.75 − 1/16)·λ_min. Network
-        // features can be nearly singular (the 100× verification run drew n = m = 19 with σ_min = 8.1e−7 and
-        // Σ‖φ̃‖² = 20.8: error terms 56 % of λ_min, bound 0.43·σ_min, sound). Soundness is checked in every case.
+        // and with them below λ_min/16 the first shift c = 0.75·λ̂_min (λ̂_min a Rayleigh quotient, ≥ λ_min(fl G) ≥
+        // λ_min − λ_min/16) leaves a bound ≥ (0.75·15/16 − 1/16)·λ_min ≈ 0.64·λ_min, σ ≥ 0.8·σ_min — provided that shift's
+        // Cholesky succeeds (λ̂_min within ≈ 4/3 of λ_min(fl G) after 16 inverse iterations; at the next shift, 0.25·λ̂,
+        // the bound would be ≈ 0.41·σ_min). Network features can be nearly singular (the 100× verification run drew
+        // n = m = 19 with σ_min = 8.1e−7 and Σ‖φ̃‖² = 83.3: error terms 56 % of λ_min, bound 0.43·σ_min, sound).
+        // Soundness is checked in every case.
         testPropertyCounting config 0.5 "streamed row-block certificate = in-memory certificate" <| fun counter (seed: int) ->
             let rng = System.Random seed
             let n = rng.Next(2, 25)
@@ -112,7 +115,7 @@ let tests =
                     Expect.isLessThanOrEqual c.SigmaMinLower (sigmaMin * (1.0 + 1e-9)) "sound"
                     if wellResolved then
                         Expect.isGreaterThanOrEqual c.SigmaMinLower (0.5 * sigmaMin)
-                            (sprintf "useful: n = %d, m' = %d, σ_min %g, bound %g, shift %g (attempt %d), λ̂_min %g, errors: shift %g Cholesky %g accumulation %g, Σ‖φ̃‖² %g"
+                            (sprintf "useful: n = %d, m' = %d, σ_min %g, bound %g, shift %g (attempt %d), λ̂_min %g, errors: shift %g Cholesky %g accumulation %g, Σ‖φ̃‖² %g (scaled by 4^(−e))"
                                 n phiTilde.shape.[1] sigmaMin c.SigmaMinLower c.Terms.Shift c.Terms.ShiftAttempts c.Terms.LambdaMinEstimate
                                 c.Terms.ShiftRoundingError c.Terms.CholeskyBackwardError c.Terms.AccumulationError c.Terms.SquaredNormSumUpper)
 
