@@ -105,14 +105,7 @@ type CertificateEngine =
         CertificateEngine.OnTiles(engine, subject, log, fun settings ->
             let settings = { settings with FeatureCacheBytes = min settings.FeatureCacheBytes (engine.MemoryBudgetBytes / 4L) }
             let gram = Tiled.certifyRowBlocks opts settings subject rowsEqual blockRows blockCount rowBlock
-            match Certify.wantsOrthogonal opts gram with
-            | true, true ->
-                use phi =
-                    use scope = torch.NewDisposeScope()
-                    torch.cat([| for s in 0 .. blockCount - 1 -> (rowBlock s).``to``(torch.float64) |], 0L).MoveToOuterDisposeScope()
-                Certify.certifyAfterGram opts subject phi clock gram
-            // no orthogonal route: Φ is not read (the Gram certificate, with the reason when Φ̃ is too large)
-            | _ -> Certify.certifyAfterGram opts subject null clock gram)
+            Certify.certifyAfterGramOfRowBlocks opts subject blockCount rowBlock clock gram)
 
     /// The tiled engine's certificate of `subject` by `certifyOnTiles` (given the settings of the subject's tile
     /// folder, `Settings`), the tile folder removed once the certificate is made (a killed run leaves it).

@@ -698,6 +698,20 @@ let certifyAfterGram (opts: Options) (subject: ExpressivitySubject) (phi: torch.
             (sprintf "it needs about %d MiB, above Options.OrthogonalMaxBytes" (orthogonalBytes subject.Rows subject.Columns >>> 20))
     | true, true -> certifyOrthogonal subject phi (Some gramCertificate) clock
 
+/// `certifyAfterGram` for Φ given as row blocks `rowBlock 0 … blockCount − 1` (the streamed and tiled model paths): the
+/// blocks are produced once more and joined (float64; the blocks and their copies die before the QR) only when the
+/// orthogonal route is wanted and Φ̃ fits `opts.OrthogonalMaxBytes`; otherwise Φ is not read (the Gram certificate, with
+/// the reason when Φ̃ is too large). `clock` is the whole certificate's, started before the Gram route.
+let certifyAfterGramOfRowBlocks (opts: Options) (subject: ExpressivitySubject) (blockCount: int) (rowBlock: int -> torch.Tensor)
+                                (clock: Stopwatch) (gramCertificate: Certificate) : Certificate =
+    match wantsOrthogonal opts gramCertificate with
+    | true, true ->
+        use phi =
+            use scope = torch.NewDisposeScope()
+            torch.cat([| for b in 0 .. blockCount - 1 -> (rowBlock b).detach().``to``(torch.float64) |], 0L).MoveToOuterDisposeScope()
+        certifyAfterGram opts subject phi clock gramCertificate
+    | _ -> certifyAfterGram opts subject null clock gramCertificate
+
 /// Certificate for an in-memory feature matrix Φ (n × m, without the bias column), by `opts.Route`:
 /// Auto (the float64 Gram route, then the orthogonal route when it is Inconclusive and fits
 /// `opts.OrthogonalMaxBytes`), Gram, or Orthogonal (QR of Φ̃ᵀ only). Certificate.Route names the route
@@ -748,14 +762,5 @@ let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes:
             use b = row j
             a.eq(b).all().item<bool> ()
         certifyGramScaling true opts subject (Some equal) clock gram
-    match wantsOrthogonal opts gramCertificate with
-    | true, true ->
-        // Auto mode, Gram route Inconclusive, Φ̃ small enough: the row blocks once more, whole, for the orthogonal route.
-        use phi =
-            use scope = torch.NewDisposeScope()
-            torch.cat([| for b in 0 .. blockCount - 1 -> (rowBlock b).detach().``to``(torch.float64) |], 0L).MoveToOuterDisposeScope()
-        certifyAfterGram opts subject phi clock gramCertificate
-    | true, false ->
-        orthogonalNotTried gramCertificate
-            (sprintf "it needs about %d MiB, above Options.OrthogonalMaxBytes" (orthogonalBytes subject.Rows subject.Columns >>> 20))
-    | false, _ -> gramCertificate
+    // Auto mode, Gram route Inconclusive, Φ̃ small enough: the row blocks once more, whole, for the orthogonal route.
+    certifyAfterGramOfRowBlocks opts subject blockCount rowBlock clock gramCertificate

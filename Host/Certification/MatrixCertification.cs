@@ -75,18 +75,18 @@ public static class MatrixCertification
         // read whole when the Gram route was Inconclusive and it fits, or the reason why it was not tried.
         Certificate AfterGram(Certificate certificate)
         {
-        var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(options, certificate);
-        bool wanted = want.Item1, fits = want.Item2;
-        if (!wanted) return certificate;
-        if (!fits || (long)n * m > int.MaxValue)
-            return ResearchFramework.MathCore.Certify.orthogonalNotTried(certificate,
-                $"it needs the {n} × {m + (withBias ? 1 : 0)} matrix in memory, about {ResearchFramework.MathCore.Certify.orthogonalBytes(n, m + (withBias ? 1 : 0)) >> 20} MiB, above Options.OrthogonalMaxBytes");
-        // The Gram route was Inconclusive and the matrix fits: read it whole (widened to float64, exact) for the
-        // orthogonal route (docs/theory.md §3), as Certify.certifyMatrix does in Auto mode.
-        var entries = new double[(long)n * m];
-        reader.ReadBlock(0, n, 0, m, entries);
-        using var phi = torch.tensor(entries, new long[] { n, m }, torch.float64);
-        return ResearchFramework.MathCore.Certify.certifyAfterGram(options, subject, phi, clock, certificate);
+            var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(options, certificate);
+            bool wanted = want.Item1, fits = want.Item2;
+            if (!wanted) return certificate;
+            if (!fits || (long)n * m > int.MaxValue)
+                return ResearchFramework.MathCore.Certify.orthogonalNotTried(certificate,
+                    $"it needs the {n} × {m + (withBias ? 1 : 0)} matrix in memory, about {ResearchFramework.MathCore.Certify.orthogonalBytes(n, m + (withBias ? 1 : 0)) >> 20} MiB, above Options.OrthogonalMaxBytes");
+            // The Gram route was Inconclusive and the matrix fits: read it whole (widened to float64, exact) for the
+            // orthogonal route (docs/theory.md §3), as Certify.certifyMatrix does in Auto mode.
+            var entries = new double[(long)n * m];
+            reader.ReadBlock(0, n, 0, m, entries);
+            using var phi = torch.tensor(entries, new long[] { n, m }, torch.float64);
+            return ResearchFramework.MathCore.Certify.certifyAfterGram(options, subject, phi, clock, certificate);
         }
     }
 

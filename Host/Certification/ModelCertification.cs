@@ -55,40 +55,27 @@ public static class ModelCertification
     public static (Certificate Certificate, string? WorkDirectory) Certify(RfOptions options, PreparedTensors data, string? checkpoint, int? subset,
         int seed, CertificateEngineOptions engine, string runsDirectory, Action<string> log)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         using var features = new ModelFeatures(options, data, checkpoint, subset, seed);
         var subject = features.Subject;
         int rows = subject.Rows;
         int blockCount = (rows + BlockRows - 1) / BlockRows;
         torch.Tensor RowBlock(int i) => features.Rows((long)i * BlockRows, Math.Min(BlockRows, rows - (long)i * BlockRows));
+        var certifyOptions = ResearchFramework.MathCore.Certify.defaults;
+        var rowBlock = FuncConvert.FromFunc<int, torch.Tensor>(RowBlock);
         if (!engine.UsesTiled(rows))
-            return (ResearchFramework.MathCore.Certify.certifyRowBlocks(ResearchFramework.MathCore.Certify.defaults, subject, CacheBytes,
-                BlockRows, blockCount, FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)), null);
+            return (ResearchFramework.MathCore.Certify.certifyRowBlocks(certifyOptions, subject, CacheBytes, BlockRows, blockCount, rowBlock), null);
         var key = SubjectKey(subject);
         var workDirectory = engine.WorkDirectory ?? Path.Combine(runsDirectory, "tiles-" + ShortHash(key));
         var settings = engine.Settings(key, workDirectory, log);
         bool RowsEqual(int i, int j) => features.RowsEqual(i, j);
         var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var certifyOptions = ResearchFramework.MathCore.Certify.defaults;
-        var gram = Tiled.certifyRowBlocks(certifyOptions, settings, subject, equal, BlockRows, blockCount,
-            FuncConvert.FromFunc<int, torch.Tensor>(RowBlock));
-        // Auto route, as the dense model path (Certify.certifyRowBlocks): when the Gram route is Inconclusive and Φ̃ fits
-        // Options.OrthogonalMaxBytes, the row blocks once more, joined, for the orthogonal route; when it does not fit, the
-        // reason says so (certifyAfterGram with no Φ).
-        var want = ResearchFramework.MathCore.Certify.wantsOrthogonal(certifyOptions, gram);
-        if (want.Item1 && want.Item2)
-        {
-            // The blocks and their float64 copies die with the inner scope; only the joined Φ lives through the QR.
-            torch.Tensor Joined()
-            {
-                using var scope = torch.NewDisposeScope();
-                return torch.cat(Enumerable.Range(0, blockCount).Select(b => RowBlock(b).to(torch.float64)).ToArray(), 0L).MoveToOuterDisposeScope();
-            }
-            using var phi = Joined();
-            return (ResearchFramework.MathCore.Certify.certifyAfterGram(certifyOptions, subject, phi, clock, gram), engine.WorkDirectory ?? workDirectory);
-        }
-        return (ResearchFramework.MathCore.Certify.certifyAfterGram(certifyOptions, subject, null, clock, gram), engine.WorkDirectory ?? workDirectory);
+        var gram = Tiled.certifyRowBlocks(certifyOptions, settings, subject, equal, BlockRows, blockCount, rowBlock);
+        // Auto route, as the dense model path: the orthogonal route when the Gram route is Inconclusive and Φ̃ fits
+        // Options.OrthogonalMaxBytes (the row blocks once more, joined), else the reason why it was not tried.
+        return (ResearchFramework.MathCore.Certify.certifyAfterGramOfRowBlocks(certifyOptions, subject, blockCount, rowBlock, clock, gram),
+            engine.WorkDirectory ?? workDirectory);
     }
 
     /// <summary>One line naming the certified subject (dataset, set, architecture, parameters, taps): the tiled engine's

@@ -88,6 +88,12 @@ let private config = Seeds.config 25
 /// (`torch.from_array`: the tensor's storage pins the array until the storage is freed), disposes the tensor, and returns
 /// whether the array is still pinned after a full collection: true iff something (a view left in a dispose scope) still
 /// holds the storage, as a view of a tile read back from its file would hold 32 MiB at n = 60,000.
+/// A 2-D tensor's values as a managed array (one copy, not an interop call per entry).
+let private toArray2D (t: torch.Tensor) : float[,] =
+    let v = (use c = t.contiguous() in c.data<float>().ToArray())
+    let cols = int t.shape.[1]
+    Array2D.init (int t.shape.[0]) cols (fun r c -> v.[r * cols + c])
+
 let private tileHeldAfterUse (a: float[,]) (offset: int -> int) (size: int -> int) (i: int) (j: int) (f: torch.Tensor -> unit) : bool =
     let weak =
         let tile = Array2D.init (size i) (size j) (fun r c -> a.[offset i + r, offset j + c])
@@ -111,11 +117,7 @@ let tests =
             use m = torch.tensor(Array2D.init n (n + 3) (fun _ _ -> rng.NextDouble() - 0.5), dtype = torch.float64)
             use g = m.mm(m.t()).add(torch.eye(int64 n, dtype = torch.float64))
             use l = torch.linalg.cholesky g
-            let array2D (t: torch.Tensor) =
-                let v = (use c = t.contiguous() in c.data<float>().ToArray())
-                let cols = int t.shape.[1]
-                Array2D.init (int t.shape.[0]) cols (fun r c -> v.[r * cols + c])
-            let lArr = array2D l
+            let lArr = toArray2D l
             let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
             for backend in backends do
                 let held = ResizeArray<string>()
@@ -140,8 +142,8 @@ let tests =
             use mt = torch.tensor(m, dtype = torch.float64)
             use g = mt.mm(mt.t()).add(torch.eye(int64 n, dtype = torch.float64))
             use l = torch.linalg.cholesky g
-            let gArr = Array2D.init n n (fun r c -> g.[int64 r, int64 c].item<float> ())
-            let lArr = Array2D.init n n (fun r c -> l.[int64 r, int64 c].item<float> ())
+            let gArr = toArray2D g
+            let lArr = toArray2D l
             use v = torch.tensor(Array2D.init n 2 (fun _ _ -> rng.NextDouble() - 0.5), dtype = torch.float64)
             let held = ResizeArray<string>()
             let withTile (name: string) (arr: float[,]) i j (f: torch.Tensor -> unit) =
