@@ -47,14 +47,20 @@ type ExpressivitySubject =
 
 /// Every term of the certified bounds, so a reader can re-check the arithmetic (SPEC §3):
 /// λ_min(G) ≥ c − u·max|G_ii − c| − γ'_{n+1}·tr(Ã) − γ_{m'}·Σ‖φ̃_i‖², with γ' = γ/(1−γ), and
-/// λ_max(G) ≤ t + u·max|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ‖φ̃_i‖², Ã_t = fl(t·I − fl G).
+/// λ_max(G) ≤ t + u·max|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ‖φ̃_i‖², Ã_t = fl(t·I − fl G); the tiled engine's
+/// blocked order replaces n + 1 and m' by the smaller indices it records (CholeskyGammaIndex, AccumulationGammaIndex).
 /// The LambdaMax* fields are 0 when no trial t succeeded, when no Gram estimate was computed
 /// (refutations), and in certificates written before they existed (JSON without them reads as 0).
 /// G here is the Gram of 2^(−e)·Φ̃, e = ScaleExponent (docs/theory.md §3, "Scaling").
 type CertificateTerms =
     { UnitRoundoff: float
-      /// γ_{m'} for inner products of length m' = columns of Φ̃.
+      /// γ_h of the accumulation bound: h = m' (columns of Φ̃) for inner products summed in any order, smaller
+      /// for the tiled engine's blocked accumulation (AccumulationGammaIndex says which).
       AccumulationGamma: float
+      /// h of AccumulationGamma (0 in certificates written before it was recorded: there h = m').
+      AccumulationGammaIndex: int
+      /// h of CholeskyGamma = γ'_h (0 in certificates written before it was recorded: there h = n + 1).
+      CholeskyGammaIndex: int
       /// Upper bound on Σ_i ‖φ̃_i‖² (exact arithmetic).
       SquaredNormSumUpper: float
       /// Upper bound on ‖fl(G) − G‖₂.
@@ -63,7 +69,8 @@ type CertificateTerms =
       Shift: float
       /// Upper bound on max_i |D_ii| from forming fl(G) − cI.
       ShiftRoundingError: float
-      /// γ_{n+1}/(1 − γ_{n+1}) of Demmel's Cholesky backward-error bound.
+      /// γ'_h = γ_h/(1 − γ_h) of Demmel's Cholesky backward-error bound: h = n + 1 for any order of the inner
+      /// products (dense, ScaLAPACK), smaller for the tile Cholesky's blocked order (docs/theory.md §3).
       CholeskyGamma: float
       /// Upper bound on tr(Ã), Ã = fl(fl(G) − cI).
       ShiftedTraceUpper: float
@@ -111,7 +118,8 @@ type CertificateTerms =
       QrSigmaMinLower: float }
 
     static member Empty =
-        { UnitRoundoff = FloatingPoint.unitRoundoff64; AccumulationGamma = 0.0; SquaredNormSumUpper = 0.0
+        { UnitRoundoff = FloatingPoint.unitRoundoff64; AccumulationGamma = 0.0; AccumulationGammaIndex = 0; CholeskyGammaIndex = 0
+          SquaredNormSumUpper = 0.0
           AccumulationError = 0.0; Shift = 0.0; ShiftRoundingError = 0.0; CholeskyGamma = 0.0
           ShiftedTraceUpper = 0.0; CholeskyBackwardError = 0.0; LambdaMinComputedGramLower = 0.0
           LambdaMinLower = 0.0; LambdaMinEstimate = nan; ShiftAttempts = 0

@@ -81,6 +81,12 @@ type GramOperator =
       SquaredNormSumUpper: float
       /// Upper bound on ‖fl(G_s) − G_s‖₂ (accumulation and scaling).
       AccumulationErrorBound: float
+      /// h of the accumulation bound γ_h·Σ‖φ̃_i‖² behind AccumulationErrorBound: m' for a Gram whose inner products
+      /// are summed in any order; smaller for the tiled engine's blocked accumulation (`Tiled.accumulationDepth`).
+      AccumulationDepth: int
+      /// h of the Cholesky backward error γ'_h·tr(Ã) of this operator's factorisations: n + 1 (Demmel, any order);
+      /// smaller for the tile Cholesky's blocked order (`Tiled.choleskyDepth`, docs/theory.md §3).
+      CholeskyDepth: int
       ZeroRows: int[]
       ScaleExponent: int
       /// Precision named in the certificate.
@@ -193,9 +199,10 @@ let private duplicateCandidates (gram: GramMatrix) (maxCandidates: int) : (int *
     let count = min (int idx.shape.[0]) maxCandidates
     [ for k in 0 .. count - 1 -> int (idx.[int64 k, 0L].item<int64> ()), int (idx.[int64 k, 1L].item<int64> ()) ]
 
-/// γ'_{n+1} = γ_{n+1}/(1 − γ_{n+1}) of Demmel's Cholesky backward-error bound, rounded upward.
-let private choleskyGamma (n: int) =
-    let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (n + 1)
+/// γ'_h = γ_h/(1 − γ_h) of Demmel's Cholesky backward-error bound, rounded upward: h = n + 1 for any order of
+/// the inner products, smaller for a known blocked order (`GramOperator.CholeskyDepth`).
+let private choleskyGamma (depth: int) =
+    let g = FloatingPoint.gamma FloatingPoint.unitRoundoff64 depth
     FloatingPoint.up (g / FloatingPoint.down (1.0 - g))
 
 /// Verified upper bound on λ_max(G) = σ_max(Φ̃)² (SPEC §3, docs/theory.md §3): for t = f·λ̂_max,
@@ -208,10 +215,10 @@ let private choleskyGamma (n: int) =
 /// tightness depend on λ̂_max and the factors, never soundness. The factorisation is the caller's:
 /// `trialCholesky t` returns diag(Ã_t) when floating-point Cholesky of Ã_t completed (any order of
 /// the inner products: LAPACK, tiles), None when it failed; the terms are the same for every route.
-let lambdaMaxTermsBy (factors: float list) (n: int) (squaredNormSumUpper: float) (accumulationErrorBound: float)
+let lambdaMaxTermsBy (factors: float list) (n: int) (choleskyDepth: int) (squaredNormSumUpper: float) (accumulationErrorBound: float)
                      (trialCholesky: float -> float[] option) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
     let u = FloatingPoint.unitRoundoff64
-    let cholGamma = choleskyGamma n
+    let cholGamma = choleskyGamma choleskyDepth
     let rec attempt (factors: float list) (tries: int) =
         match factors with
         | [] -> { terms with LambdaMaxTrialAttempts = tries }
@@ -249,7 +256,7 @@ let private lambdaMaxTrialCholesky (gram: GramMatrix) (t: float) : float[] optio
 
 /// `lambdaMaxTermsBy` for a Gram held in memory: Ã_t = fl(t·I − fl G) factored by LAPACK.
 let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
-    lambdaMaxTermsBy factors gram.Rows gram.SquaredNormSumUpper gram.AccumulationErrorBound (lambdaMaxTrialCholesky gram) lambdaMaxEstimate terms
+    lambdaMaxTermsBy factors gram.Rows (gram.Rows + 1) gram.SquaredNormSumUpper gram.AccumulationErrorBound (lambdaMaxTrialCholesky gram) lambdaMaxEstimate terms
 
 /// Rigorous upper bound on σ_max(Φ̃): √ of the bound on Σ‖φ̃_i‖² (= ‖Φ̃‖_F ≥ σ_max), or √ of the
 /// trial's λ_max bound when one succeeded and is smaller (sqrt is correctly rounded: one ulp up).
@@ -287,10 +294,10 @@ let private certificate subject verdict reason precision device terms sigmaMin s
 /// Cholesky factorisations tried. Only success depends on the shifts, never soundness.
 /// `shiftedCholesky c` returns diag(Ã) when floating-point Cholesky of Ã completed (LAPACK or tiles:
 /// Demmel's bound holds for any order of the inner products, docs/theory.md §3), None when it failed.
-let lambdaMinTermsBy (shifts: float list) (n: int) (accumulationErrorBound: float)
+let lambdaMinTermsBy (shifts: float list) (n: int) (choleskyDepth: int) (accumulationErrorBound: float)
                      (shiftedCholesky: float -> float[] option) (terms: CertificateTerms) : CertificateTerms =
     let u = FloatingPoint.unitRoundoff64
-    let cholGamma = choleskyGamma n
+    let cholGamma = choleskyGamma choleskyDepth
     let e = accumulationErrorBound
     let rec attempt (shifts: float list) (tries: int) =
         match shifts with
@@ -322,7 +329,7 @@ let private lambdaMinShiftedCholesky (gram: GramMatrix) (c: float) : float[] opt
 
 /// `lambdaMinTermsBy` for a Gram held in memory: Ã = fl(fl G − c·I) factored by LAPACK.
 let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =
-    lambdaMinTermsBy shifts gram.Rows gram.AccumulationErrorBound (lambdaMinShiftedCholesky gram) terms
+    lambdaMinTermsBy shifts gram.Rows (gram.Rows + 1) gram.AccumulationErrorBound (lambdaMinShiftedCholesky gram) terms
 
 /// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
 /// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
@@ -341,7 +348,8 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     let e = gram.AccumulationErrorBound
     let baseTerms =
         { CertificateTerms.Empty with
-            AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 gram.Columns)
+            AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 gram.AccumulationDepth)
+            AccumulationGammaIndex = max 1 gram.AccumulationDepth; CholeskyGammaIndex = gram.CholeskyDepth
             SquaredNormSumUpper = gram.SquaredNormSumUpper
             AccumulationError = e; ScaleExponent = scale }
     let refute reason = certificate subject Verdict.Refuted reason precision device baseTerms 0.0 nan (sigmaMaxUpper baseTerms) clock
@@ -359,7 +367,7 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     | None ->
     let lambdaMaxEst = gram.EstimateLambdaMax opts.KrylovSteps
     let sigmaMaxEst = Math.ScaleB(sqrt (max 0.0 lambdaMaxEst), scale)
-    let baseTerms = lambdaMaxTermsBy opts.LambdaMaxFactors n gram.SquaredNormSumUpper e gram.TrialCholesky lambdaMaxEst baseTerms
+    let baseTerms = lambdaMaxTermsBy opts.LambdaMaxFactors n gram.CholeskyDepth gram.SquaredNormSumUpper e gram.TrialCholesky lambdaMaxEst baseTerms
     let sigmaMaxBound = sigmaMaxUpper baseTerms
     let lambdaEst = gram.EstimateLambdaMin opts.InverseIterations
     let inconclusive reason terms =
@@ -369,7 +377,7 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units) { baseTerms with LambdaMinEstimate = lambdaEst }
     else
     let shifts = opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)
-    let terms = lambdaMinTermsBy shifts n e gram.ShiftedCholesky { baseTerms with LambdaMinEstimate = lambdaEst }
+    let terms = lambdaMinTermsBy shifts n gram.CholeskyDepth e gram.ShiftedCholesky { baseTerms with LambdaMinEstimate = lambdaEst }
     let c, lam = terms.Shift, terms.LambdaMinLower
     if c = 0.0 then
         inconclusive (sprintf "shifted Cholesky failed for every shift tried (λ_min estimate %g, %s)" lambdaEst units) terms
@@ -395,7 +403,8 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
     let gram = scaledGram
     certifyOperator opts subject rowsEqual clock
         { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
-          AccumulationErrorBound = gram.AccumulationErrorBound; ZeroRows = gram.ZeroRows; ScaleExponent = scale
+          AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = max 1 gram.Columns; CholeskyDepth = n + 1
+          ZeroRows = gram.ZeroRows; ScaleExponent = scale
           Precision = precision; Device = gram.Gram.device; Method = denseMethod
           DuplicateCandidates = duplicateCandidates gram
           EstimateLambdaMax = fun steps -> estimateLambdaMax steps gram.Gram
@@ -432,7 +441,7 @@ let refuteByShape (subject: ExpressivitySubject) (featurePrecision: string) (dev
     | None -> ()
     let terms =
         { CertificateTerms.Empty with
-            AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 columns
+            AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 columns; AccumulationGammaIndex = columns
             SquaredNormSumUpper = Gram.squaredNormSumUpper columns squares }
     certificate subject Verdict.Refuted
         (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" columns n (if subject.WithBias then " + 1" else ""))
@@ -643,7 +652,7 @@ let private certifyOrthogonal (subject: ExpressivitySubject) (phi: torch.Tensor)
             let scaledSquares = squares |> Array.map (fun s -> Math.ScaleB(s, -2 * e))
             let terms =
                 { CertificateTerms.Empty with
-                    AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
+                    AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns); AccumulationGammaIndex = max 1 columns
                     SquaredNormSumUpper = FloatingPoint.addUp (Gram.squaredNormSumUpper columns scaledSquares) (FloatingPoint.mulUp (float n) (Math.ScaleB(1.0, -1021)))
                     ScaleExponent = e }
             let refutation =

@@ -28,10 +28,12 @@ type GramMatrix =
     /// Upper bound on ‖fl(G) − G‖₂ = γ_{m'} · Σ‖φ̃_i‖² (+ ScalingError for a scaled Gram), rounded upward.
     member g.AccumulationErrorBound = GramMatrix.ErrorBound g.Columns g.SquaredNormSumUpper g.ScalingError
 
-    /// γ_{m'}·S (+ H when H > 0), rounded upward: the accumulation bound for m' = `columns` columns, S ≥ Σ‖φ̃_i‖²
-    /// and scaling error H (shared by the dense and the tiled Gram).
-    static member ErrorBound (columns: int) (squaredNormSumUpper: float) (scalingError: float) =
-        let accumulation = FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)) squaredNormSumUpper
+    /// γ_h·S (+ H when H > 0), rounded upward: the accumulation bound for inner products whose terms are rounded at
+    /// most h = `depth` times (h = m' = columns of Φ̃ in any order; the tiled engine's blocked accumulation has a
+    /// smaller h, `Tiled.accumulationDepth`), S ≥ Σ‖φ̃_i‖² and scaling error H (shared by the dense, the tiled and
+    /// the ScaLAPACK Gram).
+    static member ErrorBound (depth: int) (squaredNormSumUpper: float) (scalingError: float) =
+        let accumulation = FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 depth)) squaredNormSumUpper
         if scalingError > 0.0 then FloatingPoint.addUp accumulation scalingError else accumulation
 
     interface IDisposable with
@@ -75,10 +77,10 @@ let private squaredNorms (gram: torch.Tensor) : float[] =
         invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
     | None -> squares
 
-/// Σ‖φ̃_i‖² bounded above in exact arithmetic: fl(‖φ̃_i‖²) has relative error ≤ γ_{m'}, and the
-/// sum over rows adds γ_{n−1}.
-let squaredNormSumUpper (columns: int) (squares: float[]) =
-    let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)
+/// Σ‖φ̃_i‖² bounded above in exact arithmetic: fl(‖φ̃_i‖²) has relative error ≤ γ_h (h = `depth`: m' = columns in
+/// any order, smaller for a blocked order), and the sum over rows adds γ_{n−1}.
+let squaredNormSumUpper (depth: int) (squares: float[]) =
+    let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 depth)
     FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) squares.Length)
 
 /// The finished Gram record: row squared norms from diag(fl G), their bound, the zero rows.

@@ -76,6 +76,11 @@ type Settings =
       /// instead of being produced again (a forward pass over its inputs); the files are removed when the
       /// Gram is finished.
       SpillFeatures: bool
+      /// c: columns of Φ̃ per product when a Gram tile is accumulated (`gramTile`); the tile is the sum of the
+      /// ⌈m/c⌉ products, each formed apart and added in order, so the accumulation constant is
+      /// γ_{c + ⌈m/c⌉ − 1 (+1 bias)} instead of γ_{m'} (`accumulationDepth`, docs/theory.md §3 "Blocked
+      /// accumulation"). Only the bound's constant depends on it, never soundness; ≤ 0: one product of length m.
+      GramChunkColumns: int
       Progress: TiledProgress -> unit
       Log: string -> unit
       Cancel: CancellationToken }
@@ -86,10 +91,12 @@ type Settings =
 /// Default memory budget: 20 GiB of tiles (a 24 GB machine with headroom for the rest of the process).
 let defaultMemoryBudgetBytes = 20L <<< 30
 
-/// Default settings: 2048 × 2048 tiles (32 MiB each), 20 GiB of tiles in memory, no work directory.
+/// Default settings: 2048 × 2048 tiles (32 MiB each), 20 GiB of tiles in memory, no work directory, Gram tiles
+/// accumulated 2048 columns at a time (at m' = 96,001: γ_2095 instead of γ_96001; the ⌈m/c⌉ tile additions cost
+/// ≈ 5 % of the products' time).
 let defaults =
     { TileSize = 2048; MemoryBudgetBytes = defaultMemoryBudgetBytes; WorkDirectory = null; RunFingerprint = "unnamed"
-      FeatureCacheBytes = 1L <<< 30; SpillFeatures = true; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
+      FeatureCacheBytes = 1L <<< 30; SpillFeatures = true; GramChunkColumns = 2048; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
 
 /// Settings from C#: `progress` and `log` may be null.
 let settings (tileSize: int) (memoryBudgetBytes: int64) (workDirectory: string) (runFingerprint: string)
@@ -369,16 +376,71 @@ type internal Phase(settings: Settings, name: string, totalTiles: int, totalFlop
 let private bitsOf (x: float) = BitConverter.DoubleToInt64Bits(x).ToString("x16")
 let private ofBits (s: string) = BitConverter.Int64BitsToDouble(Convert.ToInt64(s, 16))
 
+/// h of the accumulation bound |fl(G) − G| ≤ γ_h·|Φ̃||Φ̃|ᵀ of a Gram tile made by `gramTile` (docs/theory.md §3
+/// "Blocked accumulation"): m = columns of Φ (bias excluded), c = `chunk` columns per product. Each exact term
+/// φ_ik·φ_jk is rounded at most c times in its product (one multiplication, at most c − 1 additions, in whatever
+/// order and blocking the BLAS uses: any summation tree over c leaves has depth ≤ c − 1), then at most ⌈m/c⌉ − 1
+/// times by the tile's own additions of the later products, and once more by the bias's 1·1: h = c + ⌈m/c⌉ − 1
+/// (+ 1). One product (c ≥ m) gives m' = m (+ 1), the dense bound's length; h ≤ m' always (the min is taken).
+let accumulationDepth (features: int) (withBias: bool) (chunk: int) : int =
+    let bias = if withBias then 1 else 0
+    let m = max 1 features
+    let c = if chunk <= 0 then m else min chunk m
+    min (m + bias) (c + (m + c - 1) / c - 1 + bias)
+
+/// h of the tile Cholesky's componentwise backward error |ΔA| ≤ γ_h·|L̂||L̂ᵀ| (docs/theory.md §3 "Blocked
+/// accumulation"), for n rows in tiles of b (T = ⌈n/b⌉) as `choleskyTile` orders the work: a product
+/// l_pr·l_qr of an earlier tile column is rounded at most b times in its update product (formed apart), then by
+/// at most T − 1 subtractions of whole updates from the tile, then at most b − 1 times inside the tile's
+/// potrf/trsm (any order: ≤ b leaves there), then by the division (or reciprocal and multiplication: 2) or the
+/// square root (squared: 2): h ≤ 2b + T; one more as a margin. Demmel's any-order γ_{n+1} also holds, so
+/// h = min(n + 1, 2b + T + 1).
+let choleskyDepth (n: int) (b: int) : int =
+    let tiles = (n + b - 1) / b
+    min (n + 1) (2 * b + tiles + 1)
+
+/// The Gram tile fl(Φ̃_I Φ̃_Jᵀ) of two float64 row tiles (I = J: `diagonal`, the syrk of ri, mirrored to be
+/// exactly symmetric), accumulated `chunk` columns at a time: the first product is written into the tile, each
+/// later one is formed apart (β = 0) and added to the tile (one rounding per entry), then 1 is added for the bias
+/// column. The order is what `accumulationDepth` counts; a new tensor, owned by the caller.
+let gramTile (chunk: int) (withBias: bool) (ri: torch.Tensor) (rj: torch.Tensor) (diagonal: bool) : torch.Tensor =
+    let p = ri.shape.[0]
+    let q = if diagonal then p else rj.shape.[0]
+    let m = ri.shape.[1]
+    let g = (use scope = torch.NewDisposeScope() in torch.zeros([| p; q |], dtype = torch.float64).DetachFromDisposeScope())
+    if m > 0L then
+        let c = if chunk <= 0 then m else min (int64 chunk) m
+        use part = if c < m then torch.zeros([| p; q |], dtype = torch.float64) else null
+        let mutable start = 0L
+        while start < m do
+            let width = min c (m - start)
+            let target = if start = 0L then g else part
+            use a = ri.narrow(1L, start, width)
+            if diagonal then NativeBlas.syrkLower 1.0 a 0.0 target
+            else
+                use b = rj.narrow(1L, start, width)
+                NativeBlas.gemmNT 1.0 a b 0.0 target
+            if start > 0L then g.add_(part) |> ignore
+            start <- start + width
+        if diagonal then NativeBlas.mirrorLower g
+    if withBias then g.add_(scalar 1.0) |> ignore
+    g
+
 /// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"):
 /// A_ik ← Ã_ik − Σ_{j<k} L_ij·L_kjᵀ (syrk for i = k, gemm below), then L_kk = potrf(A_kk) (strict upper
 /// triangle zeroed) or L_ik = A_ik·L_kk⁻ᵀ (trsm), in place in `a` (which holds Ã_ik). `withFactor i j f` runs
 /// f on the finished L_ij. False when the diagonal tile's pivot fails (not positive definite in floating
 /// point). Shared by the certificate's factorisations and Theorem P's factor (`CertificateEngine.TiledCholesky`).
 let choleskyTile (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i: int) (k: int) (a: torch.Tensor) : bool =
-    for j in 0 .. k - 1 do
-        withFactor i j (fun lij ->
-            if i = k then NativeBlas.syrkLower -1.0 lij 1.0 a
-            else withFactor k j (fun lkj -> NativeBlas.gemmNT -1.0 lij lkj 1.0 a))
+    if k > 0 then
+        // Each update L_ij·L_kjᵀ is formed apart (β = 0) and subtracted from the tile: the order `choleskyDepth`
+        // counts (a β = 1 update would let the BLAS put the tile's running value anywhere in its sum).
+        use update = torch.zeros_like(a)
+        for j in 0 .. k - 1 do
+            withFactor i j (fun lij ->
+                if i = k then NativeBlas.syrkLower 1.0 lij 0.0 update
+                else withFactor k j (fun lkj -> NativeBlas.gemmNT 1.0 lij lkj 0.0 update))
+            a.sub_(update) |> ignore
     if i = k then
         if NativeBlas.potrfLower a <> 0 then false
         else
@@ -459,7 +521,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let offset i = i * b
     let runKey =
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
-            sprintf "rf-tiled 1|%s|n=%d|m'=%d|bias=%b|b=%d" settings.RunFingerprint n columns withBias b))).ToLowerInvariant()
+            sprintf "rf-tiled 2|%s|n=%d|m'=%d|bias=%b|b=%d|chunk=%d" settings.RunFingerprint n columns withBias b settings.GramChunkColumns))).ToLowerInvariant()
     use store = new TileStore(settings, runKey)
     settings.Log (sprintf "tiled certificate: n = %d, m' = %d, %d × %d tiles of %d (%d in the lower triangle), %s"
                       n columns tiles tiles b (tiles * (tiles + 1) / 2)
@@ -581,15 +643,10 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                         for i in needing do
                             let ri = rowsHeld i
                             use scope = torch.NewDisposeScope()
-                            let g = torch.zeros([| int64 (size i); int64 (size j) |], dtype = torch.float64)
                             // A diagonal tile is the syrk of its row tile, made exactly symmetric from its lower
                             // triangle: the tiled Gram is the symmetric matrix of its lower-triangle entries (each one
-                            // inner product of length m').
-                            if i = j then
-                                NativeBlas.syrkLower 1.0 ri 0.0 g
-                                NativeBlas.mirrorLower g
-                            else NativeBlas.gemmNT 1.0 ri rj 0.0 g
-                            if withBias then g.add_(scalar 1.0) |> ignore
+                            // inner product of length m', accumulated as `accumulationDepth` counts).
+                            let g = gramTile settings.GramChunkColumns withBias ri rj (i = j)   // Put copies it and disposes it
                             store.Put(gramName i j, g, factorReserve)
                             gramPhase.Tile(gramTileFlops i j, true)
                     finally if ownJ then rj.Dispose()
@@ -622,8 +679,12 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
     | None -> ()
     let e = scaleExponentOf (Array.max squares)
-    let squaredNormSumScaled = FloatingPoint.scaleUp (squaredNormSumUpper columns squares) (-2 * e)
-    let accumulationError = GramMatrix.ErrorBound columns squaredNormSumScaled (scalingErrorBound n)
+    // The blocked order of `gramTile` and `choleskyTile`: γ_h with h = `accumulationDepth` (2,095 at m' = 96,001 in
+    // chunks of 2048) and γ'_h with h = `choleskyDepth` (4,127 at n = 60,000 in tiles of 2048) instead of m' and n + 1.
+    let accumulationIndex = accumulationDepth subject.Features withBias settings.GramChunkColumns
+    let choleskyIndex = choleskyDepth n b
+    let squaredNormSumScaled = FloatingPoint.scaleUp (squaredNormSumUpper accumulationIndex squares) (-2 * e)
+    let accumulationError = GramMatrix.ErrorBound accumulationIndex squaredNormSumScaled (scalingErrorBound n)
     /// The scaled tile 4^(−e)·fl(G)_IJ, owned by the caller.
     let scaledGram i j : torch.Tensor =
         withGram i j (fun t ->
@@ -756,6 +817,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                                 EtaSeconds = seconds / float count.Value * float (max 0 (total - count.Value)) }
     let operator : Certify.GramOperator =
         { Rows = n; Columns = columns; SquaredNormSumUpper = squaredNormSumScaled; AccumulationErrorBound = accumulationError
+          AccumulationDepth = accumulationIndex; CholeskyDepth = choleskyIndex
           ZeroRows = zeroRows; ScaleExponent = e; Precision = precision; Device = torch.CPU
           Method = sprintf "float64 Gram in %d × %d tiles, tile Cholesky + Rump shifted-Cholesky positive-definiteness test (SPEC §3)" b b
           DuplicateCandidates = duplicateCandidates

@@ -16,6 +16,7 @@ namespace ResearchFramework.Benchmarks;
 /// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
 /// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
+/// <item><c>gram-chunks b m chunk k</c>: a b × b Gram tile of m columns in chunks (the tiled engine's order) vs one product.</item>
 /// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
 /// <item><c>recipe-overhead [k]</c>: hand loop vs base run vs two-phase run, and RSS per epoch (<see cref="RecipeOverhead"/>).</item>
 /// <item><c>recipe-steps [k]</c>: ms per step after the switch: base, damped Phase II (no guard), frozen Phase II.</item>
@@ -130,6 +131,33 @@ public static class Program
                         var potrf = sw.Elapsed.TotalSeconds;
                         Console.WriteLine(FormattableString.Invariant(
                             $"RESULT kernel-rates n={n} k={k}: gemm {2.0 * n * n * k / gemm / 1e9:F1} GFLOP/s ({gemm:F3} s), syrk {1.0 * n * n * k / syrk / 1e9:F1} GFLOP/s ({syrk:F3} s), potrf {Math.Pow(n, 3) / 3 / potrf / 1e9:F1} GFLOP/s ({potrf:F3} s, info {info})"));
+                    }
+                    return 0;
+                }
+            case "gram-chunks":
+                {
+                    // A Gram tile (b × b, m columns) as one product (chunk 0) against the tiled engine's chunked order
+                    // (Tiled.gramTile, `chunk` columns per product, docs/theory.md §3 "Blocked accumulation"), off-diagonal
+                    // (gemm) and diagonal (syrk), alternated k times: what the smaller constant costs.
+                    var (b, m, chunk, k) = (Int(rest[0]), Int(rest[1]), Int(rest[2]), Int(rest[3]));
+                    Console.WriteLine($"kernels: {NativeBlas.describe()}; threads {get_num_threads()}");
+                    using var ri = Matrices.InMemory(b, m, CertificateBenchmarks.Seed).to(float64);
+                    using var rj = Matrices.InMemory(b, m, CertificateBenchmarks.Seed + 1).to(float64);
+                    foreach (var diagonal in new[] { false, true })
+                    {
+                        var ratios = new List<double>();
+                        double Time(int c) { var sw = Stopwatch.StartNew(); using var g = Tiled.gramTile(c, true, ri, rj, diagonal); return sw.Elapsed.TotalSeconds; }
+                        Time(chunk); // warm-up
+                        for (var i = 0; i < k; i++)
+                        {
+                            var one = Time(0);
+                            var chunked = Time(chunk);
+                            ratios.Add(chunked / one);
+                            Console.WriteLine(FormattableString.Invariant($"  {(diagonal ? "syrk" : "gemm")} pair {i}: one product {one:F3} s, chunks of {chunk} {chunked:F3} s"));
+                        }
+                        ratios.Sort();
+                        Console.WriteLine(FormattableString.Invariant(
+                            $"RESULT gram-chunks {(diagonal ? "diagonal (syrk)" : "off-diagonal (gemm)")} b={b} m={m} chunk={chunk}: chunked / one product, median {ratios[ratios.Count / 2]:F3} (min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs); h {Tiled.accumulationDepth(m, true, chunk)} instead of {m + 1}"));
                     }
                     return 0;
                 }

@@ -136,10 +136,15 @@ let private expectSigmaMaxBound (what: string) (withBias: bool) (phi: torch.Tens
 /// recorded ≥ the exact value it bounds (≤ for lower bounds), and not absurdly far from it.
 /// γ_k and γ'_{n+1} from their definitions; Σ‖φ̃_i‖² exactly; tr(Ã) = 4^(−e)Σ‖φ̃_i‖² − n·c up to
 /// the accumulation error; u·max|G_ii − c| from the exact diagonal; the bounds re-subtracted exactly.
-let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
+/// `accumulationIndex` and `choleskyIndex` are the h the route's order of operations allows (γ_h, γ'_h):
+/// m' and n + 1 for any order (`expectTermsExact`), smaller for the tiled engine's blocked order.
+let expectTermsExactWith (accumulationIndex: int) (choleskyIndex: int) (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
     let t = c.Terms
     let n = int phi.shape.[0]
     let columns = int phi.shape.[1] + (if withBias then 1 else 0)
+    Expect.equal t.AccumulationGammaIndex accumulationIndex (sprintf "%s: AccumulationGammaIndex" what)
+    if t.Shift > 0.0 || t.LambdaMaxTrial > 0.0 then
+        Expect.equal t.CholeskyGammaIndex choleskyIndex (sprintf "%s: CholeskyGammaIndex" what)
     let e = t.ScaleExponent
     let q = Exact.ofFloat
     let info = sprintf "%s: verdict %O, e = %d, shift %.17g, terms %A" what c.Verdict e t.Shift t
@@ -149,7 +154,7 @@ let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Cer
     let g = Exact.gram phi withBias
     let diag = Array.init n (fun i -> Exact.scale2 g.[i, i] (-2 * e))
     let trace = Array.fold Exact.add Exact.zero diag
-    let gammaM = Exact.gamma columns
+    let gammaM = Exact.gamma accumulationIndex
     // Σ‖φ̃_i‖² is bounded through fl(‖φ̃_i‖²) (relative error γ_{m'}) and a sum of n terms (γ_{n−1}).
     let normSlack = (4.0 * float (columns + n) + 32.0) * FloatingPoint.unitRoundoff64
     expectAtLeast t.AccumulationGamma gammaM 1e-12 "AccumulationGamma = γ_{m'}"
@@ -159,7 +164,7 @@ let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Cer
         Expect.isTrue (t.ShiftAttempts >= 1 || t.Shift = 0.0) ("attempts counted. " + info)
     if t.Shift > 0.0 then
         let shift = q t.Shift
-        expectAtLeast t.CholeskyGamma (Exact.gammaPrime (n + 1)) 1e-12 "CholeskyGamma = γ'_{n+1}"
+        expectAtLeast t.CholeskyGamma (Exact.gammaPrime choleskyIndex) 1e-12 "CholeskyGamma = γ'_h"
         // Ã's diagonal is fl(fl(G_ii) − c); fl(G_ii) is within γ_{m'}·G_ii of the exact G_ii.
         let shiftedTrace = Exact.sub trace (Exact.mul (Exact.ofInt n) shift)
         let traceSlack = Exact.mul (Exact.ofFloat (2.0 * FloatingPoint.gamma FloatingPoint.unitRoundoff64 (columns + n + 2))) trace
@@ -192,6 +197,10 @@ let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Cer
         let sqrtLam = System.Math.ScaleB(sqrt t.LambdaMinLower, e)
         Expect.isGreaterThanOrEqual c.SigmaMinLower (sqrtLam * (1.0 - 1e-12)) ("SigmaMinLower ≈ 2^e·√LambdaMinLower. " + info)
     elif c.Verdict <> Verdict.Certified then Expect.equal c.SigmaMinLower 0.0 ("no σ_min bound unless Certified. " + info)
+
+/// `expectTermsExactWith` for a route whose inner products may be summed in any order: γ_{m'} and γ'_{n+1}.
+let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
+    expectTermsExactWith (int phi.shape.[1] + (if withBias then 1 else 0)) (int phi.shape.[0] + 1) what withBias phi c
 
 /// Soundness of one certificate decided in exact rationals on Φ̃ itself: a Certified σ_min bound s
 /// satisfies Φ̃Φ̃ᵀ − s²I ≻ 0, the σ_max bound S satisfies S²I − Φ̃Φ̃ᵀ ≻ 0; never Refuted at full

@@ -109,6 +109,98 @@ let private tileHeldAfterUse (a: float[,]) (offset: int -> int) (size: int -> in
 [<Tests>]
 let tests =
     testList "MathCore.Tiled" [
+        test "blocked constants: h = c + ⌈m/c⌉ − 1 (+1 bias) for Gram tiles in chunks of c, h = 2b + ⌈n/b⌉ + 1 for the tile Cholesky, never above the any-order m' and n + 1" {
+            // The whole-training-set case: ResNet-18 k = 1 taps (m = 96,000 + bias) in chunks of 2048, n = 60,000 in tiles of 2048.
+            Expect.equal (Tiled.accumulationDepth 96000 true 2048) 2095 "2048 + 47 − 1 + 1"
+            Expect.equal (Tiled.choleskyDepth 60000 2048) 4127 "2·2048 + 30 + 1"
+            Expect.equal (Tiled.accumulationDepth 96000 true 0) 96001 "one product: m'"
+            Expect.equal (Tiled.accumulationDepth 96000 false 96000) 96000 "one product: m"
+            Expect.equal (Tiled.accumulationDepth 10 false 3) 6 "3 + 4 − 1"
+            Expect.equal (Tiled.accumulationDepth 10 true 1) 11 "1 + 10 − 1 + 1 = m'"
+            Expect.equal (Tiled.choleskyDepth 8 2) 9 "min(9, 4 + 4 + 1)"
+            Expect.equal (Tiled.choleskyDepth 8 3) 9 "min(9, 6 + 3 + 1)"
+            Expect.equal (Tiled.choleskyDepth 1000 10) 121 "20 + 100 + 1"
+            let c = tiled Certify.defaults 4 true (gaussian 5 10 30)
+            Expect.equal (c.Terms.AccumulationGammaIndex, c.Terms.CholeskyGammaIndex) (31, 11) "recorded: min(31, 30 + 1), min(11, 8 + 3 + 1)"
+        }
+        test "a Gram tile made by gramTile is within γ_h·|Φ_I||Φ_J|ᵀ of the exact Gram on sums built to lose u per term (h = accumulationDepth; OpenBLAS's sequential kernel loses c + ⌈m/c⌉ − 2 of the h allowed)" {
+            // Row x = (1, 2^−26, …) and row y = (1, 2^−27, …) in the first chunk: every product after the first is
+            // u = 2^−53, half an ulp of the running sum 1, and a sequential sum rounds each away (ties to even).
+            // Each later chunk holds one product u and zeros: its sum u is lost again when added to the tile's 1.
+            // The exact G_xy = 1 + (c − 1 + ⌈m/c⌉ − 1)·u; Σ|x_k y_k| is the same sum, all terms being positive.
+            let c, chunks = 64, 40
+            let m = c * chunks
+            let x = Array.zeroCreate<float> m
+            let y = Array.zeroCreate<float> m
+            x.[0] <- 1.0; y.[0] <- 1.0
+            for k in 1 .. c - 1 do
+                x.[k] <- Math.ScaleB(1.0, -26); y.[k] <- Math.ScaleB(1.0, -27)
+            for q in 1 .. chunks - 1 do
+                x.[q * c] <- Math.ScaleB(1.0, -26); y.[q * c] <- Math.ScaleB(1.0, -27)
+            use rows = torch.tensor(Array2D.init 2 m (fun r k -> if r = 0 then x.[k] else y.[k]), dtype = torch.float64)
+            use ri = rows.narrow(0L, 0L, 1L)
+            use rj = rows.narrow(0L, 1L, 1L)
+            let lost = c - 1 + chunks - 1
+            let h = Tiled.accumulationDepth m false c
+            Expect.equal h (c + chunks - 1) "h"
+            let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+            for backend in backends do
+                use g = NativeBlas.useBackend backend (fun () -> Tiled.gramTile c false ri rj false)
+                let value = g.[0L, 0L].item<float> ()
+                // exact: 1 + lost·u; |value − 1| is exact (Sterbenz), so the error is computed exactly in float64
+                let error = abs ((value - 1.0) - float lost * FloatingPoint.unitRoundoff64)
+                let absSum = 1.0 + float lost * FloatingPoint.unitRoundoff64
+                let bound = FloatingPoint.gamma FloatingPoint.unitRoundoff64 h * absSum
+                Expect.isLessThanOrEqual error bound (sprintf "%A: |fl G_xy − G_xy| = %.3g·u ≤ γ_%d·Σ|x_k y_k|" backend (error / FloatingPoint.unitRoundoff64) h)
+                use gd = NativeBlas.useBackend backend (fun () -> Tiled.gramTile c true rows rows true)
+                let diag = Gram.diagonalValues gd
+                Expect.equal (gd.[0L, 1L].item<float> ()) (gd.[1L, 0L].item<float> ()) (sprintf "%A: the diagonal tile is exactly symmetric" backend)
+                for r, row in [ 0, x; 1, y ] do
+                    // Σ_k row_k² + 1 (bias): 1 + 1 + (lost)·2^−52 or ·2^−54, exact in rationals as a float64 sum of powers of two
+                    let exact = 2.0 + (if r = 0 then float lost * Math.ScaleB(1.0, -52) else float lost * Math.ScaleB(1.0, -54))
+                    let hb = Tiled.accumulationDepth m true c
+                    Expect.isLessThanOrEqual (abs (diag.[r] - exact)) (FloatingPoint.gamma FloatingPoint.unitRoundoff64 hb * exact)
+                        (sprintf "%A: squared norm of row %d within γ_%d (bias included)" backend r hb)
+            // The order h counts, structurally: the tile is bit for bit the first chunk's product plus each later chunk's
+            // product formed apart, added in order (a single product of length m, or products accumulated inside the
+            // BLAS, would round differently on these sums, which no bound on |error| could tell).
+            use a = gaussian 3 5 m
+            use b2 = gaussian 4 3 m
+            for backend in backends do
+                NativeBlas.useBackend backend (fun () ->
+                    use g = Tiled.gramTile c false a b2 false
+                    use reference = torch.zeros([| 5L; 3L |], dtype = torch.float64)
+                    use part = torch.zeros([| 5L; 3L |], dtype = torch.float64)
+                    for q in 0 .. chunks - 1 do
+                        use ac = a.narrow(1L, int64 (q * c), int64 c)
+                        use bc = b2.narrow(1L, int64 (q * c), int64 c)
+                        NativeBlas.gemmNT 1.0 ac bc 0.0 part
+                        reference.add_(part) |> ignore
+                    Expect.isTrue (use same = g.eq(reference).all() in same.item<bool> ()) (sprintf "%A: gramTile = Σ_q (chunk products formed apart), added in order, bit for bit" backend))
+        }
+        test "the blocked constants certify where the any-order constants cannot (ill-conditioned Φ, m' = 16,385): the tiled route Certified, sound against MathNet's σ_min, the dense Gram route Inconclusive" {
+            // Φ = U·diag(s)·Vᵀ, n = 256, m = 16,384, s = 1 except s_min² = 1000·u·tr(G): the dense Gram route's error terms
+            // ≈ (m' + n + 1)·u·tr(G) ≈ 16,600·u·tr(G) exceed λ_min; the tiled route's (chunks of 128, tiles of 32):
+            // (255 + 73)·u·tr(G), a fiftieth.
+            let n, m = 256, 16384
+            use q1 = (use a = gaussian 41 n n in let struct (q, _) = torch.linalg.qr a in q)
+            use q2 = (use a = gaussian 42 m n in let struct (q, _) = torch.linalg.qr a in q)
+            let trace = float (n - 1)
+            let sMin = sqrt (1000.0 * FloatingPoint.unitRoundoff64 * trace)
+            use s = torch.tensor(Array.init n (fun i -> if i = n - 1 then sMin else 1.0), dtype = torch.float64)
+            use phi = q1.mul(s.unsqueeze(0L)).mm(q2.t())
+            let gramOnly = { Certify.defaults with Route = Certify.RouteChoice.Gram }
+            let dense = certifyWith gramOnly false phi
+            let settings = { settingsWith 32 null (Collections.Generic.List()) with GramChunkColumns = 128 }
+            let t = Tiled.certifyMatrix gramOnly settings (subject phi false) phi
+            let info = sprintf "dense %O (%s); tiled %O (%s), indices %d/%d" dense.Verdict dense.Reason t.Verdict t.Reason t.Terms.AccumulationGammaIndex t.Terms.CholeskyGammaIndex
+            Expect.equal dense.Verdict Verdict.Inconclusive ("the any-order constants are too large. " + info)
+            Expect.equal t.Verdict Verdict.Certified ("the blocked constants certify. " + info)
+            Expect.equal (t.Terms.AccumulationGammaIndex, t.Terms.CholeskyGammaIndex) (255, 73) ("indices. " + info)
+            let sigma = mathNetSigmaMin phi
+            Expect.isLessThanOrEqual t.SigmaMinLower (sigma * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" t.SigmaMinLower sigma info)
+            Expect.isGreaterThan t.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" t.SigmaMinLower (sigma / 2.0) info)
+        }
         test "a tile Cholesky step releases each factor tile it reads (tiles of 600 > the fallbacks' 512-row block: blocked syrk, gemm, trsm), on both BLAS backends, and is right" {
             let n, b = 1300, 600
             let size i = min b (n - i * b)
@@ -217,10 +309,17 @@ let tests =
                         InverseIterations = rng.Next(0, 3)
                         KrylovSteps = rng.Next(1, 4)
                         LambdaMaxFactors = [ [ 1.0 ]; [ 0.9; 0.99; 1.0 ]; [ 0.5 ] ].[rng.Next 3] }
-            let c = tiled opts b withBias phi
-            let what = sprintf "n=%d m=%d b=%d bias=%b %A" n m b withBias opts
+            // Gram tiles accumulated in chunks of 1 … m + 1 columns: the blocked constants (γ_h with h < m', γ'_h with
+            // h < n + 1) are what the exact check holds the terms to, computed here from their definitions.
+            let chunk = rng.Next(1, m + 2)
+            let c = Tiled.certifyMatrix opts { settingsWith b null (Collections.Generic.List()) with GramChunkColumns = chunk } (subject phi withBias) phi
+            let bias = if withBias then 1 else 0
+            let chunks = (m + chunk - 1) / chunk
+            let accumulationIndex = min (m + bias) (min chunk m + chunks - 1 + bias)
+            let choleskyIndex = min (n + 1) (2 * b + (n + b - 1) / b + 1)
+            let what = sprintf "n=%d m=%d b=%d chunk=%d bias=%b %A" n m b chunk withBias opts
             expectSoundExact what withBias phi c
-            expectTermsExact what withBias phi c
+            expectTermsExactWith accumulationIndex choleskyIndex what withBias phi c
 
         testPropertyWithConfig config "exactly singular and duplicate-row matrices are never Certified; duplicates, zero rows and m' < n are Refuted" <| fun (seed: int) ->
             let rng = Random seed
