@@ -389,12 +389,11 @@ let accumulationDepth (features: int) (withBias: bool) (chunk: int) : int =
     min (m + bias) (c + (m + c - 1) / c - 1 + bias)
 
 /// h of the tile Cholesky's componentwise backward error |ΔA| ≤ γ_h·|L̂||L̂ᵀ| (docs/theory.md §3 "Blocked
-/// accumulation"), for n rows in tiles of b (T = ⌈n/b⌉) as `choleskyTile` orders the work: a product
-/// l_pr·l_qr of an earlier tile column is rounded at most b times in its update product (formed apart), then by
-/// at most T − 1 subtractions of whole updates from the tile, then at most b − 1 times inside the tile's
-/// potrf/trsm (any order: ≤ b leaves there), then by the division (or reciprocal and multiplication: 2) or the
-/// square root (squared: 2): h ≤ 2b + T; one more as a margin. Demmel's any-order γ_{n+1} also holds, so
-/// h = min(n + 1, 2b + T + 1).
+/// accumulation"), for n rows in tiles of b (T = ⌈n/b⌉) as `choleskyTile` orders the work (every update formed
+/// apart, subtracted from the tile in order; potrf/trsm inside a tile in any order). Lemma 8.4's counts (a term's
+/// roundings before it meets ã's path plus ã's roundings below that point; ã's whole path with the division or the
+/// square root) are ≤ b + T; the plain depth of any path is ≤ 2b + T. Demmel's any-order γ_{n+1} also holds, so
+/// h = min(n + 1, 2b + T + 1): conservative by b + 1.
 let choleskyDepth (n: int) (b: int) : int =
     let tiles = (n + b - 1) / b
     min (n + 1) (2 * b + tiles + 1)
@@ -426,6 +425,9 @@ let gramTile (chunk: int) (withBias: bool) (ri: torch.Tensor) (rj: torch.Tensor)
     if withBias then g.add_(scalar 1.0) |> ignore
     g
 
+/// (`gramTile` and `choleskyTile` fix the bracketing that `accumulationDepth` and `choleskyDepth` count: a change to
+/// either order must bump the version in `certifyRowBlocks`'s run key, "rf-tiled 2", or a resumed run would trust
+/// tiles and recorded factorisation outcomes of the old order under the new constants.)
 /// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"):
 /// A_ik ← Ã_ik − Σ_{j<k} L_ij·L_kjᵀ (syrk for i = k, gemm below), then L_kk = potrf(A_kk) (strict upper
 /// triangle zeroed) or L_ik = A_ik·L_kk⁻ᵀ (trsm), in place in `a` (which holds Ã_ik). `withFactor i j f` runs

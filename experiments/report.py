@@ -245,15 +245,21 @@ def witness_softplus():
     return "\n".join(rows) if len(rows) > 2 else "_no witness has been certified yet_"
 
 def full_set():
-    rows = ["| case | n | m' | verdict | route | σ_min(Φ̃) ≥ | σ_max(Φ̃) ≤ | wall (s) | segments | peak RSS (GiB) | reason |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| case | n | m' | verdict | route | σ_min(Φ̃) ≥ | σ_max(Φ̃) ≤ | γ indices h_G, h_C | shift c | error terms | wall (s) | segments | peak RSS (GiB) | reason |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(glob.glob("runs/full-set/*.json")):
         c = load(path)
+        t = c["Terms"]
         stem = path[: -len(".json")]
         wall, rss, segments = (open(stem + ".time").read().split() + [None] * 3)[:3] if os.path.exists(stem + ".time") else (None, None, None)
         case = re.sub(r"-n\d+$", "", os.path.basename(stem))
+        # h of γ_h (accumulation) and γ'_h (Cholesky): 0 in certificates made before they were recorded (then m', n + 1)
+        hg = t.get("AccumulationGammaIndex") or c["Subject"]["Columns"]
+        hc = t.get("CholeskyGammaIndex") or c["Subject"]["Rows"] + 1
+        errors = t["ShiftRoundingError"] + t["CholeskyBackwardError"] + t["AccumulationError"] if t["Shift"] > 0 else None
         rows.append(f"| {case} | {c['Subject']['Rows']} | {c['Subject']['Columns']} | {c['Verdict']} | {c.get('Route', 'Gram')} | "
-                    f"{fmt(c['SigmaMinLower'], 4)} | {fmt(c['SigmaMaxUpper'], 4)} | {fmt(float(wall) if wall else None, 4)} | "
+                    f"{fmt(c['SigmaMinLower'], 4)} | {fmt(c['SigmaMaxUpper'], 4)} | {hg}, {hc} | {fmt(t['Shift'] or None, 3)} | {fmt(errors, 3)} | "
+                    f"{fmt(float(wall) if wall else None, 4)} | "
                     f"{segments or '–'} | {fmt(int(rss) / 2**20 if rss else None, 3)} | {c['Reason']} |")
     return "\n".join(rows) if len(rows) > 2 else "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_"
 

@@ -120,10 +120,12 @@ let tests =
             Expect.equal (Tiled.choleskyDepth 8 2) 9 "min(9, 4 + 4 + 1)"
             Expect.equal (Tiled.choleskyDepth 8 3) 9 "min(9, 6 + 3 + 1)"
             Expect.equal (Tiled.choleskyDepth 1000 10) 121 "20 + 100 + 1"
-            let c = tiled Certify.defaults 4 true (gaussian 5 10 30)
-            Expect.equal (c.Terms.AccumulationGammaIndex, c.Terms.CholeskyGammaIndex) (31, 11) "recorded: min(31, 30 + 1), min(11, 8 + 3 + 1)"
+            // recorded where both are below the any-order ones: n = 40 in tiles of 4, m = 60 (+ bias) in chunks of 16
+            use phi = gaussian 5 40 60
+            let c = Tiled.certifyMatrix Certify.defaults { settingsWith 4 null (Collections.Generic.List()) with GramChunkColumns = 16 } (subject phi true) phi
+            Expect.equal (c.Terms.AccumulationGammaIndex, c.Terms.CholeskyGammaIndex) (20, 19) "recorded: 16 + 4 − 1 + 1 < 61, 8 + 10 + 1 < 41"
         }
-        test "a Gram tile made by gramTile is within γ_h·|Φ_I||Φ_J|ᵀ of the exact Gram on sums built to lose u per term (h = accumulationDepth; OpenBLAS's sequential kernel loses c + ⌈m/c⌉ − 2 of the h allowed)" {
+        test "a Gram tile made by gramTile is within γ_h·|Φ_I||Φ_J|ᵀ of the exact Gram on sums built so that a sequential kernel loses u per term (h = accumulationDepth), and is bit for bit the chunk products formed apart and added in order (diagonal and off-diagonal, bias, a short last chunk)" {
             // Row x = (1, 2^−26, …) and row y = (1, 2^−27, …) in the first chunk: every product after the first is
             // u = 2^−53, half an ulp of the running sum 1, and a sequential sum rounds each away (ties to even).
             // Each later chunk holds one product u and zeros: its sum u is lost again when added to the tile's 1.
@@ -155,30 +157,40 @@ let tests =
                 use gd = NativeBlas.useBackend backend (fun () -> Tiled.gramTile c true rows rows true)
                 let diag = Gram.diagonalValues gd
                 Expect.equal (gd.[0L, 1L].item<float> ()) (gd.[1L, 0L].item<float> ()) (sprintf "%A: the diagonal tile is exactly symmetric" backend)
-                for r, row in [ 0, x; 1, y ] do
-                    // Σ_k row_k² + 1 (bias): 1 + 1 + (lost)·2^−52 or ·2^−54, exact in rationals as a float64 sum of powers of two
-                    let exact = 2.0 + (if r = 0 then float lost * Math.ScaleB(1.0, -52) else float lost * Math.ScaleB(1.0, -54))
+                for r in [ 0; 1 ] do
+                    // Σ_k row_k² + 1 (bias) = 2 + lost·2^−52 (row x: whole ulps of 1, exact in any order) or 2 + lost·2^−54
+                    // (row y: quarter ulps, lost by a sequential sum); diag − 2 is exact (Sterbenz), so is the error.
+                    let excess = float lost * Math.ScaleB(1.0, (if r = 0 then -52 else -54))
+                    let error = abs ((diag.[r] - 2.0) - excess)
                     let hb = Tiled.accumulationDepth m true c
-                    Expect.isLessThanOrEqual (abs (diag.[r] - exact)) (FloatingPoint.gamma FloatingPoint.unitRoundoff64 hb * exact)
+                    Expect.isLessThanOrEqual error (FloatingPoint.gamma FloatingPoint.unitRoundoff64 hb * (2.0 + excess))
                         (sprintf "%A: squared norm of row %d within γ_%d (bias included)" backend r hb)
             // The order h counts, structurally: the tile is bit for bit the first chunk's product plus each later chunk's
-            // product formed apart, added in order (a single product of length m, or products accumulated inside the
-            // BLAS, would round differently on these sums, which no bound on |error| could tell).
-            use a = gaussian 3 5 m
-            use b2 = gaussian 4 3 m
+            // product formed apart, added in order, then the bias (a single product of length m, chunks accumulated inside
+            // the BLAS with β = 1 beyond its panel depth, or chunks ignored on diagonal tiles would round differently; no
+            // bound on |error| could tell). Chunks of 600 (beyond OpenBLAS's panel depth), a short last chunk of 137.
+            let c2 = 600
+            let m2 = 4 * c2 + 137
+            use a = gaussian 3 6 m2
+            use b2 = gaussian 4 6 m2
             for backend in backends do
                 NativeBlas.useBackend backend (fun () ->
-                    use g = Tiled.gramTile c false a b2 false
-                    use reference = torch.zeros([| 5L; 3L |], dtype = torch.float64)
-                    use part = torch.zeros([| 5L; 3L |], dtype = torch.float64)
-                    for q in 0 .. chunks - 1 do
-                        use ac = a.narrow(1L, int64 (q * c), int64 c)
-                        use bc = b2.narrow(1L, int64 (q * c), int64 c)
-                        NativeBlas.gemmNT 1.0 ac bc 0.0 part
-                        reference.add_(part) |> ignore
-                    Expect.isTrue (use same = g.eq(reference).all() in same.item<bool> ()) (sprintf "%A: gramTile = Σ_q (chunk products formed apart), added in order, bit for bit" backend))
+                    for diagonal in [ false; true ] do
+                        use g = Tiled.gramTile c2 true a b2 diagonal
+                        use reference = torch.zeros([| 6L; 6L |], dtype = torch.float64)
+                        use part = torch.zeros([| 6L; 6L |], dtype = torch.float64)
+                        for start in 0 .. c2 .. m2 - 1 do
+                            let width = min c2 (m2 - start)
+                            use ac = a.narrow(1L, int64 start, int64 width)
+                            use bc = b2.narrow(1L, int64 start, int64 width)
+                            if diagonal then NativeBlas.syrkLower 1.0 ac 0.0 part else NativeBlas.gemmNT 1.0 ac bc 0.0 part
+                            reference.add_(part) |> ignore
+                        if diagonal then NativeBlas.mirrorLower reference
+                        reference.add_(scalar 1.0) |> ignore
+                        Expect.isTrue (use same = g.eq(reference).all() in same.item<bool> ())
+                            (sprintf "%A, %s: gramTile = Σ_q (chunk products formed apart), added in order, + bias, bit for bit" backend (if diagonal then "diagonal (syrk)" else "gemm")))
         }
-        test "the blocked constants certify where the any-order constants cannot (ill-conditioned Φ, m' = 16,385): the tiled route Certified, sound against MathNet's σ_min, the dense Gram route Inconclusive" {
+        test "the blocked constants certify where the any-order constants cannot (ill-conditioned Φ, m' = 16,384): the tiled route Certified, sound against MathNet's σ_min, the dense Gram route Inconclusive" {
             // Φ = U·diag(s)·Vᵀ, n = 256, m = 16,384, s = 1 except s_min² = 1000·u·tr(G): the dense Gram route's error terms
             // ≈ (m' + n + 1)·u·tr(G) ≈ 16,600·u·tr(G) exceed λ_min; the tiled route's (chunks of 128, tiles of 32):
             // (255 + 73)·u·tr(G), a fiftieth.
@@ -223,6 +235,36 @@ let tests =
                     let expected = l.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k))
                     Expect.isLessThan (a.sub(expected).abs().max().item<float> ()) 1e-9 (sprintf "%A: step (%d, %d) gives L_ik" backend i k)
                 Expect.equal (List.ofSeq held) [] (sprintf "%A: factor tiles still held by a view after their use" backend)
+        }
+        test "a tile Cholesky step is bit for bit its updates formed apart (β = 0) and subtracted in order, then potrf or trsm (the order choleskyDepth counts), with tiles of 600 beyond OpenBLAS's panel depth, on both BLAS backends" {
+            let n, b = 1300, 600
+            let size i = min b (n - i * b)
+            let offset i = i * b
+            let rng = Random 13
+            use m = torch.tensor(Array2D.init n (n + 3) (fun _ _ -> rng.NextDouble() - 0.5), dtype = torch.float64)
+            use g = m.mm(m.t()).add(torch.eye(int64 n, dtype = torch.float64))
+            use l = torch.linalg.cholesky g
+            let tile (t: torch.Tensor) i k = t.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k))
+            let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+            for backend in backends do
+                NativeBlas.useBackend backend (fun () ->
+                    for i, k in [ 2, 2; 2, 1 ] do
+                        use scope = torch.NewDisposeScope()
+                        let withFactor i j (f: torch.Tensor -> unit) = f ((tile l i j).contiguous())
+                        let a = (tile g i k).clone()
+                        Expect.isTrue (Tiled.choleskyTile withFactor i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
+                        let reference = (tile g i k).clone()
+                        for j in 0 .. k - 1 do
+                            let update = torch.zeros_like(reference)
+                            if i = k then NativeBlas.syrkLower 1.0 ((tile l i j).contiguous()) 0.0 update
+                            else NativeBlas.gemmNT 1.0 ((tile l i j).contiguous()) ((tile l k j).contiguous()) 0.0 update
+                            reference.sub_(update) |> ignore
+                        if i = k then
+                            Expect.equal (NativeBlas.potrfLower reference) 0 "reference potrf"
+                            reference.tril_() |> ignore
+                        else NativeBlas.trsmRightLowerTranspose ((tile l k k).contiguous()) reference
+                        Expect.isTrue (use same = a.eq(reference).all() in same.item<bool> ())
+                            (sprintf "%A: step (%d, %d) = updates formed apart and subtracted in order, bit for bit" backend i k))
         }
         test "tile solves and the symmetric product release each tile when it has been used (no view outlives it), and are right" {
             let n, b = 21, 8
@@ -309,8 +351,10 @@ let tests =
                         InverseIterations = rng.Next(0, 3)
                         KrylovSteps = rng.Next(1, 4)
                         LambdaMaxFactors = [ [ 1.0 ]; [ 0.9; 0.99; 1.0 ]; [ 0.5 ] ].[rng.Next 3] }
-            // Gram tiles accumulated in chunks of 1 … m + 1 columns: the blocked constants (γ_h with h < m', γ'_h with
-            // h < n + 1) are what the exact check holds the terms to, computed here from their definitions.
+            // Gram tiles accumulated in chunks of 1 … m + 1 columns: the blocked accumulation constant (γ_h, h < m' for
+            // most chunks) is what the exact check holds the terms to, computed here from its definition. (At n ≤ 8 the
+            // tile Cholesky's 2b + ⌈n/b⌉ + 1 is never below n + 1: its blocked constant is exercised by the
+            // ill-conditioned test above and the tiled = dense properties.)
             let chunk = rng.Next(1, m + 2)
             let c = Tiled.certifyMatrix opts { settingsWith b null (Collections.Generic.List()) with GramChunkColumns = chunk } (subject phi withBias) phi
             let bias = if withBias then 1 else 0
