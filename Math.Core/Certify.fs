@@ -47,7 +47,8 @@ type Options =
       /// λ̂_max is a Rayleigh quotient (≤ λ_max), so factors near 1 may fail; the first success
       /// stops the list. Each failure costs one n×n Cholesky; the bound is ≈ √f·σ_max.
       LambdaMaxFactors: float list
-      /// Columns per block when streaming an in-memory Φ.
+      /// Columns per block when streaming an in-memory Φ, and per product of the Gram's blocked order
+      /// (`Gram.accumulationDepth`: h = c + ⌈m/c⌉ − 1 (+1) instead of m').
       BlockColumns: int
       /// Route of `certifyMatrix` (default Auto: Gram, then the orthogonal route when Gram is Inconclusive).
       Route: RouteChoice
@@ -60,7 +61,7 @@ let defaults =
       InverseIterations = 16
       KrylovSteps = 30
       LambdaMaxFactors = [ 1.0 + 1e-3; 1.01; 1.1; 1.5; 2.0 ]
-      BlockColumns = 4096
+      BlockColumns = Gram.defaultChunkColumns
       Route = RouteChoice.Auto
       OrthogonalMaxBytes = 8L <<< 30 }
 
@@ -82,7 +83,8 @@ type GramOperator =
       /// Upper bound on ‖fl(G_s) − G_s‖₂ (accumulation and scaling).
       AccumulationErrorBound: float
       /// h of the accumulation bound γ_h·Σ‖φ̃_i‖² behind AccumulationErrorBound: m' for a Gram whose inner products
-      /// are summed in any order; smaller for the tiled engine's blocked accumulation (`Tiled.accumulationDepth`).
+      /// are summed in any order (ScaLAPACK); smaller for the blocked accumulation of the dense and the tiled Gram
+      /// (`Gram.accumulationDepth`).
       AccumulationDepth: int
       /// h of the Cholesky backward error γ'_h·tr(Ã) of this operator's factorisations: n + 1 (Demmel, any order);
       /// smaller for the tile Cholesky's blocked order (`Tiled.choleskyDepth`, docs/theory.md §3).
@@ -403,7 +405,7 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
     let gram = scaledGram
     certifyOperator opts subject rowsEqual clock
         { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
-          AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = max 1 gram.Columns; CholeskyDepth = n + 1
+          AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth; CholeskyDepth = n + 1
           ZeroRows = gram.ZeroRows; ScaleExponent = scale
           Precision = precision; Device = gram.Gram.device; Method = denseMethod
           DuplicateCandidates = duplicateCandidates gram
@@ -761,7 +763,7 @@ let certifyRowBlocks (opts: Options) (subject: ExpressivitySubject) (cacheBytes:
                      (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : Certificate =
     let clock = Stopwatch.StartNew()
     let gramCertificate =
-        use gram = Gram.ofRowBlocks cacheBytes subject.WithBias blockRows blockCount rowBlock
+        use gram = Gram.ofRowBlocks cacheBytes subject.WithBias opts.BlockColumns blockRows blockCount rowBlock
         let row (i: int) =
             use block = rowBlock (i / blockRows)
             use r = block.[int64 (i % blockRows)]

@@ -1,8 +1,10 @@
 /// Gram matrices G = Φ̃ Φ̃ᵀ accumulated in float64 by streaming blocks of Φ (SPEC §3 step 1,
 /// §6): memory O(n²), never O(n·m). Float32 features are exact in float64, so the only
-/// error is the accumulation's: |fl(G) − G| ≤ γ_{m'} |Φ̃||Φ̃|ᵀ entrywise for inner products of
-/// length m' in any order (BLAS blocking and FMA included), hence
-/// ‖fl(G) − G‖₂ ≤ γ_{m'} Σ_i ‖φ̃_i‖².
+/// error is the accumulation's: |fl(G) − G| ≤ γ_h |Φ̃||Φ̃|ᵀ entrywise, hence
+/// ‖fl(G) − G‖₂ ≤ γ_h Σ_i ‖φ̃_i‖², with h = m' for inner products of length m' in any order (BLAS blocking
+/// and FMA included) and h = c + ⌈m/c⌉ − 1 (+1 bias) for the blocked order every Gram here is summed in:
+/// products of c columns, each formed apart, added in order (`accumulationDepth`, docs/theory.md §3
+/// "Blocked accumulation").
 module ResearchFramework.MathCore.Gram
 
 open System
@@ -19,19 +21,22 @@ type GramMatrix =
       SquaredNormSumUpper: float
       /// Rows of Φ̃ that are exactly zero (each proves rank < n).
       ZeroRows: int[]
+      /// h of the accumulation bound γ_h·Σ‖φ̃_i‖²: at most m', smaller for the blocked order
+      /// (`accumulationDepth`: products of c columns formed apart and added in order).
+      AccumulationDepth: int
       /// Precision of the features as given ("float32" or "float64"); the Gram is float64.
       FeaturePrecision: string
       /// Upper bound on ‖Gram − 4^(−e)·fl(G)‖₂ from rounding the entries that `scaled` pushes below
       /// the normal range (0 for an accumulated, unscaled Gram).
       ScalingError: float }
 
-    /// Upper bound on ‖fl(G) − G‖₂ = γ_{m'} · Σ‖φ̃_i‖² (+ ScalingError for a scaled Gram), rounded upward.
-    member g.AccumulationErrorBound = GramMatrix.ErrorBound g.Columns g.SquaredNormSumUpper g.ScalingError
+    /// Upper bound on ‖fl(G) − G‖₂ = γ_h · Σ‖φ̃_i‖² (h = AccumulationDepth; + ScalingError for a scaled Gram),
+    /// rounded upward.
+    member g.AccumulationErrorBound = GramMatrix.ErrorBound g.AccumulationDepth g.SquaredNormSumUpper g.ScalingError
 
     /// γ_h·S (+ H when H > 0), rounded upward: the accumulation bound for inner products whose terms are rounded at
-    /// most h = `depth` times (h = m' = columns of Φ̃ in any order; the tiled engine's blocked accumulation has a
-    /// smaller h, `Tiled.accumulationDepth`), S ≥ Σ‖φ̃_i‖² and scaling error H (shared by the dense, the tiled and
-    /// the ScaLAPACK Gram).
+    /// most h = `depth` times (h = m' = columns of Φ̃ in any order, as in the ScaLAPACK Gram; smaller for the blocked
+    /// order of the dense and the tiled Gram, `accumulationDepth`), S ≥ Σ‖φ̃_i‖² and scaling error H.
     static member ErrorBound (depth: int) (squaredNormSumUpper: float) (scalingError: float) =
         let accumulation = FloatingPoint.mulUp (FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 depth)) squaredNormSumUpper
         if scalingError > 0.0 then FloatingPoint.addUp accumulation scalingError else accumulation
@@ -83,13 +88,49 @@ let squaredNormSumUpper (depth: int) (squares: float[]) =
     let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 depth)
     FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) squares.Length)
 
-/// The finished Gram record: row squared norms from diag(fl G), their bound, the zero rows.
-let private complete (gram: torch.Tensor) (columns: int) (precision: string) : GramMatrix =
+/// The finished Gram record: row squared norms from diag(fl G), their bound (γ_h, h = `depth`), the zero rows.
+let private complete (gram: torch.Tensor) (columns: int) (depth: int) (precision: string) : GramMatrix =
     let squares = squaredNorms gram
+    let depth = max 1 (min columns depth)
     { Gram = gram; Rows = squares.Length; Columns = columns
-      SquaredNormSumUpper = squaredNormSumUpper columns squares
+      SquaredNormSumUpper = squaredNormSumUpper depth squares
       ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
-      FeaturePrecision = precision; ScalingError = 0.0 }
+      AccumulationDepth = depth; FeaturePrecision = precision; ScalingError = 0.0 }
+
+/// h of the accumulation bound |fl(G) − G| ≤ γ_h·|Φ̃||Φ̃|ᵀ of a Gram (or a Gram tile) summed in the blocked order
+/// (docs/theory.md §3 "Blocked accumulation"): m = columns of Φ (bias excluded), c = `chunk` columns per product.
+/// Each exact term φ_ik·φ_jk is rounded at most c times in its product (one multiplication, at most c − 1 additions,
+/// in whatever order and blocking the BLAS uses: any summation tree over c leaves has depth ≤ c − 1), then at most
+/// ⌈m/c⌉ − 1 times by the additions of the later products, formed apart, to the running sum, and once more by the
+/// bias's 1·1: h = c + ⌈m/c⌉ − 1 (+ 1). One product (c ≥ m, or c ≤ 0) gives m' = m (+ 1), the any-order length;
+/// h ≤ m' always (the min is taken).
+let accumulationDepth (features: int) (withBias: bool) (chunk: int) : int =
+    let bias = if withBias then 1 else 0
+    let m = max 1 features
+    let c = if chunk <= 0 then m else min chunk m
+    min (m + bias) (c + (m + c - 1) / c - 1 + bias)
+
+/// target ← fl(Φ_I Φ_Jᵀ) for two float64 row blocks Φ_I (p × m) and Φ_J (q × m) (I = J: `diagonal`, the syrk of
+/// ri on target's lower triangle, whose strict upper triangle is then unspecified), summed in the order
+/// `accumulationDepth` counts: the first product of `chunk` columns is written into target (β = 0), each later one
+/// is formed apart (β = 0) and added to target (one rounding per entry). `target` (p × q) may be a view.
+let accumulateProductInto (chunk: int) (ri: torch.Tensor) (rj: torch.Tensor) (diagonal: bool) (target: torch.Tensor) : unit =
+    let m = ri.shape.[1]
+    if m = 0L then target.zero_() |> ignore
+    else
+        let c = if chunk <= 0 then m else min (int64 chunk) m
+        use part = if c < m then torch.zeros(target.shape, dtype = torch.float64, device = target.device) else null
+        let mutable start = 0L
+        while start < m do
+            let width = min c (m - start)
+            let into = if start = 0L then target else part
+            use a = ri.narrow(1L, start, width)
+            if diagonal then NativeBlas.syrkLower 1.0 a 0.0 into
+            else
+                use b = rj.narrow(1L, start, width)
+                NativeBlas.gemmNT 1.0 a b 0.0 into
+            if start > 0L then target.add_(part) |> ignore
+            start <- start + width
 
 /// The exponent e with 4^(−e)·max_i fl(G)_ii in [1/2, 2) (0 when that maximum is 0 or not finite):
 /// certifying 2^(−e)·Φ̃ instead of Φ̃ makes the certificate independent of the units of Φ
@@ -129,48 +170,111 @@ let scaleBy (inPlace: bool) (gram: GramMatrix) : GramMatrix * int =
 /// `scaleBy false`: a scaled copy, which the caller disposes.
 let scaled (gram: GramMatrix) : GramMatrix * int = scaleBy false gram
 
-/// Accumulates fl(G) = Σ_blocks B Bᵀ over column blocks B (n × b) of Φ, in float64: each block's
-/// product on the lower triangle (`NativeBlas.syrkLower`), the upper triangle its mirror (Finish), so
-/// fl(G) is exactly symmetric and every entry one inner product of length m' (in the BLAS's order).
-type ColumnBlockAccumulator(rows: int, device: torch.Device) =
+/// Columns per product of the dense Gram's blocked order (`Certify.defaults.BlockColumns`): h = 4096 + ⌈m/4096⌉ − 1
+/// (+ 1) instead of m' (4,120 at m' = 96,001). Each later product costs one n²/2 addition more than a single
+/// accumulation inside the BLAS.
+let defaultChunkColumns = 4096
+
+/// Adds the lower triangle of `part` to that of `gram` (both n × n), in row panels (each entry once; entries of the
+/// upper triangle next to the diagonal too, which `NativeBlas.mirrorLower` overwrites).
+let private addLower (part: torch.Tensor) (gram: torch.Tensor) =
+    let n = gram.shape.[0]
+    let panel = 512L
+    use scope = torch.NewDisposeScope()
+    let mutable r0 = 0L
+    while r0 < n do
+        let rows = min panel (n - r0)
+        gram.narrow(0L, r0, rows).narrow(1L, 0L, r0 + rows).add_(part.narrow(0L, r0, rows).narrow(1L, 0L, r0 + rows)) |> ignore
+        r0 <- r0 + rows
+
+/// Accumulates fl(G) = Σ_q P_q, P_q = Φ_q Φ_qᵀ over the products q of `chunk` consecutive columns of Φ (columns
+/// [q·c, (q + 1)·c) of the whole stream, however `Add` cuts it into blocks), in float64, in the blocked order of
+/// `accumulationDepth` (docs/theory.md §3 "Blocked accumulation"): P_0 is summed in the Gram itself, every later P_q
+/// apart (blocks inside one product are added with β = 1: any order inside a product is allowed), then added to the
+/// Gram once (one rounding per entry). Each product runs on the lower triangle (`NativeBlas.syrkLower`: half a gemm's
+/// flops); the upper triangle is its mirror (Finish), so fl(G) is exactly symmetric. Memory: the n × n Gram and, from
+/// the second product on, one n × n product buffer (freed by Finish).
+type ColumnBlockAccumulator(rows: int, device: torch.Device, chunk: int) =
     do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
+    do if chunk <= 0 then invalidArg "chunk" (sprintf "columns per product must be positive, got %d" chunk)
     let gram = torch.zeros([| int64 rows; int64 rows |], dtype = torch.float64, device = device)
+    let mutable part : torch.Tensor = null
+    let mutable pending = false
     let mutable columns = 0
+    let mutable features = 0L
     let mutable blocks = 0
+    let mutable biasAdded = false
     let mutable precision = "float32"
+
+    let flush () =
+        if pending then
+            addLower part gram
+            pending <- false
+
+    /// Products of `defaultChunkColumns` columns.
+    new(rows: int, device: torch.Device) = ColumnBlockAccumulator(rows, device, defaultChunkColumns)
 
     /// Adds the columns of one block (n × b, float32 or float64, any device).
     member _.Add(block: torch.Tensor) =
         validateBlock (sprintf "feature block %d" blocks) block
         if int block.shape.[0] <> rows then
             invalidArg "block" (sprintf "feature block %d has %d rows, expected n = %d" blocks block.shape.[0] rows)
+        if biasAdded then invalidOp "the bias column comes after every feature block"
         if block.dtype = torch.float64 then precision <- "float64"
         use scope = torch.NewDisposeScope()
         let b = block.detach().``to``(torch.float64, device)
-        // The lower triangle only (syrk: half a gemm's flops); mirrored once in Finish.
-        NativeBlas.syrkLower 1.0 b 1.0 gram
-        columns <- columns + int block.shape.[1]
+        let width = b.shape.[1]
+        let c = int64 chunk
+        let mutable start = 0L
+        while start < width do
+            // the segment of this block inside product q = (features + start) / c
+            let position = features + start
+            let q = position / c
+            let take = min (width - start) ((q + 1L) * c - position)
+            let segment = b.narrow(1L, start, take)
+            if q = 0L then NativeBlas.syrkLower 1.0 segment (if position = 0L then 0.0 else 1.0) gram
+            else
+                if isNull part then
+                    part <- (use s = torch.NewDisposeScope() in torch.zeros([| int64 rows; int64 rows |], dtype = torch.float64, device = device).DetachFromDisposeScope())
+                if position % c = 0L then   // product q starts: product q − 1 is added to the Gram first
+                    flush ()
+                    NativeBlas.syrkLower 1.0 segment 0.0 part
+                    pending <- true
+                else NativeBlas.syrkLower 1.0 segment 1.0 part
+            start <- start + take
+        features <- features + width
+        columns <- columns + int width
         blocks <- blocks + 1
 
-    /// Adds the bias column of ones (Φ̃ = [Φ, 1]): exact in float64.
+    /// Adds the bias column of ones (Φ̃ = [Φ, 1]), after every feature block: exact in float64 for the column's own
+    /// product 1·1, one rounding when added to the Gram.
     member _.AddBiasColumn() =
+        if biasAdded then invalidOp "the bias column was already added"
+        flush ()
         gram.add_(scalar 1.0) |> ignore
+        biasAdded <- true
         columns <- columns + 1
 
     member _.Columns = columns
 
-    /// Finishes the accumulation; the accumulator must not be used afterwards.
-    member _.Finish() : GramMatrix =
-        if columns = 0 then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
-        NativeBlas.mirrorLower gram
-        complete gram columns precision
+    /// h of the accumulation bound (`accumulationDepth` of the columns added so far, in products of `chunk`).
+    member _.AccumulationDepth = accumulationDepth (int features) biasAdded chunk
 
-/// Gram of an in-memory matrix Φ (n × m), streamed in column blocks of `blockColumns`.
+    /// Finishes the accumulation; the accumulator must not be used afterwards.
+    member this.Finish() : GramMatrix =
+        if columns = 0 then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
+        flush ()
+        if not (isNull part) then part.Dispose()
+        NativeBlas.mirrorLower gram
+        complete gram columns this.AccumulationDepth precision
+
+/// Gram of an in-memory matrix Φ (n × m), streamed in column blocks of `blockColumns`, each one product of the
+/// blocked order (h = `accumulationDepth` m bias blockColumns).
 let ofMatrix (blockColumns: int) (withBias: bool) (phi: torch.Tensor) : GramMatrix =
     if phi.dim () <> 2L then invalidArg "phi" (sprintf "Φ must be 2-D (rows × features), got shape %A" phi.shape)
     if phi.shape.[0] = 0L then invalidArg "phi" "Φ has no rows (n = 0)"
     if blockColumns <= 0 then invalidArg "blockColumns" "block size must be positive"
-    let acc = ColumnBlockAccumulator(int phi.shape.[0], phi.device)
+    let acc = ColumnBlockAccumulator(int phi.shape.[0], phi.device, blockColumns)
     let m = int phi.shape.[1]
     let mutable start = 0
     while start < m do
@@ -185,8 +289,9 @@ let ofMatrix (blockColumns: int) (withBias: bool) (phi: torch.Tensor) : GramMatr
 /// example by re-running a network's forward pass): G_IJ = Φ_I Φ_Jᵀ for J ≤ I. Every block has
 /// `blockRows` rows except possibly the last, so n is known from the last block alone and no
 /// block is computed just to learn its size. Row blocks are kept in memory up to `cacheBytes`,
-/// otherwise recomputed; Φ is never held whole unless it fits the cache.
-let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : GramMatrix =
+/// otherwise recomputed; Φ is never held whole unless it fits the cache. Each G_IJ is summed in products of `chunk`
+/// columns (`accumulateProductInto`; h = `accumulationDepth` m bias chunk).
+let ofRowBlocks (cacheBytes: int64) (withBias: bool) (chunk: int) (blockRows: int) (blockCount: int) (rowBlock: int -> torch.Tensor) : GramMatrix =
     if blockCount <= 0 then invalidArg "blockCount" "no row blocks (n = 0)"
     if blockRows <= 0 then invalidArg "blockRows" "rows per block must be positive"
     let cache = Collections.Generic.Dictionary<int, torch.Tensor>()
@@ -237,11 +342,11 @@ let ofRowBlocks (cacheBytes: int64) (withBias: bool) (blockRows: int) (blockCoun
                     // block's storage is freed when bj is disposed, not when the GC gets to it.
                     use scope = torch.NewDisposeScope()
                     let target = gram.narrow(0L, offsets.[i], sizes.[i]).narrow(1L, offsets.[j], sizes.[j])
-                    if j = i then NativeBlas.syrkLower 1.0 bi 0.0 target else NativeBlas.gemmNT 1.0 bi bj 0.0 target
+                    accumulateProductInto chunk bi bj (j = i) target
                 if ownJ then bj.Dispose()
             if ownI then bi.Dispose()
         NativeBlas.mirrorLower gram
         if withBias then gram.add_(scalar 1.0) |> ignore
-        complete gram (int features + (if withBias then 1 else 0)) precision
+        complete gram (int features + (if withBias then 1 else 0)) (accumulationDepth (int features) withBias chunk) precision
     finally
         for t in cache.Values do t.Dispose()

@@ -376,18 +376,6 @@ type internal Phase(settings: Settings, name: string, totalTiles: int, totalFlop
 let private bitsOf (x: float) = BitConverter.DoubleToInt64Bits(x).ToString("x16")
 let private ofBits (s: string) = BitConverter.Int64BitsToDouble(Convert.ToInt64(s, 16))
 
-/// h of the accumulation bound |fl(G) − G| ≤ γ_h·|Φ̃||Φ̃|ᵀ of a Gram tile made by `gramTile` (docs/theory.md §3
-/// "Blocked accumulation"): m = columns of Φ (bias excluded), c = `chunk` columns per product. Each exact term
-/// φ_ik·φ_jk is rounded at most c times in its product (one multiplication, at most c − 1 additions, in whatever
-/// order and blocking the BLAS uses: any summation tree over c leaves has depth ≤ c − 1), then at most ⌈m/c⌉ − 1
-/// times by the tile's own additions of the later products, and once more by the bias's 1·1: h = c + ⌈m/c⌉ − 1
-/// (+ 1). One product (c ≥ m) gives m' = m (+ 1), the dense bound's length; h ≤ m' always (the min is taken).
-let accumulationDepth (features: int) (withBias: bool) (chunk: int) : int =
-    let bias = if withBias then 1 else 0
-    let m = max 1 features
-    let c = if chunk <= 0 then m else min chunk m
-    min (m + bias) (c + (m + c - 1) / c - 1 + bias)
-
 /// h of the tile Cholesky's componentwise backward error |ΔA| ≤ γ_h·|L̂||L̂ᵀ| (docs/theory.md §3 "Blocked
 /// accumulation"), for n rows in tiles of b (T = ⌈n/b⌉) as `choleskyTile` orders the work (every update formed
 /// apart, subtracted from the tile in order; potrf/trsm inside a tile in any order). Lemma 8.4's counts (a term's
@@ -405,23 +393,9 @@ let choleskyDepth (n: int) (b: int) : int =
 let gramTile (chunk: int) (withBias: bool) (ri: torch.Tensor) (rj: torch.Tensor) (diagonal: bool) : torch.Tensor =
     let p = ri.shape.[0]
     let q = if diagonal then p else rj.shape.[0]
-    let m = ri.shape.[1]
     let g = (use scope = torch.NewDisposeScope() in torch.zeros([| p; q |], dtype = torch.float64).DetachFromDisposeScope())
-    if m > 0L then
-        let c = if chunk <= 0 then m else min (int64 chunk) m
-        use part = if c < m then torch.zeros([| p; q |], dtype = torch.float64) else null
-        let mutable start = 0L
-        while start < m do
-            let width = min c (m - start)
-            let target = if start = 0L then g else part
-            use a = ri.narrow(1L, start, width)
-            if diagonal then NativeBlas.syrkLower 1.0 a 0.0 target
-            else
-                use b = rj.narrow(1L, start, width)
-                NativeBlas.gemmNT 1.0 a b 0.0 target
-            if start > 0L then g.add_(part) |> ignore
-            start <- start + width
-        if diagonal then NativeBlas.mirrorLower g
+    accumulateProductInto chunk ri rj diagonal g
+    if diagonal then NativeBlas.mirrorLower g
     if withBias then g.add_(scalar 1.0) |> ignore
     g
 
@@ -703,12 +677,17 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
         match getFactor key i k with
         | Some (t, own) -> try f t finally (if own then t.Dispose())
         | None -> failwithf "factor tile %s vanished" (factorName key i k)
+    // seconds spent in the factorisations of this process (for the closing log line)
+    let factorSeconds = ref 0.0
+    let factorCount = ref 0
     /// Factorises the tiles `init i k` (Ã_ik, owned); true iff every potrf succeeded. The outcome is recorded.
     let factorize (label: string) (key: string) (record: bool) (init: int -> int -> torch.Tensor) : bool =
         match (if record then store.Entry("cholesky:" + key) else None) with
         | Some outcome -> outcome = "ok"
         | None ->
         gramResidency ()
+        let started = Stopwatch.StartNew()
+        use _counted = { new IDisposable with member _.Dispose() = factorSeconds.Value <- factorSeconds.Value + started.Elapsed.TotalSeconds; factorCount.Value <- factorCount.Value + 1 }
         let phase = Phase(settings, label, tiles * (tiles + 1) / 2, totalFactorFlops)
         let mutable ok = true
         let mutable k = 0
@@ -805,7 +784,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             settings.Log (sprintf "duplicate scan: %d candidate(s), recorded" found.Length)
             found
     let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
-    let estimates = Phase(settings, "estimates", 0, 0.0)
+    let afterGram = Stopwatch.StartNew()
     // Progress of the estimates, one count per pass over the tiles (a product or a pair of triangular solves): at
     // n = 60,000 each pass reads every tile, some from files, and the 30 + 16 of them take minutes.
     let passes (phase: string) (total: int) : unit -> unit =
@@ -855,7 +834,9 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             store.Drop(key + "-")
             if ok then Some (diagonalOf (fun a -> negate a true)) else None }
     let certificate = Certify.certifyOperator opts subject rowsEqual clock operator
-    estimates.Finish()
+    let total = afterGram.Elapsed.TotalSeconds
+    settings.Log (sprintf "after the Gram: %.1f s, of which %d factorisation(s) %.1f s and the duplicate scan, estimates and tile products %.1f s"
+                      total factorCount.Value factorSeconds.Value (total - factorSeconds.Value))
     certificate
     finally
         for t in rowCache.Values do t.Dispose()

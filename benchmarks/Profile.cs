@@ -111,7 +111,7 @@ public static class Profile
         // The post-Gram part of the real certificate, end to end, for comparison with the sum of its steps.
         var post = t.Time("(check) Certify.certifyGram end to end, post-Gram", false, false, () =>
         {
-            var g = new Gram.GramMatrix(gram.clone(), n, m, rowSquares.sum().item<double>() * 1.0000001, Array.Empty<int>(), "float32", 0.0);
+            var g = new Gram.GramMatrix(gram.clone(), n, m, rowSquares.sum().item<double>() * 1.0000001, Array.Empty<int>(), m, "float32", 0.0);
             using var _ = g;
             var subject = ExpressivitySubject.OfMatrix("profile", n, m, false);
             Microsoft.FSharp.Core.FSharpOption<Microsoft.FSharp.Core.FSharpFunc<int, Microsoft.FSharp.Core.FSharpFunc<int, bool>>> rows =

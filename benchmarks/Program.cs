@@ -157,7 +157,7 @@ public static class Program
                         }
                         ratios.Sort();
                         Console.WriteLine(FormattableString.Invariant(
-                            $"RESULT gram-chunks {(diagonal ? "diagonal (syrk)" : "off-diagonal (gemm)")} b={b} m={m} chunk={chunk}: chunked / one product, median {ratios[ratios.Count / 2]:F3} (min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs); h {Tiled.accumulationDepth(m, true, chunk)} instead of {m + 1}"));
+                            $"RESULT gram-chunks {(diagonal ? "diagonal (syrk)" : "off-diagonal (gemm)")} b={b} m={m} chunk={chunk}: chunked / one product, median {ratios[ratios.Count / 2]:F3} (min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs); h {Gram.accumulationDepth(m, true, chunk)} instead of {m + 1}"));
                     }
                     return 0;
                 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Regenerates the tables of docs/RESULTS.md from the run directories under runs/ (never by hand).
+"""Regenerates the tables of docs/RESULTS.md (and the full-set phase table of docs/BENCHMARKS.md) from the run
+directories under runs/ (never by hand).
 
-Each table sits between `<!-- BEGIN name -->` and `<!-- END name -->` markers in docs/RESULTS.md;
+Each table sits between `<!-- BEGIN name -->` and `<!-- END name -->` markers in its document;
 only those blocks are rewritten. In the compare blocks (compare, phase-two) only the sections of jobs whose runs are on
 this machine are regenerated; the others keep their text. Usage: experiments/report.py [--only BLOCK ...]  (from anywhere)."""
 import glob, json, os, re, shutil, statistics, sys
@@ -228,7 +229,7 @@ def compare(spool="runs/spool", script="experiments/compare.sh", jobs="experimen
 def rewrite(text, name, body):
     pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
     if not pattern.search(text):
-        sys.exit(f"docs/RESULTS.md lacks the markers for {name}")
+        sys.exit(f"the document lacks the markers for {name}")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 def witness_softplus():
@@ -263,16 +264,60 @@ def full_set():
                     f"{segments or '–'} | {fmt(int(rss) / 2**20 if rss else None, 3)} | {c['Reason']} |")
     return "\n".join(rows) if len(rows) > 2 else "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_"
 
+def full_set_phases():
+    """Phase by phase, from each finished case's log (the last segment: the one that finished the certificate)."""
+    rows = ["| case | n | segments | Gram: tiles computed / read back | Gram | σ_max trial(s) | λ_min estimate's factorisation | shifted test(s) | rest after the Gram (scan, Lanczos, inverse iteration, products) | phases of the last segment | wall, all segments | peak RSS (GiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    phase = re.compile(r"INF\] \w+: (.+?): (\d+) tiles \((\d+) computed, (\d+) read back\) in ([0-9.]+) s, ([0-9.]+) GFLOP/s")
+    after = re.compile(r"INF\] \w+: after the Gram: ([0-9.]+) s")
+    for path in sorted(glob.glob("runs/full-set/*.json")):
+        stem = path[: -len(".json")]
+        if not os.path.exists(stem + ".log"):
+            continue
+        lines = open(stem + ".log", errors="replace").read().splitlines()
+        starts = [i for i, l in enumerate(lines) if "RfApplication: run directory" in l]
+        last = lines[starts[-1]:] if starts else lines
+        gram, trials, lmin, shifted, rest = None, [], None, [], None
+        for l in last:
+            m = phase.search(l)
+            if m:
+                label, secs, rate = m.group(1), float(m.group(5)), float(m.group(6))
+                cell = (secs, rate, int(m.group(3)), int(m.group(4)))
+                if label == "gram": gram = cell
+                elif "σ_max bound" in label: trials.append(cell)
+                elif "λ_min estimate" in label: lmin = cell
+                elif label.startswith("cholesky fl G −"): shifted.append(cell)
+                elif label == "estimates": rest = secs   # logs before 2026-12-03: every phase after the Gram
+                continue
+            m = after.search(l)
+            if m: rest = float(m.group(1))
+        factor_secs = sum(c[0] for c in trials + shifted) + (lmin[0] if lmin else 0.0)
+        other = rest - factor_secs if rest is not None else None
+        total = (gram[0] if gram else 0.0) + (rest or 0.0)
+        cell = lambda c: f"{c[0]:.0f} s ({c[1]:.1f} GFLOP/s)" if c else "–"
+        cells = lambda cs: " + ".join(cell(c) for c in cs) if cs else "–"
+        wall, rss, segments = (open(stem + ".time").read().split() + [None] * 3)[:3] if os.path.exists(stem + ".time") else (None, None, None)
+        c = load(path)
+        rows.append(f"| {re.sub(r'-n[0-9]+$', '', os.path.basename(stem))} | {c['Subject']['Rows']} | {segments or '–'} | "
+                    f"{f'{gram[2]} / {gram[3]}' if gram else '–'} | {cell(gram)} | {cells(trials)} | {cell(lmin)} | {cells(shifted)} | "
+                    f"{f'{other:.0f} s' if other is not None else '–'} | {total:.0f} s | {fmt(float(wall) if wall else None, 5)} s | "
+                    f"{fmt(int(rss) / 2**20 if rss else None, 3)} |")
+    return "\n".join(rows) if len(rows) > 2 else "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_"
+
 def phase_two():
     return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two", "phase-two")
 
-path = "docs/RESULTS.md"
-text = open(path).read()
 # `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
 only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
-for name, make in [("ec-fc", ec_fc), ("ec-fc-margins", ec_fc_margins), ("ec-fc-summary", ec_fc_summary), ("ec-fc-phase1-failures", ec_fc_phase1_failures), ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two),
-                   ("witness-softplus", witness_softplus), ("full-set", full_set)]:
-    if only is None or name in only:
+blocks = {"docs/RESULTS.md": [("ec-fc", ec_fc), ("ec-fc-margins", ec_fc_margins), ("ec-fc-summary", ec_fc_summary), ("ec-fc-phase1-failures", ec_fc_phase1_failures),
+                              ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two), ("witness-softplus", witness_softplus), ("full-set", full_set)],
+          "docs/BENCHMARKS.md": [("full-set-phases", full_set_phases)]}
+for path, makers in blocks.items():
+    chosen = [(name, make) for name, make in makers if only is None or name in only]
+    if not chosen:
+        continue
+    text = open(path).read()
+    for name, make in chosen:
         text = rewrite(text, name, make())
-open(path, "w").write(text)
-print("docs/RESULTS.md regenerated")
+    open(path, "w").write(text)
+    print(f"{path} regenerated ({', '.join(name for name, _ in chosen)})")

@@ -545,6 +545,20 @@ let tests =
             expectSoundExact what withBias phi c
             expectTermsExact what withBias phi c
 
+        testPropertyWithConfig config "dense Gram summed in products of 1 … m + 1 columns (the blocked order): every term recomputed exactly with h = c + ⌈m/c⌉ − 1 (+1), sound in exact arithmetic" <| fun (seed: int) ->
+            let n, m, withBias, phi = smallCase seed
+            use phi = phi
+            let chunk = System.Random(seed + 31).Next(1, m + 2)
+            let opts = { Certify.defaults with BlockColumns = chunk; Route = Certify.RouteChoice.Gram }
+            let c = certifyWith opts withBias phi
+            let bias = if withBias then 1 else 0
+            // from the definition, independently of Gram.accumulationDepth: c' = min(c, m) columns per product
+            let perProduct = min chunk m
+            let accumulationIndex = min (m + bias) (perProduct + (m + perProduct - 1) / perProduct - 1 + bias)
+            let what = sprintf "n=%d m=%d chunk=%d bias=%b" n m chunk withBias
+            expectSoundExact what withBias phi c
+            expectTermsExactWith accumulationIndex (n + 1) what withBias phi c
+
         testPropertyWithConfig (Seeds.config 10) "scale equivariance: 2^k·Φ gives the same verdict and terms, bounds exactly 2^k·bounds, across the representable range" <| fun (seed: int) ->
             let rng = System.Random seed
             let n = rng.Next(2, 11)

@@ -31,19 +31,81 @@ let tests =
             use streamed = Gram.ofMatrix (1 + abs block % m) false phi
             use oneShot = Gram.ofMatrix m false phi
             let diff = streamed.Gram.sub(oneShot.Gram).abs().max().item<float> ()
-            Expect.isLessThanOrEqual diff (2.0 * streamed.AccumulationErrorBound) "|streamed − one-shot| ≤ 2E"
+            Expect.isLessThanOrEqual diff (streamed.AccumulationErrorBound + oneShot.AccumulationErrorBound) "|streamed − one-shot| ≤ E_streamed + E_one-shot"
 
         testPropertyWithConfig config "row blocks give the same Gram as column blocks within the bound" <| fun (seed: int) ->
             let n, m, _ = shape seed
             use phi = gaussian seed n m
             let rows = 1 + abs seed % 7
             let count = (n + rows - 1) / rows
-            use byRows = Gram.ofRowBlocks (if seed % 2 = 0 then 0L else 1L <<< 30) true rows count (fun b ->
+            let chunk = 1 + abs (seed / 7) % (m + 2)
+            use byRows = Gram.ofRowBlocks (if seed % 2 = 0 then 0L else 1L <<< 30) true chunk rows count (fun b ->
                              phi.narrow(0L, int64 (b * rows), int64 (min rows (n - b * rows))).clone())
             use byCols = Gram.ofMatrix 16 true phi
+            Expect.equal byRows.AccumulationDepth (Gram.accumulationDepth m true chunk) "row blocks: h of products of chunk columns"
+            Expect.equal byCols.AccumulationDepth (Gram.accumulationDepth m true 16) "column blocks: h of products of 16 columns"
             let diff = byRows.Gram.sub(byCols.Gram).abs().max().item<float> ()
-            Expect.isLessThanOrEqual diff (2.0 * byCols.AccumulationErrorBound) "row-block vs column-block"
+            Expect.isLessThanOrEqual diff (byRows.AccumulationErrorBound + byCols.AccumulationErrorBound) "row-block vs column-block"
             Expect.equal byRows.Rows n "rows"
+
+        test "the dense Gram is bit for bit its products of c columns formed apart and added in order (+ bias), whatever blocks Add is given, and within γ_h (h = c + ⌈m/c⌉ − 1) on sums a sequential kernel rounds once per term" {
+            // The order h counts, structurally (a single accumulation inside the BLAS with β = 1, or products cut by the
+            // Add blocks instead of the stream's columns, would round differently; no bound on |error| could tell):
+            // products of 600 columns (beyond OpenBLAS's panel depth), a short last product of 137, on both backends;
+            // the stream cut into Add blocks of 600 (one per product) and of 250 (two or three per product, β = 1 inside).
+            let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+            let c = 600
+            let m = 4 * c + 137
+            use phi = gaussian 5 7 m
+            for backend in backends do
+                NativeBlas.useBackend backend (fun () ->
+                    use reference = torch.zeros([| 7L; 7L |], dtype = torch.float64)
+                    use part = torch.zeros([| 7L; 7L |], dtype = torch.float64)
+                    for start in 0 .. c .. m - 1 do
+                        use chunk = phi.narrow(1L, int64 start, int64 (min c (m - start)))
+                        if start = 0 then NativeBlas.syrkLower 1.0 chunk 0.0 reference
+                        else
+                            NativeBlas.syrkLower 1.0 chunk 0.0 part
+                            use lower = part.tril()
+                            use lowerSum = reference.tril().add(lower)
+                            reference.copy_(lowerSum) |> ignore
+                    NativeBlas.mirrorLower reference
+                    reference.add_(scalar 1.0) |> ignore
+                    use byProducts = Gram.ofMatrix c true phi
+                    Expect.isTrue (use same = byProducts.Gram.eq(reference).all() in same.item<bool> ())
+                        (sprintf "%A: Gram = Σ_q (products of %d columns formed apart), added in order, + bias, bit for bit" backend c)
+                    Expect.equal byProducts.AccumulationDepth (600 + 5 - 1 + 1) (sprintf "%A: h = 600 + 5 − 1 + 1" backend)
+                    let acc = Gram.ColumnBlockAccumulator(7, torch.CPU, c)
+                    for start in 0 .. 250 .. m - 1 do
+                        use block = phi.narrow(1L, int64 start, int64 (min 250 (m - start)))
+                        acc.Add block
+                    acc.AddBiasColumn()
+                    use streamed = acc.Finish()
+                    Expect.equal streamed.AccumulationDepth byProducts.AccumulationDepth (sprintf "%A: h depends on the products, not on the blocks" backend)
+                    let diff = (use d = streamed.Gram.sub(byProducts.Gram).abs() in use mx = d.max() in mx.item<float> ())
+                    Expect.isLessThanOrEqual diff (2.0 * byProducts.AccumulationErrorBound) (sprintf "%A: blocks of 250 within 2E" backend))
+            // Row x = (1, 2^−26, …) and row y = (1, 2^−27, …) in the first product: every term after the first is
+            // u = 2^−53, half an ulp of the running sum 1, and a sequential sum rounds each away (ties to even); each
+            // later product holds one term u, lost again when added to 1. Exact G_xy = 1 + (c − 1 + ⌈m/c⌉ − 1)·u.
+            let c, products = 64, 40
+            let m = c * products
+            let x = Array.zeroCreate<float> m
+            let y = Array.zeroCreate<float> m
+            x.[0] <- 1.0; y.[0] <- 1.0
+            for k in 1 .. c - 1 do
+                x.[k] <- System.Math.ScaleB(1.0, -26); y.[k] <- System.Math.ScaleB(1.0, -27)
+            for q in 1 .. products - 1 do
+                x.[q * c] <- System.Math.ScaleB(1.0, -26); y.[q * c] <- System.Math.ScaleB(1.0, -27)
+            use rows = torch.tensor(Array2D.init 2 m (fun r k -> if r = 0 then x.[k] else y.[k]), dtype = torch.float64)
+            let lost = c - 1 + products - 1
+            for backend in backends do
+                use g = NativeBlas.useBackend backend (fun () -> Gram.ofMatrix c false rows)
+                Expect.equal g.AccumulationDepth (c + products - 1) "h"
+                let value = g.Gram.[1L, 0L].item<float> ()
+                let error = abs ((value - 1.0) - float lost * FloatingPoint.unitRoundoff64)
+                let bound = FloatingPoint.gamma FloatingPoint.unitRoundoff64 g.AccumulationDepth * (1.0 + float lost * FloatingPoint.unitRoundoff64)
+                Expect.isLessThanOrEqual error bound (sprintf "%A: |fl G_xy − G_xy| = %.3g·u ≤ γ_%d·Σ|x_k y_k|" backend (error / FloatingPoint.unitRoundoff64) g.AccumulationDepth)
+        }
 
         testPropertyWithConfig config "the squared-norm bound covers tr G = Σ‖φ̃_i‖²" <| fun (seed: int) ->
             let n, m, _ = shape seed

@@ -111,12 +111,12 @@ let tests =
     testList "MathCore.Tiled" [
         test "blocked constants: h = c + ⌈m/c⌉ − 1 (+1 bias) for Gram tiles in chunks of c, h = 2b + ⌈n/b⌉ + 1 for the tile Cholesky, never above the any-order m' and n + 1" {
             // The whole-training-set case: ResNet-18 k = 1 taps (m = 96,000 + bias) in chunks of 2048, n = 60,000 in tiles of 2048.
-            Expect.equal (Tiled.accumulationDepth 96000 true 2048) 2095 "2048 + 47 − 1 + 1"
+            Expect.equal (Gram.accumulationDepth 96000 true 2048) 2095 "2048 + 47 − 1 + 1"
             Expect.equal (Tiled.choleskyDepth 60000 2048) 4127 "2·2048 + 30 + 1"
-            Expect.equal (Tiled.accumulationDepth 96000 true 0) 96001 "one product: m'"
-            Expect.equal (Tiled.accumulationDepth 96000 false 96000) 96000 "one product: m"
-            Expect.equal (Tiled.accumulationDepth 10 false 3) 6 "3 + 4 − 1"
-            Expect.equal (Tiled.accumulationDepth 10 true 1) 11 "1 + 10 − 1 + 1 = m'"
+            Expect.equal (Gram.accumulationDepth 96000 true 0) 96001 "one product: m'"
+            Expect.equal (Gram.accumulationDepth 96000 false 96000) 96000 "one product: m"
+            Expect.equal (Gram.accumulationDepth 10 false 3) 6 "3 + 4 − 1"
+            Expect.equal (Gram.accumulationDepth 10 true 1) 11 "1 + 10 − 1 + 1 = m'"
             Expect.equal (Tiled.choleskyDepth 8 2) 9 "min(9, 4 + 4 + 1)"
             Expect.equal (Tiled.choleskyDepth 8 3) 9 "min(9, 6 + 3 + 1)"
             Expect.equal (Tiled.choleskyDepth 1000 10) 121 "20 + 100 + 1"
@@ -143,7 +143,7 @@ let tests =
             use ri = rows.narrow(0L, 0L, 1L)
             use rj = rows.narrow(0L, 1L, 1L)
             let lost = c - 1 + chunks - 1
-            let h = Tiled.accumulationDepth m false c
+            let h = Gram.accumulationDepth m false c
             Expect.equal h (c + chunks - 1) "h"
             let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
             for backend in backends do
@@ -162,7 +162,7 @@ let tests =
                     // (row y: quarter ulps, lost by a sequential sum); diag − 2 is exact (Sterbenz), so is the error.
                     let excess = float lost * Math.ScaleB(1.0, (if r = 0 then -52 else -54))
                     let error = abs ((diag.[r] - 2.0) - excess)
-                    let hb = Tiled.accumulationDepth m true c
+                    let hb = Gram.accumulationDepth m true c
                     Expect.isLessThanOrEqual error (FloatingPoint.gamma FloatingPoint.unitRoundoff64 hb * (2.0 + excess))
                         (sprintf "%A: squared norm of row %d within γ_%d (bias included)" backend r hb)
             // The order h counts, structurally: the tile is bit for bit the first chunk's product plus each later chunk's
