@@ -86,7 +86,7 @@ type CertificateEngine =
             let clock = Stopwatch.StartNew()
             CertificateEngine.OnTiles(engine, subject, log, fun settings ->
                 let gram = Tiled.certifyMatrix opts settings subject phi
-                Certify.certifyAfterGram opts subject phi clock gram)
+                Certify.certifyAfterGram (Certify.withinTileBudget settings.MemoryBudgetBytes opts) subject phi clock gram)
 
     /// The certificate of Φ (n × m, without the bias column) given as row blocks `rowBlock 0 … blockCount − 1` of
     /// `blockRows` rows each except possibly the last (every call returns the same rows; the engine disposes them), on
@@ -94,7 +94,7 @@ type CertificateEngine =
     /// files beyond it (docs/theory.md §3, "Tiles"). `Tiled.certifyRowBlocks` with this choice's tiles and work
     /// directory (resumable, the tile folder removed once the certificate is made, as `Certify`), then in Auto route
     /// with the Gram route Inconclusive the orthogonal route on the blocks joined, only when Φ̃ fits
-    /// `opts.OrthogonalMaxBytes` (`Certify.certifyAfterGram`). For the same rows the certificate is bitwise the one
+    /// `opts.OrthogonalMaxBytes` and the tile memory budget (`Certify.withinTileBudget`, `Certify.certifyAfterGram`). For the same rows the certificate is bitwise the one
     /// `Certify` makes of the joined Φ on the tiled engine: the row tiles are the same whatever `blockRows` is.
     /// `rowsEqual` confirms duplicate candidates exactly (None: no refutation by duplicates). The feature row tiles
     /// kept instead of produced again count against the memory budget: at most a quarter of it (and the engine's
@@ -105,7 +105,7 @@ type CertificateEngine =
         CertificateEngine.OnTiles(engine, subject, log, fun settings ->
             let settings = { settings with FeatureCacheBytes = min settings.FeatureCacheBytes (engine.MemoryBudgetBytes / 4L) }
             let gram = Tiled.certifyRowBlocks opts settings subject rowsEqual blockRows blockCount rowBlock
-            Certify.certifyAfterGramOfRowBlocks opts subject blockCount rowBlock clock gram)
+            Certify.certifyAfterGramOfRowBlocks (Certify.withinTileBudget settings.MemoryBudgetBytes opts) subject blockCount rowBlock clock gram)
 
     /// The tiled engine's certificate of `subject` by `certifyOnTiles` (given the settings of the subject's tile
     /// folder, `Settings`), the tile folder removed once the certificate is made (a killed run leaves it).

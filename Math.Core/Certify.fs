@@ -692,6 +692,16 @@ let wantsOrthogonal (opts: Options) (gramCertificate: Certificate) : bool * bool
     let wanted = opts.Route = RouteChoice.Auto && gramCertificate.Verdict = Verdict.Inconclusive && gramCertificate.Route = CertificateRoute.Gram
     wanted, orthogonalBytes gramCertificate.Subject.Rows gramCertificate.Subject.Columns <= opts.OrthogonalMaxBytes
 
+/// `opts` for the orthogonal follow-up of a certificate made on the tiled engine: its working memory (it cannot spill)
+/// is held to the engine's tile memory budget as well as to `OrthogonalMaxBytes`.
+let withinTileBudget (memoryBudgetBytes: int64) (opts: Options) : Options =
+    { opts with OrthogonalMaxBytes = min opts.OrthogonalMaxBytes (max 0L memoryBudgetBytes) }
+
+/// Why the orthogonal route was not tried for an n × m' Φ̃ that does not fit `opts.OrthogonalMaxBytes`.
+let orthogonalTooLarge (opts: Options) (rows: int) (columns: int) : string =
+    sprintf "it needs about %d MiB, above the route's limit of %d MiB (Options.OrthogonalMaxBytes; on the tiled engine also the tile memory budget)"
+        (orthogonalBytes rows columns >>> 20) (opts.OrthogonalMaxBytes >>> 20)
+
 /// `gramCertificate` with the reason why the orthogonal route was not tried appended (Auto mode, Φ̃ too
 /// large for `opts.OrthogonalMaxBytes`, or not in memory: `why`).
 let orthogonalNotTried (gramCertificate: Certificate) (why: string) : Certificate =
@@ -705,8 +715,7 @@ let certifyAfterGram (opts: Options) (subject: ExpressivitySubject) (phi: torch.
     match wantsOrthogonal opts gramCertificate with
     | false, _ -> gramCertificate
     | true, false ->
-        orthogonalNotTried gramCertificate
-            (sprintf "it needs about %d MiB, above Options.OrthogonalMaxBytes" (orthogonalBytes subject.Rows subject.Columns >>> 20))
+        orthogonalNotTried gramCertificate (orthogonalTooLarge opts subject.Rows subject.Columns)
     | true, true -> certifyOrthogonal subject phi (Some gramCertificate) clock
 
 /// `certifyAfterGram` for Φ given as row blocks `rowBlock 0 … blockCount − 1` (the streamed and tiled model paths): the

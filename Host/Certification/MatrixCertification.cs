@@ -64,8 +64,11 @@ public static class MatrixCertification
                 return Read(reader, row0, (int)Math.Min(b, n - row0), 0, m, buffers);
             }
             // Then, as on the dense engine, the orthogonal route when the Gram route is Inconclusive and the matrix fits.
-            return AfterGram(Tiled.certifyRowBlocks(options, settings, subject, RowEquality(reader, m), b, (n + b - 1) / b,
-                FuncConvert.FromFunc<int, torch.Tensor>(RowBlock)));
+            var tiledCertificate = Tiled.certifyRowBlocks(options, settings, subject, RowEquality(reader, m), b, (n + b - 1) / b,
+                FuncConvert.FromFunc<int, torch.Tensor>(RowBlock));
+            // the orthogonal follow-up cannot spill: within the tile memory budget too
+            options = ResearchFramework.MathCore.Certify.withinTileBudget(settings.MemoryBudgetBytes, options);
+            return AfterGram(tiledCertificate);
         }
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
         var equal = RowEquality(reader, m);
@@ -80,7 +83,7 @@ public static class MatrixCertification
             if (!wanted) return certificate;
             if (!fits || (long)n * m > int.MaxValue)
                 return ResearchFramework.MathCore.Certify.orthogonalNotTried(certificate,
-                    $"it needs the {n} × {m + (withBias ? 1 : 0)} matrix in memory, about {ResearchFramework.MathCore.Certify.orthogonalBytes(n, m + (withBias ? 1 : 0)) >> 20} MiB, above Options.OrthogonalMaxBytes");
+                    ResearchFramework.MathCore.Certify.orthogonalTooLarge(options, n, m + (withBias ? 1 : 0)));
             // The Gram route was Inconclusive and the matrix fits: read it whole (widened to float64, exact) for the
             // orthogonal route (docs/theory.md §3), as Certify.certifyMatrix does in Auto mode.
             var entries = new double[(long)n * m];

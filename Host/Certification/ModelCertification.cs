@@ -73,8 +73,9 @@ public static class ModelCertification
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
         var gram = Tiled.certifyRowBlocks(certifyOptions, settings, subject, equal, BlockRows, blockCount, rowBlock);
         // Auto route, as the dense model path: the orthogonal route when the Gram route is Inconclusive and Φ̃ fits
-        // Options.OrthogonalMaxBytes (the row blocks once more, joined), else the reason why it was not tried.
-        return (ResearchFramework.MathCore.Certify.certifyAfterGramOfRowBlocks(certifyOptions, subject, blockCount, rowBlock, clock, gram),
+        // Options.OrthogonalMaxBytes and the tile memory budget (the row blocks once more, joined), else the reason why not.
+        return (ResearchFramework.MathCore.Certify.certifyAfterGramOfRowBlocks(
+                ResearchFramework.MathCore.Certify.withinTileBudget(settings.MemoryBudgetBytes, certifyOptions), subject, blockCount, rowBlock, clock, gram),
             engine.WorkDirectory ?? workDirectory);
     }
 

@@ -164,6 +164,28 @@ let engineTests =
             Expect.isFalse (Directory.Exists tileFolder) "tile folder removed once the certificate is made"
         }
 
+        test "the orthogonal follow-up on the tiled engine (near-duplicate rows: the Gram route Inconclusive) is tried within the tile memory budget, as on the dense engine, and not above it, the reason naming the limit; in memory and from row blocks" {
+            use phi = MathCoreTests.OrthogonalCertifyTests.nearDuplicate 15 1e-8
+            let subject = MathCoreTests.Generators.subject phi true
+            let needed = Certify.orthogonalBytes subject.Rows subject.Columns
+            let dense = CertificateEngine.Certify(denseEngine, Certify.defaults, subject, phi, null)
+            Expect.equal (dense.Verdict, dense.Route) (Verdict.Certified, CertificateRoute.Orthogonal) ("dense: " + dense.Reason)
+            let rowBlock (b: int) = phi.narrow(0L, int64 (4 * b), int64 (min 4 (11 - 4 * b))).clone()
+            for budget, tried in [ needed, true; needed - 1L, false ] do
+                let engine = { tiledEngine 4 null with MemoryBudgetBytes = budget }
+                let inMemory = CertificateEngine.Certify(engine, Certify.defaults, subject, phi, null)
+                let blocks = CertificateEngine.CertifyRowBlocks(engine, Certify.defaults, subject, None, 4, 3, rowBlock, null)
+                for what, c in [ "in memory", inMemory; "row blocks", blocks ] do
+                    let info = sprintf "%s, budget %d (the route needs %d): %O %O: %s" what budget needed c.Verdict c.Route c.Reason
+                    Expect.stringContains c.Method (if tried then "QR" else "tiles") info
+                    if tried then
+                        Expect.equal (c.Verdict, c.Route) (Verdict.Certified, CertificateRoute.Orthogonal) info
+                    else
+                        Expect.equal (c.Verdict, c.Route) (Verdict.Inconclusive, CertificateRoute.Gram) info
+                        Expect.stringContains c.Reason "orthogonal route was not tried" info
+                        Expect.stringContains c.Reason "tile memory budget" info
+        }
+
         test "rf prove fc's certificate on the tiled engine (b = 16, n = 100): the dense verdict and bounds within the error terms" {
             let dense = ResearchFramework.Proofs.FullyConnected.runFcOn denseEngine ResearchFramework.Proofs.Network.Tanh 100 [ 3; 3; 120 ] 1
             let tiled = ResearchFramework.Proofs.FullyConnected.runFcOn (tiledEngine 16 null) ResearchFramework.Proofs.Network.Tanh 100 [ 3; 3; 120 ] 1
