@@ -47,15 +47,16 @@ type ExpressivitySubject =
 
 /// Every term of the certified bounds, so a reader can re-check the arithmetic (SPEC §3):
 /// λ_min(G) ≥ c − u·max|G_ii − c| − γ'_{n+1}·tr(Ã) − γ_{m'}·Σ‖φ̃_i‖², with γ' = γ/(1−γ), and
-/// λ_max(G) ≤ t + u·max|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ‖φ̃_i‖², Ã_t = fl(t·I − fl G); the tiled engine's
-/// blocked order replaces n + 1 and m' by the smaller indices it records (CholeskyGammaIndex, AccumulationGammaIndex).
+/// λ_max(G) ≤ t + u·max|t − G_ii| + γ'_{n+1}·tr(Ã_t) + γ_{m'}·Σ‖φ̃_i‖², Ã_t = fl(t·I − fl G); a blocked order
+/// replaces m' (the dense and the tiled Gram) and n + 1 (the tile Cholesky) by the smaller indices it records
+/// (AccumulationGammaIndex, CholeskyGammaIndex).
 /// The LambdaMax* fields are 0 when no trial t succeeded, when no Gram estimate was computed
 /// (refutations), and in certificates written before they existed (JSON without them reads as 0).
 /// G here is the Gram of 2^(−e)·Φ̃, e = ScaleExponent (docs/theory.md §3, "Scaling").
 type CertificateTerms =
     { UnitRoundoff: float
       /// γ_h of the accumulation bound: h = m' (columns of Φ̃) for inner products summed in any order, smaller
-      /// for the tiled engine's blocked accumulation (AccumulationGammaIndex says which).
+      /// for the blocked accumulation of the dense and the tiled Gram (AccumulationGammaIndex says which).
       AccumulationGamma: float
       /// h of AccumulationGamma (0 in certificates written before it was recorded: there h = m').
       AccumulationGammaIndex: int

@@ -189,17 +189,31 @@ let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
     lanczosLambdaMax steps g.shape.[0] g.device (fun v -> g.mm(v))
 
 /// Duplicate-row candidates read off fl(G): equal rows have ‖φ̃_i − φ̃_j‖² = G_ii + G_jj − 2G_ij = 0,
-/// and each computed entry is within E of the exact one, so candidates satisfy d_ij ≤ 8E.
+/// and each computed entry is within E of the exact one, so candidates satisfy d_ij ≤ 8E. Pairs i < j in
+/// row-major order (the first `maxCandidates`), scanned in panels of 256 rows against the columns j ≥ the panel's
+/// first row: O(256·n) temporaries instead of several n × n ones (at n = 16,384 each is 2 GiB).
 let private duplicateCandidates (gram: GramMatrix) (maxCandidates: int) : (int * int) list =
     use scope = torch.NewDisposeScope()
     let g = gram.Gram
+    let n = g.shape.[0]
     let d = g.diagonal()
-    let dist : torch.Tensor = d.unsqueeze(1L).add(d.unsqueeze(0L)).sub(g.mul(scalar 2.0))
     let tol = 8.0 * gram.AccumulationErrorBound
-    let mask = dist.le(scalar tol).triu(1L)
-    let idx : torch.Tensor = mask.nonzero().cpu()
-    let count = min (int idx.shape.[0]) maxCandidates
-    [ for k in 0 .. count - 1 -> int (idx.[int64 k, 0L].item<int64> ()), int (idx.[int64 k, 1L].item<int64> ()) ]
+    let found = ResizeArray<int * int>()
+    let panel = 256L
+    let mutable r0 = 0L
+    while r0 < n && found.Count < maxCandidates do
+        use _panel = torch.NewDisposeScope()
+        let rows = min panel (n - r0)
+        let columns = n - r0
+        // d_ij = (G_ii + G_jj) − 2G_ij entry by entry as for the whole matrix; j > i is j′ > i′ in panel coordinates
+        let gp = g.narrow(0L, r0, rows).narrow(1L, r0, columns)
+        let dist = d.narrow(0L, r0, rows).unsqueeze(1L).add(d.narrow(0L, r0, columns).unsqueeze(0L)).sub(gp.mul(scalar 2.0))
+        let idx : torch.Tensor = dist.le(scalar tol).triu(1L).nonzero().cpu()
+        let count = min (int idx.shape.[0]) (maxCandidates - found.Count)
+        for k in 0 .. count - 1 do
+            found.Add(int (r0 + idx.[int64 k, 0L].item<int64> ()), int (r0 + idx.[int64 k, 1L].item<int64> ()))
+        r0 <- r0 + rows
+    List.ofSeq found
 
 /// γ'_h = γ_h/(1 − γ_h) of Demmel's Cholesky backward-error bound, rounded upward: h = n + 1 for any order of
 /// the inner products, smaller for a known blocked order (`GramOperator.CholeskyDepth`).
@@ -699,8 +713,9 @@ let withinTileBudget (memoryBudgetBytes: int64) (opts: Options) : Options =
 
 /// Why the orthogonal route was not tried for an n × m' Φ̃ that does not fit `opts.OrthogonalMaxBytes`.
 let orthogonalTooLarge (opts: Options) (rows: int) (columns: int) : string =
-    sprintf "it needs about %d MiB, above the route's limit of %d MiB (Options.OrthogonalMaxBytes; on the tiled engine also the tile memory budget)"
-        (orthogonalBytes rows columns >>> 20) (opts.OrthogonalMaxBytes >>> 20)
+    let size (bytes: int64) = if bytes >= (1L <<< 20) then sprintf "%d MiB" (bytes >>> 20) else sprintf "%d bytes" bytes
+    sprintf "it needs about %s, above the route's limit of %s (Options.OrthogonalMaxBytes; on the tiled engine also the tile memory budget)"
+        (size (orthogonalBytes rows columns)) (size opts.OrthogonalMaxBytes)
 
 /// `gramCertificate` with the reason why the orthogonal route was not tried appended (Auto mode, Φ̃ too
 /// large for `opts.OrthogonalMaxBytes`, or not in memory: `why`).

@@ -32,7 +32,7 @@ open Microsoft.FSharp.NativeInterop
 open TorchSharp
 open ResearchFramework.MathCore.Gram
 
-/// Progress of a tiled certificate: the phase ("gram", "cholesky …", "estimates"), tiles finished in it
+/// Progress of a tiled certificate: the phase ("gram", "cholesky …", the estimates' passes), tiles finished in it
 /// (read back from files included), the rate of the tiles computed in this process and the estimated
 /// seconds left in the phase (NaN before the first computed tile).
 type TiledProgress =

@@ -33,7 +33,7 @@ mutants=(
 "M7|Math.Core/Certify.fs|if info.item<int> () <> 0 then None|if info.item<int> () < 0 then None|accept Cholesky when info > 0 (non-positive pivot)"
 "M8|Math.Core/Certify.fs|FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale|FloatingPoint.scaleDown (FloatingPoint.down lam) scale|σ_min = λ instead of √λ"
 "M9|Math.Core/Certify.fs|let sigma = FloatingPoint.scaleDown|let sigma = 1.1 * FloatingPoint.scaleDown|σ_min bound inflated by 10 %"
-"M10|Math.Core/Gram.fs|FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns)) squaredNormSumUpper|FloatingPoint.gamma FloatingPoint.unitRoundoff64 1) squaredNormSumUpper|γ_1 instead of γ_{m'} for the Gram accumulation"
+"M10|Math.Core/Gram.fs|FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 depth)) squaredNormSumUpper|FloatingPoint.gamma FloatingPoint.unitRoundoff64 1) squaredNormSumUpper|γ_1 instead of γ_{h_G} for the Gram accumulation"
 "M11|Math.Core/Certify.fs|let lam = FloatingPoint.subDown lamFl e|let lam = FloatingPoint.addUp lamFl e|wrong sign of the accumulation term (+E)"
 "M12|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.addUp (FloatingPoint.subDown c maxD) cholErr|wrong sign of the Cholesky term"
 "M13|Math.Core/Certify.fs|let lamFl = FloatingPoint.subDown (FloatingPoint.subDown c maxD) cholErr|let lamFl = FloatingPoint.subDown (FloatingPoint.addUp c maxD) cholErr|wrong sign of the shift rounding term"

@@ -415,6 +415,18 @@ let tests =
                 Expect.equal c2.Verdict Verdict.Refuted c2.Reason
                 Expect.stringContains c2.Reason "< n" "names the count"
 
+        test "duplicate rows across and inside the scan's 256-row panels are found, the first in row-major order named (n = 700)" {
+            use phi = gaussian 77 700 760
+            // alone in a later panel (rows 256 … 511, 512 … 699), across a panel boundary, and two at once (the first named)
+            for pairs, first in [ [ (600, 640) ], (600, 640); [ (299, 300) ], (299, 300); [ (255, 256) ], (255, 256)
+                                  [ (3, 650); (299, 300) ], (3, 650); [ (511, 699); (10, 20) ], (10, 20) ] do
+                use dup = phi.clone()
+                for i, j in pairs do dup.[int64 j] <- phi.[int64 i]
+                let c = certifyWith { Certify.defaults with Route = Certify.RouteChoice.Gram } false dup
+                Expect.equal c.Verdict Verdict.Refuted c.Reason
+                Expect.stringContains c.Reason (sprintf "rows %d and %d of Φ̃ are identical" (fst first) (snd first)) "the first pair in row-major order"
+        }
+
         testPropertyWithConfig config "invariances: permuting rows, scaling a row, adding columns keep Certified; so do subsets" <| fun (seed: int) ->
             let n, m, _ = shape seed
             use phi = ofRank seed n m n

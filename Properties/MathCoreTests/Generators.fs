@@ -29,6 +29,11 @@ let certifyWith (opts: Certify.Options) (withBias: bool) (phi: torch.Tensor) =
     use onDevice = TestDevice.onDevice phi
     Certify.certifyMatrix opts (subject phi withBias) onDevice
 
+/// The BLAS backends the certificate's kernels can run on in this process (libtorch always, OpenBLAS when loadable):
+/// tests of a bracketing or a bound run on each (`NativeBlas.useBackend`).
+let availableBackends () =
+    if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+
 /// Certificate of a bare CPU matrix with the default options, on the test device.
 let certify (withBias: bool) (phi: torch.Tensor) = certifyWith Certify.defaults withBias phi
 

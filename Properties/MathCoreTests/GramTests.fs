@@ -25,6 +25,22 @@ let tests =
             Expect.isTrue (streamed.Gram.eq(exact).all().item<bool> ()) "= exact integer Gram"
             Expect.equal streamed.Columns (m + 1) "columns include the bias"
 
+        test "a Gram of more than one 512-row panel summed in products of 1 and 2 columns (Add blocks of 3) is the exact integer Gram (n = 1100)" {
+            use gen = new torch.Generator(11UL)
+            use phi = torch.randint(-50L, 50L, [| 1100L; 5L |], dtype = torch.float32, generator = gen)
+            use whole = torch.cat([| phi.``to``(torch.float64); torch.ones([| 1100L; 1L |], dtype = torch.float64) |], 1L)
+            use exact = whole.mm(whole.t())
+            for chunk in [ 1; 2 ] do
+                let acc = Gram.ColumnBlockAccumulator(1100, torch.CPU, chunk)
+                for start in 0 .. 3 .. 4 do
+                    use block = phi.narrow(1L, int64 start, int64 (min 3 (5 - start)))
+                    acc.Add block
+                acc.AddBiasColumn()
+                use g = acc.Finish()
+                Expect.isTrue (use same = g.Gram.eq(exact).all() in same.item<bool> ()) (sprintf "products of %d column(s): every panel of the lower triangle added" chunk)
+                Expect.equal g.AccumulationDepth (min 6 (chunk + (5 + chunk - 1) / chunk - 1 + 1)) "h"
+        }
+
         testPropertyWithConfig config "streamed = one-shot within the a-priori bound on real inputs" <| fun (seed: int) (block: int) ->
             let n, m, _ = shape seed
             use phi = gaussian seed n m
@@ -51,39 +67,46 @@ let tests =
         test "the dense Gram is bit for bit its products of c columns formed apart and added in order (+ bias), whatever blocks Add is given, and within γ_h (h = c + ⌈m/c⌉ − 1) on sums a sequential kernel rounds once per term" {
             // The order h counts, structurally (a single accumulation inside the BLAS with β = 1, or products cut by the
             // Add blocks instead of the stream's columns, would round differently; no bound on |error| could tell):
-            // products of 600 columns (beyond OpenBLAS's panel depth), a short last product of 137, on both backends;
-            // the stream cut into Add blocks of 600 (one per product) and of 250 (two or three per product, β = 1 inside).
-            let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+            // products of 600 columns (beyond OpenBLAS's panel depth), a short last product of 137, on both backends; the
+            // stream fed in Add blocks of 600 (one per product), 250 (two or three pieces per product, β = 1 after the
+            // first) and 1000 (blocks wider than a product, cut at its boundaries). The reference cuts the columns at the
+            // union of both boundaries and replays the order: product 0 in the Gram, each later one in a zeroed buffer
+            // (β = 0 on its first piece, β = 1 after), its lower triangle added to the Gram when the next one starts.
+            let backends = availableBackends ()
             let c = 600
             let m = 4 * c + 137
             use phi = gaussian 5 7 m
+            let lowerAdd (part: torch.Tensor) (target: torch.Tensor) =
+                use sum = (use a = target.tril() in use b = part.tril() in a.add(b))
+                target.copy_(sum) |> ignore
             for backend in backends do
                 NativeBlas.useBackend backend (fun () ->
-                    use reference = torch.zeros([| 7L; 7L |], dtype = torch.float64)
-                    use part = torch.zeros([| 7L; 7L |], dtype = torch.float64)
-                    for start in 0 .. c .. m - 1 do
-                        use chunk = phi.narrow(1L, int64 start, int64 (min c (m - start)))
-                        if start = 0 then NativeBlas.syrkLower 1.0 chunk 0.0 reference
-                        else
-                            NativeBlas.syrkLower 1.0 chunk 0.0 part
-                            use lower = part.tril()
-                            use lowerSum = reference.tril().add(lower)
-                            reference.copy_(lowerSum) |> ignore
-                    NativeBlas.mirrorLower reference
-                    reference.add_(scalar 1.0) |> ignore
+                    for w in [ 600; 250; 1000 ] do
+                        use reference = torch.zeros([| 7L; 7L |], dtype = torch.float64)
+                        use part = torch.zeros([| 7L; 7L |], dtype = torch.float64)
+                        let cuts = List.sort (List.distinct ([ 0 .. c .. m - 1 ] @ [ 0 .. w .. m - 1 ] @ [ m ]))
+                        for a, b in List.pairwise cuts do
+                            use segment = phi.narrow(1L, int64 a, int64 (b - a))
+                            if a < c then NativeBlas.syrkLower 1.0 segment (if a = 0 then 0.0 else 1.0) reference
+                            elif a % c = 0 then
+                                if a > c then lowerAdd part reference
+                                NativeBlas.syrkLower 1.0 segment 0.0 part
+                            else NativeBlas.syrkLower 1.0 segment 1.0 part
+                        lowerAdd part reference
+                        NativeBlas.mirrorLower reference
+                        reference.add_(scalar 1.0) |> ignore
+                        let acc = Gram.ColumnBlockAccumulator(7, torch.CPU, c)
+                        for start in 0 .. w .. m - 1 do
+                            use block = phi.narrow(1L, int64 start, int64 (min w (m - start)))
+                            acc.Add block
+                        acc.AddBiasColumn()
+                        use streamed = acc.Finish()
+                        Expect.isTrue (use same = streamed.Gram.eq(reference).all() in same.item<bool> ())
+                            (sprintf "%A, Add blocks of %d: Gram = Σ_q (products of %d columns formed apart), added in order, + bias, bit for bit" backend w c)
+                        Expect.equal streamed.AccumulationDepth (600 + 5 - 1 + 1) (sprintf "%A, blocks of %d: h = 600 + 5 − 1 + 1, whatever the blocks" backend w)
                     use byProducts = Gram.ofMatrix c true phi
-                    Expect.isTrue (use same = byProducts.Gram.eq(reference).all() in same.item<bool> ())
-                        (sprintf "%A: Gram = Σ_q (products of %d columns formed apart), added in order, + bias, bit for bit" backend c)
-                    Expect.equal byProducts.AccumulationDepth (600 + 5 - 1 + 1) (sprintf "%A: h = 600 + 5 − 1 + 1" backend)
-                    let acc = Gram.ColumnBlockAccumulator(7, torch.CPU, c)
-                    for start in 0 .. 250 .. m - 1 do
-                        use block = phi.narrow(1L, int64 start, int64 (min 250 (m - start)))
-                        acc.Add block
-                    acc.AddBiasColumn()
-                    use streamed = acc.Finish()
-                    Expect.equal streamed.AccumulationDepth byProducts.AccumulationDepth (sprintf "%A: h depends on the products, not on the blocks" backend)
-                    let diff = (use d = streamed.Gram.sub(byProducts.Gram).abs() in use mx = d.max() in mx.item<float> ())
-                    Expect.isLessThanOrEqual diff (2.0 * byProducts.AccumulationErrorBound) (sprintf "%A: blocks of 250 within 2E" backend))
+                    use again = (let acc = Gram.ColumnBlockAccumulator(7, torch.CPU, c) in acc.Add phi; acc.AddBiasColumn(); acc.Finish())
+                    Expect.isTrue (use same = byProducts.Gram.eq(again.Gram).all() in same.item<bool> ()) (sprintf "%A: ofMatrix = the accumulator fed Φ whole" backend))
             // Row x = (1, 2^−26, …) and row y = (1, 2^−27, …) in the first product: every term after the first is
             // u = 2^−53, half an ulp of the running sum 1, and a sequential sum rounds each away (ties to even); each
             // later product holds one term u, lost again when added to 1. Exact G_xy = 1 + (c − 1 + ⌈m/c⌉ − 1)·u.

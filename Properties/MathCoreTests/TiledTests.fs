@@ -145,7 +145,7 @@ let tests =
             let lost = c - 1 + chunks - 1
             let h = Gram.accumulationDepth m false c
             Expect.equal h (c + chunks - 1) "h"
-            let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+            let backends = availableBackends ()
             for backend in backends do
                 use g = NativeBlas.useBackend backend (fun () -> Tiled.gramTile c false ri rj false)
                 let value = g.[0L, 0L].item<float> ()
@@ -222,7 +222,7 @@ let tests =
             use g = m.mm(m.t()).add(torch.eye(int64 n, dtype = torch.float64))
             use l = torch.linalg.cholesky g
             let lArr = toArray2D l
-            let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+            let backends = availableBackends ()
             for backend in backends do
                 let held = ResizeArray<string>()
                 let withFactor i j (f: torch.Tensor -> unit) =
@@ -245,7 +245,7 @@ let tests =
             use g = m.mm(m.t()).add(torch.eye(int64 n, dtype = torch.float64))
             use l = torch.linalg.cholesky g
             let tile (t: torch.Tensor) i k = t.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k))
-            let backends = if NativeBlas.openBlasAvailable () then [ NativeBlas.Backend.LibTorch; NativeBlas.Backend.OpenBlas ] else [ NativeBlas.Backend.LibTorch ]
+            let backends = availableBackends ()
             for backend in backends do
                 NativeBlas.useBackend backend (fun () ->
                     for i, k in [ 2, 2; 2, 1 ] do
