@@ -29,6 +29,22 @@ let certifyWith (opts: Certify.Options) (withBias: bool) (phi: torch.Tensor) =
     use onDevice = TestDevice.onDevice phi
     Certify.certifyMatrix opts (subject phi withBias) onDevice
 
+/// Two rows x = (1, 2^−26, …), y = (1, 2^−27, …) of m = c·products entries, built so that a sequential kernel rounds
+/// once per term: in the first c entries every product after the first is u = 2^−53, half an ulp of the running sum 1
+/// (rounded away, ties to even); each later group of c holds one product u and zeros, lost again when added to 1. The
+/// exact x·y = 1 + lost·u with lost = c − 1 + products − 1, and Σ|x_k y_k| is the same sum (all terms positive).
+/// Returns the 2 × m float64 rows and `lost`.
+let adversarialRows (c: int) (products: int) : torch.Tensor * int =
+    let m = c * products
+    let x = Array.zeroCreate<float> m
+    let y = Array.zeroCreate<float> m
+    x.[0] <- 1.0; y.[0] <- 1.0
+    for k in 1 .. c - 1 do
+        x.[k] <- System.Math.ScaleB(1.0, -26); y.[k] <- System.Math.ScaleB(1.0, -27)
+    for q in 1 .. products - 1 do
+        x.[q * c] <- System.Math.ScaleB(1.0, -26); y.[q * c] <- System.Math.ScaleB(1.0, -27)
+    torch.tensor(Array2D.init 2 m (fun r k -> if r = 0 then x.[k] else y.[k]), dtype = torch.float64), c - 1 + products - 1
+
 /// The BLAS backends the certificate's kernels can run on in this process (libtorch always, OpenBLAS when loadable):
 /// tests of a bracketing or a bound run on each (`NativeBlas.useBackend`).
 let availableBackends () =

@@ -107,20 +107,10 @@ let tests =
                     use byProducts = Gram.ofMatrix c true phi
                     use again = (let acc = Gram.ColumnBlockAccumulator(7, torch.CPU, c) in acc.Add phi; acc.AddBiasColumn(); acc.Finish())
                     Expect.isTrue (use same = byProducts.Gram.eq(again.Gram).all() in same.item<bool> ()) (sprintf "%A: ofMatrix = the accumulator fed Φ whole" backend))
-            // Row x = (1, 2^−26, …) and row y = (1, 2^−27, …) in the first product: every term after the first is
-            // u = 2^−53, half an ulp of the running sum 1, and a sequential sum rounds each away (ties to even); each
-            // later product holds one term u, lost again when added to 1. Exact G_xy = 1 + (c − 1 + ⌈m/c⌉ − 1)·u.
+            // Sums a sequential kernel rounds once per term (`adversarialRows`): exact G_xy = 1 + (c − 1 + ⌈m/c⌉ − 1)·u.
             let c, products = 64, 40
-            let m = c * products
-            let x = Array.zeroCreate<float> m
-            let y = Array.zeroCreate<float> m
-            x.[0] <- 1.0; y.[0] <- 1.0
-            for k in 1 .. c - 1 do
-                x.[k] <- System.Math.ScaleB(1.0, -26); y.[k] <- System.Math.ScaleB(1.0, -27)
-            for q in 1 .. products - 1 do
-                x.[q * c] <- System.Math.ScaleB(1.0, -26); y.[q * c] <- System.Math.ScaleB(1.0, -27)
-            use rows = torch.tensor(Array2D.init 2 m (fun r k -> if r = 0 then x.[k] else y.[k]), dtype = torch.float64)
-            let lost = c - 1 + products - 1
+            let rows, lost = adversarialRows c products
+            use rows = rows
             for backend in backends do
                 use g = NativeBlas.useBackend backend (fun () -> Gram.ofMatrix c false rows)
                 Expect.equal g.AccumulationDepth (c + products - 1) "h"

@@ -126,23 +126,15 @@ let tests =
             Expect.equal (c.Terms.AccumulationGammaIndex, c.Terms.CholeskyGammaIndex) (20, 19) "recorded: 16 + 4 − 1 + 1 < 61, 8 + 10 + 1 < 41"
         }
         test "a Gram tile made by gramTile is within γ_h·|Φ_I||Φ_J|ᵀ of the exact Gram on sums built so that a sequential kernel loses u per term (h = accumulationDepth), and is bit for bit the chunk products formed apart and added in order (diagonal and off-diagonal, bias, a short last chunk)" {
-            // Row x = (1, 2^−26, …) and row y = (1, 2^−27, …) in the first chunk: every product after the first is
-            // u = 2^−53, half an ulp of the running sum 1, and a sequential sum rounds each away (ties to even).
-            // Each later chunk holds one product u and zeros: its sum u is lost again when added to the tile's 1.
-            // The exact G_xy = 1 + (c − 1 + ⌈m/c⌉ − 1)·u; Σ|x_k y_k| is the same sum, all terms being positive.
+            // Sums a sequential kernel rounds once per term (`adversarialRows`): in the first chunk every product after
+            // the first is half an ulp of the running sum 1, each later chunk holds one product u, lost again when added
+            // to the tile's 1. The exact G_xy = 1 + (c − 1 + ⌈m/c⌉ − 1)·u; Σ|x_k y_k| is the same sum.
             let c, chunks = 64, 40
             let m = c * chunks
-            let x = Array.zeroCreate<float> m
-            let y = Array.zeroCreate<float> m
-            x.[0] <- 1.0; y.[0] <- 1.0
-            for k in 1 .. c - 1 do
-                x.[k] <- Math.ScaleB(1.0, -26); y.[k] <- Math.ScaleB(1.0, -27)
-            for q in 1 .. chunks - 1 do
-                x.[q * c] <- Math.ScaleB(1.0, -26); y.[q * c] <- Math.ScaleB(1.0, -27)
-            use rows = torch.tensor(Array2D.init 2 m (fun r k -> if r = 0 then x.[k] else y.[k]), dtype = torch.float64)
+            let rows, lost = adversarialRows c chunks
+            use rows = rows
             use ri = rows.narrow(0L, 0L, 1L)
             use rj = rows.narrow(0L, 1L, 1L)
-            let lost = c - 1 + chunks - 1
             let h = Gram.accumulationDepth m false c
             Expect.equal h (c + chunks - 1) "h"
             let backends = availableBackends ()
