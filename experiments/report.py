@@ -268,15 +268,20 @@ def full_set_phases():
     """Phase by phase, from each finished case's log (the last segment: the one that finished the certificate)."""
     rows = ["| case | n | segments | Gram: tiles computed / read back | Gram | σ_max trial(s) | λ_min estimate's factorisation | shifted test(s) | rest after the Gram (scan, Lanczos, inverse iteration, products) | phases of the last segment | wall, all segments | peak RSS (GiB) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    phase = re.compile(r"INF\] \w+: (.+?): (\d+) tiles \((\d+) computed, (\d+) read back\) in ([0-9.]+) s, ([0-9.]+) GFLOP/s")
-    after = re.compile(r"INF\] \w+: after the Gram: ([0-9.]+) s")
+    # a line is either the host's log ("[hh:mm:ss INF] Handler: …") or its console copy ("rf certify: …"); one of the two
+    # is read per segment (the log's when present), so nothing is counted twice
+    phase = re.compile(r"(?:INF\] \w+: |^rf [a-z ]+: )(.+?): (\d+) tiles \((\d+) computed, (\d+) read back\) in ([0-9.]+) s, ([0-9.]+) GFLOP/s")
+    after = re.compile(r"(?:INF\] \w+: |^rf [a-z ]+: )after the Gram: ([0-9.]+) s")
     for path in sorted(glob.glob("runs/full-set/*.json")):
         stem = path[: -len(".json")]
         if not os.path.exists(stem + ".log"):
             continue
         lines = open(stem + ".log", errors="replace").read().splitlines()
-        starts = [i for i, l in enumerate(lines) if "RfApplication: run directory" in l]
+        # segments start where the engine announces the certificate ("tiled certificate: n = …", logged by every run)
+        starts = [i for i, l in enumerate(lines) if "tiled certificate: n = " in l and ("INF]" in l or not any("INF]" in k for k in lines))]
         last = lines[starts[-1]:] if starts else lines
+        if any("INF]" in l for l in last):
+            last = [l for l in last if "INF]" in l]
         gram, trials, lmin, shifted, rest = None, [], None, [], None
         for l in last:
             m = phase.search(l)
