@@ -81,6 +81,11 @@ type Settings =
       /// γ_{c + ⌈m/c⌉ − 1 (+1 bias)} instead of γ_{m'} (`accumulationDepth`, docs/theory.md §3 "Blocked
       /// accumulation"). Only the bound's constant depends on it, never soundness; ≤ 0: one product of length m.
       GramChunkColumns: int
+      /// s: columns of the panels the tile Cholesky works in (`choleskyTile`): every update is formed apart one panel
+      /// of columns at a time, and potrf/trsm run on s × s blocks, so the Cholesky constant is γ'_h with
+      /// h = 2s + ⌈b/s⌉·T + 1 instead of 2b + T + 1 (`choleskyDepth`, docs/theory.md §3 "Blocked accumulation").
+      /// Only the bound's constant depends on it, never soundness; ≤ 0 or ≥ b: whole tiles.
+      CholeskyPanel: int
       Progress: TiledProgress -> unit
       Log: string -> unit
       Cancel: CancellationToken }
@@ -92,11 +97,13 @@ type Settings =
 let defaultMemoryBudgetBytes = 20L <<< 30
 
 /// Default settings: 2048 × 2048 tiles (32 MiB each), 20 GiB of tiles in memory, no work directory, Gram tiles
-/// accumulated 2048 columns at a time (at m' = 96,001: γ_2095 instead of γ_96001; the ⌈m/c⌉ tile additions cost
-/// ≈ 5 % of the products' time).
+/// accumulated 1024 columns at a time and the tile Cholesky in panels of 512 (at n = 60,000, m' = 96,001: h_G = 1,118
+/// and h_C = 1,143 instead of 96,001 and 60,001). Side by side (`Benchmarks tiled-order 8192 24576 2048 …`,
+/// docs/BENCHMARKS.md): Gram products of 1024 columns cost ≈ 4 % more than of 2048 (512: ≈ 17 %); panels of 512 cost
+/// ≈ 27 % more factorisation time than whole tiles (256: ≈ 65 %, one pass over the tile per panel update).
 let defaults =
     { TileSize = 2048; MemoryBudgetBytes = defaultMemoryBudgetBytes; WorkDirectory = null; RunFingerprint = "unnamed"
-      FeatureCacheBytes = 1L <<< 30; SpillFeatures = true; GramChunkColumns = 2048; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
+      FeatureCacheBytes = 1L <<< 30; SpillFeatures = true; GramChunkColumns = 1024; CholeskyPanel = 512; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
 
 /// Settings from C#: `progress` and `log` may be null.
 let settings (tileSize: int) (memoryBudgetBytes: int64) (workDirectory: string) (runFingerprint: string)
@@ -106,6 +113,10 @@ let settings (tileSize: int) (memoryBudgetBytes: int64) (workDirectory: string) 
         RunFingerprint = runFingerprint; Cancel = cancel
         Progress = (if isNull progress then ignore else progress.Invoke)
         Log = (if isNull log then ignore else log.Invoke) }
+
+/// These settings with Gram products of `gramChunkColumns` columns and the Cholesky in panels of `choleskyPanel` (C#).
+let withBlockedOrder (gramChunkColumns: int) (choleskyPanel: int) (s: Settings) : Settings =
+    { s with GramChunkColumns = gramChunkColumns; CholeskyPanel = choleskyPanel }
 
 /// Bytes of the lower-triangle tiles of an n × n matrix in b × b tiles.
 let triangleBytes (n: int) (b: int) : int64 =
@@ -376,15 +387,22 @@ type internal Phase(settings: Settings, name: string, totalTiles: int, totalFlop
 let private bitsOf (x: float) = BitConverter.DoubleToInt64Bits(x).ToString("x16")
 let private ofBits (s: string) = BitConverter.Int64BitsToDouble(Convert.ToInt64(s, 16))
 
+/// s: the width of the column panels the tile Cholesky works in (`choleskyTile`): the panel setting when it is
+/// between 1 and the tile size b, else b (whole tiles).
+let panelWidth (b: int) (panel: int) : int = if panel <= 0 || panel >= b then b else panel
+
 /// h of the tile Cholesky's componentwise backward error |ΔA| ≤ γ_h·|L̂||L̂ᵀ| (docs/theory.md §3 "Blocked
-/// accumulation"), for n rows in tiles of b (T = ⌈n/b⌉) as `choleskyTile` orders the work (every update formed
-/// apart, subtracted from the tile in order; potrf/trsm inside a tile in any order). Lemma 8.4's counts (a term's
+/// accumulation"), for n rows in tiles of b (T = ⌈n/b⌉) worked in column panels of s = `panelWidth b panel`, as
+/// `choleskyTile` orders the work (every update of one panel's columns formed apart, subtracted in order; potrf/trsm
+/// on an s × s diagonal block in any order). With P = Σ_J ⌈b_J/s⌉ panels in all, Lemma 8.4's counts (a term's
 /// roundings before it meets ã's path plus ã's roundings below that point; ã's whole path with the division or the
-/// square root) are ≤ b + T; the plain depth of any path is ≤ 2b + T. Demmel's any-order γ_{n+1} also holds, so
-/// h = min(n + 1, 2b + T + 1): conservative by b + 1.
-let choleskyDepth (n: int) (b: int) : int =
+/// square root) are ≤ s + P; the plain depth of any path is ≤ 2s + P. Demmel's any-order γ_{n+1} also holds, so
+/// h = min(n + 1, 2s + P + 1): conservative by s + 1. Whole tiles (s = b): P = T, h = min(n + 1, 2b + T + 1).
+let choleskyDepth (n: int) (b: int) (panel: int) : int =
+    let s = panelWidth b panel
     let tiles = (n + b - 1) / b
-    min (n + 1) (2 * b + tiles + 1)
+    let panels = Seq.sum (seq { for t in 0 .. tiles - 1 -> (min b (n - t * b) + s - 1) / s })
+    int (min (int64 n + 1L) (2L * int64 s + int64 panels + 1L))
 
 /// The Gram tile fl(Φ̃_I Φ̃_Jᵀ) of two float64 row tiles (I = J: `diagonal`, the syrk of ri, mirrored to be
 /// exactly symmetric), accumulated `chunk` columns at a time: the first product is written into the tile, each
@@ -400,30 +418,84 @@ let gramTile (chunk: int) (withBias: bool) (ri: torch.Tensor) (rj: torch.Tensor)
     g
 
 /// (`gramTile` and `choleskyTile` fix the bracketing that `accumulationDepth` and `choleskyDepth` count: a change to
-/// either order must bump the version in `certifyRowBlocks`'s run key, "rf-tiled 2", or a resumed run would trust
-/// tiles and recorded factorisation outcomes of the old order under the new constants.)
-/// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"):
-/// A_ik ← Ã_ik − Σ_{j<k} L_ij·L_kjᵀ (syrk for i = k, gemm below), then L_kk = potrf(A_kk) (strict upper
-/// triangle zeroed) or L_ik = A_ik·L_kk⁻ᵀ (trsm), in place in `a` (which holds Ã_ik). `withFactor i j f` runs
-/// f on the finished L_ij. False when the diagonal tile's pivot fails (not positive definite in floating
-/// point). Shared by the certificate's factorisations and Theorem P's factor (`CertificateEngine.TiledCholesky`).
-let choleskyTile (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i: int) (k: int) (a: torch.Tensor) : bool =
+/// the Gram's order must bump the version in `certifyRowBlocks`'s run key, "rf-tiled 2", and a change to the
+/// Cholesky's order the names of its factorisations (`ordered` there, which carries the panel width), or a resumed run
+/// would trust tiles and recorded factorisation outcomes of the old order under the new constants.)
+/// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"), worked
+/// in column panels of s columns (`panelWidth b panel`, the same s for every tile; s ≤ 0: whole tiles):
+/// A_ik ← Ã_ik − Σ_{j<k} Σ_p L_ij[:, p]·L_kj[:, p]ᵀ (each panel p's product formed apart, syrk for i = k, gemm below,
+/// subtracted in order), then inside the tile, panel by panel (left-looking): for i = k, A[r ≥ p, p] −= L[r ≥ p, q]·L[p, q]ᵀ
+/// for each earlier panel q (formed apart, subtracted in order), potrf of the s × s block A[p, p], trsm of the rows below
+/// it (strict upper triangle of the tile zeroed at the end); for i > k, X[:, p] = (A[:, p] − Σ_{q<p} X[:, q]·L_kk[p, q]ᵀ)
+/// ·L_kk[p, p]⁻ᵀ, giving L_ik = A_ik·L_kk⁻ᵀ. With s ≥ b this is one panel: whole-tile updates, potrf or trsm of the
+/// tile. `withFactor i j f` runs f on the finished L_ij. In place in `a` (which holds Ã_ik). False when a pivot fails
+/// (not positive definite in floating point). Shared by the certificate's factorisations and Theorem P's factor
+/// (`CertificateEngine.TiledCholesky`, whole tiles).
+let choleskyTile (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i: int) (k: int) (a: torch.Tensor) : bool =
+    let rows = int a.shape.[0]
+    let cols = int a.shape.[1]
+    let whole (width: int) = s <= 0 || s >= width
+    let panelsOf (width: int) = if whole width then [ 0, width ] else [ for p in 0 .. s .. width - 1 -> p, min s (width - p) ]
+    let columnsOf (t: torch.Tensor) (p: int) (w: int) = t.narrow(1L, int64 p, int64 w)
     if k > 0 then
-        // Each update L_ij·L_kjᵀ is formed apart (β = 0) and subtracted from the tile: the order `choleskyDepth`
-        // counts (a β = 1 update would let the BLAS put the tile's running value anywhere in its sum).
+        // Each update L_ij[:, p]·L_kj[:, p]ᵀ is formed apart (β = 0) and subtracted from the tile: the order
+        // `choleskyDepth` counts (a β = 1 update would let the BLAS put the tile's running value anywhere in its sum).
         use update = torch.zeros_like(a)
         for j in 0 .. k - 1 do
             withFactor i j (fun lij ->
-                if i = k then NativeBlas.syrkLower 1.0 lij 0.0 update
-                else withFactor k j (fun lkj -> NativeBlas.gemmNT 1.0 lij lkj 0.0 update))
-            a.sub_(update) |> ignore
-    if i = k then
-        if NativeBlas.potrfLower a <> 0 then false
+                let apply (lkj: torch.Tensor) =
+                    for p, w in panelsOf (int lij.shape.[1]) do
+                        use x = columnsOf lij p w
+                        if i = k then NativeBlas.syrkLower 1.0 x 0.0 update
+                        else (use y = columnsOf lkj p w in NativeBlas.gemmNT 1.0 x y 0.0 update)
+                        a.sub_(update) |> ignore
+                if i = k then apply lij else withFactor k j apply)
+    if whole cols then
+        if i = k then
+            if NativeBlas.potrfLower a <> 0 then false
+            else
+                a.tril_() |> ignore
+                true
         else
-            a.tril_() |> ignore
+            withFactor k k (fun lkk -> NativeBlas.trsmRightLowerTranspose lkk a)
             true
+    elif i = k then
+        use scope = torch.NewDisposeScope()
+        let mutable ok = true
+        for p, w in panelsOf cols do
+            if ok then
+                use below = a.narrow(0L, int64 p, int64 (rows - p))      // rows p.. of the tile
+                use target = columnsOf below p w                         // A[r ≥ p, panel p]
+                for q, wq in (if p = 0 then [] else panelsOf p) do
+                    use lq = columnsOf below q wq                        // L[r ≥ p, panel q]
+                    use lqColumns = columnsOf a q wq
+                    use lpq = lqColumns.narrow(0L, int64 p, int64 w)     // L[panel p rows, panel q]
+                    use u = torch.zeros([| int64 (rows - p); int64 w |], dtype = a.dtype, device = a.device)
+                    NativeBlas.gemmNT 1.0 lq lpq 0.0 u
+                    target.sub_(u) |> ignore
+                use diagonal = target.narrow(0L, 0L, int64 w)
+                if NativeBlas.potrfLower diagonal <> 0 then ok <- false
+                else
+                    diagonal.tril_() |> ignore
+                    use rest = target.narrow(0L, int64 w, int64 (rows - p - w))
+                    NativeBlas.trsmRightLowerTranspose diagonal rest
+        if ok then a.tril_() |> ignore
+        ok
     else
-        withFactor k k (fun lkk -> NativeBlas.trsmRightLowerTranspose lkk a)
+        withFactor k k (fun lkk ->
+            use scope = torch.NewDisposeScope()
+            for p, w in panelsOf cols do
+                use target = columnsOf a p w                              // X[:, panel p]
+                for q, wq in (if p = 0 then [] else panelsOf p) do
+                    use xq = columnsOf a q wq
+                    use lkkColumns = columnsOf lkk q wq
+                    use lpq = lkkColumns.narrow(0L, int64 p, int64 w)     // L_kk[panel p rows, panel q]
+                    use u = torch.zeros([| int64 rows; int64 w |], dtype = a.dtype, device = a.device)
+                    NativeBlas.gemmNT 1.0 xq lpq 0.0 u
+                    target.sub_(u) |> ignore
+                use lkkPanel = columnsOf lkk p w
+                use lpp = lkkPanel.narrow(0L, int64 p, int64 w)
+                NativeBlas.trsmRightLowerTranspose lpp target)
         true
 
 /// Forward substitution L·y = v on a tile factor (T tile rows of `size i` rows at `offset i`):
@@ -655,10 +727,12 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
     | None -> ()
     let e = scaleExponentOf (Array.max squares)
-    // The blocked order of `gramTile` and `choleskyTile`: γ_h with h = `accumulationDepth` (2,095 at m' = 96,001 in
-    // chunks of 2048) and γ'_h with h = `choleskyDepth` (4,127 at n = 60,000 in tiles of 2048) instead of m' and n + 1.
+    // The blocked order of `gramTile` and `choleskyTile`: γ_h with h = `accumulationDepth` (1,118 at m' = 96,001 in
+    // chunks of 1024) and γ'_h with h = `choleskyDepth` (1,143 at n = 60,000 in tiles of 2048, panels of 512) instead
+    // of m' and n + 1.
     let accumulationIndex = accumulationDepth subject.Features withBias settings.GramChunkColumns
-    let choleskyIndex = choleskyDepth n b
+    let panel = panelWidth b settings.CholeskyPanel
+    let choleskyIndex = choleskyDepth n b panel
     let squaredNormSumScaled = FloatingPoint.scaleUp (squaredNormSumUpper accumulationIndex squares) (-2 * e)
     let accumulationError = GramMatrix.ErrorBound accumulationIndex squaredNormSumScaled (scalingErrorBound n)
     /// The scaled tile 4^(−e)·fl(G)_IJ, owned by the caller.
@@ -669,7 +743,10 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             s)
     let precision = sprintf "features %s, Gram float64" (defaultArg (store.Entry "precision") "float32")
     // ---- tile Cholesky (left-looking by tile column) ----
+    // A factorisation's tiles and recorded outcome are named by its order (the panel width, when not whole tiles) as
+    // well as its matrix: a run resumed with another panel width factorises again under its own constant.
     let factorName key i k = sprintf "%s-L-%d-%d" key i k
+    let ordered (key: string) = if panel >= b then key else sprintf "p%d%s" panel key
     let factorFlops i k = 2.0 * float (size i) * float (size k) * float (offset k) + (if i = k then float (size k) ** 3.0 / 3.0 else float (size i) * float (size k) ** 2.0)
     let totalFactorFlops = Seq.sum (seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> factorFlops i k })
     let getFactor key i k = store.TryGet(factorName key i k, size i, size k, 0L)
@@ -701,7 +778,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 | None ->
                     use scope = torch.NewDisposeScope()
                     let a = init i k
-                    if choleskyTile (fun i j f -> withFactor key i j f) i k a then store.Put(factorName key i k, a, 0L)
+                    if choleskyTile panel (fun i j f -> withFactor key i j f) i k a then store.Put(factorName key i k, a, 0L)
                     else ok <- false
                     if ok then phase.Tile(factorFlops i k, true)
                 i <- i + 1
@@ -820,13 +897,13 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             store.Drop(key + "-")
             estimate
           ShiftedCholesky = fun c ->
-            let key = "shift" + bitsOf c
+            let key = ordered ("shift" + bitsOf c)
             let shift (t: torch.Tensor) = (use d = t.diagonal() in d.sub_(scalar c)) |> ignore
             let ok = factorize (sprintf "cholesky fl G − %.6g·I" c) key true (fun i k -> let a = scaledGram i k in (if i = k then shift a); a)
             store.Drop(key + "-")
             if ok then Some (diagonalOf shift) else None
           TrialCholesky = fun t ->
-            let key = "trial" + bitsOf t
+            let key = ordered ("trial" + bitsOf t)
             let negate (a: torch.Tensor) (diagonal: bool) =
                 a.neg_() |> ignore
                 if diagonal then (use d = a.diagonal() in d.add_(scalar t)) |> ignore

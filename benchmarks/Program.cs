@@ -18,6 +18,7 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
 /// <item><c>gram-chunks b m chunk k</c>: a b × b Gram tile of m columns in chunks (the tiled engine's order) vs one product.</item>
 /// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
+/// <item><c>tiled-order n m b chunk/panel …</c>: the tiled engine's Gram and factorisation seconds per blocked order.</item>
 /// <item><c>recipe-overhead [k]</c>: hand loop vs base run vs two-phase run, and RSS per epoch (<see cref="RecipeOverhead"/>).</item>
 /// <item><c>recipe-steps [k]</c>: ms per step after the switch: base, damped Phase II (no guard), frozen Phase II.</item>
 /// </list>
@@ -86,6 +87,34 @@ public static class Program
                     Console.WriteLine($"{mode} {n} x {m} (streamed, Phi never materialised): {what}; " +
                                       $"{clock.Elapsed.TotalSeconds:F2} s; VmHWM {Mem.Read("VmHWM") / 1048576.0:F0} MiB; " +
                                       $"Phi as float32 would be {(double)n * m * 4 / 1048576.0:F0} MiB");
+                    return 0;
+                }
+            case "tiled-order":
+                {
+                    // The tiled engine's blocked orders side by side in one process: each setting "chunk/panel" (Gram
+                    // chunk columns c, tile Cholesky panel s; 0: whole tiles) certifies the same n × m matrix in memory
+                    // (tiles of b); the Gram and factorisation phases' seconds and the constants h_G, h_C.
+                    var (n, m, b) = (Int(rest[0]), Int(rest[1]), Int(rest[2]));
+                    var settingsList = rest.Skip(3).Select(t => t.Split('/')).Select(p => (Chunk: Int(p[0]), Panel: Int(p[1]))).ToList();
+                    using var phi = Matrices.InMemory(n, m, CertificateBenchmarks.Seed);
+                    var subject = ExpressivitySubject.OfMatrix("bench", n, m, true);
+                    // the first setting once more first, as a warm-up (not counted)
+                    foreach (var (rep, (chunk, panel)) in settingsList.Take(1).Select(x => (0, x)).Concat(settingsList.Select(x => (1, x))))
+                        {
+                            var lines = new List<string>();
+                            var settings = Tiled.settings(b, 1L << 34, null, "bench", null, new Action<string>(lines.Add), CancellationToken.None);
+                            settings = new Tiled.Settings(settings.TileSize, settings.MemoryBudgetBytes, settings.WorkDirectory, settings.RunFingerprint,
+                                settings.FeatureCacheBytes, settings.SpillFeatures, chunk, panel, settings.Progress, settings.Log, settings.Cancel);
+                            var sw = Stopwatch.StartNew();
+                            var cert = Tiled.certifyMatrix(Certify.defaults, settings, subject, phi);
+                            var total = sw.Elapsed.TotalSeconds;
+                            double Seconds(string prefix) => lines.Where(l => l.StartsWith(prefix, StringComparison.Ordinal) && l.Contains(" tiles ("))
+                                .Select(l => { var i = l.LastIndexOf(" in ", StringComparison.Ordinal); var j = l.IndexOf(" s,", i, StringComparison.Ordinal);
+                                               return double.Parse(l.Substring(i + 4, j - i - 4), CultureInfo.InvariantCulture); }).Sum();
+                            Console.WriteLine($"{(rep == 0 ? "warm-up " : "")}tiled-order n={n} m={m} b={b} chunk={chunk} panel={panel}: " +
+                                              $"gram {Seconds("gram"):F2} s, factorisations {Seconds("cholesky"):F2} s, total {total:F2} s; " +
+                                              $"h_G {cert.Terms.AccumulationGammaIndex}, h_C {cert.Terms.CholeskyGammaIndex}; {cert.Verdict}");
+                        }
                     return 0;
                 }
             case "pairs":

@@ -17,7 +17,8 @@
 #        TILE_MEMORY_GB=14: the engine's whole budget, tiles beyond it go to files: while the Gram is formed, Gram tiles,
 #        a panel of feature row tiles (2048 × 96,000 float64 = 1.5 GB each for the ResNet) and one streamed row tile;
 #        before the first factorisation the Gram tiles (14.9 GB at n = 60,000); then one factor's triangle (14.9 GB).
-#        The process adds ≈ 2.5 GB (network, libtorch) and transient tiles: keep the budget ≈ machine memory − 10 GB)
+#        The process adds ≈ 2.5 GB (network, libtorch) and transient tiles: keep the budget ≈ machine memory − 10 GB;
+#        GRAM_CHUNK, CHOLESKY_PANEL: rf certify's --gram-chunk, --cholesky-panel, default the engine's 1024 and 512)
 # Then: experiments/report.py --only full-set   (docs/RESULTS.md)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,11 @@ for c in "${cases[@]}"; do
   [ -s "$out/$name.json" ] && { echo "== $name: done ($out/$name.json)"; continue; }
   echo "== $name (resumes from $out/$name/tiles if a previous run was interrupted)"
   engine=(--engine tiled --tile-size "$TILE" --tile-memory-gb "$MEM" --work-dir "$out/$name/tiles")
+  # the blocked order (rf certify only; only the bound's constants depend on it): GRAM_CHUNK=c, CHOLESKY_PANEL=s
+  if [ "$c" != witness ]; then
+    [ -n "${GRAM_CHUNK:-}" ] && engine+=(--gram-chunk "$GRAM_CHUNK")
+    [ -n "${CHOLESKY_PANEL:-}" ] && engine+=(--cholesky-panel "$CHOLESKY_PANEL")
+  fi
   case "$c" in
     resnet-mnist|resnet-fashion)
       dataset=mnist; [ "$c" = resnet-fashion ] && dataset=fashion-mnist

@@ -28,8 +28,13 @@ public enum CertificateEngineKind
 /// <param name="MemoryBudgetBytes">Bytes of tiles kept in memory (null: <see cref="DefaultBudgetBytes"/>).</param>
 /// <param name="Grid">BLACS grid "PxQ" of the ScaLAPACK engine (null: the most square one for the ranks started).</param>
 /// <param name="BlockSize">NB of the ScaLAPACK engine's block-cyclic distribution (default 256).</param>
+/// <param name="GramChunkColumns">Columns per product of the tiled engine's Gram tiles (<c>--gram-chunk</c>; null:
+/// <see cref="Tiled.defaults"/>): only the accumulation constant depends on it.</param>
+/// <param name="CholeskyPanel">Columns per panel of the tiled engine's Cholesky (<c>--cholesky-panel</c>; null:
+/// <see cref="Tiled.defaults"/>): only the Cholesky constant depends on it.</param>
 public sealed record CertificateEngineOptions(CertificateEngineKind Kind = CertificateEngineKind.Auto, int TileSize = 2048,
-    string? WorkDirectory = null, long? MemoryBudgetBytes = null, string? Grid = null, int BlockSize = 256)
+    string? WorkDirectory = null, long? MemoryBudgetBytes = null, string? Grid = null, int BlockSize = 256,
+    int? GramChunkColumns = null, int? CholeskyPanel = null)
 {
     /// <summary>Test hook: <c>RF_TEST_TILE_DELAY_MS</c> sleeps after every finished tile, so a process test can kill a
     /// tiled certificate reliably in the middle of a phase. Unset (the default): no delay.</summary>
@@ -58,8 +63,9 @@ public sealed record CertificateEngineOptions(CertificateEngineKind Kind = Certi
             if (TileDelayMs > 0) Thread.Sleep(TileDelayMs);
             throttled.Invoke(p);
         }
-        return Tiled.settings(TileSize, MemoryBudgetBytes ?? DefaultBudgetBytes, WorkDirectory ?? defaultWorkDirectory, runFingerprint,
+        var settings = Tiled.settings(TileSize, MemoryBudgetBytes ?? DefaultBudgetBytes, WorkDirectory ?? defaultWorkDirectory, runFingerprint,
             Progress, log, CancellationToken.None);
+        return Tiled.withBlockedOrder(GramChunkColumns ?? settings.GramChunkColumns, CholeskyPanel ?? settings.CholeskyPanel, settings);
     }
 
     /// <summary>Removes the tiled engine's files (<c>*.tile</c>, <c>*.partial</c>, <c>manifest.txt</c>) from a work

@@ -22,7 +22,8 @@ public static class CertificateEngineConfiguration
         new(KindOf(c.Engine), c.TileSize, workDirectory, c.TileMemoryGB is { } gb ? (long)(gb * 1e9) : null);
 
     /// <summary>The options given on the command line over the section: <paramref name="cli"/>'s kind, tile size and
-    /// budget where <paramref name="kindGiven"/>, <paramref name="tileSizeGiven"/>, a budget was given; else the section's.</summary>
+    /// budget where <paramref name="kindGiven"/>, <paramref name="tileSizeGiven"/>, a budget was given; else the section's
+    /// (the blocked order's <c>--gram-chunk</c> and <c>--cholesky-panel</c> are command-line only).</summary>
     public static CertificateEngineOptions Merge(CertificateOptions c, CertificateEngineOptions cli, bool kindGiven, bool tileSizeGiven)
     {
         var fromConfig = Options(c, cli.WorkDirectory);
@@ -31,6 +32,8 @@ public static class CertificateEngineConfiguration
             Kind = kindGiven ? cli.Kind : fromConfig.Kind,
             TileSize = tileSizeGiven ? cli.TileSize : fromConfig.TileSize,
             MemoryBudgetBytes = cli.MemoryBudgetBytes ?? fromConfig.MemoryBudgetBytes,
+            GramChunkColumns = cli.GramChunkColumns ?? fromConfig.GramChunkColumns,
+            CholeskyPanel = cli.CholeskyPanel ?? fromConfig.CholeskyPanel,
         };
     }
 

@@ -97,9 +97,15 @@ public static class RootCommandFactory
         var workDir = new Option<DirectoryInfo>("--work-dir") { Description = "tile files and manifest of the tiled engine (default: next to the JSON for --matrix, RunsDirectory/tiles-<run> for --config); run the same command again to resume" };
         var tileMemory = new Option<double?>("--tile-memory-gb") { Description = "GB of tiles kept in memory by the tiled engine (default: Certificate:TileMemoryGB with --config, else 20 GiB, at most half the memory available)" };
         tileMemory.Validators.Add(r => { if (r.GetValueOrDefault<double?>() is <= 0) r.AddError("--tile-memory-gb must be positive"); });
+        var gramChunk = new Option<int?>("--gram-chunk") { Description = $"columns per product of the tiled engine's Gram tiles: the accumulation constant is gamma_h, h = c + ceil(m/c) - 1 (default {ResearchFramework.MathCore.Tiled.defaults.GramChunkColumns}; smaller: a smaller h down to c ~ sqrt(m), more tile additions)" };
+        gramChunk.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--gram-chunk must be at least 1"); });
+        var choleskyPanel = new Option<int?>("--cholesky-panel") { Description = $"columns per panel of the tiled engine's Cholesky: its constant is gamma'_h, h = 2s + (panels in all) + 1 (default {ResearchFramework.MathCore.Tiled.defaults.CholeskyPanel}; the tile size: whole tiles, faster, larger h)" };
+        choleskyPanel.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--cholesky-panel must be at least 1"); });
         common.AddTo(command);
         command.Options.Add(engine);
         command.Options.Add(tileSize);
+        command.Options.Add(gramChunk);
+        command.Options.Add(choleskyPanel);
         command.Options.Add(workDir);
         command.Options.Add(tileMemory);
         command.Options.Add(grid);
@@ -138,7 +144,7 @@ public static class RootCommandFactory
                 },
                 r.GetValue(tileSize), r.GetValue(workDir)?.FullName,
                 r.GetValue(tileMemory) is { } gb ? (long)(gb * 1e9) : null,
-                r.GetValue(grid), r.GetValue(block)),
+                r.GetValue(grid), r.GetValue(block), r.GetValue(gramChunk), r.GetValue(choleskyPanel)),
             r.GetResult(engine) is { Implicit: false }, r.GetResult(tileSize) is { Implicit: false }))));
         return command;
     }

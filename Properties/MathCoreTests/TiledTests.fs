@@ -31,6 +31,13 @@ let private settingsWith (b: int) (workDir: string) (log: Collections.Generic.Li
 let private tiled (opts: Certify.Options) (b: int) (withBias: bool) (phi: torch.Tensor) =
     Tiled.certifyMatrix opts (settingsWith b null (Collections.Generic.List())) (subject phi withBias) phi
 
+/// The tile Cholesky's panel width for a seed and tile size b: 0 (whole tiles) or 1 … b.
+let private panelFor (seed: int) (b: int) = Random(seed + 5).Next(0, b + 1)
+
+/// `tiled` with the tile Cholesky in panels of `panel` columns.
+let private tiledPanels (opts: Certify.Options) (b: int) (panel: int) (withBias: bool) (phi: torch.Tensor) =
+    Tiled.certifyMatrix opts { settingsWith b null (Collections.Generic.List()) with CholeskyPanel = panel } (subject phi withBias) phi
+
 /// The certificate without its clock: what must be identical between runs.
 let essence (c: Certificate) = c.Verdict, c.Reason, c.Method, c.Precision, c.SigmaMinLower, c.SigmaMaxEstimate, c.SigmaMaxUpper, c.Terms
 
@@ -109,17 +116,23 @@ let private tileHeldAfterUse (a: float[,]) (offset: int -> int) (size: int -> in
 [<Tests>]
 let tests =
     testList "MathCore.Tiled" [
-        test "blocked constants: h = c + ⌈m/c⌉ − 1 (+1 bias) for Gram tiles in chunks of c, h = 2b + ⌈n/b⌉ + 1 for the tile Cholesky, never above the any-order m' and n + 1" {
+        test "blocked constants: h = c + ⌈m/c⌉ − 1 (+1 bias) for Gram tiles in chunks of c, h = 2s + P + 1 for the tile Cholesky in panels of s (P panels in all; whole tiles: 2b + ⌈n/b⌉ + 1), never above the any-order m' and n + 1" {
             // The whole-training-set case: ResNet-18 k = 1 taps (m = 96,000 + bias) in chunks of 2048, n = 60,000 in tiles of 2048.
             Expect.equal (Gram.accumulationDepth 96000 true 2048) 2095 "2048 + 47 − 1 + 1"
-            Expect.equal (Tiled.choleskyDepth 60000 2048) 4127 "2·2048 + 30 + 1"
+            Expect.equal (Tiled.choleskyDepth 60000 2048 0) 4127 "whole tiles: 2·2048 + 30 + 1"
+            Expect.equal (Tiled.choleskyDepth 60000 2048 4096) 4127 "a panel wider than the tile: whole tiles"
+            Expect.equal (Tiled.choleskyDepth 60000 2048 2048) 4127 "a panel of the tile's width: whole tiles"
+            // panels of 256: 29 tiles of 2048 (8 panels each) and a last tile of 608 (3 panels)
+            Expect.equal (Tiled.choleskyDepth 60000 2048 256) 748 "2·256 + (29·8 + 3) + 1"
+            Expect.equal (Tiled.choleskyDepth 1000 10 3) 407 "2·3 + 100·4 + 1"
+            Expect.equal (Tiled.choleskyDepth 8 2 1) 9 "min(9, 2 + 8 + 1)"
             Expect.equal (Gram.accumulationDepth 96000 true 0) 96001 "one product: m'"
             Expect.equal (Gram.accumulationDepth 96000 false 96000) 96000 "one product: m"
             Expect.equal (Gram.accumulationDepth 10 false 3) 6 "3 + 4 − 1"
             Expect.equal (Gram.accumulationDepth 10 true 1) 11 "1 + 10 − 1 + 1 = m'"
-            Expect.equal (Tiled.choleskyDepth 8 2) 9 "min(9, 4 + 4 + 1)"
-            Expect.equal (Tiled.choleskyDepth 8 3) 9 "min(9, 6 + 3 + 1)"
-            Expect.equal (Tiled.choleskyDepth 1000 10) 121 "20 + 100 + 1"
+            Expect.equal (Tiled.choleskyDepth 8 2 0) 9 "min(9, 4 + 4 + 1)"
+            Expect.equal (Tiled.choleskyDepth 8 3 0) 9 "min(9, 6 + 3 + 1)"
+            Expect.equal (Tiled.choleskyDepth 1000 10 0) 121 "20 + 100 + 1"
             // recorded where both are below the any-order ones: n = 40 in tiles of 4, m = 60 (+ bias) in chunks of 16
             use phi = gaussian 5 40 60
             let c = Tiled.certifyMatrix Certify.defaults { settingsWith 4 null (Collections.Generic.List()) with GramChunkColumns = 16 } (subject phi true) phi
@@ -204,6 +217,13 @@ let tests =
             let sigma = mathNetSigmaMin phi
             Expect.isLessThanOrEqual t.SigmaMinLower (sigma * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" t.SigmaMinLower sigma info)
             Expect.isGreaterThan t.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" t.SigmaMinLower (sigma / 2.0) info)
+            // Tiles of 128 in panels of 16: h_C = 2·16 + 16 + 1 = 49 (whole tiles of 128 would give 2·128 + 2 + 1 = 259).
+            let paneled = Tiled.certifyMatrix gramOnly { settings with TileSize = 128; CholeskyPanel = 16 } (subject phi false) phi
+            let info = sprintf "paneled %O (%s), indices %d/%d" paneled.Verdict paneled.Reason paneled.Terms.AccumulationGammaIndex paneled.Terms.CholeskyGammaIndex
+            Expect.equal (paneled.Terms.AccumulationGammaIndex, paneled.Terms.CholeskyGammaIndex) (255, 49) ("indices in panels. " + info)
+            Expect.equal paneled.Verdict Verdict.Certified ("panels of 16 certify. " + info)
+            Expect.isLessThanOrEqual paneled.SigmaMinLower (sigma * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" paneled.SigmaMinLower sigma info)
+            Expect.isGreaterThan paneled.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" paneled.SigmaMinLower (sigma / 2.0) info)
         }
         test "a tile Cholesky step releases each factor tile it reads (tiles of 600 > the fallbacks' 512-row block: blocked syrk, gemm, trsm), on both BLAS backends, and is right" {
             let n, b = 1300, 600
@@ -222,7 +242,7 @@ let tests =
                 for i, k in [ 1, 1; 2, 1 ] do
                     use scope = torch.NewDisposeScope()
                     let a = g.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k)).clone()
-                    let ok = NativeBlas.useBackend backend (fun () -> Tiled.choleskyTile withFactor i k a)
+                    let ok = NativeBlas.useBackend backend (fun () -> Tiled.choleskyTile 0 withFactor i k a)
                     Expect.isTrue ok (sprintf "%A: step (%d, %d) succeeds" backend i k)
                     let expected = l.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k))
                     Expect.isLessThan (a.sub(expected).abs().max().item<float> ()) 1e-9 (sprintf "%A: step (%d, %d) gives L_ik" backend i k)
@@ -244,7 +264,7 @@ let tests =
                         use scope = torch.NewDisposeScope()
                         let withFactor i j (f: torch.Tensor -> unit) = f ((tile l i j).contiguous())
                         let a = (tile g i k).clone()
-                        Expect.isTrue (Tiled.choleskyTile withFactor i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
+                        Expect.isTrue (Tiled.choleskyTile 0 withFactor i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
                         let reference = (tile g i k).clone()
                         for j in 0 .. k - 1 do
                             let update = torch.zeros_like(reference)
@@ -257,6 +277,65 @@ let tests =
                         else NativeBlas.trsmRightLowerTranspose ((tile l k k).contiguous()) reference
                         Expect.isTrue (use same = a.eq(reference).all() in same.item<bool> ())
                             (sprintf "%A: step (%d, %d) = updates formed apart and subtracted in order, bit for bit" backend i k))
+        }
+        test "a tile Cholesky step in panels of s is bit for bit each panel's update formed apart (β = 0) and subtracted in order, then the tile worked panel by panel (updates formed apart, potrf of s × s blocks, trsm), on both BLAS backends, and is right" {
+            // Tiles 600, 600, 100 in panels of 256 (600 = 256 + 256 + 88; the last tile narrower than a panel).
+            let n, b, panel = 1300, 600, 256
+            let size i = min b (n - i * b)
+            let offset i = i * b
+            let rng = Random 17
+            use m = torch.tensor(Array2D.init n (n + 3) (fun _ _ -> rng.NextDouble() - 0.5), dtype = torch.float64)
+            use g = m.mm(m.t()).add(torch.eye(int64 n, dtype = torch.float64))
+            use l = torch.linalg.cholesky g
+            let tile (t: torch.Tensor) i k = t.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k))
+            let panels width = [ for p in 0 .. panel .. width - 1 -> p, min panel (width - p) ]
+            let cols (t: torch.Tensor) p w = t.narrow(1L, int64 p, int64 w)
+            // The order written out call by call: the reference of the order `choleskyDepth` counts.
+            let reference (factors: int -> int -> torch.Tensor) i k =
+                let r = (tile g i k).clone()
+                for j in 0 .. k - 1 do
+                    for p, w in panels (size j) do
+                        let update = torch.zeros_like(r)
+                        if i = k then NativeBlas.syrkLower 1.0 (cols (factors i j) p w) 0.0 update
+                        else NativeBlas.gemmNT 1.0 (cols (factors i j) p w) (cols (factors k j) p w) 0.0 update
+                        r.sub_(update) |> ignore
+                if i = k then
+                    for p, w in panels (size k) do
+                        for q, wq in panels p do
+                            let u = torch.zeros([| int64 (size k - p); int64 w |], dtype = torch.float64)
+                            NativeBlas.gemmNT 1.0 ((cols r q wq).narrow(0L, int64 p, int64 (size k - p))) ((cols r q wq).narrow(0L, int64 p, int64 w)) 0.0 u
+                            (cols r p w).narrow(0L, int64 p, int64 (size k - p)).sub_(u) |> ignore
+                        let d = (cols r p w).narrow(0L, int64 p, int64 w)
+                        Expect.equal (NativeBlas.potrfLower d) 0 "reference potrf"
+                        d.tril_() |> ignore
+                        NativeBlas.trsmRightLowerTranspose d ((cols r p w).narrow(0L, int64 (p + w), int64 (size k - p - w)))
+                    r.tril_() |> ignore
+                else
+                    let lkk = factors k k
+                    for p, w in panels (size k) do
+                        for q, wq in panels p do
+                            let u = torch.zeros([| int64 (size i); int64 w |], dtype = torch.float64)
+                            NativeBlas.gemmNT 1.0 (cols r q wq) ((cols lkk q wq).narrow(0L, int64 p, int64 w)) 0.0 u
+                            (cols r p w).sub_(u) |> ignore
+                        NativeBlas.trsmRightLowerTranspose ((cols lkk p w).narrow(0L, int64 p, int64 w)) (cols r p w)
+                r
+            for backend in availableBackends () do
+                NativeBlas.useBackend backend (fun () ->
+                    for i, k in [ 0, 0; 1, 0; 1, 1; 2, 1; 2, 2 ] do
+                        use scope = torch.NewDisposeScope()
+                        let factors i j = (tile l i j).contiguous()
+                        let a = (tile g i k).clone()
+                        Expect.isTrue (Tiled.choleskyTile panel (fun i j f -> f (factors i j)) i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
+                        let expected = tile l i k
+                        Expect.isLessThan (a.sub(expected).abs().max().item<float> ()) 1e-9 (sprintf "%A: step (%d, %d) gives L_ik" backend i k)
+                        let r = reference factors i k
+                        Expect.isTrue (use same = a.eq(r).all() in same.item<bool> ())
+                            (sprintf "%A: step (%d, %d) = the panel order, bit for bit" backend i k)
+                        let whole = (tile g i k).clone()
+                        Expect.isTrue (Tiled.choleskyTile 0 (fun i j f -> f (factors i j)) i k whole) "whole-tile step"
+                        if k > 0 then   // (without earlier tile columns the tile's own trsm may coincide with OpenBLAS's blocking)
+                            Expect.isFalse (use same = a.eq(whole).all() in same.item<bool> ())
+                                (sprintf "%A: step (%d, %d): the panel order differs from whole tiles somewhere (the comparison can see an order)" backend i k))
         }
         test "tile solves and the symmetric product release each tile when it has been used (no view outlives it), and are right" {
             let n, b = 21, 8
@@ -304,16 +383,17 @@ let tests =
             Expect.equal (List.ofSeq lines) [ "tiles: gram 1/5, 1.0 GFLOP/s, ETA 00:00:01"; "tiles: gram 5/5, 1.0 GFLOP/s, ETA 00:00:01" ]
                 "the first line, then nothing for an hour but the phase's last tile"
         }
-        testPropertyWithConfig config "tiled = dense on known rank k ≤ n: same verdict, estimates within 1e−8, bounds within the error terms (every tile size, n < b included)" <| fun (seed: int) ->
+        testPropertyWithConfig config "tiled = dense on known rank k ≤ n: same verdict, estimates within 1e−8, bounds within the error terms (every tile size, n < b included, the tile Cholesky in panels of 1 … b)" <| fun (seed: int) ->
             let n, m, k, b, withBias = tiledCase seed
             use phi = ofRank seed n m k
             let dense = certify withBias phi
-            let t = tiled Certify.defaults b withBias phi
-            let what = sprintf "n=%d m=%d k=%d b=%d bias=%b" n m k b withBias
+            let panel = panelFor seed b
+            let t = tiledPanels Certify.defaults b panel withBias phi
+            let what = sprintf "n=%d m=%d k=%d b=%d panel=%d bias=%b" n m k b panel withBias
             expectAgree what dense t true
             if k < n && not withBias then Expect.notEqual t.Verdict Verdict.Certified ("rank < n never Certified. " + what)
 
-        testPropertyWithConfig config "tiled = dense on nearly singular Gaussian products and ReLU-like features: both sound, bounds within the error terms" <| fun (seed: int) ->
+        testPropertyWithConfig config "tiled = dense on nearly singular Gaussian products and ReLU-like features: both sound, bounds within the error terms (the tile Cholesky in panels of 1 … b)" <| fun (seed: int) ->
             let n, _, _, b, withBias = tiledCase seed
             let m = n + abs seed % 3
             use a = gaussian seed n m
@@ -323,8 +403,9 @@ let tests =
             let eps = 10.0 ** -(float (2 + abs seed % 7))
             use phi = if seed % 5 = 0 then reluLike seed n m else a.sub(p.mm(a).mul(scalar (1.0 - eps)))
             let dense = certify withBias phi
-            let t = tiled Certify.defaults b withBias phi
-            let what = sprintf "n=%d m=%d b=%d bias=%b eps=%g" n m b withBias eps
+            let panel = panelFor seed b
+            let t = tiledPanels Certify.defaults b panel withBias phi
+            let what = sprintf "n=%d m=%d b=%d panel=%d bias=%b eps=%g" n m b panel withBias eps
             expectAgree what dense t false
             if t.IsCertified then
                 Expect.isLessThanOrEqual t.SigmaMinLower (mathNetSigmaMin (if withBias then HeuristicRank.withBiasColumn phi else phi.clone()) * (1.0 + 1e-6) + 1e-12) ("sound. " + what)
@@ -348,12 +429,16 @@ let tests =
             // tile Cholesky's 2b + ⌈n/b⌉ + 1 is never below n + 1: its blocked constant is exercised by the
             // ill-conditioned test above and the tiled = dense properties.)
             let chunk = rng.Next(1, m + 2)
-            let c = Tiled.certifyMatrix opts { settingsWith b null (Collections.Generic.List()) with GramChunkColumns = chunk } (subject phi withBias) phi
+            let panel = rng.Next(0, b + 2)
+            let c = Tiled.certifyMatrix opts { settingsWith b null (Collections.Generic.List()) with GramChunkColumns = chunk; CholeskyPanel = panel } (subject phi withBias) phi
             let bias = if withBias then 1 else 0
             let chunks = (m + chunk - 1) / chunk
             let accumulationIndex = min (m + bias) (min chunk m + chunks - 1 + bias)
-            let choleskyIndex = min (n + 1) (2 * b + (n + b - 1) / b + 1)
-            let what = sprintf "n=%d m=%d b=%d chunk=%d bias=%b %A" n m b chunk withBias opts
+            // panels of s (whole tiles when the panel is 0 or ≥ b): 2s + P + 1, P the panels of all tile columns
+            let s = if panel = 0 || panel >= b then b else panel
+            let panelCount = Seq.sum (seq { for t in 0 .. (n + b - 1) / b - 1 -> (min b (n - t * b) + s - 1) / s })
+            let choleskyIndex = min (n + 1) (2 * s + panelCount + 1)
+            let what = sprintf "n=%d m=%d b=%d chunk=%d panel=%d bias=%b %A" n m b chunk panel withBias opts
             expectSoundExact what withBias phi c
             expectTermsExactWith accumulationIndex choleskyIndex what withBias phi c
 
@@ -451,6 +536,23 @@ let tests =
             Expect.equal c.Verdict expected.Verdict "same verdict"
         }
 
+        test "a work directory resumed with another Cholesky panel width factorises again (its recorded outcomes are of another order) and records the new constant; the Gram tiles are reused" {
+            use phi = ofRank 31 24 40 24
+            use work = new WorkDir()
+            let run panel =
+                let log = Collections.Generic.List<string>()
+                let c = Tiled.certifyMatrix Certify.defaults { settingsWith 8 work.Path log with CholeskyPanel = panel } (subject phi true) phi
+                c, List.ofSeq log
+            let whole, _ = run 0
+            let paneled, log = run 2
+            let info = sprintf "%A" log
+            Expect.equal whole.Verdict Verdict.Certified whole.Reason
+            Expect.equal paneled.Verdict Verdict.Certified paneled.Reason
+            Expect.equal (whole.Terms.CholeskyGammaIndex, paneled.Terms.CholeskyGammaIndex)
+                (Tiled.choleskyDepth 24 8 0, Tiled.choleskyDepth 24 8 2) "each run records its own order's constant"
+            Expect.isTrue (log |> List.exists (fun l -> l.StartsWith "gram:" && l.Contains "(0 computed")) ("Gram tiles read back. " + info)
+            Expect.isTrue (log |> List.exists (fun l -> l.StartsWith "cholesky fl G −" && not (l.Contains "(0 computed"))) ("the shifted factorisation computed again in panels. " + info)
+        }
         test "memory budget: everything in files (budget 0) gives the certificate of everything in memory; no work directory and too small a budget is refused" {
             use phi = ofRank 5 30 45 30
             let inMemory = tiled Certify.defaults 7 true phi
