@@ -260,7 +260,7 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
                     NativeBlas.mirrorLower a
                     a.diagonal().add_(scalar shift) |> ignore
                 else NativeBlas.gemmNT 1.0 (rowsOf i) (rowsOf k) 0.0 a
-                if Tiled.choleskyTile 0 (fun i j f -> withTile i j f) i k a then put i k (a.DetachFromDisposeScope())
+                if TileCholesky.step 0 (fun i j f -> withTile i j f) i k a then put i k (a.DetachFromDisposeScope())
                 else ok <- false
                 phase.Tile(flopsOf i k, true)
                 i <- i + 1

@@ -50,6 +50,11 @@ type Options =
       /// Columns per block when streaming an in-memory Φ, and per product of the Gram's blocked order
       /// (`Gram.accumulationDepth`: h = c + ⌈m/c⌉ − 1 (+1) instead of m').
       BlockColumns: int
+      /// s: columns per panel of the dense route's factorisations (the shifted test and the σ_max trial,
+      /// `TileCholesky.factorInPlace`): every update formed apart one panel at a time, so the Cholesky constant is
+      /// γ'_h with h = min(n + 1, 2s + ⌈n/s⌉ + 1) (`TileCholesky.depth n n s`) instead of LAPACK's any-order n + 1.
+      /// ≤ 0 or ≥ n: LAPACK's potrf on the whole matrix. Only the bound's constant depends on it.
+      CholeskyPanel: int
       /// Route of `certifyMatrix` (default Auto: Gram, then the orthogonal route when Gram is Inconclusive).
       Route: RouteChoice
       /// Largest working memory (bytes, ≈ 6·8·n·m') the orthogonal route may take in Auto mode.
@@ -62,6 +67,7 @@ let defaults =
       KrylovSteps = 30
       LambdaMaxFactors = [ 1.0 + 1e-3; 1.01; 1.1; 1.5; 2.0 ]
       BlockColumns = Gram.defaultChunkColumns
+      CholeskyPanel = 512
       Route = RouteChoice.Auto
       OrthogonalMaxBytes = 8L <<< 30 }
 
@@ -258,21 +264,22 @@ let lambdaMaxTermsBy (factors: float list) (n: int) (choleskyDepth: int) (square
     attempt factors 0
 
 /// diag(a) when floating-point Cholesky of the matrix `a` (overwritten by its factor) completes, None when it
-/// fails: the diagonal is read before the factorisation, as Demmel's term needs the factored matrix's trace.
-let private choleskyDiagonal (a: torch.Tensor) : float[] option =
+/// fails: the diagonal is read before the factorisation, as Demmel's term needs the factored matrix's trace. In
+/// column panels of `panel` (`TileCholesky.factorInPlace`; ≤ 0: LAPACK's potrf on the whole matrix, any order).
+let choleskyDiagonal (panel: int) (a: torch.Tensor) : float[] option =
     let diagonal = diagonalValues a
-    if NativeBlas.potrfLower a = 0 then Some diagonal else None
+    if TileCholesky.factorInPlace panel a then Some diagonal else None
 
-/// Floating-point Cholesky of Ã_t = fl(t·I − fl G) held in memory (LAPACK): diag(Ã_t) when it completed.
-let private lambdaMaxTrialCholesky (gram: GramMatrix) (t: float) : float[] option =
+/// Floating-point Cholesky of Ã_t = fl(t·I − fl G) held in memory, in panels of `panel`: diag(Ã_t) when it completed.
+let private lambdaMaxTrialCholesky (panel: int) (gram: GramMatrix) (t: float) : float[] option =
     use scope = torch.NewDisposeScope()
     let trial = gram.Gram.neg()
     trial.diagonal().add_(scalar t) |> ignore
-    choleskyDiagonal trial
+    choleskyDiagonal panel trial
 
-/// `lambdaMaxTermsBy` for a Gram held in memory: Ã_t = fl(t·I − fl G) factored by LAPACK.
+/// `lambdaMaxTermsBy` for a Gram held in memory: Ã_t = fl(t·I − fl G) factored by LAPACK (any order: γ'_{n+1}).
 let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
-    lambdaMaxTermsBy factors gram.Rows (gram.Rows + 1) gram.SquaredNormSumUpper gram.AccumulationErrorBound (lambdaMaxTrialCholesky gram) lambdaMaxEstimate terms
+    lambdaMaxTermsBy factors gram.Rows (gram.Rows + 1) gram.SquaredNormSumUpper gram.AccumulationErrorBound (lambdaMaxTrialCholesky 0 gram) lambdaMaxEstimate terms
 
 /// Rigorous upper bound on σ_max(Φ̃): √ of the bound on Σ‖φ̃_i‖² (= ‖Φ̃‖_F ≥ σ_max), or √ of the
 /// trial's λ_max bound when one succeeded and is smaller (sqrt is correctly rounded: one ulp up).
@@ -336,16 +343,16 @@ let lambdaMinTermsBy (shifts: float list) (n: int) (choleskyDepth: int) (accumul
                     LambdaMinComputedGramLower = lamFl; LambdaMinLower = lam; ShiftAttempts = tries + 1 }
     attempt shifts 0
 
-/// Floating-point Cholesky of Ã = fl(fl G − c·I) held in memory (LAPACK): diag(Ã) when it completed.
-let private lambdaMinShiftedCholesky (gram: GramMatrix) (c: float) : float[] option =
+/// Floating-point Cholesky of Ã = fl(fl G − c·I) held in memory, in panels of `panel`: diag(Ã) when it completed.
+let private lambdaMinShiftedCholesky (panel: int) (gram: GramMatrix) (c: float) : float[] option =
     use scope = torch.NewDisposeScope()
     let shifted = gram.Gram.clone()
     shifted.diagonal().sub_(scalar c) |> ignore
-    choleskyDiagonal shifted
+    choleskyDiagonal panel shifted
 
 /// `lambdaMinTermsBy` for a Gram held in memory: Ã = fl(fl G − c·I) factored by LAPACK.
 let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =
-    lambdaMinTermsBy shifts gram.Rows (gram.Rows + 1) gram.AccumulationErrorBound (lambdaMinShiftedCholesky gram) terms
+    lambdaMinTermsBy shifts gram.Rows (gram.Rows + 1) gram.AccumulationErrorBound (lambdaMinShiftedCholesky 0 gram) terms
 
 /// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
 /// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
@@ -419,14 +426,15 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
     let gram = scaledGram
     certifyOperator opts subject rowsEqual clock
         { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
-          AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth; CholeskyDepth = n + 1
+          AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth
+          CholeskyDepth = TileCholesky.depth n n opts.CholeskyPanel
           ZeroRows = gram.ZeroRows; ScaleExponent = scale
           Precision = precision; Device = gram.Gram.device; Method = denseMethod
           DuplicateCandidates = duplicateCandidates gram
           EstimateLambdaMax = fun steps -> estimateLambdaMax steps gram.Gram
           EstimateLambdaMin = fun iterations -> estimateLambdaMin iterations gram.Gram
-          ShiftedCholesky = fun c -> (lambdaMinShiftedCholesky gram c)
-          TrialCholesky = fun t -> (lambdaMaxTrialCholesky gram t) }
+          ShiftedCholesky = fun c -> (lambdaMinShiftedCholesky opts.CholeskyPanel gram c)
+          TrialCholesky = fun t -> (lambdaMaxTrialCholesky opts.CholeskyPanel gram t) }
 
 /// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
 /// `precision` names the feature precision (the Gram is always float64). The test runs on the Gram

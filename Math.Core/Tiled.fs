@@ -81,9 +81,9 @@ type Settings =
       /// γ_{c + ⌈m/c⌉ − 1 (+1 bias)} instead of γ_{m'} (`accumulationDepth`, docs/theory.md §3 "Blocked
       /// accumulation"). Only the bound's constant depends on it, never soundness; ≤ 0: one product of length m.
       GramChunkColumns: int
-      /// s: columns of the panels the tile Cholesky works in (`choleskyTile`): every update is formed apart one panel
+      /// s: columns of the panels the tile Cholesky works in (`TileCholesky.step`): every update is formed apart one panel
       /// of columns at a time, and potrf/trsm run on s × s blocks, so the Cholesky constant is γ'_h with
-      /// h = 2s + ⌈b/s⌉·T + 1 instead of 2b + T + 1 (`choleskyDepth`, docs/theory.md §3 "Blocked accumulation").
+      /// h = 2s + ⌈b/s⌉·T + 1 instead of 2b + T + 1 (`TileCholesky.depth`, docs/theory.md §3 "Blocked accumulation").
       /// Only the bound's constant depends on it, never soundness; ≤ 0 or ≥ b: whole tiles.
       CholeskyPanel: int
       Progress: TiledProgress -> unit
@@ -387,23 +387,6 @@ type internal Phase(settings: Settings, name: string, totalTiles: int, totalFlop
 let private bitsOf (x: float) = BitConverter.DoubleToInt64Bits(x).ToString("x16")
 let private ofBits (s: string) = BitConverter.Int64BitsToDouble(Convert.ToInt64(s, 16))
 
-/// s: the width of the column panels the tile Cholesky works in (`choleskyTile`): the panel setting when it is
-/// between 1 and the tile size b, else b (whole tiles).
-let panelWidth (b: int) (panel: int) : int = if panel <= 0 || panel >= b then b else panel
-
-/// h of the tile Cholesky's componentwise backward error |ΔA| ≤ γ_h·|L̂||L̂ᵀ| (docs/theory.md §3 "Blocked
-/// accumulation"), for n rows in tiles of b (T = ⌈n/b⌉) worked in column panels of s = `panelWidth b panel`, as
-/// `choleskyTile` orders the work (every update of one panel's columns formed apart, subtracted in order; potrf/trsm
-/// on an s × s diagonal block in any order). With P = Σ_J ⌈b_J/s⌉ panels in all, Lemma 8.4's counts (a term's
-/// roundings before it meets ã's path plus ã's roundings below that point; ã's whole path with the division or the
-/// square root) are ≤ s + P; the plain depth of any path is ≤ 2s + P. Demmel's any-order γ_{n+1} also holds, so
-/// h = min(n + 1, 2s + P + 1): conservative by s + 1. Whole tiles (s = b): P = T, h = min(n + 1, 2b + T + 1).
-let choleskyDepth (n: int) (b: int) (panel: int) : int =
-    let s = panelWidth b panel
-    let tiles = (n + b - 1) / b
-    let panels = Seq.sum (seq { for t in 0 .. tiles - 1 -> (min b (n - t * b) + s - 1) / s })
-    int (min (int64 n + 1L) (2L * int64 s + int64 panels + 1L))
-
 /// The Gram tile fl(Φ̃_I Φ̃_Jᵀ) of two float64 row tiles (I = J: `diagonal`, the syrk of ri, mirrored to be
 /// exactly symmetric), accumulated `chunk` columns at a time: the first product is written into the tile, each
 /// later one is formed apart (β = 0) and added to the tile (one rounding per entry), then 1 is added for the bias
@@ -417,86 +400,10 @@ let gramTile (chunk: int) (withBias: bool) (ri: torch.Tensor) (rj: torch.Tensor)
     if withBias then g.add_(scalar 1.0) |> ignore
     g
 
-/// (`gramTile` and `choleskyTile` fix the bracketing that `accumulationDepth` and `choleskyDepth` count: a change to
-/// the Gram's order must bump the version in `certifyRowBlocks`'s run key, "rf-tiled 2", and a change to the
+/// (`gramTile` and `TileCholesky.step` fix the bracketing that `accumulationDepth` and `TileCholesky.depth` count: a
+/// change to the Gram's order must bump the version in `certifyRowBlocks`'s run key, "rf-tiled 2", and a change to the
 /// Cholesky's order the names of its factorisations (`ordered` there, which carries the panel width), or a resumed run
 /// would trust tiles and recorded factorisation outcomes of the old order under the new constants.)
-/// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"), worked
-/// in column panels of s columns (`panelWidth b panel`, the same s for every tile; s ≤ 0: whole tiles):
-/// A_ik ← Ã_ik − Σ_{j<k} Σ_p L_ij[:, p]·L_kj[:, p]ᵀ (each panel p's product formed apart, syrk for i = k, gemm below,
-/// subtracted in order), then inside the tile, panel by panel (left-looking): for i = k, A[r ≥ p, p] −= L[r ≥ p, q]·L[p, q]ᵀ
-/// for each earlier panel q (formed apart, subtracted in order), potrf of the s × s block A[p, p], trsm of the rows below
-/// it (strict upper triangle of the tile zeroed at the end); for i > k, X[:, p] = (A[:, p] − Σ_{q<p} X[:, q]·L_kk[p, q]ᵀ)
-/// ·L_kk[p, p]⁻ᵀ, giving L_ik = A_ik·L_kk⁻ᵀ. With s ≥ b this is one panel: whole-tile updates, potrf or trsm of the
-/// tile. `withFactor i j f` runs f on the finished L_ij. In place in `a` (which holds Ã_ik). False when a pivot fails
-/// (not positive definite in floating point). Shared by the certificate's factorisations and Theorem P's factor
-/// (`CertificateEngine.TiledCholesky`, whole tiles).
-let choleskyTile (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i: int) (k: int) (a: torch.Tensor) : bool =
-    let rows = int a.shape.[0]
-    let cols = int a.shape.[1]
-    let whole (width: int) = s <= 0 || s >= width
-    let panelsOf (width: int) = if whole width then [ 0, width ] else [ for p in 0 .. s .. width - 1 -> p, min s (width - p) ]
-    let columnsOf (t: torch.Tensor) (p: int) (w: int) = t.narrow(1L, int64 p, int64 w)
-    if k > 0 then
-        // Each update L_ij[:, p]·L_kj[:, p]ᵀ is formed apart (β = 0) and subtracted from the tile: the order
-        // `choleskyDepth` counts (a β = 1 update would let the BLAS put the tile's running value anywhere in its sum).
-        use update = torch.zeros_like(a)
-        for j in 0 .. k - 1 do
-            withFactor i j (fun lij ->
-                let apply (lkj: torch.Tensor) =
-                    for p, w in panelsOf (int lij.shape.[1]) do
-                        use x = columnsOf lij p w
-                        if i = k then NativeBlas.syrkLower 1.0 x 0.0 update
-                        else (use y = columnsOf lkj p w in NativeBlas.gemmNT 1.0 x y 0.0 update)
-                        a.sub_(update) |> ignore
-                if i = k then apply lij else withFactor k j apply)
-    if whole cols then
-        if i = k then
-            if NativeBlas.potrfLower a <> 0 then false
-            else
-                a.tril_() |> ignore
-                true
-        else
-            withFactor k k (fun lkk -> NativeBlas.trsmRightLowerTranspose lkk a)
-            true
-    elif i = k then
-        use scope = torch.NewDisposeScope()
-        let mutable ok = true
-        for p, w in panelsOf cols do
-            if ok then
-                use below = a.narrow(0L, int64 p, int64 (rows - p))      // rows p.. of the tile
-                use target = columnsOf below p w                         // A[r ≥ p, panel p]
-                for q, wq in (if p = 0 then [] else panelsOf p) do
-                    use lq = columnsOf below q wq                        // L[r ≥ p, panel q]
-                    use lqColumns = columnsOf a q wq
-                    use lpq = lqColumns.narrow(0L, int64 p, int64 w)     // L[panel p rows, panel q]
-                    use u = torch.zeros([| int64 (rows - p); int64 w |], dtype = a.dtype, device = a.device)
-                    NativeBlas.gemmNT 1.0 lq lpq 0.0 u
-                    target.sub_(u) |> ignore
-                use diagonal = target.narrow(0L, 0L, int64 w)
-                if NativeBlas.potrfLower diagonal <> 0 then ok <- false
-                else
-                    diagonal.tril_() |> ignore
-                    use rest = target.narrow(0L, int64 w, int64 (rows - p - w))
-                    NativeBlas.trsmRightLowerTranspose diagonal rest
-        if ok then a.tril_() |> ignore
-        ok
-    else
-        withFactor k k (fun lkk ->
-            use scope = torch.NewDisposeScope()
-            for p, w in panelsOf cols do
-                use target = columnsOf a p w                              // X[:, panel p]
-                for q, wq in (if p = 0 then [] else panelsOf p) do
-                    use xq = columnsOf a q wq
-                    use lkkColumns = columnsOf lkk q wq
-                    use lpq = lkkColumns.narrow(0L, int64 p, int64 w)     // L_kk[panel p rows, panel q]
-                    use u = torch.zeros([| int64 rows; int64 w |], dtype = a.dtype, device = a.device)
-                    NativeBlas.gemmNT 1.0 xq lpq 0.0 u
-                    target.sub_(u) |> ignore
-                use lkkPanel = columnsOf lkk p w
-                use lpp = lkkPanel.narrow(0L, int64 p, int64 w)
-                NativeBlas.trsmRightLowerTranspose lpp target)
-        true
 
 /// Forward substitution L·y = v on a tile factor (T tile rows of `size i` rows at `offset i`):
 /// y_i = L_ii⁻¹(v_i − Σ_{j<i} L_ij·y_j), all columns of v at once.
@@ -727,12 +634,12 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
     | None -> ()
     let e = scaleExponentOf (Array.max squares)
-    // The blocked order of `gramTile` and `choleskyTile`: γ_h with h = `accumulationDepth` (1,118 at m' = 96,001 in
-    // chunks of 1024) and γ'_h with h = `choleskyDepth` (1,143 at n = 60,000 in tiles of 2048, panels of 512) instead
+    // The blocked order of `gramTile` and `TileCholesky.step`: γ_h with h = `accumulationDepth` (1,118 at m' = 96,001 in
+    // chunks of 1024) and γ'_h with h = `TileCholesky.depth` (1,143 at n = 60,000 in tiles of 2048, panels of 512) instead
     // of m' and n + 1.
     let accumulationIndex = accumulationDepth subject.Features withBias settings.GramChunkColumns
-    let panel = panelWidth b settings.CholeskyPanel
-    let choleskyIndex = choleskyDepth n b panel
+    let panel = TileCholesky.panelWidth b settings.CholeskyPanel
+    let choleskyIndex = TileCholesky.depth n b panel
     let squaredNormSumScaled = FloatingPoint.scaleUp (squaredNormSumUpper accumulationIndex squares) (-2 * e)
     let accumulationError = GramMatrix.ErrorBound accumulationIndex squaredNormSumScaled (scalingErrorBound n)
     /// The scaled tile 4^(−e)·fl(G)_IJ, owned by the caller.
@@ -778,7 +685,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 | None ->
                     use scope = torch.NewDisposeScope()
                     let a = init i k
-                    if choleskyTile panel (fun i j f -> withFactor key i j f) i k a then store.Put(factorName key i k, a, 0L)
+                    if TileCholesky.step panel (fun i j f -> withFactor key i j f) i k a then store.Put(factorName key i k, a, 0L)
                     else ok <- false
                     if ok then phase.Tile(factorFlops i k, true)
                 i <- i + 1

@@ -557,19 +557,67 @@ let tests =
             expectSoundExact what withBias phi c
             expectTermsExact what withBias phi c
 
-        testPropertyWithConfig config "dense Gram summed in products of 1 … m + 1 columns (the blocked order): every term recomputed exactly with h = c + ⌈m/c⌉ − 1 (+1), sound in exact arithmetic" <| fun (seed: int) ->
+        testPropertyWithConfig config "dense Gram summed in products of 1 … m + 1 columns and factorised in panels of 0 … n + 1 columns (the blocked orders): every term recomputed exactly with h_G = c + ⌈m/c⌉ − 1 (+1) and h_C = min(n + 1, 2s + ⌈n/s⌉ + 1), sound in exact arithmetic" <| fun (seed: int) ->
             let n, m, withBias, phi = smallCase seed
             use phi = phi
-            let chunk = System.Random(seed + 31).Next(1, m + 2)
-            let opts = { Certify.defaults with BlockColumns = chunk; Route = Certify.RouteChoice.Gram }
+            let rng = System.Random(seed + 31)
+            let chunk = rng.Next(1, m + 2)
+            let panel = rng.Next(0, n + 2)
+            let opts = { Certify.defaults with BlockColumns = chunk; CholeskyPanel = panel; Route = Certify.RouteChoice.Gram }
             let c = certifyWith opts withBias phi
             let bias = if withBias then 1 else 0
             // from the definition, independently of Gram.accumulationDepth: c' = min(c, m) columns per product
             let perProduct = min chunk m
             let accumulationIndex = min (m + bias) (perProduct + (m + perProduct - 1) / perProduct - 1 + bias)
-            let what = sprintf "n=%d m=%d chunk=%d bias=%b" n m chunk withBias
+            // and of TileCholesky.depth: panels of s (whole matrix when 0 or ≥ n), ⌈n/s⌉ of them
+            let s = if panel = 0 || panel >= n then n else panel
+            let choleskyIndex = min (n + 1) (2 * s + (n + s - 1) / s + 1)
+            let what = sprintf "n=%d m=%d chunk=%d panel=%d bias=%b" n m chunk panel withBias
             expectSoundExact what withBias phi c
-            expectTermsExactWith accumulationIndex (n + 1) what withBias phi c
+            expectTermsExactWith accumulationIndex choleskyIndex what withBias phi c
+
+        test "the dense route's factorisation (Certify.choleskyDiagonal) leaves the factor of the panel order bit for bit (TileCholesky.factorInPlace), not LAPACK's whole-matrix potrf, and returns diag(A)" {
+            let n = 700
+            let rng = System.Random 23
+            use m = torch.tensor(Array2D.init n (n + 5) (fun _ _ -> rng.NextDouble() - 0.5), dtype = torch.float64)
+            use g = m.mm(m.t()).add(torch.eye(int64 n, dtype = torch.float64))
+            use a = g.clone()
+            let diagonal = Certify.choleskyDiagonal 256 a
+            Expect.equal diagonal (Some (g.diagonal().data<float>().ToArray())) "diag(A), read before the factorisation"
+            use reference = g.clone()
+            Expect.isTrue (TileCholesky.factorInPlace 256 reference) "panel order"
+            use lapack = g.clone()
+            Expect.equal (NativeBlas.potrfLower lapack) 0 "LAPACK"
+            lapack.tril_() |> ignore
+            Expect.isTrue (use same = a.eq(reference).all() in same.item<bool> ()) "the dense route's factor is the panel order's, bit for bit"
+            Expect.isFalse (use same = a.eq(lapack).all() in same.item<bool> ()) "and not LAPACK's (the comparison can see the order)"
+            use l = torch.linalg.cholesky g
+            Expect.isLessThan (a.sub(l).abs().max().item<float> ()) 1e-9 "right"
+        }
+        test "the dense route's factorisations in panels certify where LAPACK's any-order constant cannot (ill-conditioned Φ, n = 512): h_C = 2s + ⌈n/s⌉ + 1 recorded, Certified, sound against MathNet's σ_min; whole-matrix potrf Inconclusive" {
+            // Φ = U·diag(σ)·Vᵀ, n = 512, m = 1024, σ = 1 except σ_min² = 300·u·tr(G). Products of 32 columns: h_G = 63.
+            // Panels of 16: h_C = 32 + 32 + 1 = 65, errors ≈ (63 + 65)·u·tr(G) below the shift ¾·λ_min = 225·u·tr(G);
+            // LAPACK on the whole matrix: h_C = n + 1 = 513, errors ≈ 576·u·tr(G) above it.
+            let n, m = 512, 1024
+            use q1 = (use a = gaussian 51 n n in let struct (q, _) = torch.linalg.qr a in q)
+            use q2 = (use a = gaussian 52 m n in let struct (q, _) = torch.linalg.qr a in q)
+            let sMin = sqrt (300.0 * FloatingPoint.unitRoundoff64 * float (n - 1))
+            use sv = torch.tensor(Array.init n (fun i -> if i = n - 1 then sMin else 1.0), dtype = torch.float64)
+            use phi = q1.mul(sv.unsqueeze(0L)).mm(q2.t())
+            let gramOnly = { Certify.defaults with Route = Certify.RouteChoice.Gram; BlockColumns = 32 }
+            let paneled = certifyWith { gramOnly with CholeskyPanel = 16 } false phi
+            let whole = certifyWith { gramOnly with CholeskyPanel = 0 } false phi
+            let info = sprintf "panels: %O (%s), indices %d/%d; whole: %O (%s), indices %d/%d" paneled.Verdict paneled.Reason
+                               paneled.Terms.AccumulationGammaIndex paneled.Terms.CholeskyGammaIndex whole.Verdict whole.Reason
+                               whole.Terms.AccumulationGammaIndex whole.Terms.CholeskyGammaIndex
+            Expect.equal (paneled.Terms.AccumulationGammaIndex, paneled.Terms.CholeskyGammaIndex) (63, 65) ("indices in panels. " + info)
+            Expect.equal whole.Terms.CholeskyGammaIndex (n + 1) ("LAPACK: n + 1. " + info)
+            Expect.equal whole.Verdict Verdict.Inconclusive ("the any-order Cholesky constant is too large. " + info)
+            Expect.equal paneled.Verdict Verdict.Certified ("panels certify. " + info)
+            let sigma = mathNetSigmaMin phi
+            Expect.isLessThanOrEqual paneled.SigmaMinLower (sigma * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" paneled.SigmaMinLower sigma info)
+            Expect.isGreaterThan paneled.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" paneled.SigmaMinLower (sigma / 2.0) info)
+        }
 
         testPropertyWithConfig (Seeds.config 10) "scale equivariance: 2^k·Φ gives the same verdict and terms, bounds exactly 2^k·bounds, across the representable range" <| fun (seed: int) ->
             let rng = System.Random seed

@@ -119,20 +119,20 @@ let tests =
         test "blocked constants: h = c + ⌈m/c⌉ − 1 (+1 bias) for Gram tiles in chunks of c, h = 2s + P + 1 for the tile Cholesky in panels of s (P panels in all; whole tiles: 2b + ⌈n/b⌉ + 1), never above the any-order m' and n + 1" {
             // The whole-training-set case: ResNet-18 k = 1 taps (m = 96,000 + bias) in chunks of 2048, n = 60,000 in tiles of 2048.
             Expect.equal (Gram.accumulationDepth 96000 true 2048) 2095 "2048 + 47 − 1 + 1"
-            Expect.equal (Tiled.choleskyDepth 60000 2048 0) 4127 "whole tiles: 2·2048 + 30 + 1"
-            Expect.equal (Tiled.choleskyDepth 60000 2048 4096) 4127 "a panel wider than the tile: whole tiles"
-            Expect.equal (Tiled.choleskyDepth 60000 2048 2048) 4127 "a panel of the tile's width: whole tiles"
+            Expect.equal (TileCholesky.depth 60000 2048 0) 4127 "whole tiles: 2·2048 + 30 + 1"
+            Expect.equal (TileCholesky.depth 60000 2048 4096) 4127 "a panel wider than the tile: whole tiles"
+            Expect.equal (TileCholesky.depth 60000 2048 2048) 4127 "a panel of the tile's width: whole tiles"
             // panels of 256: 29 tiles of 2048 (8 panels each) and a last tile of 608 (3 panels)
-            Expect.equal (Tiled.choleskyDepth 60000 2048 256) 748 "2·256 + (29·8 + 3) + 1"
-            Expect.equal (Tiled.choleskyDepth 1000 10 3) 407 "2·3 + 100·4 + 1"
-            Expect.equal (Tiled.choleskyDepth 8 2 1) 9 "min(9, 2 + 8 + 1)"
+            Expect.equal (TileCholesky.depth 60000 2048 256) 748 "2·256 + (29·8 + 3) + 1"
+            Expect.equal (TileCholesky.depth 1000 10 3) 407 "2·3 + 100·4 + 1"
+            Expect.equal (TileCholesky.depth 8 2 1) 9 "min(9, 2 + 8 + 1)"
             Expect.equal (Gram.accumulationDepth 96000 true 0) 96001 "one product: m'"
             Expect.equal (Gram.accumulationDepth 96000 false 96000) 96000 "one product: m"
             Expect.equal (Gram.accumulationDepth 10 false 3) 6 "3 + 4 − 1"
             Expect.equal (Gram.accumulationDepth 10 true 1) 11 "1 + 10 − 1 + 1 = m'"
-            Expect.equal (Tiled.choleskyDepth 8 2 0) 9 "min(9, 4 + 4 + 1)"
-            Expect.equal (Tiled.choleskyDepth 8 3 0) 9 "min(9, 6 + 3 + 1)"
-            Expect.equal (Tiled.choleskyDepth 1000 10 0) 121 "20 + 100 + 1"
+            Expect.equal (TileCholesky.depth 8 2 0) 9 "min(9, 4 + 4 + 1)"
+            Expect.equal (TileCholesky.depth 8 3 0) 9 "min(9, 6 + 3 + 1)"
+            Expect.equal (TileCholesky.depth 1000 10 0) 121 "20 + 100 + 1"
             // recorded where both are below the any-order ones: n = 40 in tiles of 4, m = 60 (+ bias) in chunks of 16
             use phi = gaussian 5 40 60
             let c = Tiled.certifyMatrix Certify.defaults { settingsWith 4 null (Collections.Generic.List()) with GramChunkColumns = 16 } (subject phi true) phi
@@ -242,7 +242,7 @@ let tests =
                 for i, k in [ 1, 1; 2, 1 ] do
                     use scope = torch.NewDisposeScope()
                     let a = g.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k)).clone()
-                    let ok = NativeBlas.useBackend backend (fun () -> Tiled.choleskyTile 0 withFactor i k a)
+                    let ok = NativeBlas.useBackend backend (fun () -> TileCholesky.step 0 withFactor i k a)
                     Expect.isTrue ok (sprintf "%A: step (%d, %d) succeeds" backend i k)
                     let expected = l.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k))
                     Expect.isLessThan (a.sub(expected).abs().max().item<float> ()) 1e-9 (sprintf "%A: step (%d, %d) gives L_ik" backend i k)
@@ -264,7 +264,7 @@ let tests =
                         use scope = torch.NewDisposeScope()
                         let withFactor i j (f: torch.Tensor -> unit) = f ((tile l i j).contiguous())
                         let a = (tile g i k).clone()
-                        Expect.isTrue (Tiled.choleskyTile 0 withFactor i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
+                        Expect.isTrue (TileCholesky.step 0 withFactor i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
                         let reference = (tile g i k).clone()
                         for j in 0 .. k - 1 do
                             let update = torch.zeros_like(reference)
@@ -325,14 +325,14 @@ let tests =
                         use scope = torch.NewDisposeScope()
                         let factors i j = (tile l i j).contiguous()
                         let a = (tile g i k).clone()
-                        Expect.isTrue (Tiled.choleskyTile panel (fun i j f -> f (factors i j)) i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
+                        Expect.isTrue (TileCholesky.step panel (fun i j f -> f (factors i j)) i k a) (sprintf "%A: step (%d, %d) succeeds" backend i k)
                         let expected = tile l i k
                         Expect.isLessThan (a.sub(expected).abs().max().item<float> ()) 1e-9 (sprintf "%A: step (%d, %d) gives L_ik" backend i k)
                         let r = reference factors i k
                         Expect.isTrue (use same = a.eq(r).all() in same.item<bool> ())
                             (sprintf "%A: step (%d, %d) = the panel order, bit for bit" backend i k)
                         let whole = (tile g i k).clone()
-                        Expect.isTrue (Tiled.choleskyTile 0 (fun i j f -> f (factors i j)) i k whole) "whole-tile step"
+                        Expect.isTrue (TileCholesky.step 0 (fun i j f -> f (factors i j)) i k whole) "whole-tile step"
                         if k > 0 then   // (without earlier tile columns the tile's own trsm may coincide with OpenBLAS's blocking)
                             Expect.isFalse (use same = a.eq(whole).all() in same.item<bool> ())
                                 (sprintf "%A: step (%d, %d): the panel order differs from whole tiles somewhere (the comparison can see an order)" backend i k))
@@ -549,7 +549,7 @@ let tests =
             Expect.equal whole.Verdict Verdict.Certified whole.Reason
             Expect.equal paneled.Verdict Verdict.Certified paneled.Reason
             Expect.equal (whole.Terms.CholeskyGammaIndex, paneled.Terms.CholeskyGammaIndex)
-                (Tiled.choleskyDepth 24 8 0, Tiled.choleskyDepth 24 8 2) "each run records its own order's constant"
+                (TileCholesky.depth 24 8 0, TileCholesky.depth 24 8 2) "each run records its own order's constant"
             Expect.isTrue (log |> List.exists (fun l -> l.StartsWith "gram:" && l.Contains "(0 computed")) ("Gram tiles read back. " + info)
             Expect.isTrue (log |> List.exists (fun l -> l.StartsWith "cholesky fl G −" && not (l.Contains "(0 computed"))) ("the shifted factorisation computed again in panels. " + info)
         }
