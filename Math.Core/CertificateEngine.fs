@@ -104,8 +104,18 @@ type CertificateEngine =
         let clock = Stopwatch.StartNew()
         CertificateEngine.OnTiles(engine, subject, log, fun settings ->
             let settings = { settings with FeatureCacheBytes = min settings.FeatureCacheBytes (engine.MemoryBudgetBytes / 4L) }
-            let gram = Tiled.certifyRowBlocks opts settings subject rowsEqual blockRows blockCount rowBlock
-            Certify.certifyAfterGramOfRowBlocks (Certify.withinTileBudget settings.MemoryBudgetBytes opts) subject blockCount rowBlock clock gram)
+            CertificateEngine.CertifyRowBlocksOnTiles(settings, opts, subject, rowsEqual, blockRows, blockCount, rowBlock, clock))
+
+    /// The tiled certificate of row blocks under given tile `settings` (the tile folder, budget, blocked order and
+    /// progress of the caller: `CertifyRowBlocks` above, `rf certify --config`): `Tiled.certifyRowBlocks`, then in Auto
+    /// route with the Gram route Inconclusive the orthogonal route on the blocks joined, only when Φ̃ fits
+    /// `opts.OrthogonalMaxBytes` and the tile memory budget (`Certify.withinTileBudget`), else the reason why not.
+    /// `clock` times the certificate (started by the caller, e.g. before its features were prepared).
+    static member CertifyRowBlocksOnTiles(settings: Tiled.Settings, opts: Certify.Options, subject: ExpressivitySubject,
+                                          rowsEqual: Certify.RowEquality, blockRows: int, blockCount: int,
+                                          rowBlock: int -> torch.Tensor, clock: Stopwatch) : Certificate =
+        let gram = Tiled.certifyRowBlocks opts settings subject rowsEqual blockRows blockCount rowBlock
+        Certify.certifyAfterGramOfRowBlocks (Certify.withinTileBudget settings.MemoryBudgetBytes opts) subject blockCount rowBlock clock gram
 
     /// The tiled engine's certificate of `subject` by `certifyOnTiles` (given the settings of the subject's tile
     /// folder, `Settings`), the tile folder removed once the certificate is made (a killed run leaves it).

@@ -71,11 +71,10 @@ public static class ModelCertification
         bool RowsEqual(int i, int j) => features.RowsEqual(i, j);
         var equal = FSharpOption<FSharpFunc<int, FSharpFunc<int, bool>>>.Some(
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
-        var gram = Tiled.certifyRowBlocks(certifyOptions, settings, subject, equal, BlockRows, blockCount, rowBlock);
-        // Auto route, as the dense model path: the orthogonal route when the Gram route is Inconclusive and Φ̃ fits
-        // Options.OrthogonalMaxBytes and the tile memory budget (the row blocks once more, joined), else the reason why not.
-        return (ResearchFramework.MathCore.Certify.certifyAfterGramOfRowBlocks(
-                ResearchFramework.MathCore.Certify.withinTileBudget(settings.MemoryBudgetBytes, certifyOptions), subject, blockCount, rowBlock, clock, gram),
+        // Auto route, as the dense model path (the orthogonal follow-up within Options.OrthogonalMaxBytes and the tile
+        // budget): the Math.Core engine's tiled certificate of row blocks, under this command's tile settings.
+        return (ResearchFramework.MathCore.CertificateEngine.CertifyRowBlocksOnTiles(
+                settings, certifyOptions, subject, equal, BlockRows, blockCount, rowBlock, clock),
             engine.WorkDirectory ?? workDirectory);
     }
 
