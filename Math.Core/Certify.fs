@@ -93,7 +93,7 @@ type GramOperator =
       /// (`Gram.accumulationDepth`).
       AccumulationDepth: int
       /// h of the Cholesky backward error γ'_h·tr(Ã) of this operator's factorisations: n + 1 (Demmel, any order);
-      /// smaller for the tile Cholesky's blocked order (`Tiled.choleskyDepth`, docs/theory.md §3).
+      /// smaller for the tile Cholesky's blocked order (`TileCholesky.depth`, docs/theory.md §3).
       CholeskyDepth: int
       ZeroRows: int[]
       ScaleExponent: int

@@ -64,6 +64,8 @@ let step (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i:
             true
     elif i = k then
         use scope = torch.NewDisposeScope()
+        // One buffer for every in-tile update of this step (β = 0 overwrites it: no zero fill, no allocation per update).
+        use buffer = torch.empty([| int64 rows; int64 s |], dtype = a.dtype, device = a.device)
         let mutable ok = true
         for p, w in panelsOf cols do
             if ok then
@@ -73,7 +75,8 @@ let step (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i:
                     use lq = columnsOf below q wq                        // L[r ≥ p, panel q]
                     use lqColumns = columnsOf a q wq
                     use lpq = lqColumns.narrow(0L, int64 p, int64 w)     // L[panel p rows, panel q]
-                    use u = torch.zeros([| int64 (rows - p); int64 w |], dtype = a.dtype, device = a.device)
+                    use rowsOfBuffer = buffer.narrow(0L, 0L, int64 (rows - p))
+                    use u = rowsOfBuffer.narrow(1L, 0L, int64 w)
                     NativeBlas.gemmNT 1.0 lq lpq 0.0 u
                     target.sub_(u) |> ignore
                 use diagonal = target.narrow(0L, 0L, int64 w)
@@ -87,13 +90,14 @@ let step (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i:
     else
         withFactor k k (fun lkk ->
             use scope = torch.NewDisposeScope()
+            use buffer = torch.empty([| int64 rows; int64 s |], dtype = a.dtype, device = a.device)
             for p, w in panelsOf cols do
                 use target = columnsOf a p w                              // X[:, panel p]
                 for q, wq in (if p = 0 then [] else panelsOf p) do
                     use xq = columnsOf a q wq
                     use lkkColumns = columnsOf lkk q wq
                     use lpq = lkkColumns.narrow(0L, int64 p, int64 w)     // L_kk[panel p rows, panel q]
-                    use u = torch.zeros([| int64 rows; int64 w |], dtype = a.dtype, device = a.device)
+                    use u = buffer.narrow(1L, 0L, int64 w)
                     NativeBlas.gemmNT 1.0 xq lpq 0.0 u
                     target.sub_(u) |> ignore
                 use lkkPanel = columnsOf lkk p w

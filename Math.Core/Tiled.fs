@@ -83,7 +83,8 @@ type Settings =
       GramChunkColumns: int
       /// s: columns of the panels the tile Cholesky works in (`TileCholesky.step`): every update is formed apart one panel
       /// of columns at a time, and potrf/trsm run on s × s blocks, so the Cholesky constant is γ'_h with
-      /// h = 2s + ⌈b/s⌉·T + 1 instead of 2b + T + 1 (`TileCholesky.depth`, docs/theory.md §3 "Blocked accumulation").
+      /// h = min(n + 1, 2s + P + 1), P = Σ_J ⌈b_J/s⌉ the panels of all tile columns, instead of 2b + T + 1
+      /// (`TileCholesky.depth`, docs/theory.md §3 "Tile Cholesky in panels").
       /// Only the bound's constant depends on it, never soundness; ≤ 0 or ≥ b: whole tiles.
       CholeskyPanel: int
       Progress: TiledProgress -> unit
@@ -792,7 +793,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 Certify.lanczosLambdaMax steps (int64 n) torch.CPU (fun v -> let y = matvec v in tick (); y))
           EstimateLambdaMin = fun iterations ->
             // The factor of fl G is kept (its tiles verified on every read) until the estimate is recorded.
-            let key = "flg"
+            let key = ordered "flg"
             let estimate =
                 recorded "estimate:lambda-min" (fun () ->
                     if factorize "cholesky fl G (λ_min estimate)" key false (fun i k -> scaledGram i k) then

@@ -18,6 +18,7 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
 /// <item><c>gram-chunks b m chunk k</c>: a b × b Gram tile of m columns in chunks (the tiled engine's order) vs one product.</item>
 /// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
+/// <item><c>panel-cholesky n k s …</c>: LAPACK's potrf against the dense route's panel-ordered Cholesky, k alternations.</item>
 /// <item><c>tiled-order n m b chunk/panel …</c>: the tiled engine's Gram and factorisation seconds per blocked order.</item>
 /// <item><c>recipe-overhead [k]</c>: hand loop vs base run vs two-phase run, and RSS per epoch (<see cref="RecipeOverhead"/>).</item>
 /// <item><c>recipe-steps [k]</c>: ms per step after the switch: base, damped Phase II (no guard), frozen Phase II.</item>
@@ -161,6 +162,36 @@ public static class Program
                         Console.WriteLine(FormattableString.Invariant(
                             $"RESULT kernel-rates n={n} k={k}: gemm {2.0 * n * n * k / gemm / 1e9:F1} GFLOP/s ({gemm:F3} s), syrk {1.0 * n * n * k / syrk / 1e9:F1} GFLOP/s ({syrk:F3} s), potrf {Math.Pow(n, 3) / 3 / potrf / 1e9:F1} GFLOP/s ({potrf:F3} s, info {info})"));
                     }
+                    return 0;
+                }
+            case "panel-cholesky":
+                {
+                    // The dense route's factorisation: LAPACK's potrf on the whole n × n matrix against the panel order
+                    // (TileCholesky.factorInPlace, panels of s, docs/theory.md §3 "Tile Cholesky in panels"), alternated
+                    // k times on copies of the same SPD matrix: what the constant min(n + 1, 2s + ⌈n/s⌉ + 1) costs.
+                    var (n, k) = (Int(rest[0]), Int(rest[1]));
+                    var panels = rest.Skip(2).Select(Int).ToArray();
+                    Console.WriteLine($"kernels: {NativeBlas.describe()}; threads {get_num_threads()}");
+                    using var a = Matrices.InMemory(n, n + 64, CertificateBenchmarks.Seed).to(float64);
+                    using var g = zeros(new long[] { n, n }, dtype: float64);
+                    NativeBlas.syrkLower(1.0, a, 0.0, g);
+                    g.diagonal().add_(n);
+                    var times = new Dictionary<int, List<double>>();
+                    for (var rep = 0; rep <= k; rep++)
+                        foreach (var s in new[] { 0 }.Concat(panels))
+                        {
+                            using var c = g.clone();
+                            var sw = Stopwatch.StartNew();
+                            var ok = TileCholesky.factorInPlace(s, c);
+                            var t = sw.Elapsed.TotalSeconds;
+                            if (!ok) throw new InvalidOperationException("not positive definite");
+                            if (rep > 0) { if (!times.ContainsKey(s)) times[s] = new(); times[s].Add(t); }
+                        }
+                    double Median(List<double> v) { v.Sort(); return v[v.Count / 2]; }
+                    var lapack = Median(times[0]);
+                    foreach (var (s, v) in times)
+                        Console.WriteLine(FormattableString.Invariant(
+                            $"RESULT panel-cholesky n={n} panel={(s == 0 ? "whole (LAPACK)" : s.ToString(CultureInfo.InvariantCulture))}: median {Median(v):F3} s of {v.Count}, {Median(v) / lapack:F2}x LAPACK, h_C {TileCholesky.depth(n, n, s)}"));
                     return 0;
                 }
             case "gram-chunks":

@@ -58,6 +58,7 @@ mutants=(
 "TC5|Math.Core/Tiled.fs|    let ordered (key: string) = if panel >= b then key else sprintf \"p%d%s\" panel key|    let ordered (key: string) = key|tiled: factorisations named without their panel width (a resumed run would trust another order's outcome)"
 "TC6|Math.Core/TileCholesky.fs|                for q, wq in (if p = 0 then [] else panelsOf p) do⏎                    use xq = columnsOf a q wq|                for q, wq in (if p = 0 then [] else [ 0, p ]) do⏎                    use xq = columnsOf a q wq|panels: a tile's earlier panels in one product below the diagonal (FILTER=MathCore.Tiled)"
 "TC7|Math.Core/Certify.fs|          CholeskyDepth = TileCholesky.depth n n opts.CholeskyPanel|          CholeskyDepth = n + 1|dense: LAPACK's n + 1 recorded though the factorisation runs in panels"
+"TC9|Math.Core/Tiled.fs|if TileCholesky.step panel (fun i j f -> withFactor key i j f) i k a then|if TileCholesky.step 0 (fun i j f -> withFactor key i j f) i k a then|tiled: whole tiles under the panel order's constant (FILTER=MathCore.Tiled)"
 "TC8|Math.Core/Certify.fs|if TileCholesky.factorInPlace panel a then Some diagonal else None|if TileCholesky.factorInPlace 0 a then Some diagonal else None|dense: LAPACK's whole-matrix potrf under the panel order's constant"
 "TM7|Math.Core/Tiled.fs|AccumulationErrorBound = accumulationError|AccumulationErrorBound = 0.0|tiled: drop the accumulation term E"
 "TM8|Math.Core/Tiled.fs|if sha.GetHashAndReset() <> digest then Error|if false then Error|tiled: trust a tile file without its checksum"

@@ -248,7 +248,7 @@ let tests =
                     Expect.isLessThan (a.sub(expected).abs().max().item<float> ()) 1e-9 (sprintf "%A: step (%d, %d) gives L_ik" backend i k)
                 Expect.equal (List.ofSeq held) [] (sprintf "%A: factor tiles still held by a view after their use" backend)
         }
-        test "a tile Cholesky step is bit for bit its updates formed apart (β = 0) and subtracted in order, then potrf or trsm (the order choleskyDepth counts), with tiles of 600 beyond OpenBLAS's panel depth, on both BLAS backends" {
+        test "a tile Cholesky step is bit for bit its updates formed apart (β = 0) and subtracted in order, then potrf or trsm (the order TileCholesky.depth counts), with tiles of 600 beyond OpenBLAS's panel depth, on both BLAS backends" {
             let n, b = 1300, 600
             let size i = min b (n - i * b)
             let offset i = i * b
@@ -290,7 +290,7 @@ let tests =
             let tile (t: torch.Tensor) i k = t.narrow(0L, int64 (offset i), int64 (size i)).narrow(1L, int64 (offset k), int64 (size k))
             let panels width = [ for p in 0 .. panel .. width - 1 -> p, min panel (width - p) ]
             let cols (t: torch.Tensor) p w = t.narrow(1L, int64 p, int64 w)
-            // The order written out call by call: the reference of the order `choleskyDepth` counts.
+            // The order written out call by call: the reference of the order `TileCholesky.depth` counts.
             let reference (factors: int -> int -> torch.Tensor) i k =
                 let r = (tile g i k).clone()
                 for j in 0 .. k - 1 do
@@ -536,6 +536,20 @@ let tests =
             Expect.equal c.Verdict expected.Verdict "same verdict"
         }
 
+        test "the tiled engine factorises in the panel order it records: the λ_min estimate (inverse iteration on the factor of fl G) differs in its bits between panels of 16 and whole tiles, and is the same for whole tiles however the panel says so (0, b)" {
+            use phi = ofRank 37 200 260 200
+            let estimate panel =
+                let c = Tiled.certifyMatrix Certify.defaults { settingsWith 64 null (Collections.Generic.List()) with CholeskyPanel = panel } (subject phi true) phi
+                c.Terms.LambdaMinEstimate, c.Terms.CholeskyGammaIndex
+            let whole, hWhole = estimate 0
+            let wholeAgain, hWholeAgain = estimate 64
+            let paneled, hPaneled = estimate 16
+            Expect.equal (wholeAgain, hWholeAgain) (whole, hWhole) "panel 0 and panel = b: the same order, the same bits"
+            Expect.equal hPaneled (TileCholesky.depth 200 64 16) "the paneled constant recorded"
+            Expect.notEqual (BitConverter.DoubleToInt64Bits paneled) (BitConverter.DoubleToInt64Bits whole)
+                (sprintf "panels of 16 factorise in another order (estimates %.17g and %.17g)" paneled whole)
+            Expect.isLessThan (abs (paneled - whole)) (1e-8 * abs whole) "and agree to rounding"
+        }
         test "a work directory resumed with another Cholesky panel width factorises again (its recorded outcomes are of another order) and records the new constant; the Gram tiles are reused" {
             use phi = ofRank 31 24 40 24
             use work = new WorkDir()
