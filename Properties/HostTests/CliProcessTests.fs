@@ -164,7 +164,7 @@ let cli =
             Expect.equal code4 2 "wrong dtype exits 2"
             Expect.stringContains err4 "dtype" "names the dtype"
         }
-        test "rf certify --matrix --engine tiled (small tiles) gives the dense verdict, bounds within the error terms, progress on stderr, tiles removed" {
+        test "rf certify --matrix --engine tiled (small tiles) gives the dense verdict, bounds within the error terms, progress on stderr, tiles removed; --gram-chunk and --cholesky-panel set the order and its recorded constants" {
             use dir = new TempDir()
             let rng = Random 11
             let n, m = 45, 70
@@ -185,6 +185,16 @@ let cli =
             Expect.isLessThanOrEqual (abs (t.Terms.LambdaMinLower - d.Terms.LambdaMinLower)) allowed "λ_min bounds within the error terms"
             Expect.isLessThanOrEqual (abs (t.SigmaMinLower - d.SigmaMinLower)) (1e-6 * d.SigmaMinLower) "σ_min bounds agree"
             Expect.isFalse (Directory.Exists(dir.File "t.tiles")) "tile files removed after the certificate is saved"
+            // The blocked order from the command line: h_G = c + ⌈m/c⌉ − 1 + 1 (bias), h_C = 2s + P + 1 (P panels of all tiles)
+            Expect.equal (t.Terms.AccumulationGammaIndex, t.Terms.CholeskyGammaIndex) (71, 23) "defaults: one product (1024 > m), whole tiles (512 > b): m' and 2·8 + 6 + 1"
+            let code5, out5, err5 = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "tiled"; "--tile-size"; "8"; "--gram-chunk"; "16"; "--cholesky-panel"; "3"; "--json"; "o.json" ]
+            Expect.equal code5 0 ("tiled Certified in the finer order: " + out5 + err5)
+            let o = ResearchFramework.MathCore.CertificateJson.load (dir.File "o.json")
+            Expect.equal (o.Terms.AccumulationGammaIndex, o.Terms.CholeskyGammaIndex) (21, 24) "16 + 5 − 1 + 1 and 2·3 + (5·3 + 2) + 1"
+            Expect.isLessThanOrEqual (abs (o.SigmaMinLower - d.SigmaMinLower)) (1e-6 * d.SigmaMinLower) "σ_min bounds agree"
+            let code6, _, err6 = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "tiled"; "--cholesky-panel"; "0" ]
+            Expect.notEqual code6 0 ("--cholesky-panel 0 refused: " + err6)
+            Expect.stringContains err6 "--cholesky-panel must be at least 1" "says so"
             let code3, _, err3 = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "fast" ]
             Expect.notEqual code3 0 ("unknown engine: " + err3)
             Expect.stringContains err3 "'fast' not recognized" "says so"
