@@ -71,6 +71,12 @@ let defaults =
       Route = RouteChoice.Auto
       OrthogonalMaxBytes = 8L <<< 30 }
 
+/// These options with the dense route's Gram products of `blockColumns` columns and its factorisations in panels of
+/// `choleskyPanel` (C#: `rf certify --gram-chunk`, `--cholesky-panel`). Only the bound's constants depend on them.
+let withBlockedOrder (blockColumns: int) (choleskyPanel: int) (o: Options) : Options =
+    if blockColumns < 1 then invalidArg "blockColumns" (sprintf "Gram products of %d columns: at least 1 is needed" blockColumns)
+    { o with BlockColumns = blockColumns; CholeskyPanel = choleskyPanel }
+
 /// Exact row access used to confirm a duplicate-row candidate: true iff rows i and j of Φ̃ are
 /// bitwise equal. Sources that cannot re-read rows pass `None` (no refutation by duplicates).
 type RowEquality = (int -> int -> bool) option

@@ -51,7 +51,7 @@ public static class MatrixCertification
         using var reader = new MatrixFileReader(layout);
         if (tall)
             return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
-        var options = ResearchFramework.MathCore.Certify.defaults;
+        var options = engine.CertifyOptions(ResearchFramework.MathCore.Certify.defaults);
         if (tiled)
         {
             // The row tiles come from the file itself: reading them again is cheaper than spilling a copy.

@@ -61,7 +61,7 @@ public static class ModelCertification
         int rows = subject.Rows;
         int blockCount = (rows + BlockRows - 1) / BlockRows;
         torch.Tensor RowBlock(int i) => features.Rows((long)i * BlockRows, Math.Min(BlockRows, rows - (long)i * BlockRows));
-        var certifyOptions = ResearchFramework.MathCore.Certify.defaults;
+        var certifyOptions = engine.CertifyOptions(ResearchFramework.MathCore.Certify.defaults);
         var rowBlock = FuncConvert.FromFunc<int, torch.Tensor>(RowBlock);
         if (!engine.UsesTiled(rows))
             return (ResearchFramework.MathCore.Certify.certifyRowBlocks(certifyOptions, subject, CacheBytes, BlockRows, blockCount, rowBlock), null);

@@ -192,6 +192,13 @@ let cli =
             let o = ResearchFramework.MathCore.CertificateJson.load (dir.File "o.json")
             Expect.equal (o.Terms.AccumulationGammaIndex, o.Terms.CholeskyGammaIndex) (21, 24) "16 + 5 − 1 + 1 and 2·3 + (5·3 + 2) + 1"
             Expect.isLessThanOrEqual (abs (o.SigmaMinLower - d.SigmaMinLower)) (1e-6 * d.SigmaMinLower) "σ_min bounds agree"
+            // and the dense route: defaults one product (4096 > m) and LAPACK (512 > n): m' and n + 1; given: 21 and 2·5 + 9 + 1
+            Expect.equal (d.Terms.AccumulationGammaIndex, d.Terms.CholeskyGammaIndex) (71, 46) "dense defaults"
+            let code7, out7, err7 = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "dense"; "--gram-chunk"; "16"; "--cholesky-panel"; "5"; "--json"; "d2.json" ]
+            Expect.equal code7 0 ("dense Certified in the finer order: " + out7 + err7)
+            let d2 = ResearchFramework.MathCore.CertificateJson.load (dir.File "d2.json")
+            Expect.equal (d2.Terms.AccumulationGammaIndex, d2.Terms.CholeskyGammaIndex) (21, 20) "dense: 16 + 5 − 1 + 1 and 2·5 + 9 + 1"
+            Expect.isLessThanOrEqual (abs (d2.SigmaMinLower - d.SigmaMinLower)) (1e-6 * d.SigmaMinLower) "σ_min bounds agree"
             let code6, _, err6 = runRf dir.Path [ "certify"; "--matrix"; "x.npy"; "--engine"; "tiled"; "--cholesky-panel"; "0" ]
             Expect.notEqual code6 0 ("--cholesky-panel 0 refused: " + err6)
             Expect.stringContains err6 "--cholesky-panel must be at least 1" "says so"
