@@ -217,13 +217,27 @@ let tests =
             let sigma = mathNetSigmaMin phi
             Expect.isLessThanOrEqual t.SigmaMinLower (sigma * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" t.SigmaMinLower sigma info)
             Expect.isGreaterThan t.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" t.SigmaMinLower (sigma / 2.0) info)
-            // Tiles of 128 in panels of 16: h_C = 2·16 + 16 + 1 = 49 (whole tiles of 128 would give 2·128 + 2 + 1 = 259).
+            // Tiles of 128 in panels of 16: h_C = 2·16 + 16 + 1 = 49 (whole tiles of 128: min(n + 1, 2·128 + 2 + 1) = 257).
             let paneled = Tiled.certifyMatrix gramOnly { settings with TileSize = 128; CholeskyPanel = 16 } (subject phi false) phi
             let info = sprintf "paneled %O (%s), indices %d/%d" paneled.Verdict paneled.Reason paneled.Terms.AccumulationGammaIndex paneled.Terms.CholeskyGammaIndex
             Expect.equal (paneled.Terms.AccumulationGammaIndex, paneled.Terms.CholeskyGammaIndex) (255, 49) ("indices in panels. " + info)
             Expect.equal paneled.Verdict Verdict.Certified ("panels of 16 certify. " + info)
             Expect.isLessThanOrEqual paneled.SigmaMinLower (sigma * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" paneled.SigmaMinLower sigma info)
             Expect.isGreaterThan paneled.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" paneled.SigmaMinLower (sigma / 2.0) info)
+            // Where only the panels certify: σ_min² = 500·u·tr(G), shift ≈ 375·u·tr(G); errors ≈ (255 + 49)·u·tr(G) in
+            // panels of 16, ≈ (255 + 257)·u·tr(G) in whole tiles of 128.
+            let sMin2 = sqrt (500.0 * FloatingPoint.unitRoundoff64 * trace)
+            use s2 = torch.tensor(Array.init n (fun i -> if i = n - 1 then sMin2 else 1.0), dtype = torch.float64)
+            use phi2 = q1.mul(s2.unsqueeze(0L)).mm(q2.t())
+            let inPanels = Tiled.certifyMatrix gramOnly { settings with TileSize = 128; CholeskyPanel = 16 } (subject phi2 false) phi2
+            let inTiles = Tiled.certifyMatrix gramOnly { settings with TileSize = 128; CholeskyPanel = 0 } (subject phi2 false) phi2
+            let info2 = sprintf "panels %O (%s) h_C %d; whole tiles %O (%s) h_C %d" inPanels.Verdict inPanels.Reason inPanels.Terms.CholeskyGammaIndex
+                                inTiles.Verdict inTiles.Reason inTiles.Terms.CholeskyGammaIndex
+            Expect.equal (inPanels.Terms.CholeskyGammaIndex, inTiles.Terms.CholeskyGammaIndex) (49, 257) ("indices. " + info2)
+            Expect.equal inPanels.Verdict Verdict.Certified ("panels of 16 certify. " + info2)
+            Expect.equal inTiles.Verdict Verdict.Inconclusive ("whole tiles of 128 cannot. " + info2)
+            let sigma2 = mathNetSigmaMin phi2
+            Expect.isLessThanOrEqual inPanels.SigmaMinLower (sigma2 * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" inPanels.SigmaMinLower sigma2 info2)
         }
         test "a tile Cholesky step releases each factor tile it reads (tiles of 600 > the fallbacks' 512-row block: blocked syrk, gemm, trsm), on both BLAS backends, and is right" {
             let n, b = 1300, 600
