@@ -103,9 +103,8 @@ public static class Program
                     foreach (var (rep, (chunk, panel)) in settingsList.Take(1).Select(x => (0, x)).Concat(settingsList.Select(x => (1, x))))
                         {
                             var lines = new List<string>();
-                            var settings = Tiled.settings(b, 1L << 34, null, "bench", null, new Action<string>(lines.Add), CancellationToken.None);
-                            settings = new Tiled.Settings(settings.TileSize, settings.MemoryBudgetBytes, settings.WorkDirectory, settings.RunFingerprint,
-                                settings.FeatureCacheBytes, settings.SpillFeatures, chunk, panel, settings.Progress, settings.Log, settings.Cancel);
+                            var settings = Tiled.withBlockedOrder(chunk, panel,
+                                Tiled.settings(b, 1L << 34, null, "bench", null, new Action<string>(lines.Add), CancellationToken.None));
                             var sw = Stopwatch.StartNew();
                             var cert = Tiled.certifyMatrix(Certify.defaults, settings, subject, phi);
                             var total = sw.Elapsed.TotalSeconds;

@@ -32,8 +32,8 @@ public static class CertificateEngineConfiguration
             Kind = kindGiven ? cli.Kind : fromConfig.Kind,
             TileSize = tileSizeGiven ? cli.TileSize : fromConfig.TileSize,
             MemoryBudgetBytes = cli.MemoryBudgetBytes ?? fromConfig.MemoryBudgetBytes,
-            GramChunkColumns = cli.GramChunkColumns ?? fromConfig.GramChunkColumns,
-            CholeskyPanel = cli.CholeskyPanel ?? fromConfig.CholeskyPanel,
+            GramChunkColumns = cli.GramChunkColumns,
+            CholeskyPanel = cli.CholeskyPanel,
         };
     }
 
