@@ -216,12 +216,12 @@ type DampedReadoutTrack(threshold: float, factorIteration: int, factorBody: torc
 /// r_t = Z_t − (G_t + nλI)A_t bounded rigorously. Immutable; the state replaces it after every step.
 [<AllowNullLiteral>]
 type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge: float, epsilon: float, predictedSteps: int,
-                                     frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
+                                     frozenFeatures: FeatureRows, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
                                      initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
                                      maxPerturbationRatio: float, stepsDone: int, products: FrozenProducts, damped: DampedReadoutTrack) =
     /// A record with the given factor, caches and measurements (see the members).
     new(factor: CholeskyFactor, step: float, ridge: float, epsilon: float, predictedSteps: int,
-        frozenFeatures: torch.Tensor, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
+        frozenFeatures: FeatureRows, frozenSolution: torch.Tensor, frozenTargets: torch.Tensor, frozenResidualNorm: float,
         initialGapLower: float, lastGapUpper: float, achievedAfter: int, hypothesisHeld: bool,
         maxPerturbationRatio: float, stepsDone: int) =
         PreconditionedReadout(factor, step, ridge, epsilon, predictedSteps, frozenFeatures, frozenSolution, frozenTargets,
@@ -240,7 +240,8 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
     member _.Epsilon = epsilon
     /// k(ε) = ⌈ln(√ε/2)/ln(1 − η_P)⌉ (1 when η_P = 1) for a frozen body; −1 when no prediction is made (damped body).
     member _.PredictedSteps = predictedSteps
-    /// Frozen body: Φ̃_τ (n × (m+1), float64), A_τ and Z_τ, and the bound on ‖r_τ‖ (computed once); null/NaN otherwise.
+    /// Frozen body: Φ̃_τ (n × (m+1), float64: one block in memory, or row blocks of the engine's tiles in memory and files
+    /// when Φ̃ does not fit, `TwoPhase.StreamsFeatures`), A_τ and Z_τ, and the bound on ‖r_τ‖ (computed once); null/NaN otherwise.
     member _.FrozenFeatures = frozenFeatures
     /// Frozen body: A_τ = M_τ⁻¹Z_τ (n × c).
     member _.FrozenSolution = frozenSolution
@@ -300,7 +301,8 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
     /// Disposes the factor and the frozen body's cache.
     member _.Dispose() =
         if not (isNull factor) then factor.Dispose()
-        for t in [ frozenFeatures; frozenSolution; frozenTargets ] do
+        if not (isNull frozenFeatures) then frozenFeatures.Dispose()
+        for t in [ frozenSolution; frozenTargets ] do
             if not (isNull t) then t.Dispose()
         if not (isNull products) then products.Dispose()
         if not (isNull damped) then damped.Dispose()
@@ -492,6 +494,28 @@ type TwoPhase =
     /// engine `Recipe.CertificateEngine` picks for n (dense, or tiled: resumable from its tile files); a tiled
     /// certificate's progress goes to the observer (`ProgressLog`).
     static member CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor) : Certificate =
+        TwoPhase.CertifySubject(setup, int phi.shape.[1], fun subject ->
+            CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, TwoPhase.ProgressLog setup))
+
+    /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set without ever holding Φ (`StreamsFeatures`): row blocks
+    /// of the engine's tile size, produced by forward passes in evaluation mode (`FeatureMap.featureMatrix`), certified by
+    /// the tiled engine from them (`CertificateEngine.CertifyRowBlocks`: row tiles in memory up to a quarter of its budget,
+    /// spilled to files beyond it, resumable from its tile files). The same test and bounds as `CertifyFeatures`.
+    static member CertifyStreamed(setup: RecipeSetup) : Certificate =
+        let engine = setup.Recipe.CertificateEngine
+        let c = setup.Certification
+        let n = c.Rows
+        let b = engine.TileSize
+        TwoPhase.CertifySubject(setup, TwoPhase.FeatureColumns setup - 1, fun subject ->
+            let rowBlock i =
+                use scope = torch.NewDisposeScope()
+                use xb = c.Inputs.narrow(0L, int64 (i * b), int64 (min b (n - i * b))).``to``(setup.Device)
+                (FeatureMap.featureMatrix setup.Model (List.ofArray setup.Taps) 256 xb).cpu().MoveToOuterDisposeScope()
+            CertificateEngine.CertifyRowBlocks(engine, Certify.defaults, subject, None, b, (n + b - 1) / b, rowBlock, TwoPhase.ProgressLog setup))
+
+    /// The certificate of the certification set's Φ̃ with m features by `certify subject`, unless two certification
+    /// inputs are identical (then Refuted exactly, SPEC §2).
+    static member private CertifySubject(setup: RecipeSetup, features: int, certify: ExpressivitySubject -> Certificate) : Certificate =
         let c = setup.Certification
         let subject =
             { DatasetFingerprint = c.DatasetFingerprint
@@ -500,7 +524,7 @@ type TwoPhase =
               Taps = setup.Taps
               ParameterFingerprint = Fingerprint.ofModule setup.Model
               Rows = c.Rows
-              Features = int phi.shape.[1]
+              Features = features
               WithBias = true }
         match c.DuplicateInputs.Value with
         | [| i; j |] ->
@@ -511,17 +535,16 @@ type TwoPhase =
               Precision = "inputs compared bitwise"; Device = string setup.Device; SigmaMinLower = 0.0
               SigmaMaxEstimate = nan; SigmaMaxUpper = nan; Terms = CertificateTerms.Empty; Route = CertificateRoute.Gram
               ElapsedSeconds = 0.0; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
-        | _ ->
-            CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, TwoPhase.ProgressLog setup)
+        | _ -> certify subject
 
     /// Keeps Φ_ref (when the guard runs and it fits `ReferenceFeatureBytes`) with its certified
-    /// bounds for the guard's Weyl route; takes ownership of `phi` and of the old reference.
+    /// bounds for the guard's Weyl route; takes ownership of `phi` (null when streamed) and of the old reference.
     static member private KeepReference(setup: RecipeSetup, state: RecipeState, cert: Certificate, phi: torch.Tensor) : RecipeState =
         if not (isNull state.ReferenceFeatures) then state.ReferenceFeatures.Dispose()
         let r = setup.Recipe
         let guardRuns = r.Mode = PhaseTwoMode.Damped && r.CheckPeriod > 0
-        let keep = guardRuns && phi.NumberOfElements * int64 phi.ElementSize <= TwoPhase.ReferenceFeatureBytes
-        if not keep then phi.Dispose()
+        let keep = guardRuns && not (isNull phi) && phi.NumberOfElements * int64 phi.ElementSize <= TwoPhase.ReferenceFeatureBytes
+        if not keep && not (isNull phi) then phi.Dispose()
         { state with ReferenceFeatures = (if keep then phi else null)
                      ReferenceSigmaMin = cert.SigmaMinLower; ReferenceSigmaMax = cert.SigmaMaxUpper }
 
@@ -650,30 +673,75 @@ type TwoPhase =
         elif state.GuardTripped || r.Mode = PhaseTwoMode.Frozen then 0.0
         else Math.Pow(float (state.Iteration - r.SwitchIteration + 1), -r.DampingPower)
 
-    /// Φ̃ = [h, 1] and F = f(X) of all n certification inputs at the current ω, as float64 CPU tensors,
-    /// without gradients, in blocks of 256 (the caller sets the mode; the caller owns both).
-    static member private FeaturesAndOutputs(setup: RecipeSetup) : torch.Tensor * torch.Tensor =
+    /// Φ̃ = [h, 1] and F = f(X) of the `count` certification inputs from `start` at the current ω, as float64 CPU
+    /// tensors, without gradients, in batches of 256 from `start` (the caller sets the mode; the caller owns both).
+    static member private FeaturesAndOutputsOf(setup: RecipeSetup, start: int, count: int) : torch.Tensor * torch.Tensor =
         use _ = torch.no_grad ()
         let x = setup.Certification.Inputs
-        let n = int x.shape.[0]
         let capture = TapCaptures.ofSetup setup
         let hs = ResizeArray<torch.Tensor>()
         let zs = ResizeArray<torch.Tensor>()
-        let mutable start = 0
-        while start < n do
-            let len = min 256 (n - start)
+        let mutable offset = start
+        while offset < start + count do
+            let len = min 256 (start + count - offset)
             use scope = torch.NewDisposeScope()
-            use xb = x.narrow(0L, int64 start, int64 len).``to``(setup.Device)
+            use xb = x.narrow(0L, int64 offset, int64 len).``to``(setup.Device)
             let z, h = capture.Run(fun () -> setup.Model.call xb)
             hs.Add(h.to_type(torch.float64).cpu().DetachFromDisposeScope())
             zs.Add(z.to_type(torch.float64).cpu().DetachFromDisposeScope())
-            start <- start + len
+            offset <- offset + len
         use h = torch.cat(hs.ToArray(), 0L)
-        use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
+        use ones = torch.ones([| int64 count; 1L |], dtype = torch.float64)
         let phi = torch.cat([| h; ones |], 1L)
         let f = torch.cat(zs.ToArray(), 0L)
         for t in Seq.append hs zs do t.Dispose()
         phi, f
+
+    /// Φ̃ = [h, 1] and F = f(X) of all n certification inputs (`FeaturesAndOutputsOf` from 0).
+    static member private FeaturesAndOutputs(setup: RecipeSetup) : torch.Tensor * torch.Tensor =
+        TwoPhase.FeaturesAndOutputsOf(setup, 0, setup.Certification.Rows)
+
+    /// m + 1: the columns of Φ̃ = [h, 1] (one forward pass of one input).
+    static member FeatureColumns(setup: RecipeSetup) : int =
+        use x = setup.Certification.Inputs.narrow(0L, 0L, 1L).``to``(setup.Device)
+        FeatureMap.featureCount setup.Model (List.ofArray setup.Taps) x + 1
+
+    /// Whether Φ̃ of the certification set is streamed (docs/theory.md §4 "Large n"): the engine certifies n rows on
+    /// tiles and Φ̃'s 8·n·(m+1) float64 bytes exceed half its memory budget. Then Φ̃ is never held whole: the switch and
+    /// the guard certify it from row blocks produced by forward passes (`CertificateEngine.CertifyRowBlocks`), and a
+    /// frozen body's Theorem P keeps it as row blocks of the engine's tiles, in memory up to half the budget and in
+    /// files beyond it (`FeatureRows`), with the factor's tiles in the rest of the budget.
+    static member StreamsFeatures(setup: RecipeSetup) : bool =
+        let engine = setup.Recipe.CertificateEngine
+        let n = setup.Certification.Rows
+        engine.UsesTiled n && 8L * int64 n * int64 (TwoPhase.FeatureColumns setup) > engine.MemoryBudgetBytes / 2L
+
+    /// Φ̃ = [h, 1] (as `FeatureRows`) and F = f(X) (n × c float64) of all n certification inputs at the current ω:
+    /// streamed (`StreamsFeatures`): blocks of the engine's tile size produced one by one, in memory up to half the
+    /// engine's budget and in `WorkDirectory/features` beyond it; otherwise one block in memory (`FeaturesAndOutputs`).
+    static member private FeatureRowsAndOutputs(setup: RecipeSetup, streamed: bool) : FeatureRows * torch.Tensor =
+        if not streamed then
+            let phi, f = TwoPhase.FeaturesAndOutputs setup
+            FeatureRows.InMemory phi, f
+        else
+            let engine = setup.Recipe.CertificateEngine
+            let n = setup.Certification.Rows
+            let b = engine.TileSize
+            let outputs = ResizeArray<torch.Tensor>()
+            try
+                let produce i =
+                    let phi, f = TwoPhase.FeaturesAndOutputsOf(setup, i * b, min b (n - i * b))
+                    outputs.Add f
+                    phi
+                let first = produce 0
+                let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "features")
+                let log = TwoPhase.ProgressLog setup
+                let rows = FeatureRows.Produce(n, int first.shape.[1], b, engine.MemoryBudgetBytes / 2L, directory,
+                                               (fun i -> if i = 0 then first else produce i), log)
+                let f = torch.cat(outputs.ToArray(), 0L)
+                rows, f
+            finally
+                for t in outputs do t.Dispose()
 
     /// Y of the training set as an n × c float64 CPU matrix.
     static member private TargetMatrix(setup: RecipeSetup) : torch.Tensor =
@@ -685,16 +753,22 @@ type TwoPhase =
     /// n and m + 1 and three additions, Higham §3.5), times (1 + γ_{nc+1}) for the norm's own rounding.
     /// It is measured on Φ̃ itself, never through the factor, so it holds for any A however computed (dense
     /// potrs or tiled forward/back substitution, `CholeskyFactor`) and for any summation order of its products.
-    static member private ResidualBound(phi: torch.Tensor, z: torch.Tensor, a: torch.Tensor, ridge: float) : float =
+    /// Φ̃ as row blocks (`FeatureRows`): the products Φ̃(Φ̃ᵀA) and |Φ̃|(|Φ̃|ᵀ|A|) are sums over the blocks, another
+    /// summation order covered by the same γ_k.
+    static member private ResidualBound(phi: FeatureRows, z: torch.Tensor, a: torch.Tensor, ridge: float) : float =
         use scope = torch.NewDisposeScope()
-        let n = float phi.shape.[0]
-        let k = int phi.shape.[0] + int phi.shape.[1] + 4
-        let r = z.sub(phi.mm(phi.t().mm(a))).sub(a.mul(scalar (n * ridge)))
-        let absPhi = phi.abs()
-        let bound = z.abs().add(absPhi.mm(absPhi.t().mm(a.abs()))).add(a.abs().mul(scalar (n * ridge)))
+        let n = float phi.Rows
+        let k = phi.Rows + phi.Columns + 4
+        let r = z.sub(phi.Times(phi.TransposeTimes a)).sub(a.mul(scalar (n * ridge)))
+        let bound = z.abs().add(phi.AbsTimes(phi.AbsTransposeTimes a)).add(a.abs().mul(scalar (n * ridge)))
         let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 k
         let norm = r.norm().ToDouble() + gamma * bound.norm().ToDouble()
         norm * (1.0 + FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int z.NumberOfElements + 1))
+
+    /// `ResidualBound` of Φ̃ held as one tensor (not taken).
+    static member private ResidualBound(phi: torch.Tensor, z: torch.Tensor, a: torch.Tensor, ridge: float) : float =
+        use rows = FeatureRows.InMemory(phi.alias())
+        TwoPhase.ResidualBound(rows, z, a, ridge)
 
     /// k(ε) of Theorem P: the fewest steps with (1 − η)^k ≤ √ε/2 (1 when η = 1).
     static member PredictedSteps(step: float, epsilon: float) : int =
@@ -707,15 +781,21 @@ type TwoPhase =
 
     /// The preconditioner of Theorem P at the switch (certified Φ̃_τ, evaluation mode): the Cholesky
     /// factor of M_τ = fl(Φ̃_τΦ̃_τᵀ) + nλI in float64, on the storage of the switch's certificate
-    /// (`CholeskyFactor.Of`: dense, or tiles when the certificate was tiled); with a frozen body also Φ̃_τ, Z_τ, A_τ and the bound
-    /// on ‖r_τ‖, and the prediction k(ε).
+    /// (`CholeskyFactor.OfRows`: dense, or tiles when the certificate was tiled); with a frozen body also Φ̃_τ (as `FeatureRows`:
+    /// streamed when it does not fit, `StreamsFeatures`), Z_τ, A_τ and the bound on ‖r_τ‖, and the prediction k(ε).
     static member private BuildPreconditioner(setup: RecipeSetup) : PreconditionedReadout =
         let r = setup.Recipe
-        let phi, f = TwoPhase.FeaturesAndOutputs setup
+        let streamed = TwoPhase.StreamsFeatures setup
+        if streamed && r.Mode <> PhaseTwoMode.Frozen then
+            invalidOp (sprintf "Theorem P with a damped body needs Φ̃_t of all n = %d points whole at every step, but Φ̃ (%d × %d float64) exceeds half the certificate's memory budget (%d bytes): use Recipe:Mode = frozen, which streams Φ̃_τ, or raise Certificate:TileMemoryGB"
+                           setup.Certification.Rows setup.Certification.Rows (TwoPhase.FeatureColumns setup) r.CertificateEngine.MemoryBudgetBytes)
+        let phi, f = TwoPhase.FeatureRowsAndOutputs(setup, streamed)
         use f = f
         use y = TwoPhase.TargetMatrix setup
-        let n = int phi.shape.[0]
-        let factor = CholeskyFactor.Of(r.CertificateEngine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
+        let n = phi.Rows
+        // streamed: the factor's tiles share the budget with the feature rows kept in memory
+        let engine = if streamed then r.CertificateEngine.WithTiles(r.CertificateEngine.TileSize, max 1L (r.CertificateEngine.MemoryBudgetBytes - phi.MemoryBytes)) else r.CertificateEngine
+        let factor = CholeskyFactor.OfRows(engine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
         if isNull factor then
             phi.Dispose()
             invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
@@ -932,34 +1012,35 @@ type TwoPhase =
     /// is a bug: it raises.
     static member private PreconditionedUpdate(setup: RecipeSetup, state: RecipeState) : PreconditionedReadout =
         let p = state.Preconditioner
-        let owned = ResizeArray<torch.Tensor>()
+        let owned = ResizeArray<IDisposable>()
         try
             use scope = torch.NewDisposeScope()
             let phi, z, a, rNorm =
                 if not (isNull p.FrozenFeatures) then p.FrozenFeatures, p.FrozenTargets, p.FrozenSolution, p.FrozenResidualNorm
                 else
                     let phi, f = TwoPhase.FeaturesAndOutputs setup
-                    owned.Add phi
+                    let rows = FeatureRows.InMemory phi
+                    owned.Add rows
                     owned.Add f
                     use y = TwoPhase.TargetMatrix setup
                     let z = y.sub(f)
                     let a = p.Factor.Solve z
-                    phi, z, a, TwoPhase.ResidualBound(phi, z, a, p.Ridge)
+                    rows, z, a, TwoPhase.ResidualBound(rows, z, a, p.Ridge)
             let v = state.Readout
-            let n = float phi.shape.[0]
-            let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (int phi.shape.[0] + int phi.shape.[1] + 4)
+            let n = float phi.Rows
+            let gamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (phi.Rows + phi.Columns + 4)
             let w = TwoPhase.Readout64 state
             let hNorm (x: torch.Tensor) =
-                sqrt (phi.mm(x).pow(scalar 2.0).sum().ToDouble() / n + p.Ridge * x.pow(scalar 2.0).sum().ToDouble())
+                sqrt (phi.Times(x).pow(scalar 2.0).sum().ToDouble() / n + p.Ridge * x.pow(scalar 2.0).sum().ToDouble())
             // a frozen body's Φ̃_τ and A_τ do not change: their products are computed once (the memo)
             let frozen = not (isNull p.FrozenFeatures)
             let memo = p.Products
             let target, absProduct, phiNorm =
                 if frozen && not (isNull memo.Target) then memo.Target, memo.AbsProduct, memo.FeatureNorm
                 else
-                    let target = phi.t().mm(a)
-                    let absProduct = phi.abs().t().mm(a.abs())
-                    let phiNorm = phi.norm().ToDouble()
+                    let target = phi.TransposeTimes a
+                    let absProduct = phi.AbsTransposeTimes a
+                    let phiNorm = phi.FrobeniusNorm
                     if frozen then
                         memo.Target <- target.DetachFromDisposeScope()
                         memo.AbsProduct <- absProduct.DetachFromDisposeScope()
@@ -1018,9 +1099,10 @@ type TwoPhase =
             model.eval ()
             let original = TwoPhase.Snapshot setup
             let certificates = ResizeArray<Certificate>(state.Certificates)
+            let streamed = TwoPhase.StreamsFeatures setup
             let certifyNow (attempt: int) =
-                let phi = TwoPhase.CertificationFeatures setup
-                let cert = TwoPhase.CertifyFeatures(setup, phi)
+                let phi = if streamed then null else TwoPhase.CertificationFeatures setup
+                let cert = if streamed then TwoPhase.CertifyStreamed setup else TwoPhase.CertifyFeatures(setup, phi)
                 certificates.Add cert
                 setup.Observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
                 phi, cert
@@ -1029,7 +1111,7 @@ type TwoPhase =
             while not cert.IsCertified && not (TwoPhase.StructurallyRefuted(setup, cert)) && attempt < r.MaxTries do
                 attempt <- attempt + 1
                 TwoPhase.Perturb(setup, r.PerturbationScale, attempt)
-                phi.Dispose()
+                if not (isNull phi) then phi.Dispose()
                 let p, c = certifyNow attempt
                 phi <- p
                 cert <- c
@@ -1056,7 +1138,7 @@ type TwoPhase =
                         sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g, σ_max ≤ %g; readout step %s"
                             attempt cert.SigmaMinLower cert.SigmaMaxUpper (TwoPhase.ReadoutStepDescription(setup, s)))
                 else
-                    phi.Dispose()
+                    if not (isNull phi) then phi.Dispose()
                     TwoPhase.Restore(setup, original)
                     model.train ()
                     TwoPhase.ChangePhase(setup, switched, Phase.BaseUncertified,
@@ -1072,9 +1154,10 @@ type TwoPhase =
     /// restored to the last certified one and frozen. Returns the state and (σ_min lower, σ_max upper, route).
     static member private Guard(setup: RecipeSetup, state: RecipeState, t: int) : RecipeState * float * float * string =
         let threshold = setup.Recipe.GuardKappa * state.SigmaTau
-        let phi = TwoPhase.CertificationFeatures setup
+        let streamed = TwoPhase.StreamsFeatures setup
+        let phi = if streamed then null else TwoPhase.CertificationFeatures setup
         let weyl =
-            if isNull state.ReferenceFeatures then None
+            if isNull state.ReferenceFeatures || isNull phi then None
             else
                 let delta = Perturbation.frobeniusDistanceUpper phi state.ReferenceFeatures
                 let lower = Perturbation.sigmaMinLowerAfter state.ReferenceSigmaMin delta
@@ -1088,12 +1171,12 @@ type TwoPhase =
             phi.Dispose()
             accept state upper, lower, upper, "weyl"
         | None ->
-            let cert = TwoPhase.CertifyFeatures(setup, phi)
+            let cert = if streamed then TwoPhase.CertifyStreamed setup else TwoPhase.CertifyFeatures(setup, phi)
             if cert.IsCertified && cert.SigmaMinLower >= threshold then
                 let s = TwoPhase.KeepReference(setup, state, cert, phi)
                 accept s cert.SigmaMaxUpper, cert.SigmaMinLower, cert.SigmaMaxUpper, "certificate"
             else
-                phi.Dispose()
+                if not (isNull phi) then phi.Dispose()
                 TwoPhase.Restore(setup, state.LastCertifiedBody)
                 if not (isNull state.PreviousBody) then state.PreviousBody.Dispose()
                 let s = { state with GuardTripped = true; PreviousBody = null }

@@ -187,6 +187,33 @@ type CholeskyFactor() =
             CholeskyFactor.Tiled(phi, shift, engine.TileSize, engine.MemoryBudgetBytes, directory, log)
         else CholeskyFactor.Dense(phi, shift)
 
+    /// The factor of M = fl(Φ̃Φ̃ᵀ) + shift·I for Φ̃ held as row blocks (`FeatureRows`, never joined on the tiled
+    /// storage): tiled when `engine` picks tiles for n rows (the blocks must then be the engine's tiles, `BlockRows` =
+    /// `TileSize`, or a single block), its factor tiles in memory up to the engine's budget less the bytes of the rows kept in memory, in
+    /// `WorkDirectory/cholesky` beyond it; dense (the rows joined) otherwise. Null when the float64 Cholesky fails.
+    static member OfRows(engine: CertificateEngine, rows: FeatureRows, shift: float, log: Action<string>) : CholeskyFactor =
+        if engine.UsesTiled rows.Rows then
+            if rows.BlockRows <> engine.TileSize && rows.BlockCount > 1 then
+                invalidArg "rows" (sprintf "the feature rows come in blocks of %d rows; the tiled factor needs blocks of its tile size %d" rows.BlockRows engine.TileSize)
+            let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
+            let budget = max 0L (engine.MemoryBudgetBytes - rows.MemoryBytes)
+            let factor = new TiledCholesky(rows.Rows, engine.TileSize, budget, directory)
+            let progress = if isNull log then ignore else Tiled.throttledProgress 10.0 log.Invoke
+            // one block (Φ̃ in memory): tile i is a view of it, as `Tiled` cuts an in-memory Φ̃
+            let withRows i (g: torch.Tensor -> unit) =
+                if rows.BlockCount = 1 then
+                    rows.WithBlock(0, fun block ->
+                        use tile = block.narrow(0L, int64 (i * engine.TileSize), int64 (min engine.TileSize (rows.Rows - i * engine.TileSize)))
+                        g tile)
+                else rows.WithBlock(i, g)
+            if factor.FactorizeRows(rows.Columns, withRows, shift, progress) then factor :> CholeskyFactor
+            else
+                factor.Dispose()
+                null
+        else
+            use phi = rows.Joined()
+            CholeskyFactor.Dense(phi, shift)
+
 /// One n × n lower factor in memory: M⁻¹Z by LAPACK's potrs.
 and [<AllowNullLiteral>] DenseCholesky(factor: torch.Tensor) =
     inherit CholeskyFactor()
@@ -246,36 +273,42 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
     /// L_ik as a copy (i ≥ k), for tests.
     member _.Tile(i: int, k: int) : torch.Tensor = withTile i k (fun t -> t.clone())
     /// Factorises M = fl(Φ̃Φ̃ᵀ) + shift·I tile by tile; false when a diagonal tile is not positive definite in float64.
-    member internal _.Factorize(phi: torch.Tensor, shift: float, progress: Tiled.TiledProgress -> unit) : bool =
+    member internal f.Factorize(phi: torch.Tensor, shift: float, progress: Tiled.TiledProgress -> unit) : bool =
         use converted = if phi.dtype = torch.float64 then null else phi.``to``(torch.float64)
         let phi = if isNull converted then phi else converted
-        let rowsOf i = phi.narrow(0L, int64 (offset i), int64 (size i))
+        f.FactorizeRows(int phi.shape.[1], (fun i g -> (use rows = phi.narrow(0L, int64 (offset i), int64 (size i)) in g rows)), shift, progress)
+
+    /// `Factorize` with the rows of tile i (float64, b_i × m') handed to a function by `withRows i` (from memory or a
+    /// file: `FeatureRows.WithBlock`); each tile column reads its diagonal rows once and every row tile below it once.
+    member internal _.FactorizeRows(columns: int, withRows: int -> (torch.Tensor -> unit) -> unit, shift: float,
+                                    progress: Tiled.TiledProgress -> unit) : bool =
         // Flops of tile (i, k): its product over the m' columns (2·b_i·b_k·m', half for a diagonal syrk) and the
         // left-looking updates from the k earlier tile columns (2·b_i·b_k·b each), for the rate and the ETA.
-        let columns = float phi.shape.[1]
         let flopsOf i k =
             let bi, bk = float (size i), float (size k)
-            (if i = k then 1.0 else 2.0) * bi * bk * columns + 2.0 * bi * bk * float (k * b)
+            (if i = k then 1.0 else 2.0) * bi * bk * float columns + 2.0 * bi * bk * float (k * b)
         let totalFlops = seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> flopsOf i k } |> Seq.sum
         let phase = Tiled.Phase({ Tiled.defaults with Progress = progress }, "factor", tiles * (tiles + 1) / 2, totalFlops)
-        let mutable ok = true
+        let ok = ref true
         let mutable k = 0
-        while ok && k < tiles do
-            let mutable i = k
-            while ok && i < tiles do
-                use scope = torch.NewDisposeScope()
-                let a = torch.zeros([| int64 (size i); int64 (size k) |], dtype = torch.float64)
-                if i = k then
-                    NativeBlas.syrkLower 1.0 (rowsOf i) 0.0 a
-                    NativeBlas.mirrorLower a
-                    a.diagonal().add_(scalar shift) |> ignore
-                else NativeBlas.gemmNT 1.0 (rowsOf i) (rowsOf k) 0.0 a
-                if TileCholesky.step 0 (fun i j f -> withTile i j f) i k a then put i k (a.DetachFromDisposeScope())
-                else ok <- false
-                phase.Tile(flopsOf i k, true)
-                i <- i + 1
+        while ok.Value && k < tiles do
+            let column = k
+            withRows column (fun rk ->
+                let mutable i = column
+                while ok.Value && i < tiles do
+                    use scope = torch.NewDisposeScope()
+                    let a = torch.zeros([| int64 (size i); int64 (size column) |], dtype = torch.float64)
+                    if i = column then
+                        NativeBlas.syrkLower 1.0 rk 0.0 a
+                        NativeBlas.mirrorLower a
+                        a.diagonal().add_(scalar shift) |> ignore
+                    else withRows i (fun ri -> NativeBlas.gemmNT 1.0 ri rk 0.0 a)
+                    if TileCholesky.step 0 (fun i j f -> withTile i j f) i column a then put i column (a.DetachFromDisposeScope())
+                    else ok.Value <- false
+                    phase.Tile(flopsOf i column, true)
+                    i <- i + 1)
             k <- k + 1
-        ok
+        ok.Value
     override _.Rows = n
     override _.IsTiled = true
     /// Forward substitution C y = z (y_i = L_ii⁻¹(z_i − Σ_{j<i} L_ij y_j)), then back substitution Cᵀx = y

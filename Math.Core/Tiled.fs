@@ -845,12 +845,17 @@ let certifyMatrix (opts: Certify.Options) (settings: Settings) (subject: Express
 /// (`CholeskyFactor.Tiled`).
 let writeTile (path: string) (header: string) (t: torch.Tensor) = writeTileFrom path header t
 
-/// Reads a float64 tile file written by `writeTile` with the same header and shape into a new tensor; Error
-/// names what is wrong with it (missing, another run's header, truncated, corrupted).
-let readTile (path: string) (header: string) (rows: int) (cols: int) : Result<torch.Tensor, string> =
-    let t = torch.empty([| int64 rows; int64 cols |], dtype = torch.float64)
+/// Reads a tile file written by `writeTile` with the same header and shape, whose payload holds elements of
+/// `dtype` (float64 tiles; float32 feature rows), into a new tensor; Error names what is wrong with it (missing,
+/// another run's header, truncated, corrupted).
+let readTileOf (dtype: torch.ScalarType) (path: string) (header: string) (rows: int) (cols: int) : Result<torch.Tensor, string> =
+    let t = torch.empty([| int64 rows; int64 cols |], dtype = dtype)
     match (try readTileInto path header t with e -> Error e.Message) with
     | Ok () -> Ok t
     | Error why ->
         t.Dispose()
         Error why
+
+/// `readTileOf` a float64 tile.
+let readTile (path: string) (header: string) (rows: int) (cols: int) : Result<torch.Tensor, string> =
+    readTileOf torch.float64 path header rows cols

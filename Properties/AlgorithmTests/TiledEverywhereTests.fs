@@ -110,6 +110,85 @@ let factorTests =
         // budget was wrong, not the factor).
         test "regression: seed 435963069, every tile in a budget of two full tiles" { tiledFactorCase 435963069 }
 
+        testPropertyWithConfig (Seeds.config 4) "feature rows (FeatureRows, one block in memory, the rest in files): joined bitwise Φ̃, products within their γ bounds of the one-tensor products (bitwise with one block), float32 values stored as float32, the tiled factor from the rows bitwise the factor of Φ̃; a corrupted file refused naming it; files removed" <| fun (seed: int) ->
+            let rng = Random seed
+            let n = rng.Next(50, 151)
+            let b = [| 16; 24; 32 |].[rng.Next 3]
+            let columns = n + rng.Next(5, 40)
+            let narrow = rng.Next 2 = 0   // the values of a float32 network
+            use g = new torch.Generator(uint64 seed + 7UL, torch.CPU)
+            use phi = (use r = torch.randn([| int64 n; int64 columns |], dtype = (if narrow then torch.float32 else torch.float64), generator = g) in r.``to``(torch.float64))
+            use a = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
+            use x = torch.randn([| int64 columns; 3L |], dtype = torch.float64, generator = g)
+            use folder = new TempFolder()
+            let blockBytes = int64 b * int64 columns * 8L
+            let rows = FeatureRows.Produce(n, columns, b, blockBytes, folder.Path, (fun i -> phi.narrow(0L, int64 (i * b), int64 (min b (n - i * b))).clone()), null)
+            let bitwise (u: torch.Tensor) (v: torch.Tensor) = (use same = u.eq(v).all() in same.item<bool> ())
+            let within (what: string) (computed: torch.Tensor) (exact: torch.Tensor) (bound: torch.Tensor) =
+                use excess = computed.sub(exact).abs().sub(bound)
+                Expect.isLessThanOrEqual (excess.max().ToDouble()) 0.0 (sprintf "%s within its γ bound (n = %d, b = %d)" what n b)
+            try
+                Expect.equal rows.BlockCount ((n + b - 1) / b) "⌈n/b⌉ blocks"
+                Expect.equal rows.BlocksInFiles (rows.BlockCount - 1) "the first block in memory, the rest in files"
+                use joined = rows.Joined()
+                Expect.isTrue (bitwise joined phi) "joined: bitwise Φ̃"
+                let files = Directory.GetFiles(folder.Path, "rows-*.tile", SearchOption.AllDirectories)
+                Expect.equal files.Length (rows.BlockCount - 1) "one file per block beyond the budget"
+                let payload = files |> Array.sumBy (fun f -> FileInfo(f).Length)
+                let entries = int64 (n - b) * int64 columns
+                if narrow then Expect.isLessThan payload (entries * 5L) "float32 values stored as float32 (4 bytes per entry and a header)"
+                else Expect.isGreaterThanOrEqual payload (entries * 8L) "float64 values stored as float64"
+                // the products: another summation order, within γ_k·|Φ̃|ᵀ|A| (k = n) and γ_k·|Φ̃||X| (k = m')
+                let gammaN, gammaM = FloatingPoint.gamma FloatingPoint.unitRoundoff64 n, FloatingPoint.gamma FloatingPoint.unitRoundoff64 columns
+                use absPhi = phi.abs()
+                use pT = rows.TransposeTimes a
+                use eT = phi.t().mm(a)
+                use bT = absPhi.t().mm(a.abs()).mul(scalar (2.0 * gammaN))
+                within "Φ̃ᵀA" pT eT bT
+                use pA = rows.AbsTransposeTimes a
+                use eA = absPhi.t().mm(a.abs())
+                within "|Φ̃|ᵀ|A|" pA eA bT
+                use pX = rows.Times x
+                use eX = phi.mm(x)
+                use bX = absPhi.mm(x.abs()).mul(scalar (2.0 * gammaM))
+                within "Φ̃X" pX eX bX
+                use pAX = rows.AbsTimes(x.abs())
+                use eAX = absPhi.mm(x.abs())
+                within "|Φ̃||X|" pAX eAX bX
+                Expect.floatClose Accuracy.high rows.FrobeniusNorm (phi.norm().ToDouble()) "‖Φ̃‖_F"
+                // one block: the one-tensor products, bit for bit
+                use single = FeatureRows.InMemory(phi.clone())
+                use sT = single.TransposeTimes a
+                use sX = single.Times x
+                use sA = single.AbsTimes(x.abs())
+                Expect.isTrue (bitwise sT eT && bitwise sX eX && bitwise sA eAX && single.FrobeniusNorm = phi.norm().ToDouble()) "one block: bitwise"
+                // the tiled factor from the rows (tiles = blocks, read from their files) is the factor of Φ̃ bit for bit
+                let engine = { tiledEngine b folder.Path with MemoryBudgetBytes = int64 b * int64 b * 8L }
+                let shift = float n * 1e-3
+                let fromRows = CholeskyFactor.OfRows(engine, rows, shift, null) :?> TiledCholesky
+                let fromPhi = CholeskyFactor.Tiled(phi, shift, b, Int64.MaxValue, null) :?> TiledCholesky
+                try
+                    Expect.isGreaterThan fromRows.TilesInFiles 0 "factor tiles beyond the budget in files"
+                    for i in 0 .. fromPhi.TileCount - 1 do
+                        for k in 0 .. i do
+                            use u = fromRows.Tile(i, k)
+                            use v = fromPhi.Tile(i, k)
+                            Expect.isTrue (bitwise u v) (sprintf "factor tile (%d, %d) bitwise" i k)
+                finally
+                    fromRows.Dispose()
+                    fromPhi.Dispose()
+                let e = Expect.throwsC (fun () -> CholeskyFactor.OfRows({ engine with TileSize = b + 1 }, rows, shift, null) |> ignore) id
+                Expect.stringContains e.Message "tile size" "blocks other than the tiles refused"
+                // a flipped byte in a block's file: refused, naming the file
+                let victim = files |> Array.head
+                let bytes = File.ReadAllBytes victim
+                bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 1uy
+                File.WriteAllBytes(victim, bytes)
+                let bad = Expect.throwsC (fun () -> rows.TransposeTimes a |> ignore) id
+                Expect.stringContains bad.Message (Path.GetFileName victim) "the refused file named"
+            finally rows.Dispose()
+            Expect.isEmpty (Directory.GetFiles(folder.Path, "*", SearchOption.AllDirectories)) "its files removed on Dispose"
+
         test "not positive definite in float64: null, for both storages; a bad tile size is refused naming it" {
             use phi = torch.ones([| 40L; 50L |], dtype = torch.float64)
             Expect.isNull (CholeskyFactor.Dense(phi, 0.0)) "rank 1: the dense Cholesky fails"
@@ -294,7 +373,7 @@ let recipeTests =
             let p = t.Final.Preconditioner
             let nf = float n
             // the wrong A and its true residual r = Z − (G + nλI)A (MathNet), ‖r‖ given to the run as its bound
-            let wrongFactor = CholeskyFactor.Tiled(p.FrozenFeatures, 1.5 * nf * ridge, 32, Int64.MaxValue, null)
+            let wrongFactor = (use phi = p.FrozenFeatures.Joined() in CholeskyFactor.Tiled(phi, 1.5 * nf * ridge, 32, Int64.MaxValue, null))
             let aWrong = (use z = p.FrozenTargets.clone() in wrongFactor.Solve z)
             wrongFactor.Dispose()
             let r, _ = residualNorm t.Phi (nf * ridge) t.Z (matrixOf aWrong)
@@ -349,6 +428,97 @@ let recipeTests =
                 let r = resumed.Run Threading.CancellationToken.None
                 Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + Path.GetFileName path)
                 Expect.isTrue resumed.State.Preconditioner.Factor.IsTiled "the rebuilt factor is tiled"
+                Expect.equal resumed.State.Preconditioner.AchievedAfter p.AchievedAfter "measurements survive"
+        }
+
+        test "streamed Φ̃ (budget 64 KB: Φ̃_τ of 120 × 141 float64 exceeds half of it): the switch certifies from row blocks, Φ̃_τ lives in row-block files, and Theorem P contracts by exactly (1 − η_P), meets k(ε) and stays within σ̄·(‖r_s‖ + ‖r_m‖)/σ_τ² of the in-memory run; no file left" {
+            let n, eta, epsilon = 120, 0.5, 1e-8
+            let k = TwoPhase.PredictedSteps(eta, epsilon)
+            use folder = new TempFolder()
+            let streamedEngine = { tiledEngine 32 (Path.Combine(folder.Path, "streamed")) with MemoryBudgetBytes = 64L <<< 10 }
+            let s = preconditionedRun streamedEngine inputDim 5 n eta 0.0 epsilon (k + 2)
+            let m = preconditionedRun (tiledEngine 32 (Path.Combine(folder.Path, "memory"))) inputDim 5 n eta 0.0 epsilon (k + 2)
+            try
+                Expect.isTrue (TwoPhase.StreamsFeatures s.Setup) "the streamed run streams"
+                Expect.isFalse (TwoPhase.StreamsFeatures m.Setup) "the other does not"
+                Expect.equal s.Final.Phase Phase.PhaseTwo "EC certified from row blocks"
+                Expect.stringContains (Array.last s.Final.Certificates).Method "tiles" "on tiles"
+                let p, q = s.Final.Preconditioner, m.Final.Preconditioner
+                Expect.equal p.FrozenFeatures.BlockCount 4 "Φ̃_τ in blocks of the tile size"
+                Expect.equal p.FrozenFeatures.BlocksInFiles 3 "the three full blocks (36 KB each) beyond the features' 32 KB in files; the last (24 rows, 27 KB) in memory"
+                Expect.equal q.FrozenFeatures.BlockCount 1 "in memory: one block"
+                Expect.isTrue p.Factor.IsTiled "tiled factor"
+                Expect.isGreaterThan (p.Factor :?> TiledCholesky).TilesInFiles 0 "factor tiles beyond the budget in files"
+                // the same certified verdict; the bounds of the same Φ̃ up to the forward passes' batching
+                Expect.floatClose { absolute = 0.0; relative = 1e-6 } s.Final.SigmaTau m.Final.SigmaTau "σ_min bounds agree"
+                let nf = float n
+                let hNorm (w: Matrix<float>) = (s.Phi * w).FrobeniusNorm() / sqrt nf
+                let wStar = s.Phi.PseudoInverse() * s.Z
+                let e0 = hNorm (wStar * -1.0)
+                let errors = s.Trajectory |> List.map (fun w -> hNorm (w - wStar))
+                let slack = sqrt 2.0 * p.MaxPerturbationRatio * eta * sqrt p.InitialGapLower + 1e-9 * e0
+                for i, e in List.indexed errors do
+                    let before = if i = 0 then e0 else errors.[i - 1]
+                    Expect.isLessThanOrEqual e ((1.0 - eta) * before + slack) (sprintf "step %d: ‖e_{t+1}‖_H ≤ (1 − η)‖e_t‖_H" i)
+                    Expect.isGreaterThanOrEqual e ((1.0 - eta) * before - slack) "and not faster: exactly (1 − η)"
+                Expect.isTrue p.HypothesisHeld (sprintf "(P1)'s perturbation below its threshold (max ratio %g)" p.MaxPerturbationRatio)
+                Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= k) (sprintf "k(ε) = %d met (%d)" k p.AchievedAfter)
+                let sigmaMin = min s.Final.SigmaTau m.Final.SigmaTau
+                let sigmaMax = max s.Final.ReadoutSigmaMaxUpper m.Final.ReadoutSigmaMaxUpper
+                let wScale = m.Trajectory |> List.map (fun w -> w.FrobeniusNorm()) |> List.max
+                let tol = sigmaMax * (p.FrozenResidualNorm + q.FrozenResidualNorm) / (sigmaMin * sigmaMin) + 1e-9 * wScale
+                List.zip s.Trajectory m.Trajectory
+                |> List.iteri (fun i (ws, wm) ->
+                    Expect.isLessThanOrEqual ((ws - wm).FrobeniusNorm()) tol (sprintf "step %d: streamed vs in-memory W within %g" i tol))
+            finally
+                TwoPhase.Dispose(s.Setup, s.Final)
+                TwoPhase.Dispose(m.Setup, m.Final)
+            Expect.isEmpty (Directory.GetFiles(folder.Path, "*", SearchOption.AllDirectories)) "no tile or row file left after Dispose"
+        }
+
+        test "streamed Φ̃ with a damped body (Theorem P needs Φ̃_t whole at every step): the switch refuses, naming Recipe:Mode = frozen" {
+            let n = 120
+            use g = new torch.Generator(13UL, torch.CPU)
+            let x = torch.randn([| int64 n; int64 inputDim |], dtype = torch.float64, generator = g)
+            let y = torch.randn([| int64 n; 2L |], dtype = torch.float64, generator = g)
+            use folder = new TempFolder()
+            let engine = { tiledEngine 32 folder.Path with MemoryBudgetBytes = 64L <<< 10 }
+            let recipe = { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(0.5, 0.0, 1e-6).WithCertificateEngine(engine)
+                             with Mode = PhaseTwoMode.Damped }
+            let e = Expect.throwsC (fun () -> PreconditionedTests.preconditionedRunOf recipe (wideNetwork 3 inputDim (n + 20)) x y n 2 |> ignore) id
+            Expect.stringContains e.Message "Recipe:Mode = frozen" "names the way out"
+        }
+
+        test "streamed Φ̃ of a float32 network in the built-in trainer (n = 40, budget 8 KB): certified from row blocks, the rows stored as float32, k(ε) met, and a resume from every checkpoint bit for bit" {
+            let n = 40
+            let data = Fixtures.regression 23 n 3 2 torch.float32
+            let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float32
+            let cfg = Fixtures.training 23 n 16 OptimizerSpec.Sgd 0.05 LossKind.Squared
+            use folder = new TempFolder()
+            let engine = { tiledEngine 16 (Path.Combine(folder.Path, "tiles")) with MemoryBudgetBytes = 8L <<< 10 }
+            let rc = { (Fixtures.recipe 4 PhaseTwoMode.Frozen).WithCertificateEngine(engine)
+                         with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-6 }
+            let dir = Path.Combine(folder.Path, "checkpoints")
+            let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
+            let progress = ProgressRecorder()
+            use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, progress)
+            let full = trainer.Run Threading.CancellationToken.None
+            Expect.isTrue full.GuaranteeClaimed "certified switch"
+            Expect.stringContains (Array.last full.Certificates).Method "tiles" "on tiles"
+            Expect.exists progress.Lines (fun l -> l.StartsWith "feature rows: block") (sprintf "the rows' progress reached the observer (%A)" (List.ofSeq progress.Lines))
+            let p = trainer.State.Preconditioner
+            Expect.isGreaterThan p.FrozenFeatures.BlocksInFiles 0 "Φ̃_τ's rows in files"
+            let rowFiles = Directory.GetFiles(Path.Combine(folder.Path, "tiles", "features"), "rows-*.tile", SearchOption.AllDirectories)
+            Expect.isNonEmpty rowFiles "row files under the work directory's features/"
+            for f in rowFiles do
+                // 16 rows × m' = 57 columns: 3,648 bytes as float32, 7,296 as float64, plus a header under 512
+                Expect.isLessThan (FileInfo(f).Length) (16L * int64 (n + 17) * 4L + 512L) (sprintf "%s holds float32 values" (Path.GetFileName f))
+            Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= p.PredictedSteps) (sprintf "met: %d ≤ %d" p.AchievedAfter p.PredictedSteps)
+            for path in Directory.GetFiles(dir, "checkpoint-*.bin") do
+                use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+                resumed.LoadCheckpoint path
+                let r = resumed.Run Threading.CancellationToken.None
+                Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + Path.GetFileName path)
                 Expect.equal resumed.State.Preconditioner.AchievedAfter p.AchievedAfter "measurements survive"
         }
     ]

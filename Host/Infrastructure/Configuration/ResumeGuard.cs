@@ -12,8 +12,9 @@ public static class ResumeGuard
 {
     /// <summary>Keys a resume may change: they do not affect the parameters' trajectory.</summary>
     public static readonly string[] MayChange =
-        ["Data:DataDirectory", "Run:RunsDirectory", "Run:RunName", "Training:LogEvery", "Training:CheckpointEvery",
-         "Certificate:TileMemoryGB"]; // tiles in memory or in files: bitwise the same certificate
+        ["Data:DataDirectory", "Run:RunsDirectory", "Run:RunName", "Training:LogEvery", "Training:CheckpointEvery"];
+    // Not Certificate:TileMemoryGB: the budget decides dense or tiled under Auto, and whether Φ̃ is streamed (Theorem P's
+    // products then summed over row blocks: other bits, docs/theory.md §4 "Φ̃ streamed").
 
     /// <summary>Throws <see cref="ConfigurationException"/> naming every key whose value differs between the run's
     /// stored options (<paramref name="storedEffectiveConfig"/>) and <paramref name="requested"/>.</summary>

@@ -1,0 +1,187 @@
+namespace ResearchFramework.MathCore
+
+open System
+open System.Collections.Generic
+open System.IO
+open TorchSharp
+
+/// A feature matrix Φ̃ (n × m', float64 values) held as row blocks Φ̃_I of `BlockRows` rows each (the last may be
+/// shorter): in memory up to a byte budget (8 bytes per entry) and beyond it in checksummed tile files of a folder of
+/// its own (`Tiled.writeTile`: as float32 when every entry of the block is a float32 value — the features of a
+/// float32 network, so exact — else as float64), read back and verified on every use. Theorem P's frozen body keeps
+/// Φ̃_τ this way (docs/theory.md §4 "Large n: the tiled factor"): at n = 60,000 and m' ≥ n, Φ̃ is ≥ 28.8 GB in
+/// float64 and is never held whole. Its products (`TransposeTimes`, `Times`, …) are sums and stackings over the
+/// blocks; with one block they are the one-tensor products, bit for bit.
+///
+/// Written once (`Produce`, `InMemory`), read only afterwards. `Dispose` frees the blocks and removes the folder; a
+/// killed run leaves it behind (its name is a fresh id, so no later run ever reads another's rows: a resumed run
+/// produces its rows again from its restored body).
+[<AllowNullLiteral>]
+type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64, directory: string) =
+    let blockCount = (rows + blockRows - 1) / blockRows
+    let sizeOf i = min blockRows (rows - i * blockRows)
+    let memory = Dictionary<int, torch.Tensor>()
+    let narrowFiles = HashSet<int>()
+    let mutable memoryBytes = 0L
+    let mutable disposed = false
+    let folder =
+        if String.IsNullOrEmpty directory then null
+        else Path.Combine(directory, "rows-" + Guid.NewGuid().ToString("N").Substring(0, 12))
+    let pathOf i = Path.Combine(folder, sprintf "rows-%d.tile" i)
+    let header i (element: int) =
+        sprintf "rf-feature-rows\nfolder=%s\nblock=%d\nrows=%d\ncols=%d\nelement=%d\n" folder i (sizeOf i) columns element
+    let check () = if disposed then invalidOp "the feature rows were disposed"
+
+    /// Keeps block i (float64, `sizeOf i` × columns; takes `block`): in memory while the budget allows (always
+    /// without a folder), else in its file.
+    member private _.Put(i: int, block: torch.Tensor) =
+        if block.dtype <> torch.float64 || block.shape.Length <> 2 || int block.shape.[0] <> sizeOf i || int block.shape.[1] <> columns then
+            let shape = String.Join(" × ", block.shape)
+            block.Dispose()
+            invalidArg "block" (sprintf "row block %d is %s of %O; expected %d × %d float64" i shape block.dtype (sizeOf i) columns)
+        let bytes = block.NumberOfElements * 8L
+        if isNull folder || memoryBytes + bytes <= budget then
+            let c = (use scope = torch.NewDisposeScope() in block.contiguous().DetachFromDisposeScope())
+            if not (obj.ReferenceEquals(c, block)) then block.Dispose()
+            memory.[i] <- c
+            memoryBytes <- memoryBytes + bytes
+        else
+            Directory.CreateDirectory folder |> ignore
+            do
+                use scope = torch.NewDisposeScope()
+                let wide = block.contiguous()
+                let narrow = wide.``to``(torch.float32)
+                let exact = narrow.``to``(torch.float64).eq(wide).all().item<bool> ()
+                if exact then
+                    Tiled.writeTile (pathOf i) (header i 4) narrow
+                    narrowFiles.Add i |> ignore
+                else Tiled.writeTile (pathOf i) (header i 8) wide
+            block.Dispose()
+
+    /// n.
+    member _.Rows = rows
+    /// m' (columns of Φ̃, the bias column included when the caller put it there).
+    member _.Columns = columns
+    /// Rows of a block (all but the last).
+    member _.BlockRows = blockRows
+    /// Number of blocks ⌈n / BlockRows⌉.
+    member _.BlockCount = blockCount
+    /// Rows of block i.
+    member _.BlockSize(i: int) = sizeOf i
+    /// Bytes of blocks held in memory.
+    member _.MemoryBytes = memoryBytes
+    /// Blocks in files (beyond the budget).
+    member _.BlocksInFiles = blockCount - memory.Count
+
+    /// Runs `f` on block i as a float64 tensor (from memory, or read back and verified from its file and freed when
+    /// `f` returns; `f` must not keep it). A file that fails verification raises, naming the file.
+    member _.WithBlock(i: int, f: torch.Tensor -> 'a) : 'a =
+        check ()
+        if i < 0 || i >= blockCount then invalidArg "i" (sprintf "block %d of %d" i blockCount)
+        match memory.TryGetValue i with
+        | true, t -> f t
+        | _ ->
+            let narrow = narrowFiles.Contains i
+            let dtype = if narrow then torch.float32 else torch.float64
+            match Tiled.readTileOf dtype (pathOf i) (header i (if narrow then 4 else 8)) (sizeOf i) columns with
+            | Ok t when not narrow ->
+                use t = t
+                f t
+            | Ok t ->
+                use wide = (use t = t in (use scope = torch.NewDisposeScope() in t.``to``(torch.float64).DetachFromDisposeScope()))
+                f wide
+            | Error why -> invalidOp (sprintf "feature rows file %s refused: %s" (pathOf i) why)
+
+    /// Φ̃ᵀA = Σ_I Φ̃_Iᵀ A_I (m' × c; A: n × c float64), a new tensor.
+    member r.TransposeTimes(a: torch.Tensor) : torch.Tensor = r.SumOverBlocks(a, false)
+
+    /// |Φ̃|ᵀ|A| = Σ_I |Φ̃_I|ᵀ|A_I| (m' × c), a new tensor.
+    member r.AbsTransposeTimes(a: torch.Tensor) : torch.Tensor = r.SumOverBlocks(a, true)
+
+    member private r.SumOverBlocks(a: torch.Tensor, absolute: bool) : torch.Tensor =
+        if int a.shape.[0] <> rows then invalidArg "a" (sprintf "A has %d rows; Φ̃ has %d" a.shape.[0] rows)
+        use scope = torch.NewDisposeScope()
+        let sum = ref (null: torch.Tensor)
+        for i in 0 .. blockCount - 1 do
+            r.WithBlock(i, fun block ->
+                use scope = torch.NewDisposeScope()
+                let ai = a.narrow(0L, int64 (i * blockRows), int64 (sizeOf i))
+                let product = if absolute then block.abs().t().mm(ai.abs()) else block.t().mm(ai)
+                if isNull sum.Value then sum.Value <- product.MoveToOuterDisposeScope()
+                else sum.Value.add_(product) |> ignore)
+        sum.Value.MoveToOuterDisposeScope()
+
+    /// Φ̃X (n × c; X: m' × c float64), block by block, a new tensor.
+    member r.Times(x: torch.Tensor) : torch.Tensor = r.StackOverBlocks(x, false)
+
+    /// |Φ̃|X (n × c), a new tensor.
+    member r.AbsTimes(x: torch.Tensor) : torch.Tensor = r.StackOverBlocks(x, true)
+
+    member private r.StackOverBlocks(x: torch.Tensor, absolute: bool) : torch.Tensor =
+        if int x.shape.[0] <> columns then invalidArg "x" (sprintf "X has %d rows; Φ̃ has %d columns" x.shape.[0] columns)
+        if blockCount = 1 then r.WithBlock(0, fun block -> (use scope = torch.NewDisposeScope() in (if absolute then block.abs().mm(x) else block.mm(x)).MoveToOuterDisposeScope()))
+        else
+            use scope = torch.NewDisposeScope()
+            let result = torch.empty([| int64 rows; x.shape.[1] |], dtype = torch.float64)
+            for i in 0 .. blockCount - 1 do
+                r.WithBlock(i, fun block ->
+                    use scope = torch.NewDisposeScope()
+                    let product = if absolute then block.abs().mm(x) else block.mm(x)
+                    result.narrow(0L, int64 (i * blockRows), int64 (sizeOf i)).copy_(product) |> ignore)
+            result.MoveToOuterDisposeScope()
+
+    /// ‖Φ̃‖_F as computed: the one tensor's norm with one block, else √(Σ_I ‖Φ̃_I‖_F²) (the rounding of a sum of
+    /// n·m' squares either way; callers that need a rigorous bound inflate it).
+    member r.FrobeniusNorm : float =
+        if blockCount = 1 then r.WithBlock(0, fun block -> block.norm().ToDouble())
+        else
+            let mutable squares = 0.0
+            for i in 0 .. blockCount - 1 do
+                let n = r.WithBlock(i, fun block -> block.norm().ToDouble())
+                squares <- squares + n * n
+            sqrt squares
+
+    /// Φ̃ as one n × m' tensor (a copy; for the dense factor and tests, where it fits).
+    member r.Joined() : torch.Tensor =
+        use scope = torch.NewDisposeScope()
+        let result = torch.empty([| int64 rows; int64 columns |], dtype = torch.float64)
+        for i in 0 .. blockCount - 1 do
+            r.WithBlock(i, fun block -> result.narrow(0L, int64 (i * blockRows), int64 (sizeOf i)).copy_(block) |> ignore)
+        result.MoveToOuterDisposeScope()
+
+    /// Frees the blocks in memory and removes the folder.
+    member _.Dispose() =
+        if not disposed then
+            disposed <- true
+            for t in memory.Values do t.Dispose()
+            memory.Clear()
+            if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
+    interface IDisposable with
+        member r.Dispose() = r.Dispose()
+
+    /// The rows of `phi` (n × m', float64; taken) as one block in memory: the one-tensor products, bit for bit.
+    static member InMemory(phi: torch.Tensor) : FeatureRows =
+        if phi.dtype <> torch.float64 || phi.shape.Length <> 2 || phi.shape.[0] < 1L then
+            invalidArg "phi" (sprintf "Φ̃ must be a float64 matrix with at least one row, not %s of %O" (String.Join(" × ", phi.shape)) phi.dtype)
+        let r = new FeatureRows(int phi.shape.[0], int phi.shape.[1], int phi.shape.[0], Int64.MaxValue, null)
+        r.Put(0, phi)
+        r
+
+    /// Φ̃ of n rows and m' columns, block i (rows i·blockRows …, float64, owned by the callee) from `produce i`, in
+    /// order; blocks in memory up to `budgetBytes`, the rest in files under `directory` (null: all in memory).
+    /// `progress` (may be null) hears "rows k/K" after each block. If `produce` raises, what was kept is freed.
+    static member Produce(rows: int, columns: int, blockRows: int, budgetBytes: int64, directory: string,
+                          produce: int -> torch.Tensor, progress: Action<string>) : FeatureRows =
+        if rows < 1 then invalidArg "rows" (sprintf "n = %d: no rows" rows)
+        if columns < 1 then invalidArg "columns" (sprintf "m' = %d: no columns" columns)
+        if blockRows < 1 then invalidArg "blockRows" (sprintf "rows per block %d must be at least 1" blockRows)
+        if budgetBytes < 0L then invalidArg "budgetBytes" (sprintf "memory budget %d bytes must not be negative" budgetBytes)
+        let r = new FeatureRows(rows, columns, blockRows, budgetBytes, directory)
+        try
+            for i in 0 .. r.BlockCount - 1 do
+                r.Put(i, produce i)
+                if not (isNull progress) then progress.Invoke(sprintf "feature rows: block %d/%d (%d in files)" (i + 1) r.BlockCount r.BlocksInFiles)
+            r
+        with _ ->
+            r.Dispose()
+            reraise ()
