@@ -502,16 +502,29 @@ type TwoPhase =
     /// the tiled engine from them (`CertificateEngine.CertifyRowBlocks`: row tiles in memory up to a quarter of its budget,
     /// spilled to files beyond it, resumable from its tile files). The same test and bounds as `CertifyFeatures`.
     static member CertifyStreamed(setup: RecipeSetup) : Certificate =
+        TwoPhase.CertifyStreamed(setup, ignore)
+
+    /// `CertifyStreamed`; when the Gram route certifies, `onCertifiedGram` runs with the certificate's Gram tiles
+    /// (`CertificateEngine.CertifyRowBlocks`). The row blocks are the rows Theorem P keeps (`FeaturesAndOutputsOf`, the
+    /// same forward passes in the same batches, in the model's precision), so the factor formed from these tiles is
+    /// bitwise the one a resumed run forms from its rows (`CholeskyFactor.OfRows`).
+    static member internal CertifyStreamed(setup: RecipeSetup, onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit) : Certificate =
         let engine = setup.Recipe.CertificateEngine
         let c = setup.Certification
         let n = c.Rows
         let b = engine.TileSize
-        TwoPhase.CertifySubject(setup, TwoPhase.FeatureColumns setup - 1, fun subject ->
+        let features = TwoPhase.FeatureColumns setup - 1
+        let dtype = (Seq.head (setup.Model.parameters ())).dtype
+        TwoPhase.CertifySubject(setup, features, fun subject ->
             let rowBlock i =
+                let phi, f = TwoPhase.FeaturesAndOutputsOf(setup, i * b, min b (n - i * b))
+                f.Dispose()
+                use phi = phi
+                // the tap outputs in the model's precision (exact: they were widened from it)
                 use scope = torch.NewDisposeScope()
-                use xb = c.Inputs.narrow(0L, int64 (i * b), int64 (min b (n - i * b))).``to``(setup.Device)
-                (FeatureMap.featureMatrix setup.Model (List.ofArray setup.Taps) 256 xb).cpu().MoveToOuterDisposeScope()
-            CertificateEngine.CertifyRowBlocks(engine, Certify.defaults, subject, None, b, (n + b - 1) / b, rowBlock, TwoPhase.ProgressLog setup))
+                phi.narrow(1L, 0L, int64 features).``to``(dtype).MoveToOuterDisposeScope()
+            CertificateEngine.CertifyRowBlocks(engine, Certify.defaults, subject, None, b, (n + b - 1) / b, rowBlock,
+                                               TwoPhase.ProgressLog setup, onCertifiedGram))
 
     /// The certificate of the certification set's Φ̃ with m features by `certify subject`, unless two certification
     /// inputs are identical (then Refuted exactly, SPEC §2).
@@ -784,6 +797,11 @@ type TwoPhase =
     /// (`CholeskyFactor.OfRows`: dense, or tiles when the certificate was tiled); with a frozen body also Φ̃_τ (as `FeatureRows`:
     /// streamed when it does not fit, `StreamsFeatures`), Z_τ, A_τ and the bound on ‖r_τ‖, and the prediction k(ε).
     static member private BuildPreconditioner(setup: RecipeSetup) : PreconditionedReadout =
+        TwoPhase.BuildPreconditioner(setup, null)
+
+    /// `BuildPreconditioner` with the factor already formed from the switch certificate's Gram tiles (`switchFactor`,
+    /// taken; null: formed here from the rows, `CholeskyFactor.OfRows`, bitwise the same for the same rows).
+    static member private BuildPreconditioner(setup: RecipeSetup, switchFactor: CholeskyFactor) : PreconditionedReadout =
         let r = setup.Recipe
         let streamed = TwoPhase.StreamsFeatures setup
         if streamed && r.Mode <> PhaseTwoMode.Frozen then
@@ -795,7 +813,7 @@ type TwoPhase =
         let n = phi.Rows
         // streamed: the factor's tiles share the budget with the feature rows kept in memory
         let engine = if streamed then r.CertificateEngine.WithTiles(r.CertificateEngine.TileSize, max 1L (r.CertificateEngine.MemoryBudgetBytes - phi.MemoryBytes)) else r.CertificateEngine
-        let factor = CholeskyFactor.OfRows(engine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
+        let factor = if isNull switchFactor then CholeskyFactor.OfRows(engine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup) else switchFactor
         if isNull factor then
             phi.Dispose()
             invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
@@ -1100,9 +1118,20 @@ type TwoPhase =
             let original = TwoPhase.Snapshot setup
             let certificates = ResizeArray<Certificate>(state.Certificates)
             let streamed = TwoPhase.StreamsFeatures setup
+            // Streamed, frozen, preconditioned: Theorem P's factor of fl(G_τ) + nλI from the certificate's own Gram tiles
+            // (its tiles in half the budget; the rows take the other half)
+            let switchFactor = ref (null: CholeskyFactor)
+            let onCertifiedGram =
+                if streamed && r.ReadoutStep = ReadoutStepRule.Preconditioned && r.Mode = PhaseTwoMode.Frozen then
+                    fun (withGram: int -> int -> (torch.Tensor -> unit) -> unit) ->
+                        let engine = r.CertificateEngine
+                        let n = setup.Certification.Rows
+                        let half = engine.WithTiles(engine.TileSize, max 1L (engine.MemoryBudgetBytes / 2L))
+                        switchFactor.Value <- CholeskyFactor.FromGram(half, n, TwoPhase.FeatureColumns setup, withGram, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
+                else ignore
             let certifyNow (attempt: int) =
                 let phi = if streamed then null else TwoPhase.CertificationFeatures setup
-                let cert = if streamed then TwoPhase.CertifyStreamed setup else TwoPhase.CertifyFeatures(setup, phi)
+                let cert = if streamed then TwoPhase.CertifyStreamed(setup, onCertifiedGram) else TwoPhase.CertifyFeatures(setup, phi)
                 certificates.Add cert
                 setup.Observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
                 phi, cert
@@ -1133,7 +1162,7 @@ type TwoPhase =
                             LastCertifiedIteration = t
                             LastCertifiedFingerprint = TwoPhase.BodyFingerprint setup
                             Preconditioner =
-                                if r.ReadoutStep = ReadoutStepRule.Preconditioned then TwoPhase.BuildPreconditioner setup else null }
+                                if r.ReadoutStep = ReadoutStepRule.Preconditioned then TwoPhase.BuildPreconditioner(setup, switchFactor.Value) else null }
                     TwoPhase.ChangePhase(setup, s, Phase.PhaseTwo,
                         sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g, σ_max ≤ %g; readout step %s"
                             attempt cert.SigmaMinLower cert.SigmaMaxUpper (TwoPhase.ReadoutStepDescription(setup, s)))

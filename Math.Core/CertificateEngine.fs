@@ -29,11 +29,15 @@ type CertificateEngine =
       /// Bytes the certificate may hold in memory (> 0): the tiled engine's tiles; under Auto, dense iff 32·n² fits.
       MemoryBudgetBytes: int64
       /// Folder of the tile files (one subfolder per certified subject, removed once its certificate is made), or null.
-      WorkDirectory: string }
+      WorkDirectory: string
+      /// c: columns per product of a Gram tile on the tiled engine (`Tiled.Settings.GramChunkColumns`); Theorem P's factor
+      /// from row blocks uses the same order (`CholeskyFactor.OfRows`). Only the bound's constant depends on it.
+      GramChunkColumns: int }
 
     /// Auto, 2048-row tiles, `Tiled.defaultMemoryBudgetBytes` (20 GiB: a 24 GB machine with headroom), no work directory.
     static member Default =
-        { Kind = EngineKind.Auto; TileSize = 2048; MemoryBudgetBytes = Tiled.defaultMemoryBudgetBytes; WorkDirectory = null }
+        { Kind = EngineKind.Auto; TileSize = 2048; MemoryBudgetBytes = Tiled.defaultMemoryBudgetBytes; WorkDirectory = null
+          GramChunkColumns = Tiled.defaults.GramChunkColumns }
 
     /// Peak bytes of the dense certificate of n rows: four n × n float64 matrices (fl G, its shifted copy, their factors).
     static member DenseBytes(rows: int64) : int64 = 32L * rows * rows
@@ -67,7 +71,8 @@ type CertificateEngine =
             else
                 let hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes key)).Substring(0, 16).ToLowerInvariant()
                 Path.Combine(e.WorkDirectory, "certificate-" + hash)
-        { Tiled.defaults with TileSize = e.TileSize; MemoryBudgetBytes = e.MemoryBudgetBytes; WorkDirectory = folder; RunFingerprint = key; Log = log; Progress = Tiled.throttledProgress 10.0 log },
+        { Tiled.defaults with TileSize = e.TileSize; MemoryBudgetBytes = e.MemoryBudgetBytes; WorkDirectory = folder; RunFingerprint = key; Log = log; Progress = Tiled.throttledProgress 10.0 log
+                              GramChunkColumns = e.GramChunkColumns },
         folder
 
     /// What names a certified subject's tiles (data, certification set, network, parameters, taps, shape): the
@@ -101,9 +106,17 @@ type CertificateEngine =
     /// default cache); beyond it, with a work directory, row tiles are spilled to files (`Tiled.Settings.SpillFeatures`).
     static member CertifyRowBlocks(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, rowsEqual: Certify.RowEquality,
                                    blockRows: int, blockCount: int, rowBlock: int -> torch.Tensor, log: Action<string>) : Certificate =
+        CertificateEngine.CertifyRowBlocks(engine, opts, subject, rowsEqual, blockRows, blockCount, rowBlock, log, ignore)
+
+    /// `CertifyRowBlocks`, and when the Gram route certifies, `onCertifiedGram` runs with the Gram tiles before they are
+    /// let go (`Tiled.Settings.OnCertifiedGram`: Theorem P's factor from the switch's Gram).
+    static member CertifyRowBlocks(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, rowsEqual: Certify.RowEquality,
+                                   blockRows: int, blockCount: int, rowBlock: int -> torch.Tensor, log: Action<string>,
+                                   onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit) : Certificate =
         let clock = Stopwatch.StartNew()
         CertificateEngine.OnTiles(engine, subject, log, fun settings ->
-            let settings = { settings with FeatureCacheBytes = min settings.FeatureCacheBytes (engine.MemoryBudgetBytes / 4L) }
+            let settings = { settings with FeatureCacheBytes = min settings.FeatureCacheBytes (engine.MemoryBudgetBytes / 4L)
+                                           OnCertifiedGram = onCertifiedGram }
             CertificateEngine.CertifyRowBlocksOnTiles(settings, opts, subject, rowsEqual, blockRows, blockCount, rowBlock, clock))
 
     /// The tiled certificate of row blocks under given tile `settings` (the tile folder, budget, blocked order and
@@ -187,32 +200,64 @@ type CholeskyFactor() =
             CholeskyFactor.Tiled(phi, shift, engine.TileSize, engine.MemoryBudgetBytes, directory, log)
         else CholeskyFactor.Dense(phi, shift)
 
-    /// The factor of M = fl(Φ̃Φ̃ᵀ) + shift·I for Φ̃ held as row blocks (`FeatureRows`, never joined on the tiled
-    /// storage): tiled when `engine` picks tiles for n rows (the blocks must then be the engine's tiles, `BlockRows` =
-    /// `TileSize`, or a single block), its factor tiles in memory up to the engine's budget less the bytes of the rows kept in memory, in
-    /// `WorkDirectory/cholesky` beyond it; dense (the rows joined) otherwise. Null when the float64 Cholesky fails.
+    /// The factor of M = fl(Φ̃Φ̃ᵀ) + shift·I for Φ̃ = [Φ, 1] held as row blocks (`FeatureRows`, its last column the bias
+    /// column of ones; never joined on the tiled storage): tiled when `engine` picks tiles for n rows (the blocks must
+    /// then be the engine's tiles, `BlockRows` = `TileSize`, or a single block), its factor tiles in memory up to the
+    /// engine's budget and in `WorkDirectory/cholesky` beyond it; dense (the rows joined) otherwise. On tiles M_IK is the
+    /// certificate's Gram tile in the certificate's order (`Tiled.gramTile` over Φ's columns in products of the engine's
+    /// `GramChunkColumns`, then + 1 for the bias), so for the same rows the factor is bitwise the one
+    /// formed from the switch certificate's Gram tiles (`FromGram`). Null when the float64 Cholesky fails.
     static member OfRows(engine: CertificateEngine, rows: FeatureRows, shift: float, log: Action<string>) : CholeskyFactor =
         if engine.UsesTiled rows.Rows then
             if rows.BlockRows <> engine.TileSize && rows.BlockCount > 1 then
                 invalidArg "rows" (sprintf "the feature rows come in blocks of %d rows; the tiled factor needs blocks of its tile size %d" rows.BlockRows engine.TileSize)
-            let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
-            let budget = max 0L (engine.MemoryBudgetBytes - rows.MemoryBytes)
-            let factor = new TiledCholesky(rows.Rows, engine.TileSize, budget, directory)
-            let progress = if isNull log then ignore else Tiled.throttledProgress 10.0 log.Invoke
-            // one block (Φ̃ in memory): tile i is a view of it, as `Tiled` cuts an in-memory Φ̃
-            let withRows i (g: torch.Tensor -> unit) =
-                if rows.BlockCount = 1 then
-                    rows.WithBlock(0, fun block ->
-                        use tile = block.narrow(0L, int64 (i * engine.TileSize), int64 (min engine.TileSize (rows.Rows - i * engine.TileSize)))
-                        g tile)
-                else rows.WithBlock(i, g)
-            if factor.FactorizeRows(rows.Columns, withRows, shift, progress) then factor :> CholeskyFactor
-            else
-                factor.Dispose()
-                null
+            let b = engine.TileSize
+            let m = int64 (rows.Columns - 1)
+            let chunk = engine.GramChunkColumns
+            // Φ's rows of tile i (the bias column left out: it enters as + 1), from its block or as a view of the one block
+            let withTileRows (i: int) (g: torch.Tensor -> torch.Tensor) : torch.Tensor =
+                let ofBlock (block: torch.Tensor) (first: int64) =
+                    use tile = block.narrow(0L, first, int64 (min b (rows.Rows - i * b)))
+                    use bias = tile.select(1L, m)
+                    if not (use ones = bias.eq(scalar 1.0).all() in ones.item<bool> ()) then
+                        invalidArg "rows" (sprintf "the last column of tile %d is not the bias column of ones" i)
+                    use phi = tile.narrow(1L, 0L, m)
+                    g phi
+                if rows.BlockCount = 1 then rows.WithBlock(0, fun block -> ofBlock block (int64 (i * b)))
+                else rows.WithBlock(i, fun block -> ofBlock block 0L)
+            let withColumn k (body: (int -> torch.Tensor) -> unit) =
+                withTileRows k (fun rk ->
+                    body (fun i ->
+                        if i = k then Tiled.gramTile chunk true rk rk true
+                        else withTileRows i (fun ri -> Tiled.gramTile chunk true ri rk false))
+                    rk) |> ignore
+            CholeskyFactor.Build(engine, rows.Rows, float rows.Columns, withColumn, shift, log)
         else
             use phi = rows.Joined()
             CholeskyFactor.Dense(phi, shift)
+
+    /// The tiled factor of M = A + shift·I on `engine`'s tiles, with A_IK copied from stored tiles (`withGram i k f`
+    /// runs f on the tile A_IK, I ≥ K, which f must not keep): the switch certificate's Gram tiles fl(G)_IK, handed over
+    /// by `Tiled.Settings.OnCertifiedGram`, so Theorem P needs no second Gram. Null when the Cholesky fails.
+    static member FromGram(engine: CertificateEngine, n: int, columns: int, withGram: int -> int -> (torch.Tensor -> unit) -> unit,
+                           shift: float, log: Action<string>) : CholeskyFactor =
+        if not (isNull log) then log.Invoke(sprintf "factor of fl(G) + %g·I from the certificate's Gram tiles (n = %d, no second Gram)" shift n)
+        let withColumn k (body: (int -> torch.Tensor) -> unit) =
+            body (fun i ->
+                let copy = ref (null: torch.Tensor)
+                withGram i k (fun t -> copy.Value <- t.clone())
+                copy.Value)
+        CholeskyFactor.Build(engine, n, float columns, withColumn, shift, log)
+
+    static member private Build(engine: CertificateEngine, n: int, columns: float, withColumn: int -> ((int -> torch.Tensor) -> unit) -> unit,
+                                shift: float, log: Action<string>) : CholeskyFactor =
+        let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
+        let factor = new TiledCholesky(n, engine.TileSize, engine.MemoryBudgetBytes, directory)
+        let progress = if isNull log then ignore else Tiled.throttledProgress 10.0 log.Invoke
+        if factor.FactorizeWith(columns, withColumn, shift, progress) then factor :> CholeskyFactor
+        else
+            factor.Dispose()
+            null
 
 /// One n × n lower factor in memory: M⁻¹Z by LAPACK's potrs.
 and [<AllowNullLiteral>] DenseCholesky(factor: torch.Tensor) =
@@ -272,37 +317,45 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
     member _.TilesInFiles = tiles * (tiles + 1) / 2 - memory.Count
     /// L_ik as a copy (i ≥ k), for tests.
     member _.Tile(i: int, k: int) : torch.Tensor = withTile i k (fun t -> t.clone())
-    /// Factorises M = fl(Φ̃Φ̃ᵀ) + shift·I tile by tile; false when a diagonal tile is not positive definite in float64.
+    /// Factorises M = fl(Φ̃Φ̃ᵀ) + shift·I tile by tile (M_IK one syrk/gemm of the row tiles); false when a diagonal tile
+    /// is not positive definite in float64.
     member internal f.Factorize(phi: torch.Tensor, shift: float, progress: Tiled.TiledProgress -> unit) : bool =
         use converted = if phi.dtype = torch.float64 then null else phi.``to``(torch.float64)
         let phi = if isNull converted then phi else converted
-        f.FactorizeRows(int phi.shape.[1], (fun i g -> (use rows = phi.narrow(0L, int64 (offset i), int64 (size i)) in g rows)), shift, progress)
+        let rowsOf i = phi.narrow(0L, int64 (offset i), int64 (size i))
+        let withColumn k (body: (int -> torch.Tensor) -> unit) =
+            use rk = rowsOf k
+            body (fun i ->
+                let a = torch.zeros([| int64 (size i); int64 (size k) |], dtype = torch.float64)
+                if i = k then
+                    NativeBlas.syrkLower 1.0 rk 0.0 a
+                    NativeBlas.mirrorLower a
+                else (use ri = rowsOf i in NativeBlas.gemmNT 1.0 ri rk 0.0 a)
+                a)
+        f.FactorizeWith(float phi.shape.[1], withColumn, shift, progress)
 
-    /// `Factorize` with the rows of tile i (float64, b_i × m') handed to a function by `withRows i` (from memory or a
-    /// file: `FeatureRows.WithBlock`); each tile column reads its diagonal rows once and every row tile below it once.
-    member internal _.FactorizeRows(columns: int, withRows: int -> (torch.Tensor -> unit) -> unit, shift: float,
+    /// Factorises M = A + shift·I tile by tile, left-looking by tile column: `withColumn k body` runs `body` with a
+    /// function forming A_ik (i ≥ k, a new tensor) — from the row tiles (one held per column) or from stored Gram tiles.
+    /// `columns` (m') only feeds the progress's flop count. False when a diagonal tile is not positive definite.
+    member internal _.FactorizeWith(columns: float, withColumn: int -> ((int -> torch.Tensor) -> unit) -> unit, shift: float,
                                     progress: Tiled.TiledProgress -> unit) : bool =
         // Flops of tile (i, k): its product over the m' columns (2·b_i·b_k·m', half for a diagonal syrk) and the
         // left-looking updates from the k earlier tile columns (2·b_i·b_k·b each), for the rate and the ETA.
         let flopsOf i k =
             let bi, bk = float (size i), float (size k)
-            (if i = k then 1.0 else 2.0) * bi * bk * float columns + 2.0 * bi * bk * float (k * b)
+            (if i = k then 1.0 else 2.0) * bi * bk * columns + 2.0 * bi * bk * float (k * b)
         let totalFlops = seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> flopsOf i k } |> Seq.sum
         let phase = Tiled.Phase({ Tiled.defaults with Progress = progress }, "factor", tiles * (tiles + 1) / 2, totalFlops)
         let ok = ref true
         let mutable k = 0
         while ok.Value && k < tiles do
             let column = k
-            withRows column (fun rk ->
+            withColumn column (fun tileOf ->
                 let mutable i = column
                 while ok.Value && i < tiles do
                     use scope = torch.NewDisposeScope()
-                    let a = torch.zeros([| int64 (size i); int64 (size column) |], dtype = torch.float64)
-                    if i = column then
-                        NativeBlas.syrkLower 1.0 rk 0.0 a
-                        NativeBlas.mirrorLower a
-                        a.diagonal().add_(scalar shift) |> ignore
-                    else withRows i (fun ri -> NativeBlas.gemmNT 1.0 ri rk 0.0 a)
+                    let a = tileOf i
+                    if i = column then (use d = a.diagonal() in d.add_(scalar shift)) |> ignore
                     if TileCholesky.step 0 (fun i j f -> withTile i j f) i column a then put i column (a.DetachFromDisposeScope())
                     else ok.Value <- false
                     phase.Tile(flopsOf i column, true)

@@ -87,6 +87,10 @@ type Settings =
       /// (`TileCholesky.depth`, docs/theory.md §3 "Tile Cholesky in panels").
       /// Only the bound's constant depends on it, never soundness; ≤ 0 or ≥ b: whole tiles.
       CholeskyPanel: int
+      /// Called once a certificate is Certified by the Gram route, before its tiles are let go, with access to the
+      /// unscaled Gram tiles fl(G)_IJ (I ≥ J; `withGram i j f` runs f on the tile, which f must not keep): Theorem P's
+      /// factor of M_τ = fl(G_τ) + nλI is formed from them instead of a second Gram (docs/theory.md §4 "Φ̃ streamed").
+      OnCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit
       Progress: TiledProgress -> unit
       Log: string -> unit
       Cancel: CancellationToken }
@@ -104,7 +108,7 @@ let defaultMemoryBudgetBytes = 20L <<< 30
 /// ≈ 27 % more factorisation time than whole tiles (256: ≈ 65 %, one pass over the tile per panel update).
 let defaults =
     { TileSize = 2048; MemoryBudgetBytes = defaultMemoryBudgetBytes; WorkDirectory = null; RunFingerprint = "unnamed"
-      FeatureCacheBytes = 1L <<< 30; SpillFeatures = true; GramChunkColumns = 1024; CholeskyPanel = 512; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
+      FeatureCacheBytes = 1L <<< 30; SpillFeatures = true; GramChunkColumns = 1024; CholeskyPanel = 512; OnCertifiedGram = ignore; Progress = ignore; Log = ignore; Cancel = CancellationToken.None }
 
 /// Settings from C#: `progress` and `log` may be null.
 let settings (tileSize: int) (memoryBudgetBytes: int64) (workDirectory: string) (runFingerprint: string)
@@ -822,6 +826,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let total = afterGram.Elapsed.TotalSeconds
     settings.Log (sprintf "after the Gram: %.1f s, of which %d factorisation(s) %.1f s and the duplicate scan, estimates and tile products %.1f s"
                       total factorCount.Value factorSeconds.Value (total - factorSeconds.Value))
+    if certificate.Verdict = Verdict.Certified then settings.OnCertifiedGram (fun i j f -> withGram i j f)
     certificate
     finally
         for t in rowCache.Values do t.Dispose()

@@ -45,6 +45,7 @@ public static class CertificateEngineConfiguration
     {
         var options = Options(c);
         var kind = options.UsesTiled(rows) ? EngineKind.Tiled : EngineKind.Dense;
-        return new CertificateEngine(kind, options.TileSize, options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, workDirectory);
+        return new CertificateEngine(kind, options.TileSize, options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, workDirectory,
+            options.GramChunkColumns ?? Tiled.defaults.GramChunkColumns);
     }
 }

@@ -110,14 +110,19 @@ let factorTests =
         // budget was wrong, not the factor).
         test "regression: seed 435963069, every tile in a budget of two full tiles" { tiledFactorCase 435963069 }
 
-        testPropertyWithConfig (Seeds.config 4) "feature rows (FeatureRows, one block in memory, the rest in files): joined bitwise Φ̃, products within their γ bounds of the one-tensor products (bitwise with one block), float32 values stored as float32, the tiled factor from the rows bitwise the factor of Φ̃; a corrupted file refused naming it; files removed" <| fun (seed: int) ->
+        testPropertyWithConfig (Seeds.config 4) "feature rows (FeatureRows, one block in memory, the rest in files): joined bitwise Φ̃, products within their γ bounds of the one-tensor products (bitwise with one block), float32 values stored as float32, the tiled factor from the rows bitwise the one from the tiled certificate's Gram tiles; a corrupted file refused naming it; files removed" <| fun (seed: int) ->
             let rng = Random seed
             let n = rng.Next(50, 151)
             let b = [| 16; 24; 32 |].[rng.Next 3]
             let columns = n + rng.Next(5, 40)
             let narrow = rng.Next 2 = 0   // the values of a float32 network
             use g = new torch.Generator(uint64 seed + 7UL, torch.CPU)
-            use phi = (use r = torch.randn([| int64 n; int64 columns |], dtype = (if narrow then torch.float32 else torch.float64), generator = g) in r.``to``(torch.float64))
+            // Φ̃ = [Φ, 1]: Theorem P's rows end with the bias column
+            use phi =
+                use r = torch.randn([| int64 n; int64 (columns - 1) |], dtype = (if narrow then torch.float32 else torch.float64), generator = g)
+                use wide = r.``to``(torch.float64)
+                use ones = torch.ones([| int64 n; 1L |], dtype = torch.float64)
+                torch.cat([| wide; ones |], 1L)
             use a = torch.randn([| int64 n; 3L |], dtype = torch.float64, generator = g)
             use x = torch.randn([| int64 columns; 3L |], dtype = torch.float64, generator = g)
             use folder = new TempFolder()
@@ -162,21 +167,28 @@ let factorTests =
                 use sX = single.Times x
                 use sA = single.AbsTimes(x.abs())
                 Expect.isTrue (bitwise sT eT && bitwise sX eX && bitwise sA eAX && single.FrobeniusNorm = phi.norm().ToDouble()) "one block: bitwise"
-                // the tiled factor from the rows (tiles = blocks, read from their files) is the factor of Φ̃ bit for bit
-                let engine = { tiledEngine b folder.Path with MemoryBudgetBytes = int64 b * int64 b * 8L }
+                // the tiled factor from the rows (tiles = blocks, read from their files) is bit for bit the factor formed
+                // from the tiled certificate's own Gram tiles of Φ (handed over once Certified: Theorem P's switch)
+                // Gram products of 32 columns (m ≥ 55: at least two products, so the order matters)
+                let engine = { tiledEngine b folder.Path with MemoryBudgetBytes = int64 b * int64 b * 8L; GramChunkColumns = 32 }
                 let shift = float n * 1e-3
                 let fromRows = CholeskyFactor.OfRows(engine, rows, shift, null) :?> TiledCholesky
-                let fromPhi = CholeskyFactor.Tiled(phi, shift, b, Int64.MaxValue, null) :?> TiledCholesky
+                let fromGram = ref (null: CholeskyFactor)
+                let settings = { Tiled.defaults with TileSize = b; GramChunkColumns = 32; OnCertifiedGram = fun withGram -> fromGram.Value <- CholeskyFactor.FromGram(engine, n, columns, withGram, shift, null) }
+                use phiWithoutBias = phi.narrow(1L, 0L, int64 (columns - 1))
+                let certificate = Tiled.certifyMatrix Certify.defaults settings (MathCoreTests.Generators.subject phiWithoutBias true) phiWithoutBias
+                Expect.equal certificate.Verdict Verdict.Certified "Gaussian Φ̃ with m' > n: Certified"
+                let fromGram = fromGram.Value :?> TiledCholesky
                 try
                     Expect.isGreaterThan fromRows.TilesInFiles 0 "factor tiles beyond the budget in files"
-                    for i in 0 .. fromPhi.TileCount - 1 do
+                    for i in 0 .. fromGram.TileCount - 1 do
                         for k in 0 .. i do
                             use u = fromRows.Tile(i, k)
-                            use v = fromPhi.Tile(i, k)
+                            use v = fromGram.Tile(i, k)
                             Expect.isTrue (bitwise u v) (sprintf "factor tile (%d, %d) bitwise" i k)
                 finally
                     fromRows.Dispose()
-                    fromPhi.Dispose()
+                    fromGram.Dispose()
                 let e = Expect.throwsC (fun () -> CholeskyFactor.OfRows({ engine with TileSize = b + 1 }, rows, shift, null) |> ignore) id
                 Expect.stringContains e.Message "tile size" "blocks other than the tiles refused"
                 // a flipped byte in a block's file: refused, naming the file
@@ -495,7 +507,8 @@ let recipeTests =
             let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float32
             let cfg = Fixtures.training 23 n 16 OptimizerSpec.Sgd 0.05 LossKind.Squared
             use folder = new TempFolder()
-            let engine = { tiledEngine 16 (Path.Combine(folder.Path, "tiles")) with MemoryBudgetBytes = 8L <<< 10 }
+            // Gram products of 16 columns: m = 56 spans four, so the rows' factor matches the certificate's only in its order
+            let engine = { tiledEngine 16 (Path.Combine(folder.Path, "tiles")) with MemoryBudgetBytes = 8L <<< 10; GramChunkColumns = 16 }
             let rc = { (Fixtures.recipe 4 PhaseTwoMode.Frozen).WithCertificateEngine(engine)
                          with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-6 }
             let dir = Path.Combine(folder.Path, "checkpoints")
@@ -506,6 +519,7 @@ let recipeTests =
             Expect.isTrue full.GuaranteeClaimed "certified switch"
             Expect.stringContains (Array.last full.Certificates).Method "tiles" "on tiles"
             Expect.exists progress.Lines (fun l -> l.StartsWith "feature rows: block") (sprintf "the rows' progress reached the observer (%A)" (List.ofSeq progress.Lines))
+            Expect.exists progress.Lines (fun l -> l.Contains "from the certificate's Gram tiles") "Theorem P's factor from the switch certificate's Gram (no second Gram); the resumes below form it from the rows, bit for bit"
             let p = trainer.State.Preconditioner
             Expect.isGreaterThan p.FrozenFeatures.BlocksInFiles 0 "Φ̃_τ's rows in files"
             let rowFiles = Directory.GetFiles(Path.Combine(folder.Path, "tiles", "features"), "rows-*.tile", SearchOption.AllDirectories)
