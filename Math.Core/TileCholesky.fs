@@ -34,12 +34,26 @@ let depth (n: int) (b: int) (panel: int) : int =
 /// tile. `withFactor i j f` runs f on the finished L_ij. In place in `a` (which holds Ã_ik). False when a pivot fails
 /// (not positive definite in floating point). Shared by the certificate's factorisations and Theorem P's factor
 /// (`CertificateEngine.TiledCholesky`, whole tiles), and the dense route's (one tile: `factorInPlace`).
+let private columnsOf (t: torch.Tensor) (p: int) (w: int) = t.narrow(1L, int64 p, int64 w)
+
+/// target −= Σ_q left[:, q]·right[:, q]ᵀ over the earlier panels (q, w_q) in order, each product formed apart in
+/// `buffer` (β = 0, no zero fill) and subtracted: the in-tile update of one panel, on the diagonal tile (left: the
+/// tile's rows from the panel down; right: the panel's rows of the tile) and below it (left: the tile; right: the
+/// panel's rows of L_kk).
+let private subtractEarlierPanels (panels: (int * int) list) (buffer: torch.Tensor) (target: torch.Tensor) (left: torch.Tensor) (right: torch.Tensor) =
+    for q, wq in panels do
+        use lq = columnsOf left q wq
+        use rq = columnsOf right q wq
+        use rowsOfBuffer = buffer.narrow(0L, 0L, target.shape.[0])
+        use u = rowsOfBuffer.narrow(1L, 0L, target.shape.[1])
+        NativeBlas.gemmNT 1.0 lq rq 0.0 u
+        target.sub_(u) |> ignore
+
 let step (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i: int) (k: int) (a: torch.Tensor) : bool =
     let rows = int a.shape.[0]
     let cols = int a.shape.[1]
     let whole (width: int) = s <= 0 || s >= width
     let panelsOf (width: int) = if whole width then [ 0, width ] else [ for p in 0 .. s .. width - 1 -> p, min s (width - p) ]
-    let columnsOf (t: torch.Tensor) (p: int) (w: int) = t.narrow(1L, int64 p, int64 w)
     if k > 0 then
         // Each update L_ij[:, p]·L_kj[:, p]ᵀ is formed apart (β = 0) and subtracted from the tile: the order
         // `depth` counts (a β = 1 update would let the BLAS put the tile's running value anywhere in its sum).
@@ -71,14 +85,8 @@ let step (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i:
             if ok then
                 use below = a.narrow(0L, int64 p, int64 (rows - p))      // rows p.. of the tile
                 use target = columnsOf below p w                         // A[r ≥ p, panel p]
-                for q, wq in (if p = 0 then [] else panelsOf p) do
-                    use lq = columnsOf below q wq                        // L[r ≥ p, panel q]
-                    use lqColumns = columnsOf a q wq
-                    use lpq = lqColumns.narrow(0L, int64 p, int64 w)     // L[panel p rows, panel q]
-                    use rowsOfBuffer = buffer.narrow(0L, 0L, int64 (rows - p))
-                    use u = rowsOfBuffer.narrow(1L, 0L, int64 w)
-                    NativeBlas.gemmNT 1.0 lq lpq 0.0 u
-                    target.sub_(u) |> ignore
+                use panelRows = a.narrow(0L, int64 p, int64 w)           // the panel's rows: L[panel p rows, panel q]
+                subtractEarlierPanels (if p = 0 then [] else panelsOf p) buffer target below panelRows   // diagonal tile
                 use diagonal = target.narrow(0L, 0L, int64 w)
                 if NativeBlas.potrfLower diagonal <> 0 then ok <- false
                 else
@@ -93,13 +101,8 @@ let step (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i:
             use buffer = torch.empty([| int64 rows; int64 s |], dtype = a.dtype, device = a.device)
             for p, w in panelsOf cols do
                 use target = columnsOf a p w                              // X[:, panel p]
-                for q, wq in (if p = 0 then [] else panelsOf p) do
-                    use xq = columnsOf a q wq
-                    use lkkColumns = columnsOf lkk q wq
-                    use lpq = lkkColumns.narrow(0L, int64 p, int64 w)     // L_kk[panel p rows, panel q]
-                    use u = buffer.narrow(1L, 0L, int64 w)
-                    NativeBlas.gemmNT 1.0 xq lpq 0.0 u
-                    target.sub_(u) |> ignore
+                use lkkRows = lkk.narrow(0L, int64 p, int64 w)            // L_kk[panel p rows, panel q]
+                subtractEarlierPanels (if p = 0 then [] else panelsOf p) buffer target a lkkRows   // below the diagonal
                 use lkkPanel = columnsOf lkk p w
                 use lpp = lkkPanel.narrow(0L, int64 p, int64 w)
                 NativeBlas.trsmRightLowerTranspose lpp target)
