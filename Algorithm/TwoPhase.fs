@@ -498,9 +498,11 @@ type TwoPhase =
             CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, TwoPhase.ProgressLog setup))
 
     /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set without ever holding Φ (`StreamsFeatures`): row blocks
-    /// of the engine's tile size, produced by forward passes in evaluation mode (`FeatureMap.featureMatrix`), certified by
-    /// the tiled engine from them (`CertificateEngine.CertifyRowBlocks`: row tiles in memory up to a quarter of its budget,
-    /// spilled to files beyond it, resumable from its tile files). The same test and bounds as `CertifyFeatures`.
+    /// of the engine's tile size, produced by forward passes without gradients in the mode the caller set (evaluation
+    /// at the switch and the guard; `FeaturesAndOutputsOf`), certified by the tiled engine from them
+    /// (`CertificateEngine.CertifyRowBlocks`: row tiles in memory up to a quarter of its budget, spilled to files beyond
+    /// it, resumable from its tile files). The same Gram test and bounds as `CertifyFeatures`; identical inputs are still
+    /// refuted exactly, but distinct inputs with identical feature rows are left Inconclusive (no row comparison).
     static member CertifyStreamed(setup: RecipeSetup) : Certificate =
         TwoPhase.CertifyStreamed(setup, ignore)
 
@@ -520,9 +522,12 @@ type TwoPhase =
                 let phi, f = TwoPhase.FeaturesAndOutputsOf(setup, i * b, min b (n - i * b))
                 f.Dispose()
                 use phi = phi
-                // the tap outputs in the model's precision (exact: they were widened from it)
+                // the tap outputs in the model's precision when that is exact (they were widened from it), else float64
                 use scope = torch.NewDisposeScope()
-                phi.narrow(1L, 0L, int64 features).``to``(dtype).MoveToOuterDisposeScope()
+                let wide = phi.narrow(1L, 0L, int64 features)
+                let narrow = wide.``to``(dtype)
+                let exact = narrow.``to``(torch.float64).eq(wide).all().item<bool> ()
+                (if exact then narrow else wide.contiguous()).MoveToOuterDisposeScope()
             CertificateEngine.CertifyRowBlocks(engine, Certify.defaults, subject, None, b, (n + b - 1) / b, rowBlock,
                                                TwoPhase.ProgressLog setup, onCertifiedGram))
 
@@ -719,7 +724,7 @@ type TwoPhase =
         use x = setup.Certification.Inputs.narrow(0L, 0L, 1L).``to``(setup.Device)
         FeatureMap.featureCount setup.Model (List.ofArray setup.Taps) x + 1
 
-    /// Whether Φ̃ of the certification set is streamed (docs/theory.md §4 "Large n"): the engine certifies n rows on
+    /// Whether Φ̃ of the certification set is streamed (docs/theory.md §4 "Φ̃ streamed"): the engine certifies n rows on
     /// tiles and Φ̃'s 8·n·(m+1) float64 bytes exceed half its memory budget. Then Φ̃ is never held whole: the switch and
     /// the guard certify it from row blocks produced by forward passes (`CertificateEngine.CertifyRowBlocks`), and a
     /// frozen body's Theorem P keeps it as row blocks of the engine's tiles, in memory up to half the budget and in
@@ -740,6 +745,8 @@ type TwoPhase =
             let engine = setup.Recipe.CertificateEngine
             let n = setup.Certification.Rows
             let b = engine.TileSize
+            if String.IsNullOrEmpty engine.WorkDirectory then
+                invalidOp (sprintf "Φ̃ of n = %d rows is streamed (it exceeds half the certificate's memory budget) but the certificate engine has no work directory for its row files: give one (Certificate work directory; the Host puts it in the run directory)" n)
             let outputs = ResizeArray<torch.Tensor>()
             try
                 let produce i =
@@ -799,14 +806,34 @@ type TwoPhase =
     static member private BuildPreconditioner(setup: RecipeSetup) : PreconditionedReadout =
         TwoPhase.BuildPreconditioner(setup, null)
 
+    /// Theorem PD (damped body) needs Φ̃_t whole at every step: refused when Φ̃ is streamed.
+    static member private RefuseDampedStreamed(setup: RecipeSetup, streamed: bool) =
+        let r = setup.Recipe
+        if streamed && r.ReadoutStep = ReadoutStepRule.Preconditioned && r.Mode <> PhaseTwoMode.Frozen then
+            invalidOp (sprintf "Theorem P with a damped body needs Φ̃_t of all n = %d points whole at every step, but Φ̃ (%d × %d float64) exceeds half the certificate's memory budget (%d bytes): use Recipe:Mode = frozen, which streams Φ̃_τ, or raise Certificate:TileMemoryGB"
+                           setup.Certification.Rows setup.Certification.Rows (TwoPhase.FeatureColumns setup) r.CertificateEngine.MemoryBudgetBytes)
+
+    /// Removes the row files and factor tiles a killed run left in the engine's work directory (`features/rows-*`,
+    /// `cholesky/factor-*`: tens of GB at n = 60,000). Called where no preconditioner of this run exists yet (the switch,
+    /// a resume): their folders have fresh names, so nothing would ever read them again.
+    static member private RemoveStaleStreamedFiles(setup: RecipeSetup) =
+        let directory = setup.Recipe.CertificateEngine.WorkDirectory
+        if not (String.IsNullOrEmpty directory) then
+            for sub, pattern in [ "features", "rows-*"; "cholesky", "factor-*" ] do
+                let folder = Path.Combine(directory, sub)
+                if Directory.Exists folder then
+                    for stale in Directory.GetDirectories(folder, pattern) do
+                        match TwoPhase.ProgressLog setup with
+                        | null -> ()
+                        | log -> log.Invoke(sprintf "removing %s, left by an interrupted run" stale)
+                        Directory.Delete(stale, true)
+
     /// `BuildPreconditioner` with the factor already formed from the switch certificate's Gram tiles (`switchFactor`,
     /// taken; null: formed here from the rows, `CholeskyFactor.OfRows`, bitwise the same for the same rows).
     static member private BuildPreconditioner(setup: RecipeSetup, switchFactor: CholeskyFactor) : PreconditionedReadout =
         let r = setup.Recipe
         let streamed = TwoPhase.StreamsFeatures setup
-        if streamed && r.Mode <> PhaseTwoMode.Frozen then
-            invalidOp (sprintf "Theorem P with a damped body needs Φ̃_t of all n = %d points whole at every step, but Φ̃ (%d × %d float64) exceeds half the certificate's memory budget (%d bytes): use Recipe:Mode = frozen, which streams Φ̃_τ, or raise Certificate:TileMemoryGB"
-                           setup.Certification.Rows setup.Certification.Rows (TwoPhase.FeatureColumns setup) r.CertificateEngine.MemoryBudgetBytes)
+        TwoPhase.RefuseDampedStreamed(setup, streamed)
         let phi, f = TwoPhase.FeatureRowsAndOutputs(setup, streamed)
         use f = f
         use y = TwoPhase.TargetMatrix setup
@@ -993,7 +1020,9 @@ type TwoPhase =
             let factor, a, driftRatio, track' =
                 if d0 <= delta then p.Factor, a0, d0, track
                 else
-                    match CholeskyFactor.Of(setup.Recipe.CertificateEngine, phi, 0.0, TwoPhase.ProgressLog setup) with
+                    // the order a resume rebuilds the factor in (`BuildPreconditioner` → `CholeskyFactor.OfRows`), bit for bit
+                    let refactored = (use rows = FeatureRows.InMemory(phi.alias()) in CholeskyFactor.OfRows(setup.Recipe.CertificateEngine, rows, 0.0, TwoPhase.ProgressLog setup))
+                    match refactored with
                     | null -> p.Factor, a0, d0, track
                     | fresh ->
                         let a1, d1 = drift fresh
@@ -1058,7 +1087,8 @@ type TwoPhase =
                 else
                     let target = phi.TransposeTimes a
                     let absProduct = phi.AbsTransposeTimes a
-                    let phiNorm = phi.FrobeniusNorm
+                    // an upper bound on ‖Φ̃‖_F: the computed norm (a sum of n·m' squares, the blocks' sum, a square root) inflated
+                    let phiNorm = phi.FrobeniusNorm * (1.0 + FloatingPoint.gamma FloatingPoint.unitRoundoff64 (phi.Rows * phi.Columns + phi.BlockCount + 1))
                     if frozen then
                         memo.Target <- target.DetachFromDisposeScope()
                         memo.AbsProduct <- absProduct.DetachFromDisposeScope()
@@ -1118,15 +1148,19 @@ type TwoPhase =
             let original = TwoPhase.Snapshot setup
             let certificates = ResizeArray<Certificate>(state.Certificates)
             let streamed = TwoPhase.StreamsFeatures setup
+            TwoPhase.RefuseDampedStreamed(setup, streamed)   // before hours of certificate, not after
+            if streamed then TwoPhase.RemoveStaleStreamedFiles setup
             // Streamed, frozen, preconditioned: Theorem P's factor of fl(G_τ) + nλI from the certificate's own Gram tiles
             // (its tiles in half the budget; the rows take the other half)
             let switchFactor = ref (null: CholeskyFactor)
+            let handedOver = ref false
             let onCertifiedGram =
                 if streamed && r.ReadoutStep = ReadoutStepRule.Preconditioned && r.Mode = PhaseTwoMode.Frozen then
                     fun (withGram: int -> int -> (torch.Tensor -> unit) -> unit) ->
                         let engine = r.CertificateEngine
                         let n = setup.Certification.Rows
                         let half = engine.WithTiles(engine.TileSize, max 1L (engine.MemoryBudgetBytes / 2L))
+                        handedOver.Value <- true
                         switchFactor.Value <- CholeskyFactor.FromGram(half, n, TwoPhase.FeatureColumns setup, withGram, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
                 else ignore
             let certifyNow (attempt: int) =
@@ -1162,7 +1196,15 @@ type TwoPhase =
                             LastCertifiedIteration = t
                             LastCertifiedFingerprint = TwoPhase.BodyFingerprint setup
                             Preconditioner =
-                                if r.ReadoutStep = ReadoutStepRule.Preconditioned then TwoPhase.BuildPreconditioner(setup, switchFactor.Value) else null }
+                                if r.ReadoutStep <> ReadoutStepRule.Preconditioned then null
+                                elif handedOver.Value && isNull switchFactor.Value then
+                                    // the same tiles in the same order would fail again: no second Gram to find that out
+                                    invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
+                                else
+                                    try TwoPhase.BuildPreconditioner(setup, switchFactor.Value)
+                                    with _ ->
+                                        if not (isNull switchFactor.Value) then switchFactor.Value.Dispose()
+                                        reraise () }
                     TwoPhase.ChangePhase(setup, s, Phase.PhaseTwo,
                         sprintf "EC certified after %d perturbation(s): σ_min(Φ̃_τ) ≥ %g, σ_max ≤ %g; readout step %s"
                             attempt cert.SigmaMinLower cert.SigmaMaxUpper (TwoPhase.ReadoutStepDescription(setup, s)))
@@ -1377,6 +1419,7 @@ type TwoPhase =
                 try
                     TwoPhase.Restore(setup, (if not (isNull track) && not (isNull track.FactorBody) then track.FactorBody else state.SwitchBody))
                     setup.Model.eval ()
+                    if TwoPhase.StreamsFeatures setup then TwoPhase.RemoveStaleStreamedFiles setup
                     let rebuilt = (TwoPhase.BuildPreconditioner setup).WithProgress progress
                     let restored =
                         if not (isNull track) then rebuilt.WithDamped track

@@ -221,7 +221,10 @@ type CholeskyFactor() =
                     use bias = tile.select(1L, m)
                     if not (use ones = bias.eq(scalar 1.0).all() in ones.item<bool> ()) then
                         invalidArg "rows" (sprintf "the last column of tile %d is not the bias column of ones" i)
-                    use phi = tile.narrow(1L, 0L, m)
+                    // a contiguous copy: the certificate's row tiles are contiguous, and a BLAS may round a strided
+                    // view (leading dimension m + 1) otherwise
+                    use view = tile.narrow(1L, 0L, m)
+                    use phi = view.contiguous()
                     g phi
                 if rows.BlockCount = 1 then rows.WithBlock(0, fun block -> ofBlock block (int64 (i * b)))
                 else rows.WithBlock(i, fun block -> ofBlock block 0L)
@@ -254,7 +257,8 @@ type CholeskyFactor() =
         let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
         let factor = new TiledCholesky(n, engine.TileSize, engine.MemoryBudgetBytes, directory)
         let progress = if isNull log then ignore else Tiled.throttledProgress 10.0 log.Invoke
-        if factor.FactorizeWith(columns, withColumn, shift, progress) then factor :> CholeskyFactor
+        let ok = (try factor.FactorizeWith(columns, withColumn, shift, progress) with _ -> factor.Dispose(); reraise ())
+        if ok then factor :> CholeskyFactor
         else
             factor.Dispose()
             null
@@ -357,7 +361,9 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
                     let a = tileOf i
                     if i = column then (use d = a.diagonal() in d.add_(scalar shift)) |> ignore
                     if TileCholesky.step 0 (fun i j f -> withTile i j f) i column a then put i column (a.DetachFromDisposeScope())
-                    else ok.Value <- false
+                    else
+                        a.Dispose()   // a tile formed outside this scope (gramTile) is not freed with it
+                        ok.Value <- false
                     phase.Tile(flopsOf i column, true)
                     i <- i + 1)
             k <- k + 1

@@ -9,7 +9,7 @@ open TorchSharp
 /// shorter): in memory up to a byte budget (8 bytes per entry) and beyond it in checksummed tile files of a folder of
 /// its own (`Tiled.writeTile`: as float32 when every entry of the block is a float32 value — the features of a
 /// float32 network, so exact — else as float64), read back and verified on every use. Theorem P's frozen body keeps
-/// Φ̃_τ this way (docs/theory.md §4 "Large n: the tiled factor"): at n = 60,000 and m' ≥ n, Φ̃ is ≥ 28.8 GB in
+/// Φ̃_τ this way (docs/theory.md §4 "Φ̃ streamed"): at n = 60,000 and m' ≥ n, Φ̃ is ≥ 28.8 GB in
 /// float64 and is never held whole. Its products (`TransposeTimes`, `Times`, …) are sums and stackings over the
 /// blocks; with one block they are the one-tensor products, bit for bit.
 ///
@@ -90,7 +90,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
             | Ok t ->
                 use wide = (use t = t in (use scope = torch.NewDisposeScope() in t.``to``(torch.float64).DetachFromDisposeScope()))
                 f wide
-            | Error why -> invalidOp (sprintf "feature rows file %s refused: %s" (pathOf i) why)
+            | Error why -> invalidOp (sprintf "feature rows file %s refused: %s (resume the run from a checkpoint: it produces the rows again)" (pathOf i) why)
 
     /// Φ̃ᵀA = Σ_I Φ̃_Iᵀ A_I (m' × c; A: n × c float64), a new tensor.
     member r.TransposeTimes(a: torch.Tensor) : torch.Tensor = r.SumOverBlocks(a, false)
@@ -162,7 +162,10 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     /// The rows of `phi` (n × m', float64; taken) as one block in memory: the one-tensor products, bit for bit.
     static member InMemory(phi: torch.Tensor) : FeatureRows =
         if phi.dtype <> torch.float64 || phi.shape.Length <> 2 || phi.shape.[0] < 1L then
-            invalidArg "phi" (sprintf "Φ̃ must be a float64 matrix with at least one row, not %s of %O" (String.Join(" × ", phi.shape)) phi.dtype)
+            let shape = String.Join(" × ", phi.shape)
+            let dtype = phi.dtype
+            phi.Dispose()
+            invalidArg "phi" (sprintf "Φ̃ must be a float64 matrix with at least one row, not %s of %O" shape dtype)
         let r = new FeatureRows(int phi.shape.[0], int phi.shape.[1], int phi.shape.[0], Int64.MaxValue, null)
         r.Put(0, phi)
         r

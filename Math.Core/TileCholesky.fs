@@ -24,16 +24,6 @@ let depth (n: int) (b: int) (panel: int) : int =
     let panels = Seq.sum (seq { for t in 0 .. tiles - 1 -> (min b (n - t * b) + s - 1) / s })
     int (min (int64 n + 1L) (2L * int64 s + int64 panels + 1L))
 
-/// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"), worked
-/// in column panels of s columns (`panelWidth b panel`, the same s for every tile; s ≤ 0: whole tiles):
-/// A_ik ← Ã_ik − Σ_{j<k} Σ_p L_ij[:, p]·L_kj[:, p]ᵀ (each panel p's product formed apart, syrk for i = k, gemm below,
-/// subtracted in order), then inside the tile, panel by panel (left-looking): for i = k, A[r ≥ p, p] −= L[r ≥ p, q]·L[p, q]ᵀ
-/// for each earlier panel q (formed apart, subtracted in order), potrf of the s × s block A[p, p], trsm of the rows below
-/// it (strict upper triangle of the tile zeroed at the end); for i > k, X[:, p] = (A[:, p] − Σ_{q<p} X[:, q]·L_kk[p, q]ᵀ)
-/// ·L_kk[p, p]⁻ᵀ, giving L_ik = A_ik·L_kk⁻ᵀ. With s ≥ b this is one panel: whole-tile updates, potrf or trsm of the
-/// tile. `withFactor i j f` runs f on the finished L_ij. In place in `a` (which holds Ã_ik). False when a pivot fails
-/// (not positive definite in floating point). Shared by the certificate's factorisations and Theorem P's factor
-/// (`CertificateEngine.TiledCholesky`, whole tiles), and the dense route's (one tile: `factorInPlace`).
 let private columnsOf (t: torch.Tensor) (p: int) (w: int) = t.narrow(1L, int64 p, int64 w)
 
 /// target −= Σ_q left[:, q]·right[:, q]ᵀ over the earlier panels (q, w_q) in order, each product formed apart in
@@ -49,6 +39,16 @@ let private subtractEarlierPanels (panels: (int * int) list) (buffer: torch.Tens
         NativeBlas.gemmNT 1.0 lq rq 0.0 u
         target.sub_(u) |> ignore
 
+/// Step (i, k), i ≥ k, of the left-looking tile Cholesky (PLASMA/SLATE kernels; docs/theory.md §3 "Tiles"), worked
+/// in column panels of s columns (`panelWidth b panel`, the same s for every tile; s ≤ 0: whole tiles):
+/// A_ik ← Ã_ik − Σ_{j<k} Σ_p L_ij[:, p]·L_kj[:, p]ᵀ (each panel p's product formed apart, syrk for i = k, gemm below,
+/// subtracted in order), then inside the tile, panel by panel (left-looking): for i = k, A[r ≥ p, p] −= L[r ≥ p, q]·L[p, q]ᵀ
+/// for each earlier panel q (formed apart, subtracted in order), potrf of the s × s block A[p, p], trsm of the rows below
+/// it (strict upper triangle of the tile zeroed at the end); for i > k, X[:, p] = (A[:, p] − Σ_{q<p} X[:, q]·L_kk[p, q]ᵀ)
+/// ·L_kk[p, p]⁻ᵀ, giving L_ik = A_ik·L_kk⁻ᵀ. With s ≥ b this is one panel: whole-tile updates, potrf or trsm of the
+/// tile. `withFactor i j f` runs f on the finished L_ij. In place in `a` (which holds Ã_ik). False when a pivot fails
+/// (not positive definite in floating point). Shared by the certificate's factorisations and Theorem P's factor
+/// (`CertificateEngine.TiledCholesky`, whole tiles), and the dense route's (one tile: `factorInPlace`).
 let step (s: int) (withFactor: int -> int -> (torch.Tensor -> unit) -> unit) (i: int) (k: int) (a: torch.Tensor) : bool =
     let rows = int a.shape.[0]
     let cols = int a.shape.[1]

@@ -826,7 +826,11 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let total = afterGram.Elapsed.TotalSeconds
     settings.Log (sprintf "after the Gram: %.1f s, of which %d factorisation(s) %.1f s and the duplicate scan, estimates and tile products %.1f s"
                       total factorCount.Value factorSeconds.Value (total - factorSeconds.Value))
-    if certificate.Verdict = Verdict.Certified then settings.OnCertifiedGram (fun i j f -> withGram i j f)
+    if certificate.Verdict = Verdict.Certified then
+        // Gram tiles beyond the budget less a factor's triangle leave memory first (a resumed certificate whose
+        // factorisations were all recorded never evicted them): the receiver builds a factor of its own
+        gramResidency ()
+        settings.OnCertifiedGram (fun i j f -> withGram i j f)
     certificate
     finally
         for t in rowCache.Values do t.Dispose()

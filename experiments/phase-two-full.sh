@@ -5,8 +5,9 @@
 # checkpoint; the switch's tiled certificate resumes from its tile files in the run directory).
 #   resnet-mnist-full   ResNet-18 (k = 1, stage taps m = 96,000), all 60,000 MNIST training images, Adam, batch 128,
 #                       τ = 300, T = 360, one seed; Certificate: tiled, tiles of 2048, 14 GB in memory. Φ̃_τ (46 GB in
-#                       float64) is streamed (docs/theory.md §4 "Φ̃ streamed"): certified from row blocks, kept as
-#                       float32 row files (23 GB) for Phase II, its factor from the certificate's Gram tiles.
+#                       float64) is streamed (docs/theory.md §4 "Φ̃ streamed"): certified from row blocks, its factor
+#                       from the certificate's Gram tiles, the rows kept for Phase II (7 GB in memory, ≈ 20 GB in
+#                       float32 row files).
 # Disk: ≈ 23 GB of feature row files + ≈ 15 GB of Gram tiles + ≈ 15 GB of factor tiles at the peak.
 # Memory: the tile budget (14 GB) + the network and one row block; nothing else heavy may run beside it.
 # Then: experiments/report.py --only phase-two-full

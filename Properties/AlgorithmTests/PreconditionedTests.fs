@@ -314,6 +314,28 @@ let trainerTests =
                     Expect.equal (q.AchievedAfter, q.StepsDone, q.HypothesisHeld, q.InitialGapLower) (p.AchievedAfter, p.StepsDone, p.HypothesisHeld, p.InitialGapLower) "measurements survive")
         }
 
+        test "Theorem PD on the tiled engine (tiles of 4, Gram products of 4 columns): a refactor forms its factor in the order a resume rebuilds it in (CholeskyFactor.OfRows), so resuming after refactors is bit for bit" {
+            let folder = IO.Directory.CreateTempSubdirectory("rf-pd-tiled-").FullName
+            try
+                // n = 10 in tiles of 4 (three tile rows), Gram products of 4 columns (m = 16: four), so the orders differ
+                let engine = { CertificateEngine.Default with Kind = EngineKind.Tiled; TileSize = 4; WorkDirectory = folder; GramChunkColumns = 4 }
+                let rc = { (Fixtures.recipe 4 PhaseTwoMode.Damped).WithCertificateEngine(engine) with
+                             ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-4
+                             RefactorThreshold = 1e-6; DampingPower = 2.0 }
+                checkpointedRun 23 rc (fun trainer full checkpoints fresh ->
+                    let p = trainer.State.Preconditioner
+                    Expect.isTrue p.Factor.IsTiled "the factor is tiled"
+                    Expect.isGreaterThanOrEqual p.Damped.Refactors 2 "refactored more than once (non-vacuous for the resume)"
+                    for path in checkpoints do
+                        use resumed : TwoPhaseTrainer = fresh rc
+                        resumed.LoadCheckpoint path
+                        let r = resumed.Run Threading.CancellationToken.None
+                        Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + IO.Path.GetFileName path)
+                        Expect.equal resumed.State.Preconditioner.Damped.MaxDrift p.Damped.MaxDrift "the drift ratios, bit for bit")
+            finally
+                try IO.Directory.Delete(folder, true) with _ -> ()
+        }
+
         test "Theorem PD in the built-in trainer (damped body, λ = 0, δ small enough to refactor): resuming from every checkpoint, before and after refactors, is bit for bit, the damped state included" {
             let rc = { Fixtures.recipe 4 PhaseTwoMode.Damped with
                          ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-4

@@ -166,7 +166,8 @@ let factorTests =
                 use sT = single.TransposeTimes a
                 use sX = single.Times x
                 use sA = single.AbsTimes(x.abs())
-                Expect.isTrue (bitwise sT eT && bitwise sX eX && bitwise sA eAX && single.FrobeniusNorm = phi.norm().ToDouble()) "one block: bitwise"
+                use sAT = single.AbsTransposeTimes a
+                Expect.isTrue (bitwise sT eT && bitwise sX eX && bitwise sA eAX && bitwise sAT eA && single.FrobeniusNorm = phi.norm().ToDouble()) "one block: bitwise"
                 // the tiled factor from the rows (tiles = blocks, read from their files) is bit for bit the factor formed
                 // from the tiled certificate's own Gram tiles of Φ (handed over once Certified: Theorem P's switch)
                 // Gram products of 32 columns (m ≥ 55: at least two products, so the order matters)
