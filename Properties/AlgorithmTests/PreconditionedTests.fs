@@ -321,11 +321,13 @@ let trainerTests =
                 let engine = { CertificateEngine.Default with Kind = EngineKind.Tiled; TileSize = 4; WorkDirectory = folder; GramChunkColumns = 4 }
                 let rc = { (Fixtures.recipe 4 PhaseTwoMode.Damped).WithCertificateEngine(engine) with
                              ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.5; ReadoutRidge = 0.0; PredictionEpsilon = 1e-4
-                             RefactorThreshold = 1e-6; DampingPower = 2.0 }
+                             RefactorThreshold = 0.02; DampingPower = 2.0 }
+                // δ = 0.02: one refactor in 20 Phase II steps, so a resume after it steps with the rebuilt factor (with
+                // δ = 10⁻⁶ every step refactors and a rebuilt factor would only feed the drift check)
                 checkpointedRun 23 rc (fun trainer full checkpoints fresh ->
                     let p = trainer.State.Preconditioner
                     Expect.isTrue p.Factor.IsTiled "the factor is tiled"
-                    Expect.isGreaterThanOrEqual p.Damped.Refactors 2 "refactored more than once (non-vacuous for the resume)"
+                    Expect.isGreaterThanOrEqual p.Damped.Refactors 1 "refactored (non-vacuous for the resume)"
                     for path in checkpoints do
                         use resumed : TwoPhaseTrainer = fresh rc
                         resumed.LoadCheckpoint path
