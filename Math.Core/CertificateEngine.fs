@@ -188,18 +188,6 @@ type CholeskyFactor() =
             factor.Dispose()
             null
 
-    /// The factor on the storage `engine` picks for n rows (`CertificateEngine.UsesTiled`: the storage of the
-    /// certificate of the same Φ̃); a tiled factor spills to `WorkDirectory/cholesky` beyond the memory budget.
-    static member Of(engine: CertificateEngine, phi: torch.Tensor, shift: float) : CholeskyFactor =
-        CholeskyFactor.Of(engine, phi, shift, null)
-
-    /// `Of`, a tiled factor's progress lines to `log` (may be null).
-    static member Of(engine: CertificateEngine, phi: torch.Tensor, shift: float, log: Action<string>) : CholeskyFactor =
-        if engine.UsesTiled(int phi.shape.[0]) then
-            let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
-            CholeskyFactor.Tiled(phi, shift, engine.TileSize, engine.MemoryBudgetBytes, directory, log)
-        else CholeskyFactor.Dense(phi, shift)
-
     /// The factor of M = fl(Φ̃Φ̃ᵀ) + shift·I for Φ̃ = [Φ, 1] held as row blocks (`FeatureRows`, its last column the bias
     /// column of ones; never joined on the tiled storage): tiled when `engine` picks tiles for n rows (the blocks must
     /// then be the engine's tiles, `BlockRows` = `TileSize`, or a single block), its factor tiles in memory up to the

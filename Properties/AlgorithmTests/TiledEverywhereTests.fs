@@ -288,6 +288,37 @@ let engineTests =
         }
     ]
 
+/// The built-in trainer's Theorem P run (n = 40 points in R³, a 3-6-56-2 tanh MLP at `precision`, frozen body, τ = 4,
+/// T = 16, checkpoints every 4 steps) with its certificate engine `engineIn folder`: certified on tiles, k(ε) met, then
+/// `afterRun folder progressLines trainer`; and a resume from every checkpoint is bit for bit (`afterResume` on each).
+let private builtInTrainerResumes (precision: Precision) (engineIn: string -> CertificateEngine) (epsilon: float)
+                                  (afterRun: string -> string list -> TwoPhaseTrainer -> unit) (afterResume: TwoPhaseTrainer -> unit) =
+    let n = 40
+    let data = Fixtures.regression 23 n 3 2 (if precision = Precision.Float32 then torch.float32 else torch.float64)
+    let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh precision
+    let cfg = Fixtures.training 23 n 16 OptimizerSpec.Sgd 0.05 LossKind.Squared
+    use folder = new TempFolder()
+    let rc = { (Fixtures.recipe 4 PhaseTwoMode.Frozen).WithCertificateEngine(engineIn folder.Path)
+                 with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = epsilon }
+    let dir = Path.Combine(folder.Path, "checkpoints")
+    let progress = ProgressRecorder()
+    use trainer = new TwoPhaseTrainer(arch, { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }, Some rc, data, progress)
+    let full = trainer.Run Threading.CancellationToken.None
+    Expect.isTrue full.GuaranteeClaimed "certified switch"
+    Expect.stringContains (Array.last full.Certificates).Method "tiles" "on tiles"
+    let p = trainer.State.Preconditioner
+    Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= p.PredictedSteps) (sprintf "met: %d ≤ %d" p.AchievedAfter p.PredictedSteps)
+    afterRun folder.Path (List.ofSeq progress.Lines) trainer
+    let checkpoints = Directory.GetFiles(dir, "checkpoint-*.bin")
+    Expect.equal checkpoints.Length 4 "checkpoints at 4 (the switch's iteration), 8, 12, 16"
+    for path in checkpoints do
+        use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
+        resumed.LoadCheckpoint path
+        let r = resumed.Run Threading.CancellationToken.None
+        Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + Path.GetFileName path)
+        Expect.equal resumed.State.Preconditioner.AchievedAfter p.AchievedAfter "measurements survive"
+        afterResume resumed
+
 [<Tests>]
 let recipeTests =
     testSequenced <| testList "Algorithm.TiledEngine" [
@@ -414,34 +445,12 @@ let recipeTests =
         }
 
         test "the built-in trainer, Theorem P on a tiled factor (b = 16, n = 40): k(ε) met, the switch's and the factor's tile progress reach the observer, and resuming from every checkpoint (before and after the tiled switch) is bit for bit" {
-            let n = 40
-            let data = Fixtures.regression 23 n 3 2 torch.float64
-            let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float64
-            let cfg = Fixtures.training 23 n 16 OptimizerSpec.Sgd 0.05 LossKind.Squared
-            use folder = new TempFolder()
-            let rc = { (Fixtures.recipe 4 PhaseTwoMode.Frozen).WithCertificateEngine(tiledEngine 16 (Path.Combine(folder.Path, "tiles")))
-                         with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-10 }
-            let dir = Path.Combine(folder.Path, "checkpoints")
-            let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
-            let progress = ProgressRecorder()
-            use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, progress)
-            let full = trainer.Run Threading.CancellationToken.None
-            Expect.isTrue full.GuaranteeClaimed "certified switch"
-            for phase in [ "tiles: gram"; "tiles: factor" ] do
-                Expect.exists progress.Lines (fun l -> l.StartsWith phase) (sprintf "%s… reached the observer (%A)" phase (List.ofSeq progress.Lines))
-            Expect.stringContains (Array.last full.Certificates).Method "tiles" "on tiles"
-            let p = trainer.State.Preconditioner
-            Expect.isTrue p.Factor.IsTiled "tiled factor"
-            Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= p.PredictedSteps) (sprintf "met: %d ≤ %d" p.AchievedAfter p.PredictedSteps)
-            let checkpoints = Directory.GetFiles(dir, "checkpoint-*.bin")
-            Expect.equal checkpoints.Length 4 "checkpoints at 4 (the switch's iteration), 8, 12, 16"
-            for path in checkpoints do
-                use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
-                resumed.LoadCheckpoint path
-                let r = resumed.Run Threading.CancellationToken.None
-                Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + Path.GetFileName path)
-                Expect.isTrue resumed.State.Preconditioner.Factor.IsTiled "the rebuilt factor is tiled"
-                Expect.equal resumed.State.Preconditioner.AchievedAfter p.AchievedAfter "measurements survive"
+            builtInTrainerResumes Precision.Float64 (fun folder -> tiledEngine 16 (Path.Combine(folder, "tiles"))) 1e-10
+                (fun _ progress trainer ->
+                    for phase in [ "tiles: gram"; "tiles: factor" ] do
+                        Expect.exists progress (fun l -> l.StartsWith phase) (sprintf "%s… reached the observer (%A)" phase progress)
+                    Expect.isTrue trainer.State.Preconditioner.Factor.IsTiled "tiled factor")
+                (fun resumed -> Expect.isTrue resumed.State.Preconditioner.Factor.IsTiled "the rebuilt factor is tiled")
         }
 
         test "streamed Φ̃ (budget 64 KB: Φ̃_τ of 120 × 141 float64 exceeds half of it): the switch certifies from row blocks, Φ̃_τ lives in row-block files, and Theorem P contracts by exactly (1 − η_P), meets k(ε) and stays within σ̄·(‖r_s‖ + ‖r_m‖)/σ_τ² of the in-memory run; no file left" {
@@ -503,37 +512,18 @@ let recipeTests =
         }
 
         test "streamed Φ̃ of a float32 network in the built-in trainer (n = 40, budget 8 KB): certified from row blocks, the rows stored as float32, k(ε) met, and a resume from every checkpoint bit for bit" {
-            let n = 40
-            let data = Fixtures.regression 23 n 3 2 torch.float32
-            let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float32
-            let cfg = Fixtures.training 23 n 16 OptimizerSpec.Sgd 0.05 LossKind.Squared
-            use folder = new TempFolder()
             // Gram products of 16 columns: m = 56 spans four, so the rows' factor matches the certificate's only in its order
-            let engine = { tiledEngine 16 (Path.Combine(folder.Path, "tiles")) with MemoryBudgetBytes = 8L <<< 10; GramChunkColumns = 16 }
-            let rc = { (Fixtures.recipe 4 PhaseTwoMode.Frozen).WithCertificateEngine(engine)
-                         with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-6 }
-            let dir = Path.Combine(folder.Path, "checkpoints")
-            let cfgC = { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }
-            let progress = ProgressRecorder()
-            use trainer = new TwoPhaseTrainer(arch, cfgC, Some rc, data, progress)
-            let full = trainer.Run Threading.CancellationToken.None
-            Expect.isTrue full.GuaranteeClaimed "certified switch"
-            Expect.stringContains (Array.last full.Certificates).Method "tiles" "on tiles"
-            Expect.exists progress.Lines (fun l -> l.StartsWith "feature rows: block") (sprintf "the rows' progress reached the observer (%A)" (List.ofSeq progress.Lines))
-            Expect.exists progress.Lines (fun l -> l.Contains "from the certificate's Gram tiles") "Theorem P's factor from the switch certificate's Gram (no second Gram); the resumes below form it from the rows, bit for bit"
-            let p = trainer.State.Preconditioner
-            Expect.isGreaterThan p.FrozenFeatures.BlocksInFiles 0 "Φ̃_τ's rows in files"
-            let rowFiles = Directory.GetFiles(Path.Combine(folder.Path, "tiles", "features"), "rows-*.tile", SearchOption.AllDirectories)
-            Expect.isNonEmpty rowFiles "row files under the work directory's features/"
-            for f in rowFiles do
-                // 16 rows × m' = 57 columns: 3,648 bytes as float32, 7,296 as float64, plus a header under 512
-                Expect.isLessThan (FileInfo(f).Length) (16L * int64 (n + 17) * 4L + 512L) (sprintf "%s holds float32 values" (Path.GetFileName f))
-            Expect.isTrue (p.AchievedAfter >= 0 && p.AchievedAfter <= p.PredictedSteps) (sprintf "met: %d ≤ %d" p.AchievedAfter p.PredictedSteps)
-            for path in Directory.GetFiles(dir, "checkpoint-*.bin") do
-                use resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, NullObserver())
-                resumed.LoadCheckpoint path
-                let r = resumed.Run Threading.CancellationToken.None
-                Invariants.bitIdentical full r |> Fixtures.expectOk ("resume from " + Path.GetFileName path)
-                Expect.equal resumed.State.Preconditioner.AchievedAfter p.AchievedAfter "measurements survive"
+            let engineIn folder = { tiledEngine 16 (Path.Combine(folder, "tiles")) with MemoryBudgetBytes = 8L <<< 10; GramChunkColumns = 16 }
+            builtInTrainerResumes Precision.Float32 engineIn 1e-6
+                (fun folder progress trainer ->
+                    Expect.exists progress (fun l -> l.StartsWith "feature rows: block") (sprintf "the rows' progress reached the observer (%A)" progress)
+                    Expect.exists progress (fun l -> l.Contains "from the certificate's Gram tiles") "Theorem P's factor from the switch certificate's Gram (no second Gram); the resumes form it from the rows, bit for bit"
+                    Expect.isGreaterThan trainer.State.Preconditioner.FrozenFeatures.BlocksInFiles 0 "Φ̃_τ's rows in files"
+                    let rowFiles = Directory.GetFiles(Path.Combine(folder, "tiles", "features"), "rows-*.tile", SearchOption.AllDirectories)
+                    Expect.isNonEmpty rowFiles "row files under the work directory's features/"
+                    for f in rowFiles do
+                        // 16 rows × m' = 57 columns: 3,648 bytes as float32, 7,296 as float64, plus a header under 512
+                        Expect.isLessThan (FileInfo(f).Length) (16L * 57L * 4L + 512L) (sprintf "%s holds float32 values" (Path.GetFileName f)))
+                ignore
         }
     ]
