@@ -32,7 +32,9 @@ type StepRecord =
       /// The readout's step size η_V,t (NaN outside Phase II; ≤ LearningRate, see ReadoutStepRule).
       ReadoutLearningRate: float
       /// How the rank guard decided at this step: "weyl" (σ_min ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F),
-      /// "certificate" (a new Gram certificate), null when no check ran.
+      /// "certificate, warm shift" (a new Gram certificate whose Cholesky at the shift s_ref² of the last certified
+      /// body proved (κσ_τ)², with no λ_min estimate), "certificate" (a new Gram certificate: the estimate's shifts, or
+      /// a failed check), null when no check ran.
       GuardRoute: string
       ParameterFingerprint: string
       BodyFingerprint: string }

@@ -494,8 +494,12 @@ type TwoPhase =
     /// engine `Recipe.CertificateEngine` picks for n (dense, or tiled: resumable from its tile files); a tiled
     /// certificate's progress goes to the observer (`ProgressLog`).
     static member CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor) : Certificate =
+        TwoPhase.CertifyFeatures(setup, phi, Certify.defaults)
+
+    /// `CertifyFeatures` with the certificate's options (the guard's warm shift, `GuardOptions`).
+    static member private CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor, opts: Certify.Options) : Certificate =
         TwoPhase.CertifySubject(setup, int phi.shape.[1], fun subject ->
-            CertificateEngine.Certify(setup.Recipe.CertificateEngine, Certify.defaults, subject, phi, TwoPhase.ProgressLog setup))
+            CertificateEngine.Certify(setup.Recipe.CertificateEngine, opts, subject, phi, TwoPhase.ProgressLog setup))
 
     /// Certifies EC for Φ̃(ω) = [Φ, 1] on the certification set without ever holding Φ (`StreamsFeatures`): row blocks
     /// of the engine's tile size, produced by forward passes without gradients in the mode the caller set (evaluation
@@ -504,13 +508,14 @@ type TwoPhase =
     /// it, resumable from its tile files). The same Gram test and bounds as `CertifyFeatures`; identical inputs are still
     /// refuted exactly, but distinct inputs with identical feature rows are left Inconclusive (no row comparison).
     static member CertifyStreamed(setup: RecipeSetup) : Certificate =
-        TwoPhase.CertifyStreamed(setup, ignore)
+        TwoPhase.CertifyStreamed(setup, Certify.defaults, ignore)
 
     /// `CertifyStreamed`; when the Gram route certifies, `onCertifiedGram` runs with the certificate's Gram tiles
     /// (`CertificateEngine.CertifyRowBlocks`). The row blocks are the rows Theorem P keeps (`FeaturesAndOutputsOf`, the
     /// same forward passes in the same batches, in the model's precision), so the factor formed from these tiles is
     /// bitwise the one a resumed run forms from its rows (`CholeskyFactor.OfRows`).
-    static member internal CertifyStreamed(setup: RecipeSetup, onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit) : Certificate =
+    static member internal CertifyStreamed(setup: RecipeSetup, opts: Certify.Options,
+                                           onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit) : Certificate =
         let engine = setup.Recipe.CertificateEngine
         let c = setup.Certification
         let n = c.Rows
@@ -528,7 +533,7 @@ type TwoPhase =
                 let narrow = wide.``to``(dtype)
                 let exact = narrow.``to``(torch.float64).eq(wide).all().item<bool> ()
                 (if exact then narrow else wide.contiguous()).MoveToOuterDisposeScope()
-            CertificateEngine.CertifyRowBlocks(engine, Certify.defaults, subject, None, b, (n + b - 1) / b, rowBlock,
+            CertificateEngine.CertifyRowBlocks(engine, opts, subject, None, b, (n + b - 1) / b, rowBlock,
                                                TwoPhase.ProgressLog setup, onCertifiedGram))
 
     /// The certificate of the certification set's Φ̃ with m features by `certify subject`, unless two certification
@@ -1165,7 +1170,7 @@ type TwoPhase =
                 else ignore
             let certifyNow (attempt: int) =
                 let phi = if streamed then null else TwoPhase.CertificationFeatures setup
-                let cert = if streamed then TwoPhase.CertifyStreamed(setup, onCertifiedGram) else TwoPhase.CertifyFeatures(setup, phi)
+                let cert = if streamed then TwoPhase.CertifyStreamed(setup, Certify.defaults, onCertifiedGram) else TwoPhase.CertifyFeatures(setup, phi)
                 certificates.Add cert
                 setup.Observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
                 phi, cert
@@ -1242,10 +1247,21 @@ type TwoPhase =
             phi.Dispose()
             accept state upper, lower, upper, "weyl"
         | None ->
-            let cert = if streamed then TwoPhase.CertifyStreamed setup else TwoPhase.CertifyFeatures(setup, phi)
+            // the warm shift (SPEC §4.3: the body moved little since its last certificate): the Cholesky of
+            // fl(G_t) − s_ref²·I decides the check when it proves (κσ_τ)², with no λ_min estimate (a second Cholesky)
+            // and no duplicate scan; otherwise the certificate goes on as at the switch. Cost, never soundness.
+            let opts =
+                if state.ReferenceSigmaMin > 0.0 then
+                    { Certify.defaults with
+                        WarmShift = state.ReferenceSigmaMin * state.ReferenceSigmaMin
+                        WarmShiftFloor = FloatingPoint.mulUp threshold threshold }
+                else Certify.defaults
+            let cert = if streamed then TwoPhase.CertifyStreamed(setup, opts, ignore) else TwoPhase.CertifyFeatures(setup, phi, opts)
             if cert.IsCertified && cert.SigmaMinLower >= threshold then
                 let s = TwoPhase.KeepReference(setup, state, cert, phi)
-                accept s cert.SigmaMaxUpper, cert.SigmaMinLower, cert.SigmaMaxUpper, "certificate"
+                // no λ_min estimate was made: the warm shift decided (Certificate.fs, LambdaMinEstimate)
+                let route = if Double.IsNaN cert.Terms.LambdaMinEstimate then "certificate, warm shift" else "certificate"
+                accept s cert.SigmaMaxUpper, cert.SigmaMinLower, cert.SigmaMaxUpper, route
             else
                 if not (isNull phi) then phi.Dispose()
                 TwoPhase.Restore(setup, state.LastCertifiedBody)

@@ -81,7 +81,8 @@ type CertificateTerms =
       LambdaMinComputedGramLower: float
       /// Rigorous lower bound on λ_min(G) = σ_min(Φ̃)² (may be ≤ 0 when not certified).
       LambdaMinLower: float
-      /// The floating-point estimate of λ_min(fl(G)) the shift was derived from.
+      /// The floating-point estimate of λ_min(fl(G)) the shift was derived from; NaN when the caller's warm shift
+      /// (`Certify.Options.WarmShift`) proved enough without one.
       LambdaMinEstimate: float
       /// Shifts tried before the verdict.
       ShiftAttempts: int

@@ -58,7 +58,16 @@ type Options =
       /// Route of `certifyMatrix` (default Auto: Gram, then the orthogonal route when Gram is Inconclusive).
       Route: RouteChoice
       /// Largest working memory (bytes, ≈ 6·8·n·m') the orthogonal route may take in Auto mode.
-      OrthogonalMaxBytes: int64 }
+      OrthogonalMaxBytes: int64
+      /// A shift c₀ (in units of λ(G) of the unscaled Gram; NaN: none) tried first, e.g. the rank guard's last
+      /// certified σ_min² (SPEC §4.3: the body moved little since). When the Cholesky of fl(G) − c₀·I proves
+      /// λ_min(G) ≥ max(`WarmShiftFloor`, a positive number), the certificate stops there: no duplicate-row scan (rank n:
+      /// no equal rows) and no λ_min estimate (a Cholesky of fl G and inverse iteration). Otherwise it continues as
+      /// without it (the failed attempt counted in ShiftAttempts). Like the shifts, it affects cost, never soundness.
+      WarmShift: float
+      /// The least λ_min(G) lower bound (unscaled units) a warm shift must prove to be kept (NaN or ≤ 0: any positive
+      /// bound), e.g. the guard's (κσ_τ)²: below it the certificate goes on to the estimate's shifts.
+      WarmShiftFloor: float }
 
 /// The default options: Auto route, orthogonal route up to 8 GiB of working memory.
 let defaults =
@@ -69,7 +78,9 @@ let defaults =
       BlockColumns = Gram.defaultChunkColumns
       CholeskyPanel = 512
       Route = RouteChoice.Auto
-      OrthogonalMaxBytes = 8L <<< 30 }
+      OrthogonalMaxBytes = 8L <<< 30
+      WarmShift = nan
+      WarmShiftFloor = nan }
 
 /// These options with the dense route's Gram products of `blockColumns` columns and its factorisations in panels of
 /// `choleskyPanel` (C#: `rf certify --gram-chunk`, `--cholesky-panel`). Only the bound's constants depend on them.
@@ -387,10 +398,19 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     elif gram.ZeroRows.Length > 0 then
         refute (sprintf "row %d of Φ̃ is exactly zero" gram.ZeroRows.[0])
     else
+    // the caller's warm shift, in the scaled Gram's units (G_s = 4^(−e)·G): tried first; a success that proves at least
+    // the floor makes the duplicate scan (rank n: no equal rows) and the λ_min estimate unnecessary
+    let warm, warmAttempts =
+        let c0 = Math.ScaleB(opts.WarmShift, -2 * scale)
+        let floor = if opts.WarmShiftFloor > 0.0 then Math.ScaleB(opts.WarmShiftFloor, -2 * scale) else 0.0
+        if not (c0 > 0.0 && Double.IsFinite c0 && c0 >= floor) then None, 0
+        else
+            let terms = lambdaMinTermsBy [ c0 ] n gram.CholeskyDepth e gram.ShiftedCholesky baseTerms
+            (if terms.Shift > 0.0 && terms.LambdaMinLower > 0.0 && terms.LambdaMinLower >= floor then Some terms else None), terms.ShiftAttempts
     let duplicate =
-        match rowsEqual with
-        | None -> None
-        | Some equal -> gram.DuplicateCandidates 10_000 |> List.tryFind (fun (i, j) -> equal i j)
+        match rowsEqual, warm with
+        | Some equal, None -> gram.DuplicateCandidates 10_000 |> List.tryFind (fun (i, j) -> equal i j)
+        | _ -> None
     match duplicate with
     | Some (i, j) -> refute (sprintf "rows %d and %d of Φ̃ are identical (checked exactly)" i j)
     | None ->
@@ -398,22 +418,37 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     let sigmaMaxEst = Math.ScaleB(sqrt (max 0.0 lambdaMaxEst), scale)
     let baseTerms = lambdaMaxTermsBy opts.LambdaMaxFactors n gram.CholeskyDepth gram.SquaredNormSumUpper e gram.TrialCholesky lambdaMaxEst baseTerms
     let sigmaMaxBound = sigmaMaxUpper baseTerms
-    let lambdaEst = gram.EstimateLambdaMin opts.InverseIterations
     let inconclusive reason terms =
         certificate subject Verdict.Inconclusive reason precision device terms 0.0 sigmaMaxEst sigmaMaxBound clock
     let units = if scale = 0 then "G" else sprintf "G = 4^(%d)·Φ̃Φ̃ᵀ" (-scale)
+    let lambdaEst, terms =
+        match warm with
+        | Some h ->
+            // the σ_max side of this certificate, the λ_min side of the warm shift's (no estimate: LambdaMinEstimate NaN)
+            h.Shift,
+            { baseTerms with
+                Shift = h.Shift; ShiftRoundingError = h.ShiftRoundingError
+                CholeskyGamma = h.CholeskyGamma; ShiftedTraceUpper = h.ShiftedTraceUpper; CholeskyBackwardError = h.CholeskyBackwardError
+                LambdaMinComputedGramLower = h.LambdaMinComputedGramLower; LambdaMinLower = h.LambdaMinLower; ShiftAttempts = h.ShiftAttempts }
+        | None -> gram.EstimateLambdaMin opts.InverseIterations, baseTerms
     if not (lambdaEst > 0.0) then
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units) { baseTerms with LambdaMinEstimate = lambdaEst }
     else
-    let shifts = opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)
-    let terms = lambdaMinTermsBy shifts n gram.CholeskyDepth e gram.ShiftedCholesky { baseTerms with LambdaMinEstimate = lambdaEst }
+    let terms =
+        if warm.IsSome then terms
+        else
+            // the attempt of a warm shift that did not prove enough counts too (a Cholesky)
+            let t = lambdaMinTermsBy (opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)) n gram.CholeskyDepth e gram.ShiftedCholesky
+                                     { terms with LambdaMinEstimate = lambdaEst }
+            { t with ShiftAttempts = t.ShiftAttempts + warmAttempts }
     let c, lam = terms.Shift, terms.LambdaMinLower
     if c = 0.0 then
         inconclusive (sprintf "shifted Cholesky failed for every shift tried (λ_min estimate %g, %s)" lambdaEst units) terms
     elif lam > 0.0 then
         let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale
         certificate subject Verdict.Certified
-            (sprintf "Cholesky of fl(G) − %.6g·I succeeded; λ_min(G) ≥ %.6g > 0 (%s), so rank Φ̃ = n = %d" c lam units n)
+            (sprintf "Cholesky of fl(G) − %.6g·I succeeded%s; λ_min(G) ≥ %.6g > 0 (%s), so rank Φ̃ = n = %d"
+                c (if warm.IsSome then " (the caller's warm shift)" else "") lam units n)
             precision device terms sigma sigmaMaxEst sigmaMaxBound clock
     else
         let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError

@@ -295,7 +295,7 @@ let phaseTests =
             |> expectOk "guard invariant"
         }
 
-        testPropertyWithConfig (few 4) "guard's Weyl route (σ_min ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F): recorded bounds hold for the SVD of Φ̃_t; the next readout step follows the new σ̄" <| fun (seed: int) ->
+        testPropertyWithConfig (few 4) "guard's Weyl route (σ_min ≥ s_ref − ‖Φ̃_t − Φ̃_ref‖_F) and the certificate's warm shift (s_ref²): recorded bounds hold for the SVD of Φ̃_t; the next readout step follows the new σ̄" <| fun (seed: int) ->
             let rng = Random seed
             let n = rng.Next(6, 12)
             let data = regression seed n 3 1 torch.float64
@@ -307,7 +307,7 @@ let phaseTests =
                           Schedule = { Schedule.Constant lr with WarmupIterations = 10 } }
             use trainer = new TwoPhaseTrainer(arch, cfg, Some { recipe 2 PhaseTwoMode.Damped with CheckPeriod = 1; DampingPower = 3.0 }, data, NullObserver())
             steepen "hidden1" 4.0 trainer.Model
-            let mutable weyl, binding = 0, 0
+            let mutable weyl, binding, warm = 0, 0, 0
             let mutable cap = nan
             while trainer.Iteration < total do
                 let trippedBefore = trainer.GuardTripped
@@ -320,15 +320,16 @@ let phaseTests =
                 // a passing check sets the cap from its σ̄; a failing one restores the last certified body,
                 // whose σ̄ (the last passing check's) keeps the cap
                 if accepted then cap <- FloatingPoint.down (float n / FloatingPoint.mulUp s.SigmaMax s.SigmaMax)
-                if s.GuardRoute = "weyl" then
-                    weyl <- weyl + 1
+                if s.GuardRoute = "weyl" || s.GuardRoute = "certificate, warm shift" then
+                    if s.GuardRoute = "weyl" then weyl <- weyl + 1 else warm <- warm + 1
                     use phi = FeatureMap.featureMatrix trainer.Model (List.ofArray trainer.Taps) 256 data.Inputs
                     use phiTilde = HeuristicRank.withBiasColumn phi
                     let sv = HeuristicRank.toMathNet phiTilde |> HeuristicRank.mathNetSingularValues
                     let slack = Tolerance.svdSlack phiTilde.shape.[0] phiTilde.shape.[1] sv.[0]
-                    Expect.isGreaterThanOrEqual (Array.min sv + slack) s.SigmaMin (sprintf "step %d: σ_min(Φ̃_t) ≥ Weyl bound" s.Iteration)
-                    Expect.isLessThanOrEqual (Array.max sv) (s.SigmaMax + slack) (sprintf "step %d: σ_max(Φ̃_t) ≤ Weyl bound" s.Iteration)
+                    Expect.isGreaterThanOrEqual (Array.min sv + slack) s.SigmaMin (sprintf "step %d: σ_min(Φ̃_t) ≥ %s bound" s.Iteration s.GuardRoute)
+                    Expect.isLessThanOrEqual (Array.max sv) (s.SigmaMax + slack) (sprintf "step %d: σ_max(Φ̃_t) ≤ %s bound" s.Iteration s.GuardRoute)
             Expect.isGreaterThan weyl 0 "the Weyl route decided some checks"
+            Expect.isGreaterThan warm 0 "the certificate's warm shift (the last certified s_ref²) decided some checks"
             Expect.isGreaterThan binding 0 (sprintf "the cap bound the readout's step (η = %g)" lr)
 
         testPropertyWithConfig (few 5) "damping by step size: A with η·α moves the body by α·(A's step with η), every base rule (float64)" <| fun (seed: int) ->

@@ -116,6 +116,35 @@ let private tileHeldAfterUse (a: float[,]) (offset: int -> int) (size: int -> in
 [<Tests>]
 let tests =
     testList "MathCore.Tiled" [
+        testPropertyWithConfig config "the warm shift (the guard's s_ref²), dense and tiled: c₀ = σ_min²/2 certifies with that one Cholesky and no λ_min estimate, the bound sound against MathNet and ≥ 0.7·σ_min, the σ_max side unchanged; c₀ = 1.5·σ_min² (not positive definite) or a floor above what c₀ proves: the certificate without a warm shift, one attempt more; scaled by 2^40 (the scaled Gram's units)" <| fun (seed: int) ->
+            let n, m, _ = shape seed
+            use unit = ofRank seed n m n
+            use phi = if seed % 2 = 0 then unit.mul(scalar (Math.ScaleB(1.0, 40))) else unit.alias()
+            let s = mathNetSigmaMin phi
+            let slack = Tolerance.svdSlack phi.shape.[0] phi.shape.[1] (mathNetSigmaMax phi)
+            let b = max 1 (n / 3)
+            for route, certifyBy in [ "dense", (fun (o: Certify.Options) -> certifyWith o false phi); "tiled", (fun o -> tiled o b false phi) ] do
+                let plain = certifyBy Certify.defaults
+                let info what (c: Certificate) = sprintf "%s, %s (n = %d, m = %d, σ_min %g): %O, attempts %d, estimate %g: %s" route what n m s c.Verdict c.Terms.ShiftAttempts c.Terms.LambdaMinEstimate c.Reason
+                Expect.equal plain.Verdict Verdict.Certified (info "no warm shift" plain)
+                let warm = certifyBy { Certify.defaults with WarmShift = 0.5 * s * s }
+                Expect.equal warm.Verdict Verdict.Certified (info "warm σ²/2" warm)
+                Expect.equal warm.Terms.ShiftAttempts 1 (info "one Cholesky" warm)
+                Expect.isTrue (Double.IsNaN warm.Terms.LambdaMinEstimate) (info "no λ_min estimate" warm)
+                Expect.stringContains warm.Reason "warm shift" (info "the reason says so" warm)
+                Expect.isLessThanOrEqual warm.SigmaMinLower (s + slack) (info "sound" warm)
+                Expect.isGreaterThanOrEqual warm.SigmaMinLower (0.7 * s) (info "≈ σ_min/√2" warm)
+                Expect.equal (warm.SigmaMaxUpper, warm.SigmaMaxEstimate) (plain.SigmaMaxUpper, plain.SigmaMaxEstimate) (info "σ_max side unchanged" warm)
+                let kept = certifyBy { Certify.defaults with WarmShift = 0.5 * s * s; WarmShiftFloor = 0.49 * s * s }
+                Expect.equal (kept.SigmaMinLower, kept.Terms.ShiftAttempts) (warm.SigmaMinLower, 1) (info "a floor below what it proves: kept" kept)
+                let fallBack what (c: Certificate) =
+                    Expect.equal (c.Verdict, c.SigmaMinLower, c.SigmaMaxUpper, c.Terms.LambdaMinEstimate) (plain.Verdict, plain.SigmaMinLower, plain.SigmaMaxUpper, plain.Terms.LambdaMinEstimate) (info what c)
+                    Expect.equal c.Terms.ShiftAttempts (plain.Terms.ShiftAttempts + 1) (info (what + ": one attempt more") c)
+                fallBack "warm 1.5σ² (G − c₀I indefinite)" (certifyBy { Certify.defaults with WarmShift = 1.5 * s * s })
+                fallBack "warm σ²/2 with the floor σ²/2 (the error terms put it below)" (certifyBy { Certify.defaults with WarmShift = 0.5 * s * s; WarmShiftFloor = 0.5 * s * s })
+                let below = certifyBy { Certify.defaults with WarmShift = 0.5 * s * s; WarmShiftFloor = 0.6 * s * s }
+                Expect.equal (below.SigmaMinLower, below.Terms.ShiftAttempts) (plain.SigmaMinLower, plain.Terms.ShiftAttempts) (info "a warm shift below its floor is not tried" below)
+
         test "blocked constants: h = c + ⌈m/c⌉ − 1 (+1 bias) for Gram tiles in chunks of c, h = 2s + P + 1 for the tile Cholesky in panels of s (P panels in all; whole tiles: 2b + ⌈n/b⌉ + 1), never above the any-order m' and n + 1" {
             // The whole-training-set case: ResNet-18 k = 1 taps (m = 96,000 + bias) in chunks of 2048, n = 60,000 in tiles of 2048.
             Expect.equal (Gram.accumulationDepth 96000 true 2048) 2095 "2048 + 47 − 1 + 1"
