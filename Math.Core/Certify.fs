@@ -88,6 +88,11 @@ let withBlockedOrder (blockColumns: int) (choleskyPanel: int) (o: Options) : Opt
     if blockColumns < 1 then invalidArg "blockColumns" (sprintf "Gram products of %d columns: at least 1 is needed" blockColumns)
     { o with BlockColumns = blockColumns; CholeskyPanel = choleskyPanel }
 
+/// These options with the warm shift c₀ = `shift` tried first and kept when it proves at least `floor` (units of λ(G);
+/// docs/theory.md §3 "the warm shift"; C#: the rank guard's route for callers of their own). Cost, never soundness.
+let withWarmShift (shift: float) (floor: float) (o: Options) : Options =
+    { o with WarmShift = shift; WarmShiftFloor = floor }
+
 /// Exact row access used to confirm a duplicate-row candidate: true iff rows i and j of Φ̃ are
 /// bitwise equal. Sources that cannot re-read rows pass `None` (no refutation by duplicates).
 type RowEquality = (int -> int -> bool) option

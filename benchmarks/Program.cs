@@ -90,6 +90,42 @@ public static class Program
                                       $"Phi as float32 would be {(double)n * m * 4 / 1048576.0:F0} MiB");
                     return 0;
                 }
+            case "warm-shift":
+                {
+                    // The rank guard's certificate with and without its warm shift (Certify.Options.WarmShift = s_ref²,
+                    // WarmShiftFloor = (κ·s_ref)², κ = 1/2), side by side on the same n × m' matrix, k alternated pairs after a
+                    // warm-up pair; tiles of b when b > 0 (the tiled engine, in memory), else the dense route.
+                    var (n, m, k, b) = (Int(rest[0]), Int(rest[1]), Int(rest[2]), rest.Length > 3 ? Int(rest[3]) : 0);
+                    using var phi = Matrices.InMemory(n, m, CertificateBenchmarks.Seed);
+                    var subject = ExpressivitySubject.OfMatrix("bench", n, m, true);
+                    Certificate Certify_(Certify.Options o) => b > 0
+                        ? Tiled.certifyMatrix(o, Tiled.settings(b, 1L << 34, null, "bench", null, new Action<string>(_ => { }), CancellationToken.None), subject, phi)
+                        : Certify.certifyMatrix(o, subject, phi);
+                    var reference = Certify_(Certify.defaults);
+                    var s = reference.SigmaMinLower;
+                    var warmOptions = Certify.withWarmShift(s * s, 0.25 * s * s, Certify.defaults);
+                    var plainTimes = new List<double>();
+                    var warmTimes = new List<double>();
+                    Certificate? plain = null, warm = null;
+                    for (var i = 0; i <= k; i++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        plain = Certify_(Certify.defaults);
+                        var tp = sw.Elapsed.TotalSeconds;
+                        sw.Restart();
+                        warm = Certify_(warmOptions);
+                        var tw = sw.Elapsed.TotalSeconds;
+                        Console.WriteLine(FormattableString.Invariant($"  pair {i}{(i == 0 ? " (warm-up)" : "")}: plain {tp:F3} s, warm shift {tw:F3} s"));
+                        if (i == 0) continue;
+                        plainTimes.Add(tp); warmTimes.Add(tw);
+                    }
+                    var ratios = plainTimes.Zip(warmTimes, (p, w) => w / p).OrderBy(r => r).ToList();
+                    plainTimes.Sort(); warmTimes.Sort();
+                    var where = b > 0 ? $"tiles of {b}" : "dense";
+                    Console.WriteLine(FormattableString.Invariant(
+                        $"RESULT warm-shift n={n} m={m} {where}: plain median {plainTimes[k / 2]:F3} s ({plain!.Terms.ShiftAttempts} shifted Cholesky, σ_min ≥ {plain.SigmaMinLower:G4}), warm shift median {warmTimes[k / 2]:F3} s ({warm!.Terms.ShiftAttempts} shifted Cholesky, σ_min ≥ {warm.SigmaMinLower:G4}, {warm.Verdict}); warm / plain per pair: median {ratios[k / 2]:F3} (min {ratios[0]:F3}, max {ratios[^1]:F3})"));
+                    return 0;
+                }
             case "tiled-order":
                 {
                     // The tiled engine's blocked orders side by side in one process: each setting "chunk/panel" (Gram
