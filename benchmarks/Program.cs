@@ -35,6 +35,8 @@ public static class Program
         {
             case "recipe-steps":
                 return RecipeOverhead.StepCosts(rest.Length > 0 ? int.Parse(rest[0], CultureInfo.InvariantCulture) : 2);
+            case "main-job-steps":
+                return RecipeOverhead.MainJobSteps(rest.Length > 0 ? int.Parse(rest[0], CultureInfo.InvariantCulture) : 3);
             case "recipe-overhead":
                 return RecipeOverhead.Run(rest.Length > 0 ? int.Parse(rest[0], CultureInfo.InvariantCulture) : 3);
             case "bench":

@@ -1,3 +1,4 @@
+using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
 using System.Diagnostics;
 using ResearchFramework.Algorithm;
@@ -81,6 +82,33 @@ public static class RecipeOverhead
         return sw.Elapsed.TotalSeconds;
     }
 
+    /// <summary>m' = m + 1: the taps' width plus the bias column, from one forward pass of one input.</summary>
+    private static int FeatureColumns(Case c)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Networks.build(c.Spec, 0L);
+        var x = zeros([1, .. c.InputShape.Select(d => (long)d)]);
+        return ResearchFramework.MathCore.FeatureMap.featureCount(model, Networks.taps(c.Spec), x) + 1;
+    }
+
+    /// <summary>Median seconds of a bare float64 Gram ΦΦᵀ (mm) and its Cholesky for a random n × m' matrix (3 after a warm-up).</summary>
+    private static double BareGramCholesky(int n, int columns)
+    {
+        using var g = new Generator(11UL);
+        using var phi = randn([n, columns], dtype: float64, generator: g);
+        var times = new List<double>();
+        for (var i = 0; i <= 3; i++)
+        {
+            using var scope = NewDisposeScope();
+            var sw = Stopwatch.StartNew();
+            var gram = phi.mm(phi.t());
+            gram.diagonal().add_(1.0);
+            linalg.cholesky(gram);
+            if (i > 0) times.Add(sw.Elapsed.TotalSeconds);
+        }
+        return Median(times);
+    }
+
     private static double Timed(Func<RunResult> run)
     {
         var sw = Stopwatch.StartNew();
@@ -92,12 +120,22 @@ public static class RecipeOverhead
 
     public static int Run(int k)
     {
-        foreach (var c in Cases)
+        // The convolution kernels the ResNet case will use, checked as `rf` checks them (KernelCheck: on an AVX-512 CPU
+        // libtorch's default oneDNN kernels can go NaN, and the ResNet's base run diverged): a failing path makes this
+        // process restart with oneDNN capped at AVX2, or fall back to ATen's native kernels.
+        var convolutions = Cases.SelectMany(c => Networks.convolutionCases(c.Spec, ListModule.OfSeq([c.BatchSize]), ListModule.OfSeq([c.BatchSize])))
+            .Select(c => ResearchFramework.MathCore.KernelCheck.fitBatch(256L << 20, c)).Distinct().ToList();
+        ResearchFramework.MathCore.KernelCheck.ensure(true, CPU, float32, ListModule.OfSeq(convolutions));
+        Console.WriteLine("environment: " + ResearchFramework.MathCore.KernelCheck.environmentLine());
+        // RECIPE_CASES=substring: only the cases whose name contains it (a row measured again on its own)
+        var only = Environment.GetEnvironmentVariable("RECIPE_CASES");
+        foreach (var c in Cases.Where(c => string.IsNullOrEmpty(only) || c.Name.Contains(only, StringComparison.Ordinal)))
         {
             var (x, y) = Data(c);
             var data = new TrainingData(x, y);
             var baseOverHand = new List<double>();
             var twoOverBase = new List<double>();
+            var baseTimes = new List<double>();
             for (var i = 0; i <= k; i++)
             {
                 var hand = HandLoop(c, x, y);
@@ -106,9 +144,17 @@ public static class RecipeOverhead
                 Console.WriteLine($"{c.Name} triple {i}{(i == 0 ? " (warm-up)" : "")}: hand {hand:F3} s, base {b:F3} s, two-phase {two:F3} s");
                 if (i == 0) continue;
                 baseOverHand.Add(b / hand);
+                baseTimes.Add(b);
                 twoOverBase.Add(two / b);
             }
-            Console.WriteLine($"RESULT {c.Name}: base/hand median {Median(baseOverHand):F3}, two-phase/base median {Median(twoOverBase):F3} ({k} triples)");
+            // The floor no certificate can beat: each certificate the run makes (the switch's, and one per guard check when
+            // Weyl does not decide) forms at least a float64 Gram of Φ̃ (n × m') and one Cholesky of it. Measured here on a
+            // random matrix of the run's shape (median of 3, after a warm-up), times the run's certificates, over the base time.
+            var certificates = 1 + (c.Mode == PhaseTwoMode.Damped && c.K > 0 ? (c.T - c.Tau) / c.K : 0);
+            var bare = BareGramCholesky(c.N, FeatureColumns(c));
+            var baseMedian = Median(baseTimes);
+            Console.WriteLine(FormattableString.Invariant(
+                $"RESULT {c.Name}: base/hand median {Median(baseOverHand):F3}, two-phase/base median {Median(twoOverBase):F3} ({k} triples); floor of bare linear algebra: {certificates} certificate(s) × {bare * 1000:F1} ms (Gram + Cholesky, n = {c.N}, m' = {FeatureColumns(c)}) over base {baseMedian:F3} s = {1 + certificates * bare / baseMedian:F3}"));
         }
         // Memory across epochs: a long two-phase MLP run, RSS sampled at every epoch boundary.
         var mlp = Cases[0] with { T = 8 * 40, Tau = 8 * 20, K = 40 };  // 40 epochs of 8 steps
@@ -141,6 +187,39 @@ public static class RecipeOverhead
             var damped = Measure(Recipe(c with { K = 0 }));
             var frozen = Measure(Recipe(c with { K = 0, Mode = PhaseTwoMode.Frozen }));
             Console.WriteLine($"RESULT {c.Name} ms/step, repetition {i + 1}: base {b:F3}, damped Phase II {damped:F3}, frozen Phase II {frozen:F3}");
+        }
+        return 0;
+    }
+
+    /// <summary>Where the main job's two-phase time goes (the full-batch preconditioned case of the table): seconds of
+    /// Phase I to τ, of the switch (certificate, factor), and of the Phase II steps to T, against the base run's steps
+    /// from τ to T; k repetitions.</summary>
+    public static int MainJobSteps(int k)
+    {
+        var c = Cases.First(x => x.Name.Contains("the main job"));
+        var (x, y) = Data(c);
+        var data = new TrainingData(x, y);
+        for (var i = 0; i < k; i++)
+        {
+            using var two = new TwoPhaseTrainer(c.Spec, Config(c), FSharpOption<RecipeConfig>.Some(Recipe(c)), data, new NullObserver());
+            var sw = Stopwatch.StartNew();
+            two.RunTo(c.Tau);
+            var phaseOne = sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            two.Switch();
+            var switching = sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            two.RunTo(c.T);
+            var phaseTwo = sw.Elapsed.TotalSeconds;
+            using var baseRun = new TwoPhaseTrainer(c.Spec, Config(c), null, data, new NullObserver());
+            baseRun.RunTo(c.Tau);
+            sw.Restart();
+            baseRun.RunTo(c.T);
+            var baseTail = sw.Elapsed.TotalSeconds;
+            var whole = Timed(() => Trainer.Run(c.Spec, Config(c), Recipe(c), data, new NullObserver(), CancellationToken.None));
+            var wholeBase = Timed(() => Trainer.RunBase(c.Spec, Config(c), data, new NullObserver(), CancellationToken.None));
+            Console.WriteLine(FormattableString.Invariant(
+                $"RESULT main-job-steps {i + 1}: Phase I {phaseOne:F3} s, switch {switching:F3} s, Phase II ({c.T - c.Tau} steps) {phaseTwo:F3} s; base steps τ..T {baseTail:F3} s; Trainer.Run {whole:F3} s, Trainer.RunBase {wholeBase:F3} s"));
         }
         return 0;
     }
