@@ -363,6 +363,11 @@ module internal TapCaptures =
     let private cache = System.Runtime.CompilerServices.ConditionalWeakTable<RecipeSetup, TapCapture>()
     let ofSetup (setup: RecipeSetup) =
         cache.GetValue(setup, fun s -> TapCapture(s.Model, List.ofArray s.Taps))
+    let private columns = System.Runtime.CompilerServices.ConditionalWeakTable<RecipeSetup, obj>()
+    /// m + 1 of the setup's Φ̃, computed by `count` on first use (`TwoPhase.FeatureColumns`: asked at the switch, at
+    /// every guard check and at the preconditioner's build).
+    let featureColumns (setup: RecipeSetup) (count: unit -> int) : int =
+        columns.GetValue(setup, fun _ -> box (count ())) :?> int
 
 /// The recipe's operations (SPEC §4). Static members with delegates, callable alike from F#
 /// (lambdas convert) and C#.
@@ -724,10 +729,11 @@ type TwoPhase =
     static member private FeaturesAndOutputs(setup: RecipeSetup) : torch.Tensor * torch.Tensor =
         TwoPhase.FeaturesAndOutputsOf(setup, 0, setup.Certification.Rows)
 
-    /// m + 1: the columns of Φ̃ = [h, 1] (one forward pass of one input).
+    /// m + 1: the columns of Φ̃ = [h, 1] (one forward pass of one input, once per setup: the architecture fixes m).
     static member FeatureColumns(setup: RecipeSetup) : int =
-        use x = setup.Certification.Inputs.narrow(0L, 0L, 1L).``to``(setup.Device)
-        FeatureMap.featureCount setup.Model (List.ofArray setup.Taps) x + 1
+        TapCaptures.featureColumns setup (fun () ->
+            use x = setup.Certification.Inputs.narrow(0L, 0L, 1L).``to``(setup.Device)
+            FeatureMap.featureCount setup.Model (List.ofArray setup.Taps) x + 1)
 
     /// Whether Φ̃ of the certification set is streamed (docs/theory.md §4 "Φ̃ streamed"): the engine certifies n rows on
     /// tiles and Φ̃'s 8·n·(m+1) float64 bytes exceed half its memory budget. Then Φ̃ is never held whole: the switch and
