@@ -1260,13 +1260,15 @@ type TwoPhase =
                 if state.ReferenceSigmaMin > 0.0 then
                     { Certify.defaults with
                         WarmShift = state.ReferenceSigmaMin * state.ReferenceSigmaMin
-                        WarmShiftFloor = FloatingPoint.mulUp threshold threshold }
+                        // a little above threshold²: the certificate reports σ = √λ rounded down, which must still reach it
+                        WarmShiftFloor = FloatingPoint.mulUp (threshold * (1.0 + 1e-12)) (threshold * (1.0 + 1e-12)) }
                 else Certify.defaults
             let cert = if streamed then TwoPhase.CertifyStreamed(setup, opts, ignore) else TwoPhase.CertifyFeatures(setup, phi, opts)
             if cert.IsCertified && cert.SigmaMinLower >= threshold then
                 let s = TwoPhase.KeepReference(setup, state, cert, phi)
                 // no λ_min estimate was made: the warm shift decided (Certificate.fs, LambdaMinEstimate)
-                let route = if Double.IsNaN cert.Terms.LambdaMinEstimate then "certificate, warm shift" else "certificate"
+                let route =
+                    if cert.Route = CertificateRoute.Gram && Double.IsNaN cert.Terms.LambdaMinEstimate then "certificate, warm shift" else "certificate"
                 accept s cert.SigmaMaxUpper, cert.SigmaMinLower, cert.SigmaMaxUpper, route
             else
                 if not (isNull phi) then phi.Dispose()

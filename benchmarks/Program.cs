@@ -95,7 +95,7 @@ public static class Program
             case "warm-shift":
                 {
                     // The rank guard's certificate with and without its warm shift (Certify.Options.WarmShift = s_ref²,
-                    // WarmShiftFloor = (κ·s_ref)², κ = 1/2), side by side on the same n × m' matrix, k alternated pairs after a
+                    // WarmShiftFloor = (s_ref/2)²; its best case: s_ref is this matrix's own bound, no drift), side by side on the same n × m' matrix, k alternated pairs after a
                     // warm-up pair; tiles of b when b > 0 (the tiled engine, in memory), else the dense route.
                     var (n, m, k, b) = (Int(rest[0]), Int(rest[1]), Int(rest[2]), rest.Length > 3 ? Int(rest[3]) : 0);
                     using var phi = Matrices.InMemory(n, m, CertificateBenchmarks.Seed);

@@ -116,7 +116,7 @@ let private tileHeldAfterUse (a: float[,]) (offset: int -> int) (size: int -> in
 [<Tests>]
 let tests =
     testList "MathCore.Tiled" [
-        testPropertyWithConfig config "the warm shift (the guard's s_ref²), dense and tiled: c₀ = σ_min²/2 certifies with that one Cholesky and no λ_min estimate, the bound sound against MathNet and ≥ 0.7·σ_min, the σ_max side unchanged; c₀ = 1.5·σ_min² (not positive definite) or a floor above what c₀ proves: the certificate without a warm shift, one attempt more; scaled by 2^40 (the scaled Gram's units)" <| fun (seed: int) ->
+        testPropertyWithConfig config "the warm shift (the guard's s_ref²), dense and tiled: c₀ = σ_min²/2 certifies with that one Cholesky and no λ_min estimate, the bound sound against MathNet and ≥ 0.7·σ_min, the σ_max side unchanged; c₀ = 1.5·σ_min² (not positive definite): the certificate without a warm shift, one attempt more; a floor c₀ cannot prove (above c₀, or c₀ itself: the error terms): not tried; scaled by 2^40 (the scaled Gram's units)" <| fun (seed: int) ->
             let n, m, _ = shape seed
             use unit = ofRank seed n m n
             use phi = if seed % 2 = 0 then unit.mul(scalar (Math.ScaleB(1.0, 40))) else unit.alias()
@@ -141,9 +141,10 @@ let tests =
                     Expect.equal (c.Verdict, c.SigmaMinLower, c.SigmaMaxUpper, c.Terms.LambdaMinEstimate) (plain.Verdict, plain.SigmaMinLower, plain.SigmaMaxUpper, plain.Terms.LambdaMinEstimate) (info what c)
                     Expect.equal c.Terms.ShiftAttempts (plain.Terms.ShiftAttempts + 1) (info (what + ": one attempt more") c)
                 fallBack "warm 1.5σ² (G − c₀I indefinite)" (certifyBy { Certify.defaults with WarmShift = 1.5 * s * s })
-                fallBack "warm σ²/2 with the floor σ²/2 (the error terms put it below)" (certifyBy { Certify.defaults with WarmShift = 0.5 * s * s; WarmShiftFloor = 0.5 * s * s })
-                let below = certifyBy { Certify.defaults with WarmShift = 0.5 * s * s; WarmShiftFloor = 0.6 * s * s }
-                Expect.equal (below.SigmaMinLower, below.Terms.ShiftAttempts) (plain.SigmaMinLower, plain.Terms.ShiftAttempts) (info "a warm shift below its floor is not tried" below)
+                for floor, why in [ 0.6, "a warm shift below its floor"; 0.5, "a warm shift whose error terms would put its bound under the floor (= c₀)" ] do
+                    let notTried = certifyBy { Certify.defaults with WarmShift = 0.5 * s * s; WarmShiftFloor = floor * s * s }
+                    Expect.equal (notTried.SigmaMinLower, notTried.Terms.ShiftAttempts, notTried.Terms.LambdaMinEstimate)
+                                 (plain.SigmaMinLower, plain.Terms.ShiftAttempts, plain.Terms.LambdaMinEstimate) (info (why + " is not tried") notTried)
 
         test "blocked constants: h = c + ⌈m/c⌉ − 1 (+1 bias) for Gram tiles in chunks of c, h = 2s + P + 1 for the tile Cholesky in panels of s (P panels in all; whole tiles: 2b + ⌈n/b⌉ + 1), never above the any-order m' and n + 1" {
             // The whole-training-set case: ResNet-18 k = 1 taps (m = 96,000 + bias) in chunks of 2048, n = 60,000 in tiles of 2048.
