@@ -407,16 +407,14 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     // the floor makes the duplicate scan (rank n: no equal rows) and the λ_min estimate unnecessary. It is not tried when
     // the error terms it would carry, γ'_h·tr(fl G_s − c₀I) + E (tr fl G_s ≤ SquaredNormSumUpper up to rounding), already
     // put its bound under the floor (a Cholesky that could only be wasted: at n = 60,000 those terms are most of s_ref²).
-    // `warmPositive`: its bound when positive, kept in case every later shift fails.
-    let warm, warmPositive, warmAttempts =
+    let warm, warmAttempts =
         let c0 = Math.ScaleB(opts.WarmShift, -2 * scale)
         let floor = if opts.WarmShiftFloor > 0.0 then Math.ScaleB(opts.WarmShiftFloor, -2 * scale) else 0.0
         let predictedErrors = choleskyGamma gram.CholeskyDepth * max 0.0 (gram.SquaredNormSumUpper - float n * c0) + e
-        if not (c0 > 0.0 && Double.IsFinite c0 && c0 >= floor && c0 - predictedErrors > floor) then None, None, 0
+        if not (c0 > 0.0 && Double.IsFinite c0 && c0 >= floor && c0 - predictedErrors > floor) then None, 0
         else
             let terms = lambdaMinTermsBy [ c0 ] n gram.CholeskyDepth e gram.ShiftedCholesky baseTerms
-            let positive = terms.Shift > 0.0 && terms.LambdaMinLower > 0.0
-            (if positive && terms.LambdaMinLower >= floor then Some terms else None), (if positive then Some terms else None), terms.ShiftAttempts
+            (if terms.Shift > 0.0 && terms.LambdaMinLower > 0.0 && terms.LambdaMinLower >= floor then Some terms else None), terms.ShiftAttempts
     let duplicate =
         match rowsEqual, warm with
         | Some equal, None -> gram.DuplicateCandidates 10_000 |> List.tryFind (fun (i, j) -> equal i j)
@@ -441,24 +439,9 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
                 CholeskyGamma = h.CholeskyGamma; ShiftedTraceUpper = h.ShiftedTraceUpper; CholeskyBackwardError = h.CholeskyBackwardError
                 LambdaMinComputedGramLower = h.LambdaMinComputedGramLower; LambdaMinLower = h.LambdaMinLower; ShiftAttempts = h.ShiftAttempts }
         | None -> gram.EstimateLambdaMin opts.InverseIterations, baseTerms
-    // a warm bound under the floor, when nothing else proves anything: still a rigorous positive bound
-    let withWarmPositive (t: CertificateTerms) =
-        match warmPositive with
-        | Some h when t.Shift = 0.0 || not (t.LambdaMinLower > 0.0) ->
-            { t with
-                Shift = h.Shift; ShiftRoundingError = h.ShiftRoundingError; CholeskyGamma = h.CholeskyGamma
-                ShiftedTraceUpper = h.ShiftedTraceUpper; CholeskyBackwardError = h.CholeskyBackwardError
-                LambdaMinComputedGramLower = h.LambdaMinComputedGramLower; LambdaMinLower = h.LambdaMinLower }
-        | _ -> t
     if not (lambdaEst > 0.0) then
-        let t = withWarmPositive { baseTerms with LambdaMinEstimate = lambdaEst; ShiftAttempts = warmAttempts }
-        if t.LambdaMinLower > 0.0 then
-            let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt t.LambdaMinLower)) scale
-            certificate subject Verdict.Certified
-                (sprintf "Cholesky of fl(G) − %.6g·I succeeded (the caller's warm shift; the λ_min estimate %g ≤ 0 gave no other shift); λ_min(G) ≥ %.6g > 0 (%s), so rank Φ̃ = n = %d"
-                    t.Shift lambdaEst t.LambdaMinLower units n)
-                precision device t sigma sigmaMaxEst sigmaMaxBound clock
-        else inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units) t
+        inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units)
+                     { baseTerms with LambdaMinEstimate = lambdaEst; ShiftAttempts = warmAttempts }
     else
     let terms =
         if warm.IsSome then terms
@@ -466,7 +449,7 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
             // the attempt of a warm shift that did not prove enough counts too (a Cholesky)
             let t = lambdaMinTermsBy (opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)) n gram.CholeskyDepth e gram.ShiftedCholesky
                                      { terms with LambdaMinEstimate = lambdaEst }
-            withWarmPositive { t with ShiftAttempts = t.ShiftAttempts + warmAttempts }
+            { t with ShiftAttempts = t.ShiftAttempts + warmAttempts }
     let c, lam = terms.Shift, terms.LambdaMinLower
     if c = 0.0 then
         inconclusive (sprintf "shifted Cholesky failed for every shift tried (λ_min estimate %g, %s)" lambdaEst units) terms
@@ -474,7 +457,7 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale
         certificate subject Verdict.Certified
             (sprintf "Cholesky of fl(G) − %.6g·I succeeded%s; λ_min(G) ≥ %.6g > 0 (%s), so rank Φ̃ = n = %d"
-                c (if warm.IsSome || (warmPositive |> Option.exists (fun h -> h.Shift = c)) then " (the caller's warm shift)" else "") lam units n)
+                c (if warm.IsSome then " (the caller's warm shift)" else "") lam units n)
             precision device terms sigma sigmaMaxEst sigmaMaxBound clock
     else
         let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError
