@@ -501,7 +501,7 @@ type TwoPhase =
     static member CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor) : Certificate =
         TwoPhase.CertifyFeatures(setup, phi, Certify.defaults)
 
-    /// `CertifyFeatures` with the certificate's options (the guard's warm shift, `GuardOptions`).
+    /// `CertifyFeatures` with the certificate's options (the guard's warm shift, `Guard`).
     static member private CertifyFeatures(setup: RecipeSetup, phi: torch.Tensor, opts: Certify.Options) : Certificate =
         TwoPhase.CertifySubject(setup, int phi.shape.[1], fun subject ->
             CertificateEngine.Certify(setup.Recipe.CertificateEngine, opts, subject, phi, TwoPhase.ProgressLog setup))

@@ -413,8 +413,10 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         let predictedErrors = choleskyGamma gram.CholeskyDepth * max 0.0 (gram.SquaredNormSumUpper - float n * c0) + e
         if not (c0 > 0.0 && Double.IsFinite c0 && c0 >= floor && c0 - predictedErrors > floor) then None, 0
         else
-            let terms = lambdaMinTermsBy [ c0 ] n gram.CholeskyDepth e gram.ShiftedCholesky baseTerms
-            (if terms.Shift > 0.0 && terms.LambdaMinLower > 0.0 && terms.LambdaMinLower >= floor then Some terms else None), terms.ShiftAttempts
+            // the factorisation's diagonal kept: the terms are formed again below on the σ_max side's terms, same arithmetic
+            let diag = gram.ShiftedCholesky c0
+            let terms = lambdaMinTermsBy [ c0 ] n gram.CholeskyDepth e (fun _ -> diag) baseTerms
+            (if terms.Shift > 0.0 && terms.LambdaMinLower > 0.0 && terms.LambdaMinLower >= floor then Some (c0, diag) else None), terms.ShiftAttempts
     let duplicate =
         match rowsEqual, warm with
         | Some equal, None -> gram.DuplicateCandidates 10_000 |> List.tryFind (fun (i, j) -> equal i j)
@@ -431,13 +433,10 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     let units = if scale = 0 then "G" else sprintf "G = 4^(%d)·Φ̃Φ̃ᵀ" (-scale)
     let lambdaEst, terms =
         match warm with
-        | Some h ->
-            // the σ_max side of this certificate, the λ_min side of the warm shift's (no estimate: LambdaMinEstimate NaN)
-            h.Shift,
-            { baseTerms with
-                Shift = h.Shift; ShiftRoundingError = h.ShiftRoundingError
-                CholeskyGamma = h.CholeskyGamma; ShiftedTraceUpper = h.ShiftedTraceUpper; CholeskyBackwardError = h.CholeskyBackwardError
-                LambdaMinComputedGramLower = h.LambdaMinComputedGramLower; LambdaMinLower = h.LambdaMinLower; ShiftAttempts = h.ShiftAttempts }
+        | Some (c0, diag) ->
+            // the σ_max side of this certificate, the λ_min side from the warm shift's factorisation (no estimate:
+            // LambdaMinEstimate stays NaN)
+            c0, lambdaMinTermsBy [ c0 ] n gram.CholeskyDepth e (fun _ -> diag) baseTerms
         | None -> gram.EstimateLambdaMin opts.InverseIterations, baseTerms
     if not (lambdaEst > 0.0) then
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units)
