@@ -17,7 +17,8 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
 /// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
 /// <item><c>gram-chunks b m chunk k</c>: a b × b Gram tile of m columns in chunks (the tiled engine's order) vs one product.</item>
-/// <item><c>profile n m seed streamed|memory</c>: where the certificate's time goes, phase by phase.</item>
+/// <item><c>phases n m</c>: where the dense certificate's time goes, its steps timed one by one on the library's own
+/// functions, beside the bare syrk + Cholesky (twice).</item>
 /// <item><c>panel-cholesky n k s …</c>: LAPACK's potrf against the dense route's panel-ordered Cholesky, k alternations.</item>
 /// <item><c>tiled-order n m b chunk/panel …</c>: the tiled engine's Gram and factorisation seconds per blocked order.</item>
 /// <item><c>recipe-overhead [k]</c>: hand loop vs base run vs two-phase run, and RSS per epoch (<see cref="RecipeOverhead"/>).</item>
@@ -258,9 +259,32 @@ public static class Program
                     }
                     return 0;
                 }
-            case "profile":
-                Profile.Run(Int(rest[0]), Int(rest[1]), Long(rest[2]), rest.Length > 3 && rest[3] == "streamed");
-                return 0;
+            case "phases":
+                {
+                    // The dense certificate's steps timed one by one on the library's own functions (the duplicate scan,
+                    // private, is the end-to-end time minus the others), beside the bare syrk + Cholesky.
+                    var (n, m) = (Int(rest[0]), Int(rest[1]));
+                    using var phi = Matrices.InMemory(n, m, CertificateBenchmarks.Seed);
+                    for (var rep = 0; rep < 2; rep++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        double Lap() { var s = sw.Elapsed.TotalSeconds; sw.Restart(); return s; }
+                        var bare = Workloads.BareInMemory(phi); var tBare = Lap();
+                        var cert = Workloads.CertifyInMemory(phi); var tCert = Lap();
+                        using var gram0 = Gram.ofMatrix(Gram.defaultChunkColumns, false, phi); var tGram = Lap();
+                        var (g, _) = Gram.scaleBy(true, gram0); var tScale = Lap();
+                        var lmax = Certify.estimateLambdaMax(30, g.Gram); var tLmax = Lap();
+                        var lmin = Certify.estimateLambdaMin(16, g.Gram); var tLmin = Lap();
+                        using (var a = g.Gram.clone()) { a.diagonal().sub_(0.75 * lmin); Certify.choleskyDiagonal(512, a); }
+                        var tShift = Lap();
+                        using (var a = g.Gram.neg()) { a.diagonal().add_(1.001 * lmax); Certify.choleskyDiagonal(512, a); }
+                        var tTrial = Lap();
+                        var rest2 = tCert - tGram - tScale - tLmax - tLmin - tShift - tTrial;
+                        Console.WriteLine(FormattableString.Invariant(
+                            $"RESULT phases {n}x{m} rep {rep}: bare {tBare:F3}; certificate {tCert:F3} ({cert.Verdict}, attempts {cert.Terms.ShiftAttempts}) = gram {tGram:F3} + scale {tScale:F3} + λmax est {tLmax:F3} + λmin est {tLmin:F3} + shifted {tShift:F3} + trial {tTrial:F3} + rest (scan, copies) {rest2:F3}"));
+                    }
+                    return 0;
+                }
             default:
                 Console.Error.WriteLine($"unknown mode '{mode}'");
                 return 64;

@@ -79,8 +79,8 @@ done
 
 if [ "${PROFILE:-1}" = 1 ]; then
   echo "== 5. profile: where the certificate's time goes"
-  "${BENCH[@]}" profile 2048 8192 $SEED memory
-  "${BENCH[@]}" profile 4096 65536 $SEED streamed
+  "${BENCH[@]}" phases 2048 8192
+  "${BENCH[@]}" phases 4096 16384
 fi
 echo "== done $(date -u +%Y-%m-%dT%H:%M:%SZ); log: $OUT/log.txt"
 grep '^RESULT' "$OUT/log.txt" || true
