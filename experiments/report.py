@@ -245,6 +245,24 @@ def witness_softplus():
                     f"{fmt(c['SigmaMaxUpper'], 4)} | {fmt(c['ElapsedSeconds'], 3)} | {fmt(wall, 3)} | {fmt(rss, 3)} |")
     return "\n".join(rows) if len(rows) > 2 else "_no witness has been certified yet_"
 
+def kept_rows(block, fresh):
+    """The rows of the document's current table `block` whose case and n no fresh row replaces (a machine that lacks
+    some runs' files keeps their rows as they were written): keyed by the first two cells."""
+    text = open("docs/BENCHMARKS.md" if block == "full-set-phases" else "docs/RESULTS.md").read()
+    current = re.search(rf"<!-- BEGIN {block} -->\n(.*?)<!-- END {block} -->", text, re.S)
+    if not current:
+        return []
+    key = lambda row: tuple(cell.strip() for cell in row.strip().strip("|").split("|")[:2])
+    replaced = {key(r) for r in fresh}
+    return [r for r in current.group(1).splitlines()[2:] if r.startswith("|") and key(r) not in replaced]
+
+def merged_table(block, header, fresh, empty):
+    def order(row):
+        case, n = (c.strip() for c in row.strip().strip("|").split("|")[:2])
+        return case, int(n) if n.isdigit() else 0
+    rows = sorted(kept_rows(block, fresh) + fresh, key=order)
+    return "\n".join(header + rows) if rows else empty
+
 def full_set():
     rows = ["| case | n | m' | verdict | route | σ_min(Φ̃) ≥ | σ_max(Φ̃) ≤ | γ indices h_G, h_C | shift c | error terms | wall (s) | segments | peak RSS (GiB) | reason |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -262,7 +280,7 @@ def full_set():
                     f"{fmt(c['SigmaMinLower'], 4)} | {fmt(c['SigmaMaxUpper'], 4)} | {hg}, {hc} | {fmt(t['Shift'] or None, 3)} | {fmt(errors, 3)} | "
                     f"{fmt(float(wall) if wall else None, 4)} | "
                     f"{segments or '–'} | {fmt(int(rss) / 2**20 if rss else None, 3)} | {c['Reason']} |")
-    return "\n".join(rows) if len(rows) > 2 else "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_"
+    return merged_table("full-set", rows[:2], rows[2:], "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_")
 
 def full_set_phases():
     """Phase by phase, from each finished case's log (the last segment: the one that finished the certificate)."""
@@ -307,7 +325,7 @@ def full_set_phases():
                     f"{f'{gram[2]} / {gram[3]}' if gram else '–'} | {cell(gram)} | {cells(trials)} | {cell(lmin)} | {cells(shifted)} | "
                     f"{f'{other:.0f} s' if other is not None else '–'} | {total:.0f} s | {fmt(float(wall) if wall else None, 5)} s | "
                     f"{fmt(int(rss) / 2**20 if rss else None, 3)} |")
-    return "\n".join(rows) if len(rows) > 2 else "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_"
+    return merged_table("full-set-phases", rows[:2], rows[2:], "_no whole-training-set certificate has finished yet (`experiments/full-set.sh`)_")
 
 def phase_two():
     return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two", "phase-two")
