@@ -38,7 +38,8 @@ type Options =
       ShiftFractions: float list
       /// Inverse-iteration steps for the λ_min estimate.
       InverseIterations: int
-      /// Krylov dimension (matrix–vector products) of the λ_max estimate (`estimateLambdaMax`).
+      /// Largest Krylov dimension (matrix–vector products) of the λ_max estimate (`estimateLambdaMax`); it stops earlier
+      /// once its Ritz value has converged (`lanczosLambdaMax`).
       KrylovSteps: int
       /// Factors f of the Rayleigh–Ritz estimate λ̂_max tried, in order, as the trial t = f·λ̂_max
       /// of the verified upper bound on σ_max (SPEC §3, docs/theory.md §3): if floating-point
@@ -73,7 +74,7 @@ type Options =
 let defaults =
     { ShiftFractions = [ 0.75; 0.25; 1.0 / 16.0; 1.0 / 256.0 ]
       InverseIterations = 16
-      KrylovSteps = 30
+      KrylovSteps = 90
       LambdaMaxFactors = [ 1.0 + 1e-3; 1.01; 1.1; 1.5; 2.0 ]
       BlockColumns = Gram.defaultChunkColumns
       CholeskyPanel = 512
@@ -170,6 +171,12 @@ let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
             (fun y -> torch.linalg.solve_triangular(l.t(), y, upper = true))
             (fun v -> g.mm(v))
 
+/// Products after which `lanczosLambdaMax` may stop on a converged Ritz value.
+let lanczosMinSteps = 10
+/// Relative rise of the top Ritz value under which `lanczosLambdaMax` stops (10⁻⁶, three orders under the first σ_max
+/// trial's margin 1.001).
+let lanczosTolerance = 1e-6
+
 /// Rayleigh–Ritz estimate of λ_max(fl G) = σ_max(Φ̃)²: the largest eigenvalue of QᵀGQ for an
 /// orthonormal basis Q of the Krylov subspace of dimension ≤ min(steps, n) from a seeded random
 /// start (Lanczos with full reorthogonalisation: classical Gram–Schmidt twice, a third pass when
@@ -181,6 +188,11 @@ let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
 /// up to rounding, and at least the Rayleigh quotient after k − 1 power iterations from the same
 /// start; its convergence is Chebyshev-accelerated, so it stays close to λ_max where power
 /// iteration lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector).
+/// It also stops once the top Ritz value has converged: from `lanczosMinSteps` products on, when one more product
+/// raised it by at most `lanczosTolerance` (10⁻⁶) relative. A dominant top eigenvalue (the ResNet taps, the witness)
+/// converges in a few products, each a pass over every tile on the tiled engine; a crowded top (a Gaussian Φ̃) needs
+/// 45–60 at n = 2048–4096, where 30 left λ̂ 0.1–0.35 % low, so the σ_max trial at 1.001·λ̂ failed and cost a whole
+/// wasted factorisation (docs/BENCHMARKS.md). Only the trials' success depends on it, never soundness.
 /// `estimateLambdaMax` for G given by its matrix–vector product (n × 1 in, n × 1 out; dense or tiled).
 let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: torch.Tensor -> torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
@@ -194,13 +206,24 @@ let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: tor
     let mutable j = 0L
     let mutable grow = true
     let mutable scale = 0.0
+    let ritz (j: int64) =
+        use inner = torch.NewDisposeScope()
+        let basis = q.narrow(1L, 0L, j)
+        let t = basis.t().mm(gq.narrow(1L, 0L, j))
+        torch.linalg.eigvalsh(t.add(t.t()).mul(scalar 0.5)).max().item<float> ()
+    let mutable previous = nan
     while grow && j < k do
         q.narrow(1L, j, 1L).copy_(v) |> ignore
         let w = matvec v
         gq.narrow(1L, j, 1L).copy_(w) |> ignore
         scale <- max scale (w.norm().item<float> ())
         j <- j + 1L
-        if j < k then
+        if j >= int64 lanczosMinSteps && j < k then
+            let theta = ritz j
+            if theta - previous <= lanczosTolerance * abs theta then grow <- false
+            previous <- theta
+        elif j = int64 lanczosMinSteps - 1L then previous <- ritz j
+        if grow && j < k then
             let basis = q.narrow(1L, 0L, j)
             let project (x: torch.Tensor) = x.sub(basis.mm(basis.t().mm(x)))
             let r1 = project w
@@ -208,9 +231,7 @@ let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: tor
             let n1, n2 = r1.norm().item<float> (), r2.norm().item<float> ()
             let r, norm = if n2 < 0.5 * n1 then (let r3 = project r2 in r3, r3.norm().item<float> ()) else r2, n2
             if norm > tolerance * scale && Double.IsFinite norm then v <- r.div(scalar norm) else grow <- false
-    let basis = q.narrow(1L, 0L, j)
-    let t = basis.t().mm(gq.narrow(1L, 0L, j))
-    torch.linalg.eigvalsh(t.add(t.t()).mul(scalar 0.5)).max().item<float> ()
+    ritz j
 
 /// Rayleigh–Ritz estimate of λ_max(fl G) for a Gram held in memory (`lanczosLambdaMax` with G·v).
 let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =

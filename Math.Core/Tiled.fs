@@ -556,7 +556,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let gramName i j = sprintf "G-%d-%d" i j
     let factorReserve = triangleBytes n b
     // Gram tiles are kept in memory only up to the budget less one factor's triangle while a factor may be built; the
-    // passes before the first factorisation (duplicate scan, the 30 Lanczos products) need no factor, so they keep
+    // passes before the first factorisation (duplicate scan, the Lanczos products) need no factor, so they keep
     // Gram tiles up to the whole budget, and the first factorisation evicts them (`gramResidency`): at n = 60,000 with
     // a budget above the 14.9 GB triangle the Lanczos products then read memory, not 15 GB of tile files each.
     let gramReserve = ref factorReserve
@@ -775,7 +775,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
     let afterGram = Stopwatch.StartNew()
     // Progress of the estimates, one count per pass over the tiles (a product or a pair of triangular solves): at
-    // n = 60,000 each pass reads every tile, some from files, and the 30 + 16 of them take minutes.
+    // n = 60,000 each pass reads every tile, some from files, and the k ≤ 90 + 16 of them take minutes.
     let passes (phase: string) (total: int) : unit -> unit =
         let clock = Stopwatch.StartNew()
         let count = ref 0

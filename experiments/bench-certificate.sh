@@ -5,7 +5,7 @@
 #
 #   experiments/bench-certificate.sh            # everything; log + BDN reports under runs/bench-certificate/<UTC stamp>/
 #   SKIP_APT=1 SKIP_BUILD=1 experiments/bench-certificate.sh
-#   NPY_SIZES="2048x8192" PROFILE=0 ...          # fewer numpy sizes, no phase profile
+#   NPY_SIZES="2048x8192" PROFILE=0 ...          # fewer numpy sizes, no phase table (Benchmarks.dll phases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -78,7 +78,7 @@ for size in $NPY_SIZES; do
 done
 
 if [ "${PROFILE:-1}" = 1 ]; then
-  echo "== 5. profile: where the certificate's time goes"
+  echo "== 5. phases: where the certificate's time goes"
   "${BENCH[@]}" phases 2048 8192
   "${BENCH[@]}" phases 4096 16384
 fi

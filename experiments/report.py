@@ -245,22 +245,30 @@ def witness_softplus():
                     f"{fmt(c['SigmaMaxUpper'], 4)} | {fmt(c['ElapsedSeconds'], 3)} | {fmt(wall, 3)} | {fmt(rss, 3)} |")
     return "\n".join(rows) if len(rows) > 2 else "_no witness has been certified yet_"
 
-def kept_rows(block, fresh):
+def kept_rows(block, header, fresh):
     """The rows of the document's current table `block` whose case and n no fresh row replaces (a machine that lacks
-    some runs' files keeps their rows as they were written): keyed by the first two cells."""
+    some runs' files keeps their rows as they were written): keyed by the first two cells. A row stays until a run of
+    the same case and n replaces it, or it is deleted from the document by hand. A stored table with another header
+    (a column added or renamed) stops the report: its old rows would not fit the new columns."""
     text = open("docs/BENCHMARKS.md" if block == "full-set-phases" else "docs/RESULTS.md").read()
     current = re.search(rf"<!-- BEGIN {block} -->\n(.*?)<!-- END {block} -->", text, re.S)
     if not current:
         return []
+    lines = current.group(1).splitlines()
+    if not lines or not lines[0].startswith("|"):
+        return []   # no table yet (the placeholder sentence)
+    if lines[0] != header[0]:
+        sys.exit(f"the stored {block} table has other columns than this report writes: regenerate it from all its runs, "
+                 f"or update its rows by hand first")
     key = lambda row: tuple(cell.strip() for cell in row.strip().strip("|").split("|")[:2])
     replaced = {key(r) for r in fresh}
-    return [r for r in current.group(1).splitlines()[2:] if r.startswith("|") and key(r) not in replaced]
+    return [r for r in lines[2:] if r.startswith("|") and key(r) not in replaced]
 
 def merged_table(block, header, fresh, empty):
     def order(row):
         case, n = (c.strip() for c in row.strip().strip("|").split("|")[:2])
         return case, int(n) if n.isdigit() else 0
-    rows = sorted(kept_rows(block, fresh) + fresh, key=order)
+    rows = sorted(kept_rows(block, header, fresh) + fresh, key=order)
     return "\n".join(header + rows) if rows else empty
 
 def full_set():

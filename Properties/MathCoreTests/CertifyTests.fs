@@ -680,6 +680,31 @@ let tests =
             expectEstimate "three distinct values 40 × 50" three 3.0
         }
 
+        test "the λ_max Lanczos stops on convergence: about ten products for a dominant top eigenvalue, as many as needed (≤ the cap) for a crowded one" {
+            // oracle: eigvalsh of the same float64 matrix; the products are counted through the matvec
+            let run (g: torch.Tensor) =
+                let mutable products = 0
+                let lam = Certify.lanczosLambdaMax Certify.defaults.KrylovSteps g.shape.[0] g.device (fun v -> products <- products + 1; g.mm(v))
+                let top = (use e = torch.linalg.eigvalsh(g) in use m = e.max() in m.item<float> ())
+                lam, top, products
+            // dominant: a rank-one spike over a small Wishart part (as the ResNet taps' mean direction)
+            use phi = gaussian 5 300 600
+            use spike = torch.ones([| 300L; 600L |], dtype = torch.float64)
+            use features = phi.mul(scalar 0.05).add(spike)
+            use dominant = features.mm(features.t())
+            let lam, top, products = run dominant
+            Expect.isLessThanOrEqual products (Certify.lanczosMinSteps + 2) (sprintf "dominant: %d products" products)
+            Expect.isLessThanOrEqual (abs (top - lam)) (1e-9 * top) (sprintf "dominant: λ̂ %.17g, λ_max %.17g" lam top)
+            // crowded: a square-ish Gaussian Wishart top (Marchenko–Pastur edge), where 30 products leave λ̂ 0.1 % low
+            use gaussianPhi = gaussian 6 2048 8192
+            use crowded = gaussianPhi.mm(gaussianPhi.t())
+            let lam, top, products = run crowded
+            let lam30 = Certify.lanczosLambdaMax 30 crowded.shape.[0] crowded.device (fun v -> crowded.mm(v))
+            Expect.isGreaterThan (top / lam30 - 1.0) 1e-4 (sprintf "the case is crowded: 30 products leave λ̂ %.3g low" (top / lam30 - 1.0))
+            Expect.isGreaterThan products 30 (sprintf "crowded: %d products" products)
+            Expect.isLessThanOrEqual (top / lam - 1.0) 1e-4 (sprintf "crowded: λ̂ within 10⁻⁴ (the first trial's margin is 10⁻³): λ̂ %.17g, λ_max %.17g, %d products" lam top products)
+        }
+
         test "certifyGram leaves the caller's Gram unscaled and agrees with certifyMatrix (which scales its own Gram in place)" {
             use phi = ofRank 31 9 14 9
             use scaledPhi = phi.mul(scalar 1e40)
