@@ -199,6 +199,11 @@ def sections(body):
     return {m.group(1): part.strip() + "\n" for part in re.split(r"(?m)^(?=#### `)", body)
             for m in [re.match(r"#### `([^`]+)`", part)] if m}
 
+def stored_block(block):
+    """The body of `block` as it stands in the document being rewritten (the loop's `text`), or None without markers."""
+    current = re.search(rf"<!-- BEGIN {block} -->\n(.*?)<!-- END {block} -->", text, re.S)
+    return current.group(1) if current else None
+
 def compare(spool="runs/spool", script="experiments/compare.sh", jobs="experiments/compare", block="compare"):
     """The block's job sections: regenerated for every job whose run is on this machine; a job whose run is not keeps
     the section already in docs/RESULTS.md (generated where it ran), so regenerating on another machine loses nothing."""
@@ -221,8 +226,8 @@ def compare(spool="runs/spool", script="experiments/compare.sh", jobs="experimen
                     images.append(f"![{caption}]({os.path.relpath(target, 'docs')})")
             blocks[name] = (f"#### `{name}`\n\nCommand: `{script} {name}` (job `{jobs}/{name}.json`); run directory `{rel}`.\n\n"
                             + demote(open(md).read().strip()) + "\n\n" + " ".join(images) + "\n")
-    current = re.search(rf"<!-- BEGIN {block} -->\n(.*?)<!-- END {block} -->", text, re.S)
-    kept = sections(current.group(1)) if current else {}
+    current = stored_block(block)
+    kept = sections(current) if current is not None else {}
     merged = {**kept, **blocks}
     return "\n".join(merged[k] for k in sorted(merged)) if merged else "_no compare job has finished yet_"
 
@@ -245,30 +250,27 @@ def witness_softplus():
                     f"{fmt(c['SigmaMaxUpper'], 4)} | {fmt(c['ElapsedSeconds'], 3)} | {fmt(wall, 3)} | {fmt(rss, 3)} |")
     return "\n".join(rows) if len(rows) > 2 else "_no witness has been certified yet_"
 
+def case_and_n(row):
+    """The key of a full-set table row: its first two cells, case and n (n as a number, for the order)."""
+    case, n = (c.strip() for c in row.strip().strip("|").split("|")[:2])
+    return case, int(n) if n.isdigit() else 0
+
 def kept_rows(block, header, fresh):
     """The rows of the document's current table `block` whose case and n no fresh row replaces (a machine that lacks
-    some runs' files keeps their rows as they were written): keyed by the first two cells. A row stays until a run of
-    the same case and n replaces it, or it is deleted from the document by hand. A stored table with another header
-    (a column added or renamed) stops the report: its old rows would not fit the new columns."""
-    text = open("docs/BENCHMARKS.md" if block == "full-set-phases" else "docs/RESULTS.md").read()
-    current = re.search(rf"<!-- BEGIN {block} -->\n(.*?)<!-- END {block} -->", text, re.S)
-    if not current:
-        return []
-    lines = current.group(1).splitlines()
+    some runs' files keeps their rows as they were written). A row stays until a run of the same case and n replaces
+    it, or it is deleted from the document by hand. A stored table with another header (a column added or renamed)
+    stops the report: its old rows would not fit the new columns."""
+    lines = (stored_block(block) or "").splitlines()
     if not lines or not lines[0].startswith("|"):
         return []   # no table yet (the placeholder sentence)
     if lines[0] != header[0]:
         sys.exit(f"the stored {block} table has other columns than this report writes: regenerate it from all its runs, "
                  f"or update its rows by hand first")
-    key = lambda row: tuple(cell.strip() for cell in row.strip().strip("|").split("|")[:2])
-    replaced = {key(r) for r in fresh}
-    return [r for r in lines[2:] if r.startswith("|") and key(r) not in replaced]
+    replaced = {case_and_n(r) for r in fresh}
+    return [r for r in lines[2:] if r.startswith("|") and case_and_n(r) not in replaced]
 
 def merged_table(block, header, fresh, empty):
-    def order(row):
-        case, n = (c.strip() for c in row.strip().strip("|").split("|")[:2])
-        return case, int(n) if n.isdigit() else 0
-    rows = sorted(kept_rows(block, header, fresh) + fresh, key=order)
+    rows = sorted(kept_rows(block, header, fresh) + fresh, key=case_and_n)
     return "\n".join(header + rows) if rows else empty
 
 def full_set():
