@@ -68,7 +68,14 @@ type Options =
       WarmShift: float
       /// The least λ_min(G) lower bound (unscaled units) a warm shift must prove to be kept (NaN or ≤ 0: any positive
       /// bound), e.g. the guard's (κσ_τ)²: below it the certificate goes on to the estimate's shifts.
-      WarmShiftFloor: float }
+      WarmShiftFloor: float
+      /// δ of the factorisations' order on the dense route (docs/theory.md §3 "Which order factorises"): its shifted test
+      /// and σ_max trial use LAPACK's potrf on the whole matrix (any order: γ'_{n+1}, about 2.5× faster than panels of
+      /// 512 at n = 4096) instead of the panel order of `CholeskyPanel` when the any-order Cholesky term on the λ_min
+      /// side, γ'_{n+1}·Σ‖φ̃_i‖² ≥ γ'_{n+1}·tr(Ã), is at most δ times the first shift (`ShiftFractions`' first × λ̂_min):
+      /// the σ_min bound then loses at most a fraction δ/2 to the weaker constant. ≤ 0 or NaN: always the panel order
+      /// (`withBlockedOrder` sets it so: an order asked for is the order used). Cost and tightness, never soundness.
+      AnyOrderTolerance: float }
 
 /// The default options: Auto route, orthogonal route up to 8 GiB of working memory.
 let defaults =
@@ -81,13 +88,21 @@ let defaults =
       Route = RouteChoice.Auto
       OrthogonalMaxBytes = 8L <<< 30
       WarmShift = nan
-      WarmShiftFloor = nan }
+      WarmShiftFloor = nan
+      AnyOrderTolerance = 1e-3 }
 
 /// These options with the dense route's Gram products of `blockColumns` columns and its factorisations in panels of
-/// `choleskyPanel` (C#: `rf certify --gram-chunk`, `--cholesky-panel`). Only the bound's constants depend on them.
+/// `choleskyPanel`, always (no switch to LAPACK's order: `AnyOrderTolerance` = 0; C#: `rf certify --gram-chunk`,
+/// `--cholesky-panel`). Only the bound's constants depend on them.
 let withBlockedOrder (blockColumns: int) (choleskyPanel: int) (o: Options) : Options =
     if blockColumns < 1 then invalidArg "blockColumns" (sprintf "Gram products of %d columns: at least 1 is needed" blockColumns)
-    { o with BlockColumns = blockColumns; CholeskyPanel = choleskyPanel }
+    { o with BlockColumns = blockColumns; CholeskyPanel = choleskyPanel; AnyOrderTolerance = 0.0 }
+
+/// These options with the dense route's Gram products of `blockColumns` columns (C#: `rf certify --gram-chunk` without
+/// `--cholesky-panel`); the factorisations' order stays the options' own.
+let withGramChunk (blockColumns: int) (o: Options) : Options =
+    if blockColumns < 1 then invalidArg "blockColumns" (sprintf "Gram products of %d columns: at least 1 is needed" blockColumns)
+    { o with BlockColumns = blockColumns }
 
 /// These options with the warm shift c₀ = `shift` tried first and kept when it proves at least `floor` (units of λ(G);
 /// docs/theory.md §3 "the warm shift"; C#: the rank guard's route for callers of their own). Cost, never soundness.
@@ -97,6 +112,14 @@ let withWarmShift (shift: float) (floor: float) (o: Options) : Options =
 /// Exact row access used to confirm a duplicate-row candidate: true iff rows i and j of Φ̃ are
 /// bitwise equal. Sources that cannot re-read rows pass `None` (no refutation by duplicates).
 type RowEquality = (int -> int -> bool) option
+
+/// The two floating-point Cholesky tests of a Gram operator by LAPACK's potrf on the whole matrix, in any order of the
+/// inner products (Demmel's γ'_{n+1}): the shifted test and the σ_max trial, as `GramOperator`'s.
+type AnyOrderCholesky =
+    { /// diag(Ã) when floating-point Cholesky of Ã = fl(fl G_s − c·I) completed, None when it failed.
+      Shifted: float -> float[] option
+      /// diag(Ã_t) when floating-point Cholesky of Ã_t = fl(t·I − fl G_s) completed, None when it failed.
+      Trial: float -> float[] option }
 
 /// What the certificate needs of the scaled Gram fl(G_s) = 4^(−e)·fl(G), however it is held (one dense
 /// tensor, or tiles in memory and files: `Tiled`): its bookkeeping, the duplicate-row candidates, the two
@@ -134,7 +157,11 @@ type GramOperator =
       /// diag(Ã) when floating-point Cholesky of Ã = fl(fl G_s − c·I) completed, None when it failed.
       ShiftedCholesky: float -> float[] option
       /// diag(Ã_t) when floating-point Cholesky of Ã_t = fl(t·I − fl G_s) completed, None when it failed.
-      TrialCholesky: float -> float[] option }
+      TrialCholesky: float -> float[] option
+      /// The same two tests in LAPACK's any order (h = n + 1), where the operator has them and CholeskyDepth is
+      /// smaller (the dense route in panels); None elsewhere (tiles, ScaLAPACK). `certifyOperator` picks
+      /// (`Options.AnyOrderTolerance`).
+      AnyOrderCholesky: AnyOrderCholesky option }
 
 /// The method named in dense certificates.
 let denseMethod = "float64 Gram + Rump shifted-Cholesky positive-definiteness test (SPEC §3)"
@@ -157,19 +184,25 @@ let inverseIteration (iterations: int) (n: int64) (device: torch.Device) (solveL
         v <- x.div(x.norm())
     v.t().mm(matvec v).item<float> ()
 
-/// Floating-point estimate of λ_min(fl G): Rayleigh quotient after inverse iteration with the
-/// Cholesky factor of fl(G) (never below λ_min(fl G)); eigvalsh when that Cholesky fails.
-let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
+/// `estimateLambdaMin` with the factor formed in `work` (an n × n tensor like g, overwritten): the dense certificate
+/// passes one work matrix to its three factorisations instead of allocating n × n three times.
+let estimateLambdaMinIn (work: torch.Tensor) (iterations: int) (g: torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
-    let l = g.clone()
+    let l = work.copy_(g)
     if NativeBlas.potrfLower l <> 0 then
         torch.linalg.eigvalsh(g).[0].item<float> ()
     else
-        l.tril_() |> ignore
+        // the solves read only the lower triangle (upper = false; upper = true on the transposed view): no tril_ pass
         inverseIteration iterations g.shape.[0] g.device
             (fun v -> torch.linalg.solve_triangular(l, v, upper = false))
             (fun y -> torch.linalg.solve_triangular(l.t(), y, upper = true))
             (fun v -> g.mm(v))
+
+/// Floating-point estimate of λ_min(fl G): Rayleigh quotient after inverse iteration with the
+/// Cholesky factor of fl(G) (never below λ_min(fl G)); eigvalsh when that Cholesky fails.
+let estimateLambdaMin (iterations: int) (g: torch.Tensor) : float =
+    use work = torch.empty_like(g)
+    estimateLambdaMinIn work iterations g
 
 /// Products after which `lanczosLambdaMax` may stop on a converged Ritz value.
 let lanczosMinSteps = 10
@@ -311,18 +344,23 @@ let lambdaMaxTermsBy (factors: float list) (n: int) (choleskyDepth: int) (square
 /// column panels of `panel` (`TileCholesky.factorInPlace`; ≤ 0: LAPACK's potrf on the whole matrix, any order).
 let choleskyDiagonal (panel: int) (a: torch.Tensor) : float[] option =
     let diagonal = diagonalValues a
-    if TileCholesky.factorInPlace panel a then Some diagonal else None
+    let n = int a.shape.[0]
+    // LAPACK's order: only success is used, so the factor's strict upper triangle is left as potrf leaves it
+    let completed = if panel <= 0 || panel >= n then NativeBlas.potrfLower a = 0 else TileCholesky.factorInPlace panel a
+    if completed then Some diagonal else None
 
-/// Floating-point Cholesky of Ã_t = fl(t·I − fl G) held in memory, in panels of `panel`: diag(Ã_t) when it completed.
-let private lambdaMaxTrialCholesky (panel: int) (gram: GramMatrix) (t: float) : float[] option =
+/// Floating-point Cholesky of Ã_t = fl(t·I − fl G) held in memory, formed in `work` (n × n, overwritten), in panels of
+/// `panel`: diag(Ã_t) when it completed.
+let private lambdaMaxTrialCholesky (work: torch.Tensor) (panel: int) (gram: GramMatrix) (t: float) : float[] option =
     use scope = torch.NewDisposeScope()
-    let trial = gram.Gram.neg()
+    let trial = work.copy_(gram.Gram).neg_()
     trial.diagonal().add_(scalar t) |> ignore
     choleskyDiagonal panel trial
 
 /// `lambdaMaxTermsBy` for a Gram held in memory: Ã_t = fl(t·I − fl G) factored by LAPACK (any order: γ'_{n+1}).
 let lambdaMaxTerms (factors: float list) (gram: GramMatrix) (lambdaMaxEstimate: float) (terms: CertificateTerms) : CertificateTerms =
-    lambdaMaxTermsBy factors gram.Rows (gram.Rows + 1) gram.SquaredNormSumUpper gram.AccumulationErrorBound (lambdaMaxTrialCholesky 0 gram) lambdaMaxEstimate terms
+    use work = torch.empty_like(gram.Gram)
+    lambdaMaxTermsBy factors gram.Rows (gram.Rows + 1) gram.SquaredNormSumUpper gram.AccumulationErrorBound (lambdaMaxTrialCholesky work 0 gram) lambdaMaxEstimate terms
 
 /// Rigorous upper bound on σ_max(Φ̃): √ of the bound on Σ‖φ̃_i‖² (= ‖Φ̃‖_F ≥ σ_max), or √ of the
 /// trial's λ_max bound when one succeeded and is smaller (sqrt is correctly rounded: one ulp up).
@@ -386,19 +424,31 @@ let lambdaMinTermsBy (shifts: float list) (n: int) (choleskyDepth: int) (accumul
                     LambdaMinComputedGramLower = lamFl; LambdaMinLower = lam; ShiftAttempts = tries + 1 }
     attempt shifts 0
 
-/// Floating-point Cholesky of Ã = fl(fl G − c·I) held in memory, in panels of `panel`: diag(Ã) when it completed.
-let private lambdaMinShiftedCholesky (panel: int) (gram: GramMatrix) (c: float) : float[] option =
+/// Floating-point Cholesky of Ã = fl(fl G − c·I) held in memory, formed in `work` (n × n, overwritten), in panels of
+/// `panel`: diag(Ã) when it completed.
+let private lambdaMinShiftedCholesky (work: torch.Tensor) (panel: int) (gram: GramMatrix) (c: float) : float[] option =
     use scope = torch.NewDisposeScope()
-    let shifted = gram.Gram.clone()
+    let shifted = work.copy_(gram.Gram)
     shifted.diagonal().sub_(scalar c) |> ignore
     choleskyDiagonal panel shifted
 
 /// `lambdaMinTermsBy` for a Gram held in memory: Ã = fl(fl G − c·I) factored by LAPACK.
 let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTerms) : CertificateTerms =
-    lambdaMinTermsBy shifts gram.Rows (gram.Rows + 1) gram.AccumulationErrorBound (lambdaMinShiftedCholesky 0 gram) terms
+    use work = torch.empty_like(gram.Gram)
+    lambdaMinTermsBy shifts gram.Rows (gram.Rows + 1) gram.AccumulationErrorBound (lambdaMinShiftedCholesky work 0 gram) terms
 
-/// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
-/// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
+/// Whether the certificate's shifted test and σ_max trial may factorise in any order (Demmel's γ'_{n+1}) instead of
+/// the operator's blocked order (docs/theory.md §3 "Which order factorises"): when the any-order term on the λ_min
+/// side, γ'_{n+1}·Σ‖φ̃_i‖² (≥ γ'_{n+1}·tr(Ã), tr(Ã) ≤ tr(fl G_s) ≤ Σ‖φ̃_i‖² up to rounding), is at most
+/// `AnyOrderTolerance` times the first shift c₁ = `ShiftFractions`' first × λ̂_min. The σ_max side needs no test: there
+/// tr(Ã_t) ≤ n·t, so the any-order term is at most (n + 1)·n·u/(1 − (n + 1)u) of t (≤ 1.2·10⁻⁶ for n ≤ 10⁵). Each
+/// order's bound is proved (§3), and the choice is made before either factorisation from quantities the certificate
+/// records; it affects cost and tightness, never soundness.
+let anyOrderSuffices (opts: Options) (n: int) (squaredNormSumUpper: float) (lambdaMinEstimate: float) : bool =
+    let firstShift = match opts.ShiftFractions with f :: _ -> f * lambdaMinEstimate | [] -> nan
+    opts.AnyOrderTolerance > 0.0 && firstShift > 0.0 && Double.IsFinite firstShift
+    && choleskyGamma (n + 1) * squaredNormSumUpper <= opts.AnyOrderTolerance * firstShift
+
 /// The verdict and every term from a (scaled) Gram operator (SPEC §3, docs/theory.md §3): refutations
 /// by shape, zero rows and exactly confirmed duplicates; the σ_max estimate and trial; the λ_min estimate
 /// and the shifted Cholesky test. Shared by the dense (`certifyGram`) and the tiled (`Tiled`) routes.
@@ -447,18 +497,26 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     | None ->
     let lambdaMaxEst = gram.EstimateLambdaMax opts.KrylovSteps
     let sigmaMaxEst = Math.ScaleB(sqrt (max 0.0 lambdaMaxEst), scale)
-    let baseTerms = lambdaMaxTermsBy opts.LambdaMaxFactors n gram.CholeskyDepth gram.SquaredNormSumUpper e gram.TrialCholesky lambdaMaxEst baseTerms
+    // the λ_min estimate comes before the σ_max trial: with it the order of both factorisations is chosen
+    let lambdaEst = match warm with Some (c0, _) -> c0 | None -> gram.EstimateLambdaMin opts.InverseIterations
+    let choleskyDepth, shiftedCholesky, trialCholesky =
+        match gram.AnyOrderCholesky with
+        | Some anyOrder when warm.IsNone && anyOrderSuffices opts n gram.SquaredNormSumUpper lambdaEst ->
+            n + 1, anyOrder.Shifted, anyOrder.Trial
+        | _ -> gram.CholeskyDepth, gram.ShiftedCholesky, gram.TrialCholesky
+    let baseTerms = { baseTerms with CholeskyGammaIndex = choleskyDepth }
+    let baseTerms = lambdaMaxTermsBy opts.LambdaMaxFactors n choleskyDepth gram.SquaredNormSumUpper e trialCholesky lambdaMaxEst baseTerms
     let sigmaMaxBound = sigmaMaxUpper baseTerms
     let inconclusive reason terms =
         certificate subject Verdict.Inconclusive reason precision device terms 0.0 sigmaMaxEst sigmaMaxBound clock
     let units = if scale = 0 then "G" else sprintf "G = 4^(%d)·Φ̃Φ̃ᵀ" (-scale)
-    let lambdaEst, terms =
+    let terms =
         match warm with
         | Some (c0, diag) ->
             // the σ_max side of this certificate, the λ_min side from the warm shift's factorisation (no estimate:
             // LambdaMinEstimate stays NaN)
-            c0, lambdaMinTermsBy [ c0 ] n gram.CholeskyDepth e (fun _ -> diag) baseTerms
-        | None -> gram.EstimateLambdaMin opts.InverseIterations, baseTerms
+            lambdaMinTermsBy [ c0 ] n choleskyDepth e (fun _ -> diag) baseTerms
+        | None -> baseTerms
     if not (lambdaEst > 0.0) then
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units)
                      { baseTerms with LambdaMinEstimate = lambdaEst; ShiftAttempts = warmAttempts }
@@ -467,7 +525,7 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         if warm.IsSome then terms
         else
             // the attempt of a warm shift that did not prove enough counts too (a Cholesky)
-            let t = lambdaMinTermsBy (opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)) n gram.CholeskyDepth e gram.ShiftedCholesky
+            let t = lambdaMinTermsBy (opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)) n choleskyDepth e shiftedCholesky
                                      { terms with LambdaMinEstimate = lambdaEst }
             { t with ShiftAttempts = t.ShiftAttempts + warmAttempts }
     let c, lam = terms.Shift, terms.LambdaMinLower
@@ -494,6 +552,9 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
     let scaledGram, scale = Gram.scaleBy inPlace gram
     use _ownedCopy = if inPlace then null else scaledGram.Gram
     let gram = scaledGram
+    // one n × n work matrix for the three factorisations (the estimate's, the shifted test's, the σ_max trial's): its
+    // pages are touched once, not three times (≈ 0.1 s per fresh 128 MiB at n = 4096)
+    use work = torch.empty_like(gram.Gram)
     certifyOperator opts subject rowsEqual clock
         { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
           AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth
@@ -502,9 +563,14 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
           Precision = precision; Device = gram.Gram.device; Method = denseMethod
           DuplicateCandidates = duplicateCandidates gram
           EstimateLambdaMax = fun steps -> estimateLambdaMax steps gram.Gram
-          EstimateLambdaMin = fun iterations -> estimateLambdaMin iterations gram.Gram
-          ShiftedCholesky = fun c -> (lambdaMinShiftedCholesky opts.CholeskyPanel gram c)
-          TrialCholesky = fun t -> (lambdaMaxTrialCholesky opts.CholeskyPanel gram t) }
+          EstimateLambdaMin = fun iterations -> estimateLambdaMinIn work iterations gram.Gram
+          ShiftedCholesky = fun c -> (lambdaMinShiftedCholesky work opts.CholeskyPanel gram c)
+          TrialCholesky = fun t -> (lambdaMaxTrialCholesky work opts.CholeskyPanel gram t)
+          // LAPACK's order where it is the faster one: OpenBLAS's dpotrf (libtorch's, MKL's on this AMD CPU, runs at
+          // 15.6 GFLOP/s against its gemm's 47, slower than the panels built on that gemm; docs/BENCHMARKS.md)
+          AnyOrderCholesky =
+            if TileCholesky.depth n n opts.CholeskyPanel > n || NativeBlas.current () <> NativeBlas.Backend.OpenBlas then None
+            else Some { Shifted = lambdaMinShiftedCholesky work 0 gram; Trial = lambdaMaxTrialCholesky work 0 gram } }
 
 /// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
 /// `precision` names the feature precision (the Gram is always float64). The test runs on the Gram

@@ -440,7 +440,8 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
           TrialCholesky = fun t ->
             if factorize (sprintf "%.6g·I − fl G (σ_max bound)" t) (fun i j g -> if i = j then t - g else -g) then
                 Some (broadcast grid (scaledDiagonal |> Array.map (fun g -> t - g)))
-            else None }
+            else None
+          AnyOrderCholesky = None }
     let certificate = Certify.certifyOperator opts subject agreedEquality clock operator
     // Every rank ran certifyOperator on the same inputs; check that the outcome is the same bits everywhere.
     let mine = [| float (int certificate.Verdict); certificate.SigmaMinLower; certificate.SigmaMaxUpper; certificate.Terms.LambdaMinLower; certificate.Terms.LambdaMaxUpper |]

@@ -821,7 +821,8 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 if diagonal then (use d = a.diagonal() in d.add_(scalar t)) |> ignore
             let ok = factorize (sprintf "cholesky %.6g·I − fl G (σ_max bound)" t) key true (fun i k -> let a = scaledGram i k in negate a (i = k); a)
             store.Drop(key + "-")
-            if ok then Some (diagonalOf (fun a -> negate a true)) else None }
+            if ok then Some (diagonalOf (fun a -> negate a true)) else None
+          AnyOrderCholesky = None }
     let certificate = Certify.certifyOperator opts subject rowsEqual clock operator
     let total = afterGram.Elapsed.TotalSeconds
     settings.Log (sprintf "after the Gram: %.1f s, of which %d factorisation(s) %.1f s and the duplicate scan, estimates and tile products %.1f s"

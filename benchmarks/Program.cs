@@ -274,9 +274,12 @@ public static class Program
                         using var gram0 = Gram.ofMatrix(Gram.defaultChunkColumns, false, phi); var tGram = Lap();
                         var (g, _) = Gram.scaleBy(true, gram0); var tScale = Lap();
                         var lmax = Certify.estimateLambdaMax(Certify.defaults.KrylovSteps, g.Gram); var tLmax = Lap();
-                        var lmin = Certify.estimateLambdaMin(16, g.Gram); var tLmin = Lap();
+                        using var work = empty_like(g.Gram);   // as the certificate: one work matrix for its three factorisations
+                        var lmin = Certify.estimateLambdaMinIn(work, 16, g.Gram); var tLmin = Lap();
+                        // the certificate's order of the two factorisations (LAPACK's when it chose any order)
+                        var panel = cert.Terms.CholeskyGammaIndex == n + 1 ? 0 : Certify.defaults.CholeskyPanel;
                         bool shifted, trial;
-                        using (var a = g.Gram.clone()) { using (var d = a.diagonal()) d.sub_(0.75 * lmin); shifted = Certify.choleskyDiagonal(512, a) != null; }
+                        { work.copy_(g.Gram); using (var d = work.diagonal()) d.sub_(0.75 * lmin); shifted = Certify.choleskyDiagonal(panel, work) != null; }
                         var tShift = Lap();
                         // the certificate's trials t = f·λ̂_max in its order, up to the first success (each failure is one more factorisation)
                         var trials = 0;
@@ -284,13 +287,13 @@ public static class Program
                         foreach (var f in Certify.defaults.LambdaMaxFactors)
                         {
                             trials++;
-                            using (var a = g.Gram.neg()) { using (var d = a.diagonal()) d.add_(f * lmax); trial = Certify.choleskyDiagonal(512, a) != null; }
+                            work.copy_(g.Gram).neg_(); using (var d = work.diagonal()) d.add_(f * lmax); trial = Certify.choleskyDiagonal(panel, work) != null;
                             if (trial) break;
                         }
                         var tTrial = Lap();
                         var rest2 = tCert - tGram - tScale - tLmax - tLmin - tShift - tTrial;
                         Console.WriteLine(FormattableString.Invariant(
-                            $"RESULT phases {n}x{m} rep {rep}: bare {tBare:F3}; certificate {tCert:F3} ({cert.Verdict}, attempts {cert.Terms.ShiftAttempts}) = gram {tGram:F3} + scale {tScale:F3} + λmax est {tLmax:F3} + λmin est {tLmin:F3} + shifted {tShift:F3}{(shifted ? "" : " (failed)")} + σ_max trial(s) {tTrial:F3} ({trials} tried{(trial ? "" : ", all failed")}; the certificate's: {cert.Terms.LambdaMaxTrialAttempts}) + rest (scan, copies) {rest2:F3}; the scaling (in rest's sum) {tScale:F3}"));
+                            $"RESULT phases {n}x{m} rep {rep}: bare {tBare:F3}; certificate {tCert:F3} ({cert.Verdict}, attempts {cert.Terms.ShiftAttempts}, h_C {cert.Terms.CholeskyGammaIndex}) = gram {tGram:F3} + scale {tScale:F3} + λmax est {tLmax:F3} + λmin est {tLmin:F3} + shifted {tShift:F3}{(shifted ? "" : " (failed)")} + σ_max trial(s) {tTrial:F3} ({trials} tried{(trial ? "" : ", all failed")}; the certificate's: {cert.Terms.LambdaMaxTrialAttempts}) + rest (scan, copies) {rest2:F3}; the scaling (in rest's sum) {tScale:F3}"));
                     }
                     return 0;
                 }

@@ -69,10 +69,13 @@ public sealed record CertificateEngineOptions(CertificateEngineKind Kind = Certi
     }
 
     /// <summary>The certificate options <paramref name="options"/> with this command's blocked order where given
-    /// (<c>--gram-chunk</c>: the dense route's Gram products, <c>--cholesky-panel</c>: its factorisation panels; the tiled
-    /// engine takes both from <see cref="Settings"/>).</summary>
+    /// (<c>--gram-chunk</c>: the dense route's Gram products, <c>--cholesky-panel</c>: its factorisation panels, then always
+    /// that order; without it the dense route picks LAPACK's order when its constant costs the bound nothing
+    /// (<c>Certify.anyOrderSuffices</c>); the tiled engine takes both from <see cref="Settings"/>).</summary>
     public ResearchFramework.MathCore.Certify.Options CertifyOptions(ResearchFramework.MathCore.Certify.Options options) =>
-        ResearchFramework.MathCore.Certify.withBlockedOrder(GramChunkColumns ?? options.BlockColumns, CholeskyPanel ?? options.CholeskyPanel, options);
+        CholeskyPanel is { } panel
+            ? ResearchFramework.MathCore.Certify.withBlockedOrder(GramChunkColumns ?? options.BlockColumns, panel, options)
+            : GramChunkColumns is { } chunk ? ResearchFramework.MathCore.Certify.withGramChunk(chunk, options) : options;
 
     /// <summary>Removes the tiled engine's files (<c>*.tile</c>, <c>*.partial</c>, <c>manifest.txt</c>) from a work
     /// directory after its certificate is saved, and the directory itself when nothing else is left in it.</summary>

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace ResearchFramework.Host.Data;
@@ -69,7 +70,15 @@ public sealed class MatrixFileReader : IDisposable
                 var source = bytes.AsSpan(k * width * Layout.ItemSize, width * Layout.ItemSize);
                 var target = destination.Slice((int)(row - row0) * width, width);
                 if (Layout.ItemSize == 8)
-                    for (int j = 0; j < width; j++) target[j] = BinaryPrimitives.ReadDoubleLittleEndian(source[(8 * j)..]);
+                {
+                    if (BitConverter.IsLittleEndian) MemoryMarshal.Cast<byte, double>(source).CopyTo(target);
+                    else for (int j = 0; j < width; j++) target[j] = BinaryPrimitives.ReadDoubleLittleEndian(source[(8 * j)..]);
+                }
+                else if (BitConverter.IsLittleEndian)
+                {
+                    var floats = MemoryMarshal.Cast<byte, float>(source);
+                    for (int j = 0; j < width; j++) target[j] = floats[j];
+                }
                 else
                     for (int j = 0; j < width; j++) target[j] = BinaryPrimitives.ReadSingleLittleEndian(source[(4 * j)..]);
                 for (int j = 0; j < width; j++)
@@ -92,7 +101,8 @@ public sealed class MatrixFileReader : IDisposable
                 long row = firstRow + k;
                 var source = bytes.AsSpan(k * width * 4, width * 4);
                 var target = destination.Slice((int)(row - row0) * width, width);
-                for (int j = 0; j < width; j++) target[j] = BinaryPrimitives.ReadSingleLittleEndian(source[(4 * j)..]);
+                if (BitConverter.IsLittleEndian) MemoryMarshal.Cast<byte, float>(source).CopyTo(target);
+                else for (int j = 0; j < width; j++) target[j] = BinaryPrimitives.ReadSingleLittleEndian(source[(4 * j)..]);
                 for (int j = 0; j < width; j++)
                     if (!float.IsFinite(target[j]))
                         throw Layout.Error($"entry ({row}, {column0 + j}) is {(double)target[j]}; the matrix must be finite");

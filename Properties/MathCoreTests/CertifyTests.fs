@@ -563,7 +563,8 @@ let tests =
             let rng = System.Random(seed + 31)
             let chunk = rng.Next(1, m + 2)
             let panel = rng.Next(0, n + 2)
-            let opts = { Certify.defaults with BlockColumns = chunk; CholeskyPanel = panel; Route = Certify.RouteChoice.Gram }
+            // the panel order always (no switch to LAPACK's: that choice has its own test below)
+            let opts = { Certify.defaults with BlockColumns = chunk; CholeskyPanel = panel; Route = Certify.RouteChoice.Gram; AnyOrderTolerance = 0.0 }
             let c = certifyWith opts withBias phi
             let bias = if withBias then 1 else 0
             // from the definition, independently of Gram.accumulationDepth: c' = min(c, m) columns per product
@@ -617,6 +618,58 @@ let tests =
             let sigma = mathNetSigmaMin phi
             Expect.isLessThanOrEqual paneled.SigmaMinLower (sigma * (1.0 + 1e-6)) (sprintf "sound: bound %.6g ≤ σ_min %.6g. %s" paneled.SigmaMinLower sigma info)
             Expect.isGreaterThan paneled.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" paneled.SigmaMinLower (sigma / 2.0) info)
+        }
+
+        test "the dense route factorises in LAPACK's any order exactly when OpenBLAS runs it and γ'_{n+1}·Σ‖φ̃_i‖² ≤ δ·c₁ (c₁ = ¾·λ̂_min), and then records h_C = n + 1; else in its panels with their h_C; every term recomputed exactly (docs/theory.md §3 \"Which order factorises\")" {
+            // n = 20 … 40 in panels of 4: h_C = 8 + ⌈n/4⌉ + 1 < n + 1, so both orders are there to choose; δ = 10⁻ᵏ, k = 0 … 16,
+            // and Φ Gaussian or with one direction shrunk by 10⁻ʲ (small λ_min: the panel order is needed), so both choices
+            // occur on OpenBLAS; on libtorch (MKL's slow dpotrf) the panels always.
+            if not (NativeBlas.openBlasAvailable ()) then
+                skiptest "OpenBLAS (libopenblas.so.0) is not installed here: the dense route never picks LAPACK's order without it (apt-get install libopenblas0-pthread)"
+            for backend in availableBackends () do
+                let mutable anyOrder, panels = 0, 0
+                for seed in 1 .. 40 do
+                    let rng = System.Random(seed * 7919)
+                    let n = rng.Next(20, 41)
+                    let m = rng.Next(n, 2 * n + 1)
+                    let withBias = rng.Next 2 = 0
+                    let delta = 10.0 ** -(float (rng.Next(0, 17)))
+                    use a = gaussian seed n m
+                    use phi =
+                        if seed % 2 = 0 then a.clone()
+                        else
+                            use w = gaussian (seed + 1) n 1
+                            use wn = w.div(w.norm())
+                            use p = wn.mm(wn.t())
+                            a.sub(p.mm(a).mul(scalar (1.0 - 10.0 ** -(float (rng.Next(1, 7))))))
+                    let opts = { Certify.defaults with CholeskyPanel = 4; AnyOrderTolerance = delta; Route = Certify.RouteChoice.Gram }
+                    let c = NativeBlas.useBackend backend (fun () -> certifyWith opts withBias phi)
+                    let t = c.Terms
+                    let what = sprintf "%O, seed %d: n=%d m=%d bias=%b δ=%g, %O (%s), h_C %d" backend seed n m withBias delta c.Verdict c.Reason t.CholeskyGammaIndex
+                    if t.LambdaMinEstimate > 0.0 && (t.Shift > 0.0 || t.LambdaMaxTrial > 0.0) then
+                        // the rule from its definition, in exact rationals: γ'_{n+1}·S ≤ δ·(¾·λ̂_min)
+                        let lhs = Exact.mul (Exact.gammaPrime (n + 1)) (Exact.ofFloat t.SquaredNormSumUpper)
+                        let rhs = Exact.mul (Exact.ofFloat delta) (Exact.mul (Exact.ofFloat (List.head Certify.defaults.ShiftFractions)) (Exact.ofFloat t.LambdaMinEstimate))
+                        let ratio = Exact.approx lhs / Exact.approx rhs
+                        if abs (ratio - 1.0) > 1e-9 then   // off the boundary, where float and exact comparisons could differ
+                            let chooseAny = backend = NativeBlas.Backend.OpenBlas && Exact.le lhs rhs
+                            let panelIndex = min (n + 1) (2 * 4 + (n + 3) / 4 + 1)
+                            let expected = if chooseAny then n + 1 else panelIndex
+                            if chooseAny then anyOrder <- anyOrder + 1 else panels <- panels + 1
+                            expectTermsExactWith (m + (if withBias then 1 else 0)) expected what withBias phi c
+                            // the σ_max side's term too: γ'_h·tr(Ã_t) with the same h
+                            if t.LambdaMaxTrial > 0.0 then
+                                Expect.isTrue (Exact.le (Exact.mul (Exact.gammaPrime expected) (Exact.ofFloat t.LambdaMaxTrialTraceUpper)) (Exact.ofFloat t.LambdaMaxCholeskyBackwardError))
+                                    ("σ_max trial's Cholesky term ≥ γ'_h·tr(Ã_t). " + what)
+                            if c.IsCertified then
+                                use ones = torch.ones(int64 n, 1L, dtype = torch.float64)
+                                use tilde = if withBias then torch.cat([| phi; ones |], 1L) else phi.clone()
+                                let sigma = mathNetSigmaMin tilde
+                                Expect.isLessThanOrEqual c.SigmaMinLower (sigma * (1.0 + 1e-9)) ("sound against MathNet. " + what)
+                let counts = sprintf "%O: LAPACK's order chosen in %d cases, the panels in %d" backend anyOrder panels
+                if backend = NativeBlas.Backend.OpenBlas then Expect.isGreaterThanOrEqual anyOrder 5 counts
+                else Expect.equal anyOrder 0 counts
+                Expect.isGreaterThanOrEqual panels 5 counts
         }
 
         testPropertyWithConfig (Seeds.config 10) "scale equivariance: 2^k·Φ gives the same verdict and terms, bounds exactly 2^k·bounds, across the representable range" <| fun (seed: int) ->
