@@ -72,8 +72,9 @@ type Options =
       /// δ of the factorisations' order on the dense route (docs/theory.md §3 "Which order factorises"): its shifted test
       /// and σ_max trial use LAPACK's potrf on the whole matrix (any order: γ'_{n+1}, about 2.5× faster than panels of
       /// 512 at n = 4096) instead of the panel order of `CholeskyPanel` when the any-order Cholesky term on the λ_min
-      /// side, γ'_{n+1}·Σ‖φ̃_i‖² ≥ γ'_{n+1}·tr(Ã), is at most δ times the first shift (`ShiftFractions`' first × λ̂_min):
-      /// the σ_min bound then loses at most a fraction δ/2 to the weaker constant. ≤ 0 or NaN: always the panel order
+      /// side, γ'_{n+1}·Σ‖φ̃_i‖² ≥ γ'_{n+1}·tr(Ã), is at most δ times the smallest shift it may try (`ShiftFractions`'
+      /// least × λ̂_min): the λ_min bound then loses at most δ·c to the weaker constant (c the shift that succeeds; a
+      /// fraction ≤ 2δ of the bound, ≈ δ of σ_min's, when the other terms take at most half of c). ≤ 0 or NaN: always the panel order
       /// (`withBlockedOrder` sets it so: an order asked for is the order used). Cost and tightness, never soundness.
       AnyOrderTolerance: float }
 
@@ -339,9 +340,11 @@ let lambdaMaxTermsBy (factors: float list) (n: int) (choleskyDepth: int) (square
                     LambdaMaxTrialAttempts = tries + 1 }
     attempt factors 0
 
-/// diag(a) when floating-point Cholesky of the matrix `a` (overwritten by its factor) completes, None when it
-/// fails: the diagonal is read before the factorisation, as Demmel's term needs the factored matrix's trace. In
-/// column panels of `panel` (`TileCholesky.factorInPlace`; ≤ 0: LAPACK's potrf on the whole matrix, any order).
+/// diag(a) when floating-point Cholesky of the matrix `a` completes, None when it fails: the diagonal is read before the
+/// factorisation, as Demmel's term needs the factored matrix's trace. In column panels of `panel`
+/// (`TileCholesky.factorInPlace`: the factor in a's lower triangle, zeros above) or, for `panel` ≤ 0 or ≥ n, LAPACK's
+/// potrf on the whole matrix in any order (the factor in a's lower triangle, the strict upper triangle left as potrf
+/// leaves it: only success is used).
 let choleskyDiagonal (panel: int) (a: torch.Tensor) : float[] option =
     let diagonal = diagonalValues a
     let n = int a.shape.[0]
@@ -440,14 +443,15 @@ let lambdaMinTerms (shifts: float list) (gram: GramMatrix) (terms: CertificateTe
 /// Whether the certificate's shifted test and σ_max trial may factorise in any order (Demmel's γ'_{n+1}) instead of
 /// the operator's blocked order (docs/theory.md §3 "Which order factorises"): when the any-order term on the λ_min
 /// side, γ'_{n+1}·Σ‖φ̃_i‖² (≥ γ'_{n+1}·tr(Ã), tr(Ã) ≤ tr(fl G_s) ≤ Σ‖φ̃_i‖² up to rounding), is at most
-/// `AnyOrderTolerance` times the first shift c₁ = `ShiftFractions`' first × λ̂_min. The σ_max side needs no test: there
-/// tr(Ã_t) ≤ n·t, so the any-order term is at most (n + 1)·n·u/(1 − (n + 1)u) of t (≤ 1.2·10⁻⁶ for n ≤ 10⁵). Each
+/// `AnyOrderTolerance` times the smallest shift the certificate may try (`ShiftFractions`' least × λ̂_min), so at most that
+/// fraction of whichever shift succeeds. The σ_max side needs no test: there tr(Ã_t) ≤ n·t(1 + u), so the any-order term
+/// is at most γ'_{n+1}·n ≈ (n + 1)·n·u of t (≤ 1.2·10⁻⁶ for n ≤ 10⁵). Each
 /// order's bound is proved (§3), and the choice is made before either factorisation from quantities the certificate
 /// records; it affects cost and tightness, never soundness.
 let anyOrderSuffices (opts: Options) (n: int) (squaredNormSumUpper: float) (lambdaMinEstimate: float) : bool =
-    let firstShift = match opts.ShiftFractions with f :: _ -> f * lambdaMinEstimate | [] -> nan
-    opts.AnyOrderTolerance > 0.0 && firstShift > 0.0 && Double.IsFinite firstShift
-    && choleskyGamma (n + 1) * squaredNormSumUpper <= opts.AnyOrderTolerance * firstShift
+    let lastShift = match opts.ShiftFractions with [] -> nan | fractions -> List.min fractions * lambdaMinEstimate
+    opts.AnyOrderTolerance > 0.0 && lastShift > 0.0 && Double.IsFinite lastShift
+    && choleskyGamma (n + 1) * squaredNormSumUpper <= opts.AnyOrderTolerance * lastShift
 
 /// The verdict and every term from a (scaled) Gram operator (SPEC §3, docs/theory.md §3): refutations
 /// by shape, zero rows and exactly confirmed duplicates; the σ_max estimate and trial; the λ_min estimate
@@ -541,6 +545,28 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError
         inconclusive (sprintf "Cholesky of fl(G) − %.6g·I succeeded but the error terms (%.3g) exceed the shift: bound %.3g ≤ 0 (%s)" c errors lam units) terms
 
+/// The dense route's `GramOperator` on the scaled Gram `gram` (4^(−scale)·fl G) held in memory: every factorisation
+/// (the λ_min estimate's, the shifted test's, the σ_max trial's) formed in `work` (n × n like the Gram, overwritten, the
+/// caller's), the shifted test and the trial in panels of `opts.CholeskyPanel` (CholeskyDepth = `TileCholesky.depth`),
+/// and the same two in LAPACK's order (`AnyOrderCholesky`, h = n + 1) where that is another order and the faster one:
+/// OpenBLAS's dpotrf (libtorch's, MKL's on this AMD CPU, runs at 15.6 GFLOP/s against its gemm's 47, slower than the
+/// panels built on that gemm; docs/BENCHMARKS.md).
+let denseOperator (opts: Options) (precision: string) (scale: int) (work: torch.Tensor) (gram: GramMatrix) : GramOperator =
+    let n = gram.Rows
+    { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
+      AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth
+      CholeskyDepth = TileCholesky.depth n n opts.CholeskyPanel
+      ZeroRows = gram.ZeroRows; ScaleExponent = scale
+      Precision = precision; Device = gram.Gram.device; Method = denseMethod
+      DuplicateCandidates = duplicateCandidates gram
+      EstimateLambdaMax = fun steps -> estimateLambdaMax steps gram.Gram
+      EstimateLambdaMin = fun iterations -> estimateLambdaMinIn work iterations gram.Gram
+      ShiftedCholesky = fun c -> lambdaMinShiftedCholesky work opts.CholeskyPanel gram c
+      TrialCholesky = fun t -> lambdaMaxTrialCholesky work opts.CholeskyPanel gram t
+      AnyOrderCholesky =
+        if TileCholesky.depth n n opts.CholeskyPanel > n || NativeBlas.current () <> NativeBlas.Backend.OpenBlas then None
+        else Some { Shifted = lambdaMinShiftedCholesky work 0 gram; Trial = lambdaMaxTrialCholesky work 0 gram } }
+
 /// `certifyGram`, scaling a copy of the Gram (`inPlace` = false: the caller's Gram is untouched) or
 /// the Gram itself (true: no n × n copy, for callers that own the Gram and drop it afterwards).
 let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
@@ -555,22 +581,7 @@ let private certifyGramScaling (inPlace: bool) (opts: Options) (subject: Express
     // one n × n work matrix for the three factorisations (the estimate's, the shifted test's, the σ_max trial's): its
     // pages are touched once, not three times (≈ 0.1 s per fresh 128 MiB at n = 4096)
     use work = torch.empty_like(gram.Gram)
-    certifyOperator opts subject rowsEqual clock
-        { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
-          AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth
-          CholeskyDepth = TileCholesky.depth n n opts.CholeskyPanel
-          ZeroRows = gram.ZeroRows; ScaleExponent = scale
-          Precision = precision; Device = gram.Gram.device; Method = denseMethod
-          DuplicateCandidates = duplicateCandidates gram
-          EstimateLambdaMax = fun steps -> estimateLambdaMax steps gram.Gram
-          EstimateLambdaMin = fun iterations -> estimateLambdaMinIn work iterations gram.Gram
-          ShiftedCholesky = fun c -> (lambdaMinShiftedCholesky work opts.CholeskyPanel gram c)
-          TrialCholesky = fun t -> (lambdaMaxTrialCholesky work opts.CholeskyPanel gram t)
-          // LAPACK's order where it is the faster one: OpenBLAS's dpotrf (libtorch's, MKL's on this AMD CPU, runs at
-          // 15.6 GFLOP/s against its gemm's 47, slower than the panels built on that gemm; docs/BENCHMARKS.md)
-          AnyOrderCholesky =
-            if TileCholesky.depth n n opts.CholeskyPanel > n || NativeBlas.current () <> NativeBlas.Backend.OpenBlas then None
-            else Some { Shifted = lambdaMinShiftedCholesky work 0 gram; Trial = lambdaMaxTrialCholesky work 0 gram } }
+    certifyOperator opts subject rowsEqual clock (denseOperator opts precision scale work gram)
 
 /// The Rump test on an accumulated Gram matrix: Certified, Refuted or Inconclusive.
 /// `precision` names the feature precision (the Gram is always float64). The test runs on the Gram

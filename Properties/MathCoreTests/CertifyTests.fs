@@ -198,6 +198,11 @@ let expectTermsExactWith (accumulationIndex: int) (choleskyIndex: int) (what: st
         Expect.isGreaterThanOrEqual c.SigmaMinLower (sqrtLam * (1.0 - 1e-12)) ("SigmaMinLower ≈ 2^e·√LambdaMinLower. " + info)
     elif c.Verdict <> Verdict.Certified then Expect.equal c.SigmaMinLower 0.0 ("no σ_min bound unless Certified. " + info)
 
+/// CholeskyGamma recorded ≥ the exact γ'_h and within 10⁻¹² of it.
+let expectAtLeast' (exact: Exact.Q) (recorded: float) (what: string) =
+    Expect.isTrue (Exact.le exact (Exact.ofFloat recorded) && Exact.le (Exact.ofFloat recorded) (Exact.relax exact 1e-12))
+        (sprintf "CholeskyGamma %.17g = γ'_h rounded up. %s" recorded what)
+
 /// `expectTermsExactWith` for a route whose inner products may be summed in any order: γ_{m'} and γ'_{n+1}.
 let expectTermsExact (what: string) (withBias: bool) (phi: torch.Tensor) (c: Certificate) =
     expectTermsExactWith (int phi.shape.[1] + (if withBias then 1 else 0)) (int phi.shape.[0] + 1) what withBias phi c
@@ -620,12 +625,11 @@ let tests =
             Expect.isGreaterThan paneled.SigmaMinLower (0.5 * sigma) (sprintf "useful: bound %.6g > σ_min/2 = %.6g. %s" paneled.SigmaMinLower (sigma / 2.0) info)
         }
 
-        test "the dense route factorises in LAPACK's any order exactly when OpenBLAS runs it and γ'_{n+1}·Σ‖φ̃_i‖² ≤ δ·c₁ (c₁ = ¾·λ̂_min), and then records h_C = n + 1; else in its panels with their h_C; every term recomputed exactly (docs/theory.md §3 \"Which order factorises\")" {
+        test "the dense route factorises in LAPACK's any order exactly when OpenBLAS runs it and γ'_{n+1}·Σ‖φ̃_i‖² ≤ δ·c_min (c_min = λ̂_min/256, its smallest shift), and then records h_C = n + 1; else in its panels with their h_C; every term recomputed exactly (docs/theory.md §3 \"Which order factorises\")" {
             // n = 20 … 40 in panels of 4: h_C = 8 + ⌈n/4⌉ + 1 < n + 1, so both orders are there to choose; δ = 10⁻ᵏ, k = 0 … 16,
             // and Φ Gaussian or with one direction shrunk by 10⁻ʲ (small λ_min: the panel order is needed), so both choices
-            // occur on OpenBLAS; on libtorch (MKL's slow dpotrf) the panels always.
-            if not (NativeBlas.openBlasAvailable ()) then
-                skiptest "OpenBLAS (libopenblas.so.0) is not installed here: the dense route never picks LAPACK's order without it (apt-get install libopenblas0-pthread)"
+            // occur on OpenBLAS; on libtorch (MKL's slow dpotrf) the panels always. (Without OpenBLAS only the libtorch half
+            // runs: NativeBlasTests fails under CI when OpenBLAS is missing.)
             for backend in availableBackends () do
                 let mutable anyOrder, panels = 0, 0
                 for seed in 1 .. 40 do
@@ -647,9 +651,10 @@ let tests =
                     let t = c.Terms
                     let what = sprintf "%O, seed %d: n=%d m=%d bias=%b δ=%g, %O (%s), h_C %d" backend seed n m withBias delta c.Verdict c.Reason t.CholeskyGammaIndex
                     if t.LambdaMinEstimate > 0.0 && (t.Shift > 0.0 || t.LambdaMaxTrial > 0.0) then
-                        // the rule from its definition, in exact rationals: γ'_{n+1}·S ≤ δ·(¾·λ̂_min)
+                        // the rule from its definition, in exact rationals: γ'_{n+1}·S ≤ δ·(λ̂_min/256), 1/256 the least shift fraction
+                        Expect.equal (List.min Certify.defaults.ShiftFractions) (1.0 / 256.0) "the shifts tried go down to λ̂_min/256"
                         let lhs = Exact.mul (Exact.gammaPrime (n + 1)) (Exact.ofFloat t.SquaredNormSumUpper)
-                        let rhs = Exact.mul (Exact.ofFloat delta) (Exact.mul (Exact.ofFloat (List.head Certify.defaults.ShiftFractions)) (Exact.ofFloat t.LambdaMinEstimate))
+                        let rhs = Exact.mul (Exact.ofFloat delta) (Exact.mul (Exact.ofFloat (1.0 / 256.0)) (Exact.ofFloat t.LambdaMinEstimate))
                         let ratio = Exact.approx lhs / Exact.approx rhs
                         if abs (ratio - 1.0) > 1e-9 then   // off the boundary, where float and exact comparisons could differ
                             let chooseAny = backend = NativeBlas.Backend.OpenBlas && Exact.le lhs rhs
@@ -670,6 +675,103 @@ let tests =
                 if backend = NativeBlas.Backend.OpenBlas then Expect.isGreaterThanOrEqual anyOrder 5 counts
                 else Expect.equal anyOrder 0 counts
                 Expect.isGreaterThanOrEqual panels 5 counts
+        }
+
+        test "the dense operator's factorisations run in the order their constant states: its shifted test and σ_max trial leave the panel order's factor bit for bit, its AnyOrderCholesky LAPACK's (Certify.denseOperator)" {
+            let n, panel = 700, 64
+            let rng = System.Random 29
+            use m = torch.tensor(Array2D.init n (n + 5) (fun _ _ -> rng.NextDouble() - 0.5), dtype = torch.float64)
+            use g = m.mm(m.t()).add(torch.eye(int64 n, dtype = torch.float64))
+            let gram : Gram.GramMatrix =
+                { Gram = g; Rows = n; Columns = n + 5; SquaredNormSumUpper = g.trace().item<float> () * 2.0
+                  AccumulationDepth = n + 5; ZeroRows = [||]; FeaturePrecision = "float64"; ScalingError = 0.0 }
+            use work = torch.empty_like(g)
+            let opts = { Certify.defaults with CholeskyPanel = panel }
+            NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () ->
+                let op = Certify.denseOperator opts "float64" 0 work gram
+                Expect.equal op.CholeskyDepth (TileCholesky.depth n n panel) "the panels' h"
+                Expect.isSome op.AnyOrderCholesky "LAPACK's order offered on OpenBLAS"
+                let c, t = 0.5, 4.0 * g.diagonal().max().item<float> () * float n
+                let lowerOf (x: torch.Tensor) = x.tril()
+                let expectFactor (what: string) (reference: torch.Tensor) (other: torch.Tensor) =
+                    use got = lowerOf work
+                    use ref' = lowerOf reference
+                    use alt = lowerOf other
+                    Expect.isTrue (use same = got.eq(ref').all() in same.item<bool> ()) (what + ": the stated order's factor, bit for bit")
+                    Expect.isFalse (use same = got.eq(alt).all() in same.item<bool> ()) (what + ": and not the other order's (the comparison can see the order)")
+                use shifted = g.clone()
+                (use d = shifted.diagonal() in d.sub_(scalar c)) |> ignore
+                use trial = g.neg()
+                (use d = trial.diagonal() in d.add_(scalar t)) |> ignore
+                let factors (a: torch.Tensor) =
+                    let inPanels = a.clone()
+                    Expect.isTrue (TileCholesky.factorInPlace panel inPanels) "panels"
+                    let lapack = a.clone()
+                    Expect.equal (NativeBlas.potrfLower lapack) 0 "LAPACK"
+                    inPanels, lapack
+                let shiftedPanels, shiftedLapack = factors shifted
+                let trialPanels, trialLapack = factors trial
+                use _a = shiftedPanels
+                use _b = shiftedLapack
+                use _c = trialPanels
+                use _d = trialLapack
+                Expect.isSome (op.ShiftedCholesky c) "shifted test in panels"
+                expectFactor "shifted test (panels)" shiftedPanels shiftedLapack
+                Expect.isSome (op.AnyOrderCholesky.Value.Shifted c) "shifted test in LAPACK's order"
+                expectFactor "shifted test (any order)" shiftedLapack shiftedPanels
+                Expect.isSome (op.TrialCholesky t) "σ_max trial in panels"
+                expectFactor "σ_max trial (panels)" trialPanels trialLapack
+                Expect.isSome (op.AnyOrderCholesky.Value.Trial t) "σ_max trial in LAPACK's order"
+                expectFactor "σ_max trial (any order)" trialLapack trialPanels)
+            NativeBlas.useBackend NativeBlas.Backend.LibTorch (fun () ->
+                Expect.isNone (Certify.denseOperator opts "float64" 0 work gram).AnyOrderCholesky "not offered on libtorch (MKL's slow dpotrf)")
+            Expect.isNone (Certify.denseOperator { opts with CholeskyPanel = 0 } "float64" 0 work gram).AnyOrderCholesky "not offered when the panels are LAPACK's order already"
+        }
+
+        test "certifyOperator records the h of the factorisations it ran: a spy on the operator's two orders sees only LAPACK's with h = n + 1 or only the panels with their h, on both choices, a warm shift (panels) and an estimate λ̂_min ≤ 0 (panels)" {
+            let n = 48
+            let panel = 4
+            let mutable seen = Set.empty
+            for seed in 1 .. 12 do
+                use phi = gaussian (seed + 100) n (2 * n)
+                use fullGram = Gram.ofMatrix Certify.defaults.BlockColumns false phi
+                let scaled, scale = Gram.scaleBy false fullGram
+                use _scaledGram = scaled.Gram
+                use work = torch.empty_like(scaled.Gram)
+                let delta = if seed % 3 = 0 then 1e-12 else 1e-3
+                let warm = seed % 4 = 1
+                let negativeEstimate = seed % 5 = 2
+                let opts = { Certify.defaults with CholeskyPanel = panel; AnyOrderTolerance = delta; Route = Certify.RouteChoice.Gram }
+                // the warm shift: ¼ of λ_min of the unscaled Gram (proves itself, at least the floor 0)
+                let lambdaMin = torch.linalg.eigvalsh(fullGram.Gram).[0].item<float> ()
+                let opts = if warm then Certify.withWarmShift (lambdaMin / 4.0) 0.0 opts else opts
+                NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () ->
+                    let op = Certify.denseOperator opts "features float64, Gram float64" scale work scaled
+                    let log = ResizeArray<string>()
+                    let spy =
+                        { op with
+                            EstimateLambdaMin = (if negativeEstimate then (fun _ -> -1.0) else op.EstimateLambdaMin)
+                            ShiftedCholesky = (fun c -> log.Add "panels"; op.ShiftedCholesky c)
+                            TrialCholesky = (fun t -> log.Add "panels"; op.TrialCholesky t)
+                            AnyOrderCholesky =
+                                op.AnyOrderCholesky |> Option.map (fun a ->
+                                    { Certify.Shifted = (fun c -> log.Add "any"; a.Shifted c)
+                                      Certify.Trial = (fun t -> log.Add "any"; a.Trial t) }) }
+                    let c = Certify.certifyOperator opts (subject phi false) None (System.Diagnostics.Stopwatch.StartNew()) spy
+                    let kinds = Set.ofSeq log
+                    let what = sprintf "seed %d δ=%g warm=%b λ̂≤0=%b: %O (%s), h_C %d, calls %A" seed delta warm negativeEstimate c.Verdict c.Reason c.Terms.CholeskyGammaIndex (List.ofSeq log)
+                    Expect.isGreaterThan log.Count 0 ("factorisations ran. " + what)
+                    Expect.equal kinds.Count 1 ("one order per certificate. " + what)
+                    let expectedH = if kinds.Contains "any" then n + 1 else op.CholeskyDepth
+                    Expect.equal c.Terms.CholeskyGammaIndex expectedH ("the recorded h is the order's that ran. " + what)
+                    if c.Terms.Shift > 0.0 then
+                        expectAtLeast' (Exact.gammaPrime expectedH) c.Terms.CholeskyGamma what
+                    if warm || negativeEstimate then Expect.isFalse (kinds.Contains "any") ("a warm shift or λ̂ ≤ 0 keeps the panels. " + what)
+                    seen <- seen.Add((kinds.Contains "any", warm, negativeEstimate)))
+            Expect.isTrue (seen.Contains (true, false, false)) (sprintf "LAPACK's order chosen at least once: %A" seen)
+            Expect.isTrue (seen.Contains (false, false, false)) (sprintf "the panels chosen at least once without a warm shift: %A" seen)
+            Expect.isTrue (seen |> Set.exists (fun (_, w, _) -> w)) (sprintf "a warm shift: %A" seen)
+            Expect.isTrue (seen |> Set.exists (fun (_, _, e) -> e)) (sprintf "an estimate ≤ 0: %A" seen)
         }
 
         testPropertyWithConfig (Seeds.config 10) "scale equivariance: 2^k·Φ gives the same verdict and terms, bounds exactly 2^k·bounds, across the representable range" <| fun (seed: int) ->
