@@ -182,3 +182,13 @@ module CertificateJson =
         IO.File.Move(tmp, path, true)
 
     let load (path: string) : Certificate = deserialize (IO.File.ReadAllText path)
+
+    /// Builds the serializer's metadata for `Certificate` (reflection, ≈ 0.1 s in a fresh process) by serialising a
+    /// throwaway certificate: a command that will save one can run this on another thread while it computes.
+    let prepare () : unit =
+        let sample =
+            { Subject = ExpressivitySubject.OfMatrix("", 1, 1, false); Verdict = Verdict.Inconclusive; Reason = ""; Method = ""
+              Precision = ""; Device = ""; SigmaMinLower = 0.0; SigmaMaxEstimate = nan; SigmaMaxUpper = 0.0
+              Terms = CertificateTerms.Empty; Route = CertificateRoute.Gram; ElapsedSeconds = 0.0
+              CreatedUtc = DateTime.UnixEpoch; FormatVersion = 1 }
+        serialize sample |> ignore

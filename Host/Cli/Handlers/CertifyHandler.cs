@@ -71,6 +71,8 @@ public sealed class CertifyHandler
         // Default tile folder of the tiled engine: next to the JSON, so the same command resumes an interrupted run.
         var workDirectory = engine.WorkDirectory ?? Path.ChangeExtension(output, ".tiles");
         Certificate certificate;
+        // the JSON serializer's metadata is built beside the certificate's linear algebra, not after it
+        var jsonPrepared = Task.Run(CertificateJson.prepare);
         try
         {
             var layout = MatrixFiles.Open(file, tensor);
@@ -90,6 +92,7 @@ public sealed class CertifyHandler
             return BadInput($"{file}: {e.Message}");
         }
         Console.WriteLine(MatrixCertification.Describe(certificate));
+        jsonPrepared.Wait();
         CertificateJson.save(output, certificate);
         Console.WriteLine($"certificate: {output}");
         CertificateEngineOptions.RemoveTiles(workDirectory);
