@@ -224,7 +224,8 @@ let lanczosTolerance = 1e-6
 /// iteration lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector).
 /// It also stops once the top Ritz value has converged: from `lanczosMinSteps` products on, when one more product
 /// raised it by at most `lanczosTolerance` (10⁻⁶) relative. A dominant top eigenvalue (the test's rank-one spike: at most
-/// 12 products; the ResNet taps and the witness have one, not measured) converges in a few products, each a pass over every tile on the tiled engine; a crowded top (a Gaussian Φ̃) needs
+/// 12 products; the SPEC §5 witness at n = 60,000: 10–12, by its log; the ResNet taps, not measured) converges in a few
+/// products, each a pass over every tile on the tiled engine; a crowded top (a Gaussian Φ̃) needs
 /// 45–60 at n = 2048–4096, where 30 left λ̂ 0.1–0.35 % low, so the σ_max trial at 1.001·λ̂ failed and cost a whole
 /// wasted factorisation (docs/BENCHMARKS.md). Only the trials' success depends on it, never soundness.
 /// `estimateLambdaMax` for G given by its matrix–vector product (n × 1 in, n × 1 out; dense or tiled).
