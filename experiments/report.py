@@ -340,10 +340,13 @@ def full_set_phases():
 def phase_two():
     return compare("runs/spool-phase-two", "experiments/phase-two.sh", "experiments/phase-two", "phase-two")
 
+def phase_two_full():
+    return compare("runs/spool-phase-two-full", "experiments/phase-two-full.sh", "experiments/phase-two-full", "phase-two-full")
+
 # `--only NAME …` rewrites only those blocks (the others keep their text when their runs are not on this machine)
 only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
 blocks = {"docs/RESULTS.md": [("ec-fc", ec_fc), ("ec-fc-margins", ec_fc_margins), ("ec-fc-summary", ec_fc_summary), ("ec-fc-phase1-failures", ec_fc_phase1_failures),
-                              ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two), ("witness-softplus", witness_softplus), ("full-set", full_set)],
+                              ("ec-resnet", ec_resnet), ("compare", compare), ("phase-two", phase_two), ("phase-two-full", phase_two_full), ("witness-softplus", witness_softplus), ("full-set", full_set)],
           "docs/BENCHMARKS.md": [("full-set-phases", full_set_phases)]}
 for path, makers in blocks.items():
     chosen = [(name, make) for name, make in makers if only is None or name in only]
