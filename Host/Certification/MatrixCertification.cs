@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Microsoft.FSharp.Core;
 using ResearchFramework.Host.Data;
@@ -137,11 +138,27 @@ public static class MatrixCertification
         return (int)Math.Max(1, Math.Min(m, Math.Min(preferred, fit)));
     }
 
-    /// <summary>Entries [row0, row0 + rows) × [column0, column0 + width) as a tensor of the file's dtype; the read
-    /// buffer (one per block size, reused: torch.tensor copies it) stays in <paramref name="buffers"/>.</summary>
+    /// <summary>Entries [row0, row0 + rows) × [column0, column0 + width) as a tensor of the file's dtype, read straight
+    /// into the tensor's memory (<c>Tensor.bytes</c>: no second copy) when the block's bytes fit one span; else through a
+    /// read buffer (one per block size, reused: torch.tensor copies it) kept in <paramref name="buffers"/>.</summary>
     private static torch.Tensor Read(MatrixFileReader reader, long row0, int rows, long column0, int width, Dictionary<int, Array> buffers)
     {
         int count = checked(rows * width);
+        if ((long)count * reader.Layout.ItemSize <= int.MaxValue)
+        {
+            var block = torch.empty(new long[] { rows, width }, dtype: reader.Layout.ItemSize == 4 ? torch.float32 : torch.float64);
+            try
+            {
+                if (reader.Layout.ItemSize == 4) reader.ReadBlock(row0, rows, column0, width, MemoryMarshal.Cast<byte, float>(block.bytes));
+                else reader.ReadBlock(row0, rows, column0, width, MemoryMarshal.Cast<byte, double>(block.bytes));
+                return block;
+            }
+            catch
+            {
+                block.Dispose();
+                throw;
+            }
+        }
         if (reader.Layout.ItemSize == 4)
         {
             if (!buffers.TryGetValue(count, out var buffer)) buffers[count] = buffer = new float[count];
