@@ -6,9 +6,11 @@ namespace ResearchFramework.Host;
 public static class Program
 {
     /// <summary>Runs <c>rf</c> with the invariant culture (see <see cref="Infrastructure.InvariantCulture"/>): numbers are
-    /// printed and written as <c>0.139</c> under any locale.</summary>
+    /// printed and written as <c>0.139</c> under any locale; libtorch's large buffers on huge pages
+    /// (<see cref="ResearchFramework.MathCore.HugePages"/>: asked for before anything loads libtorch).</summary>
     public static int Main(string[] args)
     {
+        ResearchFramework.MathCore.HugePages.request();
         Infrastructure.InvariantCulture.Apply();
         return RootCommandFactory.Create().Parse(args).Invoke();
     }

@@ -10,6 +10,8 @@ open Expecto.Impl
 
 [<EntryPoint>]
 let main argv =
+    // libtorch's large buffers on huge pages, asked for before anything loads libtorch (Environment.fs `HugePages`)
+    ResearchFramework.MathCore.HugePages.request ()
     // Trust before the first test: the convolution kernels the suite uses pass their numerical
     // self-check, or the runner switches kernel path (and may restart itself), or refuses to run.
     // A device that is not there (RF_TEST_DEVICE=cuda without CUDA) is said in one line, not a stack trace.

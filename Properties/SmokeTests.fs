@@ -26,6 +26,26 @@ let tests =
             Expect.equal (t.sum().item<float> ()) 15.0 "0+1+…+5"
         }
 
+        test "libtorch's large buffers are on huge pages (THP_MEM_ALLOC_ENABLE set before libtorch loaded)" {
+            // The runner asks for them first thing (Main.fs, HugePages.request); a kernel without THP cannot give them.
+            match HugePages.kernelMode (), HugePages.nativeValue () with
+            | (None | Some "never"), _ -> skiptest "the kernel has no transparent huge pages (THP never or no sysfs file)"
+            | _, Some v when v <> "1" -> skiptest (sprintf "THP_MEM_ALLOC_ENABLE=%s was given in the environment" v)
+            | _, value ->
+                Expect.equal value (Some "1") "THP_MEM_ALLOC_ENABLE in the native environment (what c10 reads)"
+                let anonHuge () =
+                    System.IO.File.ReadAllLines "/proc/self/smaps_rollup"
+                    |> Array.tryFind (fun l -> l.StartsWith "AnonHugePages:")
+                    |> Option.map (fun l -> int64 (l.Split(' ', System.StringSplitOptions.RemoveEmptyEntries).[1]))
+                    |> Option.defaultValue 0L
+                let before = anonHuge ()
+                // 64 MiB, touched: 32 huge pages when c10 madvised it (its alignment makes every one of them whole)
+                use t = torch.ones([| 8L <<< 20 |], dtype = torch.float64)
+                let after = anonHuge ()
+                Expect.isGreaterThan after before
+                    (sprintf "AnonHugePages %d kB -> %d kB around a 64 MiB tensor: libtorch did not madvise it (read the variable before it was set?)" before after)
+        }
+
         test "ld.so accepts the patched libLibTorchSharp.so with the system libstdc++ (no hard missing version)" {
             let native = System.IO.Path.Combine(System.AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libLibTorchSharp.so")
             if System.OperatingSystem.IsLinux() && System.IO.File.Exists native then

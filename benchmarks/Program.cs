@@ -31,6 +31,7 @@ public static class Program
     {
         var mode = args.Length == 0 ? "bench" : args[0];
         var rest = args.Skip(1).ToArray();
+        ResearchFramework.MathCore.HugePages.request();
         InitializeDeviceType(TorchSharp.DeviceType.CPU);
         switch (mode)
         {
