@@ -38,23 +38,34 @@ public static class MatrixCertification
     /// tiles read from the file on demand, tile files in the engine's work directory or else
     /// <paramref name="defaultWorkDirectory"/> (resumable: the same command continues from the last finished tile).
     /// Progress and the tiled engine's log lines go to <paramref name="log"/>.</summary>
-    public static Certificate Certify(MatrixLayout layout, bool withBias, CertificateEngineOptions engine, string defaultWorkDirectory, Action<string> log)
+    public static Certificate Certify(MatrixLayout layout, bool withBias, CertificateEngineOptions engine, string defaultWorkDirectory, Action<string> log) =>
+        Certify(layout, withBias, engine, defaultWorkDirectory, log, null);
+
+    /// <summary>As <see cref="Certify(MatrixLayout, bool, CertificateEngineOptions, string, Action{string})"/>, with the
+    /// file's fingerprint from <paramref name="fingerprint"/> (<see cref="StartFingerprint"/>, started before libtorch's
+    /// load has finished) when given: the dense engine awaits it only after the Gram, so hashing the whole file overlaps
+    /// the load and the Gram instead of preceding them.</summary>
+    public static Certificate Certify(MatrixLayout layout, bool withBias, CertificateEngineOptions engine, string defaultWorkDirectory, Action<string> log,
+                                     Task<string>? fingerprint)
     {
         var clock = Stopwatch.StartNew();
+        fingerprint ??= Task.FromResult(FileFingerprint(layout.Path));
         if (layout.Rows > int.MaxValue || layout.Columns >= int.MaxValue)
             throw layout.Error($"shape ({layout.Rows}, {layout.Columns}): more than {int.MaxValue} rows or columns are not supported");
         int n = (int)layout.Rows, m = (int)layout.Columns;
         bool tall = m + (withBias ? 1L : 0L) < n;
         bool tiled = !tall && engine.UsesTiled(n);
         if (!tall && !tiled) MemoryBudget.EnsureCertificateFits(n, layout.Path, "Nothing was read: use --engine tiled, or certify rows");
-        var subject = new ExpressivitySubject(FileFingerprint(layout.Path), CertificationSet(layout), "matrix", [], "none", n, m, withBias);
+        ExpressivitySubject Subject() =>
+            new(fingerprint.GetAwaiter().GetResult(), CertificationSet(layout), "matrix", [], "none", n, m, withBias);
         var precision = layout.ItemSize == 4 ? "float32" : "float64";
         using var reader = new MatrixFileReader(layout);
         if (tall)
-            return ResearchFramework.MathCore.Certify.refuteByShape(subject, precision, torch.CPU, RowSquares(reader), clock);
+            return ResearchFramework.MathCore.Certify.refuteByShape(Subject(), precision, torch.CPU, RowSquares(reader), clock);
         var options = engine.CertifyOptions(ResearchFramework.MathCore.Certify.defaults);
         if (tiled)
         {
+            var subject = Subject();
             // The row tiles come from the file itself: reading them again is cheaper than spilling a copy.
             var settings = engine.Settings($"{subject.DatasetFingerprint}|{layout.Tensor}", defaultWorkDirectory, log).WithSpillFeatures(false);
             int b = Math.Max(1, Math.Min(n, engine.TileSize));
@@ -73,7 +84,7 @@ public static class MatrixCertification
         }
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
         var equal = RowEquality(reader, m);
-        return AfterGram(ResearchFramework.MathCore.Certify.certifyAccumulated(options, subject, equal, clock, gram));
+        return AfterGram(ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram));
 
         // Auto route after the Gram route (either engine): the certificate itself, or the orthogonal route on the matrix
         // read whole when the Gram route was Inconclusive and it fits, or the reason why it was not tried.
@@ -90,7 +101,7 @@ public static class MatrixCertification
             var entries = new double[(long)n * m];
             reader.ReadBlock(0, n, 0, m, entries);
             using var phi = torch.tensor(entries, new long[] { n, m }, torch.float64);
-            return ResearchFramework.MathCore.Certify.certifyAfterGram(options, subject, phi, clock, certificate);
+            return ResearchFramework.MathCore.Certify.certifyAfterGram(options, Subject(), phi, clock, certificate);
         }
     }
 
@@ -196,6 +207,12 @@ public static class MatrixCertification
         layout.Tensor is null
             ? $"all {layout.Rows} rows of {Path.GetFileName(layout.Path)}"
             : $"all {layout.Rows} rows of tensor \"{layout.Tensor}\" of {Path.GetFileName(layout.Path)}";
+
+    /// <summary><see cref="FileFingerprint"/> on a thread of the pool, so that it overlaps libtorch's load
+    /// (<see cref="Infrastructure.TorchPreload"/>): the command's own thread stops at its first use of TorchSharp (in
+    /// <see cref="Certify(MatrixLayout, bool, CertificateEngineOptions, string, Action{string}, Task{string})"/>, before
+    /// any line of it ran: measured ≈ 0.38 s) until the load has finished.</summary>
+    public static Task<string> StartFingerprint(string path) => Task.Run(() => FileFingerprint(path));
 
     /// <summary>SHA-256 of the file's bytes, streamed (the same string as <c>Fingerprint.ofBytes</c> of the whole file).</summary>
     public static string FileFingerprint(string path)

@@ -76,7 +76,8 @@ public sealed class CertifyHandler
         try
         {
             var layout = MatrixFiles.Open(file, tensor);
-            certificate = MatrixCertification.Certify(layout, withBias, engine, workDirectory, line => Console.Error.WriteLine($"rf certify: {line}"));
+            certificate = MatrixCertification.Certify(layout, withBias, engine, workDirectory, line => Console.Error.WriteLine($"rf certify: {line}"),
+                                                      MatrixCertification.StartFingerprint(layout.Path));
         }
         catch (Exception e) when (e is MatrixFormatException or FileNotFoundException or DirectoryNotFoundException)
         {
