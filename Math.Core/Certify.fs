@@ -76,7 +76,19 @@ type Options =
       /// least × λ̂_min): the λ_min bound then loses at most δ·c to the weaker constant (c the shift that succeeds; a
       /// fraction ≤ 2δ of the bound, ≈ δ of σ_min's, when the other terms take at most half of c). ≤ 0 or NaN: always the panel order
       /// (`withBlockedOrder` sets it so: an order asked for is the order used). Cost and tightness, never soundness.
-      AnyOrderTolerance: float }
+      AnyOrderTolerance: float
+      /// τ of the Ritz shift (docs/theory.md §3 "The λ_min estimate"): when the λ_max Lanczos's smallest Ritz value θ_min
+      /// fell by at most τ relative over its last product (`KrylovEstimate.LambdaMinRitzChange`), the first shift tried is
+      /// `RitzShiftFraction` × θ_min, before any λ_min estimate of its own (a Cholesky of fl G and inverse iteration):
+      /// when it succeeds, that factorisation and its 2·`InverseIterations` triangular solves are saved; when it fails,
+      /// one factorisation is lost and the certificate goes on as without it. ≤ 0 or NaN: never. Cost and tightness,
+      /// never soundness.
+      RitzShiftTolerance: float
+      /// The fraction of a settled θ_min tried as the Ritz shift. θ_min ≥ λ_min(fl G), and once it moves by ≤ 10⁻³ per
+      /// product it is within ≈ 1 % of it on the spectra measured (a Gaussian Φ̃: 1.0004·λ_min when the top has
+      /// converged), where inverse iteration's Rayleigh quotient, on a crowded bottom, stays a few % above (1.03·λ_min at
+      /// 2048 × 8192): so 0.9 of θ_min, not the 0.75 of `ShiftFractions` (a bound ≈ 8 % tighter on σ_min there).
+      RitzShiftFraction: float }
 
 /// The default options: Auto route, orthogonal route up to 8 GiB of working memory.
 let defaults =
@@ -90,7 +102,9 @@ let defaults =
       OrthogonalMaxBytes = 8L <<< 30
       WarmShift = nan
       WarmShiftFloor = nan
-      AnyOrderTolerance = 1e-3 }
+      AnyOrderTolerance = 1e-3
+      RitzShiftTolerance = 1e-3
+      RitzShiftFraction = 0.9 }
 
 /// These options with the dense route's Gram products of `blockColumns` columns and its factorisations in panels of
 /// `choleskyPanel`, always (no switch to LAPACK's order: `AnyOrderTolerance` = 0; C#: `rf certify --gram-chunk`,
@@ -113,6 +127,22 @@ let withWarmShift (shift: float) (floor: float) (o: Options) : Options =
 /// Exact row access used to confirm a duplicate-row candidate: true iff rows i and j of Φ̃ are
 /// bitwise equal. Sources that cannot re-read rows pass `None` (no refutation by duplicates).
 type RowEquality = (int -> int -> bool) option
+
+/// What the λ_max Lanczos (`lanczosRitz`) found: its largest and smallest Ritz values. Both are Rayleigh quotients of an
+/// orthonormal basis, so λ_min(fl G) ≤ LambdaMinRitz and LambdaMax ≤ λ_max(fl G) up to rounding (Cauchy interlacing):
+/// estimates, never bounds in the direction a certificate needs.
+type KrylovEstimate =
+    { /// θ_max = λ̂_max(fl G), the σ_max trial's estimate.
+      LambdaMax: float
+      /// θ_min, an estimate of λ_min(fl G) from above (NaN when not formed).
+      LambdaMinRitz: float
+      /// |θ_min before the last product − θ_min| / θ_min: how far it still moved (NaN when θ_min was formed at one
+      /// dimension only). Small on a settled bottom of the spectrum (a Gaussian Φ̃: ≈ 10⁻⁴ when the top has converged),
+      /// large where Lanczos has not reached λ_min (an ill-conditioned Φ̃: 2–6 % per product after 90).
+      LambdaMinRitzChange: float }
+
+    /// A λ_max estimate without the bottom of the spectrum.
+    static member TopOnly(lambdaMax: float) = { LambdaMax = lambdaMax; LambdaMinRitz = nan; LambdaMinRitzChange = nan }
 
 /// The two floating-point Cholesky tests of a Gram operator by LAPACK's potrf on the whole matrix, in any order of the
 /// inner products (Demmel's γ'_{n+1}): the shifted test and the σ_max trial, as `GramOperator`'s.
@@ -151,8 +181,8 @@ type GramOperator =
       Method: string
       /// Pairs (i, j), i < j, with ‖φ̃_i − φ̃_j‖² small enough to be equal rows (at most the given count).
       DuplicateCandidates: int -> (int * int) list
-      /// λ̂_max(fl G_s) from a Krylov space of the given dimension.
-      EstimateLambdaMax: int -> float
+      /// λ̂_max(fl G_s) from a Krylov space of at most the given dimension, with its smallest Ritz value (`lanczosRitz`).
+      EstimateLambdaMax: int -> KrylovEstimate
       /// λ̂_min(fl G_s) after the given number of inverse iterations.
       EstimateLambdaMin: int -> float
       /// diag(Ã) when floating-point Cholesky of Ã = fl(fl G_s − c·I) completed, None when it failed.
@@ -228,8 +258,10 @@ let lanczosTolerance = 1e-6
 /// products, each a pass over every tile on the tiled engine; a crowded top (a Gaussian Φ̃) needs
 /// 45–60 at n = 2048–4096, where 30 left λ̂ 0.1–0.35 % low, so the σ_max trial at 1.001·λ̂ failed and cost a whole
 /// wasted factorisation (docs/BENCHMARKS.md). Only the trials' success depends on it, never soundness.
-/// `estimateLambdaMax` for G given by its matrix–vector product (n × 1 in, n × 1 out; dense or tiled).
-let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: torch.Tensor -> torch.Tensor) : float =
+/// The same subspace's smallest Ritz value θ_min, and how far it moved over the last product, come with it
+/// (`KrylovEstimate`; the Ritz shift of `certifyOperator`). For G given by its matrix–vector product (n × 1 in,
+/// n × 1 out; dense, tiled or distributed).
+let lanczosRitz (steps: int) (n: int64) (device: torch.Device) (matvec: torch.Tensor -> torch.Tensor) : KrylovEstimate =
     use scope = torch.NewDisposeScope()
     let k = min (int64 (max 1 steps)) n
     let tolerance = sqrt FloatingPoint.unitRoundoff64
@@ -241,11 +273,19 @@ let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: tor
     let mutable j = 0L
     let mutable grow = true
     let mutable scale = 0.0
+    // the extreme eigenvalues of QᵀGQ at dimension `ritzStep`, and θ_min at the dimension before when it was formed
+    let mutable ritzStep, ritzTop, ritzBottom, ritzBottomBefore = 0L, nan, nan, nan
     let ritz (j: int64) =
-        use inner = torch.NewDisposeScope()
-        let basis = q.narrow(1L, 0L, j)
-        let t = basis.t().mm(gq.narrow(1L, 0L, j))
-        torch.linalg.eigvalsh(t.add(t.t()).mul(scalar 0.5)).max().item<float> ()
+        if j <> ritzStep then
+            use inner = torch.NewDisposeScope()
+            let basis = q.narrow(1L, 0L, j)
+            let t = basis.t().mm(gq.narrow(1L, 0L, j))
+            let values = torch.linalg.eigvalsh(t.add(t.t()).mul(scalar 0.5))
+            ritzBottomBefore <- (if ritzStep = j - 1L then ritzBottom else nan)
+            ritzStep <- j
+            ritzTop <- values.max().item<float> ()
+            ritzBottom <- values.min().item<float> ()
+        ritzTop
     let mutable previous = nan
     while grow && j < k do
         q.narrow(1L, j, 1L).copy_(v) |> ignore
@@ -266,11 +306,20 @@ let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: tor
             let n1, n2 = r1.norm().item<float> (), r2.norm().item<float> ()
             let r, norm = if n2 < 0.5 * n1 then (let r3 = project r2 in r3, r3.norm().item<float> ()) else r2, n2
             if norm > tolerance * scale && Double.IsFinite norm then v <- r.div(scalar norm) else grow <- false
-    ritz j
+    let top = ritz j
+    { LambdaMax = top; LambdaMinRitz = ritzBottom; LambdaMinRitzChange = abs (ritzBottomBefore - ritzBottom) / abs ritzBottom }
+
+/// `lanczosRitz`'s θ_max alone.
+let lanczosLambdaMax (steps: int) (n: int64) (device: torch.Device) (matvec: torch.Tensor -> torch.Tensor) : float =
+    (lanczosRitz steps n device matvec).LambdaMax
 
 /// Rayleigh–Ritz estimate of λ_max(fl G) for a Gram held in memory (`lanczosLambdaMax` with G·v).
 let estimateLambdaMax (steps: int) (g: torch.Tensor) : float =
     lanczosLambdaMax steps g.shape.[0] g.device (fun v -> g.mm(v))
+
+/// `lanczosRitz` for a Gram held in memory.
+let estimateRitz (steps: int) (g: torch.Tensor) : KrylovEstimate =
+    lanczosRitz steps g.shape.[0] g.device (fun v -> g.mm(v))
 
 /// Duplicate-row candidates read off fl(G): equal rows have ‖φ̃_i − φ̃_j‖² = G_ii + G_jj − 2G_ij = 0,
 /// and each computed entry is within E of the exact one, so candidates satisfy d_ij ≤ 8E. Pairs i < j in
@@ -454,9 +503,17 @@ let anyOrderSuffices (opts: Options) (n: int) (squaredNormSumUpper: float) (lamb
     opts.AnyOrderTolerance > 0.0 && lastShift > 0.0 && Double.IsFinite lastShift
     && choleskyGamma (n + 1) * squaredNormSumUpper <= opts.AnyOrderTolerance * lastShift
 
+/// Whether `certifyOperator` tries the Ritz shift first (`Options.RitzShiftTolerance`): a positive θ_min that moved by at
+/// most the tolerance, relative, over the Lanczos's last product, and a positive fraction to take of it.
+let ritzShiftApplies (opts: Options) (krylov: KrylovEstimate) : bool =
+    opts.RitzShiftTolerance > 0.0 && opts.RitzShiftFraction > 0.0 && Double.IsFinite opts.RitzShiftFraction
+    && krylov.LambdaMinRitz > 0.0 && Double.IsFinite krylov.LambdaMinRitz
+    && krylov.LambdaMinRitzChange <= opts.RitzShiftTolerance
+
 /// The verdict and every term from a (scaled) Gram operator (SPEC §3, docs/theory.md §3): refutations
 /// by shape, zero rows and exactly confirmed duplicates; the σ_max estimate and trial; the λ_min estimate
-/// and the shifted Cholesky test. Shared by the dense (`certifyGram`) and the tiled (`Tiled`) routes.
+/// and the shifted Cholesky test. The λ_min estimate is the caller's warm shift when it proves enough, else the
+/// Lanczos's settled θ_min when its first shift's Cholesky completes (the Ritz shift), else inverse iteration's. Shared by the dense (`certifyGram`) and the tiled (`Tiled`) routes.
 let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
                     (clock: Stopwatch) (gram: GramOperator) : Certificate =
     let n = gram.Rows
@@ -500,15 +557,37 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
     match duplicate with
     | Some (i, j) -> refute (sprintf "rows %d and %d of Φ̃ are identical (checked exactly)" i j)
     | None ->
-    let lambdaMaxEst = gram.EstimateLambdaMax opts.KrylovSteps
+    let krylov = gram.EstimateLambdaMax opts.KrylovSteps
+    let lambdaMaxEst = krylov.LambdaMax
     let sigmaMaxEst = Math.ScaleB(sqrt (max 0.0 lambdaMaxEst), scale)
-    // the λ_min estimate comes before the σ_max trial: with it the order of both factorisations is chosen
-    let lambdaEst = match warm with Some (c0, _) -> c0 | None -> gram.EstimateLambdaMin opts.InverseIterations
-    let choleskyDepth, shiftedCholesky, trialCholesky =
+    // the order of both factorisations, chosen with the λ_min estimate (docs/theory.md §3 "Which order factorises")
+    let orderFor (estimate: float) =
         match gram.AnyOrderCholesky with
-        | Some anyOrder when warm.IsNone && anyOrderSuffices opts n gram.SquaredNormSumUpper lambdaEst ->
+        | Some anyOrder when warm.IsNone && anyOrderSuffices opts n gram.SquaredNormSumUpper estimate ->
             n + 1, anyOrder.Shifted, anyOrder.Trial
         | _ -> gram.CholeskyDepth, gram.ShiftedCholesky, gram.TrialCholesky
+    // the Ritz shift (docs/theory.md §3 "The λ_min estimate"): the Lanczos's θ_min as the λ_min estimate when it has
+    // settled, its first shift tried before any estimate of the certificate's own; Some (shift, diag(Ã), order) when that
+    // Cholesky completed, and whether it was tried
+    let ritzShift, ritzTried =
+        if warm.IsSome || not (ritzShiftApplies opts krylov) then None, false
+        else
+            let order = orderFor krylov.LambdaMinRitz
+            let _, shifted, _ = order
+            let c = opts.RitzShiftFraction * krylov.LambdaMinRitz
+            (shifted c |> Option.map (fun diag -> c, diag, order)), true
+    // the λ_min estimate comes before the σ_max trial: with it the order of both factorisations is chosen
+    let lambdaEst =
+        match warm, ritzShift with
+        | Some (c0, _), _ -> c0
+        | None, Some _ -> krylov.LambdaMinRitz
+        | None, None -> gram.EstimateLambdaMin opts.InverseIterations
+    // a Ritz shift that failed is one factorisation more, counted with the shifts
+    let ritzAttempts = if ritzTried && ritzShift.IsNone then 1 else 0
+    let choleskyDepth, shiftedCholesky, trialCholesky =
+        match ritzShift with
+        | Some (_, _, order) -> order
+        | None -> orderFor lambdaEst
     let baseTerms = { baseTerms with CholeskyGammaIndex = choleskyDepth }
     let baseTerms = lambdaMaxTermsBy opts.LambdaMaxFactors n choleskyDepth gram.SquaredNormSumUpper e trialCholesky lambdaMaxEst baseTerms
     let sigmaMaxBound = sigmaMaxUpper baseTerms
@@ -516,23 +595,26 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         certificate subject Verdict.Inconclusive reason precision device terms 0.0 sigmaMaxEst sigmaMaxBound clock
     let units = if scale = 0 then "G" else sprintf "G = 4^(%d)·Φ̃Φ̃ᵀ" (-scale)
     let terms =
-        match warm with
-        | Some (c0, diag) ->
+        match warm, ritzShift with
+        | Some (c0, diag), _ ->
             // the σ_max side of this certificate, the λ_min side from the warm shift's factorisation (no estimate:
             // LambdaMinEstimate stays NaN)
             lambdaMinTermsBy [ c0 ] n choleskyDepth e (fun _ -> diag) baseTerms
-        | None -> baseTerms
+        | None, Some (c, diag, _) ->
+            // the λ_min side from the Ritz shift's factorisation; the estimate is θ_min
+            lambdaMinTermsBy [ c ] n choleskyDepth e (fun _ -> Some diag) { baseTerms with LambdaMinEstimate = lambdaEst }
+        | None, None -> baseTerms
     if not (lambdaEst > 0.0) then
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units)
-                     { baseTerms with LambdaMinEstimate = lambdaEst; ShiftAttempts = warmAttempts }
+                     { baseTerms with LambdaMinEstimate = lambdaEst; ShiftAttempts = warmAttempts + ritzAttempts }
     else
     let terms =
-        if warm.IsSome then terms
+        if warm.IsSome || ritzShift.IsSome then terms
         else
-            // the attempt of a warm shift that did not prove enough counts too (a Cholesky)
+            // the attempts of a warm shift that did not prove enough and of a Ritz shift that failed count too (a Cholesky each)
             let t = lambdaMinTermsBy (opts.ShiftFractions |> List.map (fun fraction -> fraction * lambdaEst)) n choleskyDepth e shiftedCholesky
                                      { terms with LambdaMinEstimate = lambdaEst }
-            { t with ShiftAttempts = t.ShiftAttempts + warmAttempts }
+            { t with ShiftAttempts = t.ShiftAttempts + warmAttempts + ritzAttempts }
     let c, lam = terms.Shift, terms.LambdaMinLower
     if c = 0.0 then
         inconclusive (sprintf "shifted Cholesky failed for every shift tried (λ_min estimate %g, %s)" lambdaEst units) terms
@@ -540,7 +622,9 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         let sigma = FloatingPoint.scaleDown (FloatingPoint.down (sqrt lam)) scale
         certificate subject Verdict.Certified
             (sprintf "Cholesky of fl(G) − %.6g·I succeeded%s; λ_min(G) ≥ %.6g > 0 (%s), so rank Φ̃ = n = %d"
-                c (if warm.IsSome then " (the caller's warm shift)" else "") lam units n)
+                c (if warm.IsSome then " (the caller's warm shift)"
+                   elif ritzShift.IsSome then " (the shift from the Lanczos's smallest Ritz value)"
+                   else "") lam units n)
             precision device terms sigma sigmaMaxEst sigmaMaxBound clock
     else
         let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError
@@ -560,7 +644,7 @@ let denseOperator (opts: Options) (precision: string) (scale: int) (work: torch.
       ZeroRows = gram.ZeroRows; ScaleExponent = scale
       Precision = precision; Device = gram.Gram.device; Method = denseMethod
       DuplicateCandidates = duplicateCandidates gram
-      EstimateLambdaMax = fun steps -> estimateLambdaMax steps gram.Gram
+      EstimateLambdaMax = fun steps -> estimateRitz steps gram.Gram
       EstimateLambdaMin = fun iterations -> estimateLambdaMinIn work iterations gram.Gram
       ShiftedCholesky = fun c -> lambdaMinShiftedCholesky work opts.CholeskyPanel gram c
       TrialCholesky = fun t -> lambdaMaxTrialCholesky work opts.CholeskyPanel gram t

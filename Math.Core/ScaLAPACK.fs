@@ -421,7 +421,12 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
           DuplicateCandidates = duplicateCandidates
           EstimateLambdaMax = fun steps ->
             let clock = Stopwatch.StartNew()
-            let estimate = agreeFloat grid (Certify.lanczosLambdaMax steps (int64 n) torch.CPU matvec)
+            let estimate = Certify.lanczosRitz steps (int64 n) torch.CPU matvec
+            // every rank takes rank 0's values: the same shifts and trials everywhere
+            let estimate =
+                { Certify.KrylovEstimate.LambdaMax = agreeFloat grid estimate.LambdaMax
+                  Certify.KrylovEstimate.LambdaMinRitz = agreeFloat grid estimate.LambdaMinRitz
+                  Certify.KrylovEstimate.LambdaMinRitzChange = agreeFloat grid estimate.LambdaMinRitzChange }
             log (sprintf "scalapack: λ_max estimate (Lanczos, pdsymv) %.1f s" clock.Elapsed.TotalSeconds)
             estimate
           EstimateLambdaMin = fun iterations ->

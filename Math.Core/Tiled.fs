@@ -792,9 +792,19 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
           Method = sprintf "float64 Gram in %d × %d tiles, tile Cholesky + Rump shifted-Cholesky positive-definiteness test (SPEC §3)" b b
           DuplicateCandidates = duplicateCandidates
           EstimateLambdaMax = fun steps ->
-            recorded "estimate:lambda-max" (fun () ->
+            // θ_min and its last move are recorded before θ_max, so a run killed between them computes all three again;
+            // a manifest with θ_max alone (a run begun before θ_min was recorded) resumes without the Ritz shift
+            match store.Entry "estimate:lambda-max", store.Entry "estimate:ritz-min", store.Entry "estimate:ritz-min-change" with
+            | Some top, Some bottom, Some change ->
+                { Certify.KrylovEstimate.LambdaMax = ofBits top; LambdaMinRitz = ofBits bottom; LambdaMinRitzChange = ofBits change }
+            | Some top, _, _ -> Certify.KrylovEstimate.TopOnly(ofBits top)
+            | None, _, _ ->
                 let tick = passes "λ_max estimate, Lanczos products" (min steps n)
-                Certify.lanczosLambdaMax steps (int64 n) torch.CPU (fun v -> let y = matvec v in tick (); y))
+                let estimate = Certify.lanczosRitz steps (int64 n) torch.CPU (fun v -> let y = matvec v in tick (); y)
+                store.SetEntry("estimate:ritz-min", bitsOf estimate.LambdaMinRitz)
+                store.SetEntry("estimate:ritz-min-change", bitsOf estimate.LambdaMinRitzChange)
+                store.SetEntry("estimate:lambda-max", bitsOf estimate.LambdaMax)
+                estimate
           EstimateLambdaMin = fun iterations ->
             // The factor of fl G is kept (its tiles verified on every read) until the estimate is recorded.
             let key = ordered "flg"

@@ -745,6 +745,8 @@ let tests =
                 // the warm shift: ¼ of λ_min of the unscaled Gram (proves itself, at least the floor 0)
                 let lambdaMin = torch.linalg.eigvalsh(fullGram.Gram).[0].item<float> ()
                 let opts = if warm then Certify.withWarmShift (lambdaMin / 4.0) 0.0 opts else opts
+                // λ̂_min ≤ 0 is inverse iteration's: the Ritz shift, tried before it, is off in those cases
+                let opts = if negativeEstimate then { opts with RitzShiftTolerance = 0.0 } else opts
                 NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () ->
                     let op = Certify.denseOperator opts "features float64, Gram float64" scale work scaled
                     let log = ResizeArray<string>()
@@ -858,6 +860,62 @@ let tests =
             Expect.isGreaterThan (top / lam30 - 1.0) 1e-4 (sprintf "the case is crowded: 30 products leave λ̂ %.3g low" (top / lam30 - 1.0))
             Expect.isGreaterThan products 30 (sprintf "crowded: %d products" products)
             Expect.isLessThanOrEqual (top / lam - 1.0) 1e-4 (sprintf "crowded: λ̂ within 10⁻⁴ (the first trial's margin is 10⁻³): λ̂ %.17g, λ_max %.17g, %d products" lam top products)
+        }
+
+        test "the Ritz shift: a settled θ_min (Gaussian Φ̃) decides with one factorisation and no inverse iteration, sound and tighter; an unsettled one (graded Φ̃) is never tried; a failed one is counted and falls back" {
+            // oracle: eigvalsh of fl G (the Ritz value's interlacing), the certificate with the Ritz shift off (a second
+            // route to the same verdict), and a spy counting the operator's calls
+            let certifyWith (opts: Certify.Options) (phi: torch.Tensor) (tamper: Certify.GramOperator -> Certify.GramOperator) =
+                use fullGram = Gram.ofMatrix opts.BlockColumns false phi
+                let scaled, scale = Gram.scaleBy false fullGram
+                use _scaledGram = scaled.Gram
+                use work = torch.empty_like(scaled.Gram)
+                let lambdaMinFl = (use e = torch.linalg.eigvalsh(scaled.Gram) in e.[0].item<float> ())
+                let mutable estimates, shifted = 0, []
+                let op = Certify.denseOperator opts "features float64, Gram float64" scale work scaled
+                let spy =
+                    tamper { op with
+                               EstimateLambdaMin = (fun k -> estimates <- estimates + 1; op.EstimateLambdaMin k)
+                               AnyOrderCholesky = None
+                               ShiftedCholesky = (fun c -> shifted <- shifted @ [ c ]; op.ShiftedCholesky c) }
+                let krylov = op.EstimateLambdaMax opts.KrylovSteps
+                let c = Certify.certifyOperator opts (subject phi false) None (System.Diagnostics.Stopwatch.StartNew()) spy
+                c, krylov, lambdaMinFl, estimates, shifted
+            // settled: a Gaussian 512 × 2048 (crowded bottom edge, κ ≈ 9)
+            use phi = gaussian 41 512 2048
+            let c, krylov, lambdaMinFl, estimates, shifted = certifyWith Certify.defaults phi id
+            let what = sprintf "Gaussian: %O %s %A; θ_min %.17g change %.3g, λ_min(fl G) %.17g, shifts %A" c.Verdict c.Reason c.Terms krylov.LambdaMinRitz krylov.LambdaMinRitzChange lambdaMinFl shifted
+            Expect.isLessThanOrEqual krylov.LambdaMinRitzChange 1e-3 ("settled. " + what)
+            Expect.isGreaterThanOrEqual krylov.LambdaMinRitz (lambdaMinFl * (1.0 - 1e-12)) ("θ_min ≥ λ_min(fl G) (interlacing). " + what)
+            Expect.isLessThanOrEqual krylov.LambdaMinRitz (lambdaMinFl * 1.01) ("θ_min within 1 % of λ_min. " + what)
+            Expect.equal c.Verdict Verdict.Certified what
+            Expect.stringContains c.Reason "smallest Ritz value" what
+            Expect.equal (estimates, c.Terms.ShiftAttempts) (0, 1) ("no inverse iteration, one factorisation. " + what)
+            Expect.equal shifted [ 0.9 * krylov.LambdaMinRitz ] ("the shift 0.9·θ_min, alone. " + what)
+            Expect.equal c.Terms.LambdaMinEstimate krylov.LambdaMinRitz ("θ_min recorded as the estimate. " + what)
+            let sigmaMin = (use s = torch.linalg.svdvals(phi) in s.min().item<float> ())
+            Expect.isLessThanOrEqual c.SigmaMinLower sigmaMin ("sound against the SVD. " + what)
+            let off, _, _, offEstimates, _ = certifyWith { Certify.defaults with RitzShiftTolerance = 0.0 } phi id
+            Expect.equal (off.Verdict, offEstimates) (Verdict.Certified, 1) ("off: inverse iteration decides. " + off.Reason)
+            Expect.isGreaterThan c.SigmaMinLower off.SigmaMinLower (sprintf "tighter than 0.75·λ̂ of inverse iteration: %.6g vs %.6g" c.SigmaMinLower off.SigmaMinLower)
+            // failed: the spy fails the Ritz shift's Cholesky; the certificate counts it and goes on as without it
+            let failFirst (op: Certify.GramOperator) =
+                let mutable first = true
+                { op with ShiftedCholesky = fun c -> (if first then (first <- false; None) else op.ShiftedCholesky c) }
+            let f, _, _, fEstimates, fShifted = certifyWith Certify.defaults phi failFirst
+            Expect.equal (f.Verdict, fEstimates, f.Terms.ShiftAttempts) (Verdict.Certified, 1, 2) (sprintf "fallback: %s %A" f.Reason fShifted)
+            Expect.equal (f.SigmaMinLower, f.Terms.Shift) (off.SigmaMinLower, off.Terms.Shift) "the fallback's bound is the one without the Ritz shift"
+            // unsettled: rows graded over four decades (κ ≈ 10⁴): θ_min still moves by % per product, never tried
+            use graded = gaussian 42 256 512
+            use weights = torch.logspace(0.0, -4.0, 256L, dtype = torch.float64).unsqueeze(1L)
+            use gradedPhi = graded.mul(weights)
+            let g, gk, _, gEstimates, gShifted = certifyWith Certify.defaults gradedPhi id
+            let gwhat = sprintf "graded: %O %s; θ_min change %.3g, shifts %A" g.Verdict g.Reason gk.LambdaMinRitzChange gShifted
+            Expect.isGreaterThan gk.LambdaMinRitzChange 1e-3 ("unsettled. " + gwhat)
+            Expect.equal gEstimates 1 ("inverse iteration ran. " + gwhat)
+            Expect.isFalse (g.Reason.Contains "Ritz") gwhat
+            Expect.equal g.Terms.ShiftAttempts (List.length gShifted) ("no shift beyond the estimate's. " + gwhat)
+            Expect.floatClose Accuracy.veryHigh (List.head gShifted) (0.75 * g.Terms.LambdaMinEstimate) ("its first shift is 0.75·λ̂ of inverse iteration. " + gwhat)
         }
 
         test "certifyGram leaves the caller's Gram unscaled and agrees with certifyMatrix (which scales its own Gram in place)" {
