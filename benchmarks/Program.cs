@@ -274,13 +274,17 @@ public static class Program
                         var cert = Workloads.CertifyInMemory(phi); var tCert = Lap();
                         using var gram0 = Gram.ofMatrix(Gram.defaultChunkColumns, false, phi); var tGram = Lap();
                         var (g, _) = Gram.scaleBy(true, gram0); var tScale = Lap();
-                        var lmax = Certify.estimateLambdaMax(Certify.defaults.KrylovSteps, g.Gram); var tLmax = Lap();
-                        using var work = empty_like(g.Gram);   // as the certificate: one work matrix for its three factorisations
-                        var lmin = Certify.estimateLambdaMinIn(work, 16, g.Gram); var tLmin = Lap();
+                        var krylov = Certify.estimateRitz(Certify.defaults.KrylovSteps, g.Gram); var lmax = krylov.LambdaMax; var tLmax = Lap();
+                        using var work = empty_like(g.Gram);   // as the certificate: one work matrix for its factorisations
+                        // the certificate's λ_min estimate: the Ritz shift 0.9·θ_min when θ_min settled (no factorisation of
+                        // its own), else inverse iteration with the Cholesky of fl G and its first shift 0.75·λ̂
+                        var ritz = Certify.ritzShiftApplies(Certify.defaults, krylov);
+                        var shift = ritz ? Certify.defaults.RitzShiftFraction * krylov.LambdaMinRitz : 0.75 * Certify.estimateLambdaMinIn(work, 16, g.Gram);
+                        var tLmin = Lap();
                         // the certificate's order of the two factorisations (LAPACK's when it chose any order)
                         var panel = cert.Terms.CholeskyGammaIndex == n + 1 ? 0 : Certify.defaults.CholeskyPanel;
                         bool shifted, trial;
-                        { work.copy_(g.Gram); using (var d = work.diagonal()) d.sub_(0.75 * lmin); shifted = Certify.choleskyDiagonal(panel, work) != null; }
+                        { work.copy_(g.Gram); using (var d = work.diagonal()) d.sub_(shift); shifted = Certify.choleskyDiagonal(panel, work) != null; }
                         var tShift = Lap();
                         // the certificate's trials t = f·λ̂_max in its order, up to the first success (each failure is one more factorisation)
                         var trials = 0;
@@ -294,7 +298,7 @@ public static class Program
                         var tTrial = Lap();
                         var rest2 = tCert - tGram - tScale - tLmax - tLmin - tShift - tTrial;
                         Console.WriteLine(FormattableString.Invariant(
-                            $"RESULT phases {n}x{m} rep {rep}: bare {tBare:F3}; certificate {tCert:F3} ({cert.Verdict}, attempts {cert.Terms.ShiftAttempts}, h_C {cert.Terms.CholeskyGammaIndex}) = gram {tGram:F3} + scale {tScale:F3} + λmax est {tLmax:F3} + λmin est {tLmin:F3} + shifted {tShift:F3}{(shifted ? "" : " (failed)")} + σ_max trial(s) {tTrial:F3} ({trials} tried{(trial ? "" : ", all failed")}; the certificate's: {cert.Terms.LambdaMaxTrialAttempts}) + rest (scan, copies) {rest2:F3}; the scaling (in rest's sum) {tScale:F3}"));
+                            $"RESULT phases {n}x{m} rep {rep}: bare {tBare:F3}; certificate {tCert:F3} ({cert.Verdict}, attempts {cert.Terms.ShiftAttempts}, h_C {cert.Terms.CholeskyGammaIndex}) = gram {tGram:F3} + scale {tScale:F3} + λmax est {tLmax:F3} + λmin est {tLmin:F3}{(ritz ? " (the Ritz shift: none)" : "")} + shifted {tShift:F3}{(shifted ? "" : " (failed)")} + σ_max trial(s) {tTrial:F3} ({trials} tried{(trial ? "" : ", all failed")}; the certificate's: {cert.Terms.LambdaMaxTrialAttempts}) + rest (scan, copies) {rest2:F3}; the scaling (in rest's sum) {tScale:F3}"));
                     }
                     return 0;
                 }
