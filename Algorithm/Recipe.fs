@@ -168,6 +168,8 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 if not (String.IsNullOrEmpty training.CheckpointDirectory) then
                     this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName state.Iteration))
             else this.Step()
+        // a complete run is resumed no more: the switch certificate's kept Gram tiles go (`TwoPhase.ReleaseKeptTiles`)
+        if not cancelled then TwoPhase.ReleaseKeptTiles(setup, state)
         this.Result(not cancelled)
 
     /// Runs up to (not including) iteration `target` (≤ T).

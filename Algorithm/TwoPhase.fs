@@ -521,6 +521,12 @@ type TwoPhase =
     /// bitwise the one a resumed run forms from its rows (`CholeskyFactor.OfRows`).
     static member internal CertifyStreamed(setup: RecipeSetup, opts: Certify.Options,
                                            onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit) : Certificate =
+        TwoPhase.CertifyStreamed(setup, opts, onCertifiedGram, false)
+
+    /// `CertifyStreamed`; with `keepTiles` a Certified certificate's tile folder (its Gram tiles) stays for a resumed run's
+    /// factor (`StoredSwitchFactor`) until `ReleaseKeptTiles`.
+    static member internal CertifyStreamed(setup: RecipeSetup, opts: Certify.Options,
+                                           onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit, keepTiles: bool) : Certificate =
         let engine = setup.Recipe.CertificateEngine
         let c = setup.Certification
         let n = c.Rows
@@ -539,21 +545,26 @@ type TwoPhase =
                 let exact = narrow.``to``(torch.float64).eq(wide).all().item<bool> ()
                 (if exact then narrow else wide.contiguous()).MoveToOuterDisposeScope()
             CertificateEngine.CertifyRowBlocks(engine, opts, subject, None, b, (n + b - 1) / b, rowBlock,
-                                               TwoPhase.ProgressLog setup, onCertifiedGram))
+                                               TwoPhase.ProgressLog setup, onCertifiedGram, keepTiles))
+
+    /// What a certificate of the certification set's Φ̃ = [h, 1] with m = `features` features at the current parameters
+    /// is of: it names the certificate's tile folder (`CertificateEngine.SubjectKey`).
+    static member private SubjectOf(setup: RecipeSetup, features: int) : ExpressivitySubject =
+        let c = setup.Certification
+        { DatasetFingerprint = c.DatasetFingerprint
+          CertificationSet = c.Description
+          Architecture = setup.Architecture
+          Taps = setup.Taps
+          ParameterFingerprint = Fingerprint.ofModule setup.Model
+          Rows = c.Rows
+          Features = features
+          WithBias = true }
 
     /// The certificate of the certification set's Φ̃ with m features by `certify subject`, unless two certification
     /// inputs are identical (then Refuted exactly, SPEC §2).
     static member private CertifySubject(setup: RecipeSetup, features: int, certify: ExpressivitySubject -> Certificate) : Certificate =
         let c = setup.Certification
-        let subject =
-            { DatasetFingerprint = c.DatasetFingerprint
-              CertificationSet = c.Description
-              Architecture = setup.Architecture
-              Taps = setup.Taps
-              ParameterFingerprint = Fingerprint.ofModule setup.Model
-              Rows = c.Rows
-              Features = features
-              WithBias = true }
+        let subject = TwoPhase.SubjectOf(setup, features)
         match c.DuplicateInputs.Value with
         | [| i; j |] ->
             // SPEC §2: h is a function of x, so identical inputs give identical rows of Φ̃ for every ω.
@@ -824,6 +835,58 @@ type TwoPhase =
             invalidOp (sprintf "Theorem P with a damped body needs Φ̃_t of all n = %d points whole at every step, but Φ̃ (%d × %d float64) exceeds half the certificate's memory budget (%d bytes): use Recipe:Mode = frozen, which streams Φ̃_τ, or raise Certificate:TileMemoryGB"
                            setup.Certification.Rows setup.Certification.Rows (TwoPhase.FeatureColumns setup) r.CertificateEngine.MemoryBudgetBytes)
 
+    /// Whether the switch's certificate keeps its tile folder (docs/theory.md §4 "Φ̃ streamed"): Φ̃ streamed, Theorem P
+    /// with a frozen body, whose factor is formed from the certificate's Gram tiles. Then the folder (≈ 15 GB at
+    /// n = 60,000) stays until the run ends (`ReleaseKeptTiles`), so that a run resumed after the switch forms the factor
+    /// from it (`StoredSwitchFactor`) instead of a second Gram (three hours at n = 60,000).
+    static member KeepsSwitchTiles(setup: RecipeSetup) : bool =
+        let r = setup.Recipe
+        r.ReadoutStep = ReadoutStepRule.Preconditioned && r.Mode = PhaseTwoMode.Frozen
+        && not (String.IsNullOrEmpty r.CertificateEngine.WorkDirectory) && TwoPhase.StreamsFeatures setup
+
+    /// Theorem P's factor at a resume after the switch (the body at the switch in place, evaluation mode): from the Gram
+    /// tiles the switch's certificate kept (`KeepsSwitchTiles`, `CholeskyFactor.FromStoredGram`, bitwise the
+    /// switch's factor), in half the engine's budget as at the switch; null when they are not there (or a file fails
+    /// verification: said in the log), and the caller forms it from the rows (`CholeskyFactor.OfRows`, the same bits).
+    static member private StoredSwitchFactor(setup: RecipeSetup) : CholeskyFactor =
+        if not (TwoPhase.KeepsSwitchTiles setup) then null
+        else
+            let r = setup.Recipe
+            let engine = r.CertificateEngine
+            let half = engine.WithTiles(engine.TileSize, max 1L (engine.MemoryBudgetBytes / 2L))
+            let subject = TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1)
+            let log = TwoPhase.ProgressLog setup
+            let say (line: string) = if not (isNull log) then log.Invoke line
+            try
+                match CholeskyFactor.FromStoredGram(half, subject, float setup.Certification.Rows * r.ReadoutRidge, log) with
+                | Some factor -> factor
+                | None ->
+                    say (sprintf "no complete set of the switch certificate's Gram tiles in %s" (CertificateEngine.TileFolder(engine, subject)))
+                    null
+            with e ->
+                say (sprintf "the switch certificate's Gram tiles could not be used (%s)" e.Message)
+                null
+
+    /// Removes the tile folder the switch's certificate kept (`KeepsSwitchTiles`), once the run needs no resume: the
+    /// trainer calls it when a run completes, a loop of one's own when it is done with the state (before `Dispose`).
+    /// Nothing to do when the switch kept none. The body at the switch names the folder; the current body is put back.
+    static member ReleaseKeptTiles(setup: RecipeSetup, state: RecipeState) =
+        if state.Switched && not (isNull state.SwitchBody) && TwoPhase.KeepsSwitchTiles setup then
+            let current = TwoPhase.Snapshot setup
+            let wasTraining = setup.Model.training
+            try
+                TwoPhase.Restore(setup, state.SwitchBody)
+                setup.Model.eval ()
+                let subject = TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1)
+                if CertificateEngine.RemoveTiles(setup.Recipe.CertificateEngine, subject) then
+                    match TwoPhase.ProgressLog setup with
+                    | null -> ()
+                    | log -> log.Invoke "the switch certificate's kept Gram tiles removed (the run is complete)"
+            finally
+                TwoPhase.Restore(setup, current)
+                TwoPhase.DisposeAll current
+                if wasTraining then setup.Model.train ()
+
     /// Removes the row files and factor tiles a killed run left in the engine's work directory (`features/rows-*`,
     /// `cholesky/factor-*`: tens of GB at n = 60,000). Called where no preconditioner of this run exists yet (the switch,
     /// a resume): their folders have fresh names, so nothing would ever read them again.
@@ -851,7 +914,13 @@ type TwoPhase =
         let n = phi.Rows
         // streamed: the factor's tiles share the budget with the feature rows kept in memory
         let engine = if streamed then r.CertificateEngine.WithTiles(r.CertificateEngine.TileSize, max 1L (r.CertificateEngine.MemoryBudgetBytes - phi.MemoryBytes)) else r.CertificateEngine
-        let factor = if isNull switchFactor then CholeskyFactor.OfRows(engine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup) else switchFactor
+        let factor =
+            if not (isNull switchFactor) then switchFactor
+            else
+                match TwoPhase.ProgressLog setup with
+                | null -> ()
+                | log -> if streamed then log.Invoke "Theorem P's factor of fl(G_τ) + nλI formed from the rows (a second Gram)"
+                CholeskyFactor.OfRows(engine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
         if isNull factor then
             phi.Dispose()
             invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
@@ -1166,7 +1235,7 @@ type TwoPhase =
             let switchFactor = ref (null: CholeskyFactor)
             let handedOver = ref false
             let onCertifiedGram =
-                if streamed && r.ReadoutStep = ReadoutStepRule.Preconditioned && r.Mode = PhaseTwoMode.Frozen then
+                if TwoPhase.KeepsSwitchTiles setup then
                     fun (withGram: int -> int -> (torch.Tensor -> unit) -> unit) ->
                         let engine = r.CertificateEngine
                         let n = setup.Certification.Rows
@@ -1176,7 +1245,9 @@ type TwoPhase =
                 else ignore
             let certifyNow (attempt: int) =
                 let phi = if streamed then null else TwoPhase.CertificationFeatures setup
-                let cert = if streamed then TwoPhase.CertifyStreamed(setup, Certify.defaults, onCertifiedGram) else TwoPhase.CertifyFeatures(setup, phi)
+                // the Gram tiles Theorem P's factor is formed from stay until the run ends: a resume after the switch forms the
+                // factor from them again (`StoredSwitchFactor`), not from a second Gram of hours
+                let cert = if streamed then TwoPhase.CertifyStreamed(setup, Certify.defaults, onCertifiedGram, TwoPhase.KeepsSwitchTiles setup) else TwoPhase.CertifyFeatures(setup, phi)
                 certificates.Add cert
                 setup.Observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
                 phi, cert
@@ -1444,7 +1515,7 @@ type TwoPhase =
                     TwoPhase.Restore(setup, (if not (isNull track) && not (isNull track.FactorBody) then track.FactorBody else state.SwitchBody))
                     setup.Model.eval ()
                     if TwoPhase.StreamsFeatures setup then TwoPhase.RemoveStaleStreamedFiles setup
-                    let rebuilt = (TwoPhase.BuildPreconditioner setup).WithProgress progress
+                    let rebuilt = (TwoPhase.BuildPreconditioner(setup, TwoPhase.StoredSwitchFactor setup)).WithProgress progress
                     let restored =
                         if not (isNull track) then rebuilt.WithDamped track
                         // a Theorem P record (before Theorem PD) resumed by a PD run: the earlier steps' perturbations are

@@ -113,11 +113,34 @@ type CertificateEngine =
     static member CertifyRowBlocks(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, rowsEqual: Certify.RowEquality,
                                    blockRows: int, blockCount: int, rowBlock: int -> torch.Tensor, log: Action<string>,
                                    onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit) : Certificate =
+        CertificateEngine.CertifyRowBlocks(engine, opts, subject, rowsEqual, blockRows, blockCount, rowBlock, log, onCertifiedGram, false)
+
+    /// `CertifyRowBlocks` with `onCertifiedGram`; with `keepTiles`, a Certified certificate's tile folder stays (its Gram
+    /// tiles for `CholeskyFactor.FromStoredGram`: Theorem P's factor when a run is resumed after the switch, without the hours of
+    /// a second Gram) until `RemoveTiles`; any other verdict's folder is removed as usual.
+    static member CertifyRowBlocks(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, rowsEqual: Certify.RowEquality,
+                                   blockRows: int, blockCount: int, rowBlock: int -> torch.Tensor, log: Action<string>,
+                                   onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit, keepTiles: bool) : Certificate =
         let clock = Stopwatch.StartNew()
-        CertificateEngine.OnTiles(engine, subject, log, fun settings ->
+        CertificateEngine.OnTiles(engine, subject, log, (fun settings ->
             let settings = { settings with FeatureCacheBytes = min settings.FeatureCacheBytes (engine.MemoryBudgetBytes / 4L)
                                            OnCertifiedGram = onCertifiedGram }
-            CertificateEngine.CertifyRowBlocksOnTiles(settings, opts, subject, rowsEqual, blockRows, blockCount, rowBlock, clock))
+            CertificateEngine.CertifyRowBlocksOnTiles(settings, opts, subject, rowsEqual, blockRows, blockCount, rowBlock, clock)),
+            keepTiles)
+
+    /// The tile folder of `subject`'s certificate on this engine (null without a work directory): where a killed
+    /// certificate resumes from, and where `keepTiles` leaves a certified one's Gram.
+    static member TileFolder(engine: CertificateEngine, subject: ExpressivitySubject) : string =
+        snd (engine.Settings(CertificateEngine.SubjectKey subject, ignore))
+
+    /// Removes `subject`'s tile folder (kept by `CertifyRowBlocks` with `keepTiles`, or left by a killed certificate);
+    /// true when there was one.
+    static member RemoveTiles(engine: CertificateEngine, subject: ExpressivitySubject) : bool =
+        let folder = CertificateEngine.TileFolder(engine, subject)
+        if not (isNull folder) && Directory.Exists folder then
+            Directory.Delete(folder, true)
+            true
+        else false
 
     /// The tiled certificate of row blocks under given tile `settings` (the tile folder, budget, blocked order and
     /// progress of the caller: `CertifyRowBlocks` above, `rf certify --config`): `Tiled.certifyRowBlocks`, then in Auto
@@ -134,9 +157,15 @@ type CertificateEngine =
     /// folder, `Settings`), the tile folder removed once the certificate is made (a killed run leaves it).
     static member private OnTiles(engine: CertificateEngine, subject: ExpressivitySubject, log: Action<string>,
                                   certifyOnTiles: Tiled.Settings -> Certificate) : Certificate =
+        CertificateEngine.OnTiles(engine, subject, log, certifyOnTiles, false)
+
+    /// `OnTiles`; with `keepTiles` a Certified certificate's folder stays.
+    static member private OnTiles(engine: CertificateEngine, subject: ExpressivitySubject, log: Action<string>,
+                                  certifyOnTiles: Tiled.Settings -> Certificate, keepTiles: bool) : Certificate =
         let settings, folder = engine.Settings(CertificateEngine.SubjectKey subject, (if isNull log then ignore else log.Invoke))
         let certificate = certifyOnTiles settings
-        if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
+        if not (isNull folder) && Directory.Exists folder && not (keepTiles && certificate.Verdict = Verdict.Certified) then
+            Directory.Delete(folder, true)
         certificate
 
 /// The lower Cholesky factor C of a symmetric positive definite M = fl(Φ̃Φ̃ᵀ) + s·I (n × n, float64; Theorem P's
@@ -239,6 +268,17 @@ type CholeskyFactor() =
                 withGram i k (fun t -> copy.Value <- t.clone())
                 copy.Value)
         CholeskyFactor.Build(engine, n, float columns, withColumn, shift, log)
+
+    /// Theorem P's factor of M = fl(G) + shift·I from the Gram tiles a Certified certificate of `subject` kept in its
+    /// tile folder (`CertifyRowBlocks` with `keepTiles`; `Tiled.withStoredGram`, every tile verified as it is read):
+    /// `FromGram` on them, bitwise the factor the switch formed (the same tiles in the same order). None when the folder
+    /// does not hold all of this subject's Gram tiles (another body, or removed): the caller forms the factor from
+    /// the rows. Some null when the Cholesky fails.
+    static member FromStoredGram(engine: CertificateEngine, subject: ExpressivitySubject, shift: float, log: Action<string>) : CholeskyFactor option =
+        let settings, folder = engine.Settings(CertificateEngine.SubjectKey subject, ignore)
+        Tiled.withStoredGram settings subject (fun withGram ->
+            if not (isNull log) then log.Invoke(sprintf "the switch certificate's Gram tiles kept in %s" folder)
+            CholeskyFactor.FromGram(engine, subject.Rows, subject.Columns, withGram, shift, log))
 
     static member private Build(engine: CertificateEngine, n: int, columns: float, withColumn: int -> ((int -> torch.Tensor) -> unit) -> unit,
                                 shift: float, log: Action<string>) : CholeskyFactor =

@@ -456,6 +456,38 @@ let symmetricMatvecTiles (tiles: int) (size: int -> int) (offset: int -> int) (w
                 if i <> j then (use gT = g.t() in (block y j).add_(gT.mm(block v i))) |> ignore)
     y.MoveToOuterDisposeScope()
 
+/// The key every tile file and the manifest of `subject`'s certificate under `settings` carry: what the tiles are of
+/// (`RunFingerprint`), their shape and their accumulation order (tile size, Gram chunk).
+let private runKeyOf (settings: Settings) (subject: ExpressivitySubject) : string =
+    Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
+        sprintf "rf-tiled 2|%s|n=%d|m'=%d|bias=%b|b=%d|chunk=%d" settings.RunFingerprint subject.Rows subject.Columns subject.WithBias
+            settings.TileSize settings.GramChunkColumns))).ToLowerInvariant()
+
+/// The Gram tiles fl(G)_IJ (I ≥ J, unscaled, as `Settings.OnCertifiedGram` hands them over) that a certificate of
+/// `subject` left in `settings.WorkDirectory` (kept there by `CertificateEngine.CertifyRowBlocks` with `keepTiles`:
+/// Theorem P's factor on a resume, docs/theory.md §4 "Φ̃ streamed"): when the folder's manifest carries this run key
+/// and lists every Gram tile done, `Some (f withGram)`, `withGram i j g` running g on tile (i, j) read back from its
+/// file and verified (header and SHA-256; g must not keep it); None otherwise. A file that fails verification raises
+/// (its manifest entry is dropped, so a certificate of the same subject recomputes the tile).
+let withStoredGram (settings: Settings) (subject: ExpressivitySubject) (f: (int -> int -> (torch.Tensor -> unit) -> unit) -> 'a) : 'a option =
+    let directory = settings.WorkDirectory
+    if String.IsNullOrEmpty directory || not (File.Exists(Path.Combine(directory, "manifest.txt"))) then None
+    else
+        let n, b = subject.Rows, settings.TileSize
+        let tiles = (n + b - 1) / b
+        let size i = min b (n - i * b)
+        // nothing kept in memory: every tile is read back from its file when used
+        use store = new TileStore({ settings with MemoryBudgetBytes = 0L; Log = ignore }, runKeyOf settings subject)
+        let name i j = sprintf "G-%d-%d" i j
+        let complete = seq { for i in 0 .. tiles - 1 do for j in 0 .. i -> store.Entry("tile:" + name i j) = Some "done" } |> Seq.forall id
+        if not complete then None
+        else
+            let withGram i j (g: torch.Tensor -> unit) =
+                match store.TryGet(name i j, size i, size j, 0L) with
+                | Some (t, own) -> try g t finally (if own then t.Dispose())
+                | None -> failwithf "the stored Gram tile (%d, %d) in %s was refused (its file is missing, truncated or corrupted)" i j directory
+            Some (f withGram)
+
 /// The certificate of Φ̃ (n × m', `subject`) given as row blocks `rowBlock 0 … blockCount − 1` of
 /// `blockRows` rows each except possibly the last (each call must return the same rows; the engine
 /// disposes them), through the tiled engine. Same verdicts and bounds as `Certify.certifyRowBlocks`
@@ -479,9 +511,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let tiles = (n + b - 1) / b
     let size i = min b (n - i * b)
     let offset i = i * b
-    let runKey =
-        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
-            sprintf "rf-tiled 2|%s|n=%d|m'=%d|bias=%b|b=%d|chunk=%d" settings.RunFingerprint n columns withBias b settings.GramChunkColumns))).ToLowerInvariant()
+    let runKey = runKeyOf settings subject
     use store = new TileStore(settings, runKey)
     settings.Log (sprintf "tiled certificate: n = %d, m' = %d, %d × %d tiles of %d (%d in the lower triangle), %s"
                       n columns tiles tiles b (tiles * (tiles + 1) / 2)

@@ -492,10 +492,13 @@ let recipeTests =
                 List.zip s.Trajectory m.Trajectory
                 |> List.iteri (fun i (ws, wm) ->
                     Expect.isLessThanOrEqual ((ws - wm).FrobeniusNorm()) tol (sprintf "step %d: streamed vs in-memory W within %g" i tol))
+                Expect.isNonEmpty (Directory.GetFiles(Path.Combine(folder.Path, "streamed"), "G-*.tile", SearchOption.AllDirectories))
+                    "the switch certificate's Gram tiles kept for a resume (KeepsSwitchTiles)"
             finally
+                TwoPhase.ReleaseKeptTiles(s.Setup, s.Final)
                 TwoPhase.Dispose(s.Setup, s.Final)
                 TwoPhase.Dispose(m.Setup, m.Final)
-            Expect.isEmpty (Directory.GetFiles(folder.Path, "*", SearchOption.AllDirectories)) "no tile or row file left after Dispose"
+            Expect.isEmpty (Directory.GetFiles(folder.Path, "*", SearchOption.AllDirectories)) "no tile or row file left after ReleaseKeptTiles and Dispose"
         }
 
         test "streamed Φ̃ with a damped body (Theorem P needs Φ̃_t whole at every step): the switch refuses, naming Recipe:Mode = frozen" {
@@ -525,5 +528,55 @@ let recipeTests =
                         // 16 rows × m' = 57 columns: 3,648 bytes as float32, 7,296 as float64, plus a header under 512
                         Expect.isLessThan (FileInfo(f).Length) (16L * 57L * 4L + 512L) (sprintf "%s holds float32 values" (Path.GetFileName f)))
                 ignore
+        }
+
+        test "streamed Φ̃, killed after the switch (n = 40, budget 8 KB): the switch's Gram tiles stay, a resume forms Theorem P's factor from them (no second Gram) bit for bit, a corrupted tile falls back to the rows bit for bit, and a completed run removes them" {
+            let n = 40
+            let data = Fixtures.regression 23 n 3 2 torch.float32
+            let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float32
+            let cfg = Fixtures.training 23 n 16 OptimizerSpec.Sgd 0.05 LossKind.Squared
+            use folder = new TempFolder()
+            let tiles = Path.Combine(folder.Path, "tiles")
+            let engine = { tiledEngine 16 tiles with MemoryBudgetBytes = 8L <<< 10; GramChunkColumns = 16 }
+            let rc = { (Fixtures.recipe 4 PhaseTwoMode.Frozen).WithCertificateEngine(engine)
+                         with ReadoutStep = ReadoutStepRule.Preconditioned; PreconditionedStep = 0.7; ReadoutRidge = 1e-3; PredictionEpsilon = 1e-6 }
+            let dir = Path.Combine(folder.Path, "checkpoints")
+            let checkpoint t = Path.Combine(dir, Checkpoint.fileName t)
+            let gramFiles () = Directory.GetFiles(tiles, "G-*.tile", SearchOption.AllDirectories)
+            // the uninterrupted run, stopped at T without completing (as a killed process leaves it)
+            use killed = new TwoPhaseTrainer(arch, { cfg with CheckpointEvery = 4; CheckpointDirectory = dir }, Some rc, data, NullObserver())
+            killed.RunTo 16
+            let full = killed.Result true
+            Expect.isTrue full.GuaranteeClaimed "certified switch"
+            Expect.isTrue (TwoPhase.StreamsFeatures killed.Setup) "Φ̃ streamed"
+            Expect.isNonEmpty (gramFiles ()) "the switch certificate's Gram tiles kept"
+            let resumeFrom t =
+                let progress = ProgressRecorder()
+                let resumed = new TwoPhaseTrainer(arch, cfg, Some rc, data, progress)
+                resumed.LoadCheckpoint(checkpoint t)
+                resumed.RunTo 16
+                Invariants.bitIdentical full (resumed.Result true) |> Fixtures.expectOk (sprintf "resume from %d" t)
+                resumed, List.ofSeq progress.Lines
+            let resumed, lines = resumeFrom 12
+            (resumed :> IDisposable).Dispose()
+            Expect.exists lines (fun l -> l.Contains "Gram tiles kept in") (sprintf "the factor from the kept Gram tiles (%A)" lines)
+            Expect.isFalse (lines |> List.exists (fun l -> l.Contains "formed from the rows")) "no second Gram"
+            // a corrupted tile: refused on its checksum, the factor formed from the rows, the same bits
+            let victim = gramFiles () |> Array.sort |> Array.last
+            let bytes = File.ReadAllBytes victim
+            bytes.[bytes.Length / 2] <- bytes.[bytes.Length / 2] ^^^ 1uy
+            File.WriteAllBytes(victim, bytes)
+            let resumed, lines = resumeFrom 8
+            Expect.exists lines (fun l -> l.Contains "could not be used") (sprintf "the refused tile is said (%A)" lines)
+            Expect.exists lines (fun l -> l.Contains "formed from the rows") "and the factor formed from the rows"
+            // the refused tile left the manifest: the next resume finds the set incomplete and says so before reading any
+            let again, againLines = resumeFrom 12
+            (again :> IDisposable).Dispose()
+            Expect.exists againLines (fun l -> l.Contains "no complete set") (sprintf "an incomplete set is not read (%A)" againLines)
+            Expect.isFalse (againLines |> List.exists (fun l -> l.Contains "could not be used")) "no tile read"
+            // completing the run removes the kept tiles
+            resumed.Run Threading.CancellationToken.None |> ignore
+            (resumed :> IDisposable).Dispose()
+            Expect.isEmpty (Directory.GetDirectories(tiles, "certificate-*")) "a completed run leaves no certificate folder"
         }
     ]
