@@ -395,6 +395,48 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
     /// whose process is killed every time (out of memory) must not block the queue forever.</summary>
     public const int MaxAttempts = 3;
 
+    /// <summary>The attempt file: starts without finishing, and the run directory's <see cref="ProgressSignature"/> at the
+    /// last start (null in files written before it, or before the run directory existed).</summary>
+    private static (int Attempts, string? Signature) ReadAttempts(string path)
+    {
+        if (!File.Exists(path)) return (0, null);
+        var parts = File.ReadAllText(path).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        int count = parts.Length > 0 && int.TryParse(parts[0], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var a) ? a : 0;
+        var signature = parts.Skip(1).FirstOrDefault(p => p.StartsWith("progress=", StringComparison.Ordinal))?["progress=".Length..];
+        return (count, signature);
+    }
+
+    private static void WriteAttempts(string path, int attempts, string? signature) =>
+        File.WriteAllText(path, attempts.ToString(System.Globalization.CultureInfo.InvariantCulture) + (signature is null ? "" : " progress=" + signature) + "\n");
+
+    /// <summary>What a job has durably done in its run directory, as a SHA-256: the names and sizes of its checkpoints
+    /// (<c>checkpoint-*.bin</c>) and of the files in its certificates' tile folders (<c>certificate-*</c>: Gram and
+    /// factor tiles), and the content of those folders' manifests (the recorded factorisation outcomes and estimates).
+    /// Row files and Theorem P's factor tiles are left out: their folders get fresh names at every start. Two starts
+    /// with the same signature made no progress between them.</summary>
+    public static string ProgressSignature(string runDirectory)
+    {
+        var lines = new List<string>();
+        foreach (var file in Directory.EnumerateFiles(runDirectory, "*", SearchOption.AllDirectories))
+        {
+            var relative = Path.GetRelativePath(runDirectory, file);
+            var name = Path.GetFileName(file);
+            var inCertificate = relative.Split(Path.DirectorySeparatorChar).Any(part => part.StartsWith("certificate-", StringComparison.Ordinal));
+            bool checkpoint = name.StartsWith("checkpoint-", StringComparison.Ordinal) && name.EndsWith(".bin", StringComparison.Ordinal);
+            if (!checkpoint && !inCertificate) continue;
+            if (name.EndsWith(".partial", StringComparison.Ordinal)) continue; // a write the kill interrupted
+            try
+            {
+                lines.Add(name == "manifest.txt" && inCertificate
+                    ? relative + " " + File.ReadAllText(file)
+                    : relative + " " + new FileInfo(file).Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            catch (IOException) { } // removed while we looked
+        }
+        lines.Sort(StringComparer.Ordinal);
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\n", lines))))[..16].ToLowerInvariant();
+    }
+
     /// <summary>A side file name for a job: <c>NAME + suffix</c>, shortened with a hash when it would exceed the file
     /// system's 255-byte limit (a 250-character job name must still get its error file).</summary>
     private static string SideFile(string name, string suffix)
@@ -433,15 +475,27 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         var runPathFile = Path.Combine(owner, SideFile(name, ".run"));
         var attemptsFile = Path.Combine(owner, SideFile(name, ".attempts"));
         // The attempt counter lives beside the job (it moves with it on takeover): a job that killed its worker
-        // MaxAttempts times is failed, not started again.
-        int attempts = 1 + (File.Exists(attemptsFile) && int.TryParse(File.ReadAllText(attemptsFile), out var a) ? a : 0);
+        // MaxAttempts times without progress is failed, not started again. Progress (a new checkpoint, a certificate's
+        // tile or recorded outcome since the last start: ProgressSignature) resets it, so a long job on a machine that
+        // is stopped now and then (a session's end, a preempted node) goes on, and one killed at the same point each
+        // time (out of memory) does not.
+        var (previous, previousSignature) = ReadAttempts(attemptsFile);
+        var knownRun = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
+        var signature = knownRun is not null && Directory.Exists(knownRun) ? ProgressSignature(knownRun) : null;
+        if (previous > 0 && signature is not null && previousSignature is not null && signature != previousSignature)
+        {
+            logger.LogInformation("worker: {Job} made progress since its last start ({Starts} start(s) without finishing): its attempt counter starts afresh",
+                name, previous);
+            previous = 0;
+        }
+        int attempts = previous + 1;
         if (attempts > MaxAttempts)
         {
-            Fail(jobPath, name, $"started {MaxAttempts} times without finishing (its worker was killed each time: out of memory?); not started again", null,
+            Fail(jobPath, name, $"started {MaxAttempts} times without finishing or progress (its worker was killed each time: out of memory?); not started again", null,
                  configPath, runPathFile, attemptsFile);
             return;
         }
-        File.WriteAllText(attemptsFile, attempts.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        WriteAttempts(attemptsFile, attempts, signature);
         _current = jobPath;
         try
         {
@@ -481,7 +535,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
             if (code == ExitCodes.Interrupted)
             {
                 logger.LogWarning("worker: {Job} interrupted; it stays in running/ and resumes at the next start", name);
-                File.WriteAllText(attemptsFile, (attempts - 1).ToString(System.Globalization.CultureInfo.InvariantCulture)); // a graceful stop is no failed attempt
+                WriteAttempts(attemptsFile, attempts - 1, signature); // a graceful stop is no failed attempt
                 return;
             }
             if (code != ExitCodes.Success)
@@ -517,7 +571,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         {
             // Stopped (SIGTERM) before the trainer could checkpoint: the job stays where it is.
             if (File.Exists(jobPath))
-                File.WriteAllText(attemptsFile, (attempts - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                WriteAttempts(attemptsFile, attempts - 1, signature);
             logger.LogWarning("worker: {Job} cancelled before it finished; it stays in running/", name);
         }
         catch (Exception e) when (e is not OutOfMemoryException)

@@ -252,6 +252,16 @@ let endToEnd =
             File.WriteAllText(Path.Combine(dead, "lease.json"), deadLease 999999998)
             File.WriteAllText(Path.Combine(dead, "oom.json"), "{ \"Command\": \"train\" }")
             File.WriteAllText(Path.Combine(dead, "oom.attempts"), "3")
+            // Two more killed 3 times, each with a run directory holding a checkpoint: one made progress since its last start
+            // (a signature that differs: its counter starts afresh and it runs), one did not (the same signature: failed).
+            for job, progressed in [ "moved", true; "stuck", false ] do
+                let run = Path.Combine(dir.Path, "runs-" + job)
+                Directory.CreateDirectory(Path.Combine(run, "checkpoints")) |> ignore
+                File.WriteAllText(Path.Combine(run, "checkpoints", "checkpoint-00000004.bin"), "not a checkpoint")
+                let signature = if progressed then "0000000000000000" else ResearchFramework.Host.Worker.SpoolWorker.ProgressSignature run
+                File.WriteAllText(Path.Combine(dead, job + ".json"), "{ \"Command\": \"train\"," + (tinyConfig dir job 6 3 40 false).TrimStart().Substring(1))
+                File.WriteAllText(Path.Combine(dead, job + ".run"), run)
+                File.WriteAllText(Path.Combine(dead, job + ".attempts"), sprintf "3 progress=%s\n" signature)
             let clock = Stopwatch.StartNew()
             let code, out, err = runRf dir.Path [ "worker"; "--spool"; "spool"; "--once" ]
             Expect.isLessThan clock.Elapsed.TotalSeconds 40.0 "finishes (never hangs on the FIFO)"
@@ -259,6 +269,10 @@ let endToEnd =
             Expect.isTrue (File.Exists(spool "failed/oom.json")) "the job killed 3 times is failed"
             let oomError = File.ReadAllText(spool "failed/oom.error.txt")
             Expect.stringContains oomError "started 3 times" "with the reason"
+            Expect.stringContains (File.ReadAllText(spool "failed/stuck.error.txt")) "started 3 times without finishing or progress" "no progress since its last start: failed"
+            Expect.stringContains (out + err) "moved made progress since its last start" "progress resets the counter"
+            Expect.isFalse (File.Exists(spool "failed/moved.error.txt") && File.ReadAllText(spool "failed/moved.error.txt").Contains "started 3 times")
+                "the job that made progress was started again (its fake checkpoint is then refused, another reason)"
             Expect.isTrue (File.Exists(spool ("failed/" + longName + ".json"))) "the long-named job failed (bad key)"
             let errors = Directory.GetFiles(spool "failed", "*.error.txt") |> Array.filter (fun f -> Path.GetFileName(f).StartsWith "jjjj")
             Expect.equal errors.Length 1 "its error file exists (name shortened with a hash)"
