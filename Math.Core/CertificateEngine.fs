@@ -1,6 +1,7 @@
 namespace ResearchFramework.MathCore
 
 open System
+open System.Threading
 open System.Diagnostics
 open System.IO
 open System.Security.Cryptography
@@ -32,12 +33,16 @@ type CertificateEngine =
       WorkDirectory: string
       /// c: columns per product of a Gram tile on the tiled engine (`Tiled.Settings.GramChunkColumns`); Theorem P's factor
       /// from row blocks uses the same order (`CholeskyFactor.OfRows`). Only the bound's constant depends on it.
-      GramChunkColumns: int }
+      GramChunkColumns: int
+      /// Stops a tiled certificate between two tiles (`Tiled.Settings.Cancel`: OperationCanceledException, every finished
+      /// tile kept in its file, so the same subject resumes from it): the run's stop request (Ctrl-C, SIGTERM), which the
+      /// trainer otherwise sees only between steps — hours later when the switch's certificate is long. Not configuration.
+      Cancel: CancellationToken }
 
     /// Auto, 2048-row tiles, `Tiled.defaultMemoryBudgetBytes` (20 GiB: a 24 GB machine with headroom), no work directory.
     static member Default =
         { Kind = EngineKind.Auto; TileSize = 2048; MemoryBudgetBytes = Tiled.defaultMemoryBudgetBytes; WorkDirectory = null
-          GramChunkColumns = Tiled.defaults.GramChunkColumns }
+          GramChunkColumns = Tiled.defaults.GramChunkColumns; Cancel = CancellationToken.None }
 
     /// Peak bytes of the dense certificate of n rows: four n × n float64 matrices (fl G, its shifted copy, their factors).
     static member DenseBytes(rows: int64) : int64 = 32L * rows * rows
@@ -61,6 +66,8 @@ type CertificateEngine =
     member e.WithTiles(tileSize: int, memoryBudgetBytes: int64) = { e with TileSize = tileSize; MemoryBudgetBytes = memoryBudgetBytes }
     /// The same choice with tile files under `directory` (null: memory only).
     member e.WithWorkDirectory(directory: string) = { e with WorkDirectory = directory }
+    /// The same choice, its tiled certificates stopped by `token` (`Cancel`).
+    member e.WithCancel(token: CancellationToken) = { e with Cancel = token }
 
     /// The tiled engine's settings for a subject named by `key`: tile files in `WorkDirectory/certificate-<hash of key>`
     /// (null without a work directory), so the same subject resumes from its own tiles; log lines and tile progress
@@ -72,7 +79,7 @@ type CertificateEngine =
                 let hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes key)).Substring(0, 16).ToLowerInvariant()
                 Path.Combine(e.WorkDirectory, "certificate-" + hash)
         { Tiled.defaults with TileSize = e.TileSize; MemoryBudgetBytes = e.MemoryBudgetBytes; WorkDirectory = folder; RunFingerprint = key; Log = log; Progress = Tiled.throttledProgress 10.0 log
-                              GramChunkColumns = e.GramChunkColumns },
+                              GramChunkColumns = e.GramChunkColumns; Cancel = e.Cancel },
         folder
 
     /// What names a certified subject's tiles (data, certification set, network, parameters, taps, shape): the

@@ -46,6 +46,6 @@ public static class CertificateEngineConfiguration
         var options = Options(c);
         var kind = options.UsesTiled(rows) ? EngineKind.Tiled : EngineKind.Dense;
         return new CertificateEngine(kind, options.TileSize, options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, workDirectory,
-            options.GramChunkColumns ?? Tiled.defaults.GramChunkColumns);
+            options.GramChunkColumns ?? Tiled.defaults.GramChunkColumns, CancellationToken.None);
     }
 }

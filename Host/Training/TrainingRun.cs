@@ -98,7 +98,8 @@ public static class TrainingRun
         // The switch's and the guard's certificates (and Theorem P's factor) on the engine of Certificate:Engine, tile
         // files in the run directory's tiles/: a killed run's certificate resumes from them.
         var engine = Certification.CertificateEngineConfiguration.ForRun(options.Certificate,
-            Infrastructure.MemoryBudget.CertifiedRows(options, null, data.Train.Count), Path.Combine(run.Path, "tiles"));
+            Infrastructure.MemoryBudget.CertifiedRows(options, null, data.Train.Count), Path.Combine(run.Path, "tiles"))
+            .WithCancel(cancellationToken); // a stop request ends a certificate of hours between two tiles, not after it
         var recipe = RunSetup.Recipe(options.Recipe, options.Training, recipeEnabled, engine);
         var previous = resume ? RunSummary.TryLoad(run.Path) : null;
         string? checkpoint = null;
@@ -127,7 +128,20 @@ public static class TrainingRun
             trainer.LoadCheckpoint(checkpoint);
             logger.LogInformation("{Label}: resumed from {Checkpoint} (iteration {Iteration})", label, checkpoint, trainer.Iteration);
         }
-        var result = trainer.Run(cancellationToken);
+        RunResult result;
+        try
+        {
+            result = trainer.Run(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopped inside the switch's (or a guard's) certificate: its finished tiles are in their files and the state
+            // is that before the switch; a resume redoes the steps after the last checkpoint (deterministically, the same
+            // body) and the certificate continues from its tiles.
+            logger.LogWarning("{Label}: stopped during the certificate at iteration {Iteration}; its finished tiles are kept and a resume continues from them",
+                label, trainer.Iteration);
+            result = trainer.Result(false);
+        }
         var lastCertificate = result.Certificates.LastOrDefault();
         var summary = new RunSummary
         {

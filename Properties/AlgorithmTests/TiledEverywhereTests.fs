@@ -345,6 +345,30 @@ let recipeTests =
             Expect.exists progress.Lines (fun l -> l.Contains "tiles: gram") (sprintf "the switch's tile progress reached the observer (%d lines: %A)" progress.Lines.Count (List.ofSeq progress.Lines))
         }
 
+        test "a stop request inside the switch's tiled certificate (CertificateEngine.Cancel) ends it between two tiles, its tiles kept; the same run started again continues from them and ends bit for bit as an uninterrupted one" {
+            let n = 100
+            let data = Fixtures.regression 31 n inputDim 2 torch.float64
+            let arch = Fixtures.mlp inputDim [| 64; n + 30 |] 2 Activation.Tanh Precision.Float64
+            let cfg = Fixtures.training 31 n 5 OptimizerSpec.Sgd 0.05 LossKind.Squared
+            use folder = new TempFolder()
+            let recipeOn engine = Some ((Fixtures.recipe 3 PhaseTwoMode.Damped).WithCertificateEngine engine)
+            let uninterrupted, _ = Fixtures.run arch cfg (recipeOn (tiledEngine 16 (Path.Combine(folder.Path, "reference")))) data
+            let tiles = Path.Combine(folder.Path, "stopped")
+            use stop = new Threading.CancellationTokenSource()
+            stop.Cancel()
+            do
+                use trainer = new TwoPhaseTrainer(arch, cfg, recipeOn ((tiledEngine 16 tiles).WithCancel stop.Token), data, NullObserver())
+                Expect.throwsT<OperationCanceledException> (fun () -> trainer.Run Threading.CancellationToken.None |> ignore) "the certificate stops"
+                Expect.equal trainer.Iteration 3 "stopped at τ, before the switch"
+            let kept = Directory.GetFiles(tiles, "G-*.tile", SearchOption.AllDirectories)
+            Expect.isNonEmpty kept "the finished Gram tile is kept in its file"
+            let progress = ProgressRecorder()
+            use again = new TwoPhaseTrainer(arch, cfg, recipeOn (tiledEngine 16 tiles), data, progress)
+            let resumed = again.Run Threading.CancellationToken.None
+            Invariants.bitIdentical uninterrupted resumed |> Fixtures.expectOk "started again after the stop"
+            Expect.exists progress.Lines (fun l -> l.Contains "gram" && l.Contains "read back") (sprintf "the kept tile read back, not recomputed (%A)" (List.ofSeq progress.Lines))
+        }
+
         testPropertyWithConfig (Seeds.config 2) "Theorem P on a tiled factor (b = 32, n = 120): contracts by exactly (1 − η_P) per step (MathNet primal oracle), meets k(ε), and stays within σ̄·(‖r_t‖ + ‖r_d‖)/(σ_τ² + nλ) of the dense factor's trajectory" <| fun (seed: int) ->
             let rng = Random seed
             let eta = [| 0.5; 0.8 |].[rng.Next 2]

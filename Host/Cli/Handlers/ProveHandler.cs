@@ -36,7 +36,7 @@ public sealed class ProveHandler
         // --work-dir (resumable: the same command continues from the last finished tile).
         var options = args.Engine ?? CertificateEngineOptions.Default;
         var engine = new CertificateEngine(options.UsesTiled(args.N) ? EngineKind.Tiled : EngineKind.Dense, options.TileSize,
-            options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, options.WorkDirectory, Tiled.defaults.GramChunkColumns);
+            options.MemoryBudgetBytes ?? CertificateEngineOptions.DefaultBudgetBytes, options.WorkDirectory, Tiled.defaults.GramChunkColumns, CancellationToken.None);
         // On the tiled engine Φ is streamed in row blocks (never whole); its phase lines go to stderr.
         var log = new Action<string>(line => Console.Error.WriteLine($"rf prove fc: {line}"));
         var result = args.Dataset is { } name
