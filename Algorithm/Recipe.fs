@@ -168,8 +168,13 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
                 if not (String.IsNullOrEmpty training.CheckpointDirectory) then
                     this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName state.Iteration))
             else this.Step()
-        // a complete run is resumed no more: the switch certificate's kept Gram tiles go (`TwoPhase.ReleaseKeptTiles`)
-        if not cancelled then TwoPhase.ReleaseKeptTiles(setup, state)
+        // A complete run needs its kept Gram tiles no more (`TwoPhase.ReleaseKeptTiles`): its final state is checkpointed
+        // first (unless the period just did), so a resume of the complete run (killed during its evaluation) needs none.
+        if not cancelled && not (isNull (TwoPhase.KeptTilesFolder(setup, state))) then
+            let checkpointing = not (String.IsNullOrEmpty training.CheckpointDirectory)
+            if checkpointing && not (training.CheckpointEvery > 0 && state.Iteration % training.CheckpointEvery = 0) then
+                this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName state.Iteration))
+            TwoPhase.ReleaseKeptTiles(setup, state) |> ignore
         this.Result(not cancelled)
 
     /// Runs up to (not including) iteration `target` (≤ T).

@@ -859,33 +859,53 @@ type TwoPhase =
             let say (line: string) = if not (isNull log) then log.Invoke line
             try
                 match CholeskyFactor.FromStoredGram(half, subject, float setup.Certification.Rows * r.ReadoutRidge, log) with
+                | Some factor when isNull factor ->
+                    // the tiles the switch factorised: the rows would give the same tiles and fail the same way
+                    invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
                 | Some factor -> factor
                 | None ->
                     say (sprintf "no complete set of the switch certificate's Gram tiles in %s" (CertificateEngine.TileFolder(engine, subject)))
                     null
-            with e ->
+            with :? InvalidDataException as e ->
+                // a tile refused on reading (missing, truncated, corrupted): its entry is dropped, the rows give the same tiles
                 say (sprintf "the switch certificate's Gram tiles could not be used (%s)" e.Message)
                 null
 
-    /// Removes the tile folder the switch's certificate kept (`KeepsSwitchTiles`), once the run needs no resume: the
-    /// trainer calls it when a run completes, a loop of one's own when it is done with the state (before `Dispose`).
-    /// Nothing to do when the switch kept none. The body at the switch names the folder; the current body is put back.
-    static member ReleaseKeptTiles(setup: RecipeSetup, state: RecipeState) =
-        if state.Switched && not (isNull state.SwitchBody) && TwoPhase.KeepsSwitchTiles setup then
+    /// The tile folder the switch's certificate kept (`KeepsSwitchTiles`), null when there is none: named by the body at
+    /// the switch (put in place for the name, then the current body and mode are put back). Whatever the engine would
+    /// choose now (a resume with more memory may no longer stream), the folder the switch named is the one looked for.
+    static member KeptTilesFolder(setup: RecipeSetup, state: RecipeState) : string =
+        let engine = setup.Recipe.CertificateEngine
+        if not state.Switched || isNull state.SwitchBody || String.IsNullOrEmpty engine.WorkDirectory then null
+        else
             let current = TwoPhase.Snapshot setup
             let wasTraining = setup.Model.training
             try
                 TwoPhase.Restore(setup, state.SwitchBody)
                 setup.Model.eval ()
-                let subject = TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1)
-                if CertificateEngine.RemoveTiles(setup.Recipe.CertificateEngine, subject) then
-                    match TwoPhase.ProgressLog setup with
-                    | null -> ()
-                    | log -> log.Invoke "the switch certificate's kept Gram tiles removed (the run is complete)"
+                let folder = CertificateEngine.TileFolder(engine, TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1))
+                if not (isNull folder) && Directory.Exists folder then folder else null
             finally
                 TwoPhase.Restore(setup, current)
                 TwoPhase.DisposeAll current
                 if wasTraining then setup.Model.train ()
+
+    /// Removes the tile folder the switch's certificate kept (`KeptTilesFolder`), once the run needs no resume: the
+    /// trainer does it when a run completes (after checkpointing its final state), a loop of one's own when it is done
+    /// with the state (before `Dispose`). True when there was one; a folder that cannot be removed is said in the log
+    /// (the run stays complete).
+    static member ReleaseKeptTiles(setup: RecipeSetup, state: RecipeState) : bool =
+        match TwoPhase.KeptTilesFolder(setup, state) with
+        | null -> false
+        | folder ->
+            let say (line: string) = match TwoPhase.ProgressLog setup with | null -> () | log -> log.Invoke line
+            try
+                Directory.Delete(folder, true)
+                say (sprintf "the switch certificate's kept Gram tiles removed (%s)" folder)
+                true
+            with :? IOException | :? UnauthorizedAccessException as e ->
+                say (sprintf "the switch certificate's kept Gram tiles in %s could not be removed (%s): remove the folder by hand" folder e.Message)
+                false
 
     /// Removes the row files and factor tiles a killed run left in the engine's work directory (`features/rows-*`,
     /// `cholesky/factor-*`: tens of GB at n = 60,000). Called where no preconditioner of this run exists yet (the switch,
@@ -1251,15 +1271,26 @@ type TwoPhase =
                 certificates.Add cert
                 setup.Observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
                 phi, cert
-            let mutable phi, cert = certifyNow 0
-            let mutable attempt = 0
-            while not cert.IsCertified && not (TwoPhase.StructurallyRefuted(setup, cert)) && attempt < r.MaxTries do
-                attempt <- attempt + 1
-                TwoPhase.Perturb(setup, r.PerturbationScale, attempt)
-                if not (isNull phi) then phi.Dispose()
-                let p, c = certifyNow attempt
-                phi <- p
-                cert <- c
+            let attempts () =
+                let mutable phi, cert = certifyNow 0
+                let mutable attempt = 0
+                while not cert.IsCertified && not (TwoPhase.StructurallyRefuted(setup, cert)) && attempt < r.MaxTries do
+                    attempt <- attempt + 1
+                    TwoPhase.Perturb(setup, r.PerturbationScale, attempt)
+                    if not (isNull phi) then phi.Dispose()
+                    let p, c = certifyNow attempt
+                    phi <- p
+                    cert <- c
+                phi, cert, attempt
+            // Stopped or failed inside a certificate (a stop request, `CertificateEngine.Cancel`): the body as before the
+            // switch (not a perturbed one) and training mode, so the state is the one at τ before the switch.
+            let phi, cert, attempt =
+                try attempts ()
+                with _ ->
+                    TwoPhase.Restore(setup, original)
+                    TwoPhase.DisposeAll original
+                    model.train ()
+                    reraise ()
             let switched = { state with Switched = true; Certificates = certificates.ToArray() }
             let result =
                 if cert.IsCertified then
@@ -1515,7 +1546,13 @@ type TwoPhase =
                     TwoPhase.Restore(setup, (if not (isNull track) && not (isNull track.FactorBody) then track.FactorBody else state.SwitchBody))
                     setup.Model.eval ()
                     if TwoPhase.StreamsFeatures setup then TwoPhase.RemoveStaleStreamedFiles setup
-                    let rebuilt = (TwoPhase.BuildPreconditioner(setup, TwoPhase.StoredSwitchFactor setup)).WithProgress progress
+                    let stored = TwoPhase.StoredSwitchFactor setup
+                    let built =
+                        try TwoPhase.BuildPreconditioner(setup, stored)
+                        with _ ->
+                            if not (isNull stored) then stored.Dispose()
+                            reraise ()
+                    let rebuilt = built.WithProgress progress
                     let restored =
                         if not (isNull track) then rebuilt.WithDamped track
                         // a Theorem P record (before Theorem PD) resumed by a PD run: the earlier steps' perturbations are

@@ -34,8 +34,8 @@ type CertificateEngine =
       /// c: columns per product of a Gram tile on the tiled engine (`Tiled.Settings.GramChunkColumns`); Theorem P's factor
       /// from row blocks uses the same order (`CholeskyFactor.OfRows`). Only the bound's constant depends on it.
       GramChunkColumns: int
-      /// Stops a tiled certificate between two tiles (`Tiled.Settings.Cancel`: OperationCanceledException, every finished
-      /// tile kept in its file, so the same subject resumes from it): the run's stop request (Ctrl-C, SIGTERM), which the
+      /// Stops a tiled certificate between two tiles (`Tiled.Settings.Cancel`: OperationCanceledException; with a work
+      /// directory every finished tile stays in its file, so the same subject resumes from it): the run's stop request (Ctrl-C, SIGTERM), which the
       /// trainer otherwise sees only between steps — hours later when the switch's certificate is long. Not configuration.
       Cancel: CancellationToken }
 

@@ -468,7 +468,8 @@ let private runKeyOf (settings: Settings) (subject: ExpressivitySubject) : strin
 /// Theorem P's factor on a resume, docs/theory.md §4 "Φ̃ streamed"): when the folder's manifest carries this run key
 /// and lists every Gram tile done, `Some (f withGram)`, `withGram i j g` running g on tile (i, j) read back from its
 /// file and verified (header and SHA-256; g must not keep it); None otherwise. A file that fails verification raises
-/// (its manifest entry is dropped, so a certificate of the same subject recomputes the tile).
+/// InvalidDataException (the reason in `settings.Log`; its manifest entry is dropped, so a certificate of the same subject
+/// recomputes the tile).
 let withStoredGram (settings: Settings) (subject: ExpressivitySubject) (f: (int -> int -> (torch.Tensor -> unit) -> unit) -> 'a) : 'a option =
     let directory = settings.WorkDirectory
     if String.IsNullOrEmpty directory || not (File.Exists(Path.Combine(directory, "manifest.txt"))) then None
@@ -477,7 +478,7 @@ let withStoredGram (settings: Settings) (subject: ExpressivitySubject) (f: (int 
         let tiles = (n + b - 1) / b
         let size i = min b (n - i * b)
         // nothing kept in memory: every tile is read back from its file when used
-        use store = new TileStore({ settings with MemoryBudgetBytes = 0L; Log = ignore }, runKeyOf settings subject)
+        use store = new TileStore({ settings with MemoryBudgetBytes = 0L }, runKeyOf settings subject)
         let name i j = sprintf "G-%d-%d" i j
         let complete = seq { for i in 0 .. tiles - 1 do for j in 0 .. i -> store.Entry("tile:" + name i j) = Some "done" } |> Seq.forall id
         if not complete then None
@@ -485,7 +486,7 @@ let withStoredGram (settings: Settings) (subject: ExpressivitySubject) (f: (int 
             let withGram i j (g: torch.Tensor -> unit) =
                 match store.TryGet(name i j, size i, size j, 0L) with
                 | Some (t, own) -> try g t finally (if own then t.Dispose())
-                | None -> failwithf "the stored Gram tile (%d, %d) in %s was refused (its file is missing, truncated or corrupted)" i j directory
+                | None -> raise (InvalidDataException(sprintf "the stored Gram tile (%d, %d) in %s was refused (its file is missing, truncated or corrupted)" i j directory))
             Some (f withGram)
 
 /// The certificate of Φ̃ (n × m', `subject`) given as row blocks `rowBlock 0 … blockCount − 1` of

@@ -135,9 +135,9 @@ public static class TrainingRun
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // Stopped inside the switch's (or a guard's) certificate: its finished tiles are in their files and the state
-            // is that before the switch; a resume redoes the steps after the last checkpoint (deterministically, the same
-            // body) and the certificate continues from its tiles.
+            // Stopped inside a tiled certificate (the switch's: the body is put back as it was at τ; a guard's: mid-step).
+            // Nothing is checkpointed here: a resume starts from the last checkpoint, redoes the steps after it
+            // (deterministically: the same body), and the certificate continues from its finished tiles in tiles/.
             logger.LogWarning("{Label}: stopped during the certificate at iteration {Iteration}; its finished tiles are kept and a resume continues from them",
                 label, trainer.Iteration);
             result = trainer.Result(false);

@@ -479,9 +479,22 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         // tile or recorded outcome since the last start: ProgressSignature) resets it, so a long job on a machine that
         // is stopped now and then (a session's end, a preempted node) goes on, and one killed at the same point each
         // time (out of memory) does not.
-        var (previous, previousSignature) = ReadAttempts(attemptsFile);
-        var knownRun = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
-        var signature = knownRun is not null && Directory.Exists(knownRun) ? ProgressSignature(knownRun) : null;
+        int previous;
+        string? previousSignature, signature = null;
+        try
+        {
+            (previous, previousSignature) = ReadAttempts(attemptsFile);
+            var knownRun = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
+            signature = knownRun is not null && Directory.Exists(knownRun) ? ProgressSignature(knownRun) : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // an unreadable run directory must not stop the worker (before the counter is written, every restart would
+            // take the job over and stop again): the start counts, with no progress known
+            logger.LogWarning("worker: {Job}: its progress could not be read ({Reason}); this start counts as one without progress", name, e.Message);
+            (previous, previousSignature) = (0, null);
+            try { previous = ReadAttempts(attemptsFile).Attempts; } catch (Exception again) when (again is IOException or UnauthorizedAccessException) { }
+        }
         if (previous > 0 && signature is not null && previousSignature is not null && signature != previousSignature)
         {
             logger.LogInformation("worker: {Job} made progress since its last start ({Starts} start(s) without finishing): its attempt counter starts afresh",

@@ -360,6 +360,10 @@ let recipeTests =
                 use trainer = new TwoPhaseTrainer(arch, cfg, recipeOn ((tiledEngine 16 tiles).WithCancel stop.Token), data, NullObserver())
                 Expect.throwsT<OperationCanceledException> (fun () -> trainer.Run Threading.CancellationToken.None |> ignore) "the certificate stops"
                 Expect.equal trainer.Iteration 3 "stopped at τ, before the switch"
+                Expect.isTrue trainer.Model.training "back in training mode, as before the switch"
+                use before = new TwoPhaseTrainer(arch, cfg, recipeOn (tiledEngine 16 (Path.Combine(folder.Path, "unused"))), data, NullObserver())
+                before.RunTo 3
+                Expect.equal trainer.BodyFingerprint before.BodyFingerprint "the body as at τ before the switch"
             let kept = Directory.GetFiles(tiles, "G-*.tile", SearchOption.AllDirectories)
             Expect.isNonEmpty kept "the finished Gram tile is kept in its file"
             let progress = ProgressRecorder()
@@ -519,7 +523,7 @@ let recipeTests =
                 Expect.isNonEmpty (Directory.GetFiles(Path.Combine(folder.Path, "streamed"), "G-*.tile", SearchOption.AllDirectories))
                     "the switch certificate's Gram tiles kept for a resume (KeepsSwitchTiles)"
             finally
-                TwoPhase.ReleaseKeptTiles(s.Setup, s.Final)
+                TwoPhase.ReleaseKeptTiles(s.Setup, s.Final) |> ignore
                 TwoPhase.Dispose(s.Setup, s.Final)
                 TwoPhase.Dispose(m.Setup, m.Final)
             Expect.isEmpty (Directory.GetFiles(folder.Path, "*", SearchOption.AllDirectories)) "no tile or row file left after ReleaseKeptTiles and Dispose"
