@@ -504,7 +504,14 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         int attempts = previous + 1;
         if (attempts > MaxAttempts)
         {
-            Fail(jobPath, name, $"started {MaxAttempts} times without finishing or progress (its worker was killed each time: out of memory?); not started again", null,
+            // The run directory keeps what the job did (checkpoints, certificate tiles): named, so that it can be resumed
+            // by hand once the cause is fixed (a new job in the inbox starts a new run directory).
+            string? kept = null;
+            try { kept = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null; } catch (IOException) { }
+            var resumeHint = kept is not null && Directory.Exists(kept)
+                ? $"; its run directory {kept} keeps its checkpoints and tiles (`rf train --resume` / `rf compare --resume` continue it)"
+                : "";
+            Fail(jobPath, name, $"started {MaxAttempts} times without finishing or progress (its worker was killed each time: out of memory?); not started again{resumeHint}", null,
                  configPath, runPathFile, attemptsFile);
             return;
         }

@@ -269,7 +269,9 @@ let endToEnd =
             Expect.isTrue (File.Exists(spool "failed/oom.json")) "the job killed 3 times is failed"
             let oomError = File.ReadAllText(spool "failed/oom.error.txt")
             Expect.stringContains oomError "started 3 times" "with the reason"
-            Expect.stringContains (File.ReadAllText(spool "failed/stuck.error.txt")) "started 3 times without finishing or progress" "no progress since its last start: failed"
+            let stuckError = File.ReadAllText(spool "failed/stuck.error.txt")
+            Expect.stringContains stuckError "started 3 times without finishing or progress" "no progress since its last start: failed"
+            Expect.stringContains stuckError (Path.Combine(dir.Path, "runs-stuck")) "naming the run directory that keeps its work"
             Expect.stringContains (out + err) "moved made progress since its last start" "progress resets the counter"
             Expect.isFalse (File.Exists(spool "failed/moved.error.txt") && File.ReadAllText(spool "failed/moved.error.txt").Contains "started 3 times")
                 "the job that made progress was started again (its fake checkpoint is then refused, another reason)"
