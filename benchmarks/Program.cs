@@ -15,6 +15,7 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>stream-certify n m seed</c> / <c>stream-bare n m seed</c>: one streamed run, for /usr/bin/time -v;
 /// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
+/// <item><c>mirror n k</c>: NativeBlas.mirrorLower against the tensor-copy mirror it replaced, alternated k times.</item>
 /// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
 /// <item><c>gram-chunks b m chunk k</c>: a b × b Gram tile of m columns in chunks (the tiled engine's order) vs one product.</item>
 /// <item><c>phases n m</c>: where the dense certificate's time goes, its steps timed one by one on the library's own
@@ -179,6 +180,30 @@ public static class Program
                                       $"(min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs)");
                     return 0;
                 }
+            case "mirror":
+                {
+                    // NativeBlas.mirrorLower (blocked copies within the storage) against the tensor-copy mirror it
+                    // replaced (512-row blocks: tril + transposed tril on the diagonal, a transposed copy elsewhere),
+                    // alternated k times on an n × n float64 matrix.
+                    var (n, k) = (Int(rest[0]), Int(rest[1]));
+                    using var a = randn(new long[] { n, n }, dtype: float64);
+                    var olds = new List<double>();
+                    var news = new List<double>();
+                    for (var rep = 0; rep < k; rep++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        TensorCopyMirror(a);
+                        olds.Add(sw.Elapsed.TotalMilliseconds);
+                        sw.Restart();
+                        NativeBlas.mirrorLower(a);
+                        news.Add(sw.Elapsed.TotalMilliseconds);
+                    }
+                    olds.Sort();
+                    news.Sort();
+                    Console.WriteLine(FormattableString.Invariant(
+                        $"RESULT mirror n={n}: tensor copies median {olds[k / 2]:F1} ms (min {olds[0]:F1}), blocked copies median {news[k / 2]:F1} ms (min {news[0]:F1}), {k} pairs"));
+                    return 0;
+                }
             case "kernel-rates":
                 {
                     // The machine's float64 kernel rates on the certificate's kernels (NativeBlas), n × n × k.
@@ -309,5 +334,25 @@ public static class Program
     }
 
     static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
+
+    /// <summary>The mirror NativeBlas.mirrorLower had before its blocked copies (the baseline of <c>mirror</c>).</summary>
+    static void TensorCopyMirror(TorchSharp.torch.Tensor c)
+    {
+        var n = (int)c.shape[0];
+        const int r = 512;
+        using var scope = NewDisposeScope();
+        var blocks = (n + r - 1) / r;
+        for (var i = 0; i < blocks; i++)
+        {
+            var ri = Math.Min(r, n - i * r);
+            for (var j = 0; j <= i; j++)
+            {
+                var rj = Math.Min(r, n - j * r);
+                var lower = c.narrow(0, i * r, ri).narrow(1, j * r, rj);
+                if (i == j) lower.copy_(lower.tril().add(lower.tril(-1).t()));
+                else c.narrow(0, j * r, rj).narrow(1, i * r, ri).copy_(lower.t());
+            }
+        }
+    }
     static long Long(string s) => long.Parse(s, CultureInfo.InvariantCulture);
 }

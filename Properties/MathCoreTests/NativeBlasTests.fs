@@ -94,17 +94,28 @@ let tests =
                         if gotS.[i, j] <> float exact then failtestf "syrk %s: (%d, %d) = %g, exact %d" what i j gotS.[i, j] exact
                 expectOutsideUntouched outerS rs cs p p ("syrk " + what)
 
-        testPropertyWithConfig config "mirrorLower makes the matrix symmetric from its lower triangle, nothing else changes" <| fun (seed: int) ->
+        testPropertyWithConfig config "mirrorLower makes the matrix (or a view of one, rows of stride > n) symmetric from its lower triangle, bit for bit, nothing else changes" <| fun (seed: int) ->
             let rng = Random seed
-            let n = if seed % 5 = 0 then rng.Next(500, 1100) else rng.Next(1, 60)
-            use t = gaussian seed n n
+            let n = if seed % 5 = 0 then rng.Next(500, 1100) else rng.Next(1, 140)
+            let asView = seed % 2 = 1
+            use outer = gaussian seed (n + 3) (n + 5)
+            let r0, c0 = (if asView then 1 else 0), (if asView then 2 else 0)
+            use t = if asView then outer.narrow(0L, int64 r0, int64 n).narrow(1L, int64 c0, int64 n) else gaussian seed n n
             let before = arrayOf t
+            let outerBefore = arrayOf outer
             NativeBlas.mirrorLower t
             let after = arrayOf t
             for i in 0 .. n - 1 do
                 for j in 0 .. n - 1 do
                     let expected = if j <= i then before.[i, j] else before.[j, i]
-                    if after.[i, j] <> expected then failtestf "n=%d: (%d, %d) = %g, expected %g" n i j after.[i, j] expected
+                    if BitConverter.DoubleToInt64Bits after.[i, j] <> BitConverter.DoubleToInt64Bits expected then
+                        failtestf "n=%d (view %b): (%d, %d) = %g, expected %g" n asView i j after.[i, j] expected
+            if asView then
+                let outerAfter = arrayOf outer
+                for i in 0 .. n + 2 do
+                    for j in 0 .. n + 4 do
+                        let inside = i >= r0 && i < r0 + n && j >= c0 && j < c0 + n
+                        if not inside && outerAfter.[i, j] <> outerBefore.[i, j] then failtestf "n=%d: entry (%d, %d) outside the view was written" n i j
 
         testPropertyWithConfig config "potrfLower: L·Lᵀ = A within Demmel's componentwise bound γ_{n+1}|L||Lᵀ|, on views; info = k at the first non-positive pivot" <| fun (seed: int) ->
             let rng = Random seed
