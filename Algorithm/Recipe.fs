@@ -170,11 +170,12 @@ type TwoPhaseTrainer(architecture: ArchitectureSpec, training: TrainingConfig, r
             else this.Step()
         // A complete run needs its kept Gram tiles no more (`TwoPhase.ReleaseKeptTiles`): its final state is checkpointed
         // first (unless the period just did), so a resume of the complete run (killed during its evaluation) needs none.
-        if not cancelled && not (isNull (TwoPhase.KeptTilesFolder(setup, state))) then
+        let kept = if cancelled then null else TwoPhase.KeptTilesFolder(setup, state)
+        if not (isNull kept) then
             let checkpointing = not (String.IsNullOrEmpty training.CheckpointDirectory)
             if checkpointing && not (training.CheckpointEvery > 0 && state.Iteration % training.CheckpointEvery = 0) then
                 this.SaveCheckpoint(IO.Path.Combine(training.CheckpointDirectory, Checkpoint.fileName state.Iteration))
-            TwoPhase.ReleaseKeptTiles(setup, state) |> ignore
+            TwoPhase.ReleaseKeptTiles(setup, kept) |> ignore
         this.Result(not cancelled)
 
     /// Runs up to (not including) iteration `target` (≤ T).

@@ -895,9 +895,12 @@ type TwoPhase =
     /// with the state (before `Dispose`). True when there was one; a folder that cannot be removed is said in the log
     /// (the run stays complete).
     static member ReleaseKeptTiles(setup: RecipeSetup, state: RecipeState) : bool =
-        match TwoPhase.KeptTilesFolder(setup, state) with
-        | null -> false
-        | folder ->
+        TwoPhase.ReleaseKeptTiles(setup, TwoPhase.KeptTilesFolder(setup, state))
+
+    /// `ReleaseKeptTiles` of the folder `KeptTilesFolder` already found (null: nothing to do).
+    static member ReleaseKeptTiles(setup: RecipeSetup, folder: string) : bool =
+        if isNull folder then false
+        else
             let say (line: string) = match TwoPhase.ProgressLog setup with | null -> () | log -> log.Invoke line
             try
                 Directory.Delete(folder, true)
@@ -1254,8 +1257,9 @@ type TwoPhase =
             // (its tiles in half the budget; the rows take the other half)
             let switchFactor = ref (null: CholeskyFactor)
             let handedOver = ref false
+            let keepTiles = TwoPhase.KeepsSwitchTiles setup
             let onCertifiedGram =
-                if TwoPhase.KeepsSwitchTiles setup then
+                if keepTiles then
                     fun (withGram: int -> int -> (torch.Tensor -> unit) -> unit) ->
                         let engine = r.CertificateEngine
                         let n = setup.Certification.Rows
@@ -1267,7 +1271,7 @@ type TwoPhase =
                 let phi = if streamed then null else TwoPhase.CertificationFeatures setup
                 // the Gram tiles Theorem P's factor is formed from stay until the run ends: a resume after the switch forms the
                 // factor from them again (`StoredSwitchFactor`), not from a second Gram of hours
-                let cert = if streamed then TwoPhase.CertifyStreamed(setup, Certify.defaults, onCertifiedGram, TwoPhase.KeepsSwitchTiles setup) else TwoPhase.CertifyFeatures(setup, phi)
+                let cert = if streamed then TwoPhase.CertifyStreamed(setup, Certify.defaults, onCertifiedGram, keepTiles) else TwoPhase.CertifyFeatures(setup, phi)
                 certificates.Add cert
                 setup.Observer.OnCertificate { Iteration = t; Attempt = attempt; Certificate = cert }
                 phi, cert

@@ -124,7 +124,7 @@ type CertificateEngine =
 
     /// `CertifyRowBlocks` with `onCertifiedGram`; with `keepTiles`, a Certified certificate's tile folder stays (its Gram
     /// tiles for `CholeskyFactor.FromStoredGram`: Theorem P's factor when a run is resumed after the switch, without the hours of
-    /// a second Gram) until `RemoveTiles`; any other verdict's folder is removed as usual.
+    /// a second Gram) until the caller removes it (`TwoPhase.ReleaseKeptTiles`); any other verdict's folder is removed as usual.
     static member CertifyRowBlocks(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, rowsEqual: Certify.RowEquality,
                                    blockRows: int, blockCount: int, rowBlock: int -> torch.Tensor, log: Action<string>,
                                    onCertifiedGram: (int -> int -> (torch.Tensor -> unit) -> unit) -> unit, keepTiles: bool) : Certificate =
@@ -139,15 +139,6 @@ type CertificateEngine =
     /// certificate resumes from, and where `keepTiles` leaves a certified one's Gram.
     static member TileFolder(engine: CertificateEngine, subject: ExpressivitySubject) : string =
         snd (engine.Settings(CertificateEngine.SubjectKey subject, ignore))
-
-    /// Removes `subject`'s tile folder (kept by `CertifyRowBlocks` with `keepTiles`, or left by a killed certificate);
-    /// true when there was one.
-    static member RemoveTiles(engine: CertificateEngine, subject: ExpressivitySubject) : bool =
-        let folder = CertificateEngine.TileFolder(engine, subject)
-        if not (isNull folder) && Directory.Exists folder then
-            Directory.Delete(folder, true)
-            true
-        else false
 
     /// The tiled certificate of row blocks under given tile `settings` (the tile folder, budget, blocked order and
     /// progress of the caller: `CertifyRowBlocks` above, `rf certify --config`): `Tiled.certifyRowBlocks`, then in Auto

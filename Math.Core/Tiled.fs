@@ -456,6 +456,9 @@ let symmetricMatvecTiles (tiles: int) (size: int -> int) (offset: int -> int) (w
                 if i <> j then (use gT = g.t() in (block y j).add_(gT.mm(block v i))) |> ignore)
     y.MoveToOuterDisposeScope()
 
+/// The name of Gram tile (i, j) in a certificate's tile store (its file `NAME.tile`, its manifest entry `tile:NAME`).
+let private gramName (i: int) (j: int) = sprintf "G-%d-%d" i j
+
 /// The key every tile file and the manifest of `subject`'s certificate under `settings` carry: what the tiles are of
 /// (`RunFingerprint`), their shape and their accumulation order (tile size, Gram chunk).
 let private runKeyOf (settings: Settings) (subject: ExpressivitySubject) : string =
@@ -479,12 +482,11 @@ let withStoredGram (settings: Settings) (subject: ExpressivitySubject) (f: (int 
         let size i = min b (n - i * b)
         // nothing kept in memory: every tile is read back from its file when used
         use store = new TileStore({ settings with MemoryBudgetBytes = 0L }, runKeyOf settings subject)
-        let name i j = sprintf "G-%d-%d" i j
-        let complete = seq { for i in 0 .. tiles - 1 do for j in 0 .. i -> store.Entry("tile:" + name i j) = Some "done" } |> Seq.forall id
+        let complete = seq { for i in 0 .. tiles - 1 do for j in 0 .. i -> store.Entry("tile:" + gramName i j) = Some "done" } |> Seq.forall id
         if not complete then None
         else
             let withGram i j (g: torch.Tensor -> unit) =
-                match store.TryGet(name i j, size i, size j, 0L) with
+                match store.TryGet(gramName i j, size i, size j, 0L) with
                 | Some (t, own) -> try g t finally (if own then t.Dispose())
                 | None -> raise (InvalidDataException(sprintf "the stored Gram tile (%d, %d) in %s was refused (its file is missing, truncated or corrupted)" i j directory))
             Some (f withGram)
@@ -584,7 +586,6 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
                 if own then r.Dispose() |]
         Certify.refuteByShape subject (defaultArg (store.Entry "precision") "float32") torch.CPU squares clock
     else
-    let gramName i j = sprintf "G-%d-%d" i j
     let factorReserve = triangleBytes n b
     // Gram tiles are kept in memory only up to the budget less one factor's triangle while a factor may be built; the
     // passes before the first factorisation (duplicate scan, the Lanczos products) need no factor, so they keep

@@ -479,21 +479,19 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         // tile or recorded outcome since the last start: ProgressSignature) resets it, so a long job on a machine that
         // is stopped now and then (a session's end, a preempted node) goes on, and one killed at the same point each
         // time (out of memory) does not.
-        int previous;
-        string? previousSignature, signature = null;
+        var (previous, previousSignature) = ReadAttempts(attemptsFile);
+        var knownRun = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
+        if (knownRun is not null && !Directory.Exists(knownRun)) knownRun = null;
+        string? signature = null;
         try
         {
-            (previous, previousSignature) = ReadAttempts(attemptsFile);
-            var knownRun = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
-            signature = knownRun is not null && Directory.Exists(knownRun) ? ProgressSignature(knownRun) : null;
+            if (knownRun is not null) signature = ProgressSignature(knownRun);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // an unreadable run directory must not stop the worker (before the counter is written, every restart would
             // take the job over and stop again): the start counts, with no progress known
             logger.LogWarning("worker: {Job}: its progress could not be read ({Reason}); this start counts as one without progress", name, e.Message);
-            (previous, previousSignature) = (0, null);
-            try { previous = ReadAttempts(attemptsFile).Attempts; } catch (Exception again) when (again is IOException or UnauthorizedAccessException) { }
         }
         if (previous > 0 && signature is not null && previousSignature is not null && signature != previousSignature)
         {
@@ -506,10 +504,8 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         {
             // The run directory keeps what the job did (checkpoints, certificate tiles): named, so that it can be resumed
             // by hand once the cause is fixed (a new job in the inbox starts a new run directory).
-            string? kept = null;
-            try { kept = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null; } catch (IOException) { }
-            var resumeHint = kept is not null && Directory.Exists(kept)
-                ? $"; its run directory {kept} keeps its checkpoints and tiles (`rf train --resume` / `rf compare --resume` continue it)"
+            var resumeHint = knownRun is not null
+                ? $"; its run directory {knownRun} keeps its checkpoints and tiles (`rf train --resume` / `rf compare --resume` continue it)"
                 : "";
             Fail(jobPath, name, $"started {MaxAttempts} times without finishing or progress (its worker was killed each time: out of memory?); not started again{resumeHint}", null,
                  configPath, runPathFile, attemptsFile);
@@ -521,7 +517,7 @@ public sealed class SpoolWorker(WorkerSettings settings, IHostApplicationLifetim
         {
             var (command, seeds) = JobFile.WriteConfig(jobPath, configPath);
             var input = new ConfigurationInput(configPath, []);
-            string? runDirectory = File.Exists(runPathFile) ? File.ReadAllText(runPathFile).Trim() : null;
+            string? runDirectory = knownRun; // read above (null when it names no existing folder)
             // A verify job is no training configuration: its "Verify" section is read on its own (a bad one fails here).
             var verify = command == "verify" ? VerifyHandler.FromJob(configPath) : default;
             if (command == "verify" && (runDirectory is null || !Directory.Exists(runDirectory)))
