@@ -601,8 +601,10 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
             // LambdaMinEstimate stays NaN)
             lambdaMinTermsBy [ c0 ] n choleskyDepth e (fun _ -> diag) baseTerms
         | None, Some (c, diag, _) ->
-            // the λ_min side from the Ritz shift's factorisation; the estimate is θ_min
-            lambdaMinTermsBy [ c ] n choleskyDepth e (fun _ -> Some diag) { baseTerms with LambdaMinEstimate = lambdaEst }
+            // the λ_min side from the Ritz shift's factorisation; the estimate is θ_min. A warm shift tried before it
+            // (one that failed or proved too little) was a factorisation too: counted
+            let t = lambdaMinTermsBy [ c ] n choleskyDepth e (fun _ -> Some diag) { baseTerms with LambdaMinEstimate = lambdaEst }
+            { t with ShiftAttempts = t.ShiftAttempts + warmAttempts }
         | None, None -> baseTerms
     if not (lambdaEst > 0.0) then
         inconclusive (sprintf "the floating-point estimate of λ_min(fl G) is %g ≤ 0 (%s)" lambdaEst units)
