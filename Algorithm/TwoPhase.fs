@@ -1265,7 +1265,10 @@ type TwoPhase =
                         let n = setup.Certification.Rows
                         let half = engine.WithTiles(engine.TileSize, max 1L (engine.MemoryBudgetBytes / 2L))
                         handedOver.Value <- true
-                        switchFactor.Value <- CholeskyFactor.FromGram(half, n, TwoPhase.FeatureColumns setup, withGram, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
+                        // the factor's tiles resumable beside the kept Gram tiles (the certified body is in place: its folder)
+                        let kept = CertificateEngine.TileFolder(engine, TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1))
+                        switchFactor.Value <- CholeskyFactor.FromGram(half, n, TwoPhase.FeatureColumns setup, withGram, float n * r.ReadoutRidge,
+                                                                      TwoPhase.ProgressLog setup, kept)
                 else ignore
             let certifyNow (attempt: int) =
                 let phi = if streamed then null else TwoPhase.CertificationFeatures setup

@@ -208,7 +208,7 @@ type CholeskyFactor() =
     /// 10 s and the last tile) to `log` (may be null).
     static member Tiled(phi: torch.Tensor, shift: float, tileSize: int, memoryBudgetBytes: int64, directory: string, log: Action<string>) : CholeskyFactor =
         if tileSize < 1 then invalidArg "tileSize" (sprintf "the tile size %d must be at least 1" tileSize)
-        let factor = new TiledCholesky(int phi.shape.[0], tileSize, memoryBudgetBytes, directory)
+        let factor = new TiledCholesky(int phi.shape.[0], tileSize, memoryBudgetBytes, directory, null, null)
         let progress = if isNull log then ignore else Tiled.throttledProgress 10.0 log.Invoke
         if factor.Factorize(phi, shift, progress) then factor :> CholeskyFactor
         else
@@ -259,13 +259,34 @@ type CholeskyFactor() =
     /// by `Tiled.Settings.OnCertifiedGram`, so Theorem P needs no second Gram. Null when the Cholesky fails.
     static member FromGram(engine: CertificateEngine, n: int, columns: int, withGram: int -> int -> (torch.Tensor -> unit) -> unit,
                            shift: float, log: Action<string>) : CholeskyFactor =
+        CholeskyFactor.FromGram(engine, n, columns, withGram, shift, log, null)
+
+    /// `FromGram`, resumable when `gramFolder` (the folder that keeps the Gram tiles: the switch certificate's, kept
+    /// until the run ends) is given: every factor tile is also written, as it is finished, to `ResumeFolder gramFolder
+    /// shift b`, and a factorisation stopped part-way (a killed run) continues there from its finished tiles, each read
+    /// back and verified (`Tiled.readTile`: a missing, truncated, corrupted or foreign file is formed again, never
+    /// trusted). The tiles are the same in either case: each is the same kernels on the same tiles (left-looking: tile
+    /// (i, k) reads Gram tile (i, k) and the finished tiles of columns < k only). The folder goes with the factor
+    /// (`Dispose`) and with the kept Gram tiles (`TwoPhase.ReleaseKeptTiles`).
+    static member FromGram(engine: CertificateEngine, n: int, columns: int, withGram: int -> int -> (torch.Tensor -> unit) -> unit,
+                           shift: float, log: Action<string>, gramFolder: string) : CholeskyFactor =
         if not (isNull log) then log.Invoke(sprintf "factor of fl(G) + %g·I from the certificate's Gram tiles (n = %d, no second Gram)" shift n)
         let withColumn k (body: (int -> torch.Tensor) -> unit) =
             body (fun i ->
                 let copy = ref (null: torch.Tensor)
                 withGram i k (fun t -> copy.Value <- t.clone())
                 copy.Value)
-        CholeskyFactor.Build(engine, n, float columns, withColumn, shift, log)
+        // the factor's tiles carry the Gram tiles' run key: tiles of another Gram are refused, not trusted
+        let resume =
+            match (if String.IsNullOrEmpty gramFolder then None else Tiled.manifestRunKey gramFolder) with
+            | Some gramKey -> Some (CholeskyFactor.ResumeFolder(gramFolder, shift, engine.TileSize), gramKey)
+            | None -> None
+        CholeskyFactor.Build(engine, n, float columns, withColumn, shift, log, resume)
+
+    /// The folder of `FromGram`'s resumable factor tiles for M = fl(G) + shift·I in tiles of b, inside the folder that keeps
+    /// the Gram tiles (named by the shift's bits and b: another shift or tile size never reads these tiles).
+    static member ResumeFolder(gramFolder: string, shift: float, b: int) : string =
+        Path.Combine(gramFolder, sprintf "factor-%016x-b%d" (BitConverter.DoubleToInt64Bits shift) b)
 
     /// Theorem P's factor of M = fl(G) + shift·I from the Gram tiles a Certified certificate of `subject` kept in its
     /// tile folder (`CertifyRowBlocks` with `keepTiles`; `Tiled.withStoredGram`, every tile verified as it is read):
@@ -276,14 +297,23 @@ type CholeskyFactor() =
         let settings, folder = engine.Settings(CertificateEngine.SubjectKey subject, ignore)
         Tiled.withStoredGram settings subject (fun withGram ->
             if not (isNull log) then log.Invoke(sprintf "the switch certificate's Gram tiles kept in %s" folder)
-            CholeskyFactor.FromGram(engine, subject.Rows, subject.Columns, withGram, shift, log))
+            CholeskyFactor.FromGram(engine, subject.Rows, subject.Columns, withGram, shift, log, folder))
 
     static member private Build(engine: CertificateEngine, n: int, columns: float, withColumn: int -> ((int -> torch.Tensor) -> unit) -> unit,
                                 shift: float, log: Action<string>) : CholeskyFactor =
+        CholeskyFactor.Build(engine, n, columns, withColumn, shift, log, None)
+
+    static member private Build(engine: CertificateEngine, n: int, columns: float, withColumn: int -> ((int -> torch.Tensor) -> unit) -> unit,
+                                shift: float, log: Action<string>, resume: (string * string) option) : CholeskyFactor =
         let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "cholesky")
-        let factor = new TiledCholesky(n, engine.TileSize, engine.MemoryBudgetBytes, directory)
+        let resumeFolder, resumeKey = match resume with Some (folder, key) -> folder, key | None -> null, null
+        let factor = new TiledCholesky(n, engine.TileSize, engine.MemoryBudgetBytes, directory, resumeFolder, resumeKey)
         let progress = if isNull log then ignore else Tiled.throttledProgress 10.0 log.Invoke
-        let ok = (try factor.FactorizeWith(columns, withColumn, shift, progress) with _ -> factor.Dispose(); reraise ())
+        // stopped part-way (an exception, a stop request): a resumable factor keeps its finished tiles' files
+        let ok = (try factor.FactorizeWith(columns, withColumn, shift, progress)
+                  with _ -> (if isNull resumeFolder then factor.Dispose() else factor.ReleaseMemory()); reraise ())
+        if ok && not (isNull log) && factor.TilesResumed > 0 then
+            log.Invoke(sprintf "factor: %d of %d tiles read back from %s (a stopped run's)" factor.TilesResumed (factor.TileCount * (factor.TileCount + 1) / 2) resumeFolder)
         if ok then factor :> CholeskyFactor
         else
             factor.Dispose()
@@ -300,7 +330,10 @@ and [<AllowNullLiteral>] DenseCholesky(factor: torch.Tensor) =
     override _.Dispose() = factor.Dispose()
 
 /// The lower factor in b × b tiles L_ik (i ≥ k), in memory up to a budget and in tile files (`Tiled.writeTile`) beyond it.
-and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory: string) =
+/// With `resumeFolder` (`CholeskyFactor.FromGram`'s resumable factor): every tile is also written to that folder as it is
+/// finished, and a factorisation there continues from the tiles it finds (each read back and verified: its header names
+/// the folder, the tile, its shape and `resumeKey`, the Gram tiles' run key).
+and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory: string, resumeFolder: string, resumeKey: string) =
     inherit CholeskyFactor()
     let tiles = (n + b - 1) / b
     let size i = min b (n - i * b)
@@ -308,25 +341,54 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
     let memory = Collections.Generic.Dictionary<struct (int * int), torch.Tensor>()
     let mutable memoryBytes = 0L
     let mutable disposed = false
+    let resumable = not (String.IsNullOrEmpty resumeFolder)
+    let mutable resumed = 0
     let folder =
-        if String.IsNullOrEmpty directory then null
+        if resumable then resumeFolder
+        elif String.IsNullOrEmpty directory then null
         else Path.Combine(directory, "factor-" + Guid.NewGuid().ToString("N").Substring(0, 12))
     let pathOf i k = Path.Combine(folder, sprintf "L-%d-%d.tile" i k)
-    let header i k = sprintf "rf-cholesky-factor\nfolder=%s\ntile=%d,%d\nrows=%d\ncols=%d\n" folder i k (size i) (size k)
-    /// Stores L_ik (takes `t`): in memory while the budget allows (always without a folder), else in its file.
+    let header i k =
+        sprintf "rf-cholesky-factor\nfolder=%s\ntile=%d,%d\nrows=%d\ncols=%d\n" folder i k (size i) (size k)
+        + (if resumable then sprintf "gram=%s\n" resumeKey else "")
+    /// Keeps L_ik (takes `c`, canonical strides) in memory while the budget allows (always without a folder); false when
+    /// it does not fit.
+    let keep i k (c: torch.Tensor) =
+        let bytes = c.NumberOfElements * 8L
+        if isNull folder || memoryBytes + bytes <= budget then
+            memory.[struct (i, k)] <- c
+            memoryBytes <- memoryBytes + bytes
+            true
+        else false
+    /// Stores L_ik (takes `t`): in memory while the budget allows (always without a folder), else in its file; resumable,
+    /// in its file in any case.
     let put i k (t: torch.Tensor) =
         // row-major, canonical strides: the same bits whether the tile is used from memory or read back from its file
         let c = torch.empty(t.shape, dtype = torch.float64).DetachFromDisposeScope()
         c.copy_(t) |> ignore
         t.Dispose()
-        let bytes = c.NumberOfElements * 8L
-        if isNull folder || memoryBytes + bytes <= budget then
-            memory.[struct (i, k)] <- c
-            memoryBytes <- memoryBytes + bytes
-        else
+        if resumable then
             Directory.CreateDirectory folder |> ignore
             Tiled.writeTile (pathOf i k) (header i k) c
+        if not (keep i k c) then
+            if not resumable then
+                Directory.CreateDirectory folder |> ignore
+                Tiled.writeTile (pathOf i k) (header i k) c
             c.Dispose()
+    /// Resumable: L_ik from the file a stopped factorisation wrote, kept as `put` keeps it; false (and the file removed)
+    /// when there is none or it does not verify.
+    let takeFinished i k =
+        if not resumable || not (File.Exists(pathOf i k)) then false
+        else
+            match Tiled.readTile (pathOf i k) (header i k) (size i) (size k) with
+            | Ok t ->
+                let c = t.DetachFromDisposeScope()
+                if not (keep i k c) then c.Dispose()
+                resumed <- resumed + 1
+                true
+            | Error _ ->
+                File.Delete(pathOf i k)
+                false
     /// Runs `f` on L_ik (from memory, or read back and verified from its file).
     let withTile i k (f: torch.Tensor -> 'a) : 'a =
         match memory.TryGetValue(struct (i, k)) with
@@ -345,6 +407,13 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
     member _.MemoryBytes = memoryBytes
     /// Tiles in files (beyond the budget).
     member _.TilesInFiles = tiles * (tiles + 1) / 2 - memory.Count
+    /// Tiles this factorisation read back from a stopped one's files instead of forming them (resumable only).
+    member _.TilesResumed = resumed
+    /// Frees the tiles held in memory and keeps the files (a resumable factorisation stopped part-way).
+    member internal _.ReleaseMemory() =
+        for t in memory.Values do t.Dispose()
+        memory.Clear()
+        memoryBytes <- 0L
     /// L_ik as a copy (i ≥ k), for tests.
     member _.Tile(i: int, k: int) : torch.Tensor = withTile i k (fun t -> t.clone())
     /// Factorises M = fl(Φ̃Φ̃ᵀ) + shift·I tile by tile (M_IK one syrk/gemm of the row tiles); false when a diagonal tile
@@ -384,13 +453,15 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
                 let mutable i = column
                 while ok.Value && i < tiles do
                     use scope = torch.NewDisposeScope()
-                    let a = tileOf i
-                    if i = column then (use d = a.diagonal() in d.add_(scalar shift)) |> ignore
-                    if TileCholesky.step 0 (fun i j f -> withTile i j f) i column a then put i column (a.DetachFromDisposeScope())
+                    if takeFinished i column then phase.Tile(flopsOf i column, false)
                     else
-                        a.Dispose()   // a tile formed outside this scope (gramTile) is not freed with it
-                        ok.Value <- false
-                    phase.Tile(flopsOf i column, true)
+                        let a = tileOf i
+                        if i = column then (use d = a.diagonal() in d.add_(scalar shift)) |> ignore
+                        if TileCholesky.step 0 (fun i j f -> withTile i j f) i column a then put i column (a.DetachFromDisposeScope())
+                        else
+                            a.Dispose()   // a tile formed outside this scope (gramTile) is not freed with it
+                            ok.Value <- false
+                        phase.Tile(flopsOf i column, true)
                     i <- i + 1)
             k <- k + 1
         ok.Value

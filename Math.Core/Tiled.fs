@@ -466,6 +466,17 @@ let private runKeyOf (settings: Settings) (subject: ExpressivitySubject) : strin
         sprintf "rf-tiled 2|%s|n=%d|m'=%d|bias=%b|b=%d|chunk=%d" settings.RunFingerprint subject.Rows subject.Columns subject.WithBias
             settings.TileSize settings.GramChunkColumns))).ToLowerInvariant()
 
+/// The run key of the tiles in `directory` (its manifest's line "run KEY", `runKeyOf`: what they are of and in which
+/// order they were accumulated); None without a readable manifest. Files kept beside them carry it (Theorem P's
+/// resumable factor, `CholeskyFactor.FromGram`), so they are refused once the tiles are another run's.
+let manifestRunKey (directory: string) : string option =
+    let path = if String.IsNullOrEmpty directory then null else Path.Combine(directory, "manifest.txt")
+    if isNull path || not (File.Exists path) then None
+    else
+        match (try File.ReadLines path |> Seq.truncate 2 |> List.ofSeq with :? IOException -> []) with
+        | [ "rf-tiled-manifest 1"; run ] when run.StartsWith "run " -> Some (run.Substring 4)
+        | _ -> None
+
 /// The Gram tiles fl(G)_IJ (I ≥ J, unscaled, as `Settings.OnCertifiedGram` hands them over) that a certificate of
 /// `subject` left in `settings.WorkDirectory` (kept there by `CertificateEngine.CertifyRowBlocks` with `keepTiles`:
 /// Theorem P's factor on a resume, docs/theory.md §4 "Φ̃ streamed"): when the folder's manifest carries this run key

@@ -202,6 +202,91 @@ let factorTests =
             finally rows.Dispose()
             Expect.isEmpty (Directory.GetFiles(folder.Path, "*", SearchOption.AllDirectories)) "its files removed on Dispose"
 
+        test "the factor from kept Gram tiles resumes: stopped in tile column 2, the next run forms only the tiles it lacks, bit for bit the uninterrupted factor; a corrupted tile file is formed again; another shift or another Gram reads none; Dispose removes the tiles" {
+            let n, b, m = 150, 32, 200
+            use g = new torch.Generator(20261204UL, torch.CPU)
+            use phi = torch.randn([| int64 n; int64 m |], dtype = torch.float64, generator = g)
+            use folder = new TempFolder()
+            let gramFolder = Path.Combine(folder.Path, "certificate")
+            let shift = float n * 1e-3
+            // one tile of budget: most factor tiles would live only in the cholesky folder without the resume
+            let engine = { tiledEngine b folder.Path with MemoryBudgetBytes = int64 b * int64 b * 8L; GramChunkColumns = 64 }
+            let settings = { Tiled.defaults with TileSize = b; GramChunkColumns = 64; WorkDirectory = gramFolder }
+            let subject = MathCoreTests.Generators.subject phi true
+            let asked = Collections.Generic.List<int * int>()
+            let gramTiles = Collections.Generic.Dictionary<int * int, torch.Tensor>()
+            /// The certificate on the kept folder (its Gram tiles recorded), and the factor formed from its Gram tiles with
+            /// `FromGram` (resumable in `gramFolder` when `resume`), every Gram tile asked for recorded; `stopAt` (i, k):
+            /// that Gram tile raises instead (a stopped run).
+            let factorOf (resume: bool) (s: float) (stopAt: (int * int) option) =
+                asked.Clear()
+                let result = ref (null: CholeskyFactor)
+                let onGram (withGram: int -> int -> (torch.Tensor -> unit) -> unit) =
+                    let counted i k f =
+                        if Some (i, k) = stopAt then raise (OperationCanceledException "stopped")
+                        asked.Add((i, k))
+                        withGram i k (fun t ->
+                            if not (gramTiles.ContainsKey((i, k))) then gramTiles.[(i, k)] <- t.clone().DetachFromDisposeScope()
+                            f t)
+                    result.Value <- CholeskyFactor.FromGram(engine, n, m + 1, counted, s, null, (if resume then gramFolder else null))
+                let c = Tiled.certifyMatrix Certify.defaults { settings with OnCertifiedGram = onGram } subject phi
+                Expect.equal c.Verdict Verdict.Certified "Gaussian Φ̃, m' > n: Certified"
+                result.Value :?> TiledCholesky
+            let tiles = (n + b - 1) / b
+            let all = tiles * (tiles + 1) / 2
+            let bitwise (u: CholeskyFactor) (v: CholeskyFactor) =
+                let u, v = (u :?> TiledCholesky), (v :?> TiledCholesky)
+                [ for i in 0 .. tiles - 1 do for k in 0 .. i -> i, k ]
+                |> List.forall (fun (i, k) -> use x = u.Tile(i, k) in use y = v.Tile(i, k) in (use e = x.eq(y).all() in e.item<bool> ()))
+            let reference = factorOf false shift None
+            try
+                Expect.equal asked.Count all "uninterrupted: every Gram tile once"
+                let factorFolder = CholeskyFactor.ResumeFolder(gramFolder, shift, b)
+                Expect.isFalse (Directory.Exists factorFolder) "not resumable: nothing in the kept folder"
+                Expect.throwsT<OperationCanceledException> (fun () -> factorOf true shift (Some (3, 2)) |> ignore) "stopped at Gram tile (3, 2)"
+                // columns 0 and 1 finished and tile (2, 2) of column 2
+                let finished = tiles + (tiles - 1) + 1
+                Expect.equal (Directory.GetFiles(factorFolder, "*.tile").Length) finished "the finished tiles' files stay"
+                let resumed = factorOf true shift None
+                try
+                    Expect.equal resumed.TilesResumed finished "the finished tiles read back"
+                    Expect.equal asked.Count (all - finished) "only the tiles it lacked asked of the Gram"
+                    Expect.isTrue (bitwise resumed reference) "bit for bit the uninterrupted factor"
+                finally resumed.Dispose()
+                Expect.isFalse (Directory.Exists factorFolder) "Dispose removes the resumable tiles"
+                // a finished factor's files (a run killed after it), one of them corrupted: formed again, same bits
+                let complete = factorOf true shift None
+                Expect.equal complete.TilesResumed 0 "after Dispose: nothing to read back"
+                let victim = Path.Combine(factorFolder, "L-1-0.tile")
+                let bytes = File.ReadAllBytes victim
+                bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 1uy
+                File.WriteAllBytes(victim, bytes)
+                let again = factorOf true shift None
+                try
+                    Expect.equal again.TilesResumed (all - 1) "every tile but the corrupted one read back"
+                    Expect.equal (List.ofSeq asked) [ (1, 0) ] "the corrupted tile formed again from its Gram tile"
+                    Expect.isTrue (bitwise again reference) "bit for bit the uninterrupted factor"
+                    // another shift: its own folder, nothing read back
+                    let other = factorOf true (2.0 * shift) None
+                    try Expect.equal other.TilesResumed 0 "another shift reads none of these tiles"
+                    finally other.Dispose()
+                    // another Gram (the kept folder's manifest names another run, e.g. another accumulation order): the tiles
+                    // there are refused, every tile formed again
+                    let manifest = Path.Combine(gramFolder, "manifest.txt")
+                    let lines = File.ReadAllLines manifest
+                    File.WriteAllLines(manifest, Array.append [| lines.[0]; "run another" |] lines.[2..])
+                    Expect.equal (Tiled.manifestRunKey gramFolder) (Some "another") "the manifest's run key read back"
+                    let foreign = CholeskyFactor.FromGram(engine, n, m + 1, (fun i k f -> f gramTiles.[(i, k)]), shift, null, gramFolder) :?> TiledCholesky
+                    try
+                        Expect.equal foreign.TilesResumed 0 "another Gram's run key: none of the tiles read back"
+                        Expect.isTrue (bitwise foreign reference) "formed again: the same bits"
+                    finally foreign.Dispose()
+                finally again.Dispose()
+            finally
+                reference.Dispose()
+                for t in gramTiles.Values do t.Dispose()
+        }
+
         test "not positive definite in float64: null, for both storages; a bad tile size is refused naming it" {
             use phi = torch.ones([| 40L; 50L |], dtype = torch.float64)
             Expect.isNull (CholeskyFactor.Dense(phi, 0.0)) "rank 1: the dense Cholesky fails"
