@@ -367,14 +367,11 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
         let c = torch.empty(t.shape, dtype = torch.float64).DetachFromDisposeScope()
         c.copy_(t) |> ignore
         t.Dispose()
-        if resumable then
+        let kept = keep i k c
+        if resumable || not kept then
             Directory.CreateDirectory folder |> ignore
             Tiled.writeTile (pathOf i k) (header i k) c
-        if not (keep i k c) then
-            if not resumable then
-                Directory.CreateDirectory folder |> ignore
-                Tiled.writeTile (pathOf i k) (header i k) c
-            c.Dispose()
+        if not kept then c.Dispose()
     /// Resumable: L_ik from the file a stopped factorisation wrote, kept as `put` keeps it; false (and the file removed)
     /// when there is none or it does not verify.
     let takeFinished i k =

@@ -201,14 +201,20 @@ let private writeTileFrom (path: string) (header: string) (source: torch.Tensor)
         stream.Flush true
     File.Move(temporary, path, true)
 
+/// A tile folder's manifest file.
+let private manifestPathIn (directory: string) = Path.Combine(directory, "manifest.txt")
+
+/// The first two lines of a manifest: its format, and the run key of the tiles it lists (`runKeyOf`).
+let private manifestHeadOf (runKey: string) = [ "rf-tiled-manifest 1"; "run " + runKey ]
+
 /// Tiles in memory up to a budget and (with a work directory) in files, with the manifest of what is done.
 type private TileStore(settings: Settings, runKey: string) =
     let directory = if String.IsNullOrEmpty settings.WorkDirectory then null else settings.WorkDirectory
     let memory = Dictionary<string, torch.Tensor>()
     let mutable memoryBytes = 0L
     let entries = SortedDictionary<string, string>(StringComparer.Ordinal)
-    let manifestPath = if isNull directory then null else Path.Combine(directory, "manifest.txt")
-    let manifestHead = [ "rf-tiled-manifest 1"; "run " + runKey ]
+    let manifestPath = if isNull directory then null else manifestPathIn directory
+    let manifestHead = manifestHeadOf runKey
     let digestOf (lines: string seq) =
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(String.Join("\n", lines)))).ToLowerInvariant()
     let saveManifest () =
@@ -470,11 +476,11 @@ let private runKeyOf (settings: Settings) (subject: ExpressivitySubject) : strin
 /// order they were accumulated); None without a readable manifest. Files kept beside them carry it (Theorem P's
 /// resumable factor, `CholeskyFactor.FromGram`), so they are refused once the tiles are another run's.
 let manifestRunKey (directory: string) : string option =
-    let path = if String.IsNullOrEmpty directory then null else Path.Combine(directory, "manifest.txt")
+    let path = if String.IsNullOrEmpty directory then null else manifestPathIn directory
     if isNull path || not (File.Exists path) then None
     else
         match (try File.ReadLines path |> Seq.truncate 2 |> List.ofSeq with :? IOException -> []) with
-        | [ "rf-tiled-manifest 1"; run ] when run.StartsWith "run " -> Some (run.Substring 4)
+        | [ _; run ] as head when run.StartsWith "run " && head = manifestHeadOf (run.Substring 4) -> Some (run.Substring 4)
         | _ -> None
 
 /// The Gram tiles fl(G)_IJ (I ≥ J, unscaled, as `Settings.OnCertifiedGram` hands them over) that a certificate of
@@ -486,7 +492,7 @@ let manifestRunKey (directory: string) : string option =
 /// recomputes the tile).
 let withStoredGram (settings: Settings) (subject: ExpressivitySubject) (f: (int -> int -> (torch.Tensor -> unit) -> unit) -> 'a) : 'a option =
     let directory = settings.WorkDirectory
-    if String.IsNullOrEmpty directory || not (File.Exists(Path.Combine(directory, "manifest.txt"))) then None
+    if String.IsNullOrEmpty directory || not (File.Exists(manifestPathIn directory)) then None
     else
         let n, b = subject.Rows, settings.TileSize
         let tiles = (n + b - 1) / b
