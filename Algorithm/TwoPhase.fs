@@ -251,7 +251,8 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
     member _.FrozenResidualNorm = frozenResidualNorm
     /// Lower bound on J_τ(W_τ) − J_τ* at the first Phase II step (NaN before it).
     member _.InitialGapLower = initialGapLower
-    /// Upper bound on J_t(W_t) − J_t* at the last step's start.
+    /// Upper bound on J_t(W_t) − J_t* at the start of the last step that measured it (every step but a frozen body's
+    /// past k(ε): `TwoPhase.MeasuresGap`).
     member _.LastGapUpper = lastGapUpper
     /// Phase II steps after which the gap was first ≤ ε·(initial gap) (−1: not yet).
     member _.AchievedAfter = achievedAfter
@@ -821,6 +822,19 @@ type TwoPhase =
             while Math.Pow(1.0 - step, float k) > sqrt epsilon / 2.0 do k <- k + 1
             k
 
+    /// Whether a frozen body's Phase II step (`stepsDone` steps taken before it) measures the gap g_t, one pass over
+    /// Φ̃_τ (docs/theory.md §4, "What the run checks"): at every step up to k(ε) and past it while the hypothesis holds
+    /// (the prediction is decided there, and a miss must be seen). Past k(ε) with the hypothesis failed no prediction
+    /// is claimed and the measurement only reports: it runs at steps k(ε) + 2^j (j ≥ 0), so T steps cost O(k(ε) + log T)
+    /// passes, not T (at n = 60,000 with Φ̃ in files, one pass reads ≈ 20 GB). Not called once the prediction is met
+    /// (settled: no measurement). `predicted` < 0 (no prediction): every step.
+    static member MeasuresGap(predicted: int, stepsDone: int, achievedAfter: int, hypothesisHeld: bool) : bool =
+        if predicted < 0 || stepsDone <= predicted || hypothesisHeld then true
+        elif achievedAfter >= 0 then false
+        else
+            let s = stepsDone - predicted
+            s &&& (s - 1) = 0
+
     /// The preconditioner of Theorem P at the switch (certified Φ̃_τ, evaluation mode): the Cholesky
     /// factor of M_τ = fl(Φ̃_τΦ̃_τᵀ) + nλI in float64, on the storage of the switch's certificate
     /// (`CholeskyFactor.OfRows`: dense, or tiles when the certificate was tiled); with a frozen body also Φ̃_τ (as `FeatureRows`:
@@ -1204,25 +1218,36 @@ type TwoPhase =
                 writeReadout (w.mul(scalar (1.0 - p.Step)).add(target.mul(scalar p.Step)).to_type(v.weight.dtype))
                 p.After(p.LastGapUpper, p.InitialGapLower, p.AchievedAfter, p.HypothesisHeld, p.MaxPerturbationRatio)
             else
-                let d = hNorm (w.sub(target))
                 let sqrtN = sqrt n
-                let gapUpper = (d * (1.0 + gamma) + rNorm / sqrtN) / sqrt 2.0
-                let gapLower = max 0.0 (d * (1.0 - gamma) - rNorm / sqrtN) / sqrt 2.0
-                let initial = if Double.IsNaN p.InitialGapLower then gapLower * gapLower else p.InitialGapLower
+                let eta = p.Step
+                // the gap's bounds, measured (one pass over Φ̃: `hNorm`) on the frozen schedule `MeasuresGap`, every step otherwise
+                let measured =
+                    if frozen && not (TwoPhase.MeasuresGap(p.PredictedSteps, p.StepsDone, p.AchievedAfter, p.HypothesisHeld)) then None
+                    else
+                        let d = hNorm (w.sub(target))
+                        let gapUpper = (d * (1.0 + gamma) + rNorm / sqrtN) / sqrt 2.0
+                        let gapLower = max 0.0 (d * (1.0 - gamma) - rNorm / sqrtN) / sqrt 2.0
+                        Some(gapUpper, gapLower)
+                let initial =
+                    match measured with
+                    | Some(_, gapLower) when Double.IsNaN p.InitialGapLower -> gapLower * gapLower
+                    | _ -> p.InitialGapLower
                 let g0 = sqrt initial
                 let achieved =
-                    if p.AchievedAfter >= 0 then p.AchievedAfter
-                    elif gapUpper <= sqrt p.Epsilon * g0 then p.StepsDone
-                    else -1
+                    match measured with
+                    | _ when p.AchievedAfter >= 0 -> p.AchievedAfter
+                    | Some(gapUpper, _) when gapUpper <= sqrt p.Epsilon * g0 -> p.StepsDone
+                    | _ -> -1
                 // A sure miss only: the lower bound on g_t above √ε times an upper bound on g_τ. With a frozen body ‖r‖ is
                 // the constant ‖r_τ‖ bound, and g_τ ≥ g0 = (d_τ(1 − γ) − ‖r‖/√n)/√2 gives d_τ ≤ (√2·g0 + ‖r‖/√n)/(1 − γ),
                 // so g_τ ≤ (d_τ(1 + γ) + ‖r‖/√n)/√2 from the recorded g0 alone (no extra state, the same after a resume).
                 let g0Upper = (((sqrt 2.0 * g0 + rNorm / sqrtN) / (1.0 - gamma)) * (1.0 + gamma) + rNorm / sqrtN) / sqrt 2.0
-                if p.PredictedSteps >= 0 && p.HypothesisHeld && achieved < 0 && p.StepsDone >= p.PredictedSteps
-                   && gapLower > sqrt p.Epsilon * g0Upper then
+                match measured with
+                | Some(gapUpper, gapLower) when p.PredictedSteps >= 0 && p.HypothesisHeld && achieved < 0 && p.StepsDone >= p.PredictedSteps
+                                                && gapLower > sqrt p.Epsilon * g0Upper ->
                     invalidOp (sprintf "Theorem P: the prediction k(ε) = %d (ε = %g) was missed although its hypothesis held (gap ≤ %g after %d steps, initial ≥ %g): a bug"
                                    p.PredictedSteps p.Epsilon (gapUpper * gapUpper) p.StepsDone initial)
-                let eta = p.Step
+                | _ -> ()
                 let next = w.mul(scalar (1.0 - eta)).add(target.mul(scalar eta))
                 let stored = next.to_type(v.weight.dtype)
                 let delta = stored.to_type(torch.float64).sub(next)
@@ -1232,7 +1257,8 @@ type TwoPhase =
                 let ratio = if g0 > 0.0 then perturbation / (eta * g0) elif perturbation = 0.0 then 0.0 else infinity
                 let held = p.HypothesisHeld && perturbation <= eta * (sqrt p.Epsilon / 2.0) * g0
                 writeReadout stored
-                p.After(gapUpper * gapUpper, initial, achieved, held, max p.MaxPerturbationRatio ratio)
+                let gapUpper = match measured with Some(u, _) -> u * u | None -> p.LastGapUpper
+                p.After(gapUpper, initial, achieved, held, max p.MaxPerturbationRatio ratio)
         finally
             for t in owned do t.Dispose()
 

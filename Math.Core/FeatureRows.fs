@@ -23,6 +23,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     let memory = Dictionary<int, torch.Tensor>()
     let narrowFiles = HashSet<int>()
     let mutable memoryBytes = 0L
+    let mutable passes = 0
     let mutable disposed = false
     let folder =
         if String.IsNullOrEmpty directory then null
@@ -72,6 +73,9 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     member _.MemoryBytes = memoryBytes
     /// Blocks in files (beyond the budget).
     member _.BlocksInFiles = blockCount - memory.Count
+    /// Whole passes over the rows so far: each product, norm or join reads every block once (at n = 60,000 with its
+    /// rows in files, one pass reads ≈ 20 GB). A diagnostic for the callers' schedules, not part of any result.
+    member _.Passes = passes
 
     /// Runs `f` on block i as a float64 tensor (from memory, or read back and verified from its file and freed when
     /// `f` returns; `f` must not keep it). A file that fails verification raises, naming the file.
@@ -100,6 +104,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
 
     member private r.SumOverBlocks(a: torch.Tensor, absolute: bool) : torch.Tensor =
         if int a.shape.[0] <> rows then invalidArg "a" (sprintf "A has %d rows; Φ̃ has %d" a.shape.[0] rows)
+        passes <- passes + 1
         use scope = torch.NewDisposeScope()
         let sum = ref (null: torch.Tensor)
         for i in 0 .. blockCount - 1 do
@@ -119,6 +124,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
 
     member private r.StackOverBlocks(x: torch.Tensor, absolute: bool) : torch.Tensor =
         if int x.shape.[0] <> columns then invalidArg "x" (sprintf "X has %d rows; Φ̃ has %d columns" x.shape.[0] columns)
+        passes <- passes + 1
         if blockCount = 1 then r.WithBlock(0, fun block -> (use scope = torch.NewDisposeScope() in (if absolute then block.abs().mm(x) else block.mm(x)).MoveToOuterDisposeScope()))
         else
             use scope = torch.NewDisposeScope()
@@ -133,6 +139,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     /// ‖Φ̃‖_F as computed: the one tensor's norm with one block, else √(Σ_I ‖Φ̃_I‖_F²) (the rounding of a sum of
     /// n·m' squares either way; callers that need a rigorous bound inflate it).
     member r.FrobeniusNorm : float =
+        passes <- passes + 1
         if blockCount = 1 then r.WithBlock(0, fun block -> block.norm().ToDouble())
         else
             let mutable squares = 0.0
@@ -143,6 +150,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
 
     /// Φ̃ as one n × m' tensor (a copy; for the dense factor and tests, where it fits).
     member r.Joined() : torch.Tensor =
+        passes <- passes + 1
         use scope = torch.NewDisposeScope()
         let result = torch.empty([| int64 rows; int64 columns |], dtype = torch.float64)
         for i in 0 .. blockCount - 1 do

@@ -183,6 +183,48 @@ let tests =
             TwoPhase.Dispose(r.Setup, r.Final)
         }
 
+        test "frozen body whose hypothesis fails (ε = 10⁻³⁴, below float64's rounding of W): the gap is measured at every step up to k(ε), then only at k(ε) + 2^j, each measurement one pass over Φ̃_τ and none in between" {
+            let eta, epsilon = 0.9, 1e-34
+            let k = TwoPhase.PredictedSteps(eta, epsilon)
+            let steps = k + 40
+            use g = new torch.Generator(16UL, torch.CPU)
+            let x = torch.randn([| 10L; 3L |], dtype = torch.float64, generator = g)
+            let y = torch.randn([| 10L; 2L |], dtype = torch.float64, generator = g)
+            let model = TestSupport.tanhNetwork 11
+            let recipe = { RecipeConfig.Default.WithSwitchIteration(2).WithPreconditionedReadout(eta, 0.0, epsilon) with Mode = PhaseTwoMode.Frozen }
+            let opt = torch.optim.SGD(model.parameters (), 0.05) :> torch.optim.Optimizer
+            let setup =
+                TwoPhase.Setup(recipe, model, [ "hidden" ], BodyRule.Of opt, CertificationInputs.Create(x, null, 10), LossKind.Squared, 10, 2)
+                    .WithTargets(y)
+            let mutable state = TwoPhase.Init setup
+            // after each Phase II step: (steps done, passes over Φ̃_τ so far, hypothesis held, recorded gap bound)
+            let records = ResizeArray<int * int * bool * float>()
+            try
+                while state.Iteration < 2 + steps do
+                    state <- (TwoPhase.Step(setup, state, 0.05, fun forward -> Losses.value LossKind.Squared (forward.Invoke x) y)).State
+                    let p = state.Preconditioner
+                    if state.Phase = Phase.PhaseTwo then records.Add(p.StepsDone, p.FrozenFeatures.Passes, p.HypothesisHeld, p.LastGapUpper)
+                let p = state.Preconditioner
+                Expect.equal p.StepsDone steps "every Phase II step used the rule"
+                Expect.isFalse p.HypothesisHeld (sprintf "ε = 10⁻³⁴ is below what float64 holds: the hypothesis fails (max ratio %g)" p.MaxPerturbationRatio)
+                Expect.equal p.AchievedAfter -1 "and the rigorous bound never reaches √ε·g_τ"
+                let measuredAt = ResizeArray<int>()
+                for (before, passesBefore, heldBefore, gapBefore), (after, passes, _, gap) in Seq.pairwise records do
+                    Expect.equal after (before + 1) "one step"
+                    let extra = passes - passesBefore
+                    Expect.isTrue (extra = 0 || extra = 1) (sprintf "step %d: %d passes over Φ̃_τ (a measurement is one)" after extra)
+                    if extra = 1 then measuredAt.Add before
+                    else Expect.equal gap gapBefore (sprintf "step %d: not measured, the record keeps the last measured bound" after)
+                    // up to k(ε), and while the hypothesis holds, every step is measured (the prediction is decided there)
+                    if before <= k || heldBefore then Expect.equal extra 1 (sprintf "step %d (k(ε) = %d, held %b) is measured" after k heldBefore)
+                let past = measuredAt |> Seq.filter (fun s -> s > k) |> List.ofSeq
+                // past k(ε) with the hypothesis failed: steps k + 1, k + 2, k + 4, …, k + 32 of the k + 40
+                Expect.equal past [ for j in 0 .. 5 -> k + (1 <<< j) ] (sprintf "measured past k(ε) = %d at k + 2^j only" k)
+                Expect.isTrue (Seq.forall (fun (_, _, held, _) -> not held) (records |> Seq.filter (fun (s, _, _, _) -> s > k + 1)))
+                    "the failed hypothesis stays failed"
+            finally TwoPhase.Dispose(setup, state)
+        }
+
         test "damped body with a ridge λ > 0: no k(ε) is promised (J_λ moves with ω), every step uses the rule and is measured" {
             let r = run 3 12 PhaseTwoMode.Damped 0.5 1e-3 1e-6 30
             try
