@@ -759,7 +759,9 @@ type TwoPhase =
 
     /// Φ̃ = [h, 1] (as `FeatureRows`) and F = f(X) (n × c float64) of all n certification inputs at the current ω:
     /// streamed (`StreamsFeatures`): blocks of the engine's tile size produced one by one, in memory up to half the
-    /// engine's budget and in `WorkDirectory/features` beyond it; otherwise one block in memory (`FeaturesAndOutputs`).
+    /// engine's budget and beyond it in files of the switch certificate's kept folder, resumable
+    /// (`FeatureRows.ProduceResumable`: a resume reads back the blocks and outputs a stopped run left instead of forward
+    /// passes); otherwise one block in memory (`FeaturesAndOutputs`).
     static member private FeatureRowsAndOutputs(setup: RecipeSetup, streamed: bool) : FeatureRows * torch.Tensor =
         if not streamed then
             let phi, f = TwoPhase.FeaturesAndOutputs setup
@@ -770,21 +772,35 @@ type TwoPhase =
             let b = engine.TileSize
             if String.IsNullOrEmpty engine.WorkDirectory then
                 invalidOp (sprintf "Φ̃ of n = %d rows is streamed (it exceeds half the certificate's memory budget) but the certificate engine has no work directory for its row files: give one (Certificate work directory; the Host puts it in the run directory)" n)
-            let outputs = ResizeArray<torch.Tensor>()
+            let blocks = (n + b - 1) / b
+            let outputs = Array.zeroCreate<torch.Tensor> blocks
+            let keep i (f: torch.Tensor) =
+                if not (isNull outputs.[i]) then outputs.[i].Dispose()
+                outputs.[i] <- f
+            let log = TwoPhase.ProgressLog setup
             try
+                // resumable (docs/theory.md §4 "Φ̃ streamed"): the rows of the body at the switch (in place), in the folder
+                // that keeps the switch certificate's Gram tiles (`KeepsSwitchTiles`: streamed rows are Theorem P's with a
+                // frozen body, the damped body being refused), with the outputs f_I beside each block
+                let subject = TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1)
+                let folder = Path.Combine(CertificateEngine.TileFolder(engine, subject), sprintf "rows-b%d" b)
+                let key = sprintf "%s|device=%O" (CertificateEngine.SubjectKey subject) setup.Device
+                let outputsPath i = Path.Combine(folder, sprintf "outputs-%d.tile" i)
+                let outputsHeader i = sprintf "rf-feature-outputs\nkey=%s\nblock=%d\n" key i
                 let produce i =
                     let phi, f = TwoPhase.FeaturesAndOutputsOf(setup, i * b, min b (n - i * b))
-                    outputs.Add f
+                    keep i f
+                    Tiled.writeTile (outputsPath i) (outputsHeader i) f
                     phi
-                let first = produce 0
-                let directory = if String.IsNullOrEmpty engine.WorkDirectory then null else Path.Combine(engine.WorkDirectory, "features")
-                let log = TwoPhase.ProgressLog setup
-                let rows = FeatureRows.Produce(n, int first.shape.[1], b, engine.MemoryBudgetBytes / 2L, directory,
-                                               (fun i -> if i = 0 then first else produce i), log)
-                let f = torch.cat(outputs.ToArray(), 0L)
-                rows, f
+                let reusable i =
+                    match Tiled.readTile (outputsPath i) (outputsHeader i) (min b (n - i * b)) setup.Classes with
+                    | Ok f -> keep i f; true
+                    | Error _ -> false
+                let rows = FeatureRows.ProduceResumable(n, TwoPhase.FeatureColumns setup, b, engine.MemoryBudgetBytes / 2L, folder, key,
+                                                        produce, reusable, null, log)
+                rows, torch.cat(outputs, 0L)
             finally
-                for t in outputs do t.Dispose()
+                for t in outputs do if not (isNull t) then t.Dispose()
 
     /// Y of the training set as an n × c float64 CPU matrix.
     static member private TargetMatrix(setup: RecipeSetup) : torch.Tensor =

@@ -13,11 +13,13 @@ open TorchSharp
 /// float64 and is never held whole. Its products (`TransposeTimes`, `Times`, …) are sums and stackings over the
 /// blocks; with one block they are the one-tensor products, bit for bit.
 ///
-/// Written once (`Produce`, `InMemory`), read only afterwards. `Dispose` frees the blocks and removes the folder; a
-/// killed run leaves it behind (its name is a fresh id, so no later run ever reads another's rows: a resumed run
-/// produces its rows again from its restored body).
+/// Written once (`Produce`, `ProduceResumable`, `InMemory`), read only afterwards. `Produce`'s folder has a fresh
+/// name: `Dispose` frees the blocks and removes it, and a killed run leaves it behind for its caller to remove (no later
+/// run ever reads it). `ProduceResumable`'s folder is the caller's, named by what the rows are rows of, and its files
+/// carry the caller's key: a run stopped or killed part-way, or after, produces again only the blocks whose files are
+/// missing or fail verification; its files outlive `Dispose` (the caller removes the folder when no resume needs it).
 [<AllowNullLiteral>]
-type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64, directory: string) =
+type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64, folder: string, key: string) =
     let blockCount = (rows + blockRows - 1) / blockRows
     let sizeOf i = min blockRows (rows - i * blockRows)
     let memory = Dictionary<int, torch.Tensor>()
@@ -25,23 +27,49 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     let mutable memoryBytes = 0L
     let mutable passes = 0
     let mutable disposed = false
-    let folder =
-        if String.IsNullOrEmpty directory then null
-        else Path.Combine(directory, "rows-" + Guid.NewGuid().ToString("N").Substring(0, 12))
+    let resumable = not (isNull key)
     let pathOf i = Path.Combine(folder, sprintf "rows-%d.tile" i)
     let header i (element: int) =
-        sprintf "rf-feature-rows\nfolder=%s\nblock=%d\nrows=%d\ncols=%d\nelement=%d\n" folder i (sizeOf i) columns element
+        if resumable then sprintf "rf-feature-rows\nkey=%s\nblock=%d\nrows=%d\ncols=%d\nelement=%d\n" key i (sizeOf i) columns element
+        else sprintf "rf-feature-rows\nfolder=%s\nblock=%d\nrows=%d\ncols=%d\nelement=%d\n" folder i (sizeOf i) columns element
     let check () = if disposed then invalidOp "the feature rows were disposed"
+
+    /// Whether block i, put next, goes to its file: the budget cannot hold it beside the blocks in memory (never without
+    /// a folder). Blocks are put in order, so the blocks in memory are a prefix, the same in every run of one budget.
+    member private _.GoesToFile(i: int) =
+        not (isNull folder) && memoryBytes + int64 (sizeOf i) * int64 columns * 8L > budget
+
+    /// Block i from the file a stopped run left (resumable rows only): read back and verified in full, as float32 or
+    /// float64 (the element size is in the header), and kept as a file block. False when there is none that verifies.
+    member private _.Reuse(i: int) =
+        let fits (element: int) =
+            let dtype = if element = 4 then torch.float32 else torch.float64
+            match Tiled.readTileOf dtype (pathOf i) (header i element) (sizeOf i) columns with
+            | Ok t ->
+                t.Dispose()
+                if element = 4 then narrowFiles.Add i |> ignore
+                true
+            | Error _ -> false
+        resumable && File.Exists(pathOf i) && (fits 4 || fits 8)
+
+    /// Blocks 0 … i done so far that are in files (for progress lines while producing).
+    member private _.FilesUpTo(i: int) = i + 1 - memory.Count
+
+    /// Frees the blocks in memory; the files stay.
+    member private _.ReleaseMemory() =
+        for t in memory.Values do t.Dispose()
+        memory.Clear()
+        memoryBytes <- 0L
 
     /// Keeps block i (float64, `sizeOf i` × columns; takes `block`): in memory while the budget allows (always
     /// without a folder), else in its file.
-    member private _.Put(i: int, block: torch.Tensor) =
+    member private r.Put(i: int, block: torch.Tensor) =
         if block.dtype <> torch.float64 || block.shape.Length <> 2 || int block.shape.[0] <> sizeOf i || int block.shape.[1] <> columns then
             let shape = String.Join(" × ", block.shape)
             block.Dispose()
             invalidArg "block" (sprintf "row block %d is %s of %O; expected %d × %d float64" i shape block.dtype (sizeOf i) columns)
         let bytes = block.NumberOfElements * 8L
-        if isNull folder || memoryBytes + bytes <= budget then
+        if not (r.GoesToFile i) then
             let c = (use scope = torch.NewDisposeScope() in block.contiguous().DetachFromDisposeScope())
             if not (obj.ReferenceEquals(c, block)) then block.Dispose()
             memory.[i] <- c
@@ -157,13 +185,12 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
             r.WithBlock(i, fun block -> result.narrow(0L, int64 (i * blockRows), int64 (sizeOf i)).copy_(block) |> ignore)
         result.MoveToOuterDisposeScope()
 
-    /// Frees the blocks in memory and removes the folder.
-    member _.Dispose() =
+    /// Frees the blocks in memory and removes the folder (`Produce`'s; `ProduceResumable`'s stays for a resume).
+    member r.Dispose() =
         if not disposed then
             disposed <- true
-            for t in memory.Values do t.Dispose()
-            memory.Clear()
-            if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
+            r.ReleaseMemory()
+            if not resumable && not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
     interface IDisposable with
         member r.Dispose() = r.Dispose()
 
@@ -174,7 +201,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
             let dtype = phi.dtype
             phi.Dispose()
             invalidArg "phi" (sprintf "Φ̃ must be a float64 matrix with at least one row, not %s of %O" shape dtype)
-        let r = new FeatureRows(int phi.shape.[0], int phi.shape.[1], int phi.shape.[0], Int64.MaxValue, null)
+        let r = new FeatureRows(int phi.shape.[0], int phi.shape.[1], int phi.shape.[0], Int64.MaxValue, null, null)
         r.Put(0, phi)
         r
 
@@ -187,12 +214,45 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
         if columns < 1 then invalidArg "columns" (sprintf "m' = %d: no columns" columns)
         if blockRows < 1 then invalidArg "blockRows" (sprintf "rows per block %d must be at least 1" blockRows)
         if budgetBytes < 0L then invalidArg "budgetBytes" (sprintf "memory budget %d bytes must not be negative" budgetBytes)
-        let r = new FeatureRows(rows, columns, blockRows, budgetBytes, directory)
+        let folder = if String.IsNullOrEmpty directory then null else Path.Combine(directory, "rows-" + Guid.NewGuid().ToString("N").Substring(0, 12))
+        let r = new FeatureRows(rows, columns, blockRows, budgetBytes, folder, null)
         try
             for i in 0 .. r.BlockCount - 1 do
                 r.Put(i, produce i)
-                if not (isNull progress) then progress.Invoke(sprintf "feature rows: block %d/%d (%d in files)" (i + 1) r.BlockCount r.BlocksInFiles)
+                if not (isNull progress) then progress.Invoke(sprintf "feature rows: block %d/%d (%d in files)" (i + 1) r.BlockCount (r.FilesUpTo i))
             r
         with _ ->
             r.Dispose()
+            reraise ()
+
+    /// `Produce` into the caller's `folder` with its files resumable: each file's header carries `key` (what the rows are
+    /// rows of, e.g. the body's fingerprint; another key's file is never read). A block that goes to its file (beyond
+    /// the budget) and whose file a stopped or killed run left is read back and verified in full instead of produced,
+    /// when `reusable i` (the caller has what it keeps beside block i, e.g. its outputs); a missing, truncated,
+    /// corrupted or foreign file is produced again and rewritten. Blocks in memory (the prefix the budget holds) are
+    /// produced in every run. `produce` is called in order for the other blocks; `reused` hears the blocks read back.
+    /// If `produce` raises, the blocks in memory are freed and the files stay. The folder outlives `Dispose`.
+    static member ProduceResumable(rows: int, columns: int, blockRows: int, budgetBytes: int64, folder: string, key: string,
+                                   produce: int -> torch.Tensor, reusable: int -> bool, reused: Action<int>,
+                                   progress: Action<string>) : FeatureRows =
+        if rows < 1 then invalidArg "rows" (sprintf "n = %d: no rows" rows)
+        if columns < 1 then invalidArg "columns" (sprintf "m' = %d: no columns" columns)
+        if blockRows < 1 then invalidArg "blockRows" (sprintf "rows per block %d must be at least 1" blockRows)
+        if budgetBytes < 0L then invalidArg "budgetBytes" (sprintf "memory budget %d bytes must not be negative" budgetBytes)
+        if String.IsNullOrEmpty folder then invalidArg "folder" "resumable rows need a folder"
+        if String.IsNullOrEmpty key || key.Contains '\n' then invalidArg "key" "resumable rows need a one-line key"
+        Directory.CreateDirectory folder |> ignore
+        let r = new FeatureRows(rows, columns, blockRows, budgetBytes, folder, key)
+        let mutable readBack = 0
+        try
+            for i in 0 .. r.BlockCount - 1 do
+                if r.GoesToFile i && reusable i && r.Reuse i then
+                    readBack <- readBack + 1
+                    if not (isNull reused) then reused.Invoke i
+                else r.Put(i, produce i)
+                if not (isNull progress) then
+                    progress.Invoke(sprintf "feature rows: block %d/%d (%d in files, %d read back from a stopped run)" (i + 1) r.BlockCount (r.FilesUpTo i) readBack)
+            r
+        with _ ->
+            r.ReleaseMemory()
             reraise ()

@@ -202,6 +202,47 @@ let factorTests =
             finally rows.Dispose()
             Expect.isEmpty (Directory.GetFiles(folder.Path, "*", SearchOption.AllDirectories)) "its files removed on Dispose"
 
+        test "resumable feature rows (FeatureRows.ProduceResumable, n = 70, b = 16, one block in memory): stopped at block 3, the next run produces only the blocks it lacks (the memory block and the stopped one), bit for bit; a flipped byte is produced again; another key reads none; Dispose keeps the files" {
+            let n, b, columns = 70, 16, 23
+            use g = new torch.Generator(41UL, torch.CPU)
+            use phi = torch.randn([| int64 n; int64 columns |], dtype = torch.float64, generator = g)
+            use folder = new TempFolder()
+            let rowsFolder = Path.Combine(folder.Path, "rows-b16")
+            let budget = int64 b * int64 columns * 8L   // block 0 in memory, blocks 1–4 in files
+            let produced = ResizeArray<int>()
+            let block i = phi.narrow(0L, int64 (i * b), int64 (min b (n - i * b))).clone()
+            let run (key: string) (stopAt: int) =
+                produced.Clear()
+                let reused = ResizeArray<int>()
+                let rows =
+                    FeatureRows.ProduceResumable(n, columns, b, budget, rowsFolder, key,
+                                                 (fun i -> (if i = stopAt then failwith "stopped"); produced.Add i; block i),
+                                                 (fun _ -> true), Action<int>(reused.Add), null)
+                rows, List.ofSeq produced, List.ofSeq reused
+            let bitwise (rows: FeatureRows) = (use j = rows.Joined() in use same = j.eq(phi).all() in same.item<bool> ())
+            Expect.throws (fun () -> run "key A" 3 |> ignore) "the stop raises through"
+            Expect.equal (List.ofSeq produced) [ 0; 1; 2 ] "blocks 0–2 produced before the stop"
+            Expect.equal (Directory.GetFiles(rowsFolder, "rows-*.tile").Length) 2 "the files of blocks 1 and 2 stay after the stop"
+            let rows, made, reused = run "key A" -1
+            Expect.equal made [ 0; 3; 4 ] "the memory block and the blocks without files produced"
+            Expect.equal reused [ 1; 2 ] "the blocks in files read back"
+            Expect.isTrue (bitwise rows) "bit for bit Φ̃"
+            rows.Dispose()
+            Expect.equal (Directory.GetFiles(rowsFolder, "rows-*.tile").Length) 4 "Dispose keeps the files (the caller's folder)"
+            let victim = Path.Combine(rowsFolder, "rows-3.tile")
+            let bytes = File.ReadAllBytes victim
+            bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 1uy
+            File.WriteAllBytes(victim, bytes)
+            let rows, made, reused = run "key A" -1
+            Expect.equal (made, reused) ([ 0; 3 ], [ 1; 2; 4 ]) "the corrupted block produced again, the others read back"
+            Expect.isTrue (bitwise rows) "bit for bit Φ̃"
+            rows.Dispose()
+            let rows, made, reused = run "key B" -1
+            Expect.equal (made, reused) ([ 0; 1; 2; 3; 4 ], []) "another key's files are never read"
+            Expect.isTrue (bitwise rows) "bit for bit Φ̃"
+            rows.Dispose()
+        }
+
         test "the factor from kept Gram tiles resumes: stopped in tile column 2, the next run forms only the tiles it lacks, bit for bit the uninterrupted factor; a corrupted tile file is formed again; another shift or another Gram reads none; Dispose removes the tiles" {
             let n, b, m = 150, 32, 200
             use g = new torch.Generator(20261204UL, torch.CPU)
@@ -627,7 +668,7 @@ let recipeTests =
             Expect.stringContains e.Message "Recipe:Mode = frozen" "names the way out"
         }
 
-        test "streamed Φ̃ of a float32 network in the built-in trainer (n = 40, budget 8 KB): certified from row blocks, the rows stored as float32, k(ε) met, and a resume from every checkpoint bit for bit" {
+        test "streamed Φ̃ of a float32 network in the built-in trainer (n = 40, budget 8 KB): certified from row blocks, k(ε) met, a resume from every checkpoint bit for bit, no row file left" {
             // Gram products of 16 columns: m = 56 spans four, so the rows' factor matches the certificate's only in its order
             let engineIn folder = { tiledEngine 16 (Path.Combine(folder, "tiles")) with MemoryBudgetBytes = 8L <<< 10; GramChunkColumns = 16 }
             builtInTrainerResumes Precision.Float32 engineIn 1e-6
@@ -635,15 +676,14 @@ let recipeTests =
                     Expect.exists progress (fun l -> l.StartsWith "feature rows: block") (sprintf "the rows' progress reached the observer (%A)" progress)
                     Expect.exists progress (fun l -> l.Contains "from the certificate's Gram tiles") "Theorem P's factor from the switch certificate's Gram (no second Gram); the resumes form it from the rows, bit for bit"
                     Expect.isGreaterThan trainer.State.Preconditioner.FrozenFeatures.BlocksInFiles 0 "Φ̃_τ's rows in files"
-                    let rowFiles = Directory.GetFiles(Path.Combine(folder, "tiles", "features"), "rows-*.tile", SearchOption.AllDirectories)
-                    Expect.isNonEmpty rowFiles "row files under the work directory's features/"
-                    for f in rowFiles do
-                        // 16 rows × m' = 57 columns: 3,648 bytes as float32, 7,296 as float64, plus a header under 512
-                        Expect.isLessThan (FileInfo(f).Length) (16L * 57L * 4L + 512L) (sprintf "%s holds float32 values" (Path.GetFileName f)))
+                    // the rows' files lived in the switch certificate's kept folder, removed with it when the run completed
+                    // (their float32 size: "streamed Φ̃, killed after the switch", where they stay)
+                    Expect.isEmpty (Directory.GetFiles(Path.Combine(folder, "tiles"), "rows-*.tile", SearchOption.AllDirectories))
+                        "a completed run leaves no row files")
                 ignore
         }
 
-        test "streamed Φ̃, killed after the switch (n = 40, budget 8 KB): the switch's Gram tiles stay, a resume forms Theorem P's factor from them (no second Gram) bit for bit, a corrupted tile falls back to the rows bit for bit, and a completed run removes them" {
+        test "streamed Φ̃, killed after the switch (n = 40, budget 8 KB): the switch's Gram tiles stay, a resume forms Theorem P's factor from them (no second Gram) and reads the feature rows back (no forward passes, stored as float32) bit for bit, a corrupted rows file or a missing outputs file is produced again, a corrupted tile falls back to the rows bit for bit, and a completed run removes them" {
             let n = 40
             let data = Fixtures.regression 23 n 3 2 torch.float32
             let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float32
@@ -674,6 +714,29 @@ let recipeTests =
             (resumed :> IDisposable).Dispose()
             Expect.exists lines (fun l -> l.Contains "Gram tiles kept in") (sprintf "the factor from the kept Gram tiles (%A)" lines)
             Expect.isFalse (lines |> List.exists (fun l -> l.Contains "formed from the rows")) "no second Gram"
+            // the feature rows: the blocks in files read back (verified), not produced by forward passes again
+            let rowsLine (ls: string list) =
+                let last = ls |> List.filter (fun l -> l.Contains "feature rows: block") |> List.last
+                let m = Text.RegularExpressions.Regex.Match(last, @"\((\d+) in files, (\d+) read back")
+                int m.Groups.[1].Value, int m.Groups.[2].Value
+            let inFiles, readBack = rowsLine lines
+            Expect.isGreaterThan inFiles 0 "some row blocks in files (budget 4 KB)"
+            Expect.equal readBack inFiles "every row block in a file read back from the stopped run"
+            // a corrupted rows file and a missing outputs file (another block): those two blocks produced again, bit for bit
+            let rowFiles = Directory.GetFiles(tiles, "rows-*.tile", SearchOption.AllDirectories) |> Array.sort
+            let outputFiles = Directory.GetFiles(tiles, "outputs-*.tile", SearchOption.AllDirectories) |> Array.sort
+            Expect.equal rowFiles.Length inFiles "one file per block beyond the budget"
+            for f in rowFiles do
+                Expect.stringContains f "certificate-" "in the switch certificate's kept folder"
+                // 16 rows × m' = 57 columns: 3,648 bytes as float32, 7,296 as float64, plus a header under 512
+                Expect.isLessThan (FileInfo(f).Length) (16L * 57L * 4L + 512L) (sprintf "%s holds float32 values" (Path.GetFileName f))
+            let bad = File.ReadAllBytes rowFiles.[0]
+            bad.[bad.Length - 40] <- bad.[bad.Length - 40] ^^^ 1uy
+            File.WriteAllBytes(rowFiles.[0], bad)
+            File.Delete(outputFiles |> Array.find (fun f -> Path.GetFileName f = Path.GetFileName(rowFiles.[1]).Replace("rows-", "outputs-")))
+            let partly, partlyLines = resumeFrom 12
+            (partly :> IDisposable).Dispose()
+            Expect.equal (rowsLine partlyLines) (inFiles, inFiles - 2) "the two bad blocks produced again, the others read back"
             // a corrupted tile: refused on its checksum, the factor formed from the rows, the same bits
             let victim = gramFiles () |> Array.sort |> Array.last
             let bytes = File.ReadAllBytes victim
