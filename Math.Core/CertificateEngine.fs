@@ -266,8 +266,9 @@ type CholeskyFactor() =
     /// shift b`, and a factorisation stopped part-way (a killed run) continues there from its finished tiles, each read
     /// back and verified (`Tiled.readTile`: a missing, truncated, corrupted or foreign file is formed again, never
     /// trusted). The tiles are the same in either case: each is the same kernels on the same tiles (left-looking: tile
-    /// (i, k) reads Gram tile (i, k) and the finished tiles of columns < k only). The folder goes with the factor
-    /// (`Dispose`) and with the kept Gram tiles (`TwoPhase.ReleaseKeptTiles`).
+    /// (i, k) reads Gram tile (i, k) and the finished tiles of columns < k only). The folder outlives the factor's
+    /// `Dispose` (a run stopped after its factor was formed reads every tile back, asking no Gram tile) and goes with the
+    /// kept Gram tiles (`TwoPhase.ReleaseKeptTiles`).
     static member FromGram(engine: CertificateEngine, n: int, columns: int, withGram: int -> int -> (torch.Tensor -> unit) -> unit,
                            shift: float, log: Action<string>, gramFolder: string) : CholeskyFactor =
         if not (isNull log) then log.Invoke(sprintf "factor of fl(G) + %g·I from the certificate's Gram tiles (n = %d, no second Gram)" shift n)
@@ -476,4 +477,6 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
             disposed <- true
             for t in memory.Values do t.Dispose()
             memory.Clear()
-            if not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)
+            // a resumable factor's folder lies in the kept Gram folder and goes with it (`TwoPhase.ReleaseKeptTiles`): a run
+            // stopped after the factor was formed reads it back on its resume instead of factorising again
+            if not resumable && not (isNull folder) && Directory.Exists folder then Directory.Delete(folder, true)

@@ -243,7 +243,7 @@ let factorTests =
             rows.Dispose()
         }
 
-        test "the factor from kept Gram tiles resumes: stopped in tile column 2, the next run forms only the tiles it lacks, bit for bit the uninterrupted factor; a corrupted tile file is formed again; another shift or another Gram reads none; Dispose removes the tiles" {
+        test "the factor from kept Gram tiles resumes: stopped in tile column 2, the next run forms only the tiles it lacks, bit for bit the uninterrupted factor; a corrupted tile file is formed again; another shift or another Gram reads none; Dispose keeps the tiles, and a finished factor is read back whole" {
             let n, b, m = 150, 32, 200
             use g = new torch.Generator(20261204UL, torch.CPU)
             use phi = torch.randn([| int64 n; int64 m |], dtype = torch.float64, generator = g)
@@ -294,10 +294,15 @@ let factorTests =
                     Expect.equal asked.Count (all - finished) "only the tiles it lacked asked of the Gram"
                     Expect.isTrue (bitwise resumed reference) "bit for bit the uninterrupted factor"
                 finally resumed.Dispose()
-                Expect.isFalse (Directory.Exists factorFolder) "Dispose removes the resumable tiles"
-                // a finished factor's files (a run killed after it), one of them corrupted: formed again, same bits
+                Expect.equal (Directory.GetFiles(factorFolder, "*.tile").Length) all "Dispose keeps the resumable tiles (they go with the kept folder)"
+                // a finished factor's files (a run stopped or killed after it): read back whole, no Gram tile asked
                 let complete = factorOf true shift None
-                Expect.equal complete.TilesResumed 0 "after Dispose: nothing to read back"
+                try
+                    Expect.equal complete.TilesResumed all "every tile read back"
+                    Expect.isEmpty asked "no Gram tile asked"
+                    Expect.isTrue (bitwise complete reference) "bit for bit the uninterrupted factor"
+                finally complete.Dispose()
+                // one of them corrupted: formed again, same bits
                 let victim = Path.Combine(factorFolder, "L-1-0.tile")
                 let bytes = File.ReadAllBytes victim
                 bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 1uy
@@ -737,6 +742,9 @@ let recipeTests =
             let partly, partlyLines = resumeFrom 12
             (partly :> IDisposable).Dispose()
             Expect.equal (rowsLine partlyLines) (inFiles, inFiles - 2) "the two bad blocks produced again, the others read back"
+            // the factor's own tiles stayed (read back by the resumes); without them the factor needs the Gram tiles again
+            Expect.exists lines (fun l -> l.Contains "tiles read back from") (sprintf "the resume read the factor's tiles back (%A)" lines)
+            for d in Directory.GetDirectories(tiles, "factor-*", SearchOption.AllDirectories) do Directory.Delete(d, true)
             // a corrupted tile: refused on its checksum, the factor formed from the rows, the same bits
             let victim = gramFiles () |> Array.sort |> Array.last
             let bytes = File.ReadAllBytes victim
