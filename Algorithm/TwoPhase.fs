@@ -251,10 +251,13 @@ type PreconditionedReadout internal (factor: CholeskyFactor, step: float, ridge:
     member _.FrozenResidualNorm = frozenResidualNorm
     /// Lower bound on J_τ(W_τ) − J_τ* at the first Phase II step (NaN before it).
     member _.InitialGapLower = initialGapLower
-    /// Upper bound on J_t(W_t) − J_t* at the start of the last step that measured it (every step but a frozen body's
-    /// past k(ε): `TwoPhase.MeasuresGap`).
+    /// Upper bound on J_t(W_t) − J_t* at the start of the last step that measured it: every step, except a frozen body's
+    /// once settled (prediction met and k(ε) passed: no more measurements) and past k(ε) with the hypothesis failed
+    /// (steps k(ε) + 2^j only, `TwoPhase.MeasuresGap`).
     member _.LastGapUpper = lastGapUpper
-    /// Phase II steps after which the gap was first ≤ ε·(initial gap) (−1: not yet).
+    /// Phase II steps after which the gap's measured upper bound was first ≤ ε·(initial gap) (−1: not yet). Every step is
+    /// measured up to k(ε) and while the hypothesis holds; past k(ε) with the hypothesis failed only steps k(ε) + 2^j are
+    /// (`TwoPhase.MeasuresGap`), so there it is the first measured step that met it.
     member _.AchievedAfter = achievedAfter
     /// True while every step's perturbation e_t (solve residual and float rounding of W) stayed ≤ η_P·(√ε/2)·g_τ:
     /// the hypothesis under which k(ε) is guaranteed (Theorem PD: Δ_t ≤ δ at every step and E_k ≤ (√ε/2)‖R_τ‖ at
@@ -963,41 +966,49 @@ type TwoPhase =
         TwoPhase.RefuseDampedStreamed(setup, streamed)
         let phi, f = TwoPhase.FeatureRowsAndOutputs(setup, streamed)
         use f = f
-        use y = TwoPhase.TargetMatrix setup
-        let n = phi.Rows
-        // streamed: the factor's tiles share the budget with the feature rows kept in memory
-        let engine = if streamed then r.CertificateEngine.WithTiles(r.CertificateEngine.TileSize, max 1L (r.CertificateEngine.MemoryBudgetBytes - phi.MemoryBytes)) else r.CertificateEngine
-        let factor =
-            if not (isNull switchFactor) then switchFactor
+        // a failure past this point (the factor, the solve, the residual bound) frees the rows in memory (up to half the
+        // budget) and a factor formed here; the switch's factor is the caller's to free
+        let formed = ref (null: CholeskyFactor)
+        try
+            use y = TwoPhase.TargetMatrix setup
+            let n = phi.Rows
+            // streamed: the factor's tiles share the budget with the feature rows kept in memory
+            let engine = if streamed then r.CertificateEngine.WithTiles(r.CertificateEngine.TileSize, max 1L (r.CertificateEngine.MemoryBudgetBytes - phi.MemoryBytes)) else r.CertificateEngine
+            let factor =
+                if not (isNull switchFactor) then switchFactor
+                else
+                    match TwoPhase.ProgressLog setup with
+                    | null -> ()
+                    | log -> if streamed then log.Invoke "Theorem P's factor of fl(G_τ) + nλI formed from the rows (a second Gram)"
+                    formed.Value <- CholeskyFactor.OfRows(engine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
+                    formed.Value
+            if isNull factor then
+                invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
+            let z = y.sub(f)
+            if r.Mode = PhaseTwoMode.Frozen then
+                let a = factor.Solve z
+                let rNorm = TwoPhase.ResidualBound(phi, z, a, r.ReadoutRidge)
+                PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon,
+                                      TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon),
+                                      phi, a, z, rNorm, nan, nan, -1, true, 0.0, 0)
+            elif r.ReadoutRidge = 0.0 then
+                // Theorem PD: the damped body's step on the residual, with the prediction k_δ(ε) for the rate 1 − η_P(1 − δ)
+                phi.Dispose()
+                z.Dispose()
+                let delta = r.RefactorThreshold
+                PreconditionedReadout(factor, r.PreconditionedStep, 0.0, r.PredictionEpsilon,
+                                      TwoPhase.PredictedSteps(r.PreconditionedStep * (1.0 - delta), r.PredictionEpsilon),
+                                      null, null, null, nan, nan, nan, -1, true, 0.0, 0, FrozenProducts(),
+                                      DampedReadoutTrack(delta, r.SwitchIteration, null, 0, 0.0, null, nan, 0.0, 0.0, nan))
             else
-                match TwoPhase.ProgressLog setup with
-                | null -> ()
-                | log -> if streamed then log.Invoke "Theorem P's factor of fl(G_τ) + nλI formed from the rows (a second Gram)"
-                CholeskyFactor.OfRows(engine, phi, float n * r.ReadoutRidge, TwoPhase.ProgressLog setup)
-        if isNull factor then
+                phi.Dispose()
+                z.Dispose()
+                PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, -1,
+                                      null, null, null, nan, nan, nan, -1, true, 0.0, 0)
+        with _ ->
             phi.Dispose()
-            invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
-        let z = y.sub(f)
-        if r.Mode = PhaseTwoMode.Frozen then
-            let a = factor.Solve z
-            let rNorm = TwoPhase.ResidualBound(phi, z, a, r.ReadoutRidge)
-            PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon,
-                                  TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon),
-                                  phi, a, z, rNorm, nan, nan, -1, true, 0.0, 0)
-        elif r.ReadoutRidge = 0.0 then
-            // Theorem PD: the damped body's step on the residual, with the prediction k_δ(ε) for the rate 1 − η_P(1 − δ)
-            phi.Dispose()
-            z.Dispose()
-            let delta = r.RefactorThreshold
-            PreconditionedReadout(factor, r.PreconditionedStep, 0.0, r.PredictionEpsilon,
-                                  TwoPhase.PredictedSteps(r.PreconditionedStep * (1.0 - delta), r.PredictionEpsilon),
-                                  null, null, null, nan, nan, nan, -1, true, 0.0, 0, FrozenProducts(),
-                                  DampedReadoutTrack(delta, r.SwitchIteration, null, 0, 0.0, null, nan, 0.0, 0.0, nan))
-        else
-            phi.Dispose()
-            z.Dispose()
-            PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon, -1,
-                                  null, null, null, nan, nan, nan, -1, true, 0.0, 0)
+            if not (isNull formed.Value) then formed.Value.Dispose()
+            reraise ()
 
     /// Theorem PD: fl(R) = fl(Y − F − Φ̃W) of all n points and ε ≥ ‖R − fl(R)‖_F (one product of length m + 1 and two
     /// subtractions, Higham §3.5; times 1 + γ for the norm's own rounding). One computation for the step and the body limit,

@@ -35,7 +35,8 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     let check () = if disposed then invalidOp "the feature rows were disposed"
 
     /// Whether block i, put next, goes to its file: the budget cannot hold it beside the blocks in memory (never without
-    /// a folder). Blocks are put in order, so the blocks in memory are a prefix, the same in every run of one budget.
+    /// a folder). Blocks are put in order, so which blocks are in memory depends only on n, b, m' and the budget (the
+    /// first ones, and a shorter last block that fits after others went to files): the same in every run of them.
     member private _.GoesToFile(i: int) =
         not (isNull folder) && memoryBytes + int64 (sizeOf i) * int64 columns * 8L > budget
 
@@ -229,7 +230,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     /// rows of, e.g. the body's fingerprint; another key's file is never read). A block that goes to its file (beyond
     /// the budget) and whose file a stopped or killed run left is read back and verified in full instead of produced,
     /// when `reusable i` (the caller has what it keeps beside block i, e.g. its outputs); a missing, truncated,
-    /// corrupted or foreign file is produced again and rewritten. Blocks in memory (the prefix the budget holds) are
+    /// corrupted or foreign file is produced again and rewritten. Blocks in memory (`GoesToFile`: the same in every run of one n, b, m' and budget) are
     /// produced in every run. `produce` is called in order for the other blocks; `reused` hears the blocks read back.
     /// If `produce` raises, the blocks in memory are freed and the files stay. The folder outlives `Dispose`.
     static member ProduceResumable(rows: int, columns: int, blockRows: int, budgetBytes: int64, folder: string, key: string,

@@ -742,6 +742,8 @@ let recipeTests =
             let partly, partlyLines = resumeFrom 12
             (partly :> IDisposable).Dispose()
             Expect.equal (rowsLine partlyLines) (inFiles, inFiles - 2) "the two bad blocks produced again, the others read back"
+            // after the first resume's Dispose (a graceful stop's): its factor tiles stayed and are read back, no Gram asked
+            Expect.exists partlyLines (fun l -> l.Contains "tiles read back from") (sprintf "the factor read back after a Dispose (%A)" partlyLines)
             // the factor's own tiles stayed (read back by the resumes); without them the factor needs the Gram tiles again
             Expect.exists lines (fun l -> l.Contains "tiles read back from") (sprintf "the resume read the factor's tiles back (%A)" lines)
             for d in Directory.GetDirectories(tiles, "factor-*", SearchOption.AllDirectories) do Directory.Delete(d, true)
