@@ -282,7 +282,8 @@ type CholeskyFactor() =
             match (if String.IsNullOrEmpty gramFolder then None else Tiled.manifestRunKey gramFolder) with
             | Some gramKey -> Some (CholeskyFactor.ResumeFolder(gramFolder, shift, engine.TileSize), gramKey)
             | None -> None
-        CholeskyFactor.Build(engine, n, float columns, withColumn, shift, log, resume)
+        // the Gram tiles are given, not formed: no product over the columns in the rate and the ETA
+        CholeskyFactor.Build(engine, n, 0.0, withColumn, shift, log, resume)
 
     /// The folder of `FromGram`'s resumable factor tiles for M = fl(G) + shift·I in tiles of b, inside the folder that keeps
     /// the Gram tiles (named by the shift's bits and b: another shift or tile size never reads these tiles).
@@ -433,14 +434,17 @@ and [<AllowNullLiteral>] TiledCholesky(n: int, b: int, budget: int64, directory:
 
     /// Factorises M = A + shift·I tile by tile, left-looking by tile column: `withColumn k body` runs `body` with a
     /// function forming A_ik (i ≥ k, a new tensor) — from the row tiles (one held per column) or from stored Gram tiles.
-    /// `columns` (m') only feeds the progress's flop count. False when a diagonal tile is not positive definite.
+    /// `columns` (m'; 0 when A's tiles are given) only feeds the progress's flop count. False when a diagonal tile is not
+    /// positive definite.
     member internal _.FactorizeWith(columns: float, withColumn: int -> ((int -> torch.Tensor) -> unit) -> unit, shift: float,
                                     progress: Tiled.TiledProgress -> unit) : bool =
-        // Flops of tile (i, k): its product over the m' columns (2·b_i·b_k·m', half for a diagonal syrk) and the
-        // left-looking updates from the k earlier tile columns (2·b_i·b_k·b each), for the rate and the ETA.
+        // Flops of tile (i, k): its product over the m' columns (2·b_i·b_k·m', half for a diagonal syrk; none when the
+        // Gram tiles are given, `columns` = 0), the left-looking updates from the k earlier tile columns (2·b_i·b_k·b
+        // each), and its own potrf (b³/3) or trsm (b_i·b_k²), for the rate and the ETA.
         let flopsOf i k =
             let bi, bk = float (size i), float (size k)
             (if i = k then 1.0 else 2.0) * bi * bk * columns + 2.0 * bi * bk * float (k * b)
+            + (if i = k then bk * bk * bk / 3.0 else bi * bk * bk)
         let totalFlops = seq { for k in 0 .. tiles - 1 do for i in k .. tiles - 1 -> flopsOf i k } |> Seq.sum
         let phase = Tiled.Phase({ Tiled.defaults with Progress = progress }, "factor", tiles * (tiles + 1) / 2, totalFlops)
         let ok = ref true
