@@ -8,10 +8,11 @@
 #                       float64) is streamed (docs/theory.md §4 "Φ̃ streamed"): certified from row blocks, its factor
 #                       from the certificate's Gram tiles, the rows kept for Phase II (7 GB in memory, ≈ 20 GB in
 #                       float32 row files).
-# Disk: ≈ 23 GB of feature row files + ≈ 15 GB of Gram tiles + ≈ 15 GB of factor tiles at the peak. The switch's Gram
-# tiles stay until the run completes (a resume after the switch forms Theorem P's factor from them, no second Gram; the
-# factor's own finished tiles are kept beside them and read back, so a kill inside the factor loses at most one tile), and
-# the worker starts a killed job again as long as it made progress since its last start.
+# Disk: ≈ 23 GB of feature row files + ≈ 15 GB of Gram tiles + ≈ 15 GB of factor tiles at the peak, all in the switch
+# certificate's kept folder until the run completes. A resume after the switch reads them back instead of forming them
+# again: the factor's finished tiles (a stop inside the factor loses at most one tile; a stop after it, none), else the
+# factor from the Gram tiles (no second Gram); the feature rows and outputs beyond the memory budget (no forward passes
+# for them). The worker starts a killed job again as long as it made progress since its last start.
 # Memory: the tile budget (14 GB) + the network and one row block; nothing else heavy may run beside it.
 # Then: experiments/report.py --only phase-two-full
 set -uo pipefail
