@@ -760,6 +760,16 @@ type TwoPhase =
         let n = setup.Certification.Rows
         engine.UsesTiled n && 8L * int64 n * int64 (TwoPhase.FeatureColumns setup) > engine.MemoryBudgetBytes / 2L
 
+    /// The folder of the streamed rows' resumable files (`FeatureRowsAndOutputs`, and Theorem P's A_τ and ‖r_τ‖ bound beside
+    /// them: `BuildPreconditioner`) inside the switch certificate's kept folder, and the key their headers carry (the
+    /// subject: data, certification set, network, parameters in place, taps, shape; and the device). The body at the
+    /// switch must be in place.
+    static member private ResumableRowsFolder(setup: RecipeSetup) : string * string =
+        let engine = setup.Recipe.CertificateEngine
+        let subject = TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1)
+        Path.Combine(CertificateEngine.TileFolder(engine, subject), sprintf "rows-b%d" engine.TileSize),
+        sprintf "%s|device=%O" (CertificateEngine.SubjectKey subject) setup.Device
+
     /// Φ̃ = [h, 1] (as `FeatureRows`) and F = f(X) (n × c float64) of all n certification inputs at the current ω:
     /// streamed (`StreamsFeatures`): blocks of the engine's tile size produced one by one, in memory up to half the
     /// engine's budget and beyond it in files of the switch certificate's kept folder, resumable
@@ -785,9 +795,7 @@ type TwoPhase =
                 // resumable (docs/theory.md §4 "Φ̃ streamed"): the rows of the body at the switch (in place), in the folder
                 // that keeps the switch certificate's Gram tiles (`KeepsSwitchTiles`: streamed rows are Theorem P's with a
                 // frozen body, the damped body being refused), with the outputs f_I beside each block
-                let subject = TwoPhase.SubjectOf(setup, TwoPhase.FeatureColumns setup - 1)
-                let folder = Path.Combine(CertificateEngine.TileFolder(engine, subject), sprintf "rows-b%d" b)
-                let key = sprintf "%s|device=%O" (CertificateEngine.SubjectKey subject) setup.Device
+                let folder, key = TwoPhase.ResumableRowsFolder setup
                 let outputsPath i = Path.Combine(folder, sprintf "outputs-%d.tile" i)
                 let outputsHeader i = sprintf "rf-feature-outputs\nkey=%s\nblock=%d\n" key i
                 let produce i =
@@ -958,6 +966,44 @@ type TwoPhase =
                         | log -> log.Invoke(sprintf "removing %s, left by an interrupted run" stale)
                         Directory.Delete(stale, true)
 
+    /// A_τ = M_τ⁻¹Z_τ and the rigorous bound on ‖r_τ‖ (`ResidualBound`) of a frozen body. Streamed (the rows in the kept
+    /// folder), they are also written beside the rows (`ResumableRowsFolder`, keyed by the subject, the device and the
+    /// shift nλ's bits) and a resume reads them back instead of the two triangular solves through the factor's tiles and
+    /// the bound's four passes over the rows (≈ 5 min at n = 60,000): the same float64 values, so the same run. A file
+    /// that is missing or fails verification is computed again.
+    static member private FrozenSolution(setup: RecipeSetup, streamed: bool, factor: CholeskyFactor, phi: FeatureRows,
+                                         z: torch.Tensor) : torch.Tensor * float =
+        let r = setup.Recipe
+        let compute () =
+            let a = factor.Solve z
+            a, TwoPhase.ResidualBound(phi, z, a, r.ReadoutRidge)
+        if not streamed then compute ()
+        else
+            let folder, key = TwoPhase.ResumableRowsFolder setup
+            let shift = float phi.Rows * r.ReadoutRidge
+            let path = Path.Combine(folder, sprintf "solution-%016x.tile" (BitConverter.DoubleToInt64Bits shift))
+            let header = sprintf "rf-theorem-p-solution\nkey=%s\nshift=%016x\n" key (BitConverter.DoubleToInt64Bits shift)
+            let rows, columns = int z.shape.[0] + 1, int z.shape.[1]
+            // A_τ (n × c) and one more row holding the bound on ‖r_τ‖ in its first entry
+            match Tiled.readTile path header rows columns with
+            | Ok stored ->
+                use stored = stored
+                let a = (use scope = torch.NewDisposeScope() in stored.narrow(0L, 0L, int64 (rows - 1)).clone().DetachFromDisposeScope())
+                let rNorm = stored.[int64 (rows - 1), 0L].ToDouble()
+                match TwoPhase.ProgressLog setup with
+                | null -> ()
+                | log -> log.Invoke(sprintf "A_τ and the bound on ‖r_τ‖ read back from %s (a stopped run's)" path)
+                a, rNorm
+            | Error _ ->
+                let a, rNorm = compute ()
+                do
+                    use scope = torch.NewDisposeScope()
+                    let last = torch.zeros([| 1L; int64 columns |], dtype = torch.float64)
+                    last.[0L, 0L] <- torch.tensor(rNorm, dtype = torch.float64)
+                    Directory.CreateDirectory folder |> ignore
+                    Tiled.writeTile path header (torch.cat([| a; last |], 0L).contiguous())
+                a, rNorm
+
     /// `BuildPreconditioner` with the factor already formed from the switch certificate's Gram tiles (`switchFactor`,
     /// taken; null: formed here from the rows, `CholeskyFactor.OfRows`, bitwise the same for the same rows).
     static member private BuildPreconditioner(setup: RecipeSetup, switchFactor: CholeskyFactor) : PreconditionedReadout =
@@ -986,8 +1032,7 @@ type TwoPhase =
                 invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
             let z = y.sub(f)
             if r.Mode = PhaseTwoMode.Frozen then
-                let a = factor.Solve z
-                let rNorm = TwoPhase.ResidualBound(phi, z, a, r.ReadoutRidge)
+                let a, rNorm = TwoPhase.FrozenSolution(setup, streamed, factor, phi, z)
                 PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon,
                                       TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon),
                                       phi, a, z, rNorm, nan, nan, -1, true, 0.0, 0)
