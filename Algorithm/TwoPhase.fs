@@ -966,43 +966,67 @@ type TwoPhase =
                         | log -> log.Invoke(sprintf "removing %s, left by an interrupted run" stale)
                         Directory.Delete(stale, true)
 
-    /// A_τ = M_τ⁻¹Z_τ and the rigorous bound on ‖r_τ‖ (`ResidualBound`) of a frozen body. Streamed (the rows in the kept
-    /// folder), they are also written beside the rows (`ResumableRowsFolder`, keyed by the subject, the device and the
-    /// shift nλ's bits) and a resume reads them back instead of the two triangular solves through the factor's tiles and
-    /// the bound's four passes over the rows (≈ 5 min at n = 60,000): the same float64 values, so the same run. A file
-    /// that is missing or fails verification is computed again.
+    /// Φ̃ᵀA, |Φ̃|ᵀ|A| and an upper bound on ‖Φ̃‖_F (the computed norm, a sum of n·m' squares, the blocks' sum and a
+    /// square root, inflated by γ): three passes over the rows; a frozen body's memo (`FrozenProducts`).
+    static member private ProductsOf(phi: FeatureRows, a: torch.Tensor) : torch.Tensor * torch.Tensor * float =
+        let target = phi.TransposeTimes a
+        let absProduct = phi.AbsTransposeTimes a
+        let phiNorm = phi.FrobeniusNorm * (1.0 + FloatingPoint.gamma FloatingPoint.unitRoundoff64 (phi.Rows * phi.Columns + phi.BlockCount + 1))
+        target, absProduct, phiNorm
+
+    /// A_τ = M_τ⁻¹Z_τ and the rigorous bound on ‖r_τ‖ (`ResidualBound`) of a frozen body, and with streamed rows also its
+    /// memo (`FrozenProducts`: Φ̃ᵀA_τ, |Φ̃|ᵀ|A_τ|, the bound on ‖Φ̃‖_F; otherwise null, and the first step forms it). Streamed
+    /// (the rows in the kept folder), all of it is written beside the rows (`ResumableRowsFolder`, keyed by the subject,
+    /// the device and the shift nλ's bits), and a resume reads it back instead of two triangular solves through the
+    /// factor's tiles and seven passes over the rows (≈ 8 min at n = 60,000): the same float64 values, so the same run.
+    /// A file that is missing or fails verification is computed again.
     static member private FrozenSolution(setup: RecipeSetup, streamed: bool, factor: CholeskyFactor, phi: FeatureRows,
-                                         z: torch.Tensor) : torch.Tensor * float =
+                                         z: torch.Tensor) : torch.Tensor * float * FrozenProducts =
         let r = setup.Recipe
-        let compute () =
+        let solve () =
             let a = factor.Solve z
             a, TwoPhase.ResidualBound(phi, z, a, r.ReadoutRidge)
-        if not streamed then compute ()
+        if not streamed then
+            let a, rNorm = solve ()
+            a, rNorm, null
         else
             let folder, key = TwoPhase.ResumableRowsFolder setup
             let shift = float phi.Rows * r.ReadoutRidge
             let path = Path.Combine(folder, sprintf "solution-%016x.tile" (BitConverter.DoubleToInt64Bits shift))
-            let header = sprintf "rf-theorem-p-solution\nkey=%s\nshift=%016x\n" key (BitConverter.DoubleToInt64Bits shift)
-            let rows, columns = int z.shape.[0] + 1, int z.shape.[1]
-            // A_τ (n × c) and one more row holding the bound on ‖r_τ‖ in its first entry
-            match Tiled.readTile path header rows columns with
+            let header = sprintf "rf-theorem-p-solution 2\nkey=%s\nshift=%016x\n" key (BitConverter.DoubleToInt64Bits shift)
+            let n, m1, c = int z.shape.[0], phi.Columns, int z.shape.[1]
+            // [A_τ (n × c); Φ̃ᵀA_τ (m' × c); |Φ̃|ᵀ|A_τ| (m' × c); a row whose first entry is the bound on ‖r_τ‖; one with the bound on ‖Φ̃‖_F]
+            let rows = n + 2 * m1 + 2
+            let part (t: torch.Tensor) (start: int) (count: int) =
+                use scope = torch.NewDisposeScope()
+                t.narrow(0L, int64 start, int64 count).clone().DetachFromDisposeScope()
+            let products (target: torch.Tensor) (absProduct: torch.Tensor) (phiNorm: float) =
+                let memo = FrozenProducts()
+                memo.Target <- target
+                memo.AbsProduct <- absProduct
+                memo.FeatureNorm <- phiNorm
+                memo
+            match Tiled.readTile path header rows c with
             | Ok stored ->
                 use stored = stored
-                let a = (use scope = torch.NewDisposeScope() in stored.narrow(0L, 0L, int64 (rows - 1)).clone().DetachFromDisposeScope())
-                let rNorm = stored.[int64 (rows - 1), 0L].ToDouble()
+                let rNorm = stored.[int64 (rows - 2), 0L].ToDouble()
+                let phiNorm = stored.[int64 (rows - 1), 0L].ToDouble()
                 match TwoPhase.ProgressLog setup with
                 | null -> ()
-                | log -> log.Invoke(sprintf "A_τ and the bound on ‖r_τ‖ read back from %s (a stopped run's)" path)
-                a, rNorm
+                | log -> log.Invoke(sprintf "A_τ, its products and the bounds on ‖r_τ‖ and ‖Φ̃‖_F read back from %s (a stopped run's)" path)
+                part stored 0 n, rNorm, products (part stored n m1) (part stored (n + m1) m1) phiNorm
             | Error _ ->
-                let a, rNorm = compute ()
+                let a, rNorm = solve ()
+                let target, absProduct, phiNorm = TwoPhase.ProductsOf(phi, a)
                 do
                     use scope = torch.NewDisposeScope()
-                    let last = torch.zeros([| 1L; int64 columns |], dtype = torch.float64)
-                    last.[0L, 0L] <- torch.tensor(rNorm, dtype = torch.float64)
+                    let scalar (v: float) =
+                        let row = torch.zeros([| 1L; int64 c |], dtype = torch.float64)
+                        row.[0L, 0L] <- torch.tensor(v, dtype = torch.float64)
+                        row
                     Directory.CreateDirectory folder |> ignore
-                    Tiled.writeTile path header (torch.cat([| a; last |], 0L).contiguous())
-                a, rNorm
+                    Tiled.writeTile path header (torch.cat([| a; target; absProduct; scalar rNorm; scalar phiNorm |], 0L).contiguous())
+                a, rNorm, products (target.DetachFromDisposeScope()) (absProduct.DetachFromDisposeScope()) phiNorm
 
     /// `BuildPreconditioner` with the factor already formed from the switch certificate's Gram tiles (`switchFactor`,
     /// taken; null: formed here from the rows, `CholeskyFactor.OfRows`, bitwise the same for the same rows).
@@ -1032,10 +1056,10 @@ type TwoPhase =
                 invalidOp (sprintf "Theorem P: the float64 Cholesky of fl(G_τ) + nλI failed (λ = %g) although EC is certified; raise ReadoutRidge" r.ReadoutRidge)
             let z = y.sub(f)
             if r.Mode = PhaseTwoMode.Frozen then
-                let a, rNorm = TwoPhase.FrozenSolution(setup, streamed, factor, phi, z)
+                let a, rNorm, memo = TwoPhase.FrozenSolution(setup, streamed, factor, phi, z)
                 PreconditionedReadout(factor, r.PreconditionedStep, r.ReadoutRidge, r.PredictionEpsilon,
                                       TwoPhase.PredictedSteps(r.PreconditionedStep, r.PredictionEpsilon),
-                                      phi, a, z, rNorm, nan, nan, -1, true, 0.0, 0)
+                                      phi, a, z, rNorm, nan, nan, -1, true, 0.0, 0, (if isNull memo then FrozenProducts() else memo), null)
             elif r.ReadoutRidge = 0.0 then
                 // Theorem PD: the damped body's step on the residual, with the prediction k_δ(ε) for the rate 1 − η_P(1 − δ)
                 phi.Dispose()
@@ -1274,10 +1298,7 @@ type TwoPhase =
             let target, absProduct, phiNorm =
                 if frozen && not (isNull memo.Target) then memo.Target, memo.AbsProduct, memo.FeatureNorm
                 else
-                    let target = phi.TransposeTimes a
-                    let absProduct = phi.AbsTransposeTimes a
-                    // an upper bound on ‖Φ̃‖_F: the computed norm (a sum of n·m' squares, the blocks' sum, a square root) inflated
-                    let phiNorm = phi.FrobeniusNorm * (1.0 + FloatingPoint.gamma FloatingPoint.unitRoundoff64 (phi.Rows * phi.Columns + phi.BlockCount + 1))
+                    let target, absProduct, phiNorm = TwoPhase.ProductsOf(phi, a)
                     if frozen then
                         memo.Target <- target.DetachFromDisposeScope()
                         memo.AbsProduct <- absProduct.DetachFromDisposeScope()

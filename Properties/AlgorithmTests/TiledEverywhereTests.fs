@@ -688,7 +688,7 @@ let recipeTests =
                 ignore
         }
 
-        test "streamed Φ̃, killed after the switch (n = 40, budget 8 KB): the switch's Gram tiles stay, a resume forms Theorem P's factor from them (no second Gram) and reads the feature rows and A_τ back (no forward passes, no solve; rows stored as float32) bit for bit, a corrupted rows file or a missing outputs file is produced again, a corrupted tile falls back to the rows bit for bit, and a completed run removes them" {
+        test "streamed Φ̃, killed after the switch (n = 40, budget 8 KB): the switch's Gram tiles stay, a resume forms Theorem P's factor from them (no second Gram) and reads the feature rows, A_τ and its products back (no forward passes, no solve; rows stored as float32) bit for bit, a corrupted rows file or a missing outputs file is produced again, a corrupted tile falls back to the rows bit for bit, and a completed run removes them" {
             let n = 40
             let data = Fixtures.regression 23 n 3 2 torch.float32
             let arch = Fixtures.mlp 3 [| 6; n + 16 |] 2 Activation.Tanh Precision.Float32
@@ -718,12 +718,13 @@ let recipeTests =
                 let p, q = killed.State.Preconditioner, resumed.State.Preconditioner
                 Expect.equal (BitConverter.DoubleToInt64Bits q.FrozenResidualNorm) (BitConverter.DoubleToInt64Bits p.FrozenResidualNorm) (sprintf "‖r_τ‖ bound after a resume from %d" t)
                 Expect.equal q.ProgressText p.ProgressText (sprintf "the measurements after a resume from %d" t)
+                Expect.isTrue (use same = q.FrozenSolution.eq(p.FrozenSolution).all() in same.item<bool> ()) (sprintf "A_τ after a resume from %d" t)
                 resumed, List.ofSeq progress.Lines
             let resumed, lines = resumeFrom 12
             (resumed :> IDisposable).Dispose()
             Expect.exists lines (fun l -> l.Contains "Gram tiles kept in") (sprintf "the factor from the kept Gram tiles (%A)" lines)
             Expect.isFalse (lines |> List.exists (fun l -> l.Contains "formed from the rows")) "no second Gram"
-            Expect.exists lines (fun l -> l.Contains "A_τ and the bound on ‖r_τ‖ read back") (sprintf "A_τ and ‖r_τ‖ read back, no solve (%A)" lines)
+            Expect.exists lines (fun l -> l.Contains "A_τ, its products and the bounds on ‖r_τ‖ and ‖Φ̃‖_F read back") (sprintf "A_τ, its memo and the bounds read back, no solve, no pass (%A)" lines)
             // the feature rows: the blocks in files read back (verified), not produced by forward passes again
             let rowsLine (ls: string list) =
                 let last = ls |> List.filter (fun l -> l.Contains "feature rows: block") |> List.last
