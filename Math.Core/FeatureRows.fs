@@ -30,8 +30,9 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     let resumable = not (isNull key)
     let pathOf i = Path.Combine(folder, sprintf "rows-%d.tile" i)
     let header i (element: int) =
-        if resumable then sprintf "rf-feature-rows\nkey=%s\nblock=%d\nrows=%d\ncols=%d\nelement=%d\n" key i (sizeOf i) columns element
-        else sprintf "rf-feature-rows\nfolder=%s\nblock=%d\nrows=%d\ncols=%d\nelement=%d\n" folder i (sizeOf i) columns element
+        // a resumable file names what it holds (the caller's key), a fresh one its own folder
+        let origin = if resumable then "key=" + key else "folder=" + folder
+        sprintf "rf-feature-rows\n%s\nblock=%d\nrows=%d\ncols=%d\nelement=%d\n" origin i (sizeOf i) columns element
     let check () = if disposed then invalidOp "the feature rows were disposed"
 
     /// Whether block i, put next, goes to its file: the budget cannot hold it beside the blocks in memory (never without
@@ -195,6 +196,13 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     interface IDisposable with
         member r.Dispose() = r.Dispose()
 
+    /// Refuses a layout no rows can have, naming the argument (`Produce`, `ProduceResumable`).
+    static member private CheckLayout(rows: int, columns: int, blockRows: int, budgetBytes: int64) =
+        if rows < 1 then invalidArg "rows" (sprintf "n = %d: no rows" rows)
+        if columns < 1 then invalidArg "columns" (sprintf "m' = %d: no columns" columns)
+        if blockRows < 1 then invalidArg "blockRows" (sprintf "rows per block %d must be at least 1" blockRows)
+        if budgetBytes < 0L then invalidArg "budgetBytes" (sprintf "memory budget %d bytes must not be negative" budgetBytes)
+
     /// The rows of `phi` (n × m', float64; taken) as one block in memory: the one-tensor products, bit for bit.
     static member InMemory(phi: torch.Tensor) : FeatureRows =
         if phi.dtype <> torch.float64 || phi.shape.Length <> 2 || phi.shape.[0] < 1L then
@@ -211,10 +219,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     /// `progress` (may be null) hears "rows k/K" after each block. If `produce` raises, what was kept is freed.
     static member Produce(rows: int, columns: int, blockRows: int, budgetBytes: int64, directory: string,
                           produce: int -> torch.Tensor, progress: Action<string>) : FeatureRows =
-        if rows < 1 then invalidArg "rows" (sprintf "n = %d: no rows" rows)
-        if columns < 1 then invalidArg "columns" (sprintf "m' = %d: no columns" columns)
-        if blockRows < 1 then invalidArg "blockRows" (sprintf "rows per block %d must be at least 1" blockRows)
-        if budgetBytes < 0L then invalidArg "budgetBytes" (sprintf "memory budget %d bytes must not be negative" budgetBytes)
+        FeatureRows.CheckLayout(rows, columns, blockRows, budgetBytes)
         let folder = if String.IsNullOrEmpty directory then null else Path.Combine(directory, "rows-" + Guid.NewGuid().ToString("N").Substring(0, 12))
         let r = new FeatureRows(rows, columns, blockRows, budgetBytes, folder, null)
         try
@@ -236,10 +241,7 @@ type FeatureRows private (rows: int, columns: int, blockRows: int, budget: int64
     static member ProduceResumable(rows: int, columns: int, blockRows: int, budgetBytes: int64, folder: string, key: string,
                                    produce: int -> torch.Tensor, reusable: int -> bool, reused: Action<int>,
                                    progress: Action<string>) : FeatureRows =
-        if rows < 1 then invalidArg "rows" (sprintf "n = %d: no rows" rows)
-        if columns < 1 then invalidArg "columns" (sprintf "m' = %d: no columns" columns)
-        if blockRows < 1 then invalidArg "blockRows" (sprintf "rows per block %d must be at least 1" blockRows)
-        if budgetBytes < 0L then invalidArg "budgetBytes" (sprintf "memory budget %d bytes must not be negative" budgetBytes)
+        FeatureRows.CheckLayout(rows, columns, blockRows, budgetBytes)
         if String.IsNullOrEmpty folder then invalidArg "folder" "resumable rows need a folder"
         if String.IsNullOrEmpty key || key.Contains '\n' then invalidArg "key" "resumable rows need a one-line key"
         Directory.CreateDirectory folder |> ignore

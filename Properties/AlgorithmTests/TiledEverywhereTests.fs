@@ -101,6 +101,13 @@ type private ProgressRecorder() =
     interface IProgressObserver with
         member _.OnProgress line = lines.Add line
 
+/// Flips the lowest bit of byte `at length` of the file (a corruption its checksum must catch).
+let private flipByte (path: string) (at: int -> int) =
+    let bytes = File.ReadAllBytes path
+    let i = at bytes.Length
+    bytes.[i] <- bytes.[i] ^^^ 1uy
+    File.WriteAllBytes(path, bytes)
+
 [<Tests>]
 let factorTests =
     testList "MathCore.CholeskyFactor" [
@@ -194,9 +201,7 @@ let factorTests =
                 Expect.stringContains e.Message "tile size" "blocks other than the tiles refused"
                 // a flipped byte in a block's file: refused, naming the file
                 let victim = files |> Array.head
-                let bytes = File.ReadAllBytes victim
-                bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 1uy
-                File.WriteAllBytes(victim, bytes)
+                flipByte victim (fun length -> length - 40)
                 let bad = Expect.throwsC (fun () -> rows.TransposeTimes a |> ignore) id
                 Expect.stringContains bad.Message (Path.GetFileName victim) "the refused file named"
             finally rows.Dispose()
@@ -230,9 +235,7 @@ let factorTests =
             rows.Dispose()
             Expect.equal (Directory.GetFiles(rowsFolder, "rows-*.tile").Length) 4 "Dispose keeps the files (the caller's folder)"
             let victim = Path.Combine(rowsFolder, "rows-3.tile")
-            let bytes = File.ReadAllBytes victim
-            bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 1uy
-            File.WriteAllBytes(victim, bytes)
+            flipByte victim (fun length -> length - 40)
             let rows, made, reused = run "key A" -1
             Expect.equal (made, reused) ([ 0; 3 ], [ 1; 2; 4 ]) "the corrupted block produced again, the others read back"
             Expect.isTrue (bitwise rows) "bit for bit Φ̃"
@@ -304,9 +307,7 @@ let factorTests =
                 finally complete.Dispose()
                 // one of them corrupted: formed again, same bits
                 let victim = Path.Combine(factorFolder, "L-1-0.tile")
-                let bytes = File.ReadAllBytes victim
-                bytes.[bytes.Length - 40] <- bytes.[bytes.Length - 40] ^^^ 1uy
-                File.WriteAllBytes(victim, bytes)
+                flipByte victim (fun length -> length - 40)
                 let again = factorOf true shift None
                 try
                     Expect.equal again.TilesResumed (all - 1) "every tile but the corrupted one read back"
@@ -741,9 +742,7 @@ let recipeTests =
                 Expect.stringContains f "certificate-" "in the switch certificate's kept folder"
                 // 16 rows × m' = 57 columns: 3,648 bytes as float32, 7,296 as float64, plus a header under 512
                 Expect.isLessThan (FileInfo(f).Length) (16L * 57L * 4L + 512L) (sprintf "%s holds float32 values" (Path.GetFileName f))
-            let bad = File.ReadAllBytes rowFiles.[0]
-            bad.[bad.Length - 40] <- bad.[bad.Length - 40] ^^^ 1uy
-            File.WriteAllBytes(rowFiles.[0], bad)
+            flipByte rowFiles.[0] (fun length -> length - 40)
             File.Delete(outputFiles |> Array.find (fun f -> Path.GetFileName f = Path.GetFileName(rowFiles.[1]).Replace("rows-", "outputs-")))
             let partly, partlyLines = resumeFrom 12
             (partly :> IDisposable).Dispose()
@@ -755,9 +754,7 @@ let recipeTests =
             for d in Directory.GetDirectories(tiles, "factor-*", SearchOption.AllDirectories) do Directory.Delete(d, true)
             // a corrupted tile: refused on its checksum, the factor formed from the rows, the same bits
             let victim = gramFiles () |> Array.sort |> Array.last
-            let bytes = File.ReadAllBytes victim
-            bytes.[bytes.Length / 2] <- bytes.[bytes.Length / 2] ^^^ 1uy
-            File.WriteAllBytes(victim, bytes)
+            flipByte victim (fun length -> length / 2)
             let resumed, lines = resumeFrom 8
             Expect.exists lines (fun l -> l.Contains "could not be used") (sprintf "the refused tile is said (%A)" lines)
             Expect.exists lines (fun l -> l.Contains "formed from the rows") "and the factor formed from the rows"
