@@ -176,7 +176,8 @@ type GramOperator =
       ScaleExponent: int
       /// Precision named in the certificate.
       Precision: string
-      Device: torch.Device
+      /// The device named in the certificate ("cpu", "cuda:0").
+      Device: string
       /// Method named in the certificate.
       Method: string
       /// Pairs (i, j), i < j, with ‖φ̃_i − φ̃_j‖² small enough to be equal rows (at most the given count).
@@ -198,6 +199,26 @@ type GramOperator =
 let denseMethod = "float64 Gram + Rump shifted-Cholesky positive-definiteness test (SPEC §3)"
 
 
+/// The estimates' start vector (the λ_max Lanczos's and inverse iteration's): n standard normal entries from a seeded
+/// SplitMix64 stream (Box–Muller), the same in every run and on every route. Host memory, so the dense route without
+/// libtorch (`DenseNative`) starts from the same vector as the tensor routes, and their estimates agree to rounding.
+let startVector (n: int) : float[] =
+    let mutable state = 20210405UL
+    let next () =
+        state <- state + 0x9E3779B97F4A7C15UL
+        let mutable z = state
+        z <- (z ^^^ (z >>> 30)) * 0xBF58476D1CE4E5B9UL
+        z <- (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+        z <- z ^^^ (z >>> 31)
+        (float (z >>> 11) + 0.5) * Math.ScaleB(1.0, -53)   // in (0, 1)
+    Array.init n (fun _ -> sqrt (-2.0 * log (next ())) * cos (2.0 * Math.PI * next ()))
+
+/// `startVector` as an n × 1 float64 tensor on `device`.
+let private startTensor (n: int64) (device: torch.Device) : torch.Tensor =
+    use host = torch.tensor(startVector (int n), dtype = torch.float64)
+    use column = host.reshape(n, 1L)
+    column.``to``(device).clone()
+
 /// Rayleigh quotient vᵀ·G·v after `iterations` steps of inverse iteration x ← L⁻ᵀL⁻¹v from a seeded
 /// random start, for G = LLᵀ given by its two triangular solves and its matrix–vector product (n × 1
 /// tensors in, n × 1 out; dense or tiled). Each iterate is divided by its largest entry before its norm
@@ -205,8 +226,7 @@ let denseMethod = "float64 Gram + Rump shifted-Cholesky positive-definiteness te
 let inverseIteration (iterations: int) (n: int64) (device: torch.Device) (solveLower: torch.Tensor -> torch.Tensor)
                      (solveUpper: torch.Tensor -> torch.Tensor) (matvec: torch.Tensor -> torch.Tensor) : float =
     use scope = torch.NewDisposeScope()
-    use gen = new torch.Generator(20210405UL, device)
-    let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = device, generator = gen)
+    let mutable v = startTensor n device
     v <- v.div(v.norm())
     for _ in 1 .. iterations do
         let y = solveLower v
@@ -251,7 +271,7 @@ let lanczosTolerance = 1e-6
 /// Gram once gave λ̂ ≈ 26). It is a Rayleigh quotient of an orthonormal basis, so ≤ λ_max(fl G)
 /// up to rounding, and at least the Rayleigh quotient after k − 1 power iterations from the same
 /// start; its convergence is Chebyshev-accelerated, so it stays close to λ_max where power
-/// iteration lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector).
+/// iteration lags (a crowded top of the spectrum, a start nearly orthogonal to the top eigenvector). Start: `startVector`.
 /// It also stops once the top Ritz value has converged: from `lanczosMinSteps` products on, when one more product
 /// raised it by at most `lanczosTolerance` (10⁻⁶) relative. A dominant top eigenvalue (the test's rank-one spike: at most
 /// 12 products; the SPEC §5 witness at n = 60,000: 10–12, by its log; the ResNet taps, not measured) converges in a few
@@ -265,10 +285,9 @@ let lanczosRitz (steps: int) (n: int64) (device: torch.Device) (matvec: torch.Te
     use scope = torch.NewDisposeScope()
     let k = min (int64 (max 1 steps)) n
     let tolerance = sqrt FloatingPoint.unitRoundoff64
-    use gen = new torch.Generator(20210405UL, device)
     let q = torch.zeros([| n; k |], dtype = torch.float64, device = device)
     let gq = torch.zeros([| n; k |], dtype = torch.float64, device = device)
-    let mutable v = torch.randn([| n; 1L |], dtype = torch.float64, device = device, generator = gen)
+    let mutable v = startTensor n device
     v <- v.div(v.norm())
     let mutable j = 0L
     let mutable grow = true
@@ -428,11 +447,11 @@ let sigmaMaxUpper (terms: CertificateTerms) : float =
 let frobeniusUpper (terms: CertificateTerms) : float =
     FloatingPoint.scaleUp (FloatingPoint.up (sqrt terms.SquaredNormSumUpper)) terms.ScaleExponent
 
-let private certificateBy (method: string) (subject: ExpressivitySubject) verdict reason precision (device: torch.Device)
+let private certificateBy (method: string) (subject: ExpressivitySubject) verdict reason precision (device: string)
                           (terms: CertificateTerms) sigmaMin sigmaMaxEst sigmaMaxUpper (clock: Stopwatch) =
     { Subject = subject; Verdict = verdict; Reason = reason
       Method = method
-      Precision = precision; Device = string device; SigmaMinLower = sigmaMin
+      Precision = precision; Device = device; SigmaMinLower = sigmaMin
       SigmaMaxEstimate = sigmaMaxEst; SigmaMaxUpper = sigmaMaxUpper; Terms = terms; Route = CertificateRoute.Gram
       ElapsedSeconds = clock.Elapsed.TotalSeconds; CreatedUtc = DateTime.UtcNow; FormatVersion = 1 }
 
@@ -644,7 +663,7 @@ let denseOperator (opts: Options) (precision: string) (scale: int) (work: torch.
       AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth
       CholeskyDepth = TileCholesky.depth n n opts.CholeskyPanel
       ZeroRows = gram.ZeroRows; ScaleExponent = scale
-      Precision = precision; Device = gram.Gram.device; Method = denseMethod
+      Precision = precision; Device = string gram.Gram.device; Method = denseMethod
       DuplicateCandidates = duplicateCandidates gram
       EstimateLambdaMax = fun steps -> estimateRitz steps gram.Gram
       EstimateLambdaMin = fun iterations -> estimateLambdaMinIn work iterations gram.Gram
@@ -703,7 +722,7 @@ let refuteByShape (subject: ExpressivitySubject) (featurePrecision: string) (dev
             SquaredNormSumUpper = Gram.squaredNormSumUpper columns squares }
     certificate subject Verdict.Refuted
         (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" columns n (if subject.WithBias then " + 1" else ""))
-        (sprintf "features %s (refuted by shape; no Gram formed)" featurePrecision) device terms 0.0 nan (sigmaMaxUpper terms) clock
+        (sprintf "features %s (refuted by shape; no Gram formed)" featurePrecision) (string device) terms 0.0 nan (sigmaMaxUpper terms) clock
 
 /// `certifyGram` on a Gram the caller owns and drops afterwards: it is scaled in place (no n × n copy),
 /// so it must not be used as unscaled afterwards. For Grams accumulated from a stream (a file read in

@@ -73,14 +73,16 @@ let diagonalValues (t: torch.Tensor) : float[] =
     use d = view.cpu()
     d.data<float>().ToArray()
 
-/// The row squared norms ‖φ̃_i‖² = fl(G)_ii (each an inner product of length m', with the same
-/// γ_{m'} bound as every entry), after checking they are all finite.
-let private squaredNorms (gram: torch.Tensor) : float[] =
-    let squares = diagonalValues gram
+/// The row squared norms ‖φ̃_i‖² = fl(G)_ii (each an inner product of length m', with the same γ_{m'} bound as every
+/// entry) given as diag(fl G), after checking they are all finite (a NaN or ±Inf feature, or a square that overflows,
+/// makes its diagonal entry non-finite).
+let checkedSquares (squares: float[]) : float[] =
     match squares |> Array.tryFindIndex (fun v -> not (Double.IsFinite v)) with
     | Some i ->
         invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
     | None -> squares
+
+let private squaredNorms (gram: torch.Tensor) : float[] = checkedSquares (diagonalValues gram)
 
 /// Σ‖φ̃_i‖² bounded above in exact arithmetic: fl(‖φ̃_i‖²) has relative error ≤ γ_h (h = `depth`: m' = columns in
 /// any order, smaller for a blocked order), and the sum over rows adds γ_{n−1}.

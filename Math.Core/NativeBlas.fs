@@ -42,6 +42,15 @@ type private CblasDtrsm = delegate of order: int * side: int * uplo: int * trans
 [<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
 type private Dpotrf = delegate of uplo: nativeint * n: nativeint * a: nativeint * lda: nativeint * info: nativeint -> unit
 [<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private CblasDsymv = delegate of order: int * uplo: int * n: int * alpha: float * a: nativeint * lda: int * x: nativeint * incx: int * beta: float * y: nativeint * incy: int -> unit
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private CblasDgemv = delegate of order: int * trans: int * m: int * n: int * alpha: float * a: nativeint * lda: int * x: nativeint * incx: int * beta: float * y: nativeint * incy: int -> unit
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private CblasDtrsv = delegate of order: int * uplo: int * trans: int * diag: int * n: int * a: nativeint * lda: int * x: nativeint * incx: int -> unit
+/// LAPACK dsyev_(jobz*, uplo*, n*, a, lda*, w, work, lwork*, info*).
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private Dsyev = delegate of jobz: nativeint * uplo: nativeint * n: nativeint * a: nativeint * lda: nativeint * w: nativeint * work: nativeint * lwork: nativeint * info: nativeint -> unit
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
 type private SetThreads = delegate of threads: int -> unit
 [<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
 type private GetText = delegate of unit -> nativeint
@@ -50,7 +59,8 @@ type private GetText = delegate of unit -> nativeint
 let private rowMajor, noTrans, trans, upper, lower, left, right, nonUnit = 101, 111, 112, 121, 122, 141, 142, 131
 
 type private OpenBlasLibrary =
-    { Syrk: CblasDsyrk; Gemm: CblasDgemm; Trsm: CblasDtrsm; Potrf: Dpotrf; SetThreads: SetThreads; Description: string }
+    { Syrk: CblasDsyrk; Gemm: CblasDgemm; Trsm: CblasDtrsm; Potrf: Dpotrf; SetThreads: SetThreads; Description: string
+      Symv: CblasDsymv; Gemv: CblasDgemv; Trsv: CblasDtrsv; Syev: Dsyev }
 
 let private exportOf<'T> (handle: nativeint) (name: string) : 'T option =
     let mutable address = 0n
@@ -66,9 +76,13 @@ let private openBlas : Lazy<OpenBlasLibrary option> =
         let get name = exportOf handle name
         match get "cblas_dsyrk", get "cblas_dgemm", get "cblas_dtrsm", get "dpotrf_", get "openblas_set_num_threads" with
         | Some syrk, Some gemm, Some trsm, Some potrf, Some setThreads ->
-            let text name = match exportOf<GetText> handle name with Some f -> (match Marshal.PtrToStringAnsi(f.Invoke()) with null -> "" | s -> s.Trim()) | None -> ""
-            Some { Syrk = syrk; Gemm = gemm; Trsm = trsm; Potrf = potrf; SetThreads = setThreads
-                   Description = sprintf "OpenBLAS (%s; core %s)" (text "openblas_get_config") (text "openblas_get_corename") }
+            match get "cblas_dsymv", get "cblas_dgemv", get "cblas_dtrsv", get "dsyev_" with
+            | Some symv, Some gemv, Some trsv, Some syev ->
+                let text name = match exportOf<GetText> handle name with Some f -> (match Marshal.PtrToStringAnsi(f.Invoke()) with null -> "" | s -> s.Trim()) | None -> ""
+                Some { Syrk = syrk; Gemm = gemm; Trsm = trsm; Potrf = potrf; SetThreads = setThreads
+                       Symv = symv; Gemv = gemv; Trsv = trsv; Syev = syev
+                       Description = sprintf "OpenBLAS (%s; core %s)" (text "openblas_get_config") (text "openblas_get_corename") }
+            | _ -> None
         | _ -> None)
 
 let private requested () =
@@ -123,6 +137,114 @@ let mutable private openBlasThreads = 0
 /// from several threads of the process are not guaranteed safe in every OpenBLAS version.
 let private gate = obj ()
 
+/// The same kernels on raw row-major float64 memory (pointers and leading dimensions; no tensor, so no libtorch), always
+/// on OpenBLAS: the dense certificate of a matrix file (`DenseNative`) runs on these alone. Each raises when OpenBLAS
+/// cannot be loaded (`openBlasAvailable` first). Calls are serialised by the same gate as the tensor kernels'.
+module Raw =
+    let private lib () =
+        match openBlas.Force() with
+        | Some lib -> lib
+        | None -> invalidOp "OpenBLAS cannot be loaded (libopenblas.so.0: on Debian, apt-get install libopenblas0-pthread)"
+
+    /// C ← β·C + α·A·Aᵀ on the lower triangle of C (n × n; A n × k).
+    let syrkLower (n: int) (k: int) (alpha: float) (a: nativeint) (lda: int) (beta: float) (c: nativeint) (ldc: int) : unit =
+        if n > 0 && k > 0 then
+            let lib = lib ()
+            lock gate (fun () -> lib.Syrk.Invoke(rowMajor, lower, noTrans, n, k, alpha, a, lda, beta, c, ldc))
+
+    /// C ← β·C + α·A·Bᵀ (C p × q, A p × k, B q × k).
+    let gemmNT (p: int) (q: int) (k: int) (alpha: float) (a: nativeint) (lda: int) (b: nativeint) (ldb: int) (beta: float) (c: nativeint) (ldc: int) : unit =
+        if p > 0 && q > 0 && k > 0 then
+            let lib = lib ()
+            lock gate (fun () -> lib.Gemm.Invoke(rowMajor, noTrans, trans, p, q, k, alpha, a, lda, b, ldb, beta, c, ldc))
+
+    /// In-place Cholesky of the lower triangle of the n × n matrix at `a` (as `potrfLower`): 0 on success, LAPACK's info
+    /// (the order of the failed leading minor) otherwise.
+    let potrfLower (n: int) (a: nativeint) (lda: int) : int =
+        if n = 0 then 0 else
+        let lib = lib ()
+        // Row-major lower = column-major upper of the same memory: dpotrf('U') factors it in place as UᵀU, U = Lᵀ.
+        let args = Marshal.AllocHGlobal 16
+        try
+            Marshal.WriteByte(args, 0, byte 'U')
+            Marshal.WriteInt32(args, 4, n)
+            Marshal.WriteInt32(args, 8, lda)
+            Marshal.WriteInt32(args, 12, 0)
+            lock gate (fun () -> lib.Potrf.Invoke(args, args + 4n, a, args + 8n, args + 12n))
+            Marshal.ReadInt32(args, 12)
+        finally Marshal.FreeHGlobal args
+
+    /// B ← B·L⁻ᵀ (B rows × n, L n × n lower triangular; only its lower triangle is read).
+    let trsmRightLowerTranspose (rows: int) (n: int) (l: nativeint) (ldl: int) (b: nativeint) (ldb: int) : unit =
+        if rows > 0 && n > 0 then
+            let lib = lib ()
+            lock gate (fun () -> lib.Trsm.Invoke(rowMajor, right, lower, trans, nonUnit, rows, n, 1.0, l, ldl, b, ldb))
+
+    /// y ← A·x for the symmetric n × n matrix whose lower triangle is at `a` (only that triangle is read).
+    let symvLower (n: int) (a: nativeint) (lda: int) (x: nativeint) (y: nativeint) : unit =
+        if n > 0 then
+            let lib = lib ()
+            lock gate (fun () -> lib.Symv.Invoke(rowMajor, lower, n, 1.0, a, lda, x, 1, 0.0, y, 1))
+
+    /// y ← β·y + α·op(A)·x, A rows × cols, op = transpose when `transpose`.
+    let gemv (transpose: bool) (rows: int) (cols: int) (alpha: float) (a: nativeint) (lda: int) (x: nativeint) (beta: float) (y: nativeint) : unit =
+        if rows > 0 && cols > 0 then
+            let lib = lib ()
+            lock gate (fun () -> lib.Gemv.Invoke(rowMajor, (if transpose then trans else noTrans), rows, cols, alpha, a, lda, x, 1, beta, y, 1))
+
+    /// x ← L⁻¹x (or L⁻ᵀx when `transpose`) for the lower-triangular n × n L at `l` (only its lower triangle is read).
+    let trsvLower (transpose: bool) (n: int) (l: nativeint) (ldl: int) (x: nativeint) : unit =
+        if n > 0 then
+            let lib = lib ()
+            lock gate (fun () -> lib.Trsv.Invoke(rowMajor, lower, (if transpose then trans else noTrans), nonUnit, n, l, ldl, x, 1))
+
+    /// The eigenvalues (ascending) of the symmetric n × n matrix whose lower triangle is in `a` (row-major, leading
+    /// dimension `lda`; overwritten): LAPACK dsyev without vectors. Raises when it does not converge.
+    let symmetricEigenvalues (n: int) (a: nativeint) (lda: int) : float[] =
+        if n = 0 then [||] else
+        let lib = lib ()
+        let values = Array.zeroCreate<float> n
+        let lwork = max 1 (3 * n - 1) + 64 * n
+        let work = Marshal.AllocHGlobal(8 * lwork)
+        let w = Marshal.AllocHGlobal(8 * n)
+        let args = Marshal.AllocHGlobal 24
+        try
+            // row-major lower = column-major upper of the same memory
+            Marshal.WriteByte(args, 0, byte 'N')
+            Marshal.WriteByte(args, 1, byte 'U')
+            Marshal.WriteInt32(args, 4, n)
+            Marshal.WriteInt32(args, 8, lda)
+            Marshal.WriteInt32(args, 12, lwork)
+            Marshal.WriteInt32(args, 16, 0)
+            lock gate (fun () -> lib.Syev.Invoke(args, args + 1n, args + 4n, a, args + 8n, w, work, args + 12n, args + 16n))
+            let info = Marshal.ReadInt32(args, 16)
+            if info <> 0 then invalidOp (sprintf "dsyev did not converge (info %d)" info)
+            Marshal.Copy(w, values, 0, n)
+            values
+        finally
+            Marshal.FreeHGlobal args
+            Marshal.FreeHGlobal w
+            Marshal.FreeHGlobal work
+
+    /// Copies the lower triangle of the n × n row-major matrix at `origin` (leading dimension `ld`) onto its strict upper
+    /// triangle, in 64 × 64 blocks, each row of the upper triangle written contiguously from a column of the lower one
+    /// in cache (`Benchmarks.dll mirror`, docs/BENCHMARKS.md: 5.6 ms against 61 ms for tensor copies at n = 2048, whose
+    /// transposed copies stride through memory). Copies only: the lower triangle and the diagonal are untouched.
+    let mirrorLower (origin: nativeint) (ld: int64) (n: int) : unit =
+        let origin : nativeptr<float> = NativePtr.ofNativeInt origin
+        let b = 64
+        for ib in 0 .. b .. n - 1 do
+            for jb in 0 .. b .. ib do
+                // within the block: row j's entry i ← row i's entry j (offsets in int64: n² may exceed 2³¹)
+                for j in jb .. min (jb + b) n - 1 do
+                    let target : nativeptr<float> = NativePtr.ofNativeInt (NativePtr.toNativeInt origin + nativeint (int64 j * ld * 8L))
+                    let first = max ib (j + 1)
+                    let last = min (ib + b) n - 1
+                    let mutable source : nativeptr<float> = NativePtr.ofNativeInt (NativePtr.toNativeInt origin + nativeint ((int64 first * ld + int64 j) * 8L))
+                    for i in first .. last do
+                        NativePtr.set target i (NativePtr.read source)
+                        source <- NativePtr.add source (int ld)
+
 /// The library when the kernels should run there for this tensor set (CPU float64 row-major operands).
 let private native (operands: torch.Tensor list) : OpenBlasLibrary option =
     if current () <> Backend.OpenBlas then None
@@ -153,9 +275,8 @@ let gemmNT (alpha: float) (a: torch.Tensor) (b: torch.Tensor) (beta: float) (c: 
     checkShape (a.shape.[0] = c.shape.[0] && b.shape.[0] = c.shape.[1] && a.shape.[1] = b.shape.[1]) "gemmNT: shapes do not conform"
     if c.shape.[0] = 0L || c.shape.[1] = 0L then () else
     match native [ a; b; c ] with
-    | Some lib when a.shape.[1] > 0L ->
-        lock gate (fun () -> lib.Gemm.Invoke(rowMajor, noTrans, trans, int c.shape.[0], int c.shape.[1], int a.shape.[1],
-                        alpha, pointer a, ld a, pointer b, ld b, beta, pointer c, ld c))
+    | Some _ when a.shape.[1] > 0L ->
+        Raw.gemmNT (int c.shape.[0]) (int c.shape.[1]) (int a.shape.[1]) alpha (pointer a) (ld a) (pointer b) (ld b) beta (pointer c) (ld c)
     | _ -> (use bT = b.t() in c.addmm_(a, bT, beta = float32 beta, alpha = float32 alpha)) |> ignore   // the view dies here: it would keep b's storage
 
 /// Rows per block of the libtorch fallback of `syrkLower`: diagonal blocks are full products, so the
@@ -170,8 +291,7 @@ let syrkLower (alpha: float) (a: torch.Tensor) (beta: float) (c: torch.Tensor) :
     let n = int c.shape.[0]
     if n = 0 then () else
     match native [ a; c ] with
-    | Some lib when a.shape.[1] > 0L ->
-        lock gate (fun () -> lib.Syrk.Invoke(rowMajor, lower, noTrans, n, int a.shape.[1], alpha, pointer a, ld a, beta, pointer c, ld c))
+    | Some _ when a.shape.[1] > 0L -> Raw.syrkLower n (int a.shape.[1]) alpha (pointer a) (ld a) beta (pointer c) (ld c)
     | _ ->
         let r = fallbackBlockRows
         if n <= 2 * r then (use aT = a.t() in c.addmm_(a, aT, beta = float32 beta, alpha = float32 alpha)) |> ignore
@@ -192,25 +312,8 @@ let syrkLower (alpha: float) (a: torch.Tensor) (beta: float) (c: torch.Tensor) :
 let mirrorLower (c: torch.Tensor) : unit =
     let n = int c.shape.[0]
     if c.device_type = DeviceType.CPU && c.dtype = torch.float64 && c.stride 1 = 1L && n > 1 then
-        // Rows of unit stride (a matrix or a view of one): a copy of each entry below the diagonal to its mirror, in
-        // 64 × 64 blocks, each row of the upper triangle written contiguously from a column of the lower one in cache
-        // (`Benchmarks.dll mirror`, docs/BENCHMARKS.md: 5.6 ms against 61 ms for the tensor copies below at n = 2048,
-        // whose transposed copies stride through memory). Copies only: the lower triangle and the diagonal are
-        // untouched, bit for bit.
-        let ld = c.stride 0
-        let origin : nativeptr<float> = NativePtr.ofNativeInt (dataPointer c)
-        let b = 64
-        for ib in 0 .. b .. n - 1 do
-            for jb in 0 .. b .. ib do
-                // within the block: row j's entry i ← row i's entry j (offsets in int64: n² may exceed 2³¹)
-                for j in jb .. min (jb + b) n - 1 do
-                    let target : nativeptr<float> = NativePtr.ofNativeInt (NativePtr.toNativeInt origin + nativeint (int64 j * ld * 8L))
-                    let first = max ib (j + 1)
-                    let last = min (ib + b) n - 1
-                    let mutable source : nativeptr<float> = NativePtr.ofNativeInt (NativePtr.toNativeInt origin + nativeint ((int64 first * ld + int64 j) * 8L))
-                    for i in first .. last do
-                        NativePtr.set target i (NativePtr.read source)
-                        source <- NativePtr.add source (int ld)
+        // Rows of unit stride (a matrix or a view of one): blocked copies within the storage (`Raw.mirrorLower`).
+        Raw.mirrorLower (dataPointer c) (c.stride 0) n
     else
     let r = 512
     use scope = torch.NewDisposeScope()
@@ -235,17 +338,7 @@ let potrfLower (a: torch.Tensor) : int =
     let n = int a.shape.[0]
     if n = 0 then 0 else
     match native [ a ] with
-    | Some lib ->
-        // Row-major lower = column-major upper of the same memory: dpotrf('U') factors it in place as UᵀU, U = Lᵀ.
-        let args = Marshal.AllocHGlobal 16
-        try
-            Marshal.WriteByte(args, 0, byte 'U')
-            Marshal.WriteInt32(args, 4, n)
-            Marshal.WriteInt32(args, 8, ld a)
-            Marshal.WriteInt32(args, 12, 0)
-            lock gate (fun () -> lib.Potrf.Invoke(args, args + 4n, pointer a, args + 8n, args + 12n))
-            Marshal.ReadInt32(args, 12)
-        finally Marshal.FreeHGlobal args
+    | Some _ -> Raw.potrfLower n (pointer a) (ld a)
     | None ->
         use scope = torch.NewDisposeScope()
         let struct (l, info) = torch.linalg.cholesky_ex(a, false)
@@ -259,8 +352,7 @@ let trsmRightLowerTranspose (l: torch.Tensor) (b: torch.Tensor) : unit =
     checkShape (l.shape.[0] = l.shape.[1] && b.shape.[1] = l.shape.[0]) "trsmRightLowerTranspose: shapes do not conform"
     if b.shape.[0] = 0L || b.shape.[1] = 0L then () else
     match native [ l; b ] with
-    | Some lib ->
-        lock gate (fun () -> lib.Trsm.Invoke(rowMajor, right, lower, trans, nonUnit, int b.shape.[0], int b.shape.[1], 1.0, pointer l, ld l, pointer b, ld b))
+    | Some _ -> Raw.trsmRightLowerTranspose (int b.shape.[0]) (int b.shape.[1]) (pointer l) (ld l) (pointer b) (ld b)
     | None ->
         use scope = torch.NewDisposeScope()
         let x = torch.linalg.solve_triangular(l.tril().t(), b, upper = true, left = false)

@@ -416,7 +416,7 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
     let operator : Certify.GramOperator =
         { Rows = n; Columns = columns; SquaredNormSumUpper = squaredNormSumScaled; AccumulationErrorBound = accumulationError
           AccumulationDepth = columns; CholeskyDepth = n + 1   // pdgemm/pdsyrk/pdpotrf: any order
-          ZeroRows = zeroRows; ScaleExponent = e; Precision = sprintf "features %s, Gram float64" source.Precision; Device = torch.CPU
+          ZeroRows = zeroRows; ScaleExponent = e; Precision = sprintf "features %s, Gram float64" source.Precision; Device = string torch.CPU
           Method = sprintf "float64 Gram distributed over a %d × %d BLACS grid in %d × %d blocks, ScaLAPACK pdsyrk + pdpotrf, Rump shifted-Cholesky positive-definiteness test (SPEC §3)" grid.Rows grid.Columns nb nb
           DuplicateCandidates = duplicateCandidates
           EstimateLambdaMax = fun steps ->

@@ -837,7 +837,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
     let operator : Certify.GramOperator =
         { Rows = n; Columns = columns; SquaredNormSumUpper = squaredNormSumScaled; AccumulationErrorBound = accumulationError
           AccumulationDepth = accumulationIndex; CholeskyDepth = choleskyIndex
-          ZeroRows = zeroRows; ScaleExponent = e; Precision = precision; Device = torch.CPU
+          ZeroRows = zeroRows; ScaleExponent = e; Precision = precision; Device = string torch.CPU
           Method = sprintf "float64 Gram in %d × %d tiles, tile Cholesky + Rump shifted-Cholesky positive-definiteness test (SPEC §3)" b b
           DuplicateCandidates = duplicateCandidates
           EstimateLambdaMax = fun steps ->

@@ -15,6 +15,7 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>stream-certify n m seed</c> / <c>stream-bare n m seed</c>: one streamed run, for /usr/bin/time -v;
 /// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
+/// <item><c>pairs-native n m k</c>: the same on native buffers (<see cref="DenseNative"/>, `rf certify --matrix`'s route), with its phases.</item>
 /// <item><c>mirror n k</c>: NativeBlas.mirrorLower against the tensor-copy mirror it replaced, alternated k times.</item>
 /// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
 /// <item><c>gram-chunks b m chunk k</c>: a b × b Gram tile of m columns in chunks (the tiled engine's order) vs one product.</item>
@@ -178,6 +179,36 @@ public static class Program
                     ratios.Sort();
                     Console.WriteLine($"RESULT pairs {n}x{m} {(streamed ? "streamed" : "memory")}: median ratio {ratios[ratios.Count / 2]:F3} " +
                                       $"(min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs)");
+                    return 0;
+                }
+            case "pairs-native":
+                {
+                    // The dense certificate on native buffers (DenseNative, what `rf certify --matrix` runs on OpenBLAS) against
+                    // a bare float64 syrk + Cholesky on the same kernels and the same kind of buffers, alternated k times after a
+                    // warm-up pair; then one certificate with its operator's steps timed (phases).
+                    var (n, m, k) = (Int(rest[0]), Int(rest[1]), Int(rest[2]));
+                    using var phi = NativeWorkloads.Gaussian(n, m, CertificateBenchmarks.Seed);
+                    var ratios = new List<double>();
+                    for (var i = 0; i <= k; i++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        NativeWorkloads.Bare(phi, n, m);
+                        var bare = sw.Elapsed.TotalSeconds;
+                        sw.Restart();
+                        var cert = NativeWorkloads.Certify(phi, n, m, null);
+                        var c = sw.Elapsed.TotalSeconds;
+                        Console.WriteLine($"pair {i}{(i == 0 ? " (warm-up, not counted)" : "")}: bare {bare:F3} s, certificate {c:F3} s ({cert.Verdict}, σ_min ≥ {cert.SigmaMinLower:G6}), ratio {c / bare:F3}");
+                        if (i > 0) ratios.Add(c / bare);
+                    }
+                    ratios.Sort();
+                    var phases = new Dictionary<string, double>();
+                    var timed = Stopwatch.StartNew();
+                    NativeWorkloads.Certify(phi, n, m, phases);
+                    var total = timed.Elapsed.TotalSeconds;
+                    Console.WriteLine($"phases: total {total:F3} s = " + string.Join(" + ", phases.Select(p => $"{p.Key} {p.Value:F3}")) +
+                                      $" + rest {total - phases.Values.Sum():F3}");
+                    Console.WriteLine($"RESULT pairs-native {n}x{m}: median ratio {ratios[ratios.Count / 2]:F3} " +
+                                      $"(min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs); {NativeBlas.describe()}");
                     return 0;
                 }
             case "mirror":

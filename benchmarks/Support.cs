@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ResearchFramework.MathCore;
@@ -179,5 +180,78 @@ public static class Workloads
         }
         if (NativeBlas.potrfLower(g) != 0) throw new InvalidOperationException("bare Cholesky failed");
         return g[n - 1, n - 1].item<double>();
+    }
+}
+
+/// <summary>The dense certificate on native buffers (<see cref="DenseNative"/>) and its bare counterpart, on a float32
+/// Gaussian Φ held in native memory (row-major n × m).</summary>
+public static class NativeWorkloads
+{
+    /// <summary>n × m float32 standard normal entries (a seeded System.Random, Box–Muller).</summary>
+    public static DenseNative.Buffer Gaussian(int n, int m, long seed)
+    {
+        var buffer = new DenseNative.Buffer(4L * n * m);
+        var rng = new Random((int)seed);
+        var span = buffer.Floats(checked(n * m));
+        for (var i = 0; i < span.Length; i++)
+            span[i] = (float)(Math.Sqrt(-2.0 * Math.Log(1.0 - rng.NextDouble())) * Math.Cos(2.0 * Math.PI * rng.NextDouble()));
+        return buffer;
+    }
+
+    /// <summary>Bare LA: Φ widened to float64 (fresh buffer), the Gram's lower triangle by one syrk (fresh buffer), one
+    /// Cholesky; returns L's last diagonal entry.</summary>
+    public static unsafe double Bare(DenseNative.Buffer phi, int n, int m)
+    {
+        using var p = DenseNative.Buffer.OfDoubles((long)n * m);
+        var source = (float*)phi.Pointer;
+        var target = (double*)p.Pointer;
+        for (long k = 0; k < (long)n * m; k++) target[k] = source[k];
+        using var g = DenseNative.Buffer.OfDoubles((long)n * n);
+        NativeBlas.Raw.syrkLower(n, m, 1.0, p.Pointer, m, 0.0, g.Pointer, n);
+        if (NativeBlas.Raw.potrfLower(n, g.Pointer, n) != 0) throw new InvalidOperationException("bare Cholesky failed");
+        return ((double*)g.Pointer)[(long)n * n - 1];
+    }
+
+    /// <summary>The certificate of Φ (no bias column): the Gram accumulated in column blocks of Certify.defaults'
+    /// BlockColumns, then <see cref="DenseNative.certifyAccumulated"/>; with <paramref name="phases"/>, the Gram and each
+    /// of the operator's steps timed into it.</summary>
+    public static Certificate Certify(DenseNative.Buffer phi, int n, int m, Dictionary<string, double>? phases)
+    {
+        var clock = Stopwatch.StartNew();
+        var options = ResearchFramework.MathCore.Certify.defaults;
+        var subject = ExpressivitySubject.OfMatrix("bench", n, m, false);
+        var sw = Stopwatch.StartNew();
+        DenseNative.NativeGram gram;
+        using (var acc = new DenseNative.Accumulator(n, options.BlockColumns))
+        {
+            for (var c = 0; c < m; c += options.BlockColumns)
+                acc.Add(phi.Pointer + (nint)(4L * c), Math.Min(options.BlockColumns, m - c), m, true);
+            gram = acc.Finish();
+        }
+        using var owned = gram;
+        if (phases is null) return DenseNative.certifyAccumulated(options, subject, null, clock, gram);
+        phases["gram"] = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        var (scaled, scale) = DenseNative.scaleInPlace(gram);
+        phases["scale"] = sw.Elapsed.TotalSeconds;
+        using var work = DenseNative.Buffer.OfDoubles((long)n * n);
+        var op = DenseNative.denseOperator(options, "float32", scale, work, scaled);
+        T Timed<T>(string name, Func<T> f)
+        {
+            var t = Stopwatch.StartNew();
+            try { return f(); }
+            finally { phases[name] = phases.GetValueOrDefault(name) + t.Elapsed.TotalSeconds; }
+        }
+        Microsoft.FSharp.Core.FSharpFunc<TIn, TOut> Wrap<TIn, TOut>(string name, Microsoft.FSharp.Core.FSharpFunc<TIn, TOut> f) =>
+            Microsoft.FSharp.Core.FuncConvert.FromFunc<TIn, TOut>(x => Timed(name, () => f.Invoke(x)));
+        var any = op.AnyOrderCholesky?.Value;
+        var timedOp = new Certify.GramOperator(op.Rows, op.Columns, op.SquaredNormSumUpper, op.AccumulationErrorBound, op.AccumulationDepth,
+            op.CholeskyDepth, op.ZeroRows, op.ScaleExponent, op.Precision, op.Device, op.Method,
+            Wrap("duplicates", op.DuplicateCandidates), Wrap("λmax est", op.EstimateLambdaMax), Wrap("λmin est", op.EstimateLambdaMin),
+            Wrap("shifted", op.ShiftedCholesky), Wrap("σ_max trial", op.TrialCholesky),
+            any is null ? op.AnyOrderCholesky
+                        : Microsoft.FSharp.Core.FSharpOption<Certify.AnyOrderCholesky>.Some(
+                              new Certify.AnyOrderCholesky(Wrap("shifted", any.Shifted), Wrap("σ_max trial", any.Trial))));
+        return ResearchFramework.MathCore.Certify.certifyOperator(options, subject, null, clock, timedOp);
     }
 }

@@ -82,8 +82,15 @@ public static class MatrixCertification
             options = ResearchFramework.MathCore.Certify.withinTileBudget(settings.MemoryBudgetBytes, options);
             return AfterGram(tiledCertificate);
         }
-        using var gram = StreamGram(reader, withBias, options.BlockColumns);
         var equal = RowEquality(reader, m);
+        if (DenseNative.available())
+        {
+            // On OpenBLAS the dense certificate runs on native buffers (DenseNative): no tensor, so libtorch is not loaded
+            // unless the orthogonal route follows (docs/BENCHMARKS.md: its load is ≈ 0.4 s of a 1.5 s process).
+            using var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns);
+            return AfterGram(DenseNative.certifyAccumulated(options, Subject(), equal, clock, nativeGram));
+        }
+        using var gram = StreamGram(reader, withBias, options.BlockColumns);
         return AfterGram(ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram));
 
         // Auto route after the Gram route (either engine): the certificate itself, or the orthogonal route on the matrix
@@ -135,6 +142,28 @@ public static class MatrixCertification
             int w = (int)Math.Min(width, m - c);
             using var block = Read(reader, 0, n, c, w, buffers);
             accumulator.Add(block);
+        }
+        if (withBias) accumulator.AddBiasColumn();
+        return accumulator.Finish();
+    }
+
+    /// <summary><see cref="StreamGram"/> into native memory (<see cref="DenseNative.Accumulator"/>: the same products and
+    /// additions, so the same fl(G) bit for bit on OpenBLAS): each column block read straight into one reused native
+    /// buffer of the file's dtype.</summary>
+    public static DenseNative.NativeGram StreamNativeGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns)
+    {
+        int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
+        int width = BlockColumns(n, m, preferredBlockColumns);
+        bool isFloat32 = reader.Layout.ItemSize == 4;
+        using var accumulator = new DenseNative.Accumulator(n, preferredBlockColumns);
+        using var block = new DenseNative.Buffer((long)n * width * reader.Layout.ItemSize);
+        for (long c = 0; c < m; c += width)
+        {
+            int w = (int)Math.Min(width, m - c);
+            int count = checked(n * w);
+            if (isFloat32) reader.ReadBlock(0, n, c, w, block.Floats(count));
+            else reader.ReadBlock(0, n, c, w, block.Doubles(count));
+            accumulator.Add(block.Pointer, w, isFloat32);
         }
         if (withBias) accumulator.AddBiasColumn();
         return accumulator.Finish();

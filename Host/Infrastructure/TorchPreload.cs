@@ -20,6 +20,10 @@ public static class TorchPreload
     {
         if (parse.Errors.Count > 0 || parse.Action is HelpAction) return null;
         if (!Computing.Contains(parse.CommandResult.Command.Name)) return null;
+        // rf certify --matrix on OpenBLAS runs without libtorch (DenseNative); a route that needs it loads it on first use
+        if (parse.CommandResult.Command.Name == "certify" && parse.CommandResult.Children.Any(c => c is System.CommandLine.Parsing.OptionResult o && o.Option.Name is "--matrix" or "matrix")
+            && ResearchFramework.MathCore.DenseNative.available())
+            return null;
         WarmFileAndHash();
         return Task.Run(() => TorchSharp.torch.InitializeDeviceType(TorchSharp.DeviceType.CPU));
     }

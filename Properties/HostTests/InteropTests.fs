@@ -174,6 +174,25 @@ let interop =
                 Expect.floatClose { absolute = 0.0; relative = 1e-12 } streamed.SigmaMinLower memory.SigmaMinLower "σ_min bound to rounding"
                 Expect.floatClose { absolute = 0.0; relative = 1e-12 } streamed.SigmaMaxUpper memory.SigmaMaxUpper "σ_max bound to rounding")
         }
+        test "rf certify --matrix on OpenBLAS never loads libtorch (the dynamic loader's log), and gives the libtorch route's certificate to rounding (RF_BLAS=torch loads it)" {
+            if not (OperatingSystem.IsLinux ()) || not (DenseNative.available ()) then
+                skiptest "needs Linux's dynamic loader log (LD_DEBUG) and OpenBLAS (apt-get install libopenblas0-pthread)"
+            use dir = new TempDir()
+            let values = writeNpy (dir.File "x.npy") 40 300 (randomValues 17 12000) true
+            let loads (env: (string * string) list) (json: string) =
+                let code, out, err = runRfWith (("LD_DEBUG", "libs") :: env) dir.Path [ "certify"; "--matrix"; "x.npy"; "--json"; json ]
+                Expect.equal code 0 ("Certified: " + out)
+                err.Contains "libtorch_cpu.so", CertificateJson.load (dir.File json)
+            let nativeLoads, native = loads [] "native.json"
+            Expect.isFalse nativeLoads "libtorch_cpu.so is never loaded on the native route"
+            Expect.equal native.Device "cpu" "device recorded"
+            let torchLoads, onTorch = loads [ "RF_BLAS", "torch" ] "torch.json"
+            Expect.isTrue torchLoads "the loader's log names libtorch_cpu.so when the tensor route runs (the check can fail)"
+            Expect.equal native.Verdict onTorch.Verdict "the same verdict"
+            Expect.floatClose { absolute = 0.0; relative = 1e-9 } native.SigmaMinLower onTorch.SigmaMinLower "σ_min bound to rounding (other kernels)"
+            Expect.floatClose { absolute = 0.0; relative = 1e-9 } native.SigmaMaxUpper onTorch.SigmaMaxUpper "σ_max bound to rounding"
+            expectSame "rf certify, native" native (inMemory native.Subject values true)
+        }
         test "rf certify --matrix (the executable) writes the in-memory certificate; --bias off certifies Φ, on [Φ, 1], recorded and printed" {
             use dir = new TempDir()
             let values = writeNpy (dir.File "m.npy") 12 10000 (randomValues 3 120000) false

@@ -1,0 +1,452 @@
+/// The dense certificate (SPEC §3, docs/theory.md §3) on host memory and OpenBLAS alone: the float64 Gram accumulated
+/// from float32 or float64 column blocks in the blocked order of `Gram.accumulationDepth`, and every step of
+/// `Certify.certifyOperator` (the duplicate-row scan, the λ_max Lanczos with its Ritz shift, inverse iteration, the
+/// shifted test and the σ_max trial in LAPACK's order or in panels) on raw row-major buffers through `NativeBlas.Raw`.
+/// No tensor is made, so a process that certifies this way never loads libtorch (≈ 0.4 s of `dlopen` on one core,
+/// docs/BENCHMARKS.md): `rf certify --matrix` on the dense engine runs here whenever OpenBLAS is the kernels' backend.
+///
+/// The bound is the same code as the tensor route's (`certifyOperator` on a `GramOperator`); what differs is only where
+/// the numbers live. fl G is bit for bit the tensor route's `Gram.ColumnBlockAccumulator` on OpenBLAS (the same syrk
+/// calls on the same float64 blocks, the same additions), and so are the factorisations (the same potrf, and the panel
+/// order of `TileCholesky.factorInPlace` kernel for kernel). The floating-point estimates (the Lanczos and inverse
+/// iteration) start from the tensor route's vector (`Certify.startVector`) but their products and small eigenproblems
+/// run on other kernels, so the shifts tried, and the bounds' last digits, agree with the tensor route's to rounding,
+/// not bit for bit; the verdict and the bounds' soundness do not depend on them (tests: MathCore.DenseNative).
+module ResearchFramework.MathCore.DenseNative
+
+#nowarn "9" // native pointers: the buffers are native memory
+open System
+open System.Diagnostics
+open System.Runtime.InteropServices
+open Microsoft.FSharp.NativeInterop
+open ResearchFramework.MathCore.Certify
+
+module private Libc =
+    [<DllImport("libc", EntryPoint = "madvise")>]
+    extern int madvise(nativeint address, unativeint length, int advice)
+
+/// Whether this route runs in this process: OpenBLAS is loaded and is the kernels' backend (`RF_BLAS` unset, auto or
+/// openblas; `RF_BLAS=torch` keeps every certificate on libtorch).
+let available () : bool =
+    NativeBlas.openBlasAvailable () && NativeBlas.current () = NativeBlas.Backend.OpenBlas
+
+/// Native memory of `bytes` bytes (at least 8), aligned to 2 MiB and, from 2 MiB on, asked for transparent huge pages
+/// (madvise MADV_HUGEPAGE: a 4 KiB page fault costs ≈ 10 µs on this project's machines; docs/BENCHMARKS.md "Page
+/// faults"). Its contents are unspecified until written. Freed by Dispose.
+[<AllowNullLiteral>]
+type Buffer(bytes: int64) =
+    static let alignment = 2L <<< 20
+    let size = max 8L bytes
+    let origin : nativeint =
+        let p = NativeMemory.AlignedAlloc(unativeint size, unativeint alignment)
+        NativePtr.toNativeInt (NativePtr.ofVoidPtr<byte> p)
+    do if OperatingSystem.IsLinux () && size >= alignment then
+        Libc.madvise (origin, unativeint ((size + alignment - 1L) / alignment * alignment), 14) |> ignore   // MADV_HUGEPAGE
+    let mutable freed = false
+
+    /// A buffer of `count` float64 entries.
+    static member OfDoubles(count: int64) = new Buffer(8L * count)
+
+    member _.Pointer = if freed then raise (ObjectDisposedException "DenseNative.Buffer") else origin
+    member _.Bytes = size
+
+    /// The address of float64 entry `index`.
+    member b.At(index: int64) : nativeint = b.Pointer + nativeint (8L * index)
+
+    /// The first `count` entries as float32 (count·4 ≤ Bytes).
+    member b.Floats(count: int) : Span<float32> =
+        if 4L * int64 count > size then invalidArg "count" "beyond the buffer"
+        Span<float32>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float32> b.Pointer), count)
+
+    /// The first `count` entries as float64 (count·8 ≤ Bytes).
+    member b.Doubles(count: int) : Span<float> =
+        if 8L * int64 count > size then invalidArg "count" "beyond the buffer"
+        Span<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> b.Pointer), count)
+
+    interface IDisposable with
+        member _.Dispose() =
+            if not freed then
+                freed <- true
+                NativeMemory.AlignedFree(NativePtr.toVoidPtr (NativePtr.ofNativeInt<byte> origin))
+
+let inline private get (p: nativeint) (index: int64) : float = NativePtr.read (NativePtr.ofNativeInt<float> (p + nativeint (8L * index)))
+let inline private set (p: nativeint) (index: int64) (value: float) = NativePtr.write (NativePtr.ofNativeInt<float> (p + nativeint (8L * index))) value
+
+/// fl(G) of Φ̃ in a native n × n row-major buffer (symmetric: the lower triangle mirrored), with the bookkeeping of its
+/// error bound: the fields of `Gram.GramMatrix` (same meaning), the matrix in `Buffer`.
+type NativeGram =
+    { Buffer: Buffer
+      Rows: int
+      Columns: int
+      SquaredNormSumUpper: float
+      ZeroRows: int[]
+      AccumulationDepth: int
+      FeaturePrecision: string
+      ScalingError: float }
+
+    /// Upper bound on ‖fl(G) − G‖₂ (`Gram.GramMatrix.ErrorBound`).
+    member g.AccumulationErrorBound = Gram.GramMatrix.ErrorBound g.AccumulationDepth g.SquaredNormSumUpper g.ScalingError
+
+    /// diag(fl G).
+    member g.Diagonal() : float[] = Array.init g.Rows (fun i -> get g.Buffer.Pointer (int64 i * int64 g.Rows + int64 i))
+
+    interface IDisposable with
+        member g.Dispose() = (g.Buffer :> IDisposable).Dispose()
+
+/// target[i, j] += part[i, j] on the lower triangle (j ≤ i) of two n × n row-major buffers: one rounding per entry.
+let private addLower (n: int) (part: nativeint) (target: nativeint) =
+    for i in 0 .. n - 1 do
+        let row = int64 i * int64 n
+        for j in 0 .. i do
+            let k = row + int64 j
+            set target k (get target k + get part k)
+
+/// `Gram.ColumnBlockAccumulator` on native memory: fl(G) = Σ_q P_q over the products q of `chunk` consecutive columns
+/// (the blocked order of `Gram.accumulationDepth`, docs/theory.md §3 "Blocked accumulation"): P_0 summed in the Gram
+/// itself, every later P_q formed apart (blocks inside one product added with β = 1) and then added to the Gram once;
+/// each product a syrk on the lower triangle; the upper triangle its mirror (Finish). Blocks are row-major n × width
+/// float32 or float64 at a native address (a `Buffer`): float32 entries are exact in float64; float64 ones are checked
+/// for entries below the underflow guard, as `Gram.validateBlock` does. Memory: the n × n Gram, from the second product
+/// on one n × n product buffer (freed by Finish), and one n × width float64 copy of the widest block.
+type Accumulator(rows: int, chunk: int) =
+    do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
+    do if chunk <= 0 then invalidArg "chunk" (sprintf "columns per product must be positive, got %d" chunk)
+    let n = int64 rows
+    let gram = Buffer.OfDoubles(n * n)
+    let mutable part : Buffer = null
+    let mutable wide : Buffer = null
+    let mutable pending = false
+    let mutable features = 0L
+    let mutable blocks = 0
+    let mutable biasAdded = false
+    let mutable finished = false
+    let mutable precision = "float32"
+
+    let flush () =
+        if pending then
+            addLower rows part.Pointer gram.Pointer
+            pending <- false
+
+    let release () =
+        for b in [ part; wide ] do if not (isNull b) then (b :> IDisposable).Dispose()
+        part <- null
+        wide <- null
+
+    /// Adds the columns of one block: n × `width` entries, row-major, float32 (`isFloat32`) or float64, at `block`.
+    member this.Add(block: nativeint, width: int, isFloat32: bool) = this.Add(block, width, width, isFloat32)
+
+    /// Adds the columns of one block: n × `width` entries, row-major with `leading` entries from one row to the next
+    /// (≥ width: a block of columns inside a wider matrix), float32 (`isFloat32`) or float64, at `block`.
+    member _.Add(block: nativeint, width: int, leading: int, isFloat32: bool) =
+        if finished then invalidOp "the accumulator was finished"
+        if biasAdded then invalidOp "the bias column comes after every feature block"
+        if width < 0 || leading < width then invalidArg "width" (sprintf "a block of %d columns with %d entries per row" width leading)
+        if width > 0 then
+            let count = n * int64 width
+            if isNull wide || wide.Bytes < 8L * count then
+                if not (isNull wide) then (wide :> IDisposable).Dispose()
+                wide <- Buffer.OfDoubles count
+            let b = wide.Pointer
+            let ld = int64 leading
+            if isFloat32 then
+                for r in 0L .. n - 1L do
+                    let source = block + nativeint (4L * r * ld)
+                    let target = r * int64 width
+                    for c in 0L .. int64 width - 1L do
+                        set b (target + c) (float (NativePtr.read (NativePtr.ofNativeInt<float32> (source + nativeint (4L * c)))))
+            else
+                precision <- "float64"
+                for r in 0L .. n - 1L do
+                    let source = block + nativeint (8L * r * ld)
+                    let target = r * int64 width
+                    for c in 0L .. int64 width - 1L do
+                        let x = get source c
+                        let a = abs x
+                        if a > 0.0 && a < FloatingPoint.underflowGuard then
+                            invalidArg "block" (sprintf "feature block %d has non-zero entries below %g in magnitude: rescale the features (the error analysis assumes no underflow)" blocks FloatingPoint.underflowGuard)
+                        set b (target + c) x
+            let c = int64 chunk
+            let mutable start = 0L
+            while start < int64 width do
+                // the segment of this block inside product q = (features + start) / c
+                let position = features + start
+                let q = position / c
+                let take = min (int64 width - start) ((q + 1L) * c - position)
+                let segment = b + nativeint (8L * start)
+                if q = 0L then NativeBlas.Raw.syrkLower rows (int take) 1.0 segment width (if position = 0L then 0.0 else 1.0) gram.Pointer rows
+                else
+                    if isNull part then part <- Buffer.OfDoubles(n * n)
+                    if position % c = 0L then   // product q starts: product q − 1 is added to the Gram first
+                        flush ()
+                        NativeBlas.Raw.syrkLower rows (int take) 1.0 segment width 0.0 part.Pointer rows
+                        pending <- true
+                    else NativeBlas.Raw.syrkLower rows (int take) 1.0 segment width 1.0 part.Pointer rows
+                start <- start + take
+            features <- features + int64 width
+        blocks <- blocks + 1
+
+    /// Adds the bias column of ones (Φ̃ = [Φ, 1]) after every feature block: one rounding per entry of the Gram.
+    member _.AddBiasColumn() =
+        if biasAdded then invalidOp "the bias column was already added"
+        if features = 0L then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
+        flush ()
+        let g = gram.Pointer
+        for i in 0 .. rows - 1 do
+            let row = int64 i * n
+            for j in 0 .. i do set g (row + int64 j) (get g (row + int64 j) + 1.0)
+        biasAdded <- true
+
+    /// h of the accumulation bound (`Gram.accumulationDepth`).
+    member _.AccumulationDepth = Gram.accumulationDepth (int features) biasAdded chunk
+
+    /// The finished Gram (owning the buffer); the accumulator must not be used afterwards.
+    member this.Finish() : NativeGram =
+        if features = 0L then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
+        flush ()
+        release ()
+        finished <- true
+        NativeBlas.Raw.mirrorLower gram.Pointer n rows
+        let columns = int features + (if biasAdded then 1 else 0)
+        let depth = max 1 (min columns this.AccumulationDepth)
+        let squares = Gram.checkedSquares (Array.init rows (fun i -> get gram.Pointer (int64 i * n + int64 i)))
+        { Buffer = gram; Rows = rows; Columns = columns
+          SquaredNormSumUpper = Gram.squaredNormSumUpper depth squares
+          ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+          AccumulationDepth = depth; FeaturePrecision = precision; ScalingError = 0.0 }
+
+    interface IDisposable with
+        member _.Dispose() =
+            release ()
+            if not finished then (gram :> IDisposable).Dispose()
+
+/// The Gram of 2^(−e)·Φ̃, in place (`Gram.scaleBy true`: every entry times 4^(−e), or twice 2^(−e) when 4^(−e) is not
+/// normal; ScalingError n·2^(−1021)), and e.
+let scaleInPlace (gram: NativeGram) : NativeGram * int =
+    let e = Gram.scaleExponentOf (Array.max (gram.Diagonal()))
+    let p = gram.Buffer.Pointer
+    let count = int64 gram.Rows * int64 gram.Rows
+    if abs (2 * e) <= 1022 then
+        let f = Math.ScaleB(1.0, -2 * e)
+        for k in 0L .. count - 1L do set p k (get p k * f)
+    else
+        let f = Math.ScaleB(1.0, -e)
+        for k in 0L .. count - 1L do set p k (get p k * f * f)
+    { gram with
+        SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)
+        ScalingError = Gram.scalingErrorBound gram.Rows }, e
+
+let private norm (x: float[]) = sqrt (Array.sumBy (fun v -> v * v) x)
+
+/// `Certify.lanczosRitz` on host memory: the Rayleigh–Ritz estimate of λ_max of the symmetric operator `matvec`
+/// (x → G·x on n-vectors), Lanczos with full reorthogonalisation (classical Gram–Schmidt twice, a third pass when the
+/// second still removes more than half), the same stopping rules (`lanczosMinSteps`, `lanczosTolerance`, a residual
+/// ≤ √u of the largest ‖G q_j‖ seen), the same KrylovEstimate (θ_max, θ_min and θ_min's change over the last
+/// product). The Ritz matrix QᵀGQ is grown by one row and column per product (two gemv) and symmetrised as the tensor
+/// route does, its eigenvalues by LAPACK dsyev. Start: `Certify.startVector`, the tensor route's.
+let lanczosRitz (steps: int) (n: int) (matvec: float[] -> float[]) : KrylovEstimate =
+    let k = min (max 1 steps) n
+    let tolerance = sqrt FloatingPoint.unitRoundoff64
+    use q = Buffer.OfDoubles(int64 k * int64 n)     // row i: q_i
+    use gq = Buffer.OfDoubles(int64 k * int64 n)    // row i: G·q_i
+    let t = Array2D.zeroCreate<float> k k           // t[a, b] = q_aᵀ·G·q_b
+    let column = Array.zeroCreate<float> k
+    use ritzWork = Buffer.OfDoubles(int64 k * int64 k)
+    let s0 = startVector n
+    let mutable v = (let s = norm s0 in s0 |> Array.map (fun x -> x / s))
+    let mutable j = 0
+    let mutable grow = true
+    let mutable scale = 0.0
+    let mutable ritzStep, ritzTop, ritzBottom, ritzBottomBefore = 0, nan, nan, nan
+    let ritz (j: int) =
+        if j <> ritzStep then
+            let w = ritzWork.Pointer
+            for a in 0 .. j - 1 do
+                for b in 0 .. a do set w (int64 a * int64 j + int64 b) ((t.[a, b] + t.[b, a]) * 0.5)
+            let values = NativeBlas.Raw.symmetricEigenvalues j w j
+            ritzBottomBefore <- (if ritzStep = j - 1 then ritzBottom else nan)
+            ritzStep <- j
+            ritzTop <- values.[j - 1]
+            ritzBottom <- values.[0]
+        ritzTop
+    let copyRow (buffer: Buffer) (row: int) (x: float[]) = Marshal.Copy(x, 0, buffer.At(int64 row * int64 n), n)
+    let gemvOn (transpose: bool) (rows: int) (buffer: Buffer) (x: float[]) (alpha: float) (beta: float) (y: float[]) =
+        let hx = GCHandle.Alloc(x, GCHandleType.Pinned)
+        let hy = GCHandle.Alloc(y, GCHandleType.Pinned)
+        try NativeBlas.Raw.gemv transpose rows n alpha buffer.Pointer n (hx.AddrOfPinnedObject()) beta (hy.AddrOfPinnedObject())
+        finally
+            hx.Free()
+            hy.Free()
+    // x − Q_jᵀ(Q_j x) over the j basis vectors so far
+    let project (j: int) (x: float[]) =
+        let c = Array.zeroCreate<float> j
+        gemvOn false j q x 1.0 0.0 c
+        let r = Array.copy x
+        gemvOn true j q c -1.0 1.0 r
+        r
+    let mutable previous = nan
+    while grow && j < k do
+        copyRow q j v
+        let w = matvec v
+        copyRow gq j w
+        scale <- max scale (norm w)
+        // the new column t[·, j] = Q_{j+1}·(G q_j) and row t[j, ·] = (GQ)_{j+1}·q_j
+        gemvOn false (j + 1) q w 1.0 0.0 column
+        for a in 0 .. j do t.[a, j] <- column.[a]
+        gemvOn false (j + 1) gq v 1.0 0.0 column
+        for b in 0 .. j do t.[j, b] <- column.[b]
+        j <- j + 1
+        if j >= lanczosMinSteps && j < k then
+            let theta = ritz j
+            if theta - previous <= lanczosTolerance * abs theta then grow <- false
+            previous <- theta
+        elif j = lanczosMinSteps - 1 then previous <- ritz j
+        if grow && j < k then
+            let r1 = project j w
+            let r2 = project j r1
+            let n1, n2 = norm r1, norm r2
+            let r, nr = if n2 < 0.5 * n1 then (let r3 = project j r2 in r3, norm r3) else r2, n2
+            if nr > tolerance * scale && Double.IsFinite nr then v <- r |> Array.map (fun x -> x / nr) else grow <- false
+    let top = ritz j
+    { LambdaMax = top; LambdaMinRitz = ritzBottom; LambdaMinRitzChange = abs (ritzBottomBefore - ritzBottom) / abs ritzBottom }
+
+/// y = G·x for the symmetric n × n matrix at `g` (its lower triangle read).
+let private symmetricProduct (n: int) (g: nativeint) (x: float[]) : float[] =
+    let y = Array.zeroCreate<float> n
+    let hx = GCHandle.Alloc(x, GCHandleType.Pinned)
+    let hy = GCHandle.Alloc(y, GCHandleType.Pinned)
+    try NativeBlas.Raw.symvLower n g n (hx.AddrOfPinnedObject()) (hy.AddrOfPinnedObject())
+    finally
+        hx.Free()
+        hy.Free()
+    y
+
+/// `Certify.inverseIteration` with the Cholesky factor L (lower triangle of the n × n matrix at `l`) of G (at `g`):
+/// the Rayleigh quotient vᵀGv after `iterations` steps x ← L⁻ᵀL⁻¹v from `Certify.startVector`, each iterate divided by its
+/// largest entry before its norm is taken.
+let private inverseIteration (iterations: int) (n: int) (l: nativeint) (g: nativeint) : float =
+    let s0 = startVector n
+    let mutable v = (let s = norm s0 in s0 |> Array.map (fun x -> x / s))
+    for _ in 1 .. iterations do
+        let x = Array.copy v
+        let h = GCHandle.Alloc(x, GCHandleType.Pinned)
+        try
+            NativeBlas.Raw.trsvLower false n l n (h.AddrOfPinnedObject())
+            NativeBlas.Raw.trsvLower true n l n (h.AddrOfPinnedObject())
+        finally h.Free()
+        let top = x |> Array.map abs |> Array.max
+        let x = x |> Array.map (fun e -> e / top)
+        let s = norm x
+        v <- x |> Array.map (fun e -> e / s)
+    let gv = symmetricProduct n g v
+    Array.fold2 (fun acc a b -> acc + a * b) 0.0 v gv
+
+/// Cholesky of the n × n row-major lower triangle at `a` in column panels of `panel` (`TileCholesky.factorInPlace` on
+/// one tile, kernel for kernel: each earlier panel's update of a panel formed apart in `buffer` (n × s, β = 0) and
+/// subtracted in order, then potrf of the s × s diagonal block and trsm of the rows below; constant
+/// `TileCholesky.depth n n panel`), or LAPACK's potrf on the whole matrix for `panel` ≤ 0 or ≥ n. True when every pivot
+/// succeeded (the factor in the lower triangle; the strict upper triangle is not zeroed: only success is used).
+let factorInPlace (panel: int) (n: int) (a: nativeint) : bool =
+    let s = TileCholesky.panelWidth n panel
+    if s >= n then NativeBlas.Raw.potrfLower n a n = 0
+    else
+    use buffer = Buffer.OfDoubles(int64 n * int64 s)
+    let at (r: int) (c: int) = a + nativeint (8L * (int64 r * int64 n + int64 c))
+    let mutable ok = true
+    let mutable p = 0
+    while ok && p < n do
+        let w = min s (n - p)
+        let below = n - p
+        let mutable q = 0
+        while q < p do
+            let wq = min s (p - q)
+            // buffer ← A[p.., q-panel]·A[p-panel, q-panel]ᵀ (below × w), then A[p.., p-panel] −= buffer
+            NativeBlas.Raw.gemmNT below w wq 1.0 (at p q) n (at p q) n 0.0 buffer.Pointer s
+            for r in 0 .. below - 1 do
+                let row = at (p + r) p
+                let u = buffer.At(int64 r * int64 s)
+                for c in 0 .. w - 1 do
+                    let k = int64 c
+                    set row k (get row k - get u k)
+            q <- q + wq
+        if NativeBlas.Raw.potrfLower w (at p p) n <> 0 then ok <- false
+        else NativeBlas.Raw.trsmRightLowerTranspose (below - w) w (at p p) n (at (p + w) p) n
+        p <- p + w
+    ok
+
+/// diag(Ã) when floating-point Cholesky of Ã (formed in `work` by `form`) completes, None when it fails: the diagonal is
+/// read before the factorisation (`Certify.choleskyDiagonal`).
+let private choleskyDiagonal (panel: int) (n: int) (work: Buffer) : float[] option =
+    let diagonal = Array.init n (fun i -> get work.Pointer (int64 i * int64 n + int64 i))
+    if factorInPlace panel n work.Pointer then Some diagonal else None
+
+let private copyGram (gram: NativeGram) (work: Buffer) =
+    let bytes = 8L * int64 gram.Rows * int64 gram.Rows
+    System.Buffer.MemoryCopy(NativePtr.toVoidPtr (NativePtr.ofNativeInt<byte> gram.Buffer.Pointer),
+                      NativePtr.toVoidPtr (NativePtr.ofNativeInt<byte> work.Pointer), bytes, bytes)
+
+/// Duplicate-row candidates read off fl(G) (`Certify`'s scan, the same arithmetic: d_ij = (G_ii + G_jj) − 2·G_ij ≤ 8E,
+/// E the accumulation bound): pairs i < j in row-major order, the first `maxCandidates`.
+let private duplicateCandidates (gram: NativeGram) (maxCandidates: int) : (int * int) list =
+    let n = gram.Rows
+    let g = gram.Buffer.Pointer
+    let d = gram.Diagonal()
+    let tol = 8.0 * gram.AccumulationErrorBound
+    let found = ResizeArray<int * int>()
+    let mutable i = 0
+    while i < n && found.Count < maxCandidates do
+        let row = int64 i * int64 n
+        let mutable j = i + 1
+        while j < n && found.Count < maxCandidates do
+            if d.[i] + d.[j] - get g (row + int64 j) * 2.0 <= tol then found.Add((i, j))
+            j <- j + 1
+        i <- i + 1
+    List.ofSeq found
+
+/// The dense route's `GramOperator` on the scaled Gram in native memory (`Certify.denseOperator`'s counterpart): every
+/// factorisation formed in `work` (n × n, overwritten), the shifted test and the σ_max trial in panels of
+/// `opts.CholeskyPanel` and, where that is another order, in LAPACK's (`AnyOrderCholesky`, h = n + 1).
+let denseOperator (opts: Options) (precision: string) (scale: int) (work: Buffer) (gram: NativeGram) : GramOperator =
+    let n = gram.Rows
+    let g = gram.Buffer.Pointer
+    let shifted (panel: int) (c: float) =
+        copyGram gram work
+        for i in 0 .. n - 1 do
+            let k = int64 i * int64 n + int64 i
+            set work.Pointer k (get work.Pointer k - c)
+        choleskyDiagonal panel n work
+    let trial (panel: int) (t: float) =
+        let w = work.Pointer
+        for i in 0 .. n - 1 do
+            let row = int64 i * int64 n
+            for j in 0 .. i do set w (row + int64 j) (-(get g (row + int64 j)))
+            set w (row + int64 i) (get w (row + int64 i) + t)
+        choleskyDiagonal panel n work
+    let lambdaMin (iterations: int) =
+        copyGram gram work
+        if NativeBlas.Raw.potrfLower n work.Pointer n <> 0 then
+            copyGram gram work
+            (NativeBlas.Raw.symmetricEigenvalues n work.Pointer n).[0]
+        else inverseIteration iterations n work.Pointer g
+    { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper
+      AccumulationErrorBound = gram.AccumulationErrorBound; AccumulationDepth = gram.AccumulationDepth
+      CholeskyDepth = TileCholesky.depth n n opts.CholeskyPanel
+      ZeroRows = gram.ZeroRows; ScaleExponent = scale
+      Precision = precision; Device = "cpu"; Method = denseMethod
+      DuplicateCandidates = duplicateCandidates gram
+      EstimateLambdaMax = fun steps -> lanczosRitz steps n (symmetricProduct n g)
+      EstimateLambdaMin = lambdaMin
+      ShiftedCholesky = shifted opts.CholeskyPanel
+      TrialCholesky = trial opts.CholeskyPanel
+      AnyOrderCholesky =
+        if TileCholesky.depth n n opts.CholeskyPanel > n then None
+        else Some { Shifted = shifted 0; Trial = trial 0 } }
+
+/// `Certify.certifyAccumulated` on a native Gram the caller owns and drops afterwards (scaled in place).
+let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                       (clock: Stopwatch) (gram: NativeGram) : Certificate =
+    if subject.Rows <> gram.Rows then
+        invalidArg "subject" (sprintf "subject says n = %d but the Gram matrix has %d rows" subject.Rows gram.Rows)
+    let precision = sprintf "features %s, Gram float64" gram.FeaturePrecision
+    let scaled, scale = scaleInPlace gram
+    use work = Buffer.OfDoubles(int64 gram.Rows * int64 gram.Rows)
+    certifyOperator opts subject rowsEqual clock (denseOperator opts precision scale work scaled)

@@ -1,0 +1,227 @@
+/// The dense certificate on native buffers (`DenseNative`: what `rf certify --matrix` runs on OpenBLAS, without
+/// libtorch) against the tensor route it stands in for: fl G bit for bit (the same products and additions), the panel
+/// Cholesky kernel for kernel, and the certificate on every path (the Ritz shift, inverse iteration, panels, LAPACK's
+/// order, duplicates, zero rows, rank deficiency): the same verdict, bounds within the stated error terms, and each
+/// Certified bound checked against MathNet's singular values (an oracle outside both routes).
+module ResearchFramework.Properties.MathCoreTests.DenseNativeTests
+
+open System
+open Expecto
+open TorchSharp
+open ResearchFramework.MathCore
+open ResearchFramework.Properties
+open ResearchFramework.Properties.MathCoreTests.Generators
+
+/// Φ's entries as a native row-major buffer of its own dtype (float32 or float64), and whether it is float32.
+let private bufferOf (phi: torch.Tensor) : DenseNative.Buffer * bool =
+    let n, m = int phi.shape.[0], int phi.shape.[1]
+    use c = phi.contiguous()
+    if phi.dtype = torch.float32 then
+        let b = new DenseNative.Buffer(4L * int64 (max 1 (n * m)))
+        c.data<float32>().ToArray().AsSpan().CopyTo(b.Floats(n * m))
+        b, true
+    else
+        let b = DenseNative.Buffer.OfDoubles(int64 (max 1 (n * m)))
+        c.data<float>().ToArray().AsSpan().CopyTo(b.Doubles(n * m))
+        b, false
+
+/// The native Gram of Φ given in column blocks of the widths `cuts` (summing to m), each a view into the whole matrix
+/// (leading dimension m), with or without the bias column, in products of `chunk` columns.
+let private nativeGram (chunk: int) (cuts: int list) (withBias: bool) (phi: torch.Tensor) : DenseNative.NativeGram =
+    let n, m = int phi.shape.[0], int phi.shape.[1]
+    let buffer, isFloat32 = bufferOf phi
+    use _b = buffer
+    use acc = new DenseNative.Accumulator(n, chunk)
+    let item = if isFloat32 then 4L else 8L
+    let mutable start = 0
+    for w in cuts do
+        acc.Add(buffer.Pointer + nativeint (item * int64 start), w, m, isFloat32)
+        start <- start + w
+    if withBias then acc.AddBiasColumn()
+    acc.Finish()
+
+/// Widths of consecutive blocks of `width` columns covering m.
+let private blocksOf (width: int) (m: int) = [ for s in 0 .. width .. m - 1 -> min width (m - s) ]
+
+/// Random widths ≥ 1 covering m.
+let private randomCuts (rng: Random) (m: int) =
+    let rec go left acc = if left = 0 then List.rev acc else (let w = rng.Next(1, left + 1) in go (left - w) (w :: acc))
+    go m []
+
+let private entries (g: DenseNative.NativeGram) : float[] =
+    let n = g.Rows
+    let values = Array.zeroCreate<float> (n * n)
+    g.Buffer.Doubles(n * n).CopyTo(values.AsSpan())
+    values
+
+let private tensorEntries (t: torch.Tensor) : float[] = (use c = t.contiguous() in c.data<float>().ToArray())
+
+let private bits (x: float) = BitConverter.DoubleToInt64Bits x
+
+/// Φ̃ = [Φ, 1] (or Φ) in float64, for the MathNet oracle.
+let private tilde (withBias: bool) (phi: torch.Tensor) =
+    let p = phi.``to``(torch.float64)
+    if withBias then torch.cat([| p; torch.ones([| p.shape.[0]; 1L |], dtype = torch.float64) |], 1L) else p
+
+/// Exact row equality of Φ (the duplicate scan's confirmation, as the file route's).
+let private rowEquality (phi: torch.Tensor) : Certify.RowEquality =
+    let n, m = int phi.shape.[0], int phi.shape.[1]
+    let values = tensorEntries (phi.``to``(torch.float64))
+    Some (fun i j -> Seq.forall (fun k -> bits values.[i * m + k] = bits values.[j * m + k]) (seq { 0 .. m - 1 }))
+
+/// Runs f, expecting an ArgumentException; returns it.
+let private argumentError (what: string) (f: unit -> unit) : ArgumentException =
+    let outcome = try f (); None with :? ArgumentException as e -> Some e
+    match outcome with
+    | Some e -> e
+    | None -> failtestf "%s: expected an ArgumentException, nothing was thrown" what
+
+let private config = Seeds.config 30
+
+[<Tests>]
+let tests =
+    testList "MathCore.DenseNative" [
+        testPropertyWithConfig config "the native Gram is the tensor route's bit for bit (blocks of the products' width), and within 2E for any cut; same bookkeeping" <| fun (seed: int) ->
+            if DenseNative.available () then
+                let rng = Random seed
+                let n, m = rng.Next(1, Seeds.scaled 60), rng.Next(1, Seeds.scaled 90)
+                let chunk = rng.Next(1, m + 4)
+                let withBias = rng.Next 2 = 0
+                use phi64 = gaussian seed n m
+                // a zero row now and then (ZeroRows), float32 on half the seeds
+                if n > 1 && seed % 5 = 0 then phi64.narrow(0L, int64 (rng.Next n), 1L).zero_() |> ignore
+                use phi = if seed % 2 = 0 then phi64.``to``(torch.float32) else phi64.clone()
+                let what = sprintf "n=%d m=%d chunk=%d bias=%b %O" n m chunk withBias phi.dtype
+                use reference = NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> Gram.ofMatrix chunk withBias phi)
+                use same = nativeGram chunk (blocksOf chunk m) withBias phi
+                let r, s = tensorEntries reference.Gram, entries same
+                for k in 0 .. r.Length - 1 do
+                    if bits r.[k] <> bits s.[k] then failtestf "%s: entry (%d, %d) = %.17g, the tensor route's %.17g" what (k / n) (k % n) s.[k] r.[k]
+                Expect.equal same.Columns reference.Columns ("m'. " + what)
+                Expect.equal same.AccumulationDepth reference.AccumulationDepth ("h. " + what)
+                Expect.equal (bits same.SquaredNormSumUpper) (bits reference.SquaredNormSumUpper) ("Σ‖φ̃‖² bound. " + what)
+                Expect.equal same.ZeroRows reference.ZeroRows ("zero rows. " + what)
+                Expect.equal same.FeaturePrecision reference.FeaturePrecision ("precision. " + what)
+                // any cut of the stream: the same products, blocks inside one summed with β = 1 (another order inside it)
+                use cut = nativeGram chunk (randomCuts rng m) withBias phi
+                let e = reference.AccumulationErrorBound
+                let c = entries cut
+                for k in 0 .. r.Length - 1 do
+                    if abs (c.[k] - r.[k]) > 2.0 * e then failtestf "%s, random cut: entry %d off by %g > 2E = %g" what k (abs (c.[k] - r.[k])) (2.0 * e)
+                Expect.equal cut.AccumulationDepth reference.AccumulationDepth ("h, random cut. " + what)
+
+        testPropertyWithConfig config "the native Cholesky is TileCholesky.factorInPlace kernel for kernel: the same factor bit for bit in panels and in LAPACK's order, the same failures" <| fun (seed: int) ->
+            if DenseNative.available () then
+                let rng = Random seed
+                let n = rng.Next(1, Seeds.scaled 90)
+                let panel = if seed % 4 = 0 then 0 else rng.Next(1, n + 3)
+                use b = gaussian seed n (n + 2)
+                use spd = b.mm(b.t())
+                // an indefinite matrix on some seeds: a negative diagonal entry somewhere
+                if seed % 3 = 0 then (let i = int64 (rng.Next n) in spd.[i, i] <- torch.tensor(-1.0, dtype = torch.float64))
+                let what = sprintf "n=%d panel=%d indefinite=%b" n panel (seed % 3 = 0)
+                use t = spd.clone()
+                let okTensor = NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> TileCholesky.factorInPlace panel t)
+                use native = DenseNative.Buffer.OfDoubles(int64 (n * n))
+                (tensorEntries spd).AsSpan().CopyTo(native.Doubles(n * n))
+                let okNative = DenseNative.factorInPlace panel n native.Pointer
+                Expect.equal okNative okTensor ("the same success. " + what)
+                if okTensor then
+                    let r = tensorEntries t
+                    let s = native.Doubles(n * n).ToArray()
+                    for i in 0 .. n - 1 do
+                        for j in 0 .. i do
+                            if bits r.[i * n + j] <> bits s.[i * n + j] then failtestf "%s: L(%d, %d) = %.17g, the tensor route's %.17g" what i j s.[i * n + j] r.[i * n + j]
+
+        testPropertyWithConfig (Seeds.config 40) "the native certificate and the tensor route's: same verdict, same Gram terms, bounds within the error terms on every path; Certified bounds hold against MathNet's σ" <| fun (seed: int) ->
+            if DenseNative.available () then
+                let n, m, k = shape seed
+                let rng = Random(seed + 11)
+                let withBias = seed % 2 = 0
+                let path = abs seed % 6
+                use phi64 = ofRank seed n m k
+                if path = 3 && n >= 2 then phi64.[int64 (n - 1)] <- phi64.[0L].clone()      // duplicate rows
+                if path = 4 then phi64.narrow(0L, int64 (rng.Next n), 1L).zero_() |> ignore   // a zero row
+                use phi = if seed % 3 = 0 then phi64.``to``(torch.float32) else phi64.clone()
+                let opts =
+                    match path with
+                    | 1 -> Certify.withBlockedOrder (rng.Next(1, m + 2)) (rng.Next(1, max 2 (n / 2))) Certify.defaults   // panels
+                    | 2 -> { Certify.defaults with RitzShiftTolerance = 0.0 }                                             // inverse iteration
+                    | 5 -> Certify.withGramChunk (rng.Next(1, m + 2)) Certify.defaults
+                    | _ -> Certify.defaults
+                let what = sprintf "path %d n=%d m=%d k=%d bias=%b %O" path n m k withBias phi.dtype
+                let equal = rowEquality phi
+                let subjectOf = subject phi withBias
+                let onTensor =
+                    NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () ->
+                        let gram = Gram.ofMatrix opts.BlockColumns withBias phi
+                        Certify.certifyAccumulated opts subjectOf equal (Diagnostics.Stopwatch.StartNew()) gram)
+                let onNative =
+                    use gram = nativeGram opts.BlockColumns (blocksOf opts.BlockColumns m) withBias phi
+                    DenseNative.certifyAccumulated opts subjectOf equal (Diagnostics.Stopwatch.StartNew()) gram
+                let info = sprintf "%s: tensor %O (%s); native %O (%s)" what onTensor.Verdict onTensor.Reason onNative.Verdict onNative.Reason
+                Expect.equal onNative.Verdict onTensor.Verdict ("same verdict. " + info)
+                let d, t = onTensor.Terms, onNative.Terms
+                Expect.equal t.ScaleExponent d.ScaleExponent ("same scale. " + info)
+                Expect.equal (bits t.SquaredNormSumUpper) (bits d.SquaredNormSumUpper) ("the same Σ‖φ̃‖² bound (the same fl G). " + info)
+                Expect.equal (bits t.AccumulationError) (bits d.AccumulationError) ("the same E. " + info)
+                Expect.equal t.CholeskyGammaIndex d.CholeskyGammaIndex ("the same factorisation order. " + info)
+                Expect.equal onNative.Precision onTensor.Precision ("precision. " + info)
+                Expect.equal onNative.Device "cpu" ("device. " + info)
+                if onTensor.IsCertified && onNative.IsCertified then
+                    let errors (x: CertificateTerms) = x.ShiftRoundingError + x.CholeskyBackwardError + x.AccumulationError
+                    let allowed = abs (t.Shift - d.Shift) + errors d + errors t
+                    Expect.isLessThanOrEqual (abs (t.LambdaMinLower - d.LambdaMinLower)) (allowed * (1.0 + 1e-12)) ("λ_min bounds within the error terms. " + info)
+                if d.LambdaMaxUpper > 0.0 && t.LambdaMaxUpper > 0.0 then
+                    let errors (x: CertificateTerms) = x.LambdaMaxTrialRoundingError + x.LambdaMaxCholeskyBackwardError + x.AccumulationError
+                    let allowed = abs (t.LambdaMaxTrial - d.LambdaMaxTrial) + errors d + errors t
+                    Expect.isLessThanOrEqual (abs (t.LambdaMaxUpper - d.LambdaMaxUpper)) (allowed * (1.0 + 1e-12)) ("λ_max bounds within the error terms. " + info)
+                    // the same Lanczos from the same start on other kernels: the same estimate to rounding
+                    Expect.isLessThanOrEqual (abs (onNative.SigmaMaxEstimate - onTensor.SigmaMaxEstimate)) (1e-9 * onTensor.SigmaMaxEstimate + 1e-300) ("σ_max estimates. " + info)
+                // the oracle outside both routes
+                use tl = tilde withBias phi
+                let sMin, sMax = mathNetSigmaMin tl, mathNetSigmaMax tl
+                if onNative.IsCertified then
+                    Expect.isLessThanOrEqual onNative.SigmaMinLower (sMin * (1.0 + 1e-12)) ("σ_min bound ≤ MathNet's σ_min. " + info)
+                Expect.isGreaterThanOrEqual onNative.SigmaMaxUpper (sMax * (1.0 - 1e-12)) ("σ_max bound ≥ MathNet's σ_max. " + info)
+                // the path asked for was the path taken
+                match path with
+                | 1 when onNative.IsCertified -> Expect.equal t.CholeskyGammaIndex (TileCholesky.depth n n opts.CholeskyPanel) ("panels: their h_C. " + info)
+                | 2 when onNative.IsCertified -> Expect.isFalse (onNative.Reason.Contains "Ritz") ("inverse iteration, not the Ritz shift. " + info)
+                | 3 when n >= 2 -> Expect.stringContains onNative.Reason "identical" ("refuted by the duplicate rows. " + info)
+                | 4 when not withBias -> Expect.stringContains onNative.Reason "exactly zero" ("refuted by the zero row. " + info)
+                | _ -> ()
+
+        testCase "the native Gram refuses what the tensor route refuses: float64 entries below the underflow guard, a NaN or an overflowing square (naming the row), no columns" <| fun () ->
+            if DenseNative.available () then
+                let refuses (what: string) (values: float[]) (n: int) (m: int) (expected: string) =
+                    use phi = torch.tensor(values, dtype = torch.float64).reshape(int64 n, int64 m)
+                    let e = argumentError what (fun () -> (nativeGram 4096 [ m ] false phi :> IDisposable).Dispose())
+                    Expect.stringContains e.Message expected what
+                    // the tensor route refuses the same input
+                    argumentError ("tensor route: " + what) (fun () -> (Gram.ofMatrix 4096 false phi :> IDisposable).Dispose()) |> ignore
+                refuses "an entry of 1e-200" [| 1.0; 1e-200; 0.0; 2.0 |] 2 2 "below"
+                refuses "a NaN" [| 1.0; 0.0; nan; 2.0 |] 2 2 "row 1"
+                refuses "a square that overflows" [| 1e200; 0.0; 0.0; 2.0 |] 2 2 "row 0"
+                use acc = new DenseNative.Accumulator(3, 8)
+                argumentError "no columns" (fun () -> acc.Finish() |> ignore) |> ignore
+
+        testCase "the native Lanczos finds λ_max of a known spectrum, and the tensor route's Ritz values to rounding (the same start)" <| fun () ->
+            if DenseNative.available () then
+                for seed in [ 1; 2; 3 ] do
+                    let n = 120
+                    // G = Q diag(λ) Qᵀ with λ spread in [1, 50] and a gap at the top: Lanczos converges at both ends
+                    use q = (let struct (q, _) = torch.linalg.qr(gaussian seed n n) in q)
+                    let lambdas = Array.init n (fun i -> if i = n - 1 then 80.0 else 1.0 + 49.0 * float i / float n)
+                    use g = q.mul(torch.tensor(lambdas, dtype = torch.float64).unsqueeze(0L)).mm(q.t())
+                    use gs = g.add(g.t()).mul(scalar 0.5)
+                    let values = tensorEntries gs
+                    let matvec (x: float[]) = Array.init n (fun i -> Seq.sum (seq { for j in 0 .. n - 1 -> values.[i * n + j] * x.[j] }))
+                    let native = DenseNative.lanczosRitz 90 n matvec
+                    let tensor = Certify.estimateRitz 90 gs
+                    Expect.floatClose { absolute = 0.0; relative = 1e-6 } native.LambdaMax 80.0 (sprintf "θ_max (seed %d)" seed)
+                    Expect.isGreaterThanOrEqual native.LambdaMinRitz (1.0 - 1e-9) (sprintf "θ_min ≥ λ_min (seed %d)" seed)
+                    // the same start (Certify.startVector) and the same steps on other kernels: the same Ritz values to rounding
+                    Expect.floatClose { absolute = 0.0; relative = 1e-12 } native.LambdaMax tensor.LambdaMax (sprintf "θ_max as the tensor route's (seed %d)" seed)
+                    Expect.floatClose { absolute = 0.0; relative = 1e-10 } native.LambdaMinRitz tensor.LambdaMinRitz (sprintf "θ_min as the tensor route's (seed %d)" seed)
+    ]
