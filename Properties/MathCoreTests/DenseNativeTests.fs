@@ -133,6 +133,63 @@ let tests =
                         for j in 0 .. i do
                             if bits r.[i * n + j] <> bits s.[i * n + j] then failtestf "%s: L(%d, %d) = %.17g, the tensor route's %.17g" what i j s.[i * n + j] r.[i * n + j]
 
+        testPropertyWithConfig config "the native operator is the tensor route's: the shifted test and the σ_max trial succeed exactly where the eigenvalues say (the same diagonals, bit for bit), the same duplicate candidates, the λ_min estimate to rounding" <| fun (seed: int) ->
+            if DenseNative.available () then
+                let rng = Random seed
+                let n = rng.Next(2, Seeds.scaled 50)
+                let m = n + rng.Next(0, 40)
+                use phi = gaussian seed n m
+                // a duplicated row on some seeds (candidates), else distinct rows
+                if seed % 4 = 0 then phi.[int64 (n - 1)] <- phi.[0L].clone()
+                let panel = if seed % 3 = 0 then 0 else rng.Next(1, n + 2)
+                let opts = { Certify.defaults with CholeskyPanel = panel }
+                use tensorGram = NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> Gram.ofMatrix 4096 false phi)
+                let scaledTensor, scale = Gram.scaleBy false tensorGram
+                use _s = scaledTensor.Gram
+                use work = torch.empty_like(scaledTensor.Gram)
+                use nativeG = nativeGram 4096 [ m ] false phi
+                let scaledNative, scaleNative = DenseNative.scaleInPlace nativeG
+                use nativeWork = DenseNative.Buffer.OfDoubles(int64 (n * n))
+                Expect.equal scaleNative scale "the same scale"
+                let t = NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> Certify.denseOperator opts "x" scale work scaledTensor)
+                let d = DenseNative.denseOperator opts "x" scale nativeWork scaledNative
+                // the oracle: eigenvalues of the scaled fl G (MathNet, outside both routes)
+                let values = tensorEntries scaledTensor.Gram
+                let eig = MathNet.Numerics.LinearAlgebra.Matrix<float>.Build.Dense(n, n, fun i j -> values.[i * n + j]).Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues
+                let lambdas = eig |> Seq.map (fun c -> c.Real) |> Array.ofSeq |> Array.sort
+                let lo, hi = lambdas.[0], lambdas.[n - 1]
+                let what = sprintf "n=%d m=%d panel=%d λ ∈ [%g, %g]" n m panel lo hi
+                let same (name: string) (a: float[] option) (b: float[] option) =
+                    match a, b with
+                    | None, None -> ()
+                    | Some x, Some y -> Expect.sequenceEqual (Array.map bits y) (Array.map bits x) (sprintf "%s: the same diagonal. %s" name what)
+                    | _ -> failtestf "%s: tensor %b, native %b. %s" name a.IsSome b.IsSome what
+                let orders = [ "panels", t.ShiftedCholesky, t.TrialCholesky, d.ShiftedCholesky, d.TrialCholesky ] @
+                             (match t.AnyOrderCholesky, d.AnyOrderCholesky with
+                              | Some ta, Some da -> [ "LAPACK's order", ta.Shifted, ta.Trial, da.Shifted, da.Trial ]
+                              | None, None -> []
+                              | _ -> failtestf "AnyOrderCholesky on one route only. %s" what)
+                for name, tShift, tTrial, dShift, dTrial in orders do
+                    let gap = 0.05 * (hi - lo) + 1e-6 * hi
+                    for c in [ lo - gap; lo + gap; lo * 0.5 ] do
+                        if c > 0.0 then
+                            let r = dShift c
+                            same (sprintf "%s shifted c=%g" name c) (NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> tShift c)) r
+                            // fl G − cI is positive definite iff c < λ_min (away from it by the gap: far beyond rounding)
+                            if c < lo - 0.5 * gap then Expect.isSome r (sprintf "%s: c = %g < λ_min factors. %s" name c what)
+                            elif c > lo + 0.5 * gap then Expect.isNone r (sprintf "%s: c = %g > λ_min fails. %s" name c what)
+                    for tt in [ hi + gap; hi - gap; 2.0 * hi ] do
+                        let r = dTrial tt
+                        same (sprintf "%s trial t=%g" name tt) (NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> tTrial tt)) r
+                        if tt > hi + 0.5 * gap then Expect.isSome r (sprintf "%s: t = %g > λ_max factors. %s" name tt what)
+                        elif tt < hi - 0.5 * gap then Expect.isNone r (sprintf "%s: t = %g < λ_max fails. %s" name tt what)
+                Expect.equal (d.DuplicateCandidates 100) (t.DuplicateCandidates 100) ("the same candidates. " + what)
+                if seed % 4 = 0 then Expect.contains (d.DuplicateCandidates 100) (0, n - 1) ("the duplicated pair is a candidate. " + what)
+                if lo > 1e-8 * hi then
+                    let a, b = d.EstimateLambdaMin 16, NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> t.EstimateLambdaMin 16)
+                    Expect.floatClose { absolute = 1e-12 * hi; relative = 1e-9 } a b ("λ_min estimates (the same start). " + what)
+                    Expect.isGreaterThanOrEqual a (lo * (1.0 - 1e-9)) ("a Rayleigh quotient: ≥ λ_min. " + what)
+
         testPropertyWithConfig (Seeds.config 40) "the native certificate and the tensor route's: same verdict, same Gram terms, bounds within the error terms on every path; Certified bounds hold against MathNet's σ" <| fun (seed: int) ->
             if DenseNative.available () then
                 let n, m, k = shape seed
