@@ -107,8 +107,9 @@ let private addLower (n: int) (part: nativeint) (target: nativeint) =
 /// each product a syrk on the lower triangle; the upper triangle its mirror (Finish). Blocks are row-major n × width
 /// float32 or float64 at a native address (a `Buffer`): float32 entries are exact in float64; float64 ones are checked
 /// for entries below the underflow guard, as `Gram.validateBlock` does. Memory: the n × n Gram, from the second product
-/// on one n × n product buffer (freed by Finish), and one n × width float64 copy of the widest block.
-type Accumulator(rows: int, chunk: int) =
+/// on one n × n product buffer (freed by Finish; or the caller's `spare`, n × n, which it keeps: the certificate's work
+/// matrix, so that its pages are touched once), and one n × width float64 copy of the widest block.
+type Accumulator(rows: int, chunk: int, spare: Buffer) =
     do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
     do if chunk <= 0 then invalidArg "chunk" (sprintf "columns per product must be positive, got %d" chunk)
     let n = int64 rows
@@ -128,9 +129,14 @@ type Accumulator(rows: int, chunk: int) =
             pending <- false
 
     let release () =
-        for b in [ part; wide ] do if not (isNull b) then (b :> IDisposable).Dispose()
+        for b in [ part; wide ] do if not (isNull b) && not (obj.ReferenceEquals(b, spare)) then (b :> IDisposable).Dispose()
         part <- null
         wide <- null
+
+    do if not (isNull spare) && spare.Bytes < 8L * n * n then invalidArg "spare" (sprintf "a spare product buffer needs n² = %d float64 entries" (n * n))
+
+    /// Products of `chunk` columns, a product buffer of its own.
+    new(rows: int, chunk: int) = new Accumulator(rows, chunk, null)
 
     /// Adds the columns of one block: n × `width` entries, row-major, float32 (`isFloat32`) or float64, at `block`.
     member this.Add(block: nativeint, width: int, isFloat32: bool) = this.Add(block, width, width, isFloat32)
@@ -175,7 +181,7 @@ type Accumulator(rows: int, chunk: int) =
                 let segment = b + nativeint (8L * start)
                 if q = 0L then NativeBlas.Raw.syrkLower rows (int take) 1.0 segment width (if position = 0L then 0.0 else 1.0) gram.Pointer rows
                 else
-                    if isNull part then part <- Buffer.OfDoubles(n * n)
+                    if isNull part then part <- (if isNull spare then Buffer.OfDoubles(n * n) else spare)
                     if position % c = 0L then   // product q starts: product q − 1 is added to the Gram first
                         flush ()
                         NativeBlas.Raw.syrkLower rows (int take) 1.0 segment width 0.0 part.Pointer rows
@@ -235,21 +241,45 @@ let scaleInPlace (gram: NativeGram) : NativeGram * int =
         SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)
         ScalingError = Gram.scalingErrorBound gram.Rows }, e
 
-let private norm (x: float[]) = sqrt (Array.sumBy (fun v -> v * v) x)
+/// Σ_k a_k·b_k over the n entries at `a` (native) and in `b`, in Vector<float> lanes (the Lanczos's small products:
+/// on OpenBLAS each would wake its threads for a few microseconds of work).
+let private dotAt (a: nativeint) (b: float[]) (n: int) : float =
+    let sa = ReadOnlySpan<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> a), n)
+    let sb = ReadOnlySpan<float>(b, 0, n)
+    let va = MemoryMarshal.Cast<float, Numerics.Vector<float>> sa
+    let vb = MemoryMarshal.Cast<float, Numerics.Vector<float>> sb
+    let mutable acc = Numerics.Vector<float>.Zero
+    for i in 0 .. va.Length - 1 do acc <- acc + va.[i] * vb.[i]
+    let mutable sum = Numerics.Vector.Dot(acc, Numerics.Vector<float>.One)
+    for i in va.Length * Numerics.Vector<float>.Count .. n - 1 do sum <- sum + sa.[i] * sb.[i]
+    sum
+
+/// r ← r − c·a over the n entries at `a` (native) and in `r`.
+let private subtractScaledAt (r: float[]) (c: float) (a: nativeint) (n: int) : unit =
+    let sa = ReadOnlySpan<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> a), n)
+    let sr = Span<float>(r, 0, n)
+    let va = MemoryMarshal.Cast<float, Numerics.Vector<float>> sa
+    let vr = MemoryMarshal.Cast<float, Numerics.Vector<float>> sr
+    let vc = Numerics.Vector<float>(c)
+    for i in 0 .. va.Length - 1 do vr.[i] <- vr.[i] - vc * va.[i]
+    for i in va.Length * Numerics.Vector<float>.Count .. n - 1 do sr.[i] <- sr.[i] - c * sa.[i]
+
+let private norm (x: float[]) =
+    let h = GCHandle.Alloc(x, GCHandleType.Pinned)
+    try sqrt (dotAt (h.AddrOfPinnedObject()) x x.Length) finally h.Free()
 
 /// `Certify.lanczosRitz` on host memory: the Rayleigh–Ritz estimate of λ_max of the symmetric operator `matvec`
 /// (x → G·x on n-vectors), Lanczos with full reorthogonalisation (classical Gram–Schmidt twice, a third pass when the
 /// second still removes more than half), the same stopping rules (`lanczosMinSteps`, `lanczosTolerance`, a residual
 /// ≤ √u of the largest ‖G q_j‖ seen), the same KrylovEstimate (θ_max, θ_min and θ_min's change over the last
-/// product). The Ritz matrix QᵀGQ is grown by one row and column per product (two gemv) and symmetrised as the tensor
-/// route does, its eigenvalues by LAPACK dsyev. Start: `Certify.startVector`, the tensor route's.
+/// product). The Ritz matrix QᵀGQ is grown by one row and column per product (inner products in vector lanes) and
+/// symmetrised as the tensor route does, its eigenvalues by LAPACK dsyev. Start: `Certify.startVector`, the tensor route's.
 let lanczosRitz (steps: int) (n: int) (matvec: float[] -> float[]) : KrylovEstimate =
     let k = min (max 1 steps) n
     let tolerance = sqrt FloatingPoint.unitRoundoff64
     use q = Buffer.OfDoubles(int64 k * int64 n)     // row i: q_i
     use gq = Buffer.OfDoubles(int64 k * int64 n)    // row i: G·q_i
     let t = Array2D.zeroCreate<float> k k           // t[a, b] = q_aᵀ·G·q_b
-    let column = Array.zeroCreate<float> k
     use ritzWork = Buffer.OfDoubles(int64 k * int64 k)
     let s0 = startVector n
     let mutable v = (let s = norm s0 in s0 |> Array.map (fun x -> x / s))
@@ -269,19 +299,12 @@ let lanczosRitz (steps: int) (n: int) (matvec: float[] -> float[]) : KrylovEstim
             ritzBottom <- values.[0]
         ritzTop
     let copyRow (buffer: Buffer) (row: int) (x: float[]) = Marshal.Copy(x, 0, buffer.At(int64 row * int64 n), n)
-    let gemvOn (transpose: bool) (rows: int) (buffer: Buffer) (x: float[]) (alpha: float) (beta: float) (y: float[]) =
-        let hx = GCHandle.Alloc(x, GCHandleType.Pinned)
-        let hy = GCHandle.Alloc(y, GCHandleType.Pinned)
-        try NativeBlas.Raw.gemv transpose rows n alpha buffer.Pointer n (hx.AddrOfPinnedObject()) beta (hy.AddrOfPinnedObject())
-        finally
-            hx.Free()
-            hy.Free()
-    // x − Q_jᵀ(Q_j x) over the j basis vectors so far
+    let rowAt (buffer: Buffer) (row: int) = buffer.At(int64 row * int64 n)
+    // x − Q_jᵀ(Q_j x) over the j basis vectors so far (classical Gram–Schmidt: every coefficient from x itself)
     let project (j: int) (x: float[]) =
-        let c = Array.zeroCreate<float> j
-        gemvOn false j q x 1.0 0.0 c
+        let c = Array.init j (fun a -> dotAt (rowAt q a) x n)
         let r = Array.copy x
-        gemvOn true j q c -1.0 1.0 r
+        for a in 0 .. j - 1 do subtractScaledAt r c.[a] (rowAt q a) n
         r
     let mutable previous = nan
     while grow && j < k do
@@ -290,10 +313,8 @@ let lanczosRitz (steps: int) (n: int) (matvec: float[] -> float[]) : KrylovEstim
         copyRow gq j w
         scale <- max scale (norm w)
         // the new column t[·, j] = Q_{j+1}·(G q_j) and row t[j, ·] = (GQ)_{j+1}·q_j
-        gemvOn false (j + 1) q w 1.0 0.0 column
-        for a in 0 .. j do t.[a, j] <- column.[a]
-        gemvOn false (j + 1) gq v 1.0 0.0 column
-        for b in 0 .. j do t.[j, b] <- column.[b]
+        for a in 0 .. j do t.[a, j] <- dotAt (rowAt q a) w n
+        for b in 0 .. j do t.[j, b] <- dotAt (rowAt gq b) v n
         j <- j + 1
         if j >= lanczosMinSteps && j < k then
             let theta = ritz j
@@ -441,12 +462,19 @@ let denseOperator (opts: Options) (precision: string) (scale: int) (work: Buffer
         if TileCholesky.depth n n opts.CholeskyPanel > n then None
         else Some { Shifted = shifted 0; Trial = trial 0 } }
 
-/// `Certify.certifyAccumulated` on a native Gram the caller owns and drops afterwards (scaled in place).
-let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
-                       (clock: Stopwatch) (gram: NativeGram) : Certificate =
+/// `Certify.certifyAccumulated` on a native Gram the caller owns and drops afterwards (scaled in place), every
+/// factorisation formed in `work` (n × n float64, the caller's: e.g. the accumulator's spare product buffer).
+let certifyAccumulatedIn (work: Buffer) (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                         (clock: Stopwatch) (gram: NativeGram) : Certificate =
     if subject.Rows <> gram.Rows then
         invalidArg "subject" (sprintf "subject says n = %d but the Gram matrix has %d rows" subject.Rows gram.Rows)
+    if work.Bytes < 8L * int64 gram.Rows * int64 gram.Rows then invalidArg "work" "the work matrix needs n² float64 entries"
     let precision = sprintf "features %s, Gram float64" gram.FeaturePrecision
     let scaled, scale = scaleInPlace gram
-    use work = Buffer.OfDoubles(int64 gram.Rows * int64 gram.Rows)
     certifyOperator opts subject rowsEqual clock (denseOperator opts precision scale work scaled)
+
+/// `certifyAccumulatedIn` with a work matrix of its own.
+let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEquality)
+                       (clock: Stopwatch) (gram: NativeGram) : Certificate =
+    use work = Buffer.OfDoubles(int64 gram.Rows * int64 gram.Rows)
+    certifyAccumulatedIn work opts subject rowsEqual clock gram

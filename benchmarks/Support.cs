@@ -198,16 +198,24 @@ public static class NativeWorkloads
         return buffer;
     }
 
-    /// <summary>Bare LA: Φ widened to float64 (fresh buffer), the Gram's lower triangle by one syrk (fresh buffer), one
-    /// Cholesky; returns L's last diagonal entry.</summary>
+    /// <summary>Bare LA, the least work that forms fl(G)'s lower triangle from the float32 Φ and factors it: Φ widened to
+    /// float64 one block of 4096 columns at a time into one reused buffer (as the certificate's accumulator reads it), one
+    /// syrk per block summed in the Gram itself (β = 1: no separate products, no mirror), one Cholesky; fresh buffers per
+    /// call, as the certificate's. Returns L's last diagonal entry.</summary>
     public static unsafe double Bare(DenseNative.Buffer phi, int n, int m)
     {
-        using var p = DenseNative.Buffer.OfDoubles((long)n * m);
-        var source = (float*)phi.Pointer;
-        var target = (double*)p.Pointer;
-        for (long k = 0; k < (long)n * m; k++) target[k] = source[k];
+        var width = Math.Min(Matrices.BlockColumns, m);
+        using var block = DenseNative.Buffer.OfDoubles((long)n * width);
         using var g = DenseNative.Buffer.OfDoubles((long)n * n);
-        NativeBlas.Raw.syrkLower(n, m, 1.0, p.Pointer, m, 0.0, g.Pointer, n);
+        var source = (float*)phi.Pointer;
+        var target = (double*)block.Pointer;
+        for (var c = 0; c < m; c += width)
+        {
+            var w = Math.Min(width, m - c);
+            for (long r = 0; r < n; r++)
+                for (var k = 0; k < w; k++) target[r * w + k] = source[r * m + c + k];
+            NativeBlas.Raw.syrkLower(n, w, 1.0, block.Pointer, w, c == 0 ? 0.0 : 1.0, g.Pointer, n);
+        }
         if (NativeBlas.Raw.potrfLower(n, g.Pointer, n) != 0) throw new InvalidOperationException("bare Cholesky failed");
         return ((double*)g.Pointer)[(long)n * n - 1];
     }
@@ -222,19 +230,19 @@ public static class NativeWorkloads
         var subject = ExpressivitySubject.OfMatrix("bench", n, m, false);
         var sw = Stopwatch.StartNew();
         DenseNative.NativeGram gram;
-        using (var acc = new DenseNative.Accumulator(n, options.BlockColumns))
+        using var work = DenseNative.Buffer.OfDoubles((long)n * n);
+        using (var acc = new DenseNative.Accumulator(n, options.BlockColumns, work))
         {
             for (var c = 0; c < m; c += options.BlockColumns)
                 acc.Add(phi.Pointer + (nint)(4L * c), Math.Min(options.BlockColumns, m - c), m, true);
             gram = acc.Finish();
         }
         using var owned = gram;
-        if (phases is null) return DenseNative.certifyAccumulated(options, subject, null, clock, gram);
+        if (phases is null) return DenseNative.certifyAccumulatedIn(work, options, subject, null, clock, gram);
         phases["gram"] = sw.Elapsed.TotalSeconds;
         sw.Restart();
         var (scaled, scale) = DenseNative.scaleInPlace(gram);
         phases["scale"] = sw.Elapsed.TotalSeconds;
-        using var work = DenseNative.Buffer.OfDoubles((long)n * n);
         var op = DenseNative.denseOperator(options, "float32", scale, work, scaled);
         T Timed<T>(string name, Func<T> f)
         {

@@ -3,6 +3,7 @@
 # broken bound"). Applies each mutant below to Math.Core/Certify.fs or Math.Core/Gram.fs, one at a
 # time, rebuilds, runs the MathCore tests, and reports killed/survived with the failing tests.
 # SM* mutants edit Math.Core/ScaLAPACK.fs: run them with FILTER="MathCore.ScaLAPACK" (mpirun, ~3 min a mutant).
+# D* mutants edit Math.Core/DenseNative.fs (rf certify --matrix without libtorch): FILTER="MathCore.DenseNative".
 # The mutated files are restored on exit (also on Ctrl-C or failure). Not for CI: ~1 min a mutant.
 #
 #   experiments/mutants-certify.sh            # all mutants
@@ -13,7 +14,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 filter="${FILTER:-MathCore}"
 backup="$(mktemp -d)"
-files=(Math.Core/Certify.fs Math.Core/Gram.fs Math.Core/Tiled.fs Math.Core/TileCholesky.fs Math.Core/ScaLAPACK.fs)
+files=(Math.Core/Certify.fs Math.Core/Gram.fs Math.Core/Tiled.fs Math.Core/TileCholesky.fs Math.Core/ScaLAPACK.fs Math.Core/DenseNative.fs)
 for f in "${files[@]}"; do mkdir -p "$backup/$(dirname "$f")"; cp "$f" "$backup/$f"; done
 restore() {
     for f in "${files[@]}"; do cp "$backup/$f" "$f"; done
@@ -87,6 +88,20 @@ mutants=(
 "SM4|Math.Core/ScaLAPACK.fs|let failed = (maxAll grid [\| (if info <> 0 then 1.0 else 0.0) \|]).[0] > 0.0|let failed = false|scalapack: accept a failed pdpotrf"
 "SM5|Math.Core/ScaLAPACK.fs|for k in 0 .. s.Length - 1 do s.[k] <- scaleEntry s.[k]|for k in 0 .. s.Length - 1 do s.[k] <- s.[k]|scalapack: local blocks of fl G not scaled by 4^(−e) (diagonal and terms scaled)"
 "SM6|Math.Core/ScaLAPACK.fs|collectively grid (fun () ->⏎            let mutable lr = 0|(fun (f: unit -> unit) -> f ()) (fun () ->⏎            let mutable lr = 0|scalapack: a rank's read failure not agreed before pdsyrk (the other ranks wait in it)"
+"D1|Math.Core/DenseNative.fs|            addLower rows part.Pointer gram.Pointer|            ()|native Gram: a later product never added"
+"D2|Math.Core/DenseNative.fs|for j in 0 .. i do set g (row + int64 j) (get g (row + int64 j) + 1.0)|for j in 0 .. i do set g (row + int64 j) (get g (row + int64 j) + (if j = i then 1.0 else 0.0))|native Gram: the bias column's 1 added on the diagonal only"
+"D3|Math.Core/DenseNative.fs|        NativeBlas.Raw.mirrorLower gram.Pointer n rows|        ()|native Gram: the upper triangle never mirrored"
+"D4|Math.Core/DenseNative.fs|                    let source = block + nativeint (4L * r * ld)|                    let source = block + nativeint (4L * r * int64 width)|native Gram: a float32 block read with its width as leading dimension"
+"D5|Math.Core/DenseNative.fs|            set work.Pointer k (get work.Pointer k - c)|            set work.Pointer k (get work.Pointer k + c)|native shifted test: fl G + c·I factored"
+"D6|Math.Core/DenseNative.fs|            set w (row + int64 i) (get w (row + int64 i) + t)|            set w (row + int64 i) (get w (row + int64 i) + t * 0.5)|native σ_max trial: t/2·I − fl G factored"
+"D7|Math.Core/DenseNative.fs|                    set row k (get row k - get u k)|                    set row k (get row k)|native panel Cholesky: earlier panels' updates not subtracted"
+"D8|Math.Core/DenseNative.fs|            if d.[i] + d.[j] - get g (row + int64 j) * 2.0 <= tol then found.Add((i, j))|            if d.[i] + d.[j] - get g (row + int64 j) * 2.0 < -1.0 then found.Add((i, j))|native duplicate scan: no candidate ever"
+"D9|Math.Core/DenseNative.fs|            ritzTop <- values.[j - 1]|            ritzTop <- values.[0]|native Lanczos: the smallest Ritz value as θ_max"
+"D10|Math.Core/DenseNative.fs|            NativeBlas.Raw.trsvLower true n l n (h.AddrOfPinnedObject())|            ()|native inverse iteration: L⁻ᵀ solve dropped"
+"D11|Math.Core/DenseNative.fs|        let f = Math.ScaleB(1.0, -2 * e)|        let f = Math.ScaleB(1.0, -e)|native scaling: 2^(−e) instead of 4^(−e)"
+"D12|Math.Core/DenseNative.fs|ZeroRows = squares \|> Array.indexed \|> Array.filter (fun (_, s) -> s = 0.0)|ZeroRows = squares \|> Array.indexed \|> Array.filter (fun (_, s) -> s < 0.0)|native Gram: zero rows never reported"
+"D13|Math.Core/DenseNative.fs|                        if a > 0.0 && a < FloatingPoint.underflowGuard then|                        if a > 0.0 && a < 0.0 then|native Gram: float64 entries below the underflow guard accepted"
+"D14|Math.Core/DenseNative.fs|            let r2 = project j r1|            let r2 = r1|native Lanczos: one Gram–Schmidt pass instead of two (estimate only)"
 )
 
 wanted=("$@")

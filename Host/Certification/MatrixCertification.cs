@@ -87,8 +87,10 @@ public static class MatrixCertification
         {
             // On OpenBLAS the dense certificate runs on native buffers (DenseNative): no tensor, so libtorch is not loaded
             // unless the orthogonal route follows (docs/BENCHMARKS.md: its load is ≈ 0.4 s of a 1.5 s process).
-            using var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns);
-            return AfterGram(DenseNative.certifyAccumulated(options, Subject(), equal, clock, nativeGram));
+            // one n × n work matrix: the Gram's later products, then every factorisation (its pages touched once)
+            using var work = DenseNative.Buffer.OfDoubles((long)n * n);
+            using var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work);
+            return AfterGram(DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram));
         }
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
         return AfterGram(ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram));
@@ -149,13 +151,14 @@ public static class MatrixCertification
 
     /// <summary><see cref="StreamGram"/> into native memory (<see cref="DenseNative.Accumulator"/>: the same products and
     /// additions, so the same fl(G) bit for bit on OpenBLAS): each column block read straight into one reused native
-    /// buffer of the file's dtype.</summary>
-    public static DenseNative.NativeGram StreamNativeGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns)
+    /// buffer of the file's dtype; the Gram's later products in <paramref name="spare"/> (n × n, kept) when given.</summary>
+    public static DenseNative.NativeGram StreamNativeGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns,
+                                                          DenseNative.Buffer? spare = null)
     {
         int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
         int width = BlockColumns(n, m, preferredBlockColumns);
         bool isFloat32 = reader.Layout.ItemSize == 4;
-        using var accumulator = new DenseNative.Accumulator(n, preferredBlockColumns);
+        using var accumulator = new DenseNative.Accumulator(n, preferredBlockColumns, spare);
         using var block = new DenseNative.Buffer((long)n * width * reader.Layout.ItemSize);
         for (long c = 0; c < m; c += width)
         {
