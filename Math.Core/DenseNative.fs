@@ -96,10 +96,27 @@ type NativeGram =
 /// target[i, j] += part[i, j] on the lower triangle (j ≤ i) of two n × n row-major buffers: one rounding per entry.
 let private addLower (n: int) (part: nativeint) (target: nativeint) =
     for i in 0 .. n - 1 do
-        let row = int64 i * int64 n
-        for j in 0 .. i do
-            let k = row + int64 j
-            set target k (get target k + get part k)
+        let offset = nativeint (8L * int64 i * int64 n)
+        let t = Span<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> (target + offset)), i + 1)
+        let p = ReadOnlySpan<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> (part + offset)), i + 1)
+        let vt = MemoryMarshal.Cast<float, Numerics.Vector<float>> t
+        let vp = MemoryMarshal.Cast<float, Numerics.Vector<float>> p
+        for k in 0 .. vt.Length - 1 do vt.[k] <- vt.[k] + vp.[k]
+        for k in vt.Length * Numerics.Vector<float>.Count .. i do t.[k] <- t.[k] + p.[k]
+
+/// target[0, k) ← the float32 entries at `source`, widened (exact), in vector lanes.
+let private widen (source: nativeint) (target: nativeint) (count: int) =
+    let s = ReadOnlySpan<float32>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float32> source), count)
+    let t = Span<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> target), count)
+    let vs = MemoryMarshal.Cast<float32, Numerics.Vector<float32>> s
+    let vt = MemoryMarshal.Cast<float, Numerics.Vector<float>> t
+    for k in 0 .. vs.Length - 1 do
+        let mutable low = Numerics.Vector<float>.Zero
+        let mutable high = Numerics.Vector<float>.Zero
+        Numerics.Vector.Widen(vs.[k], &low, &high)
+        vt.[2 * k] <- low
+        vt.[2 * k + 1] <- high
+    for k in vs.Length * Numerics.Vector<float32>.Count .. count - 1 do t.[k] <- float s.[k]
 
 /// `Gram.ColumnBlockAccumulator` on native memory: fl(G) = Σ_q P_q over the products q of `chunk` consecutive columns
 /// (the blocked order of `Gram.accumulationDepth`, docs/theory.md §3 "Blocked accumulation"): P_0 summed in the Gram
@@ -156,10 +173,7 @@ type Accumulator(rows: int, chunk: int, spare: Buffer) =
             let ld = int64 leading
             if isFloat32 then
                 for r in 0L .. n - 1L do
-                    let source = block + nativeint (4L * r * ld)
-                    let target = r * int64 width
-                    for c in 0L .. int64 width - 1L do
-                        set b (target + c) (float (NativePtr.read (NativePtr.ofNativeInt<float32> (source + nativeint (4L * c)))))
+                    widen (block + nativeint (4L * r * ld)) (b + nativeint (8L * r * int64 width)) width
             else
                 precision <- "float64"
                 for r in 0L .. n - 1L do
