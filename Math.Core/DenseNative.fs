@@ -130,6 +130,7 @@ type Accumulator(rows: int, chunk: int, spare: Buffer) =
     do if rows <= 0 then invalidArg "rows" "a Gram matrix needs at least one row (n = 0)"
     do if chunk <= 0 then invalidArg "chunk" (sprintf "columns per product must be positive, got %d" chunk)
     let n = int64 rows
+    do if not (isNull spare) && spare.Bytes < 8L * n * n then invalidArg "spare" (sprintf "a spare product buffer needs n² = %d float64 entries" (n * n))
     let gram = Buffer.OfDoubles(n * n)
     let mutable part : Buffer = null
     let mutable wide : Buffer = null
@@ -149,8 +150,6 @@ type Accumulator(rows: int, chunk: int, spare: Buffer) =
         for b in [ part; wide ] do if not (isNull b) && not (obj.ReferenceEquals(b, spare)) then (b :> IDisposable).Dispose()
         part <- null
         wide <- null
-
-    do if not (isNull spare) && spare.Bytes < 8L * n * n then invalidArg "spare" (sprintf "a spare product buffer needs n² = %d float64 entries" (n * n))
 
     /// Products of `chunk` columns, a product buffer of its own.
     new(rows: int, chunk: int) = new Accumulator(rows, chunk, null)
@@ -224,15 +223,18 @@ type Accumulator(rows: int, chunk: int, spare: Buffer) =
         if features = 0L then invalidArg "blocks" "no feature columns were accumulated (empty taps or empty blocks)"
         flush ()
         release ()
-        finished <- true
         NativeBlas.Raw.mirrorLower gram.Pointer n rows
         let columns = int features + (if biasAdded then 1 else 0)
         let depth = max 1 (min columns this.AccumulationDepth)
+        // raises for a non-finite square; the Gram is then still the accumulator's, freed by its Dispose
         let squares = Gram.checkedSquares (Array.init rows (fun i -> get gram.Pointer (int64 i * n + int64 i)))
-        { Buffer = gram; Rows = rows; Columns = columns
-          SquaredNormSumUpper = Gram.squaredNormSumUpper depth squares
-          ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
-          AccumulationDepth = depth; FeaturePrecision = precision; ScalingError = 0.0 }
+        let result =
+            { Buffer = gram; Rows = rows; Columns = columns
+              SquaredNormSumUpper = Gram.squaredNormSumUpper depth squares
+              ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+              AccumulationDepth = depth; FeaturePrecision = precision; ScalingError = 0.0 }
+        finished <- true
+        result
 
     interface IDisposable with
         member _.Dispose() =

@@ -87,10 +87,13 @@ public static class MatrixCertification
         {
             // On OpenBLAS the dense certificate runs on native buffers (DenseNative): no tensor, so libtorch is not loaded
             // unless the orthogonal route follows (docs/BENCHMARKS.md: its load is ≈ 0.4 s of a 1.5 s process).
-            // one n × n work matrix: the Gram's later products, then every factorisation (its pages touched once)
-            using var work = DenseNative.Buffer.OfDoubles((long)n * n);
-            using var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work);
-            return AfterGram(DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram));
+            // one n × n work matrix: the Gram's later products, then every factorisation (its pages touched once); both
+            // freed before an orthogonal route (which reads the matrix whole)
+            Certificate gramCertificate;
+            using (var work = DenseNative.Buffer.OfDoubles((long)n * n))
+            using (var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work))
+                gramCertificate = DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
+            return AfterGram(gramCertificate);
         }
         using var gram = StreamGram(reader, withBias, options.BlockColumns);
         return AfterGram(ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram));

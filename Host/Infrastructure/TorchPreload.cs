@@ -20,12 +20,25 @@ public static class TorchPreload
     {
         if (parse.Errors.Count > 0 || parse.Action is HelpAction) return null;
         if (!Computing.Contains(parse.CommandResult.Command.Name)) return null;
-        // rf certify --matrix on OpenBLAS runs without libtorch (DenseNative); a route that needs it loads it on first use
-        if (parse.CommandResult.Command.Name == "certify" && parse.CommandResult.Children.Any(c => c is System.CommandLine.Parsing.OptionResult o && o.Option.Name is "--matrix" or "matrix")
-            && ResearchFramework.MathCore.DenseNative.available())
-            return null;
+        if (RunsWithoutTorch(parse)) return null;
         WarmFileAndHash();
         return Task.Run(() => TorchSharp.torch.InitializeDeviceType(TorchSharp.DeviceType.CPU));
+    }
+
+    /// <summary>Whether the command is <c>rf certify --matrix</c> on the dense engine (no <c>--engine tiled|scalapack</c>)
+    /// with OpenBLAS as the kernels' backend: it runs without libtorch (<see cref="ResearchFramework.MathCore.DenseNative"/>);
+    /// a route that needs libtorch after all (the orthogonal route, <c>auto</c> choosing tiles for a large n) loads it on
+    /// first use. A bad <c>RF_BLAS</c> is left for the command to report: preload as before.</summary>
+    private static bool RunsWithoutTorch(ParseResult parse)
+    {
+        if (parse.CommandResult.Command.Name != "certify") return false;
+        var options = parse.CommandResult.Children.OfType<System.CommandLine.Parsing.OptionResult>().ToList();
+        if (!options.Any(o => o.Option.Name is "--matrix" or "matrix")) return false;
+        var engine = options.FirstOrDefault(o => o.Option.Name is "--engine" or "engine")?.Tokens.FirstOrDefault()?.Value;
+        if (engine is not null && !engine.Equals("dense", StringComparison.OrdinalIgnoreCase) && !engine.Equals("auto", StringComparison.OrdinalIgnoreCase))
+            return false;
+        try { return ResearchFramework.MathCore.DenseNative.available(); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return false; }
     }
 
     /// <summary>The native entry points a command uses before its first tensor (file open, stat, positioned read; libc's

@@ -193,6 +193,14 @@ let interop =
             Expect.floatClose { absolute = 0.0; relative = 1e-9 } native.SigmaMaxUpper onTorch.SigmaMaxUpper "σ_max bound to rounding"
             expectSame "rf certify, native" native (inMemory native.Subject values true)
         }
+        test "rf certify --matrix with a bad RF_BLAS: exit 2 and one line naming it, no stack trace (the libtorch-free route's check runs before the command)" {
+            use dir = new TempDir()
+            writeNpy (dir.File "x.npy") 4 9 (randomValues 5 36) false |> ignore
+            let code, out, err = runRfWith [ "RF_BLAS", "bogus" ] dir.Path [ "certify"; "--matrix"; "x.npy" ]
+            Expect.equal code 2 ("exit 2: " + out + err)
+            Expect.stringContains err "RF_BLAS=bogus" "names the variable and its value"
+            Expect.isFalse (err.Contains "   at ") ("no stack trace: " + err)
+        }
         test "rf certify --matrix (the executable) writes the in-memory certificate; --bias off certifies Φ, on [Φ, 1], recorded and printed" {
             use dir = new TempDir()
             let values = writeNpy (dir.File "m.npy") 12 10000 (randomValues 3 120000) false
