@@ -241,14 +241,8 @@ let tests =
                 Expect.equal t.CholeskyGammaIndex d.CholeskyGammaIndex ("the same factorisation order. " + info)
                 Expect.equal onNative.Precision onTensor.Precision ("precision. " + info)
                 Expect.equal onNative.Device "cpu" ("device. " + info)
-                if onTensor.IsCertified && onNative.IsCertified then
-                    let errors (x: CertificateTerms) = x.ShiftRoundingError + x.CholeskyBackwardError + x.AccumulationError
-                    let allowed = abs (t.Shift - d.Shift) + errors d + errors t
-                    Expect.isLessThanOrEqual (abs (t.LambdaMinLower - d.LambdaMinLower)) (allowed * (1.0 + 1e-12)) ("λ_min bounds within the error terms. " + info)
+                TiledTests.expectBoundsWithinErrorTerms info onTensor onNative
                 if d.LambdaMaxUpper > 0.0 && t.LambdaMaxUpper > 0.0 then
-                    let errors (x: CertificateTerms) = x.LambdaMaxTrialRoundingError + x.LambdaMaxCholeskyBackwardError + x.AccumulationError
-                    let allowed = abs (t.LambdaMaxTrial - d.LambdaMaxTrial) + errors d + errors t
-                    Expect.isLessThanOrEqual (abs (t.LambdaMaxUpper - d.LambdaMaxUpper)) (allowed * (1.0 + 1e-12)) ("λ_max bounds within the error terms. " + info)
                     // the same Lanczos from the same start on other kernels: the same estimate to rounding
                     Expect.isLessThanOrEqual (abs (onNative.SigmaMaxEstimate - onTensor.SigmaMaxEstimate)) (1e-9 * onTensor.SigmaMaxEstimate + 1e-300) ("σ_max estimates. " + info)
                 // the oracle outside both routes

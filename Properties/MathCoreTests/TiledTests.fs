@@ -56,6 +56,19 @@ let differences (a: Certificate) (b: Certificate) =
 /// Tiled and dense agree: the same verdict where the margin is not at rounding level, estimates within
 /// 1e−8 relative, and the λ_min / λ_max bounds within the two routes' stated error terms plus the
 /// shift's difference (the shift is a fraction of an estimate that rounding moves).
+/// The λ_min bounds (both Certified) and the λ_max bounds (both formed) of two certificates of the same matrix differ by at
+/// most the difference of their shifts (trials) plus both certificates' stated error terms.
+let expectBoundsWithinErrorTerms (info: string) (dense: Certificate) (other: Certificate) =
+    let d, t = dense.Terms, other.Terms
+    if dense.IsCertified && other.IsCertified then
+        let errors (x: CertificateTerms) = x.ShiftRoundingError + x.CholeskyBackwardError + x.AccumulationError
+        let allowed = abs (t.Shift - d.Shift) + errors d + errors t
+        Expect.isLessThanOrEqual (abs (t.LambdaMinLower - d.LambdaMinLower)) (allowed * (1.0 + 1e-12)) ("λ_min bounds within the error terms. " + info)
+    if d.LambdaMaxUpper > 0.0 && t.LambdaMaxUpper > 0.0 then
+        let errors (x: CertificateTerms) = x.LambdaMaxTrialRoundingError + x.LambdaMaxCholeskyBackwardError + x.AccumulationError
+        let allowed = abs (t.LambdaMaxTrial - d.LambdaMaxTrial) + errors d + errors t
+        Expect.isLessThanOrEqual (abs (t.LambdaMaxUpper - d.LambdaMaxUpper)) (allowed * (1.0 + 1e-12)) ("λ_max bounds within the error terms. " + info)
+
 let expectAgree (what: string) (dense: Certificate) (tiledC: Certificate) (sameVerdict: bool) =
     let info = sprintf "%s: dense %O (%s) %A; tiled %O (%s) %A" what dense.Verdict dense.Reason dense.Terms tiledC.Verdict tiledC.Reason tiledC.Terms
     if sameVerdict then Expect.equal tiledC.Verdict dense.Verdict ("same verdict. " + info)
@@ -67,14 +80,7 @@ let expectAgree (what: string) (dense: Certificate) (tiledC: Certificate) (sameV
         Expect.isTrue (close t.LambdaMinEstimate d.LambdaMinEstimate) ("λ_min estimates agree. " + info)
     if d.LambdaMaxTrial > 0.0 && t.LambdaMaxTrial > 0.0 then
         Expect.isTrue (close (tiledC.SigmaMaxEstimate ** 2.0) (dense.SigmaMaxEstimate ** 2.0)) ("λ_max estimates agree. " + info)
-    if dense.IsCertified && tiledC.IsCertified then
-        let errors (x: CertificateTerms) = x.ShiftRoundingError + x.CholeskyBackwardError + x.AccumulationError
-        let allowed = abs (t.Shift - d.Shift) + errors d + errors t
-        Expect.isLessThanOrEqual (abs (t.LambdaMinLower - d.LambdaMinLower)) (allowed * (1.0 + 1e-12)) ("λ_min bounds within the error terms. " + info)
-    if d.LambdaMaxUpper > 0.0 && t.LambdaMaxUpper > 0.0 then
-        let errors (x: CertificateTerms) = x.LambdaMaxTrialRoundingError + x.LambdaMaxCholeskyBackwardError + x.AccumulationError
-        let allowed = abs (t.LambdaMaxTrial - d.LambdaMaxTrial) + errors d + errors t
-        Expect.isLessThanOrEqual (abs (t.LambdaMaxUpper - d.LambdaMaxUpper)) (allowed * (1.0 + 1e-12)) ("λ_max bounds within the error terms. " + info)
+    expectBoundsWithinErrorTerms info dense tiledC
 
 /// Φ, tile size and bias for a seed: known rank k ≤ n (n ≤ 40), tiles of 1 … n + 3 rows (non-divisible and
 /// n < b included).
