@@ -44,8 +44,6 @@ type private Dpotrf = delegate of uplo: nativeint * n: nativeint * a: nativeint 
 [<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
 type private CblasDsymv = delegate of order: int * uplo: int * n: int * alpha: float * a: nativeint * lda: int * x: nativeint * incx: int * beta: float * y: nativeint * incy: int -> unit
 [<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
-type private CblasDgemv = delegate of order: int * trans: int * m: int * n: int * alpha: float * a: nativeint * lda: int * x: nativeint * incx: int * beta: float * y: nativeint * incy: int -> unit
-[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
 type private CblasDtrsv = delegate of order: int * uplo: int * trans: int * diag: int * n: int * a: nativeint * lda: int * x: nativeint * incx: int -> unit
 /// LAPACK dsyev_(jobz*, uplo*, n*, a, lda*, w, work, lwork*, info*).
 [<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
@@ -60,7 +58,7 @@ let private rowMajor, noTrans, trans, upper, lower, left, right, nonUnit = 101, 
 
 type private OpenBlasLibrary =
     { Syrk: CblasDsyrk; Gemm: CblasDgemm; Trsm: CblasDtrsm; Potrf: Dpotrf; SetThreads: SetThreads; Description: string
-      Symv: CblasDsymv; Gemv: CblasDgemv; Trsv: CblasDtrsv; Syev: Dsyev }
+      Symv: CblasDsymv; Trsv: CblasDtrsv; Syev: Dsyev }
 
 let private exportOf<'T> (handle: nativeint) (name: string) : 'T option =
     let mutable address = 0n
@@ -76,11 +74,11 @@ let private openBlas : Lazy<OpenBlasLibrary option> =
         let get name = exportOf handle name
         match get "cblas_dsyrk", get "cblas_dgemm", get "cblas_dtrsm", get "dpotrf_", get "openblas_set_num_threads" with
         | Some syrk, Some gemm, Some trsm, Some potrf, Some setThreads ->
-            match get "cblas_dsymv", get "cblas_dgemv", get "cblas_dtrsv", get "dsyev_" with
-            | Some symv, Some gemv, Some trsv, Some syev ->
+            match get "cblas_dsymv", get "cblas_dtrsv", get "dsyev_" with
+            | Some symv, Some trsv, Some syev ->
                 let text name = match exportOf<GetText> handle name with Some f -> (match Marshal.PtrToStringAnsi(f.Invoke()) with null -> "" | s -> s.Trim()) | None -> ""
                 Some { Syrk = syrk; Gemm = gemm; Trsm = trsm; Potrf = potrf; SetThreads = setThreads
-                       Symv = symv; Gemv = gemv; Trsv = trsv; Syev = syev
+                       Symv = symv; Trsv = trsv; Syev = syev
                        Description = sprintf "OpenBLAS (%s; core %s)" (text "openblas_get_config") (text "openblas_get_corename") }
             | _ -> None
         | _ -> None)
@@ -185,12 +183,6 @@ module Raw =
         if n > 0 then
             let lib = lib ()
             lock gate (fun () -> lib.Symv.Invoke(rowMajor, lower, n, 1.0, a, lda, x, 1, 0.0, y, 1))
-
-    /// y ← β·y + α·op(A)·x, A rows × cols, op = transpose when `transpose`.
-    let gemv (transpose: bool) (rows: int) (cols: int) (alpha: float) (a: nativeint) (lda: int) (x: nativeint) (beta: float) (y: nativeint) : unit =
-        if rows > 0 && cols > 0 then
-            let lib = lib ()
-            lock gate (fun () -> lib.Gemv.Invoke(rowMajor, (if transpose then trans else noTrans), rows, cols, alpha, a, lda, x, 1, beta, y, 1))
 
     /// x ← L⁻¹x (or L⁻ᵀx when `transpose`) for the lower-triangular n × n L at `l` (only its lower triangle is read).
     let trsvLower (transpose: bool) (n: int) (l: nativeint) (ldl: int) (x: nativeint) : unit =
