@@ -429,12 +429,30 @@ let private duplicateCandidates (gram: NativeGram) (maxCandidates: int) : (int *
     let d = gram.Diagonal()
     let tol = 8.0 * gram.AccumulationErrorBound
     let found = ResizeArray<int * int>()
+    let lanes = Numerics.Vector<float>.Count
+    let vtol = Numerics.Vector<float>(tol)
+    let two = Numerics.Vector<float>(2.0)
     let mutable i = 0
     while i < n && found.Count < maxCandidates do
         let row = int64 i * int64 n
-        let mutable j = i + 1
-        while j < n && found.Count < maxCandidates do
-            if d.[i] + d.[j] - get g (row + int64 j) * 2.0 <= tol then found.Add((i, j))
+        let count = n - i - 1
+        // d_ij for j > i in vector lanes (the same operations entry by entry: (d_i + d_j) − 2·G_ij), then the lanes that
+        // pass, in order
+        let gRow = ReadOnlySpan<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> (g + nativeint (8L * (row + int64 i + 1L)))), count)
+        let dRow = ReadOnlySpan<float>(d, i + 1, count)
+        let vdi = Numerics.Vector<float>(d.[i])
+        let full = count / lanes
+        let mutable block = 0
+        while block < full && found.Count < maxCandidates do
+            let k = block * lanes
+            let dist = (vdi + Numerics.Vector<float>(dRow.Slice(k, lanes))) - Numerics.Vector<float>(gRow.Slice(k, lanes)) * two
+            if Numerics.Vector.LessThanOrEqualAny(dist, vtol) then
+                for l in 0 .. lanes - 1 do
+                    if found.Count < maxCandidates && d.[i] + dRow.[k + l] - gRow.[k + l] * 2.0 <= tol then found.Add((i, i + 1 + k + l))
+            block <- block + 1
+        let mutable j = full * lanes
+        while j < count && found.Count < maxCandidates do
+            if d.[i] + dRow.[j] - gRow.[j] * 2.0 <= tol then found.Add((i, i + 1 + j))
             j <- j + 1
         i <- i + 1
     List.ofSeq found

@@ -238,7 +238,12 @@ public static class NativeWorkloads
             gram = acc.Finish();
         }
         using var owned = gram;
-        if (phases is null) return DenseNative.certifyAccumulatedIn(work, options, subject, null, clock, gram);
+        // the duplicate-row scan runs, as on `rf certify --matrix` (which confirms candidates by reading rows again;
+        // on these distinct Gaussian rows there is none)
+        var rowsEqual = Microsoft.FSharp.Core.FSharpOption<Microsoft.FSharp.Core.FSharpFunc<int, Microsoft.FSharp.Core.FSharpFunc<int, bool>>>.Some(
+            Microsoft.FSharp.Core.FuncConvert.FromFunc<int, Microsoft.FSharp.Core.FSharpFunc<int, bool>>(_ =>
+                Microsoft.FSharp.Core.FuncConvert.FromFunc<int, bool>(_ => throw new InvalidOperationException("no candidate expected"))));
+        if (phases is null) return DenseNative.certifyAccumulatedIn(work, options, subject, rowsEqual, clock, gram);
         phases["gram"] = sw.Elapsed.TotalSeconds;
         sw.Restart();
         var (scaled, scale) = DenseNative.scaleInPlace(gram);
@@ -260,6 +265,6 @@ public static class NativeWorkloads
             any is null ? op.AnyOrderCholesky
                         : Microsoft.FSharp.Core.FSharpOption<Certify.AnyOrderCholesky>.Some(
                               new Certify.AnyOrderCholesky(Wrap("shifted", any.Shifted), Wrap("σ_max trial", any.Trial))));
-        return ResearchFramework.MathCore.Certify.certifyOperator(options, subject, null, clock, timedOp);
+        return ResearchFramework.MathCore.Certify.certifyOperator(options, subject, rowsEqual, clock, timedOp);
     }
 }
