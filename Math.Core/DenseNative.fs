@@ -72,6 +72,9 @@ type Buffer(bytes: int64) =
 let inline private get (p: nativeint) (index: int64) : float = NativePtr.read (NativePtr.ofNativeInt<float> (p + nativeint (8L * index)))
 let inline private set (p: nativeint) (index: int64) (value: float) = NativePtr.write (NativePtr.ofNativeInt<float> (p + nativeint (8L * index))) value
 
+/// The diagonal of the n × n row-major matrix at `p`.
+let private diagonalOf (p: nativeint) (n: int) : float[] = Array.init n (fun i -> get p (int64 i * int64 n + int64 i))
+
 /// fl(G) of Φ̃ in a native n × n row-major buffer (symmetric: the lower triangle mirrored), with the bookkeeping of its
 /// error bound: the fields of `Gram.GramMatrix` (same meaning), the matrix in `Buffer`.
 type NativeGram =
@@ -88,7 +91,7 @@ type NativeGram =
     member g.AccumulationErrorBound = Gram.GramMatrix.ErrorBound g.AccumulationDepth g.SquaredNormSumUpper g.ScalingError
 
     /// diag(fl G).
-    member g.Diagonal() : float[] = Array.init g.Rows (fun i -> get g.Buffer.Pointer (int64 i * int64 g.Rows + int64 i))
+    member g.Diagonal() : float[] = diagonalOf g.Buffer.Pointer g.Rows
 
     interface IDisposable with
         member g.Dispose() = (g.Buffer :> IDisposable).Dispose()
@@ -227,11 +230,11 @@ type Accumulator(rows: int, chunk: int, spare: Buffer) =
         let columns = int features + (if biasAdded then 1 else 0)
         let depth = max 1 (min columns this.AccumulationDepth)
         // raises for a non-finite square; the Gram is then still the accumulator's, freed by its Dispose
-        let squares = Gram.checkedSquares (Array.init rows (fun i -> get gram.Pointer (int64 i * n + int64 i)))
+        let squares = Gram.checkedSquares (diagonalOf gram.Pointer rows)
         let result =
             { Buffer = gram; Rows = rows; Columns = columns
               SquaredNormSumUpper = Gram.squaredNormSumUpper depth squares
-              ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+              ZeroRows = Gram.zeroRowsOf squares
               AccumulationDepth = depth; FeaturePrecision = precision; ScalingError = 0.0 }
         finished <- true
         result
@@ -241,18 +244,14 @@ type Accumulator(rows: int, chunk: int, spare: Buffer) =
             release ()
             if not finished then (gram :> IDisposable).Dispose()
 
-/// The Gram of 2^(−e)·Φ̃, in place (`Gram.scaleBy true`: every entry times 4^(−e), or twice 2^(−e) when 4^(−e) is not
-/// normal; ScalingError n·2^(−1021)), and e.
+/// The Gram of 2^(−e)·Φ̃, in place (`Gram.scaleBy true`: every entry x·f₁·f₂, `Gram.scaleFactors`; ScalingError
+/// n·2^(−1021)), and e.
 let scaleInPlace (gram: NativeGram) : NativeGram * int =
     let e = Gram.scaleExponentOf (Array.max (gram.Diagonal()))
     let p = gram.Buffer.Pointer
     let count = int64 gram.Rows * int64 gram.Rows
-    if abs (2 * e) <= 1022 then
-        let f = Math.ScaleB(1.0, -2 * e)
-        for k in 0L .. count - 1L do set p k (get p k * f)
-    else
-        let f = Math.ScaleB(1.0, -e)
-        for k in 0L .. count - 1L do set p k (get p k * f * f)
+    let f1, f2 = Gram.scaleFactors e
+    for k in 0L .. count - 1L do set p k (get p k * f1 * f2)
     { gram with
         SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)
         ScalingError = Gram.scalingErrorBound gram.Rows }, e
@@ -284,6 +283,12 @@ let private norm (x: float[]) =
     let h = GCHandle.Alloc(x, GCHandleType.Pinned)
     try sqrt (dotAt (h.AddrOfPinnedObject()) x x.Length) finally h.Free()
 
+/// `Certify.startVector` normalised: the estimates' first vector.
+let private unitStart (n: int) : float[] =
+    let s0 = startVector n
+    let s = norm s0
+    s0 |> Array.map (fun x -> x / s)
+
 /// `Certify.lanczosRitz` on host memory: the Rayleigh–Ritz estimate of λ_max of the symmetric operator `matvec`
 /// (x → G·x on n-vectors), Lanczos with full reorthogonalisation (classical Gram–Schmidt twice, a third pass when the
 /// second still removes more than half), the same stopping rules (`lanczosMinSteps`, `lanczosTolerance`, a residual
@@ -297,8 +302,7 @@ let lanczosRitz (steps: int) (n: int) (matvec: float[] -> float[]) : KrylovEstim
     use gq = Buffer.OfDoubles(int64 k * int64 n)    // row i: G·q_i
     let t = Array2D.zeroCreate<float> k k           // t[a, b] = q_aᵀ·G·q_b
     use ritzWork = Buffer.OfDoubles(int64 k * int64 k)
-    let s0 = startVector n
-    let mutable v = (let s = norm s0 in s0 |> Array.map (fun x -> x / s))
+    let mutable v = unitStart n
     let mutable j = 0
     let mutable grow = true
     let mutable scale = 0.0
@@ -361,8 +365,7 @@ let private symmetricProduct (n: int) (g: nativeint) (x: float[]) : float[] =
 /// the Rayleigh quotient vᵀGv after `iterations` steps x ← L⁻ᵀL⁻¹v from `Certify.startVector`, each iterate divided by its
 /// largest entry before its norm is taken.
 let private inverseIteration (iterations: int) (n: int) (l: nativeint) (g: nativeint) : float =
-    let s0 = startVector n
-    let mutable v = (let s = norm s0 in s0 |> Array.map (fun x -> x / s))
+    let mutable v = unitStart n
     for _ in 1 .. iterations do
         let x = Array.copy v
         let h = GCHandle.Alloc(x, GCHandleType.Pinned)
@@ -413,7 +416,7 @@ let factorInPlace (panel: int) (n: int) (a: nativeint) : bool =
 /// diag(Ã) when floating-point Cholesky of Ã (formed in `work` by `form`) completes, None when it fails: the diagonal is
 /// read before the factorisation (`Certify.choleskyDiagonal`).
 let private choleskyDiagonal (panel: int) (n: int) (work: Buffer) : float[] option =
-    let diagonal = Array.init n (fun i -> get work.Pointer (int64 i * int64 n + int64 i))
+    let diagonal = diagonalOf work.Pointer n
     if factorInPlace panel n work.Pointer then Some diagonal else None
 
 let private copyGram (gram: NativeGram) (work: Buffer) =

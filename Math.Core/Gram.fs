@@ -90,13 +90,18 @@ let squaredNormSumUpper (depth: int) (squares: float[]) =
     let perRowGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 depth)
     FloatingPoint.inflate perRowGamma (FloatingPoint.sumNonNegativeUpper (Array.sum squares) squares.Length)
 
+/// The rows of Φ̃ that are exactly zero, read off diag(fl G) (a zero row's squared norm is an exact 0; every route's Gram
+/// record takes its ZeroRows from here).
+let zeroRowsOf (squares: float[]) : int[] =
+    squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+
 /// The finished Gram record: row squared norms from diag(fl G), their bound (γ_h, h = `depth`), the zero rows.
 let private complete (gram: torch.Tensor) (columns: int) (depth: int) (precision: string) : GramMatrix =
     let squares = squaredNorms gram
     let depth = max 1 (min columns depth)
     { Gram = gram; Rows = squares.Length; Columns = columns
       SquaredNormSumUpper = squaredNormSumUpper depth squares
-      ZeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+      ZeroRows = zeroRowsOf squares
       AccumulationDepth = depth; FeaturePrecision = precision; ScalingError = 0.0 }
 
 /// h of the accumulation bound |fl(G) − G| ≤ γ_h·|Φ̃||Φ̃|ᵀ of a Gram (or a Gram tile) summed in the blocked order
@@ -145,11 +150,23 @@ let scaleExponent (gram: GramMatrix) : int =
     let d = (use diag = gram.Gram.diagonal() in use top = diag.max() in top.item<float> ())
     scaleExponentOf d
 
-/// Multiplies `t` in place by 4^(−e), as `scaleBy` does every entry of fl(G) (one factor 4^(−e), or two
-/// factors 2^(−e) when 4^(−e) is not a normal number).
+/// The factors (f₁, f₂) by which every entry x of fl(G) is multiplied, in this order, to scale it by 4^(−e) (`scaleBy`):
+/// (4^(−e), 1) when 4^(−e) is a normal number, else (2^(−e), 2^(−e)). Multiplying by 1 is exact, so x·f₁·f₂ is the one
+/// operation of every route (tensors, tiles, ScaLAPACK's local blocks, `DenseNative`'s memory), bit for bit.
+let scaleFactors (e: int) : float * float =
+    if abs (2 * e) <= 1022 then Math.ScaleB(1.0, -2 * e), 1.0
+    else Math.ScaleB(1.0, -e), Math.ScaleB(1.0, -e)
+
+/// One entry of fl(G) scaled by 4^(−e): x·f₁·f₂ (`scaleFactors`).
+let scaleEntry (e: int) : float -> float =
+    let f1, f2 = scaleFactors e
+    fun x -> x * f1 * f2
+
+/// Multiplies `t` in place by 4^(−e), entry by entry as `scaleEntry` (the second factor only when it is not 1).
 let scaleInPlace (e: int) (t: torch.Tensor) : unit =
-    if abs (2 * e) <= 1022 then t.mul_(scalar (Math.ScaleB(1.0, -2 * e))) |> ignore
-    else t.mul_(scalar (Math.ScaleB(1.0, -e))).mul_(scalar (Math.ScaleB(1.0, -e))) |> ignore
+    let f1, f2 = scaleFactors e
+    t.mul_(scalar f1) |> ignore
+    if f2 <> 1.0 then t.mul_(scalar f2) |> ignore
 
 /// ScalingError of a scaled n × n Gram: n·2^(−1021), rounded upward (see `scaleBy`).
 let scalingErrorBound (rows: int) : float = FloatingPoint.up (float rows * Math.ScaleB(1.0, -1021))

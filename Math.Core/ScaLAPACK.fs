@@ -341,9 +341,7 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
     | Some i -> invalidArg "features" (sprintf "row %d of Φ has a non-finite squared norm (NaN or ±Inf features, or values so large their squares overflow): no certificate can be given" i)
     | None -> ()
     let e = Gram.scaleExponentOf (Array.max squares)
-    let scaleEntry =
-        if abs (2 * e) <= 1022 then let f = Math.ScaleB(1.0, -2 * e) in fun (x: float) -> x * f
-        else let f = Math.ScaleB(1.0, -e) in fun (x: float) -> (x * f) * f
+    let scaleEntry = Gram.scaleEntry e
     for lc in 0 .. gram.Columns - 1 do
         let s = gram.Span lc
         for k in 0 .. s.Length - 1 do s.[k] <- scaleEntry s.[k]
@@ -351,7 +349,7 @@ let certify (opts: Certify.Options) (settings: Settings) (grid: Grid) (subject: 
     let scaledDiagonal = squares |> Array.map scaleEntry
     let squaredNormSumScaled = FloatingPoint.scaleUp (Gram.squaredNormSumUpper columns squares) (-2 * e)
     let accumulationError = Gram.GramMatrix.ErrorBound columns squaredNormSumScaled (Gram.scalingErrorBound n)
-    let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+    let zeroRows = Gram.zeroRowsOf squares
     // ---- factorisations on a working copy ----
     use work = new Local(grid, n, n, nb)
     /// Fills the working copy from fl G with `entry globalRow globalColumn value` and factors it by pdpotrf

@@ -821,7 +821,7 @@ let certifyRowBlocks (opts: Certify.Options) (settings: Settings) (subject: Expr
             store.SetEntry(key, (if found.IsEmpty then "none" else String.Join(",", found |> List.map (fun (a, c) -> sprintf "%d-%d" a c))))
             settings.Log (sprintf "duplicate scan: %d candidate(s), recorded" found.Length)
             found
-    let zeroRows = squares |> Array.indexed |> Array.filter (fun (_, s) -> s = 0.0) |> Array.map fst
+    let zeroRows = Gram.zeroRowsOf squares
     let afterGram = Stopwatch.StartNew()
     // Progress of the estimates, one count per pass over the tiles (a product or a pair of triangular solves): at
     // n = 60,000 each pass reads every tile, some from files, and the k ≤ 90 + 16 of them take minutes.

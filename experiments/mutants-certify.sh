@@ -99,8 +99,8 @@ mutants=(
 "D15|Math.Core/DenseNative.fs|                    if found.Count < maxCandidates && d.[i] + dRow.[k + l] - gRow.[k + l] * 2.0 <= tol then found.Add((i, i + 1 + k + l))|                    if found.Count < maxCandidates && d.[i] + dRow.[k + l] - gRow.[k + l] * 2.0 <= tol then found.Add((i, i + k + l))|native duplicate scan: a vector lane's candidate reported one column off"
 "D9|Math.Core/DenseNative.fs|            ritzTop <- values.[j - 1]|            ritzTop <- values.[0]|native Lanczos: the smallest Ritz value as θ_max"
 "D10|Math.Core/DenseNative.fs|            NativeBlas.Raw.trsvLower true n l n (h.AddrOfPinnedObject())|            ()|native inverse iteration: L⁻ᵀ solve dropped"
-"D11|Math.Core/DenseNative.fs|        let f = Math.ScaleB(1.0, -2 * e)|        let f = Math.ScaleB(1.0, -e)|native scaling: 2^(−e) instead of 4^(−e)"
-"D12|Math.Core/DenseNative.fs|ZeroRows = squares \|> Array.indexed \|> Array.filter (fun (_, s) -> s = 0.0)|ZeroRows = squares \|> Array.indexed \|> Array.filter (fun (_, s) -> s < 0.0)|native Gram: zero rows never reported"
+"D11|Math.Core/DenseNative.fs|    let f1, f2 = Gram.scaleFactors e|    let f1, f2 = Gram.scaleFactors (e - 1)|native scaling: 4^(−e+1) applied while e is recorded"
+"D12|Math.Core/DenseNative.fs|              ZeroRows = Gram.zeroRowsOf squares|              ZeroRows = [\|\|]|native Gram: zero rows never reported"
 "D13|Math.Core/DenseNative.fs|                        if a > 0.0 && a < FloatingPoint.underflowGuard then|                        if a > 0.0 && a < 0.0 then|native Gram: float64 entries below the underflow guard accepted"
 "D14|Math.Core/DenseNative.fs|            let r2 = project j r1|            let r2 = r1|native Lanczos: one Gram–Schmidt pass instead of two (estimate only)"
 )
