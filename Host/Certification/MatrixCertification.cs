@@ -138,13 +138,11 @@ public static class MatrixCertification
     /// of <see cref="BlockColumns"/> columns read from <paramref name="reader"/>: one pass over the file.</summary>
     public static Gram.GramMatrix StreamGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns)
     {
-        int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
-        int width = BlockColumns(n, m, preferredBlockColumns);
+        int n = checked((int)reader.Layout.Rows);
         var accumulator = new Gram.ColumnBlockAccumulator(n, torch.CPU, preferredBlockColumns);
         var buffers = new Dictionary<int, Array>();
-        for (long c = 0; c < m; c += width)
+        foreach (var (c, w) in ColumnBlocks(reader, preferredBlockColumns))
         {
-            int w = (int)Math.Min(width, m - c);
             using var block = Read(reader, 0, n, c, w, buffers);
             accumulator.Add(block);
         }
@@ -159,13 +157,11 @@ public static class MatrixCertification
                                                           DenseNative.Buffer? spare = null)
     {
         int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
-        int width = BlockColumns(n, m, preferredBlockColumns);
         bool isFloat32 = reader.Layout.ItemSize == 4;
         using var accumulator = new DenseNative.Accumulator(n, preferredBlockColumns, spare);
-        using var block = new DenseNative.Buffer((long)n * width * reader.Layout.ItemSize);
-        for (long c = 0; c < m; c += width)
+        using var block = new DenseNative.Buffer((long)n * BlockColumns(n, m, preferredBlockColumns) * reader.Layout.ItemSize);
+        foreach (var (c, w) in ColumnBlocks(reader, preferredBlockColumns))
         {
-            int w = (int)Math.Min(width, m - c);
             int count = checked(n * w);
             if (isFloat32) reader.ReadBlock(0, n, c, w, block.Floats(count));
             else reader.ReadBlock(0, n, c, w, block.Doubles(count));
@@ -173,6 +169,15 @@ public static class MatrixCertification
         }
         if (withBias) accumulator.AddBiasColumn();
         return accumulator.Finish();
+    }
+
+    /// <summary>The column blocks (first column, width) of the file's one pass, <see cref="BlockColumns"/> wide (the last
+    /// narrower): the cuts both Gram streams read, so their products and sums are the same.</summary>
+    private static IEnumerable<(long Column, int Width)> ColumnBlocks(MatrixFileReader reader, int preferredBlockColumns)
+    {
+        int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
+        int width = BlockColumns(n, m, preferredBlockColumns);
+        for (long c = 0; c < m; c += width) yield return (c, (int)Math.Min(width, m - c));
     }
 
     /// <summary>Columns per block for n rows and m columns: <paramref name="preferred"/> (Math.Core's in-memory block,
