@@ -248,10 +248,16 @@ type Accumulator(rows: int, chunk: int, spare: Buffer) =
 /// n·2^(−1021)), and e.
 let scaleInPlace (gram: NativeGram) : NativeGram * int =
     let e = Gram.scaleExponentOf (Array.max (gram.Diagonal()))
-    let p = gram.Buffer.Pointer
-    let count = int64 gram.Rows * int64 gram.Rows
     let f1, f2 = Gram.scaleFactors e
-    for k in 0L .. count - 1L do set p k (get p k * f1 * f2)
+    if f1 <> 1.0 || f2 <> 1.0 then
+        // row by row in vector lanes: (x·f₁)·f₂, the same two roundings per entry
+        let n = gram.Rows
+        let v1, v2 = Numerics.Vector<float>(f1), Numerics.Vector<float>(f2)
+        for i in 0 .. n - 1 do
+            let row = Span<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> (gram.Buffer.At(int64 i * int64 n))), n)
+            let lanes = MemoryMarshal.Cast<float, Numerics.Vector<float>> row
+            for k in 0 .. lanes.Length - 1 do lanes.[k] <- lanes.[k] * v1 * v2
+            for k in lanes.Length * Numerics.Vector<float>.Count .. n - 1 do row.[k] <- row.[k] * f1 * f2
     { gram with
         SquaredNormSumUpper = FloatingPoint.scaleUp gram.SquaredNormSumUpper (-2 * e)
         ScalingError = Gram.scalingErrorBound gram.Rows }, e
@@ -289,73 +295,104 @@ let private unitStart (n: int) : float[] =
     let s = norm s0
     s0 |> Array.map (fun x -> x / s)
 
+/// The largest eigenvalue of the symmetric tridiagonal matrix with diagonal α_0 … α_{j−1} and off-diagonal β_1 … β_{j−1}
+/// (β_i joins i − 1 and i): bisection on Sturm counts (the number of eigenvalues below x is the number of negative
+/// pivots of LDLᵀ of T − x·I) inside the Gershgorin interval, to the last bits (≤ 200 halvings). O(j) per halving.
+let tridiagonalTop (alpha: float[]) (beta: float[]) (j: int) : float =
+    let radius i = (if i > 0 then abs beta.[i] else 0.0) + (if i + 1 < j then abs beta.[i + 1] else 0.0)
+    let mutable lo = Seq.min (seq { for i in 0 .. j - 1 -> alpha.[i] - radius i })
+    let mutable hi = Seq.max (seq { for i in 0 .. j - 1 -> alpha.[i] + radius i })
+    let below (x: float) =
+        let mutable count = 0
+        let mutable d = 1.0
+        for i in 0 .. j - 1 do
+            let b2 = if i > 0 then beta.[i] * beta.[i] else 0.0
+            d <- alpha.[i] - x - (if i > 0 then b2 / d else 0.0)
+            if d = 0.0 then d <- -Double.Epsilon * (abs x + 1.0)
+            if d < 0.0 then count <- count + 1
+        count
+    let mutable halvings = 0
+    while halvings < 200 && hi - lo > 2.0 * FloatingPoint.unitRoundoff64 * max (abs lo) (abs hi) do
+        let mid = 0.5 * (lo + hi)
+        if mid <= lo || mid >= hi then halvings <- 200
+        elif below mid < j then lo <- mid else hi <- mid
+        halvings <- halvings + 1
+    hi
+
 /// `Certify.lanczosRitz` on host memory: the Rayleigh–Ritz estimate of λ_max of the symmetric operator `matvec`
 /// (x → G·x on n-vectors), Lanczos with full reorthogonalisation (classical Gram–Schmidt twice, a third pass when the
 /// second still removes more than half), the same stopping rules (`lanczosMinSteps`, `lanczosTolerance`, a residual
 /// ≤ √u of the largest ‖G q_j‖ seen), the same KrylovEstimate (θ_max, θ_min and θ_min's change over the last
-/// product). The Ritz matrix QᵀGQ is grown by one row and column per product (inner products in vector lanes) and
-/// symmetrised as the tensor route does, its eigenvalues by LAPACK dsyev. Start: `Certify.startVector`, the tensor route's.
+/// product). The Ritz matrix QᵀGQ is grown by one column per product, t[a, j] = q_aᵀ·(G q_j) for a ≤ j, and read as
+/// symmetric; those j + 1 inner products are also the first Gram–Schmidt pass's coefficients of G q_j (the same numbers:
+/// computed once). The tensor route forms QᵀGQ whole and symmetrises it, (T + Tᵀ)/2: its entries below the diagonal
+/// differ from these by rounding only (q_bᵀGq_a = q_aᵀGq_b for symmetric G). The stopping rule reads the top eigenvalue
+/// of QᵀGQ's tridiagonal part (`tridiagonalTop`, O(j) per halving instead of an O(j³) eigensolver per product): with
+/// full reorthogonalisation G·q_b lies in span(q_{b−1}, q_b, q_{b+1}) up to rounding, so the entries outside the three
+/// diagonals are rounding, and so is the difference. The values returned are QᵀGQ's whole (LAPACK dsyev, at the last
+/// dimension and, for θ_min's change, the one before). So the two routes' Ritz values agree to rounding. Start:
+/// `Certify.startVector`, the tensor route's.
 let lanczosRitz (steps: int) (n: int) (matvec: float[] -> float[]) : KrylovEstimate =
     let k = min (max 1 steps) n
     let tolerance = sqrt FloatingPoint.unitRoundoff64
     use q = Buffer.OfDoubles(int64 k * int64 n)     // row i: q_i
-    use gq = Buffer.OfDoubles(int64 k * int64 n)    // row i: G·q_i
-    let t = Array2D.zeroCreate<float> k k           // t[a, b] = q_aᵀ·G·q_b
+    let t = Array2D.zeroCreate<float> k k           // t[a, b] = q_aᵀ·G·q_b for a ≤ b
+    let alpha = Array.zeroCreate<float> k          // t[a, a]
+    let beta = Array.zeroCreate<float> k           // beta[a] = t[a − 1, a]
     use ritzWork = Buffer.OfDoubles(int64 k * int64 k)
+    // the extreme eigenvalues of the j × j Ritz matrix (its lower triangle row-major: entry [a, b], b ≤ a, is t[b, a])
+    let ritz (j: int) =
+        let w = ritzWork.Pointer
+        for a in 0 .. j - 1 do
+            for b in 0 .. a do set w (int64 a * int64 j + int64 b) t.[b, a]
+        let values = NativeBlas.Raw.symmetricEigenvalues j w j
+        values.[j - 1], values.[0]
     let mutable v = unitStart n
     let mutable j = 0
     let mutable grow = true
     let mutable scale = 0.0
-    let mutable ritzStep, ritzTop, ritzBottom, ritzBottomBefore = 0, nan, nan, nan
-    let ritz (j: int) =
-        if j <> ritzStep then
-            let w = ritzWork.Pointer
-            for a in 0 .. j - 1 do
-                for b in 0 .. a do set w (int64 a * int64 j + int64 b) ((t.[a, b] + t.[b, a]) * 0.5)
-            let values = NativeBlas.Raw.symmetricEigenvalues j w j
-            ritzBottomBefore <- (if ritzStep = j - 1 then ritzBottom else nan)
-            ritzStep <- j
-            ritzTop <- values.[j - 1]
-            ritzBottom <- values.[0]
-        ritzTop
     let copyRow (buffer: Buffer) (row: int) (x: float[]) = Marshal.Copy(x, 0, buffer.At(int64 row * int64 n), n)
     let rowAt (buffer: Buffer) (row: int) = buffer.At(int64 row * int64 n)
-    // x − Q_jᵀ(Q_j x) over the j basis vectors so far (classical Gram–Schmidt: every coefficient from x itself)
-    let project (j: int) (x: float[]) =
-        let c = Array.init j (fun a -> dotAt (rowAt q a) x n)
+    // x − Q_jᵀ·c over the j basis vectors so far, for the coefficients c = Q_j·x (classical Gram–Schmidt)
+    let subtract (j: int) (c: float[]) (x: float[]) =
         let r = Array.copy x
         for a in 0 .. j - 1 do subtractScaledAt r c.[a] (rowAt q a) n
         r
+    let project (j: int) (x: float[]) = subtract j (Array.init j (fun a -> dotAt (rowAt q a) x n)) x
     let mutable previous = nan
     while grow && j < k do
         copyRow q j v
         let w = matvec v
-        copyRow gq j w
         scale <- max scale (norm w)
-        // the new column t[·, j] = Q_{j+1}·(G q_j) and row t[j, ·] = (GQ)_{j+1}·q_j
-        for a in 0 .. j do t.[a, j] <- dotAt (rowAt q a) w n
-        for b in 0 .. j do t.[j, b] <- dotAt (rowAt gq b) v n
+        // the new column t[·, j] = Q_{j+1}·(G q_j): also the first pass's coefficients below
+        let column = Array.init (j + 1) (fun a -> dotAt (rowAt q a) w n)
+        for a in 0 .. j do t.[a, j] <- column.[a]
+        alpha.[j] <- column.[j]
+        if j > 0 then beta.[j] <- column.[j - 1]
         j <- j + 1
         if j >= lanczosMinSteps && j < k then
-            let theta = ritz j
+            let theta = tridiagonalTop alpha beta j
             if theta - previous <= lanczosTolerance * abs theta then grow <- false
             previous <- theta
-        elif j = lanczosMinSteps - 1 then previous <- ritz j
+        elif j = lanczosMinSteps - 1 then previous <- tridiagonalTop alpha beta j
         if grow && j < k then
-            let r1 = project j w
+            let r1 = subtract j column w
             let r2 = project j r1
             let n1, n2 = norm r1, norm r2
             let r, nr = if n2 < 0.5 * n1 then (let r3 = project j r2 in r3, norm r3) else r2, n2
             if nr > tolerance * scale && Double.IsFinite nr then v <- r |> Array.map (fun x -> x / nr) else grow <- false
-    let top = ritz j
-    { LambdaMax = top; LambdaMinRitz = ritzBottom; LambdaMinRitzChange = abs (ritzBottomBefore - ritzBottom) / abs ritzBottom }
+    let top, bottom = ritz j
+    // θ_min one dimension before, where the loop read the Ritz values there (from lanczosMinSteps − 1 on)
+    let bottomBefore = if j - 1 >= max 1 (lanczosMinSteps - 1) then snd (ritz (j - 1)) else nan
+    { LambdaMax = top; LambdaMinRitz = bottom; LambdaMinRitzChange = abs (bottomBefore - bottom) / abs bottom }
 
-/// y = G·x for the symmetric n × n matrix at `g` (its lower triangle read).
+/// y = G·x for the symmetric n × n matrix at `g`, stored whole (the Gram is mirrored: its upper triangle read,
+/// `NativeBlas.Raw.symvUpper`, the faster kernel).
 let private symmetricProduct (n: int) (g: nativeint) (x: float[]) : float[] =
     let y = Array.zeroCreate<float> n
     let hx = GCHandle.Alloc(x, GCHandleType.Pinned)
     let hy = GCHandle.Alloc(y, GCHandleType.Pinned)
-    try NativeBlas.Raw.symvLower n g n (hx.AddrOfPinnedObject()) (hy.AddrOfPinnedObject())
+    try NativeBlas.Raw.symvUpper n g n (hx.AddrOfPinnedObject()) (hy.AddrOfPinnedObject())
     finally
         hx.Free()
         hy.Free()
@@ -419,10 +456,20 @@ let private choleskyDiagonal (panel: int) (n: int) (work: Buffer) : float[] opti
     let diagonal = diagonalOf work.Pointer n
     if factorInPlace panel n work.Pointer then Some diagonal else None
 
-let private copyGram (gram: NativeGram) (work: Buffer) =
-    let bytes = 8L * int64 gram.Rows * int64 gram.Rows
-    System.Buffer.MemoryCopy(NativePtr.toVoidPtr (NativePtr.ofNativeInt<byte> gram.Buffer.Pointer),
-                      NativePtr.toVoidPtr (NativePtr.ofNativeInt<byte> work.Pointer), bytes, bytes)
+/// work ← fl G on the lower triangle (row i: its first i + 1 entries; each factorisation reads that triangle alone),
+/// negated with `negate` (exact). Half the bytes of a whole copy.
+let private copyLower (negate: bool) (gram: NativeGram) (work: Buffer) =
+    let n = gram.Rows
+    for i in 0 .. n - 1 do
+        let offset = nativeint (8L * int64 i * int64 n)
+        let source = ReadOnlySpan<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> (gram.Buffer.Pointer + offset)), i + 1)
+        let target = Span<float>(NativePtr.toVoidPtr (NativePtr.ofNativeInt<float> (work.Pointer + offset)), i + 1)
+        if not negate then source.CopyTo target
+        else
+            let vs = MemoryMarshal.Cast<float, Numerics.Vector<float>> source
+            let vt = MemoryMarshal.Cast<float, Numerics.Vector<float>> target
+            for k in 0 .. vs.Length - 1 do vt.[k] <- -vs.[k]
+            for k in vs.Length * Numerics.Vector<float>.Count .. i do target.[k] <- -source.[k]
 
 /// Duplicate-row candidates read off fl(G) (`Certify`'s scan, the same arithmetic: d_ij = (G_ii + G_jj) − 2·G_ij ≤ 8E,
 /// E the accumulation bound): pairs i < j in row-major order, the first `maxCandidates`.
@@ -466,23 +513,22 @@ let private duplicateCandidates (gram: NativeGram) (maxCandidates: int) : (int *
 let denseOperator (opts: Options) (precision: string) (scale: int) (work: Buffer) (gram: NativeGram) : GramOperator =
     let n = gram.Rows
     let g = gram.Buffer.Pointer
-    let shifted (panel: int) (c: float) =
-        copyGram gram work
+    // the shifted test's fl(fl G − c·I) and the trial's fl(t·I − fl G) on work's lower triangle: the diagonal rounded once
+    let formed (negate: bool) (shift: float) =
+        copyLower negate gram work
         for i in 0 .. n - 1 do
             let k = int64 i * int64 n + int64 i
-            set work.Pointer k (get work.Pointer k - c)
+            set work.Pointer k (get work.Pointer k + shift)
+    let shifted (panel: int) (c: float) =
+        formed false -c
         choleskyDiagonal panel n work
     let trial (panel: int) (t: float) =
-        let w = work.Pointer
-        for i in 0 .. n - 1 do
-            let row = int64 i * int64 n
-            for j in 0 .. i do set w (row + int64 j) (-(get g (row + int64 j)))
-            set w (row + int64 i) (get w (row + int64 i) + t)
+        formed true t
         choleskyDiagonal panel n work
     let lambdaMin (iterations: int) =
-        copyGram gram work
+        copyLower false gram work
         if NativeBlas.Raw.potrfLower n work.Pointer n <> 0 then
-            copyGram gram work
+            copyLower false gram work
             (NativeBlas.Raw.symmetricEigenvalues n work.Pointer n).[0]
         else inverseIteration iterations n work.Pointer g
     { Rows = n; Columns = gram.Columns; SquaredNormSumUpper = gram.SquaredNormSumUpper

@@ -273,6 +273,34 @@ let tests =
                 use acc = new DenseNative.Accumulator(3, 8)
                 argumentError "no columns" (fun () -> acc.Finish() |> ignore) |> ignore
 
+        testPropertyWithConfig config "tridiagonalTop (the native Lanczos's stopping rule) is the largest eigenvalue of a symmetric tridiagonal matrix, as MathNet's eigensolver says: random, graded, repeated, split (zero couplings) and 1 × 1" <| fun (seed: int) ->
+            let rng = Random seed
+            let j = 1 + rng.Next 80
+            let kind = rng.Next 5
+            // kinds: 0 random signs; 1 graded over 12 decades; 2 a repeated top (every α equal, tiny couplings); 3 split
+            // (zero couplings: the top is the largest α); 4 the shape of a Lanczos Ritz matrix (positive α, β ≥ 0)
+            let alpha = Array.init j (fun i ->
+                match kind with
+                | 0 -> rng.NextDouble() * 2.0 - 1.0
+                | 1 -> Math.Pow(10.0, -6.0 + 12.0 * rng.NextDouble()) * (if rng.Next 2 = 0 then 1.0 else -1.0)
+                | 2 -> 3.0
+                | 3 -> rng.NextDouble() * 10.0
+                | _ -> 1.0 + rng.NextDouble())
+            let beta = Array.init j (fun i ->
+                if i = 0 then 0.0
+                else
+                    match kind with
+                    | 2 -> 1e-12 * rng.NextDouble()
+                    | 3 -> (if rng.Next 3 = 0 then 0.0 else rng.NextDouble())
+                    | 1 -> Math.Pow(10.0, -6.0 + 12.0 * rng.NextDouble())
+                    | 4 -> 0.3 * rng.NextDouble()
+                    | _ -> rng.NextDouble() * 2.0 - 1.0)
+            let dense = MathNet.Numerics.LinearAlgebra.Matrix<float>.Build.Dense(j, j, fun a b ->
+                if a = b then alpha.[a] elif abs (a - b) = 1 then beta.[max a b] else 0.0)
+            let expected = dense.Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues |> Seq.map (fun z -> z.Real) |> Seq.max
+            let top = DenseNative.tridiagonalTop alpha beta j
+            let scale = dense.L2Norm()
+            Expect.floatClose { absolute = 1e-13 * scale; relative = 1e-13 } top expected (sprintf "λ_max, j = %d, kind %d" j kind)
         testCase "the native Lanczos finds λ_max of a known spectrum, and the tensor route's Ritz values to rounding (the same start)" <| fun () ->
             if DenseNative.available () then
                 for seed in [ 1; 2; 3 ] do
