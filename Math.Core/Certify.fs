@@ -651,6 +651,20 @@ let certifyOperator (opts: Options) (subject: ExpressivitySubject) (rowsEqual: R
         let errors = terms.ShiftRoundingError + terms.CholeskyBackwardError + terms.AccumulationError
         inconclusive (sprintf "Cholesky of fl(G) − %.6g·I succeeded but the error terms (%.3g) exceed the shift: bound %.3g ≤ 0 (%s)" c errors lam units) terms
 
+/// Whether accumulating fl G again in a blocked order of depth `blockedDepth` (`Gram.accumulationDepth`, smaller than the
+/// certificate's own h) could turn `certificate`, Inconclusive, into Certified (docs/theory.md §3 "One product first"):
+/// its shifted Cholesky succeeded and proved λ_min(fl G_s) ≥ LambdaMinComputedGramLower > 0, but the accumulation term
+/// γ_h·Σ‖φ̃_i‖² took the bound on λ_min(G) to ≤ 0, while the blocked order's γ_{blockedDepth}·Σ‖φ̃_i‖² would not. The
+/// blocked fl G differs from this one by rounding only, so this predicts the retry's outcome; it decides whether a
+/// caller that made fl G as one product (h = m', the fastest order) pays for a second accumulation, and is never part of
+/// a bound: the retried certificate is made from its own Gram, every term anew.
+let blockedOrderMayCertify (blockedDepth: int) (certificate: Certificate) : bool =
+    let t = certificate.Terms
+    certificate.Verdict = Verdict.Inconclusive && certificate.Route = CertificateRoute.Gram
+    && blockedDepth >= 1 && blockedDepth < t.AccumulationGammaIndex
+    && t.Shift > 0.0 && t.LambdaMinLower <= 0.0
+    && t.LambdaMinComputedGramLower > Gram.GramMatrix.ErrorBound blockedDepth t.SquaredNormSumUpper 0.0
+
 /// The dense route's `GramOperator` on the scaled Gram `gram` (4^(−scale)·fl G) held in memory: every factorisation
 /// (the λ_min estimate's, the shifted test's, the σ_max trial's) formed in `work` (n × n like the Gram, overwritten, the
 /// caller's), the shifted test and the trial in panels of `opts.CholeskyPanel` (CholeskyDepth = `TileCholesky.depth`),

@@ -16,6 +16,8 @@ namespace ResearchFramework.Benchmarks;
 /// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
 /// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
 /// <item><c>pairs-native n m k</c>: the same on native buffers (<see cref="DenseNative"/>, `rf certify --matrix`'s route), with its phases.</item>
+/// <item><c>symv n k</c>: the Lanczos's product on a mirrored n × n Gram, 63 at a time, by the lower- and the
+/// upper-triangle dsymv (OpenBLAS's two kernels), alternated k times.</item>
 /// <item><c>mirror n k</c>: NativeBlas.mirrorLower against the tensor-copy mirror it replaced, alternated k times.</item>
 /// <item><c>kernel-rates n k</c>: GFLOP/s of the certificate's float64 kernels (gemm, syrk, potrf) on this machine.</item>
 /// <item><c>gram-chunks b m chunk k</c>: a b × b Gram tile of m columns in chunks (the tiled engine's order) vs one product.</item>
@@ -209,6 +211,37 @@ public static class Program
                                       $" + rest {total - phases.Values.Sum():F3}");
                     Console.WriteLine($"RESULT pairs-native {n}x{m}: median ratio {ratios[ratios.Count / 2]:F3} " +
                                       $"(min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs); {NativeBlas.describe()}");
+                    return 0;
+                }
+            case "symv":
+                {
+                    // DenseNative's Lanczos products (63 of them at 2048 × 8192) on a symmetric n × n matrix stored whole:
+                    // NativeBlas.Raw.symvLower (row-major lower = OpenBLAS's column-major upper kernel) against symvUpper.
+                    var (n, k) = (Int(rest[0]), Int(rest[1]));
+                    using var a = DenseNative.Buffer.OfDoubles((long)n * n);
+                    var entries = a.Doubles(checked(n * n));
+                    var rng = new Random(1);
+                    for (var i = 0; i < n; i++)
+                        for (var j = 0; j <= i; j++) entries[i * n + j] = entries[j * n + i] = rng.NextDouble() - 0.5;
+                    using var x = DenseNative.Buffer.OfDoubles(n);
+                    using var y = DenseNative.Buffer.OfDoubles(n);
+                    x.Doubles(n).Fill(1.0);
+                    var lowers = new List<double>();
+                    var uppers = new List<double>();
+                    for (var rep = 0; rep <= k; rep++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        for (var i = 0; i < 63; i++) NativeBlas.Raw.symvLower(n, a.Pointer, n, x.Pointer, y.Pointer);
+                        var lower = sw.Elapsed.TotalMilliseconds;
+                        sw.Restart();
+                        for (var i = 0; i < 63; i++) NativeBlas.Raw.symvUpper(n, a.Pointer, n, x.Pointer, y.Pointer);
+                        var upper = sw.Elapsed.TotalMilliseconds;
+                        if (rep > 0) { lowers.Add(lower); uppers.Add(upper); }
+                    }
+                    lowers.Sort();
+                    uppers.Sort();
+                    Console.WriteLine(FormattableString.Invariant(
+                        $"RESULT symv n={n}: 63 products, lower triangle median {lowers[k / 2]:F1} ms (min {lowers[0]:F1}), upper triangle median {uppers[k / 2]:F1} ms (min {uppers[0]:F1}), {k} pairs"));
                     return 0;
                 }
             case "mirror":

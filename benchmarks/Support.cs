@@ -231,7 +231,7 @@ public static class NativeWorkloads
         var sw = Stopwatch.StartNew();
         DenseNative.NativeGram gram;
         using var work = DenseNative.Buffer.OfDoubles((long)n * n);
-        using (var acc = new DenseNative.Accumulator(n, options.BlockColumns, work))
+        using (var acc = new DenseNative.Accumulator(n, Environment.GetEnvironmentVariable("EXP_ONE") == "1" ? int.MaxValue : options.BlockColumns, work))
         {
             for (var c = 0; c < m; c += options.BlockColumns)
                 acc.Add(phi.Pointer + (nint)(4L * c), Math.Min(options.BlockColumns, m - c), m, true);

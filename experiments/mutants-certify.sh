@@ -4,6 +4,7 @@
 # time, rebuilds, runs the MathCore tests, and reports killed/survived with the failing tests.
 # SM* mutants edit Math.Core/ScaLAPACK.fs: run them with FILTER="MathCore.ScaLAPACK" (mpirun, ~3 min a mutant).
 # D* mutants edit Math.Core/DenseNative.fs (rf certify --matrix without libtorch): FILTER="MathCore.DenseNative".
+# OP* mutants (one product first, rf certify --matrix): FILTER="Host.Interop".
 # The mutated files are restored on exit (also on Ctrl-C or failure). Not for CI: ~1 min a mutant.
 #
 #   experiments/mutants-certify.sh            # all mutants
@@ -14,7 +15,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 filter="${FILTER:-MathCore}"
 backup="$(mktemp -d)"
-files=(Math.Core/Certify.fs Math.Core/Gram.fs Math.Core/Tiled.fs Math.Core/TileCholesky.fs Math.Core/ScaLAPACK.fs Math.Core/DenseNative.fs)
+files=(Math.Core/Certify.fs Math.Core/Gram.fs Math.Core/Tiled.fs Math.Core/TileCholesky.fs Math.Core/ScaLAPACK.fs Math.Core/DenseNative.fs Host/Certification/MatrixCertification.cs)
 for f in "${files[@]}"; do mkdir -p "$backup/$(dirname "$f")"; cp "$f" "$backup/$f"; done
 restore() {
     for f in "${files[@]}"; do cp "$backup/$f" "$f"; done
@@ -105,6 +106,9 @@ mutants=(
 "D14|Math.Core/DenseNative.fs|            let r2 = project j r1|            let r2 = r1|native Lanczos: one Gram–Schmidt pass instead of two (estimate only)"
 "D16|Math.Core/DenseNative.fs|        elif below mid < j then lo <- mid else hi <- mid|        elif below mid < j - 1 then lo <- mid else hi <- mid|tridiagonalTop: the second largest eigenvalue (the Lanczos stops on it)"
 "D17|Math.Core/DenseNative.fs|            let b2 = if i > 0 then beta.[i] * beta.[i] else 0.0|            let b2 = if i > 0 then abs beta.[i] else 0.0|tridiagonalTop: Sturm pivots with \|β\| instead of β²"
+"OP1|Math.Core/Certify.fs|    && t.Shift > 0.0 && t.LambdaMinLower <= 0.0|    && false|one product first: never accumulate again in the blocked order"
+"OP2|Math.Core/Certify.fs|    && t.LambdaMinComputedGramLower > Gram.GramMatrix.ErrorBound blockedDepth t.SquaredNormSumUpper 0.0|    && true|one product first: accumulate again whatever the blocked order's term"
+"OP3|Host/Certification/MatrixCertification.cs|        bool oneProductFirst = engine.GramChunkColumns is null;|        bool oneProductFirst = false;|one product first: never (the blocked order always)"
 )
 
 wanted=("$@")

@@ -83,6 +83,18 @@ public static class MatrixCertification
             return AfterGram(tiledCertificate);
         }
         var equal = RowEquality(reader, m);
+        // One product first (docs/theory.md §3 "One product first"): unless --gram-chunk names the products, fl G is
+        // accumulated in one product of every column (h = m', no separate products to add), and again in the blocked
+        // order of options.BlockColumns (h = c + ⌈m/c⌉ − 1) only when that order's smaller accumulation term could turn
+        // an Inconclusive certificate into a Certified one (Certify.blockedOrderMayCertify).
+        bool oneProductFirst = engine.GramChunkColumns is null;
+        int blockedDepth = Gram.accumulationDepth(m, withBias, options.BlockColumns);
+        bool Retry(Certificate first)
+        {
+            if (!oneProductFirst || !ResearchFramework.MathCore.Certify.blockedOrderMayCertify(blockedDepth, first)) return false;
+            log($"certify: the one-product Gram (h = {first.Terms.AccumulationGammaIndex}) left λ_min's bound at {first.Terms.LambdaMinLower:G3} ≤ 0 by its accumulation term; accumulating fl G again in products of {options.BlockColumns} columns (h = {blockedDepth})");
+            return true;
+        }
         if (DenseNative.available())
         {
             // On OpenBLAS the dense certificate runs on native buffers (DenseNative): no tensor, so libtorch is not loaded
@@ -91,12 +103,22 @@ public static class MatrixCertification
             // freed before an orthogonal route (which reads the matrix whole)
             Certificate gramCertificate;
             using (var work = DenseNative.Buffer.OfDoubles((long)n * n))
-            using (var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work))
-                gramCertificate = DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
+            {
+                using (var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work, oneProductFirst ? OneProduct : null))
+                    gramCertificate = DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
+                if (Retry(gramCertificate))
+                    using (var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work))
+                        gramCertificate = DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
+            }
             return AfterGram(gramCertificate);
         }
-        using var gram = StreamGram(reader, withBias, options.BlockColumns);
-        return AfterGram(ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram));
+        Certificate tensorCertificate;
+        using (var gram = StreamGram(reader, withBias, options.BlockColumns, oneProductFirst ? OneProduct : null))
+            tensorCertificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram);
+        if (Retry(tensorCertificate))
+            using (var gram = StreamGram(reader, withBias, options.BlockColumns))
+                tensorCertificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram);
+        return AfterGram(tensorCertificate);
 
         // Auto route after the Gram route (either engine): the certificate itself, or the orthogonal route on the matrix
         // read whole when the Gram route was Inconclusive and it fits, or the reason why it was not tried.
@@ -134,12 +156,17 @@ public static class MatrixCertification
             FuncConvert.FromFunc<int, FSharpFunc<int, bool>>(i => FuncConvert.FromFunc<int, bool>(j => RowsEqual(i, j))));
     }
 
+    /// <summary>Columns per product meaning "one product of every column" (h = m': the any-order depth).</summary>
+    public const int OneProduct = int.MaxValue;
+
     /// <summary>fl(G) of the file's matrix (Φ̃ = [Φ, 1] with <paramref name="withBias"/>), accumulated over column blocks
-    /// of <see cref="BlockColumns"/> columns read from <paramref name="reader"/>: one pass over the file.</summary>
-    public static Gram.GramMatrix StreamGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns)
+    /// of <see cref="BlockColumns"/> columns read from <paramref name="reader"/>: one pass over the file; in products of
+    /// <paramref name="productColumns"/> columns (<see cref="OneProduct"/>: one), by default
+    /// <paramref name="preferredBlockColumns"/> (Math.Core's blocked order).</summary>
+    public static Gram.GramMatrix StreamGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns, int? productColumns = null)
     {
         int n = checked((int)reader.Layout.Rows);
-        var accumulator = new Gram.ColumnBlockAccumulator(n, torch.CPU, preferredBlockColumns);
+        var accumulator = new Gram.ColumnBlockAccumulator(n, torch.CPU, productColumns ?? preferredBlockColumns);
         var buffers = new Dictionary<int, Array>();
         foreach (var (c, w) in ColumnBlocks(reader, preferredBlockColumns))
         {
@@ -152,13 +179,14 @@ public static class MatrixCertification
 
     /// <summary><see cref="StreamGram"/> into native memory (<see cref="DenseNative.Accumulator"/>: the same products and
     /// additions, so the same fl(G) bit for bit on OpenBLAS): each column block read straight into one reused native
-    /// buffer of the file's dtype; the Gram's later products in <paramref name="spare"/> (n × n, kept) when given.</summary>
+    /// buffer of the file's dtype; the Gram's later products in <paramref name="spare"/> (n × n, kept) when given; in
+    /// products of <paramref name="productColumns"/> columns as <see cref="StreamGram"/>.</summary>
     public static DenseNative.NativeGram StreamNativeGram(MatrixFileReader reader, bool withBias, int preferredBlockColumns,
-                                                          DenseNative.Buffer? spare = null)
+                                                          DenseNative.Buffer? spare = null, int? productColumns = null)
     {
         int n = checked((int)reader.Layout.Rows), m = checked((int)reader.Layout.Columns);
         bool isFloat32 = reader.Layout.ItemSize == 4;
-        using var accumulator = new DenseNative.Accumulator(n, preferredBlockColumns, spare);
+        using var accumulator = new DenseNative.Accumulator(n, productColumns ?? preferredBlockColumns, spare);
         using var block = new DenseNative.Buffer((long)n * BlockColumns(n, m, preferredBlockColumns) * reader.Layout.ItemSize);
         foreach (var (c, w) in ColumnBlocks(reader, preferredBlockColumns))
         {

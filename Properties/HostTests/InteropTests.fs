@@ -18,12 +18,13 @@ open ResearchFramework.Properties.HostTests.CliProcessTests
 
 let private bits (x: float) = BitConverter.DoubleToInt64Bits x
 
-/// The in-memory certificate of the same values (row-major n × m, float32 when `f4`), for the streamed subject.
+/// The in-memory certificate of the same values (row-major n × m, float32 when `f4`), for the streamed subject, with fl G
+/// as one product of every column, as `rf certify --matrix` makes it first (docs/theory.md §3 "One product first").
 let private inMemory (subject: ExpressivitySubject) (values: float[]) (f4: bool) =
     use scope = torch.NewDisposeScope()
     let phi = torch.tensor(values, dtype = torch.float64).reshape(int64 subject.Rows, int64 subject.Features)
     let phi = if f4 then phi.``to``(torch.float32) else phi
-    Certify.certifyMatrix Certify.defaults subject phi
+    Certify.certifyMatrix { Certify.defaults with BlockColumns = MatrixCertification.OneProduct } subject phi
 
 /// Same subject, verdict, precision and scale; the bounds and terms to 1e-12 relative: Certify.certifyMatrix itself is
 /// not bit-reproducible from run to run in their last bits on this machine (BLAS/LAPACK thread splits follow the load:
@@ -155,6 +156,59 @@ let interop =
             Expect.equal (MatrixCertification.BlockColumns(4096, 100000, 4096)) 2048 "n = 4096: 64 MiB / (8 n) columns"
             Expect.equal (MatrixCertification.BlockColumns(1000000, 2000000, 4096)) 256 "never narrower than 256"
             Expect.equal (MatrixCertification.BlockColumns(5, 100, 4096)) 100 "never wider than m"
+        }
+        test "one product first: rf certify --matrix accumulates fl G as one product (h = m'); where that order's accumulation term alone leaves the bound ≤ 0 it accumulates again in the blocked order and certifies (h = c + ⌈m/c⌉ − 1), the certificate --gram-chunk gives; sound against the constructed σ_min" {
+            // Φ = U·diag(σ)·Vᵀ, 40 × 12000 (three column blocks of 4096), σ = 1 except σ_min² = 350 000·u: the shift
+            // (0.9 or 0.75 of λ_min) clears the Cholesky term (≈ 1 600·u) and the blocked order's γ_4098·Σ‖φ̃‖² ≈ 160 000·u,
+            // not the one product's γ_12000·Σ‖φ̃‖² ≈ 468 000·u.
+            use dir = new TempDir()
+            let n, m = 40, 12000
+            let values =
+                use scope = torch.NewDisposeScope()
+                let gaussian (seed: int) (r: int) (c: int) =
+                    let rng = Random seed
+                    torch.tensor(Array.init (r * c) (fun _ -> rng.NextDouble() - 0.5), dtype = torch.float64).reshape(int64 r, int64 c)
+                let struct (u, _) = torch.linalg.qr(gaussian 61 n n)
+                let struct (v, _) = torch.linalg.qr(gaussian 62 m n)
+                let sMin = sqrt (350000.0 * FloatingPoint.unitRoundoff64)
+                let sv = torch.tensor(Array.init n (fun i -> if i = n - 1 then sMin else 1.0), dtype = torch.float64)
+                u.mul(sv.unsqueeze(0L)).mm(v.t()).contiguous().data<float>().ToArray()
+            let path = dir.File "edge.npy"
+            let values = writeNpy path n m values false
+            let blockedDepth = Gram.accumulationDepth m false Certify.defaults.BlockColumns
+            Expect.equal blockedDepth 4098 "4096 + 3 − 1"
+            // the one product alone (in memory, the Gram route only): Inconclusive by its accumulation term
+            let subject = ExpressivitySubject.OfMatrix("edge", n, m, false)
+            let oneProduct =
+                use phi = torch.tensor(values, dtype = torch.float64).reshape(int64 n, int64 m)
+                Certify.certifyMatrix { Certify.defaults with BlockColumns = MatrixCertification.OneProduct; Route = Certify.RouteChoice.Gram } subject phi
+            Expect.equal oneProduct.Verdict Verdict.Inconclusive ("one product: Inconclusive. " + oneProduct.Reason)
+            Expect.equal oneProduct.Terms.AccumulationGammaIndex m "one product: h = m"
+            Expect.isGreaterThan oneProduct.Terms.LambdaMinComputedGramLower 0.0 "its Cholesky proved λ_min(fl G) > 0"
+            Expect.isTrue (Certify.blockedOrderMayCertify blockedDepth oneProduct) "the blocked order's term would not take the bound to ≤ 0"
+            Expect.isFalse (Certify.blockedOrderMayCertify m oneProduct) "not when the blocked order is no smaller"
+            Expect.isFalse (Certify.blockedOrderMayCertify 11000 oneProduct) "not when the blocked order's term (γ_11000·Σ‖φ̃‖² ≈ 429 000·u) too exceeds λ_min(fl G)'s bound"
+            Expect.isFalse (Certify.blockedOrderMayCertify blockedDepth { oneProduct with Verdict = Verdict.Certified }) "not after Certified"
+            // the file route: one product, then the blocked order
+            let lines = Collections.Generic.List<string>()
+            let streamed = MatrixCertification.Certify(NpyReader.ReadLayout path, false, CertificateEngineOptions(CertificateEngineKind.Dense), "", fun line -> lines.Add line)
+            Expect.equal streamed.Verdict Verdict.Certified ("Certified after the retry. " + streamed.Reason)
+            Expect.equal streamed.Route CertificateRoute.Gram "by the Gram route (no orthogonal follow-up)"
+            Expect.equal streamed.Terms.AccumulationGammaIndex blockedDepth "the blocked order's h recorded"
+            Expect.isTrue (lines |> Seq.exists (fun l -> l.Contains "accumulating fl G again")) (sprintf "says it accumulates again: %A" (List.ofSeq lines))
+            Expect.isLessThanOrEqual streamed.SigmaMinLower (sqrt (350000.0 * FloatingPoint.unitRoundoff64)) "σ_min bound ≤ the constructed σ_min"
+            // --gram-chunk 4096: the blocked order directly, the same certificate
+            let chunked = MatrixCertification.Certify(NpyReader.ReadLayout path, false, CertificateEngineOptions(CertificateEngineKind.Dense, GramChunkColumns = System.Nullable 4096), "", ignore)
+            Expect.equal chunked.Terms.AccumulationGammaIndex blockedDepth "--gram-chunk: h of the blocked order"
+            Expect.equal chunked.SigmaMinLower streamed.SigmaMinLower "the same fl G and the same estimates: the same bound"
+            // a comfortable matrix of three blocks is certified from the one product: no second accumulation
+            let wide = dir.File "wide3.npy"
+            writeNpy wide 12 9000 (randomValues 3 (12 * 9000)) false |> ignore
+            let quiet = Collections.Generic.List<string>()
+            let w = MatrixCertification.Certify(NpyReader.ReadLayout wide, true, CertificateEngineOptions(CertificateEngineKind.Dense), "", fun line -> quiet.Add line)
+            Expect.equal w.Verdict Verdict.Certified "Certified"
+            Expect.equal w.Terms.AccumulationGammaIndex 9001 "one product: h = m'"
+            Expect.isFalse (quiet |> Seq.exists (fun l -> l.Contains "again")) "no second accumulation"
         }
         test "several blocks by RF_MATRIX_BLOCK_BYTES: a tall file's norms over 30 row blocks = in memory bit for bit; 256-column blocks give the same verdict and bounds to rounding" {
             use dir = new TempDir()
