@@ -220,9 +220,10 @@ public static class NativeWorkloads
         return ((double*)g.Pointer)[(long)n * n - 1];
     }
 
-    /// <summary>The certificate of Φ (no bias column): the Gram accumulated in column blocks of Certify.defaults'
-    /// BlockColumns, then <see cref="DenseNative.certifyAccumulated"/>; with <paramref name="phases"/>, the Gram and each
-    /// of the operator's steps timed into it.</summary>
+    /// <summary>The certificate of Φ (no bias column) as `rf certify --matrix` makes it: the Gram read in column blocks of
+    /// Certify.defaults' BlockColumns and accumulated as one product (one product first; these Gaussian matrices never
+    /// need the blocked retry), then <see cref="DenseNative.certifyAccumulated"/>; with <paramref name="phases"/>, the Gram
+    /// and each of the operator's steps timed into it.</summary>
     public static Certificate Certify(DenseNative.Buffer phi, int n, int m, Dictionary<string, double>? phases)
     {
         var clock = Stopwatch.StartNew();
@@ -231,7 +232,7 @@ public static class NativeWorkloads
         var sw = Stopwatch.StartNew();
         DenseNative.NativeGram gram;
         using var work = DenseNative.Buffer.OfDoubles((long)n * n);
-        using (var acc = new DenseNative.Accumulator(n, Environment.GetEnvironmentVariable("EXP_ONE") == "1" ? int.MaxValue : options.BlockColumns, work))
+        using (var acc = new DenseNative.Accumulator(n, int.MaxValue, work))
         {
             for (var c = 0; c < m; c += options.BlockColumns)
                 acc.Add(phi.Pointer + (nint)(4L * c), Math.Min(options.BlockColumns, m - c), m, true);
