@@ -12,7 +12,10 @@ namespace ResearchFramework.Host.Certification;
 /// <summary>Certifies a feature matrix read from a <c>.npy</c> or <c>.safetensors</c> file (rows = samples) with
 /// Math.Core's float64 Gram + Rump test (SPEC §3), streamed: the file is never held whole. The Gram is accumulated
 /// over column blocks (every row's entries [c, c + b), read with one positioned read per row; one pass over the file)
-/// in <see cref="Gram.ColumnBlockAccumulator"/> (products of 4096 columns, its blocked order), with blocks of <see cref="Certify.defaults"/>' 4096 columns (then fl(G)
+/// as one product of every column (h = m'), and again in <see cref="Gram.ColumnBlockAccumulator"/>'s blocked order
+/// (products of 4096 columns) only where that order's smaller accumulation term could decide an Inconclusive
+/// certificate (docs/theory.md §3 "One product first"; <c>--gram-chunk</c>: the blocked order from the start), with
+/// blocks of <see cref="Certify.defaults"/>' 4096 columns (then the blocked fl(G)
 /// is bit for bit the in-memory <c>Certify.certifyMatrix</c>'s) unless n × 4096 × 8 bytes exceeds
 /// <see cref="BlockBytes"/>; peak memory ≈ the n × n float64 Gram and its copies plus one block. A matrix with fewer
 /// columns (bias included) than rows is refuted by shape from its row norms, read in row blocks, without any Gram.
