@@ -185,8 +185,9 @@ module Raw =
             lock gate (fun () -> lib.Symv.Invoke(rowMajor, lower, n, 1.0, a, lda, x, 1, 0.0, y, 1))
 
     /// y ← A·x for the symmetric n × n matrix whose upper triangle is at `a` (only that triangle is read): the same
-    /// product as `symvLower` for a matrix stored whole, on OpenBLAS's other kernel (column-major lower), ≈ 10 % faster
-    /// at n = 2048 on this project's machine (docs/BENCHMARKS.md).
+    /// product as `symvLower` for a matrix stored whole, on OpenBLAS's other kernel (column-major lower): 63 products at
+    /// n = 2048 in 11.1 ms against 13.5 with OpenBLAS's Cooperlake kernels, the same with its Haswell ones
+    /// (`Benchmarks.dll symv`, docs/BENCHMARKS.md).
     let symvUpper (n: int) (a: nativeint) (lda: int) (x: nativeint) (y: nativeint) : unit =
         if n > 0 then
             let lib = lib ()
