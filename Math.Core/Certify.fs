@@ -665,6 +665,16 @@ let blockedOrderMayCertify (blockedDepth: int) (certificate: Certificate) : bool
     && t.Shift > 0.0 && t.LambdaMinLower <= 0.0
     && t.LambdaMinComputedGramLower > Gram.GramMatrix.ErrorBound blockedDepth t.SquaredNormSumUpper 0.0
 
+/// The certificate `blocked`, made from the Gram accumulated again in the blocked order after `oneProduct` (its
+/// one-product certificate, Inconclusive: `blockedOrderMayCertify`), with a sentence saying so appended to its reason;
+/// its terms and bounds are `blocked`'s own, and its time the whole (both accumulations: the caller's clock).
+let afterOneProduct (oneProduct: Certificate) (blocked: Certificate) : Certificate =
+    { blocked with
+        Reason =
+            blocked.Reason
+            + sprintf "; fl G accumulated in the blocked order (h = %d) after the one-product Gram's accumulation term (h = %d) left its bound ≤ 0"
+                blocked.Terms.AccumulationGammaIndex oneProduct.Terms.AccumulationGammaIndex }
+
 /// The dense route's `GramOperator` on the scaled Gram `gram` (4^(−scale)·fl G) held in memory: every factorisation
 /// (the λ_min estimate's, the shifted test's, the σ_max trial's) formed in `work` (n × n like the Gram, overwritten, the
 /// caller's), the shifted test and the trial in panels of `opts.CholeskyPanel` (CholeskyDepth = `TileCholesky.depth`),

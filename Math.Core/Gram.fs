@@ -115,7 +115,8 @@ let accumulationDepth (features: int) (withBias: bool) (chunk: int) : int =
     let bias = if withBias then 1 else 0
     let m = max 1 features
     let c = if chunk <= 0 then m else min chunk m
-    min (m + bias) (c + (m + c - 1) / c - 1 + bias)
+    // ⌈m/c⌉ − 1 = (m − 1)/c for m ≥ 1: no m + c − 1, which overflows int32 for c = m > 2³⁰ (one product of a wide file)
+    min (m + bias) (c + (m - 1) / c + bias)
 
 /// target ← fl(Φ_I Φ_Jᵀ) for two float64 row blocks Φ_I (p × m) and Φ_J (q × m) (I = J: `diagonal`, the syrk of
 /// ri on target's lower triangle, whose strict upper triangle is then unspecified), summed in the order

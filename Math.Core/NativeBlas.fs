@@ -186,7 +186,7 @@ module Raw =
 
     /// y ← A·x for the symmetric n × n matrix whose upper triangle is at `a` (only that triangle is read): the same
     /// product as `symvLower` for a matrix stored whole, on OpenBLAS's other kernel (column-major lower): 63 products at
-    /// n = 2048 in 11.1 ms against 13.5 with OpenBLAS's Cooperlake kernels, the same with its Haswell ones
+    /// n = 2048 in 11.1 ms against 13.5 with OpenBLAS's Cooperlake kernels, 14.7 against 14.3 with its Haswell ones
     /// (`Benchmarks.dll symv`, docs/BENCHMARKS.md).
     let symvUpper (n: int) (a: nativeint) (lda: int) (x: nativeint) (y: nativeint) : unit =
         if n > 0 then

@@ -86,16 +86,18 @@ public static class MatrixCertification
             return AfterGram(tiledCertificate);
         }
         var equal = RowEquality(reader, m);
-        // One product first (docs/theory.md §3 "One product first"): unless --gram-chunk names the products, fl G is
+        // One product first (docs/theory.md §3 "One product first"): unless an order is asked for (--gram-chunk names the
+        // products, --cholesky-panel asks for the blocked order of both, Certify.withBlockedOrder), fl G is
         // accumulated in one product of every column (h = m', no separate products to add), and again in the blocked
         // order of options.BlockColumns (h = c + ⌈m/c⌉ − 1) only when that order's smaller accumulation term could turn
         // an Inconclusive certificate into a Certified one (Certify.blockedOrderMayCertify).
-        bool oneProductFirst = engine.GramChunkColumns is null;
+        bool oneProductFirst = engine.GramChunkColumns is null && engine.CholeskyPanel is null;
         int blockedDepth = Gram.accumulationDepth(m, withBias, options.BlockColumns);
         bool Retry(Certificate first)
         {
             if (!oneProductFirst || !ResearchFramework.MathCore.Certify.blockedOrderMayCertify(blockedDepth, first)) return false;
-            log($"certify: the one-product Gram (h = {first.Terms.AccumulationGammaIndex}) left λ_min's bound at {first.Terms.LambdaMinLower:G3} ≤ 0 by its accumulation term; accumulating fl G again in products of {options.BlockColumns} columns (h = {blockedDepth})");
+            log(FormattableString.Invariant(
+                $"certify: the one-product Gram (h = {first.Terms.AccumulationGammaIndex}) proved λ_min(fl G) ≥ {first.Terms.LambdaMinComputedGramLower:G3} but its accumulation term {first.Terms.AccumulationError:G3} took the bound to ≤ 0 (scaled Gram's units); accumulating fl G again in products of {options.BlockColumns} columns (h = {blockedDepth})"));
             return true;
         }
         if (DenseNative.available())
@@ -111,7 +113,8 @@ public static class MatrixCertification
                     gramCertificate = DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
                 if (Retry(gramCertificate))
                     using (var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work))
-                        gramCertificate = DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
+                        gramCertificate = ResearchFramework.MathCore.Certify.afterOneProduct(gramCertificate,
+                            DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram));
             }
             return AfterGram(gramCertificate);
         }
@@ -120,7 +123,8 @@ public static class MatrixCertification
             tensorCertificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram);
         if (Retry(tensorCertificate))
             using (var gram = StreamGram(reader, withBias, options.BlockColumns))
-                tensorCertificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram);
+                tensorCertificate = ResearchFramework.MathCore.Certify.afterOneProduct(tensorCertificate,
+                    ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram));
         return AfterGram(tensorCertificate);
 
         // Auto route after the Gram route (either engine): the certificate itself, or the orthogonal route on the matrix

@@ -189,6 +189,7 @@ let interop =
             Expect.isFalse (Certify.blockedOrderMayCertify m oneProduct) "not when the blocked order is no smaller"
             Expect.isFalse (Certify.blockedOrderMayCertify 11000 oneProduct) "not when the blocked order's term (γ_11000·Σ‖φ̃‖² ≈ 429 000·u) too exceeds λ_min(fl G)'s bound"
             Expect.isFalse (Certify.blockedOrderMayCertify blockedDepth { oneProduct with Verdict = Verdict.Certified }) "not after Certified"
+            Expect.isFalse (Certify.blockedOrderMayCertify blockedDepth { oneProduct with Terms = { oneProduct.Terms with Shift = 0.0 } }) "not when no shifted Cholesky succeeded"
             // the file route: one product, then the blocked order
             let lines = Collections.Generic.List<string>()
             let streamed = MatrixCertification.Certify(NpyReader.ReadLayout path, false, CertificateEngineOptions(CertificateEngineKind.Dense), "", fun line -> lines.Add line)
@@ -196,11 +197,21 @@ let interop =
             Expect.equal streamed.Route CertificateRoute.Gram "by the Gram route (no orthogonal follow-up)"
             Expect.equal streamed.Terms.AccumulationGammaIndex blockedDepth "the blocked order's h recorded"
             Expect.isTrue (lines |> Seq.exists (fun l -> l.Contains "accumulating fl G again")) (sprintf "says it accumulates again: %A" (List.ofSeq lines))
+            Expect.stringContains streamed.Reason "blocked order (h = 4098) after the one-product Gram" "the reason says it came second"
             Expect.isLessThanOrEqual streamed.SigmaMinLower (sqrt (350000.0 * FloatingPoint.unitRoundoff64)) "σ_min bound ≤ the constructed σ_min"
-            // --gram-chunk 4096: the blocked order directly, the same certificate
+            // --gram-chunk 4096: the blocked order directly, the same certificate to rounding (the same fl G)
             let chunked = MatrixCertification.Certify(NpyReader.ReadLayout path, false, CertificateEngineOptions(CertificateEngineKind.Dense, GramChunkColumns = System.Nullable 4096), "", ignore)
             Expect.equal chunked.Terms.AccumulationGammaIndex blockedDepth "--gram-chunk: h of the blocked order"
-            Expect.equal chunked.SigmaMinLower streamed.SigmaMinLower "the same fl G and the same estimates: the same bound"
+            Expect.floatClose { absolute = 0.0; relative = 1e-12 } chunked.SigmaMinLower streamed.SigmaMinLower "the same fl G and the same estimates: the same bound"
+            // --cholesky-panel alone asks for the blocked order too
+            let paneled = MatrixCertification.Certify(NpyReader.ReadLayout path, false, CertificateEngineOptions(CertificateEngineKind.Dense, CholeskyPanel = System.Nullable 16), "", ignore)
+            Expect.equal paneled.Terms.AccumulationGammaIndex blockedDepth "--cholesky-panel: the blocked Gram from the start"
+            // the tensor stream (libtorch's kernels: no native route) takes the same two steps
+            let onTorch = NativeBlas.useBackend NativeBlas.Backend.LibTorch (fun () ->
+                MatrixCertification.Certify(NpyReader.ReadLayout path, false, CertificateEngineOptions(CertificateEngineKind.Dense), "", ignore))
+            Expect.equal onTorch.Verdict Verdict.Certified ("tensor stream: Certified after the retry. " + onTorch.Reason)
+            Expect.equal onTorch.Terms.AccumulationGammaIndex blockedDepth "tensor stream: the blocked order's h"
+            Expect.stringContains onTorch.Reason "after the one-product Gram" "tensor stream: the reason says it came second"
             // a comfortable matrix of three blocks is certified from the one product: no second accumulation
             let wide = dir.File "wide3.npy"
             writeNpy wide 12 9000 (randomValues 3 (12 * 9000)) false |> ignore

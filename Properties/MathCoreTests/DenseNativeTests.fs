@@ -168,7 +168,15 @@ let tests =
                 use nativeWork = DenseNative.Buffer.OfDoubles(int64 (n * n))
                 Expect.equal scaleNative scale "the same scale"
                 let t = NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> Certify.denseOperator opts "x" scale work scaledTensor)
-                let d = DenseNative.denseOperator opts "x" scale nativeWork scaledNative
+                let d0 = DenseNative.denseOperator opts "x" scale nativeWork scaledNative
+                // the work matrix filled with NaN before every factorisation: the native operator forms and reads its lower
+                // triangle only, so nothing left in the upper triangle can reach a result
+                let poisoned (f: 'a -> 'b) = fun (x: 'a) -> nativeWork.Doubles(n * n).Fill(nan); f x
+                let d =
+                    { d0 with
+                        ShiftedCholesky = poisoned d0.ShiftedCholesky; TrialCholesky = poisoned d0.TrialCholesky
+                        EstimateLambdaMin = poisoned d0.EstimateLambdaMin
+                        AnyOrderCholesky = d0.AnyOrderCholesky |> Option.map (fun a -> { Shifted = poisoned a.Shifted; Trial = poisoned a.Trial }) }
                 // the oracle: eigenvalues of the scaled fl G (MathNet, outside both routes)
                 let values = tensorEntries scaledTensor.Gram
                 let eig = MathNet.Numerics.LinearAlgebra.Matrix<float>.Build.Dense(n, n, fun i j -> values.[i * n + j]).Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues
@@ -273,7 +281,7 @@ let tests =
                 use acc = new DenseNative.Accumulator(3, 8)
                 argumentError "no columns" (fun () -> acc.Finish() |> ignore) |> ignore
 
-        testPropertyWithConfig config "tridiagonalTop (the native Lanczos's stopping rule) is the largest eigenvalue of a symmetric tridiagonal matrix, as MathNet's eigensolver says: random, graded, repeated, split (zero couplings) and 1 × 1" <| fun (seed: int) ->
+        testPropertyWithConfig config "tridiagonalTop (the native Lanczos's stopping rule) is the largest eigenvalue of a symmetric tridiagonal matrix, as MathNet's eigensolver says: random, graded, repeated, split (zero couplings) and 1 × 1, each also scaled to the ends of the float64 range; NaN for a non-finite entry" <| fun (seed: int) ->
             let rng = Random seed
             let j = 1 + rng.Next 80
             let kind = rng.Next 5
@@ -301,6 +309,23 @@ let tests =
             let top = DenseNative.tridiagonalTop alpha beta j
             let scale = dense.L2Norm()
             Expect.floatClose { absolute = 1e-13 * scale; relative = 1e-13 } top expected (sprintf "λ_max, j = %d, kind %d" j kind)
+            // the same matrix times 2^±k at the ends of the range (β² would overflow or underflow unscaled): the top times 2^±k
+            let largest = Seq.append alpha beta |> Seq.map abs |> Seq.max
+            for target in [ 1020; 900; -900; -1020 ] do
+                // the largest entry scaled to 2^target (β² alone would overflow above 2^512 and underflow below 2^−537)
+                let k = if largest > 0.0 then target - Math.ILogB largest else target
+                let s = Math.ScaleB(1.0, k)
+                let scaled = DenseNative.tridiagonalTop (alpha |> Array.map (fun x -> x * s)) (beta |> Array.map (fun x -> x * s)) j
+                let want = Math.ScaleB(top, k)
+                let floor = if k < 0 then Math.ScaleB(float j, -1060) else 0.0   // entries pushed below the normal range
+                Expect.floatClose { absolute = 1e-13 * Math.ScaleB(scale, k) + floor; relative = 1e-13 } scaled want (sprintf "λ_max of 2^%d·T, j = %d, kind %d" k j kind)
+            if j > 1 then
+                let broken = Array.copy alpha
+                broken.[j - 1] <- nan
+                Expect.isTrue (Double.IsNaN (DenseNative.tridiagonalTop broken beta j)) "NaN for a NaN entry"
+                let infinite = Array.copy beta
+                infinite.[1] <- infinity
+                Expect.isTrue (Double.IsNaN (DenseNative.tridiagonalTop alpha infinite j)) "NaN for an infinite entry"
         testCase "the native Lanczos finds λ_max of a known spectrum, and the tensor route's Ritz values to rounding (the same start)" <| fun () ->
             if DenseNative.available () then
                 for seed in [ 1; 2; 3 ] do
@@ -319,4 +344,19 @@ let tests =
                     // the same start (Certify.startVector) and the same steps on other kernels: the same Ritz values to rounding
                     Expect.floatClose { absolute = 0.0; relative = 1e-12 } native.LambdaMax tensor.LambdaMax (sprintf "θ_max as the tensor route's (seed %d)" seed)
                     Expect.floatClose { absolute = 0.0; relative = 1e-10 } native.LambdaMinRitz tensor.LambdaMinRitz (sprintf "θ_min as the tensor route's (seed %d)" seed)
+                    // θ_min's change over the last product, NaN exactly where the tensor route's is (no Ritz values formed one
+                    // dimension before: fewer than lanczosMinSteps products), at every Krylov dimension the loop can end on
+                    for k in [ 1; 2; 8; 9; 10; 11; 12; 40; 90 ] do
+                        let a, b = DenseNative.lanczosRitz k n matvec, Certify.estimateRitz k gs
+                        Expect.equal (Double.IsNaN a.LambdaMinRitzChange) (Double.IsNaN b.LambdaMinRitzChange) (sprintf "k = %d: θ_min's change NaN on both or neither (seed %d): %g vs %g" k seed a.LambdaMinRitzChange b.LambdaMinRitzChange)
+                        if not (Double.IsNaN b.LambdaMinRitzChange) then
+                            Expect.floatClose { absolute = 1e-9; relative = 1e-6 } a.LambdaMinRitzChange b.LambdaMinRitzChange (sprintf "k = %d: θ_min's change (seed %d)" k seed)
+                        Expect.floatClose { absolute = 0.0; relative = 1e-10 } a.LambdaMax b.LambdaMax (sprintf "k = %d: θ_max (seed %d)" k seed)
+                // an invariant start (G = 3·I): one product, then the residual is rounding and the loop stops on both routes
+                let identity = Array.init (30 * 30) (fun k -> if k / 30 = k % 30 then 3.0 else 0.0)
+                use gi = torch.tensor(identity, dtype = torch.float64).reshape(30L, 30L)
+                let a = DenseNative.lanczosRitz 90 30 (fun x -> Array.map (fun v -> 3.0 * v) x)
+                let b = Certify.estimateRitz 90 gi
+                Expect.floatClose { absolute = 0.0; relative = 1e-12 } a.LambdaMax 3.0 "G = 3·I: θ_max = 3"
+                Expect.equal (Double.IsNaN a.LambdaMinRitzChange) (Double.IsNaN b.LambdaMinRitzChange) "G = 3·I: θ_min's change NaN on both or neither"
     ]

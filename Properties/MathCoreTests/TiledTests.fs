@@ -166,6 +166,18 @@ let tests =
             Expect.equal (Gram.accumulationDepth 96000 false 96000) 96000 "one product: m"
             Expect.equal (Gram.accumulationDepth 10 false 3) 6 "3 + 4 − 1"
             Expect.equal (Gram.accumulationDepth 10 true 1) 11 "1 + 10 − 1 + 1 = m'"
+            // one product of a file wider than 2³⁰ columns (rf certify --matrix's default order): m', no int32 overflow
+            Expect.equal (Gram.accumulationDepth ((1 <<< 30) + 1) false Int32.MaxValue) ((1 <<< 30) + 1) "one product of 2³⁰ + 1 columns: m"
+            Expect.equal (Gram.accumulationDepth (Int32.MaxValue - 1) true Int32.MaxValue) Int32.MaxValue "one product of 2³¹ − 2 columns and the bias: m'"
+            Expect.equal (Gram.accumulationDepth (Int32.MaxValue - 1) false 4096) (4096 + (Int32.MaxValue - 2) / 4096) "c + ⌈m/c⌉ − 1 near the top of int32"
+            let rng = Random 7
+            for _ in 1 .. 2000 do
+                let m = 1 + rng.Next 100000
+                let c = 1 + rng.Next 120000
+                let bias = rng.Next 2 = 1
+                let b = if bias then 1L else 0L
+                let exact = min (int64 m + b) (int64 (min c m) + (int64 m + int64 (min c m) - 1L) / int64 (min c m) - 1L + b)
+                Expect.equal (int64 (Gram.accumulationDepth m bias c)) exact (sprintf "m = %d, c = %d, bias %b: min(m', c + ⌈m/c⌉ − 1 + bias) in int64" m c bias)
             Expect.equal (TileCholesky.depth 8 2 0) 9 "min(9, 4 + 4 + 1)"
             Expect.equal (TileCholesky.depth 8 3 0) 9 "min(9, 6 + 3 + 1)"
             Expect.equal (TileCholesky.depth 1000 10 0) 121 "20 + 100 + 1"
