@@ -314,9 +314,12 @@ let tridiagonalTop (alpha: float[]) (beta: float[]) (j: int) : float =
     let e = Math.ILogB largest
     let a = Array.init j (fun i -> Math.ScaleB(alpha.[i], -e))
     let b = Array.init j (fun i -> if i > 0 then Math.ScaleB(beta.[i], -e) else 0.0)
-    let radius i = (if i > 0 then abs b.[i] else 0.0) + (if i + 1 < j then abs b.[i + 1] else 0.0)
-    let mutable lo = Seq.min (seq { for i in 0 .. j - 1 -> a.[i] - radius i })
-    let mutable hi = Seq.max (seq { for i in 0 .. j - 1 -> a.[i] + radius i })
+    let mutable lo = infinity
+    let mutable hi = -infinity
+    for i in 0 .. j - 1 do
+        let radius = (if i > 0 then abs b.[i] else 0.0) + (if i + 1 < j then abs b.[i + 1] else 0.0)
+        lo <- min lo (a.[i] - radius)
+        hi <- max hi (a.[i] + radius)
     let below (x: float) =
         let mutable count = 0
         let mutable d = 1.0
