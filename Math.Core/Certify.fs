@@ -727,9 +727,11 @@ let certifyGram (opts: Options) (subject: ExpressivitySubject) (rowsEqual: RowEq
 /// < n columns, so rank Φ̃ ≤ m' < n, with no n × n Gram formed (O(n) memory: a streamed tall file
 /// needs only its rows' squared norms). `rowSquares` are fl(‖φ_i‖²) of Φ's rows (bias excluded, it is
 /// added here exactly); they bound σ_max through Σ‖φ̃_i‖² (Frobenius). A non-finite square raises
-/// ArgumentException, as for a Gram; m' ≥ n is refused (there is nothing to refute by shape).
-let refuteByShape (subject: ExpressivitySubject) (featurePrecision: string) (device: torch.Device)
-                  (rowSquares: float[]) (clock: Stopwatch) : Certificate =
+/// ArgumentException, as for a Gram; m' ≥ n is refused (there is nothing to refute by shape). `device` names where
+/// the squares were computed ("cpu"); a string, so a caller without tensors (`rf certify --matrix` on a tall file)
+/// never loads libtorch.
+let refuteByShapeOn (subject: ExpressivitySubject) (featurePrecision: string) (device: string)
+                    (rowSquares: float[]) (clock: Stopwatch) : Certificate =
     let n = rowSquares.Length
     let columns = subject.Columns
     if subject.Rows <> n then
@@ -746,7 +748,12 @@ let refuteByShape (subject: ExpressivitySubject) (featurePrecision: string) (dev
             SquaredNormSumUpper = Gram.squaredNormSumUpper columns squares }
     certificate subject Verdict.Refuted
         (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" columns n (if subject.WithBias then " + 1" else ""))
-        (sprintf "features %s (refuted by shape; no Gram formed)" featurePrecision) (string device) terms 0.0 nan (sigmaMaxUpper terms) clock
+        (sprintf "features %s (refuted by shape; no Gram formed)" featurePrecision) device terms 0.0 nan (sigmaMaxUpper terms) clock
+
+/// `refuteByShapeOn` with the squares computed on `device` (a tensor's).
+let refuteByShape (subject: ExpressivitySubject) (featurePrecision: string) (device: torch.Device)
+                  (rowSquares: float[]) (clock: Stopwatch) : Certificate =
+    refuteByShapeOn subject featurePrecision (string device) rowSquares clock
 
 /// `certifyGram` on a Gram the caller owns and drops afterwards: it is scaled in place (no n × n copy),
 /// so it must not be used as unscaled afterwards. For Grams accumulated from a stream (a file read in

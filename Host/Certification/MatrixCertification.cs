@@ -64,7 +64,7 @@ public static class MatrixCertification
         var precision = layout.ItemSize == 4 ? "float32" : "float64";
         using var reader = new MatrixFileReader(layout);
         if (tall)
-            return ResearchFramework.MathCore.Certify.refuteByShape(Subject(), precision, torch.CPU, RowSquares(reader), clock);
+            return ResearchFramework.MathCore.Certify.refuteByShapeOn(Subject(), precision, "cpu", RowSquares(reader), clock);
         var options = engine.CertifyOptions(ResearchFramework.MathCore.Certify.defaults);
         if (tiled)
         {
@@ -259,23 +259,37 @@ public static class MatrixCertification
         }
     }
 
-    /// <summary>fl(‖φ_i‖²) of every row, computed as <c>certifyMatrix</c> does (float64 squares summed by torch along
-    /// the row), reading runs of whole rows of at most <see cref="BlockBytes"/>.</summary>
-    private static double[] RowSquares(MatrixFileReader reader)
+    /// <summary>fl(‖φ_i‖²) of every row: float64 squares (exact for float32 entries' widening, one rounding each) summed
+    /// along the row in vector lanes, reading runs of whole rows of at most <see cref="BlockBytes"/>. No tensor, so a tall
+    /// file is refuted without loading libtorch. Any order of the m additions: the refutation's Frobenius bound covers
+    /// fl(‖φ_i‖²) with γ_{m'} (<c>Gram.squaredNormSumUpper</c>), so its last bits may differ from
+    /// <c>certifyMatrix</c>'s torch sums, never its soundness.</summary>
+    internal static double[] RowSquares(MatrixFileReader reader)
     {
         var layout = reader.Layout;
         int n = (int)layout.Rows, m = (int)layout.Columns;
         var squares = new double[n];
         int rowsPerBlock = (int)Math.Clamp(BlockBytes / ((long)m * 8), 1, n);
-        var buffers = new Dictionary<int, Array>();
+        var block = new double[(long)rowsPerBlock * m];
         for (int r = 0; r < n; r += rowsPerBlock)
         {
             int rows = Math.Min(rowsPerBlock, n - r);
-            using var scope = torch.NewDisposeScope();
-            var block = Read(reader, r, rows, 0, m, buffers);
-            block.to(torch.float64).pow(2.0).sum(1).data<double>().CopyTo(squares, r);
+            reader.ReadBlock(r, rows, 0, m, block.AsSpan(0, rows * m));
+            for (int i = 0; i < rows; i++) squares[r + i] = SumOfSquares(block.AsSpan(i * m, m));
         }
         return squares;
+    }
+
+    /// <summary>Σ x_k² in float64, in <see cref="System.Numerics.Vector{T}"/> lanes (each lane a running sum), the lanes
+    /// then added, then the tail.</summary>
+    private static double SumOfSquares(ReadOnlySpan<double> x)
+    {
+        var lanes = MemoryMarshal.Cast<double, System.Numerics.Vector<double>>(x);
+        var acc = System.Numerics.Vector<double>.Zero;
+        foreach (var v in lanes) acc += v * v;
+        double sum = System.Numerics.Vector.Sum(acc);
+        for (int k = lanes.Length * System.Numerics.Vector<double>.Count; k < x.Length; k++) sum += x[k] * x[k];
+        return sum;
     }
 
     internal static string CertificationSet(MatrixLayout layout) =>

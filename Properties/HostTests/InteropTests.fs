@@ -221,7 +221,7 @@ let interop =
             Expect.equal w.Terms.AccumulationGammaIndex 9001 "one product: h = m'"
             Expect.isFalse (quiet |> Seq.exists (fun l -> l.Contains "again")) "no second accumulation"
         }
-        test "several blocks by RF_MATRIX_BLOCK_BYTES: a tall file's norms over 30 row blocks = in memory bit for bit; 256-column blocks give the same verdict and bounds to rounding" {
+        test "several blocks by RF_MATRIX_BLOCK_BYTES: a tall file's norms over 30 row blocks = in memory to rounding; 256-column blocks give the same verdict and bounds to rounding" {
             use dir = new TempDir()
             withBlockBytes 4096L (fun () ->
                 let tall = dir.File "tall.npy"
@@ -239,7 +239,7 @@ let interop =
                 Expect.floatClose { absolute = 0.0; relative = 1e-12 } streamed.SigmaMinLower memory.SigmaMinLower "σ_min bound to rounding"
                 Expect.floatClose { absolute = 0.0; relative = 1e-12 } streamed.SigmaMaxUpper memory.SigmaMaxUpper "σ_max bound to rounding")
         }
-        test "rf certify --matrix on OpenBLAS never loads libtorch (the dynamic loader's log), and gives the libtorch route's certificate to rounding (RF_BLAS=torch loads it)" {
+        test "rf certify --matrix on OpenBLAS never loads libtorch (the dynamic loader's log), a tall file's refutation neither, and gives the libtorch route's certificate to rounding (RF_BLAS=torch loads it)" {
             if not (OperatingSystem.IsLinux ()) || not (DenseNative.available ()) then
                 skiptest "needs Linux's dynamic loader log (LD_DEBUG) and OpenBLAS (apt-get install libopenblas0-pthread)"
             use dir = new TempDir()
@@ -257,6 +257,14 @@ let interop =
             Expect.floatClose { absolute = 0.0; relative = 1e-9 } native.SigmaMinLower onTorch.SigmaMinLower "σ_min bound to rounding (other kernels)"
             Expect.floatClose { absolute = 0.0; relative = 1e-9 } native.SigmaMaxUpper onTorch.SigmaMaxUpper "σ_max bound to rounding"
             expectSame "rf certify, native" native (inMemory native.Subject values true)
+            // a tall file (refuted by shape from its row norms, summed on the host): no libtorch either
+            let tallValues = writeNpy (dir.File "tall.npy") 500 3 (randomValues 18 1500) true
+            let code, out, err = runRfWith [ "LD_DEBUG", "libs" ] dir.Path [ "certify"; "--matrix"; "tall.npy"; "--json"; "tall.json" ]
+            Expect.equal code 1 ("Refuted: exit 1. " + out)
+            Expect.isFalse (err.Contains "libtorch_cpu.so") "a tall file is refuted without loading libtorch"
+            let tall = CertificateJson.load (dir.File "tall.json")
+            Expect.equal tall.Verdict Verdict.Refuted "refuted by shape"
+            expectSame "rf certify, tall" tall (inMemory tall.Subject tallValues true)
         }
         test "rf certify --matrix with a bad RF_BLAS: exit 2 and one line naming it, no stack trace (the libtorch-free route's check runs before the command)" {
             use dir = new TempDir()
