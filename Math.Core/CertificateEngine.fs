@@ -89,11 +89,11 @@ type CertificateEngine =
             subject.ParameterFingerprint (String.Join(",", subject.Taps)) subject.Rows subject.Features subject.WithBias
 
     /// The certificate of an in-memory Φ (n × m, without the bias column) on the engine this choice picks for n rows:
-    /// `Certify.certifyMatrix`, or `Tiled.certifyMatrix` followed (Auto route, Gram Inconclusive) by the orthogonal
+    /// `Certify.certifyMatrix` (on native buffers for a CPU Φ on OpenBLAS: `DenseNative.certifyMatrix`), or `Tiled.certifyMatrix` followed (Auto route, Gram Inconclusive) by the orthogonal
     /// route exactly as the dense engine does (`Certify.certifyAfterGram`). The tiled engine's tile folder is removed
     /// once the certificate is made; a killed run leaves it, and the same subject resumes from its tiles.
     static member Certify(engine: CertificateEngine, opts: Certify.Options, subject: ExpressivitySubject, phi: torch.Tensor, log: Action<string>) : Certificate =
-        if not (engine.UsesTiled subject.Rows) then Certify.certifyMatrix opts subject phi
+        if not (engine.UsesTiled subject.Rows) then DenseNative.certifyMatrix opts subject phi
         else
             let clock = Stopwatch.StartNew()
             CertificateEngine.OnTiles(engine, subject, log, fun settings ->

@@ -583,3 +583,46 @@ let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual
                        (clock: Stopwatch) (gram: NativeGram) : Certificate =
     use work = Buffer.OfDoubles(int64 gram.Rows * int64 gram.Rows)
     certifyAccumulatedIn work opts subject rowsEqual clock gram
+
+/// `Certify.certifyMatrix` on native buffers for an in-memory Φ (n × m, without the bias column) on the CPU, float32 or
+/// float64, when this route is `available` (OpenBLAS is the kernels' backend): Φ's own memory is read in column blocks
+/// of `opts.BlockColumns` (the blocked order of `Gram.ofMatrix`, so fl G is the tensor route's bit for bit), the
+/// certificate made by `certifyAccumulatedIn`, then, in Auto mode, the orthogonal route as `Certify.certifyAfterGram`.
+/// Everything else — another device or dtype, the orthogonal route asked for, a refutation by shape, a subject that
+/// does not match Φ — is `Certify.certifyMatrix` itself. The certificate in memory of the trainer's switch and guard
+/// and of `rf prove fc` (`CertificateEngine.Certify` on the dense engine): at 2048 × 8192, 0.95× the tensor route's bare
+/// work (`phi.to(float64)`, syrk, potrf), where `Certify.certifyMatrix` takes 1.45× (`Benchmarks.dll pairs 2048 8192
+/// memory-native 5` and `… memory 5`, docs/BENCHMARKS.md). The estimates differ from the tensor route's by rounding only.
+let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: TorchSharp.torch.Tensor) : Certificate =
+    let eligible =
+        available () && not (isNull phi) && phi.dim () = 2L && phi.device_type = TorchSharp.DeviceType.CPU
+        && (phi.dtype = TorchSharp.torch.float32 || phi.dtype = TorchSharp.torch.float64)
+        && opts.Route <> RouteChoice.Orthogonal
+        && int phi.shape.[1] = subject.Features && int phi.shape.[0] = subject.Rows && subject.Rows > 0
+        && subject.Features + (if subject.WithBias then 1 else 0) >= subject.Rows
+    if not eligible then Certify.certifyMatrix opts subject phi
+    else
+    let clock = Stopwatch.StartNew()
+    let n, m = subject.Rows, subject.Features
+    let isFloat32 = phi.dtype = TorchSharp.torch.float32
+    let itemSize = if isFloat32 then 4L else 8L
+    let gramCertificate =
+        use work = Buffer.OfDoubles(int64 n * int64 n)
+        use contiguous = (use detached = phi.detach() in detached.contiguous())
+        let origin = NativeBlas.dataPointer contiguous
+        use gram =
+            use acc = new Accumulator(n, opts.BlockColumns, work)
+            let mutable start = 0
+            while start < m do
+                let width = min opts.BlockColumns (m - start)
+                acc.Add(origin + nativeint (itemSize * int64 start), width, m, isFloat32)
+                start <- start + width
+            if subject.WithBias then acc.AddBiasColumn()
+            acc.Finish()
+        let equal (i: int) (j: int) =
+            use a = phi.[int64 i]
+            use b = phi.[int64 j]
+            use same = a.eq(b).all()
+            same.item<bool> ()
+        certifyAccumulatedIn work opts subject (Some equal) clock gram
+    certifyAfterGram opts subject phi clock gramCertificate

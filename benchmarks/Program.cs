@@ -14,7 +14,8 @@ namespace ResearchFramework.Benchmarks;
 /// <item><c>certify-npy FILE</c>: loads a float32 .npy and certifies it (the "rf"-like whole process).</item>
 /// <item><c>stream-certify n m seed</c> / <c>stream-bare n m seed</c>: one streamed run, for /usr/bin/time -v;
 /// <c>stream-certify-scoped</c> wraps each block's Add in a caller-side dispose scope.</item>
-/// <item><c>pairs n m memory|streamed k</c>: bare and certificate alternated k times, median ratio.</item>
+/// <item><c>pairs n m memory|memory-native|streamed k</c>: bare and certificate alternated k times, median ratio
+/// (memory: Certify.certifyMatrix; memory-native: DenseNative.certifyMatrix, CertificateEngine's dense route).</item>
 /// <item><c>pairs-native n m k</c>: the same on native buffers (<see cref="DenseNative"/>, `rf certify --matrix`'s route), with its phases.</item>
 /// <item><c>symv n k</c>: the Lanczos's product on a mirrored n × n Gram, 63 at a time, by the lower- and the
 /// upper-triangle dsymv (OpenBLAS's two kernels), alternated k times.</item>
@@ -165,6 +166,7 @@ public static class Program
                 {
                     // Alternates bare / certificate k times in one process: per-pair ratios are robust to load drift.
                     var (n, m, streamed, k) = (Int(rest[0]), Int(rest[1]), rest[2] == "streamed", Int(rest[3]));
+                    var native = rest[2] == "memory-native";   // the engine's dense route: DenseNative.certifyMatrix
                     using var phi = streamed ? null : Matrices.InMemory(n, m, CertificateBenchmarks.Seed);
                     var ratios = new List<double>();
                     for (var i = 0; i <= k; i++)
@@ -173,13 +175,14 @@ public static class Program
                         if (streamed) Workloads.BareStreamed(n, m, CertificateBenchmarks.Seed); else Workloads.BareInMemory(phi!);
                         var bare = sw.Elapsed.TotalSeconds;
                         sw.Restart();
-                        var cert = streamed ? Workloads.CertifyStreamed(n, m, CertificateBenchmarks.Seed) : Workloads.CertifyInMemory(phi!);
+                        var cert = streamed ? Workloads.CertifyStreamed(n, m, CertificateBenchmarks.Seed)
+                                 : native ? Workloads.CertifyInMemoryNative(phi!) : Workloads.CertifyInMemory(phi!);
                         var c = sw.Elapsed.TotalSeconds;
                         Console.WriteLine($"pair {i}{(i == 0 ? " (warm-up, not counted)" : "")}: bare {bare:F3} s, certificate {c:F3} s ({cert.Verdict}), ratio {c / bare:F3}");
                         if (i > 0) ratios.Add(c / bare);
                     }
                     ratios.Sort();
-                    Console.WriteLine($"RESULT pairs {n}x{m} {(streamed ? "streamed" : "memory")}: median ratio {ratios[ratios.Count / 2]:F3} " +
+                    Console.WriteLine($"RESULT pairs {n}x{m} {rest[2]}: median ratio {ratios[ratios.Count / 2]:F3} " +
                                       $"(min {ratios[0]:F3}, max {ratios[^1]:F3}, {ratios.Count} pairs)");
                     return 0;
                 }

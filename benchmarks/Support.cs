@@ -133,6 +133,14 @@ public static class Workloads
         return Certify.certifyMatrix(Certify.defaults, subject, phi);
     }
 
+    /// <summary>The same certificate as CertificateEngine.Certify makes it on the dense engine: on native buffers
+    /// (<see cref="DenseNative.certifyMatrix"/>) for this CPU Φ on OpenBLAS.</summary>
+    public static Certificate CertifyInMemoryNative(Tensor phi)
+    {
+        var subject = ExpressivitySubject.OfMatrix("bench", (int)phi.shape[0], (int)phi.shape[1], false);
+        return DenseNative.certifyMatrix(Certify.defaults, subject, phi);
+    }
+
     /// <summary>Bare LA for an in-memory Φ: the float64 Gram's lower triangle by one syrk, then one Cholesky, on the
     /// kernels the certificate uses (<see cref="NativeBlas"/>: OpenBLAS when present, else libtorch).</summary>
     public static double BareInMemory(Tensor phi)

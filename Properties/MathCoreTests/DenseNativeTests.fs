@@ -214,7 +214,7 @@ let tests =
                     Expect.floatClose { absolute = 1e-12 * hi; relative = 1e-9 } a b ("λ_min estimates (the same start). " + what)
                     Expect.isGreaterThanOrEqual a (lo * (1.0 - 1e-9)) ("a Rayleigh quotient: ≥ λ_min. " + what)
 
-        testPropertyWithConfig (Seeds.config 40) "the native certificate and the tensor route's: same verdict, same Gram terms, bounds within the error terms on every path; Certified bounds hold against MathNet's σ" <| fun (seed: int) ->
+        testPropertyWithConfig (Seeds.config 40) "the native certificate and the tensor route's: same verdict, same Gram terms, bounds within the error terms on every path; Certified bounds hold against MathNet's σ; DenseNative.certifyMatrix (CertificateEngine's dense route) and Certify.certifyMatrix likewise" <| fun (seed: int) ->
             if DenseNative.available () then
                 let n, m, k = shape seed
                 let rng = Random(seed + 11)
@@ -266,6 +266,19 @@ let tests =
                 | 3 when n >= 2 -> Expect.stringContains onNative.Reason "identical" ("refuted by the duplicate rows. " + info)
                 | 4 when not withBias -> Expect.stringContains onNative.Reason "exactly zero" ("refuted by the zero row. " + info)
                 | _ -> ()
+                // the in-memory certificate (CertificateEngine.Certify's dense route: the trainer's, rf prove fc's) on native
+                // buffers, Φ's own memory read in column blocks, against Certify.certifyMatrix: the same fl G, verdict and route
+                let viaNative = DenseNative.certifyMatrix opts subjectOf phi
+                let viaTensor = NativeBlas.useBackend NativeBlas.Backend.OpenBlas (fun () -> Certify.certifyMatrix opts subjectOf phi)
+                let info2 = sprintf "%s: certifyMatrix %O/%O (%s); native %O/%O (%s)" what viaTensor.Verdict viaTensor.Route viaTensor.Reason viaNative.Verdict viaNative.Route viaNative.Reason
+                Expect.equal viaNative.Verdict viaTensor.Verdict ("certifyMatrix: same verdict. " + info2)
+                Expect.equal viaNative.Route viaTensor.Route ("certifyMatrix: same route. " + info2)
+                Expect.equal (bits viaNative.Terms.SquaredNormSumUpper) (bits viaTensor.Terms.SquaredNormSumUpper) ("certifyMatrix: the same Σ‖φ̃‖² bound. " + info2)
+                Expect.equal (bits viaNative.Terms.AccumulationError) (bits viaTensor.Terms.AccumulationError) ("certifyMatrix: the same E. " + info2)
+                if viaNative.Route = CertificateRoute.Gram then TiledTests.expectBoundsWithinErrorTerms info2 viaTensor viaNative
+                if viaNative.IsCertified then
+                    Expect.isLessThanOrEqual viaNative.SigmaMinLower (sMin * (1.0 + 1e-12)) ("certifyMatrix on native buffers: σ_min bound ≤ MathNet's σ_min. " + info2)
+                Expect.isGreaterThanOrEqual viaNative.SigmaMaxUpper (sMax * (1.0 - 1e-12)) ("certifyMatrix on native buffers: σ_max bound ≥ MathNet's σ_max. " + info2)
 
         testCase "the native Gram refuses what the tensor route refuses: float64 entries below the underflow guard, a NaN or an overflowing square (naming the row), no columns" <| fun () ->
             if DenseNative.available () then
