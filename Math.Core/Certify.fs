@@ -745,7 +745,8 @@ let refuteByShapeOn (subject: ExpressivitySubject) (featurePrecision: string) (d
     let terms =
         { CertificateTerms.Empty with
             AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 columns; AccumulationGammaIndex = columns
-            SquaredNormSumUpper = Gram.squaredNormSumUpper columns squares }
+            // no underflow guard on this path (float64 entries below 1e−150 are accepted): their squares' underflow added
+            SquaredNormSumUpper = FloatingPoint.addUp (Gram.squaredNormSumUpper columns squares) (Gram.underflowAllowance n columns 0) }
     certificate subject Verdict.Refuted
         (sprintf "rank Φ̃ ≤ columns = %d < n = %d (the condition needs m%s ≥ n)" columns n (if subject.WithBias then " + 1" else ""))
         (sprintf "features %s (refuted by shape; no Gram formed)" featurePrecision) device terms 0.0 nan (sigmaMaxUpper terms) clock
@@ -961,7 +962,10 @@ let private certifyOrthogonal (subject: ExpressivitySubject) (phi: torch.Tensor)
             let terms =
                 { CertificateTerms.Empty with
                     AccumulationGamma = FloatingPoint.gamma FloatingPoint.unitRoundoff64 (max 1 columns); AccumulationGammaIndex = max 1 columns
-                    SquaredNormSumUpper = FloatingPoint.addUp (Gram.squaredNormSumUpper columns scaledSquares) (FloatingPoint.mulUp (float n) (Math.ScaleB(1.0, -1021)))
+                    // the squares were formed unscaled: their underflow, scaled by 4^(−e) too, is added
+                    SquaredNormSumUpper =
+                        FloatingPoint.addUp (FloatingPoint.addUp (Gram.squaredNormSumUpper columns scaledSquares) (FloatingPoint.mulUp (float n) (Math.ScaleB(1.0, -1021))))
+                                            (Gram.underflowAllowance n columns e)
                     ScaleExponent = e }
             let refutation =
                 match squares |> Array.tryFindIndex (fun v -> v = 0.0) with

@@ -586,7 +586,8 @@ let certifyAccumulated (opts: Options) (subject: ExpressivitySubject) (rowsEqual
 
 /// `Certify.certifyMatrix` on native buffers for an in-memory Φ (n × m, without the bias column) on the CPU, float32 or
 /// float64, when this route is `available` (OpenBLAS is the kernels' backend): Φ's own memory is read in column blocks
-/// of `opts.BlockColumns` (the blocked order of `Gram.ofMatrix`, so fl G is the tensor route's bit for bit), the
+/// of `opts.BlockColumns` (the blocked order of `Gram.ofMatrix`, so fl G is the tensor route's bit for bit for a
+/// row-major Φ, float32 or float64; a strided float64 Φ runs the tensor route on libtorch's addmm: to rounding), the
 /// certificate made by `certifyAccumulatedIn`, then, in Auto mode, the orthogonal route as `Certify.certifyAfterGram`.
 /// Everything else — another device or dtype, the orthogonal route asked for, a refutation by shape, a subject that
 /// does not match Φ — is `Certify.certifyMatrix` itself. The certificate in memory of the trainer's switch and guard
@@ -598,11 +599,13 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: TorchShar
         available () && not (isNull phi) && phi.dim () = 2L && phi.device_type = TorchSharp.DeviceType.CPU
         && (phi.dtype = TorchSharp.torch.float32 || phi.dtype = TorchSharp.torch.float64)
         && opts.Route <> RouteChoice.Orthogonal
-        && int phi.shape.[1] = subject.Features && int phi.shape.[0] = subject.Rows && subject.Rows > 0
+        && phi.shape.[1] = int64 subject.Features && phi.shape.[0] = int64 subject.Rows && subject.Rows > 0 && subject.Features > 0
         && subject.Features + (if subject.WithBias then 1 else 0) >= subject.Rows
     if not eligible then Certify.certifyMatrix opts subject phi
     else
     let clock = Stopwatch.StartNew()
+    // OpenBLAS on libtorch's thread count, as every tensor kernel of NativeBlas sets it (libtorch is loaded here)
+    NativeBlas.syncThreads ()
     let n, m = subject.Rows, subject.Features
     let isFloat32 = phi.dtype = TorchSharp.torch.float32
     let itemSize = if isFloat32 then 4L else 8L

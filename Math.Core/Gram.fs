@@ -104,6 +104,14 @@ let private complete (gram: torch.Tensor) (columns: int) (depth: int) (precision
       ZeroRows = zeroRowsOf squares
       AccumulationDepth = depth; FeaturePrecision = precision; ScalingError = 0.0 }
 
+/// Upper bound on what underflow adds to Σ_i fl(‖φ̃_i‖²) for n rows of m' columns whose squares are summed without an
+/// underflow guard (the refutation by shape, the orthogonal route's Frobenius bound), for squares multiplied afterwards
+/// by 4^(−e): a product x·x rounded in the subnormal range errs by at most 2^(−1075) absolutely, on top of the relative
+/// γ_{m'} (additions whose result is subnormal are exact), so n·m'·2^(−1074)·4^(−e) covers every row with a factor 2,
+/// rounded upward. Zero for n or m' = 0.
+let underflowAllowance (rows: int) (columns: int) (scaleExponent: int) : float =
+    FloatingPoint.scaleUp (FloatingPoint.mulUp (float (max 0 rows)) (float (max 0 columns))) (-1074 - 2 * scaleExponent)
+
 /// h of the accumulation bound |fl(G) − G| ≤ γ_h·|Φ̃||Φ̃|ᵀ of a Gram (or a Gram tile) summed in the blocked order
 /// (docs/theory.md §3 "Blocked accumulation"): m = columns of Φ (bias excluded), c = `chunk` columns per product.
 /// Each exact term φ_ik·φ_jk is rounded at most c times in its product (one multiplication, at most c − 1 additions,

@@ -246,6 +246,17 @@ module Raw =
                         NativePtr.set target i (NativePtr.read source)
                         source <- NativePtr.add source (int ld)
 
+/// OpenBLAS's threads set to libtorch's thread count (torch.get_num_threads: loads libtorch), as every tensor kernel here
+/// does before it runs; for callers of `Raw` in a process that holds tensors anyway (`DenseNative.certifyMatrix`).
+let syncThreads () : unit =
+    match openBlas.Force() with
+    | Some lib ->
+        let threads = max 1 (torch.get_num_threads ())
+        if threads <> openBlasThreads then
+            lock gate (fun () -> lib.SetThreads.Invoke threads)
+            openBlasThreads <- threads
+    | None -> ()
+
 /// The library when the kernels should run there for this tensor set (CPU float64 row-major operands).
 let private native (operands: torch.Tensor list) : OpenBlasLibrary option =
     if current () <> Backend.OpenBlas then None
@@ -255,10 +266,7 @@ let private native (operands: torch.Tensor list) : OpenBlasLibrary option =
             && t.shape.[0] <= int64 Int32.MaxValue && t.shape.[1] <= int64 Int32.MaxValue && t.stride(0) <= int64 Int32.MaxValue) then
         match openBlas.Force() with
         | Some lib ->
-            let threads = max 1 (torch.get_num_threads ())
-            if threads <> openBlasThreads then
-                lock gate (fun () -> lib.SetThreads.Invoke threads)
-                openBlasThreads <- threads
+            syncThreads ()
             Some lib
         | None -> None
     else None

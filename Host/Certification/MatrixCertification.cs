@@ -264,7 +264,7 @@ public static class MatrixCertification
     /// file is refuted without loading libtorch. Any order of the m additions: the refutation's Frobenius bound covers
     /// fl(‖φ_i‖²) with γ_{m'} (<c>Gram.squaredNormSumUpper</c>), so its last bits may differ from
     /// <c>certifyMatrix</c>'s torch sums, never its soundness.</summary>
-    internal static double[] RowSquares(MatrixFileReader reader)
+    public static double[] RowSquares(MatrixFileReader reader)
     {
         var layout = reader.Layout;
         int n = (int)layout.Rows, m = (int)layout.Columns;

@@ -221,6 +221,19 @@ let interop =
             Expect.equal w.Terms.AccumulationGammaIndex 9001 "one product: h = m'"
             Expect.isFalse (quiet |> Seq.exists (fun l -> l.Contains "again")) "no second accumulation"
         }
+        test "RowSquares (a tall file's row norms, summed on the host in vector lanes) are the exact Σ x² of integer rows, every width mod the lane count, float32 and float64" {
+            use dir = new TempDir()
+            for m in [ 1; 3; 4; 5; 8; 9; 10; 11; 13; 37 ] do
+                for f4 in [ false; true ] do
+                    let n = m + 5
+                    let values = Array.init (n * m) (fun k -> float ((k * 7919 + k / m * 104729) % 41 - 20))
+                    let path = dir.File (sprintf "rows-%d-%b.npy" m f4)
+                    writeNpy path n m values f4 |> ignore
+                    use reader = new MatrixFileReader(NpyReader.ReadLayout path)
+                    let squares = MatrixCertification.RowSquares reader
+                    let exact = Array.init n (fun i -> Array.sumBy (fun j -> values.[i * m + j] * values.[i * m + j]) [| 0 .. m - 1 |])
+                    Expect.sequenceEqual squares exact (sprintf "m = %d, f4 %b: exact integer sums" m f4)
+        }
         test "several blocks by RF_MATRIX_BLOCK_BYTES: a tall file's norms over 30 row blocks = in memory to rounding; 256-column blocks give the same verdict and bounds to rounding" {
             use dir = new TempDir()
             withBlockBytes 4096L (fun () ->

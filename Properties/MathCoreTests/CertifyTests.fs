@@ -290,6 +290,19 @@ let tests =
             let wide = ExpressivitySubject.OfMatrix("sha256:x", 3, 2, true)
             Expect.throwsT<System.ArgumentException> (fun () -> Certify.refuteByShape wide "float64" torch.CPU [| 1.0; 1.0; 1.0 |] (System.Diagnostics.Stopwatch.StartNew()) |> ignore) "m' = 3 ≥ n = 3: nothing to refute"
         }
+        test "underflowing squares (float64 entries ≈ 2^−537, no underflow guard on these paths): the σ_max bound of a refutation by shape and of the orthogonal route still bounds the true σ_max (rank one: ‖Φ‖_F)" {
+            let x = sqrt 1.49 * System.Math.ScaleB(1.0, -537)
+            // tall, n = 1000 × m = 3, every entry x: refuted by shape; σ_max = ‖Φ‖_F = √3000·x
+            use tall = torch.ones([| 1000L; 3L |], dtype = torch.float64).mul(torch.tensor(x, dtype = torch.float64))
+            let t = Certify.certifyMatrix Certify.defaults (ExpressivitySubject.OfMatrix("sha256:tiny", 1000, 3, false)) tall
+            Expect.equal t.Verdict Verdict.Refuted "refuted by shape"
+            Expect.isGreaterThanOrEqual t.SigmaMaxUpper (sqrt 3000.0 * x) (sprintf "tall: σ_max bound %g ≥ ‖Φ‖_F = %g" t.SigmaMaxUpper (sqrt 3000.0 * x))
+            // 10 × 100, every entry x, the orthogonal route asked for: refuted by its duplicate rows; σ_max = √1000·x
+            use wide = torch.ones([| 10L; 100L |], dtype = torch.float64).mul(torch.tensor(x, dtype = torch.float64))
+            let o = Certify.certifyMatrix { Certify.defaults with Route = Certify.RouteChoice.Orthogonal } (ExpressivitySubject.OfMatrix("sha256:tiny", 10, 100, false)) wide
+            Expect.equal o.Verdict Verdict.Refuted ("refuted: " + o.Reason)
+            Expect.isGreaterThanOrEqual o.SigmaMaxUpper (sqrt 1000.0 * x) (sprintf "orthogonal route: σ_max bound %g ≥ ‖Φ‖_F = %g" o.SigmaMaxUpper (sqrt 1000.0 * x))
+        }
         testPropertyWithConfig config "known rank k: heuristic routes give k; Certified iff k = n" <| fun (seed: int) ->
             let n, m, k = shape seed
             use phi = ofRank seed n m k

@@ -276,9 +276,22 @@ let tests =
                 Expect.equal (bits viaNative.Terms.SquaredNormSumUpper) (bits viaTensor.Terms.SquaredNormSumUpper) ("certifyMatrix: the same Σ‖φ̃‖² bound. " + info2)
                 Expect.equal (bits viaNative.Terms.AccumulationError) (bits viaTensor.Terms.AccumulationError) ("certifyMatrix: the same E. " + info2)
                 if viaNative.Route = CertificateRoute.Gram then TiledTests.expectBoundsWithinErrorTerms info2 viaTensor viaNative
+                // and it is the native route that ran: the certificate of the native Gram above, bit for bit (the same blocks,
+                // leading dimension and kernels), where the tensor route's estimates differ in their last bits
+                if viaNative.Route = CertificateRoute.Gram && onNative.Route = CertificateRoute.Gram && n <= subjectOf.Columns then
+                    Expect.equal (bits viaNative.SigmaMaxEstimate) (bits onNative.SigmaMaxEstimate) ("certifyMatrix on native buffers: the native estimate, bit for bit. " + info2)
+                    Expect.equal (bits viaNative.SigmaMinLower) (bits onNative.SigmaMinLower) ("certifyMatrix on native buffers: the native bound, bit for bit. " + info2)
                 if viaNative.IsCertified then
                     Expect.isLessThanOrEqual viaNative.SigmaMinLower (sMin * (1.0 + 1e-12)) ("certifyMatrix on native buffers: σ_min bound ≤ MathNet's σ_min. " + info2)
                 Expect.isGreaterThanOrEqual viaNative.SigmaMaxUpper (sMax * (1.0 - 1e-12)) ("certifyMatrix on native buffers: σ_max bound ≥ MathNet's σ_max. " + info2)
+
+        testCase "DenseNative.certifyMatrix where its Gram cannot be formed natively (no feature column, only the bias: n = 1, m = 0) is Certify.certifyMatrix's certificate" <| fun () ->
+            use phi = torch.zeros([| 1L; 0L |], dtype = torch.float64)
+            let subject = ExpressivitySubject.OfMatrix("sha256:bias-only", 1, 0, true)
+            let a = DenseNative.certifyMatrix Certify.defaults subject phi
+            let b = Certify.certifyMatrix Certify.defaults subject phi
+            Expect.equal a.Verdict b.Verdict "the same verdict"
+            Expect.equal a.SigmaMinLower b.SigmaMinLower "the same bound"
 
         testCase "the native Gram refuses what the tensor route refuses: float64 entries below the underflow guard, a NaN or an overflowing square (naming the row), no columns" <| fun () ->
             if DenseNative.available () then
