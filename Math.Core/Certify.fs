@@ -128,6 +128,14 @@ let withWarmShift (shift: float) (floor: float) (o: Options) : Options =
 /// bitwise equal. Sources that cannot re-read rows pass `None` (no refutation by duplicates).
 type RowEquality = (int -> int -> bool) option
 
+/// `RowEquality` of an in-memory Φ: rows i and j compared entry by entry (`eq`, then `all`), exactly, on Φ's device.
+let rowEqualityOf (phi: torch.Tensor) : RowEquality =
+    Some (fun (i: int) (j: int) ->
+        use a = phi.[int64 i]
+        use b = phi.[int64 j]
+        use same = a.eq(b).all()
+        same.item<bool> ())
+
 /// What the λ_max Lanczos (`lanczosRitz`) found: its largest and smallest Ritz values. Both are Rayleigh quotients of an
 /// orthonormal basis, so λ_min(fl G) ≤ LambdaMinRitz and LambdaMax ≤ λ_max(fl G) up to rounding (Cauchy interlacing):
 /// estimates, never bounds in the direction a certificate needs.
@@ -1067,12 +1075,7 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: torch.Ten
     else
     let gramCertificate =
         use gram = Gram.ofMatrix opts.BlockColumns subject.WithBias phi
-        let equal i j =
-            use a = phi.[int64 i]
-            use b = phi.[int64 j]
-            use same = a.eq(b).all()
-            same.item<bool> ()
-        certifyGramScaling true opts subject (Some equal) clock gram
+        certifyGramScaling true opts subject (rowEqualityOf phi) clock gram
     certifyAfterGram opts subject phi clock gramCertificate
 
 /// Certificate for Φ streamed as row blocks that can be produced again (e.g. forward passes of a

@@ -622,10 +622,5 @@ let certifyMatrix (opts: Options) (subject: ExpressivitySubject) (phi: TorchShar
                 start <- start + width
             if subject.WithBias then acc.AddBiasColumn()
             acc.Finish()
-        let equal (i: int) (j: int) =
-            use a = phi.[int64 i]
-            use b = phi.[int64 j]
-            use same = a.eq(b).all()
-            same.item<bool> ()
-        certifyAccumulatedIn work opts subject (Some equal) clock gram
+        certifyAccumulatedIn work opts subject (rowEqualityOf phi) clock gram
     certifyAfterGram opts subject phi clock gramCertificate

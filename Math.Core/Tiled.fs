@@ -901,12 +901,7 @@ let certifyMatrix (opts: Certify.Options) (settings: Settings) (subject: Express
     if phi.dim () <> 2L then invalidArg "phi" (sprintf "Φ must be 2-D (rows × features), got shape %A" phi.shape)
     let n = int phi.shape.[0]
     let blockRows = max 1 (min n settings.TileSize)
-    let equal i j =
-        use a = phi.[int64 i]
-        use b = phi.[int64 j]
-        use same = a.eq(b).all()
-        same.item<bool> ()
-    certifyRowBlocks opts settings subject (Some equal) blockRows ((n + blockRows - 1) / blockRows)
+    certifyRowBlocks opts settings subject (Certify.rowEqualityOf phi) blockRows ((n + blockRows - 1) / blockRows)
         (fun s -> phi.narrow(0L, int64 (s * blockRows), int64 (min blockRows (n - s * blockRows))))
 
 /// Writes a contiguous CPU tensor as a tile file (magic, header, payload, SHA-256 trailer) atomically, as the

@@ -110,7 +110,7 @@ mutants=(
 "D19|Math.Core/DenseNative.fs|    if not finite then nan|    if false then nan|tridiagonalTop: a non-finite entry not refused"
 "OP1|Math.Core/Certify.fs|    && t.Shift > 0.0 && t.LambdaMinLower <= 0.0|    && false|one product first: never accumulate again in the blocked order"
 "OP2|Math.Core/Certify.fs|    && t.LambdaMinComputedGramLower > Gram.GramMatrix.ErrorBound blockedDepth t.SquaredNormSumUpper 0.0|    && true|one product first: accumulate again whatever the blocked order's term"
-"OP3|Host/Certification/MatrixCertification.cs|        bool oneProductFirst = engine.GramChunkColumns is null;|        bool oneProductFirst = false;|one product first: never (the blocked order always)"
+"OP3|Host/Certification/MatrixCertification.cs|        bool oneProductFirst = engine.GramChunkColumns is null && engine.CholeskyPanel is null;|        bool oneProductFirst = false;|one product first: never (the blocked order always)"
 )
 
 wanted=("$@")

@@ -93,12 +93,14 @@ public static class MatrixCertification
         // an Inconclusive certificate into a Certified one (Certify.blockedOrderMayCertify).
         bool oneProductFirst = engine.GramChunkColumns is null && engine.CholeskyPanel is null;
         int blockedDepth = Gram.accumulationDepth(m, withBias, options.BlockColumns);
-        bool Retry(Certificate first)
+        // certify(productColumns): the certificate of fl G accumulated in products of that many columns (null: blocked)
+        Certificate OneProductFirst(Func<int?, Certificate> certify)
         {
-            if (!oneProductFirst || !ResearchFramework.MathCore.Certify.blockedOrderMayCertify(blockedDepth, first)) return false;
+            var first = certify(oneProductFirst ? OneProduct : null);
+            if (!oneProductFirst || !ResearchFramework.MathCore.Certify.blockedOrderMayCertify(blockedDepth, first)) return first;
             log(FormattableString.Invariant(
                 $"certify: the one-product Gram (h = {first.Terms.AccumulationGammaIndex}) proved λ_min(fl G) ≥ {first.Terms.LambdaMinComputedGramLower:G3} but its accumulation term {first.Terms.AccumulationError:G3} took the bound to ≤ 0 (scaled Gram's units); accumulating fl G again in products of {options.BlockColumns} columns (h = {blockedDepth})"));
-            return true;
+            return ResearchFramework.MathCore.Certify.afterOneProduct(first, certify(null));
         }
         if (DenseNative.available())
         {
@@ -108,24 +110,18 @@ public static class MatrixCertification
             // freed before an orthogonal route (which reads the matrix whole)
             Certificate gramCertificate;
             using (var work = DenseNative.Buffer.OfDoubles((long)n * n))
-            {
-                using (var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work, oneProductFirst ? OneProduct : null))
-                    gramCertificate = DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
-                if (Retry(gramCertificate))
-                    using (var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work))
-                        gramCertificate = ResearchFramework.MathCore.Certify.afterOneProduct(gramCertificate,
-                            DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram));
-            }
+                gramCertificate = OneProductFirst(products =>
+                {
+                    using var nativeGram = StreamNativeGram(reader, withBias, options.BlockColumns, work, products);
+                    return DenseNative.certifyAccumulatedIn(work, options, Subject(), equal, clock, nativeGram);
+                });
             return AfterGram(gramCertificate);
         }
-        Certificate tensorCertificate;
-        using (var gram = StreamGram(reader, withBias, options.BlockColumns, oneProductFirst ? OneProduct : null))
-            tensorCertificate = ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram);
-        if (Retry(tensorCertificate))
-            using (var gram = StreamGram(reader, withBias, options.BlockColumns))
-                tensorCertificate = ResearchFramework.MathCore.Certify.afterOneProduct(tensorCertificate,
-                    ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram));
-        return AfterGram(tensorCertificate);
+        return AfterGram(OneProductFirst(products =>
+        {
+            using var gram = StreamGram(reader, withBias, options.BlockColumns, products);
+            return ResearchFramework.MathCore.Certify.certifyAccumulated(options, Subject(), equal, clock, gram);
+        }));
 
         // Auto route after the Gram route (either engine): the certificate itself, or the orthogonal route on the matrix
         // read whole when the Gram route was Inconclusive and it fits, or the reason why it was not tried.
